@@ -1,0 +1,44 @@
+# The two commands: `make demo` and `make test`. Both set everything up on a fresh Debian machine.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTHON ?= python3
+STAMP := $(VENV)/.installed
+APT_GET := $(shell [ "$$(id -u)" = 0 ] && echo apt-get || echo sudo apt-get)
+
+.PHONY: demo test lint unit bench venv pg-binaries clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { $(APT_GET) update -qq && $(APT_GET) install -y -qq python3-venv python3-pip; }
+	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+# The Debian PostgreSQL server binaries, for the throwaway test cluster.
+pg-binaries:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || { \
+		echo "installing PostgreSQL server binaries (Debian package postgresql)"; \
+		$(APT_GET) update -qq && DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq postgresql >/dev/null; }
+
+demo: venv
+	$(PY) dags_examples/run_demo.py
+
+lint: venv
+	$(VENV)/bin/ruff check airflow_opsflow tests bench dags_examples
+	$(VENV)/bin/mypy
+
+# Unit tests of the engines only: no Airflow, no database server (milliseconds each).
+unit: venv
+	$(VENV)/bin/pytest -q tests/checks
+
+test: venv pg-binaries lint
+	$(PY) -m airflow_opsflow.testing.postgres -- $(VENV)/bin/pytest -q -p no:cacheprovider tests
+
+bench: venv pg-binaries
+	$(PY) bench/checks.py
+
+clean:
+	rm -rf $(VENV) .bench .demo build dist *.egg-info

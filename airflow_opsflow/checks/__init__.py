@@ -1,0 +1,1 @@
+"""The check engine: specs -> SQL plan -> results. Imports no Airflow."""

@@ -1,0 +1,331 @@
+"""Compile a suite into as few queries as possible.
+
+* Every aggregate check on the same (table, filter) becomes a column of one ``SELECT ... FROM table``:
+  one scan, whatever the number of checks. Only COUNT/SUM/MIN/MAX over CASE expressions are used, which
+  every engine can run as a parallel scan (no ``COUNT(DISTINCT)``: it forces PostgreSQL onto one core).
+* ``unique`` and ``distinct_count`` checks on the same key columns and filter share one
+  ``GROUP BY key`` sub-query, the parallel-friendly way to count distinct values.
+* ``foreign_key`` checks are one hash anti-join each; ``sql`` checks count the rows of their query.
+
+Each query returns one row; ``PlannedQuery.outputs`` says which column holds which metric of which
+check, so a query can be re-run for one check alone when the batch fails.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlglot import exp
+
+from airflow_opsflow.checks import sqlparts
+from airflow_opsflow.checks.dialects import REGEX_DIALECTS
+from airflow_opsflow.checks.spec import (
+    AcceptedValuesCheck,
+    BetweenCheck,
+    CheckBase,
+    DistinctCountCheck,
+    ExpressionCheck,
+    ForeignKeyCheck,
+    FreshnessCheck,
+    NotNullCheck,
+    OnEmpty,
+    RegexCheck,
+    SqlCheck,
+    Suite,
+    UniqueCheck,
+)
+
+ROWS = "n_rows"  # aliases avoid reserved words (rows, distinct) in every dialect
+ColumnResolver = Callable[[str], list[str]]
+
+
+class CompileError(ValueError):
+    pass
+
+
+@dataclass
+class BoundCheck:
+    """A check with its table, filter and columns resolved for one dialect."""
+
+    check: CheckBase
+    table_name: str | None
+    table: exp.Table | None
+    filter: exp.Expression | None
+    columns: list[str]  # resolved names of check.columns()
+    sample_columns: list[str]
+    sample_limit: int
+    on_empty: OnEmpty
+    condition: exp.Expression | None = None  # parsed `expression` / `sql` query
+
+    @property
+    def name(self) -> str:
+        return self.check.name
+
+    @property
+    def kind(self) -> str:
+        return self.check.kind  # type: ignore[attr-defined,no-any-return]
+
+
+@dataclass
+class PlannedQuery:
+    sql: str
+    table: str | None
+    outputs: dict[str, dict[str, str]] = field(default_factory=dict)  # check -> metric role -> column
+
+    @property
+    def checks(self) -> list[str]:
+        return list(self.outputs)
+
+
+@dataclass
+class Plan:
+    dialect: str
+    bound: dict[str, BoundCheck]
+    queries: list[PlannedQuery]
+    errors: dict[str, str]  # checks that could not be compiled
+
+
+def compile_suite(suite: Suite, dialect: str, resolve: ColumnResolver | None = None) -> Plan:
+    """Bind every check, then batch them into queries. Checks that cannot compile are reported in
+    ``Plan.errors`` and do not stop the others."""
+    bound: dict[str, BoundCheck] = {}
+    errors: dict[str, str] = {}
+    for group, check in suite.all_checks():
+        try:
+            bound[check.name] = _bind(group, check, dialect, resolve)
+        except (CompileError, sqlparts.SqlFragmentError) as e:
+            errors[check.name] = str(e)
+    return Plan(dialect, bound, batch(list(bound.values()), dialect), errors)
+
+
+def batch(checks: list[BoundCheck], dialect: str) -> list[PlannedQuery]:
+    """Group bound checks into queries: one per (table, filter) scan, one per key set, one per other."""
+    scans: dict[tuple[str, str], list[BoundCheck]] = {}
+    keyed: dict[tuple[str, str, tuple[str, ...]], list[BoundCheck]] = {}
+    queries: list[PlannedQuery] = []
+    for b in checks:
+        scope = (b.table.sql(dialect) if b.table else "", b.filter.sql(dialect) if b.filter else "")
+        if isinstance(b.check, (UniqueCheck, DistinctCountCheck)):
+            keyed.setdefault((*scope, tuple(b.columns)), []).append(b)
+        elif isinstance(b.check, ForeignKeyCheck):
+            queries.append(_foreign_key_query(b, dialect))
+        elif isinstance(b.check, SqlCheck):
+            queries.append(_sql_check_query(b, dialect))
+        else:
+            scans.setdefault(scope, []).append(b)
+    return [*(_scan_query(g, dialect) for g in scans.values()),
+            *(_keyed_query(g, dialect) for g in keyed.values()), *queries]
+
+
+# -- binding ---------------------------------------------------------------------------------------
+
+
+def _bind(group: object, check: CheckBase, dialect: str, resolve: ColumnResolver | None) -> BoundCheck:
+    from airflow_opsflow.checks.spec import TableChecks
+
+    assert isinstance(group, TableChecks)
+    if isinstance(check, RegexCheck) and dialect not in REGEX_DIALECTS:
+        raise CompileError(f"the {dialect} dialect has no regular-expression support: "
+                           f"use an 'expression' with LIKE, or a 'sql' check")
+    if isinstance(check, SqlCheck):
+        q = sqlparts.query(check.sql, dialect, "the 'sql' query")
+        return BoundCheck(check, group.table, None, None, [], check.sample_columns or [],
+                          _limit(group, check), "pass", q)
+    assert group.table is not None
+    table = sqlparts.table_ref(group.table, dialect)
+    real = resolve(group.table) if resolve else None
+    filters = [sqlparts.condition(w, dialect, f"{label} 'where'")
+               for w, label in ((group.where, "the table's"), (check.where, "the check's")) if w]
+    cond = None
+    if isinstance(check, ExpressionCheck):
+        cond = sqlparts.condition(check.expression, dialect, "the 'expression'")
+    for f in [*filters, *([cond] if cond is not None else [])]:
+        for name in sqlparts.referenced_columns(f):
+            _resolve(name, real, group.table)
+    columns = [_resolve(c, real, group.table) for c in check.columns()]
+    if isinstance(check, ForeignKeyCheck):
+        ref_real = resolve(check.to_table) if resolve else None
+        for c in check.to_columns:
+            _resolve(c, ref_real, check.to_table)
+    samples = check.sample_columns
+    if samples is None:
+        own = columns + sorted(sqlparts.referenced_columns(cond) if cond is not None else [])
+        samples = list(dict.fromkeys([*group.sample_columns, *own]))
+    return BoundCheck(
+        check=check,
+        table_name=group.table,
+        table=table,
+        filter=exp.and_(*filters) if filters else None,
+        columns=columns,
+        sample_columns=[_resolve(c, real, group.table) for c in samples],
+        sample_limit=_limit(group, check),
+        on_empty=check.on_empty or group.on_empty,
+        condition=cond,
+    )
+
+
+def _limit(group: object, check: CheckBase) -> int:
+    return check.sample_limit if check.sample_limit is not None else group.sample_limit  # type: ignore[attr-defined,no-any-return]
+
+
+def _resolve(name: str, real: list[str] | None, table: str) -> str:
+    """The table's own spelling of ``name``: exact match first, then the one case-insensitive match."""
+    if real is None or name in real:
+        return name
+    matches = [c for c in real if c.lower() == name.lower()]
+    if len(matches) == 1:
+        return matches[0]
+    shown = ", ".join(real[:30]) + (" ..." if len(real) > 30 else "")
+    raise CompileError(f"column {name!r} not found in table {table!r} (columns: {shown})")
+
+
+# -- predicates and metrics ------------------------------------------------------------------------
+
+
+def violation(b: BoundCheck) -> exp.Expression | None:
+    """The condition a violating row satisfies, for row-level checks on the table itself."""
+    c = b.check
+    col = sqlparts.column(b.columns[0]) if b.columns else None
+    if isinstance(c, NotNullCheck):
+        return exp.Is(this=col, expression=exp.null())
+    if isinstance(c, AcceptedValuesCheck):
+        in_list = exp.In(this=col, expressions=[sqlparts.literal(v) for v in c.values])
+        return exp.and_(exp.not_(exp.Is(this=col, expression=exp.null())), exp.not_(in_list))
+    if isinstance(c, BetweenCheck):
+        parts: list[exp.Expression] = []
+        if c.min is not None:
+            lo = sqlparts.literal(c.min)
+            parts.append(exp.LTE(this=col, expression=lo) if c.min_exclusive else exp.LT(this=col, expression=lo))
+        if c.max is not None:
+            hi = sqlparts.literal(c.max)
+            parts.append(exp.GTE(this=col, expression=hi) if c.max_exclusive else exp.GT(this=col, expression=hi))
+        return exp.or_(*parts)
+    if isinstance(c, RegexCheck):
+        match = exp.RegexpLike(this=col, expression=exp.Literal.string(c.pattern))
+        return exp.and_(exp.not_(exp.Is(this=col, expression=exp.null())), exp.not_(match))
+    if isinstance(c, ExpressionCheck):
+        assert b.condition is not None
+        return exp.not_(exp.paren(b.condition.copy()))
+    return None
+
+
+def _count_if(cond: exp.Expression) -> exp.Expression:
+    # COUNT(CASE ...) rather than FILTER or SUM(bool): portable to every dialect, NULL-safe.
+    return exp.Count(this=exp.Case(ifs=[exp.If(this=cond, true=exp.Literal.number(1))]))
+
+
+def _metrics(b: BoundCheck) -> dict[str, exp.Expression]:
+    c = b.check
+    col = sqlparts.column(b.columns[0]) if b.columns else None
+    if isinstance(c, NotNullCheck):
+        return {"nonnull": exp.Count(this=col)}
+    if isinstance(c, FreshnessCheck):
+        return {"max": exp.Max(this=col)}
+    pred = violation(b)
+    metrics = {"violations": _count_if(pred)} if pred is not None else {}
+    if isinstance(c, BetweenCheck):
+        metrics.update({"min": exp.Min(this=col), "max": exp.Max(this=col)})
+    return metrics
+
+
+def _select(columns: dict[str, exp.Expression]) -> exp.Select:
+    return exp.select(*(e.as_(alias) for alias, e in columns.items()))
+
+
+def _scan_query(group: list[BoundCheck], dialect: str) -> PlannedQuery:
+    first = group[0]
+    cols: dict[str, exp.Expression] = {ROWS: exp.Count(this=exp.Star())}
+    outputs: dict[str, dict[str, str]] = {}
+    for i, b in enumerate(group):
+        outputs[b.name] = {ROWS: ROWS}
+        for role, e in _metrics(b).items():
+            alias = f"c{i}_{role}"
+            cols[alias] = e
+            outputs[b.name][role] = alias
+    q = _select(cols).from_(first.table)
+    if first.filter is not None:
+        q = q.where(first.filter.copy())
+    return PlannedQuery(q.sql(dialect, comments=False), first.table_name, outputs)
+
+
+def _keyed_query(group: list[BoundCheck], dialect: str) -> PlannedQuery:
+    """``SELECT ... FROM (SELECT key, COUNT(*) n FROM t GROUP BY key) g``: distinct and duplicate
+    counts without COUNT(DISTINCT), so the inner aggregate runs as a parallel scan."""
+    first = group[0]
+    keys = [sqlparts.column(c) for c in first.columns]
+    inner = exp.select(*keys, exp.Count(this=exp.Star()).as_("n")).from_(first.table)
+    if first.filter is not None:
+        inner = inner.where(first.filter.copy())
+    inner = inner.group_by(*[k.copy() for k in keys])
+    complete = exp.and_(*[exp.not_(exp.Is(this=k.copy(), expression=exp.null())) for k in keys])
+    dup = exp.and_(complete.copy(), exp.GT(this=exp.column("n"), expression=exp.Literal.number(1)))
+    cols = {
+        ROWS: exp.Sum(this=exp.column("n")),
+        "n_distinct": _count_if(complete),
+        "dup_keys": _count_if(dup),
+        "dup_rows": exp.Sum(this=exp.Case(ifs=[exp.If(this=dup.copy(), true=exp.column("n"))],
+                                          default=exp.Literal.number(0))),
+    }
+    q = _select(cols).from_(inner.subquery("g"))
+    outputs = {b.name: {r: r for r in cols} for b in group}
+    return PlannedQuery(q.sql(dialect, comments=False), first.table_name, outputs)
+
+
+def _foreign_key_join(b: BoundCheck, dialect: str) -> tuple[exp.Select, exp.Expression]:
+    """``FROM t LEFT JOIN (SELECT DISTINCT ref cols) r ON ...``; returns it with the orphan condition."""
+    c = b.check
+    assert isinstance(c, ForeignKeyCheck)
+    ref = exp.select(*[sqlparts.column(rc).as_(f"ref{i}") for i, rc in enumerate(c.to_columns)]).distinct()
+    ref = ref.from_(sqlparts.table_ref(c.to_table, dialect)).where(
+        exp.and_(*[exp.not_(exp.Is(this=sqlparts.column(rc), expression=exp.null())) for rc in c.to_columns]))
+    on = exp.and_(*[exp.EQ(this=sqlparts.column(col), expression=exp.column(f"ref{i}", table="opsflow_ref"))
+                    for i, col in enumerate(b.columns)])
+    complete = [exp.not_(exp.Is(this=sqlparts.column(col), expression=exp.null())) for col in b.columns]
+    q = exp.select().from_(b.table).join(ref.subquery("opsflow_ref"), on=on, join_type="left")
+    q = q.where(exp.and_(*complete, *([b.filter.copy()] if b.filter is not None else [])))
+    orphan = exp.Is(this=exp.column("ref0", table="opsflow_ref"), expression=exp.null())
+    return q, orphan
+
+
+def _foreign_key_query(b: BoundCheck, dialect: str) -> PlannedQuery:
+    q, orphan = _foreign_key_join(b, dialect)
+    q = q.select(exp.Count(this=exp.Star()).as_(ROWS), _count_if(orphan).as_("violations"))
+    return PlannedQuery(q.sql(dialect, comments=False), b.table_name,
+                        {b.name: {ROWS: ROWS, "violations": "violations"}})
+
+
+def _sql_check_query(b: BoundCheck, dialect: str) -> PlannedQuery:
+    assert isinstance(b.condition, exp.Query)
+    q = exp.select(exp.Count(this=exp.Star()).as_("violations")).from_(b.condition.copy().subquery("opsflow_q"))
+    return PlannedQuery(q.sql(dialect, comments=False), b.table_name, {b.name: {"violations": "violations"}})
+
+
+def sample_query(b: BoundCheck, dialect: str) -> str | None:
+    """A query for up to ``sample_limit`` violating rows, or None when the kind has no rows to show."""
+    if b.sample_limit <= 0:
+        return None
+    c = b.check
+    picked = [sqlparts.column(s) for s in b.sample_columns]
+    if isinstance(c, SqlCheck):
+        assert isinstance(b.condition, exp.Query)
+        q = exp.select(*(picked or [exp.Star()])).from_(b.condition.copy().subquery("opsflow_q"))
+    elif isinstance(c, UniqueCheck):
+        keys = [sqlparts.column(k) for k in b.columns]
+        q = exp.select(*keys, exp.Count(this=exp.Star()).as_("occurrences")).from_(b.table)
+        complete = [exp.not_(exp.Is(this=k.copy(), expression=exp.null())) for k in keys]
+        q = q.where(exp.and_(*complete, *([b.filter.copy()] if b.filter is not None else [])))
+        q = q.group_by(*[k.copy() for k in keys]).having(
+            exp.GT(this=exp.Count(this=exp.Star()), expression=exp.Literal.number(1)))
+        q = q.order_by(exp.Ordered(this=exp.Count(this=exp.Star()), desc=True))
+    elif isinstance(c, ForeignKeyCheck):
+        q, orphan = _foreign_key_join(b, dialect)
+        q = q.select(*picked).where(orphan)
+    else:
+        pred = violation(b)
+        if pred is None or not picked:
+            return None
+        q = exp.select(*picked).from_(b.table).where(pred)
+        if b.filter is not None:
+            q = q.where(b.filter.copy())
+    return q.limit(b.sample_limit).sql(dialect, comments=False)

@@ -1,0 +1,134 @@
+"""Run a suite on a DB-API connection: probe columns, run the batched plan, fall back per check when a
+batch fails, evaluate, and fetch samples for the checks that did not pass."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timedelta
+from typing import Any
+
+from airflow_opsflow.checks import sqlparts
+from airflow_opsflow.checks.compiler import BoundCheck, CompileError, Plan, PlannedQuery, batch, compile_suite
+from airflow_opsflow.checks.evaluate import evaluate
+from airflow_opsflow.checks.results import CheckResult, json_safe
+from airflow_opsflow.checks.session import QueryError, ReadOnlySession
+from airflow_opsflow.checks.spec import Suite
+
+log = logging.getLogger(__name__)
+
+
+def run_suite(
+    conn: Any,
+    suite: Suite,
+    dialect: str,
+    *,
+    statement_timeout: timedelta | None = None,
+    read_only: bool = True,
+    now: datetime | None = None,
+) -> list[CheckResult]:
+    """Run every check of ``suite`` on ``conn`` and return one result per check, in spec order.
+
+    :param conn: an open DB-API 2 connection; it is rolled back, not closed.
+    :param dialect: its sqlglot dialect (``postgres``, ``sqlite``, ``mysql``, ``snowflake``...).
+    :param statement_timeout: cancel any single statement that runs longer.
+    :param read_only: run inside a read-only transaction where the database supports it.
+    :param now: the reference time for freshness (default: the current UTC time).
+    """
+    with ReadOnlySession(conn, dialect, statement_timeout, read_only) as session:
+        return SuiteRun(session, suite, dialect, now).run()
+
+
+class SuiteRun:
+    def __init__(self, session: ReadOnlySession, suite: Suite, dialect: str, now: datetime | None) -> None:
+        self.session = session
+        self.suite = suite
+        self.dialect = dialect
+        self.now = now
+        self._columns: dict[str, list[str] | str] = {}  # table -> columns, or the probe's error
+        self.results: dict[str, CheckResult] = {}
+        self.sql: dict[str, list[str]] = {}
+        self.seconds: dict[str, float] = {}
+
+    def run(self) -> list[CheckResult]:
+        plan = compile_suite(self.suite, self.dialect, self._resolve)
+        for name, error in plan.errors.items():
+            self._error(name, plan, error)
+        for q in plan.queries:
+            self._run_query(q, plan)
+        for b in plan.bound.values():
+            r = self.results.get(b.name)
+            if r is not None and r.status in ("warn", "fail"):
+                self._sample(b, r)
+        ordered = [self.results[c.name] for _, c in self.suite.all_checks()]
+        for r in ordered:
+            r.sql = self.sql.get(r.name, [])
+            r.duration_s = round(self.seconds.get(r.name, 0.0), 4)
+        return ordered
+
+    def _resolve(self, table: str) -> list[str]:
+        """The table's real column names, from a zero-row query (one per table per run)."""
+        if table not in self._columns:
+            probe = sqlparts.exp.select("*").from_(sqlparts.table_ref(table, self.dialect)).limit(0)
+            try:
+                names, _ = self.session.query(probe.sql(self.dialect))
+                self._columns[table] = names
+            except QueryError as e:
+                self._columns[table] = f"table {table!r} cannot be read: {e}"
+        found = self._columns[table]
+        if isinstance(found, str):
+            raise CompileError(found)
+        return found
+
+    def _run_query(self, q: PlannedQuery, plan: Plan) -> None:
+        started = time.perf_counter()
+        try:
+            names, rows = self.session.query(q.sql)
+        except QueryError as e:
+            if len(q.checks) > 1:
+                # One bad check must not hide the others: re-run each on its own.
+                log.warning("batched query for %s failed (%s); running its checks one by one",
+                            ", ".join(q.checks), e)
+                for name in q.checks:
+                    self.sql.setdefault(name, []).append(q.sql)
+                    for single in batch([plan.bound[name]], self.dialect):
+                        self._run_query(single, plan)
+            else:
+                self.sql.setdefault(q.checks[0], []).append(q.sql)
+                self._error(q.checks[0], plan, str(e))
+            return
+        elapsed = time.perf_counter() - started
+        row = dict(zip(names, rows[0], strict=True)) if rows else {}
+        for name, roles in q.outputs.items():
+            metrics = {role: row.get(col) for role, col in roles.items()}
+            self.sql.setdefault(name, []).append(q.sql)
+            self.seconds[name] = self.seconds.get(name, 0.0) + elapsed / len(q.outputs)
+            try:
+                self.results[name] = evaluate(plan.bound[name], metrics, self.now)
+            except (TypeError, ValueError) as e:
+                self._error(name, plan, f"cannot evaluate the result {metrics!r}: {e}")
+
+    def _sample(self, b: BoundCheck, r: CheckResult) -> None:
+        from airflow_opsflow.checks.compiler import sample_query
+
+        sql = sample_query(b, self.dialect)
+        if sql is None or not r.violating_count:
+            return
+        started = time.perf_counter()
+        try:
+            names, rows = self.session.query(sql, limit=b.sample_limit)
+        except QueryError as e:
+            r.message += f" (samples unavailable: {e})"
+        else:
+            r.samples = [json_safe(dict(zip(names, row, strict=True))) for row in rows]
+        self.sql.setdefault(b.name, []).append(sql)
+        self.seconds[b.name] = self.seconds.get(b.name, 0.0) + time.perf_counter() - started
+
+    def _error(self, name: str, plan: Plan, message: str) -> None:
+        b = plan.bound.get(name)
+        check = b.check if b else next(c for _, c in self.suite.all_checks() if c.name == name)
+        table = b.table_name if b else next(t.table for t, c in self.suite.all_checks() if c.name == name)
+        self.results[name] = CheckResult(
+            name=name, kind=check.kind, table=table, status="error",  # type: ignore[attr-defined]
+            severity=check.severity, message=message, description=check.description, owner=check.owner,
+        )

@@ -1,0 +1,441 @@
+"""Typed check specifications.
+
+A suite is a list of table groups, each with an optional row filter and its checks. Specs are plain
+pydantic models so that they validate the same way from Python dicts, objects and YAML, and every
+error names the check and the field at fault (see :mod:`airflow_opsflow.checks.loader`).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from airflow_opsflow.checks.durations import parse_duration
+
+Severity = Literal["warn", "error"]
+OnEmpty = Literal["fail", "warn", "pass"]
+Scalar = int | float | str | date | datetime
+
+# Identifiers are always quoted by the compiler; these characters are refused outright so that a
+# name carrying SQL ("amount; drop table x") fails validation instead of reaching the database.
+_FORBIDDEN_IN_NAME = re.compile(r"[;'\"`\\\x00-\x1f]|--|/\*|\*/")
+_SHARE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
+
+
+def check_identifier(value: str, what: str) -> str:
+    value = value.strip()
+    if not value:
+        raise ValueError(f"{what} must not be empty")
+    if _FORBIDDEN_IN_NAME.search(value):
+        raise ValueError(f"{what} {value!r} is not a valid identifier (it contains SQL syntax)")
+    return value
+
+
+class Tolerance(BaseModel):
+    """A number of violating rows, or a share of the checked rows (``"0.1%"``)."""
+
+    model_config = ConfigDict(frozen=True)
+    count: int | None = None
+    share: float | None = None  # a fraction, 0.001 for "0.1%"
+
+    @classmethod
+    def parse(cls, value: Any) -> Tolerance:
+        if isinstance(value, Tolerance):
+            return value
+        if isinstance(value, bool):
+            raise ValueError("expected a row count (e.g. 0) or a share (e.g. '0.1%'), got a boolean")
+        if isinstance(value, int):
+            if value < 0:
+                raise ValueError("a row count must be >= 0")
+            return cls(count=value)
+        if isinstance(value, str):
+            m = _SHARE.match(value)
+            if m:
+                share = float(m.group(1)) / 100
+                if share > 1:
+                    raise ValueError(f"share {value!r} is above 100%")
+                return cls(share=share)
+            if value.strip().isdigit():
+                return cls(count=int(value))
+        raise ValueError(f"expected a row count (e.g. 0) or a share (e.g. '0.1%'), got {value!r}")
+
+    def exceeded(self, violations: int, rows: int) -> bool:
+        if self.count is not None:
+            return violations > self.count
+        assert self.share is not None
+        return rows > 0 and violations / rows > self.share
+
+    def __str__(self) -> str:
+        return f"{self.count} rows" if self.count is not None else f"{self.share * 100:g}%"  # type: ignore[operator]
+
+
+class CheckBase(BaseModel):
+    """Fields every check kind has.
+
+    :param name: unique within the suite; defaults to ``<kind>_<column>``.
+    :param description: what the check protects, shown in reports and alerts.
+    :param owner: who acts on a failure (a team or person).
+    :param severity: ``error`` (the task fails) or ``warn`` (reported, task succeeds).
+    :param where: a SQL condition restricting the rows this check looks at (added to the table's filter).
+    :param fail_above: violations tolerated before the check fails: a count or a share ``"0.5%"``
+        (default 0 for ``error`` checks; not allowed on ``warn`` checks).
+    :param warn_above: violations tolerated before the check warns (default 0 for ``warn`` checks).
+    :param on_empty: status when there are no rows to check: ``fail`` (the severity's status), ``warn``
+        or ``pass``. Empty data never passes silently unless you say so.
+    :param sample_columns: columns shown in violating-row samples (default: the check's own columns and
+        the table's ``sample_columns``); keep PII out of it.
+    :param sample_limit: violating rows fetched for a failed check (0 disables samples).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = ""
+    description: str | None = None
+    owner: str | None = None
+    severity: Severity = "error"
+    where: str | None = None
+    fail_above: Tolerance | None = None
+    warn_above: Tolerance | None = None
+    on_empty: OnEmpty | None = None
+    sample_columns: list[str] | None = None
+    sample_limit: int | None = Field(default=None, ge=0, le=1000)
+
+    @field_validator("fail_above", "warn_above", mode="before")
+    @classmethod
+    def _tolerance(cls, v: Any) -> Any:
+        return None if v is None else Tolerance.parse(v)
+
+    @field_validator("sample_columns")
+    @classmethod
+    def _sample_columns(cls, v: list[str] | None) -> list[str] | None:
+        return None if v is None else [check_identifier(c, "sample column") for c in v]
+
+    @model_validator(mode="after")
+    def _severity_and_thresholds(self) -> CheckBase:
+        if self.severity == "warn" and self.fail_above is not None:
+            raise ValueError("fail_above is set on a check with severity 'warn': use severity 'error'")
+        if not self.row_level and (self.fail_above or self.warn_above):
+            raise ValueError(f"fail_above/warn_above do not apply to {self.kind} checks "  # type: ignore[attr-defined]
+                             "(they count violating rows); use min/max")
+        return self
+
+    @property
+    def row_level(self) -> bool:
+        """True when the check counts violating rows (thresholds and samples apply)."""
+        return True
+
+    def columns(self) -> list[str]:
+        """Columns of the checked table the check needs (for validation and default samples)."""
+        return []
+
+    def default_name(self) -> str:
+        return self.kind  # type: ignore[attr-defined,no-any-return]
+
+    def fail_tolerance(self) -> Tolerance | None:
+        if self.severity == "warn":
+            return None
+        return self.fail_above or Tolerance(count=0)
+
+    def warn_tolerance(self) -> Tolerance | None:
+        if self.severity == "warn":
+            return self.warn_above or Tolerance(count=0)
+        return self.warn_above
+
+
+class _ColumnCheck(CheckBase):
+    column: str
+
+    @field_validator("column")
+    @classmethod
+    def _column(cls, v: str) -> str:
+        return check_identifier(v, "column")
+
+    def columns(self) -> list[str]:
+        return [self.column]
+
+    def default_name(self) -> str:
+        return f"{self.kind}_{self.column}"  # type: ignore[attr-defined]
+
+
+class RowCountCheck(CheckBase):
+    """The number of rows (after filters) lies within ``min``..``max`` (default: at least 1)."""
+
+    kind: Literal["row_count"]
+    min: int | None = Field(default=None, ge=0)
+    max: int | None = Field(default=None, ge=0)
+
+    @property
+    def row_level(self) -> bool:
+        return False
+
+    @model_validator(mode="after")
+    def _bounds(self) -> RowCountCheck:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        return self
+
+
+class NotNullCheck(_ColumnCheck):
+    """``column`` is never NULL."""
+
+    kind: Literal["not_null"]
+
+
+class UniqueCheck(CheckBase):
+    """No two rows share a value of ``columns`` (rows with a NULL in the key are ignored)."""
+
+    kind: Literal["unique"]
+    columns_: list[str] = Field(alias="columns", min_length=1)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _single_column(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "column" in data:
+            data = dict(data)
+            if "columns" in data:
+                raise ValueError("give either 'column' or 'columns', not both")
+            data["columns"] = [data.pop("column")]
+        return data
+
+    @field_validator("columns_")
+    @classmethod
+    def _cols(cls, v: list[str]) -> list[str]:
+        return [check_identifier(c, "column") for c in v]
+
+    def columns(self) -> list[str]:
+        return list(self.columns_)
+
+    def default_name(self) -> str:
+        return "unique_" + "_".join(self.columns_)
+
+
+class AcceptedValuesCheck(_ColumnCheck):
+    """Every non-NULL ``column`` value is one of ``values``."""
+
+    kind: Literal["accepted_values"]
+    values: list[Scalar] = Field(min_length=1)
+
+
+class BetweenCheck(_ColumnCheck):
+    """Every non-NULL ``column`` value lies within ``min``..``max`` (numbers, dates or timestamps)."""
+
+    kind: Literal["between"]
+    min: Scalar | None = None
+    max: Scalar | None = None
+    min_exclusive: bool = False
+    max_exclusive: bool = False
+
+    @model_validator(mode="after")
+    def _bounds(self) -> BetweenCheck:
+        if self.min is None and self.max is None:
+            raise ValueError("give at least one of 'min' and 'max'")
+        return self
+
+
+class RegexCheck(_ColumnCheck):
+    """Every non-NULL ``column`` value matches ``pattern`` (a POSIX/database regular expression)."""
+
+    kind: Literal["regex"]
+    pattern: str = Field(min_length=1)
+
+    @field_validator("pattern")
+    @classmethod
+    def _pattern(cls, v: str) -> str:
+        try:
+            re.compile(v)
+        except re.error as e:
+            raise ValueError(f"invalid regular expression {v!r}: {e}") from None
+        return v
+
+
+class FreshnessCheck(_ColumnCheck):
+    """The newest ``column`` timestamp is no older than ``max_age`` (fails on empty data).
+
+    :param max_age: ``"2h"``, ``"90m"``, ``"1d 6h"``, ISO 8601 ``"PT2H"`` or seconds.
+    :param timezone: zone of naive timestamps in the column (default UTC).
+    """
+
+    kind: Literal["freshness"]
+    max_age: timedelta
+    timezone: str = "UTC"
+
+    @property
+    def row_level(self) -> bool:
+        return False
+
+    @field_validator("max_age", mode="before")
+    @classmethod
+    def _age(cls, v: Any) -> timedelta:
+        return parse_duration(v)
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo
+
+        try:
+            ZoneInfo(v)
+        except Exception:
+            raise ValueError(f"unknown time zone {v!r}") from None
+        return v
+
+
+class DistinctCountCheck(_ColumnCheck):
+    """The number of distinct non-NULL ``column`` values lies within ``min``..``max``."""
+
+    kind: Literal["distinct_count"]
+    min: int | None = Field(default=None, ge=0)
+    max: int | None = Field(default=None, ge=0)
+
+    @property
+    def row_level(self) -> bool:
+        return False
+
+    @model_validator(mode="after")
+    def _bounds(self) -> DistinctCountCheck:
+        if self.min is None and self.max is None:
+            raise ValueError("give at least one of 'min' and 'max'")
+        return self
+
+
+class ExpressionCheck(CheckBase):
+    """Every row satisfies ``expression``, a SQL predicate (rows where it is NULL count as passing,
+    as in a SQL CHECK constraint; combine with ``not_null`` where that matters)."""
+
+    kind: Literal["expression"]
+    expression: str = Field(min_length=1)
+
+    def default_name(self) -> str:
+        return "expression_" + re.sub(r"\W+", "_", self.expression).strip("_")[:40]
+
+
+class ForeignKeyCheck(CheckBase):
+    """Every non-NULL value of ``columns`` exists in ``to_columns`` of ``to_table``."""
+
+    kind: Literal["foreign_key"]
+    columns_: list[str] = Field(alias="columns", min_length=1)
+    to_table: str
+    to_columns: list[str] = Field(min_length=1)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _single(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            data = dict(data)
+            for one, many in (("column", "columns"), ("to_column", "to_columns")):
+                if one in data:
+                    if many in data:
+                        raise ValueError(f"give either '{one}' or '{many}', not both")
+                    data[many] = [data.pop(one)]
+        return data
+
+    @field_validator("columns_", "to_columns")
+    @classmethod
+    def _cols(cls, v: list[str]) -> list[str]:
+        return [check_identifier(c, "column") for c in v]
+
+    @field_validator("to_table")
+    @classmethod
+    def _table(cls, v: str) -> str:
+        return check_identifier(v, "to_table")
+
+    @model_validator(mode="after")
+    def _arity(self) -> ForeignKeyCheck:
+        if len(self.columns_) != len(self.to_columns):
+            raise ValueError(
+                f"columns ({len(self.columns_)}) and to_columns ({len(self.to_columns)}) differ in length"
+            )
+        return self
+
+    def columns(self) -> list[str]:
+        return list(self.columns_)
+
+    def default_name(self) -> str:
+        return "foreign_key_" + "_".join(self.columns_)
+
+
+class SqlCheck(CheckBase):
+    """A query whose returned rows are the violations (e.g. payments failed in the last hour).
+
+    The table's ``where`` does not apply: the query says what it selects.
+    """
+
+    kind: Literal["sql"]
+    sql: str = Field(min_length=1)
+
+    def default_name(self) -> str:
+        return "sql"
+
+    @model_validator(mode="after")
+    def _count_only(self) -> SqlCheck:
+        if any(t is not None and t.share is not None for t in (self.fail_above, self.warn_above)):
+            raise ValueError("a 'sql' check has no row total, so its thresholds must be row counts, not shares")
+        return self
+
+
+Check = Annotated[
+    RowCountCheck
+    | NotNullCheck
+    | UniqueCheck
+    | AcceptedValuesCheck
+    | BetweenCheck
+    | RegexCheck
+    | FreshnessCheck
+    | DistinctCountCheck
+    | ExpressionCheck
+    | ForeignKeyCheck
+    | SqlCheck,
+    Field(discriminator="kind"),
+]
+CHECK_KINDS = (
+    "row_count", "not_null", "unique", "accepted_values", "between", "regex",
+    "freshness", "distinct_count", "expression", "foreign_key", "sql",
+)  # fmt: skip
+
+
+class TableChecks(BaseModel):
+    """Checks on one table.
+
+    :param table: ``name`` or ``schema.name`` (optional when every check is of kind ``sql``).
+    :param where: a SQL condition applied to every check of this table (e.g. the run's data interval).
+    :param sample_columns: columns added to every violating-row sample (e.g. the primary key).
+    :param sample_limit: violating rows fetched per failed check (default 10).
+    :param on_empty: default ``on_empty`` of this table's checks (default ``fail``).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    table: str | None = None
+    where: str | None = None
+    sample_columns: list[str] = Field(default_factory=list)
+    sample_limit: int = Field(default=10, ge=0, le=1000)
+    on_empty: OnEmpty = "fail"
+    checks: list[Check] = Field(min_length=1)
+
+    @field_validator("table")
+    @classmethod
+    def _table(cls, v: str | None) -> str | None:
+        return None if v is None else check_identifier(v, "table")
+
+    @field_validator("sample_columns")
+    @classmethod
+    def _samples(cls, v: list[str]) -> list[str]:
+        return [check_identifier(c, "sample column") for c in v]
+
+
+class Suite(BaseModel):
+    """A validated suite: table groups whose checks have unique, non-empty names."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tables: list[TableChecks] = Field(min_length=1)
+
+    def all_checks(self) -> list[tuple[TableChecks, CheckBase]]:
+        return [(t, c) for t in self.tables for c in t.checks]

@@ -1,0 +1,106 @@
+"""Safe SQL fragments: identifiers, literals and user-written conditions, built with sqlglot.
+
+Identifiers are never pasted: table names are split and rebuilt as identifiers (quoted when they need
+it), column names are resolved against the table's real columns and always quoted. User-written
+conditions (``where``, ``expression``) and queries (``sql`` checks) are parsed in the connection's
+dialect, must be exactly one condition or one query, and are re-generated from the syntax tree without
+comments, so nothing but that one expression reaches the database.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.dialects.dialect import Dialect
+from sqlglot.errors import SqlglotError
+
+_SAFE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class SqlFragmentError(ValueError):
+    pass
+
+
+def table_ref(name: str, dialect: str) -> exp.Table:
+    """``schema.table`` -> a Table; parts that are keywords or not plain names are quoted."""
+    parts = name.split(".")
+    if len(parts) > 3 or any(not p.strip() for p in parts):
+        raise SqlFragmentError(f"table {name!r} is not a valid name (expected [catalog.][schema.]table)")
+    keywords = Dialect.get_or_raise(dialect).tokenizer_class.KEYWORDS
+    idents = [
+        exp.to_identifier(p.strip(), quoted=not _SAFE.match(p.strip()) or p.strip().upper() in keywords)
+        for p in parts
+    ]
+    while len(idents) < 3:
+        idents.insert(0, None)  # type: ignore[arg-type]
+    catalog, db, this = idents
+    return exp.Table(this=this, db=db, catalog=catalog)
+
+
+def column(name: str) -> exp.Column:
+    """A quoted column (names come resolved from the table's real columns, so case is exact)."""
+    return exp.column(exp.to_identifier(name, quoted=True))
+
+
+def literal(value: Any) -> exp.Expression:
+    if value is None:
+        return exp.null()
+    if isinstance(value, bool):
+        return exp.Boolean(this=value)
+    if isinstance(value, (int, float, Decimal)):
+        return exp.Literal.number(value)
+    if isinstance(value, (datetime, date)):
+        return exp.Literal.string(value.isoformat(sep=" ") if isinstance(value, datetime) else value.isoformat())
+    return exp.Literal.string(str(value))
+
+
+def condition(text: str, dialect: str, what: str) -> exp.Expression:
+    """Parse one boolean condition (``amount >= 0``); refuse statements and multiple expressions."""
+    try:
+        parsed = sqlglot.parse_one(f"SELECT 1 WHERE {text}", read=dialect)
+    except SqlglotError as e:
+        raise SqlFragmentError(f"{what} is not a valid SQL condition: {text!r} ({_first_line(e)})") from None
+    extra = [k for k, v in parsed.args.items() if v and k not in ("expressions", "where")]
+    where = parsed.args.get("where") if isinstance(parsed, exp.Select) else None
+    if where is None or extra:
+        raise SqlFragmentError(f"{what} must be a single SQL condition, got {text!r}")
+    return _strip_comments(where.this)
+
+
+def query(text: str, dialect: str, what: str) -> exp.Query:
+    """Parse exactly one read-only query (SELECT/UNION/WITH ... SELECT)."""
+    try:
+        statements = [s for s in sqlglot.parse(text, read=dialect) if s is not None]
+    except SqlglotError as e:
+        raise SqlFragmentError(f"{what} is not valid SQL ({_first_line(e)})") from None
+    if len(statements) != 1:
+        raise SqlFragmentError(f"{what} must be exactly one query, got {len(statements)} statements")
+    stmt = statements[0]
+    if not isinstance(stmt, exp.Query) or stmt.find(exp.Insert, exp.Update, exp.Delete, exp.Merge, exp.Into):
+        raise SqlFragmentError(f"{what} must be a SELECT query, got {stmt.key.upper()}")
+    return _strip_comments(stmt)  # type: ignore[return-value]
+
+
+def referenced_columns(node: exp.Expression) -> set[str]:
+    """Unqualified column names of a condition, outside subqueries (those may name other tables)."""
+    names = set()
+    for col in node.find_all(exp.Column):
+        if not col.table and col.find_ancestor(exp.Subquery, exp.Select) is None:
+            names.add(col.name)
+    return names
+
+
+def _strip_comments(node: exp.Expression) -> exp.Expression:
+    node = node.copy()
+    for n in node.walk():
+        n.comments = None
+    return node
+
+
+def _first_line(e: Exception) -> str:
+    return str(e).splitlines()[0][:200]

@@ -1,0 +1,147 @@
+"""DataCheckOperator: run a suite of data checks on any SQL connection, in as few scans as possible."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+from airflow_opsflow.checks.durations import parse_duration
+from airflow_opsflow.checks.loader import CheckSpecError, load_suite
+from airflow_opsflow.checks.jinja import has_jinja, with_placeholders
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airflow_opsflow.checks.results import CheckResult
+    from airflow_opsflow.checks.spec import Suite
+
+_STATUSES = ("warn", "fail", "error")
+
+
+class DataCheckOperator(BaseOperator):
+    """Check critical data where it lives: one task, many checks, one table scan per table and filter.
+
+    The spec is validated when the DAG is parsed; the checks run in a read-only transaction (where the
+    database supports it), their results are pushed to XCom (``return_value`` and key ``results``) and
+    logged as a report. The task fails without retrying when a check of severity ``error`` fails (a data
+    failure does not heal by retrying) and fails with retries when a check could not run at all.
+
+    :param conn_id: any SQL connection (postgres, mysql, sqlite, snowflake, bigquery, ...). (templated)
+    :param checks: the checks: a list of check dicts/models, a mapping (``{"table": ..., "checks": [...]}``
+        or ``{"tables": [...]}``), YAML text, or a path to a ``.yml``/``.yaml`` file. (templated)
+    :param table: default table of a single-table spec. (templated)
+    :param where: a SQL condition applied to every check of a single-table spec, e.g.
+        ``"created_at >= '{{ data_interval_start }}'"``. (templated)
+    :param dialect: the sqlglot dialect, when the connection type does not tell it.
+    :param fail_on: statuses that fail the task (default ``("fail", "error")``; add ``"warn"`` to be strict).
+    :param statement_timeout: cancel any single query running longer (``"5m"``, seconds or timedelta).
+    :param read_only: run inside a read-only transaction (default True).
+    """
+
+    template_fields: Sequence[str] = ("conn_id", "checks", "table", "where")
+    template_ext: Sequence[str] = (".yml", ".yaml")
+    template_fields_renderers = {"checks": "yaml", "where": "sql"}
+    ui_color = "#e8f4ea"
+
+    def __init__(
+        self,
+        *,
+        conn_id: str,
+        checks: Any,
+        table: str | None = None,
+        where: str | None = None,
+        dialect: str | None = None,
+        fail_on: Sequence[str] = ("fail", "error"),
+        statement_timeout: str | int | timedelta | None = None,
+        read_only: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.conn_id = conn_id
+        self.checks = checks
+        self.table = table
+        self.where = where
+        self.dialect = dialect
+        bad = [s for s in fail_on if s not in _STATUSES]
+        if bad:
+            raise ValueError(f"{self._where_am_i()}: fail_on has unknown statuses {bad}; use {_STATUSES}")
+        self.fail_on = tuple(fail_on)
+        try:
+            self.statement_timeout = parse_duration(statement_timeout) if statement_timeout else None
+        except ValueError as e:
+            raise ValueError(f"{self._where_am_i()}: statement_timeout: {e}") from None
+        self.read_only = read_only
+        if not self._is_template_file(checks):
+            self._validate()  # fail at DAG parse, not at 3 a.m.
+
+    def _where_am_i(self) -> str:
+        dag_id = self.dag_id if self.has_dag() else None
+        return f"dag {dag_id!r}, task {self.task_id!r}" if dag_id else f"task {self.task_id!r}"
+
+    def _is_template_file(self, value: Any) -> bool:
+        return isinstance(value, str) and "\n" not in value and value.strip().endswith(tuple(self.template_ext))
+
+    def prepare_template(self) -> None:
+        # Called after template files are read at DAG parse: validate the YAML file's content too.
+        if not self._is_template_file(self.checks):
+            self._validate()
+
+    def _validate(self) -> Suite | None:
+        """Validate the spec's structure now. Jinja (rendered only at run time) is replaced by a
+        placeholder; if the spec is invalid only with placeholders, validation waits for the run."""
+        templated = has_jinja(self.table) or (isinstance(self.checks, str) and has_jinja(self.checks))
+        checks = with_placeholders(self.checks) if isinstance(self.checks, str) else self.checks
+        table = with_placeholders(self.table) if self.table else None
+        try:
+            return load_suite(checks, table=table, where=self.where, context=self._where_am_i())
+        except CheckSpecError as e:
+            if not templated:
+                raise
+            self.log.debug("spec validation deferred to run time (templated spec): %s", e)
+            return None
+
+    def run_checks(self) -> list[dict[str, Any]]:
+        """Run the (rendered) checks and return the results as dicts; raises nothing for data failures."""
+        return [r.to_dict() for r in self._run()]
+
+    def _run(self) -> list[CheckResult]:
+        from airflow_opsflow.checks.runner import run_suite
+        from airflow_opsflow.hooks.db import dialect_of, get_db_hook
+
+        try:
+            suite = load_suite(self.checks, table=self.table, where=self.where, context=self._where_am_i())
+        except CheckSpecError as e:
+            raise AirflowFailException(str(e)) from None
+        hook = get_db_hook(self.conn_id, self._where_am_i())
+        dialect = dialect_of(hook, self.dialect)
+        conn = hook.get_conn()
+        try:
+            return run_suite(conn, suite, dialect, statement_timeout=self.statement_timeout,
+                             read_only=self.read_only)
+        finally:
+            conn.close()
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_opsflow.checks.report import format_report
+        from airflow_opsflow.checks.results import worst
+
+        results = self._run()
+        self.log.info("\n%s", format_report(results, title=self._where_am_i()))
+        payload = {
+            "status": worst(results),
+            "conn_id": self.conn_id,
+            "results": [r.to_dict() for r in results],
+        }
+        # Pushed before failing the task: alerting and ticketing downstream need the evidence.
+        context["ti"].xcom_push(key="results", value=payload)
+        failing = [r for r in results if r.status in self.fail_on]
+        if failing:
+            names = ", ".join(f"{r.name} ({r.status})" for r in failing)
+            if any(r.status in ("fail", "warn") for r in failing):
+                raise AirflowFailException(f"{len(failing)} data check(s) did not pass: {names}")
+            raise AirflowException(f"{len(failing)} data check(s) could not run: {names}")
+        return payload

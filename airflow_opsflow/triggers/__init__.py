@@ -1,0 +1,1 @@
+"""Triggers (deferrable waits) of opsflow."""

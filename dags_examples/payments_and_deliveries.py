@@ -1,0 +1,79 @@
+"""Scenarios 1 and 2: payments ops and logistics ops checks on the production database.
+
+Every 15 minutes: wait until payments are flowing, then check payments (failed share in the last
+hour, negative amounts, unknown customers), deliveries (stuck in transit for more than 48 hours) and
+invoices (totals that do not add up, duplicate numbers). Checks are read-only and each table is
+scanned once, however many checks it has.
+
+The connection is a DAG param so the same DAG runs against the demo's SQLite database, the test
+PostgreSQL, or your production replica: trigger with ``{"conn_id": "my_replica"}``.
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import DAG, Param
+
+from airflow_opsflow.operators.data_check import DataCheckOperator
+from airflow_opsflow.sensors.data_condition import DataConditionSensor
+
+CONN = "{{ params.conn_id }}"
+CUTOFF_48H = "{{ (data_interval_end - macros.timedelta(hours=48)).strftime('%Y-%m-%d %H:%M:%S') }}"
+
+with DAG(
+    dag_id="ops_payments_and_deliveries",
+    schedule="*/15 * * * *",
+    start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    params={"conn_id": Param("ops_db", type="string", description="SQL connection of the ops database")},
+    tags=["opsflow", "example", "payments", "logistics"],
+    doc_md=__doc__,
+) as dag:
+    wait_for_payments = DataConditionSensor(
+        task_id="wait_for_payments",
+        conn_id=CONN,
+        table="payments",
+        freshness_column="created_at",
+        max_age="2h",
+        poke_interval=60,
+        timeout=30 * 60,
+        mode="reschedule",
+    )
+
+    check_payments = DataCheckOperator(
+        task_id="check_payments",
+        conn_id=CONN,
+        checks="checks/payments.yml",
+        statement_timeout="2m",
+    )
+
+    check_deliveries = DataCheckOperator(
+        task_id="check_deliveries",
+        conn_id=CONN,
+        table="deliveries",
+        checks=[
+            {
+                "name": "no_stuck_deliveries",
+                "kind": "expression",
+                "where": "status = 'in_transit'",
+                "expression": f"status_changed_at >= '{CUTOFF_48H}'",
+                "on_empty": "pass",  # nothing in transit is fine
+                "sample_columns": ["id", "order_ref", "carrier", "status_changed_at"],
+                "description": "Deliveries in transit for more than 48 hours (SLA breach)",
+                "owner": "logistics-ops",
+            },
+            {"name": "known_delivery_status", "kind": "accepted_values", "column": "status",
+             "values": ["created", "in_transit", "delivered", "returned"]},
+            {"name": "delivery_customer_exists", "kind": "foreign_key", "column": "customer_id",
+             "to_table": "customers", "to_column": "id", "severity": "warn"},
+        ],
+    )
+
+    check_invoices = DataCheckOperator(
+        task_id="check_invoices",
+        conn_id=CONN,
+        checks="checks/invoices.yml",
+    )
+
+    wait_for_payments >> [check_payments, check_deliveries, check_invoices]

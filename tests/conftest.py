@@ -1,0 +1,110 @@
+"""Shared fixtures: an isolated Airflow, the throwaway PostgreSQL and a SQLite database per test.
+
+Airflow reads its settings once, at import, so the environment of a private AIRFLOW_HOME is set here,
+before any test module imports airflow. The metadata DB is migrated lazily, only for tests that run
+DAGs (``airflow_db``), so the engine's unit tests stay fast and Airflow-free.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_opsflow.testing.dag_runner import airflow_env, migrate
+from airflow_opsflow.testing.postgres import ENV_URI, ThrowawayPostgres
+
+ROOT = Path(__file__).resolve().parent.parent
+_HOME = Path(tempfile.mkdtemp(prefix="opsflow-test-airflow-"))
+_DAGS = _HOME / "dags"
+_DAGS.mkdir()
+# The DAG bundle dag.test() syncs: the test DAGs and the example DAGs, as users would lay them out.
+(_DAGS / "test_dags").symlink_to(ROOT / "tests" / "dags")
+(_DAGS / "examples").symlink_to(ROOT / "dags_examples")
+AIRFLOW_ENV = airflow_env(_HOME, _DAGS)
+os.environ.update(AIRFLOW_ENV)
+
+PG_CONN_ID = "opsflow_pg"
+SQLITE_CONN_ID = "opsflow_sqlite"
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    """A migrated metadata DB in the private AIRFLOW_HOME (once per session)."""
+    if not (_HOME / "airflow.db").exists():
+        migrate(AIRFLOW_ENV)
+    return _HOME
+
+
+@pytest.fixture(scope="session")
+def pg_uri() -> Iterator[str]:
+    """The PostgreSQL started by `make test`, or one started here when run as plain pytest."""
+    if os.environ.get(ENV_URI):
+        yield os.environ[ENV_URI]
+        return
+    with ThrowawayPostgres() as pg:
+        yield pg.uri
+
+
+@dataclass
+class Database:
+    """One test database: a DB-API connection for set-up and asserts, and its Airflow connection id."""
+
+    name: str
+    dialect: str
+    conn: Any
+    conn_id: str
+
+    def execute(self, *statements: str) -> None:
+        cur = self.conn.cursor()
+        for sql in statements:
+            cur.execute(sql)
+        self.conn.commit()
+        cur.close()
+
+    def scalar(self, sql: str) -> Any:
+        cur = self.conn.cursor()
+        cur.execute(sql)
+        value = cur.fetchone()[0]
+        cur.close()
+        self.conn.rollback()
+        return value
+
+
+def _connect_pg(uri: str) -> Any:
+    import psycopg2
+
+    return psycopg2.connect(uri)
+
+
+@pytest.fixture
+def sqlite_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Database]:
+    path = tmp_path / "ops.db"
+    monkeypatch.setenv(f"AIRFLOW_CONN_{SQLITE_CONN_ID.upper()}",
+                       json.dumps({"conn_type": "sqlite", "host": str(path)}))
+    conn = sqlite3.connect(path)
+    yield Database("sqlite", "sqlite", conn, SQLITE_CONN_ID)
+    conn.close()
+
+
+@pytest.fixture
+def pg_db(pg_uri: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Database]:
+    monkeypatch.setenv(f"AIRFLOW_CONN_{PG_CONN_ID.upper()}", pg_uri)
+    conn = _connect_pg(pg_uri)
+    db = Database("postgres", "postgres", conn, PG_CONN_ID)
+    yield db
+    conn.rollback()
+    conn.close()
+
+
+@pytest.fixture(params=["sqlite", "pg"])
+def db(request: pytest.FixtureRequest) -> Database:
+    """Each test using ``db`` runs twice: on SQLite and on PostgreSQL."""
+    return request.getfixturevalue(f"{request.param}_db")  # type: ignore[no-any-return]
