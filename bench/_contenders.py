@@ -115,10 +115,10 @@ def run_opsflow(uri: str) -> list[Check]:
     try:
         from airflow_opsflow.operators.data_check import DataCheckOperator
     except ImportError as exc:
-        raise NotAvailable(f"not available yet ({exc})") from exc
+        raise NotAvailable(str(exc)) from exc
     op = DataCheckOperator(task_id="bench", conn_id=CONN_ID, checks=OPSFLOW_SUITE)
     if not hasattr(op, "run_checks"):
-        raise NotAvailable("not available yet (DataCheckOperator.run_checks() missing)")
+        raise NotAvailable("DataCheckOperator.run_checks() does not exist yet")
     results = op.run_checks()
     return [_normalise(result) for result in results]
 
@@ -136,7 +136,7 @@ def run_common_sql_columns(uri: str) -> list[Check]:
         table="lineitem",
         column_mapping=copy.deepcopy(COMMON_SQL_COLUMN_MAPPING),  # execute() writes results into it
     )
-    bench_columns.execute(context={})  # type: ignore[arg-type]  # raises on any failed check
+    bench_columns.execute(context={})  # raises on any failed check
     return [
         {"name": f"{column}.{check}", "passed": bool(spec["success"]), "observed": str(spec["result"])}
         for column, checks in bench_columns.column_mapping.items()
@@ -154,7 +154,7 @@ def run_common_sql_table(uri: str) -> list[Check]:
         table="lineitem",
         checks=copy.deepcopy(COMMON_SQL_TABLE_CHECKS),
     )
-    bench_table.execute(context={})  # type: ignore[arg-type]
+    bench_table.execute(context={})
     return [
         {"name": name, "passed": bool(spec["success"]), "observed": str(spec["result"])}
         for name, spec in bench_table.checks.items()

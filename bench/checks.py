@@ -24,6 +24,14 @@ from contextlib import ExitStack
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+# Sibling modules (bench/ is sys.path[0] when run as a script). None of them imports Airflow.
+import _contenders as c
+import _imports
+import _report
+import _tpch
+from _pgstats import StatementCounter
+from _venvs import VenvBuild
+
 REPO = Path(__file__).resolve().parents[1]
 BENCH_DIR = REPO / ".bench"
 LOGS = BENCH_DIR / "logs"
@@ -32,7 +40,8 @@ PEERS = Path(__file__).resolve().parent / "_peers"
 SODA_REQUIREMENTS = ["soda-core-postgres==3.5.6"]
 GX_REQUIREMENTS = ["great-expectations[postgresql]==1.24.*"]
 # Defaults otherwise (work_mem 4MB, 2 parallel workers per gather, JIT on): what users run with.
-# shared_buffers holds the ~950 MB table; wal_level=minimal lets the COPY skip WAL (load speed only).
+# shared_buffers as in the reference set-up (seq scans of a ~950 MB table use a small ring buffer, so
+# the OS page cache is what keeps it warm); wal_level=minimal lets the COPY skip WAL (load speed only).
 PG_SETTINGS = {
     "shared_buffers": "2GB",
     "wal_level": "minimal",
@@ -41,19 +50,14 @@ PG_SETTINGS = {
 }
 REPORTED_SETTINGS = ("shared_buffers", "work_mem", "max_parallel_workers_per_gather", "jit")
 
-# Airflow reads these at import time; keep the benchmark's Airflow state inside .bench/.
+# Airflow (imported lazily by the contenders) reads these at import time; its state stays in .bench/.
 os.environ.setdefault("AIRFLOW_HOME", str(BENCH_DIR / "airflow-home"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+# Operators log every statement and warn about running outside a task runner: noise around the table.
+os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "ERROR")
 # The work tree must be importable (ThrowawayPostgres, the operator) even when not pip-installed.
 if importlib.util.find_spec("airflow_opsflow") is None:
     sys.path.insert(0, str(REPO))
-
-import _contenders as c  # noqa: E402  (sibling modules: bench/ is sys.path[0] when run as a script)
-import _imports  # noqa: E402
-import _report  # noqa: E402
-import _tpch  # noqa: E402
-from _pgstats import StatementCounter  # noqa: E402
-from _venvs import VenvBuild  # noqa: E402
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -146,7 +150,7 @@ def _combine(label: str, key: str, parts: list[_report.Outcome]) -> _report.Outc
     )
 
 
-def _machine_facts(uri: str, rows: int, runs: int, peer_versions: dict[str, str]) -> list[str]:
+def _machine_facts(uri: str, rows: int, runs: int, peer_versions: dict[str, str], load: str) -> list[str]:
     import psycopg2
 
     with psycopg2.connect(uri) as conn, conn.cursor() as cur:
@@ -182,8 +186,10 @@ def _machine_facts(uri: str, rows: int, runs: int, peer_versions: dict[str, str]
                 versions[name] = "not installed"
     return [
         f"- machine: {len(os.sched_getaffinity(0))} CPUs ({cpu}), {mem_kb / 2**20:.0f} GiB RAM, "
-        f"{platform.system()} {platform.release()}, Python {platform.python_version()}",
-        f"- PostgreSQL {pg_version} ({', '.join(settings)}); warm cache (table prewarmed, VACUUM ANALYZEd)",
+        f"{platform.system()} {platform.release()}, Python {platform.python_version()}; "
+        f"load average {load} when the benchmark started (other work skews the figures)",
+        f"- PostgreSQL {pg_version} ({', '.join(settings)}); warm cache: VACUUM ANALYZE, CHECKPOINT and "
+        "one `count(*)` before the runs, the table then stays in the OS page cache",
         f"- data: TPC-H SF1 `lineitem`, {rows:,} rows (tpchgen-cli, standard DDL)",
         f"- runs: median of {runs} recorded runs per contender after one warm-up run; rounds interleaved",
         "- versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
@@ -210,9 +216,41 @@ Queries issued: statements reading `lineitem` per suite run (pg_stat_statements)
 other statements (catalog look-ups, session settings, BEGIN/ROLLBACK)."""
 
 
+def _contenders(uri: str, builds: dict[str, VenvBuild]) -> list[list[c.Contender]]:
+    """Contender groups in round order; common-sql's two operators stay together as one suite run."""
+    groups: list[list[c.Contender]] = [
+        [c.InProcess("opsflow", "opsflow DataCheckOperator", c.run_opsflow, uri)],
+        [
+            c.InProcess("cs_columns", "↳ SQLColumnCheckOperator", c.run_common_sql_columns, uri, 11, 1),
+            c.InProcess("cs_table", "↳ SQLTableCheckOperator", c.run_common_sql_table, uri, 2, 1),
+        ],
+        [c.InProcess("single", "single hand-written query", c.run_single_query, uri, known_statements=1)],
+        [c.InProcess("hand_tuned", "hand-tuned plan (2 queries)", c.run_hand_tuned, uri, known_statements=2)],
+    ]
+    for key, label, driver in (
+        ("soda", "Soda Core", "soda_driver.py"),
+        ("gx", "Great Expectations", "gx_driver.py"),
+    ):
+        if key in builds:
+            groups.append([c.Peer(key, label, builds[key], PEERS / driver, uri, LOGS / f"{key}-driver.log")])
+    return groups
+
+
+def _report_rows(outcomes: dict[str, _report.Outcome]) -> list[_report.Outcome]:
+    both = _combine(
+        "common-sql (both operators)", "common_sql", [outcomes["cs_columns"], outcomes["cs_table"]]
+    )
+    rows = [outcomes["opsflow"], both, outcomes["cs_columns"], outcomes["cs_table"]]
+    rows += [outcomes["single"], outcomes["hand_tuned"]]
+    for key, label in (("soda", "Soda Core"), ("gx", "Great Expectations")):
+        rows.append(outcomes.get(key) or _report.Outcome(key, label, "skipped", "--skip-peers"))
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     began = time.monotonic()
+    load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     phases: dict[str, float] = {}
     LOGS.mkdir(parents=True, exist_ok=True)
     (LOGS / "errors.log").unlink(missing_ok=True)
@@ -242,108 +280,70 @@ def main(argv: list[str] | None = None) -> int:
         phases["cache warm-up"] = time.monotonic() - started
         os.environ[c.CONN_ENV] = uri  # before anything imports Airflow
 
-        common_sql = [
-            c.InProcess("cs_columns", "↳ SQLColumnCheckOperator", c.run_common_sql_columns, uri, 11, 1),
-            c.InProcess("cs_table", "↳ SQLTableCheckOperator", c.run_common_sql_table, uri, 2, 1),
-        ]
-        groups: list[list[c.Contender]] = [
-            [c.InProcess("opsflow", "opsflow DataCheckOperator", c.run_opsflow, uri)],
-            common_sql,
-            [c.InProcess("single", "single hand-written query", c.run_single_query, uri, known_statements=1)],
-            [
-                c.InProcess(
-                    "hand_tuned", "hand-tuned plan (2 queries)", c.run_hand_tuned, uri, known_statements=2
-                )
-            ],
-        ]
-        peers: list[c.Peer] = []
-        if builds:
-            peers = [
-                c.Peer(
-                    "soda",
-                    "Soda Core",
-                    builds["soda"],
-                    PEERS / "soda_driver.py",
-                    uri,
-                    LOGS / "soda-driver.log",
-                ),
-                c.Peer(
-                    "gx",
-                    "Great Expectations",
-                    builds["gx"],
-                    PEERS / "gx_driver.py",
-                    uri,
-                    LOGS / "gx-driver.log",
-                ),
-            ]
-            groups += [[peer] for peer in peers]
+        groups = _contenders(uri, builds)
         outcomes = {
             ct.key: _report.Outcome(ct.key, ct.label, known_statements=ct.known_statements)
             for group in groups
             for ct in group
         }
-
         started = time.monotonic()
         if builds:
-            _say("waiting for the peer venvs (.bench/venv-soda, .bench/venv-gx)")
-        for group in groups:
-            for contender in group:
-                stack.callback(contender.close)
-                try:
-                    contender.start()
-                except Exception as exc:
-                    _fail(outcomes[contender.key], exc)
-        phases["peer venvs + driver set-up"] = time.monotonic() - started
+            _say("waiting for the peer venvs (.bench/venv-soda, .bench/venv-gx) and driver set-up")
+        for contender in (ct for group in groups for ct in group):
+            stack.callback(contender.close)
+            try:
+                contender.start()
+            except Exception as exc:
+                _fail(outcomes[contender.key], exc)
+        phases["peer venvs + set-up"] = time.monotonic() - started
 
+        # The load and the venv installs leave ~2 GB of dirty pages; have the kernel write them out now
+        # rather than in the background during the first rounds.
+        os.sync()
         counter = StatementCounter(uri)
         stack.callback(counter.close)
         _say(f"running the suite: 1 warm-up + {args.runs} recorded rounds")
         started = time.monotonic()
         run_rounds(groups, args.runs, counter, outcomes)
         phases["timed rounds"] = time.monotonic() - started
-        peer_versions = {k: v for peer in peers for k, v in peer.versions.items()}
-        facts = _machine_facts(uri, rows, args.runs, peer_versions)
+        peer_versions = {
+            k: v for g in groups for ct in g if isinstance(ct, c.Peer) for k, v in ct.versions.items()
+        }
+        facts = _machine_facts(uri, rows, args.runs, peer_versions, load)
 
     _say("measuring DAG-parse import cost")
     started = time.monotonic()
     imports = _imports.measure(args.import_repeats, _imports.repo_env(REPO))
     phases["import cost"] = time.monotonic() - started
 
-    rows_out = [
-        outcomes["opsflow"],
-        _combine("common-sql: both operators", "common_sql", [outcomes["cs_columns"], outcomes["cs_table"]]),
-        outcomes["cs_columns"],
-        outcomes["cs_table"],
-        outcomes["single"],
-        outcomes["hand_tuned"],
-    ]
-    rows_out += [outcomes[key] for key in ("soda", "gx") if key in outcomes] or [
-        _report.Outcome("soda", "Soda Core", "skipped"),
-        _report.Outcome("gx", "Great Expectations", "skipped"),
-    ]
+    table_rows = _report_rows(outcomes)
     total = time.monotonic() - began
     timing = ", ".join(f"{name} {secs:.0f} s" for name, secs in phases.items())
-    argv_text = " ".join(sys.argv[1:] if argv is None else argv)
+    command = " ".join(["python bench/checks.py", *(sys.argv[1:] if argv is None else argv)])
     body = "\n\n".join(
         [
             "## Data checks: 13 assertions on TPC-H SF1 `lineitem`",
-            f"_Written by `python bench/checks.py{' ' + argv_text if argv_text else ''}` on "
-            f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; regenerate rather than edit._",
+            f"_Written by `{command}` on {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; "
+            "regenerate rather than edit._",
             "\n".join(facts),
-            _report.table(rows_out),
+            _report.table(table_rows),
             CONTENDER_NOTES,
-            "### Targets\n\n" + _report.targets(rows_out),
-            "### DAG-parse import cost\n\nFresh interpreter per sample (median of "
-            f"{args.import_repeats}), import time measured inside it:\n\n" + _report.imports_section(imports),
+            "### Targets\n\n" + _report.targets(table_rows),
+            f"### DAG-parse import cost\n\nFresh interpreter per sample (median of {args.import_repeats}), "
+            "import time measured inside it:\n\n" + _report.imports_section(imports),
             f"_Benchmark wall time: {total:.0f} s ({timing})._",
         ]
     )
-    print(_report.table(rows_out))
-    print()
-    print(_report.targets(rows_out))
-    print()
-    print(_report.imports_section(imports))
-    print(f"\nbenchmark wall time {total:.0f} s ({timing})")
+    print(
+        "\n\n".join(
+            [
+                _report.table(table_rows),
+                _report.targets(table_rows),
+                _report.imports_section(imports),
+                f"benchmark wall time {total:.0f} s ({timing})",
+            ]
+        )
+    )
     _report.write_section(args.doc, body)
     _say(f"wrote {args.doc}")
     return 0

@@ -15,9 +15,10 @@ from airflow_opsflow.checks.spec import CHECK_KINDS, CheckBase, Suite, TableChec
 class CheckSpecError(ValueError):
     """A check spec is invalid. ``where`` says which suite/task it belongs to."""
 
-    def __init__(self, problems: list[str], where: str = "") -> None:
+    def __init__(self, problems: list[str], where: str = "", inputs: list[object] | None = None) -> None:
         self.problems = problems
         self.where = where
+        self.inputs = inputs or []  # the offending values, when known
         head = f"invalid check spec{f' in {where}' if where else ''}"
         super().__init__(head + ":\n  - " + "\n  - ".join(problems))
 
@@ -67,7 +68,7 @@ def load_suite(
     try:
         suite = Suite.model_validate(raw)
     except ValidationError as e:
-        raise CheckSpecError(_describe(e, raw), context) from None
+        raise CheckSpecError(_describe(e, raw), context, [err.get("input") for err in e.errors()]) from None
     return _name_and_verify(suite, context)
 
 

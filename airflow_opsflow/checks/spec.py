@@ -45,6 +45,8 @@ class Tolerance(BaseModel):
     def parse(cls, value: Any) -> Tolerance:
         if isinstance(value, Tolerance):
             return value
+        if isinstance(value, dict):  # a dumped Tolerance (e.g. a spec sent to the triggerer)
+            return cls.model_validate(value)
         if isinstance(value, bool):
             raise ValueError("expected a row count (e.g. 0) or a share (e.g. '0.1%'), got a boolean")
         if isinstance(value, int):

@@ -20,6 +20,29 @@ from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import SqlglotError
 
 _SAFE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Words some engine reserves: a table part spelled like one is quoted (sqlglot's per-dialect lists are
+# partial, e.g. PostgreSQL's is empty, so take the union of its fullest ones and the SQL standard's).
+_RESERVED_EXTRA = {
+    "all", "analyse", "analyze", "and", "any", "array", "as", "asc", "authorization", "between", "both",
+    "case", "cast", "check", "collate", "column", "constraint", "create", "cross", "current_date",
+    "current_time", "current_timestamp", "current_user", "default", "delete", "desc", "distinct", "do",
+    "else", "end", "except", "false", "fetch", "for", "foreign", "from", "full", "grant", "group", "having",
+    "in", "inner", "insert", "intersect", "into", "is", "join", "leading", "left", "like", "limit", "natural",
+    "not", "null", "offset", "on", "only", "or", "order", "outer", "placing", "primary", "references",
+    "returning", "right", "select", "session_user", "some", "symmetric", "table", "then", "to", "trailing",
+    "true", "union", "unique", "update", "user", "using", "values", "variadic", "when", "where", "window",
+    "with",
+}
+
+
+def _reserved() -> frozenset[str]:
+    words = set(_RESERVED_EXTRA)
+    for name in ("mysql", "bigquery"):
+        words |= {w.lower() for w in Dialect.get_or_raise(name).generator_class.RESERVED_KEYWORDS}
+    return frozenset(words)
+
+
+RESERVED = _reserved()
 
 
 class SqlFragmentError(ValueError):
@@ -27,13 +50,13 @@ class SqlFragmentError(ValueError):
 
 
 def table_ref(name: str, dialect: str) -> exp.Table:
-    """``schema.table`` -> a Table; parts that are keywords or not plain names are quoted."""
+    """``schema.table`` -> a Table. Plain names stay unquoted so the database folds their case as in
+    hand-written SQL (``payments`` finds Snowflake's PAYMENTS); keywords and other names are quoted."""
     parts = name.split(".")
     if len(parts) > 3 or any(not p.strip() for p in parts):
         raise SqlFragmentError(f"table {name!r} is not a valid name (expected [catalog.][schema.]table)")
-    keywords = Dialect.get_or_raise(dialect).tokenizer_class.KEYWORDS
     idents = [
-        exp.to_identifier(p.strip(), quoted=not _SAFE.match(p.strip()) or p.strip().upper() in keywords)
+        exp.to_identifier(p.strip(), quoted=not _SAFE.match(p.strip()) or p.strip().lower() in RESERVED)
         for p in parts
     ]
     while len(idents) < 3:

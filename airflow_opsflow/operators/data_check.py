@@ -11,7 +11,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airflow_opsflow.checks.durations import parse_duration
 from airflow_opsflow.checks.loader import CheckSpecError, load_suite
-from airflow_opsflow.checks.jinja import has_jinja, with_placeholders
+from airflow_opsflow.checks.jinja import caused_by_placeholder, has_jinja, with_placeholders
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -92,14 +92,14 @@ class DataCheckOperator(BaseOperator):
 
     def _validate(self) -> Suite | None:
         """Validate the spec's structure now. Jinja (rendered only at run time) is replaced by a
-        placeholder; if the spec is invalid only with placeholders, validation waits for the run."""
+        placeholder; an error on a placeholder value waits for the run, any other error is raised."""
         templated = has_jinja(self.table) or (isinstance(self.checks, str) and has_jinja(self.checks))
         checks = with_placeholders(self.checks) if isinstance(self.checks, str) else self.checks
         table = with_placeholders(self.table) if self.table else None
         try:
             return load_suite(checks, table=table, where=self.where, context=self._where_am_i())
         except CheckSpecError as e:
-            if not templated:
+            if not (templated and caused_by_placeholder(e.inputs)):
                 raise
             self.log.debug("spec validation deferred to run time (templated spec): %s", e)
             return None

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, conf
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout, AirflowSkipException
 
 from airflow_opsflow.checks.durations import parse_duration
 from airflow_opsflow.checks.jinja import has_jinja, with_placeholders
@@ -128,16 +129,23 @@ class DataConditionSensor(BaseSensorOperator):
         from airflow_opsflow.triggers.data_condition import DataConditionTrigger
 
         dialect, sql, checks = self._condition()
+        deadline = time.time() + self.timeout if self.timeout is not None else None
         self.defer(
             trigger=DataConditionTrigger(self.conn_id, dialect, sql, checks, float(self.poke_interval),
-                                         self.statement_timeout_s),
+                                         self.statement_timeout_s, deadline),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout) if self.timeout is not None else None,
         )
 
-    def execute_complete(self, context: Context, event: dict[str, Any]) -> None:
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+        """Resume after the trigger fired; returns (to XCom) how many polls it took and what held."""
+        if event.get("status") == "timeout":
+            message = (f"task {self.task_id!r}: the condition did not hold within {self.timeout} s "
+                       f"({event.get('polls')} polls; last: {event.get('detail')})")
+            raise AirflowSkipException(message) if self.soft_fail else AirflowSensorTimeout(message)
         if event.get("status") != "success":
             raise AirflowException(f"task {self.task_id!r}: the condition cannot be evaluated: "
                                    f"{event.get('message')}")
         self.log.info("condition holds after %s poll(s) in the triggerer: %s", event.get("polls"),
                       event.get("detail"))
+        return {"polls": event.get("polls"), "detail": event.get("detail")}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -22,6 +23,8 @@ class DataConditionTrigger(BaseTrigger):
     :param checks: a check spec (as JSON-able dicts) that must pass.
     :param poll_interval: seconds between polls.
     :param statement_timeout: seconds after which one poll's query is cancelled.
+    :param deadline: a Unix time after which the trigger stops waiting and fires a ``timeout`` event
+        (the sensor's own timeout, kept here so it holds wherever the trigger runs).
     """
 
     def __init__(
@@ -32,8 +35,10 @@ class DataConditionTrigger(BaseTrigger):
         checks: dict[str, Any] | None = None,
         poll_interval: float = 60.0,
         statement_timeout: float | None = None,
+        deadline: float | None = None,
     ) -> None:
         super().__init__()
+        self.deadline = deadline
         self.conn_id = conn_id
         self.dialect = dialect
         self.sql = sql
@@ -51,6 +56,7 @@ class DataConditionTrigger(BaseTrigger):
                 "checks": self.checks,
                 "poll_interval": self.poll_interval,
                 "statement_timeout": self.statement_timeout,
+                "deadline": self.deadline,
             },
         )
 
@@ -72,6 +78,9 @@ class DataConditionTrigger(BaseTrigger):
                 return
             if holds:
                 yield TriggerEvent({"status": "success", "detail": detail, "polls": polls})
+                return
+            if self.deadline is not None and time.time() + self.poll_interval > self.deadline:
+                yield TriggerEvent({"status": "timeout", "detail": detail, "polls": polls})
                 return
             self.log.info("condition not met yet (%s); next poll in %ss", detail, self.poll_interval)
             await asyncio.sleep(self.poll_interval)

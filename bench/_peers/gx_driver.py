@@ -7,15 +7,11 @@ Usage (by the benchmark): ``venv-gx/bin/python gx_driver.py URI``, then the line
 
 from __future__ import annotations
 
-import os
 import time
 from importlib.metadata import version
 from typing import Any
 
 from _protocol import RunOnce, serve
-
-# GX would otherwise try to reach its usage-statistics endpoint (no network here, and not our cost).
-os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 
 def setup(uri: str) -> RunOnce:
