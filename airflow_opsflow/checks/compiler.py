@@ -33,6 +33,7 @@ from airflow_opsflow.checks.spec import (
     RegexCheck,
     SqlCheck,
     Suite,
+    TableChecks,
     UniqueCheck,
 )
 
@@ -51,20 +52,26 @@ class BoundCheck:
     check: CheckBase
     table_name: str | None
     table: exp.Table | None
-    filter: exp.Expression | None
+    filter: exp.Expr | None
     columns: list[str]  # resolved names of check.columns()
     sample_columns: list[str]
     sample_limit: int
     on_empty: OnEmpty
-    condition: exp.Expression | None = None  # parsed `expression` / `sql` query
+    condition: exp.Expr | None = None  # parsed `expression` / `sql` query
 
     @property
     def name(self) -> str:
         return self.check.name
 
     @property
+    def source(self) -> exp.Table:
+        """The checked table (every kind but ``sql`` has one)."""
+        assert self.table is not None, f"check {self.name!r} has no table"
+        return self.table
+
+    @property
     def kind(self) -> str:
-        return self.check.kind  # type: ignore[attr-defined,no-any-return]
+        return self.check.kind  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -121,10 +128,7 @@ def batch(checks: list[BoundCheck], dialect: str) -> list[PlannedQuery]:
 # -- binding ---------------------------------------------------------------------------------------
 
 
-def _bind(group: object, check: CheckBase, dialect: str, resolve: ColumnResolver | None) -> BoundCheck:
-    from airflow_opsflow.checks.spec import TableChecks
-
-    assert isinstance(group, TableChecks)
+def _bind(group: TableChecks, check: CheckBase, dialect: str, resolve: ColumnResolver | None) -> BoundCheck:
     if isinstance(check, RegexCheck) and dialect not in REGEX_DIALECTS:
         raise CompileError(f"the {dialect} dialect has no regular-expression support: "
                            f"use an 'expression' with LIKE, or a 'sql' check")
@@ -165,8 +169,8 @@ def _bind(group: object, check: CheckBase, dialect: str, resolve: ColumnResolver
     )
 
 
-def _limit(group: object, check: CheckBase) -> int:
-    return check.sample_limit if check.sample_limit is not None else group.sample_limit  # type: ignore[attr-defined,no-any-return]
+def _limit(group: TableChecks, check: CheckBase) -> int:
+    return check.sample_limit if check.sample_limit is not None else group.sample_limit
 
 
 def _resolve(name: str, real: list[str] | None, table: str) -> str:
@@ -183,7 +187,7 @@ def _resolve(name: str, real: list[str] | None, table: str) -> str:
 # -- predicates and metrics ------------------------------------------------------------------------
 
 
-def violation(b: BoundCheck) -> exp.Expression | None:
+def violation(b: BoundCheck) -> exp.Expr | None:
     """The condition a violating row satisfies, for row-level checks on the table itself."""
     c = b.check
     col = sqlparts.column(b.columns[0]) if b.columns else None
@@ -193,7 +197,7 @@ def violation(b: BoundCheck) -> exp.Expression | None:
         in_list = exp.In(this=col, expressions=[sqlparts.literal(v) for v in c.values])
         return exp.and_(exp.not_(exp.Is(this=col, expression=exp.null())), exp.not_(in_list))
     if isinstance(c, BetweenCheck):
-        parts: list[exp.Expression] = []
+        parts: list[exp.Expr] = []
         if c.min is not None:
             lo = sqlparts.literal(c.min)
             parts.append(exp.LTE(this=col, expression=lo) if c.min_exclusive else exp.LT(this=col, expression=lo))
@@ -210,12 +214,12 @@ def violation(b: BoundCheck) -> exp.Expression | None:
     return None
 
 
-def _count_if(cond: exp.Expression) -> exp.Expression:
+def _count_if(cond: exp.Expr) -> exp.Expr:
     # COUNT(CASE ...) rather than FILTER or SUM(bool): portable to every dialect, NULL-safe.
     return exp.Count(this=exp.Case(ifs=[exp.If(this=cond, true=exp.Literal.number(1))]))
 
 
-def _metrics(b: BoundCheck) -> dict[str, exp.Expression]:
+def _metrics(b: BoundCheck) -> dict[str, exp.Expr]:
     c = b.check
     col = sqlparts.column(b.columns[0]) if b.columns else None
     if isinstance(c, NotNullCheck):
@@ -229,13 +233,13 @@ def _metrics(b: BoundCheck) -> dict[str, exp.Expression]:
     return metrics
 
 
-def _select(columns: dict[str, exp.Expression]) -> exp.Select:
+def _select(columns: dict[str, exp.Expr]) -> exp.Select:
     return exp.select(*(e.as_(alias) for alias, e in columns.items()))
 
 
 def _scan_query(group: list[BoundCheck], dialect: str) -> PlannedQuery:
     first = group[0]
-    cols: dict[str, exp.Expression] = {ROWS: exp.Count(this=exp.Star())}
+    cols: dict[str, exp.Expr] = {ROWS: exp.Count(this=exp.Star())}
     outputs: dict[str, dict[str, str]] = {}
     for i, b in enumerate(group):
         outputs[b.name] = {ROWS: ROWS}
@@ -243,7 +247,7 @@ def _scan_query(group: list[BoundCheck], dialect: str) -> PlannedQuery:
             alias = f"c{i}_{role}"
             cols[alias] = e
             outputs[b.name][role] = alias
-    q = _select(cols).from_(first.table)
+    q = _select(cols).from_(first.source)
     if first.filter is not None:
         q = q.where(first.filter.copy())
     return PlannedQuery(q.sql(dialect, comments=False), first.table_name, outputs)
@@ -254,7 +258,7 @@ def _keyed_query(group: list[BoundCheck], dialect: str) -> PlannedQuery:
     counts without COUNT(DISTINCT), so the inner aggregate runs as a parallel scan."""
     first = group[0]
     keys = [sqlparts.column(c) for c in first.columns]
-    inner = exp.select(*keys, exp.Count(this=exp.Star()).as_("n")).from_(first.table)
+    inner = exp.select(*keys, exp.Count(this=exp.Star()).as_("n")).from_(first.source)
     if first.filter is not None:
         inner = inner.where(first.filter.copy())
     inner = inner.group_by(*[k.copy() for k in keys])
@@ -272,7 +276,7 @@ def _keyed_query(group: list[BoundCheck], dialect: str) -> PlannedQuery:
     return PlannedQuery(q.sql(dialect, comments=False), first.table_name, outputs)
 
 
-def _foreign_key_join(b: BoundCheck, dialect: str) -> tuple[exp.Select, exp.Expression]:
+def _foreign_key_join(b: BoundCheck, dialect: str) -> tuple[exp.Select, exp.Expr]:
     """``FROM t LEFT JOIN (SELECT DISTINCT ref cols) r ON ...``; returns it with the orphan condition."""
     c = b.check
     assert isinstance(c, ForeignKeyCheck)
@@ -282,7 +286,7 @@ def _foreign_key_join(b: BoundCheck, dialect: str) -> tuple[exp.Select, exp.Expr
     on = exp.and_(*[exp.EQ(this=sqlparts.column(col), expression=exp.column(f"ref{i}", table="opsflow_ref"))
                     for i, col in enumerate(b.columns)])
     complete = [exp.not_(exp.Is(this=sqlparts.column(col), expression=exp.null())) for col in b.columns]
-    q = exp.select().from_(b.table).join(ref.subquery("opsflow_ref"), on=on, join_type="left")
+    q = exp.select().from_(b.source).join(ref.subquery("opsflow_ref"), on=on, join_type="left")
     q = q.where(exp.and_(*complete, *([b.filter.copy()] if b.filter is not None else [])))
     orphan = exp.Is(this=exp.column("ref0", table="opsflow_ref"), expression=exp.null())
     return q, orphan
@@ -306,13 +310,13 @@ def sample_query(b: BoundCheck, dialect: str) -> str | None:
     if b.sample_limit <= 0:
         return None
     c = b.check
-    picked = [sqlparts.column(s) for s in b.sample_columns]
+    picked: list[exp.Expr] = [sqlparts.column(s) for s in b.sample_columns]
     if isinstance(c, SqlCheck):
         assert isinstance(b.condition, exp.Query)
         q = exp.select(*(picked or [exp.Star()])).from_(b.condition.copy().subquery("opsflow_q"))
     elif isinstance(c, UniqueCheck):
         keys = [sqlparts.column(k) for k in b.columns]
-        q = exp.select(*keys, exp.Count(this=exp.Star()).as_("occurrences")).from_(b.table)
+        q = exp.select(*keys, exp.Count(this=exp.Star()).as_("occurrences")).from_(b.source)
         complete = [exp.not_(exp.Is(this=k.copy(), expression=exp.null())) for k in keys]
         q = q.where(exp.and_(*complete, *([b.filter.copy()] if b.filter is not None else [])))
         q = q.group_by(*[k.copy() for k in keys]).having(
@@ -325,7 +329,7 @@ def sample_query(b: BoundCheck, dialect: str) -> str | None:
         pred = violation(b)
         if pred is None or not picked:
             return None
-        q = exp.select(*picked).from_(b.table).where(pred)
+        q = exp.select(*picked).from_(b.source).where(pred)
         if b.filter is not None:
             q = q.where(b.filter.copy())
     return q.limit(b.sample_limit).sql(dialect, comments=False)

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from airflow_opsflow.checks.spec import CHECK_KINDS, CheckBase, Suite, TableChecks
+from airflow_opsflow.checks.spec import CHECK_KINDS, CheckBase, Suite
 
 
 class CheckSpecError(ValueError):
@@ -109,14 +109,15 @@ def _describe(error: ValidationError, raw: Any) -> list[str]:
         i = 0
         while i < len(loc):
             part = loc[i]
-            if part == "tables" and i + 1 < len(loc) and isinstance(loc[i + 1], int):
-                node = _index(node, "tables", loc[i + 1])
+            index = loc[i + 1] if i + 1 < len(loc) else None
+            if part == "tables" and isinstance(index, int):
+                node = _index(node, "tables", index)
                 name = node.get("table") if isinstance(node, dict) else None
-                where.append(f"table {name!r}" if name else f"table group #{loc[i + 1] + 1}")
+                where.append(f"table {name!r}" if name else f"table group #{index + 1}")
                 i += 2
-            elif part == "checks" and i + 1 < len(loc) and isinstance(loc[i + 1], int):
-                node = _index(node, "checks", loc[i + 1])
-                label = f"check #{loc[i + 1] + 1}"
+            elif part == "checks" and isinstance(index, int):
+                node = _index(node, "checks", index)
+                label = f"check #{index + 1}"
                 if isinstance(node, dict):
                     if node.get("name"):
                         label = f"check {node['name']!r}"
@@ -165,8 +166,8 @@ def _name_and_verify(suite: Suite, context: str) -> Suite:
                 else:
                     name = f"{name}_{seen[name]}"
             seen.setdefault(name, 1)
-            if group.table is None and check.kind != "sql":  # type: ignore[attr-defined]
-                problems.append(f"check {name!r} ({check.kind}): no table given")  # type: ignore[attr-defined]
+            if group.table is None and check.kind != "sql":
+                problems.append(f"check {name!r} ({check.kind}): no table given")
             checks.append(check.model_copy(update={"name": name}) if name != check.name else check)
         tables.append(group.model_copy(update={"checks": checks}))
     if problems:

@@ -134,7 +134,7 @@ class CheckBase(BaseModel):
         return []
 
     def default_name(self) -> str:
-        return self.kind  # type: ignore[attr-defined,no-any-return]
+        return self.kind  # type: ignore[attr-defined]
 
     def fail_tolerance(self) -> Tolerance | None:
         if self.severity == "warn":

@@ -70,7 +70,7 @@ def column(name: str) -> exp.Column:
     return exp.column(exp.to_identifier(name, quoted=True))
 
 
-def literal(value: Any) -> exp.Expression:
+def literal(value: Any) -> exp.Expr:
     if value is None:
         return exp.null()
     if isinstance(value, bool):
@@ -82,7 +82,7 @@ def literal(value: Any) -> exp.Expression:
     return exp.Literal.string(str(value))
 
 
-def condition(text: str, dialect: str, what: str) -> exp.Expression:
+def condition(text: str, dialect: str, what: str) -> exp.Expr:
     """Parse one boolean condition (``amount >= 0``); refuse statements and multiple expressions."""
     try:
         parsed = sqlglot.parse_one(f"SELECT 1 WHERE {text}", read=dialect)
@@ -109,7 +109,7 @@ def query(text: str, dialect: str, what: str) -> exp.Query:
     return _strip_comments(stmt)  # type: ignore[return-value]
 
 
-def referenced_columns(node: exp.Expression) -> set[str]:
+def referenced_columns(node: exp.Expr) -> set[str]:
     """Unqualified column names of a condition, outside subqueries (those may name other tables)."""
     names = set()
     for col in node.find_all(exp.Column):
@@ -118,7 +118,7 @@ def referenced_columns(node: exp.Expression) -> set[str]:
     return names
 
 
-def _strip_comments(node: exp.Expression) -> exp.Expression:
+def _strip_comments(node: exp.Expr) -> exp.Expr:
     node = node.copy()
     for n in node.walk():
         n.comments = None

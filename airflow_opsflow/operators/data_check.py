@@ -10,8 +10,8 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airflow_opsflow.checks.durations import parse_duration
-from airflow_opsflow.checks.loader import CheckSpecError, load_suite
 from airflow_opsflow.checks.jinja import caused_by_placeholder, has_jinja, with_placeholders
+from airflow_opsflow.checks.loader import CheckSpecError, load_suite
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

@@ -55,7 +55,7 @@ def seed(conn: Any, now: datetime | None = None, problems: bool = True) -> dict[
         if _placeholder(conn) == "?":  # sqlite3 binds no Decimal; NUMERIC affinity turns text into numbers
             data = [tuple(str(v) if isinstance(v, Decimal) else v for v in r) for r in data]
         marks = ", ".join([_placeholder(conn)] * len(data[0]))
-        cur.executemany(f"INSERT INTO {table} VALUES ({marks})", data)
+        cur.executemany(f"INSERT INTO {table} VALUES ({marks})", data)  # noqa: S608 - our own constant names
     conn.commit()
     cur.close()
     return {t: len(r) for t, r in rows.items()}

@@ -8,7 +8,7 @@ from airflow.sdk import DAG, Param
 from airflow_opsflow.operators.data_check import DataCheckOperator
 
 CONN = "{{ params.conn_id }}"
-ARGS = {"start_date": pendulum.datetime(2024, 1, 1, tz="UTC"), "schedule": None, "catchup": False,
+ARGS = {"start_date": pendulum.datetime(2024, 1, 1, tz="UTC"), "catchup": False,
         "params": {"conn_id": Param("opsflow_sqlite", type="string")}}
 
 # One check of every kind (regex only where the dialect has it, see the *_regex DAG), all satisfied by
@@ -32,29 +32,29 @@ ALL_KINDS = [
      "sql": "SELECT id FROM payments WHERE status = 'refunded' AND amount > 950"},
 ]
 
-with DAG("test_check_kinds", **ARGS) as dag:
+with DAG("test_check_kinds", schedule=None, **ARGS) as dag:
     DataCheckOperator(task_id="all_kinds", conn_id=CONN, table="payments", checks=ALL_KINDS)
 
-with DAG("test_check_regex", **ARGS) as regex_dag:
+with DAG("test_check_regex", schedule=None, **ARGS) as regex_dag:
     DataCheckOperator(task_id="regex", conn_id=CONN, table="customers", checks=[
         {"name": "email_format", "kind": "regex", "column": "email", "pattern": "^[^@ ]+@[^@ ]+$"},
     ])
 
-with DAG("test_check_yaml", **ARGS) as yaml_dag:
+with DAG("test_check_yaml", schedule=None, **ARGS) as yaml_dag:
     # A YAML file through template_ext, with a templated filter on the run's data interval.
     DataCheckOperator(task_id="from_yaml", conn_id=CONN, checks="specs/payments_window.yml")
 
-with DAG("test_check_warn_only", **ARGS) as warn_dag:
+with DAG("test_check_warn_only", schedule=None, **ARGS) as warn_dag:
     DataCheckOperator(task_id="warn_only", conn_id=CONN, table="payments", retries=2, checks=[
         {"name": "few_failed", "kind": "expression", "expression": "status <> 'failed'", "severity": "warn"},
     ])
 
-with DAG("test_check_fail_no_retry", **ARGS) as fail_dag:
+with DAG("test_check_fail_no_retry", schedule=None, **ARGS) as fail_dag:
     DataCheckOperator(task_id="must_fail", conn_id=CONN, table="payments", retries=3,
                       retry_delay=pendulum.duration(seconds=0), checks=[
         {"name": "no_negative", "kind": "between", "column": "amount", "min": 0},
     ])
 
-with DAG("test_check_missing_conn", **ARGS) as missing_conn_dag:
+with DAG("test_check_missing_conn", schedule=None, **ARGS) as missing_conn_dag:
     DataCheckOperator(task_id="nowhere", conn_id="no_such_connection", table="payments",
                       checks=[{"kind": "row_count"}])

@@ -1,0 +1,37 @@
+"""The example DAGs run for real and catch exactly the problems planted in the sample data."""
+
+from __future__ import annotations
+
+import pytest
+
+from airflow_opsflow.testing.dag_runner import run_dag
+from airflow_opsflow.testing.sample_data import repair, seed
+from tests.conftest import Database
+from tests.helpers import EXAMPLES, load_module, results_by_name
+
+pytestmark = pytest.mark.usefixtures("airflow_db")
+example = load_module(EXAMPLES / "payments_and_deliveries.py")
+
+
+def _not_passing(run: object, task_id: str) -> dict[str, str]:
+    payload = run.xcom(task_id, key="results")  # type: ignore[attr-defined]
+    return {n: r["status"] for n, r in results_by_name(payload).items() if r["status"] != "pass"}
+
+
+def test_payments_and_deliveries_scenario(db: Database) -> None:
+    seed(db.conn, problems=True)
+    run = run_dag(example.dag, conf={"conn_id": db.conn_id})
+    assert run.task_states == {"wait_for_payments": "success", "check_payments": "failed",
+                               "check_deliveries": "failed", "check_invoices": "failed"}
+    assert _not_passing(run, "check_payments") == {
+        "amount_positive": "fail", "customer_exists": "fail", "failed_share_last_hour": "fail",
+        "failed_payments_last_hour": "warn"}
+    assert _not_passing(run, "check_deliveries") == {"no_stuck_deliveries": "fail"}
+    assert _not_passing(run, "check_invoices") == {"invoice_number_unique": "fail",
+                                                   "total_is_subtotal_plus_tax": "fail"}
+    stuck = results_by_name(run.xcom("check_deliveries", key="results"))["no_stuck_deliveries"]
+    assert sorted(s["id"] for s in stuck["samples"]) == [17, 123, 256, 404]
+
+    repair(db.conn)
+    run = run_dag(example.dag, conf={"conn_id": db.conn_id})
+    assert set(run.task_states.values()) == {"success"}
