@@ -66,9 +66,7 @@ def table(outcomes: list[Outcome]) -> str:
             lines.append(f"| {o.label} | {o.status}{': ' + detail if detail else ''} | | | | |")
             continue
         ratio = f"{o.median / hand.median:.2f}" if hand and hand.ok else "n/a"
-        speedup = (
-            "—" if o.key == "opsflow" else (f"{o.median / ours.median:.2f}x" if ours and ours.ok else "n/a")
-        )
+        speedup = "—" if o.key == "opsflow" else (f"{o.median / ours.median:.2f}x" if ours and ours.ok else "n/a")
         lines.append(
             f"| {o.label} | {o.median:.3f} | {min(o.seconds):.3f}-{max(o.seconds):.3f} | {_queries(o)} "
             f"| {ratio} | {speedup} |"

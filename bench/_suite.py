@@ -99,6 +99,4 @@ def evaluate(values: dict[str, Any]) -> list[Check]:
         "modes": "modes",
         "ship_before_receipt": "ship_after_receipt",
     }
-    return [
-        {"name": name, "passed": bool(ok), "observed": str(values[observed[name]])} for name, ok in verdicts
-    ]
+    return [{"name": name, "passed": bool(ok), "observed": str(values[observed[name]])} for name, ok in verdicts]

@@ -49,9 +49,7 @@ def find_or_install_tpchgen(bench_dir: Path, log: Path) -> Path:
     binary = venv / "bin" / "tpchgen-cli"
     if not binary.exists():
         with log.open("a") as out:
-            subprocess.run(
-                [sys.executable, "-m", "venv", "--clear", str(venv)], check=True, stdout=out, stderr=out
-            )
+            subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True, stdout=out, stderr=out)
             subprocess.run(
                 [
                     str(venv / "bin" / "python"),

@@ -30,6 +30,7 @@ import _imports
 import _report
 import _tpch
 from _pgstats import StatementCounter
+from _quiet import OtherLoad, postmaster_of
 from _venvs import VenvBuild
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,6 +49,7 @@ PG_SETTINGS = {
     "max_wal_senders": "0",
     "shared_preload_libraries": "pg_stat_statements",
 }
+QUIET_SHARE = 0.05  # above this share of CPU used by others during the rounds, the report says so
 REPORTED_SETTINGS = ("shared_buffers", "work_mem", "max_parallel_workers_per_gather", "jit")
 
 # Airflow (imported lazily by the contenders) reads these at import time; its state stays in .bench/.
@@ -66,9 +68,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--pg-uri", help="use this PostgreSQL instead of a throwaway one")
     parser.add_argument("--skip-peers", action="store_true", help="skip Soda Core and Great Expectations")
     parser.add_argument("--import-repeats", type=int, default=7, help="fresh interpreters per import variant")
-    parser.add_argument(
-        "--doc", type=Path, default=DOC, help="Markdown file to update (default docs/benchmarks.md)"
-    )
+    parser.add_argument("--doc", type=Path, default=DOC, help="Markdown file to update (default docs/benchmarks.md)")
     return parser.parse_args(argv)
 
 
@@ -138,8 +138,7 @@ def _combine(label: str, key: str, parts: list[_report.Outcome]) -> _report.Outc
         return _report.Outcome(key, label, broken.status, f"{broken.label}: {broken.detail}")
     seconds = [sum(times) for times in zip(*(p.seconds for p in parts), strict=True)]
     statements = [
-        (sum(s for s, _ in row), sum(o for _, o in row))
-        for row in zip(*(p.statements for p in parts), strict=False)
+        (sum(s for s, _ in row), sum(o for _, o in row)) for row in zip(*(p.statements for p in parts), strict=False)
     ]
     return _report.Outcome(
         key,
@@ -150,7 +149,22 @@ def _combine(label: str, key: str, parts: list[_report.Outcome]) -> _report.Outc
     )
 
 
-def _machine_facts(uri: str, rows: int, runs: int, peer_versions: dict[str, str], load: str) -> list[str]:
+def _contention(other_cpu: float, window: float, local_server: bool) -> str:
+    """One line for the facts; also warns on stderr, since a busy neighbour invalidates the figures."""
+    share = other_cpu / (window * len(os.sched_getaffinity(0)))
+    text = (
+        f"- other processes used {other_cpu:.1f} CPU-s ({share:.0%} of the machine) during the "
+        f"{window:.0f} s of timed rounds"
+    )
+    if not local_server:
+        text += " (the server is remote, so its work is counted as other)"
+    if share > QUIET_SHARE:
+        text += " — **the machine was not quiet: treat these figures as skewed and rerun**"
+        _say(f"WARNING: other processes used {share:.0%} of the CPUs during the timed rounds")
+    return text
+
+
+def _machine_facts(uri: str, rows: int, runs: int, peer_versions: dict[str, str]) -> list[str]:
     import psycopg2
 
     with psycopg2.connect(uri) as conn, conn.cursor() as cur:
@@ -186,8 +200,7 @@ def _machine_facts(uri: str, rows: int, runs: int, peer_versions: dict[str, str]
                 versions[name] = "not installed"
     return [
         f"- machine: {len(os.sched_getaffinity(0))} CPUs ({cpu}), {mem_kb / 2**20:.0f} GiB RAM, "
-        f"{platform.system()} {platform.release()}, Python {platform.python_version()}; "
-        f"load average {load} when the benchmark started (other work skews the figures)",
+        f"{platform.system()} {platform.release()}, Python {platform.python_version()}",
         f"- PostgreSQL {pg_version} ({', '.join(settings)}); warm cache: VACUUM ANALYZE, CHECKPOINT and "
         "one `count(*)` before the runs, the table then stays in the OS page cache",
         f"- data: TPC-H SF1 `lineitem`, {rows:,} rows (tpchgen-cli, standard DDL)",
@@ -237,9 +250,7 @@ def _contenders(uri: str, builds: dict[str, VenvBuild]) -> list[list[c.Contender
 
 
 def _report_rows(outcomes: dict[str, _report.Outcome]) -> list[_report.Outcome]:
-    both = _combine(
-        "common-sql (both operators)", "common_sql", [outcomes["cs_columns"], outcomes["cs_table"]]
-    )
+    both = _combine("common-sql (both operators)", "common_sql", [outcomes["cs_columns"], outcomes["cs_table"]])
     rows = [outcomes["opsflow"], both, outcomes["cs_columns"], outcomes["cs_table"]]
     rows += [outcomes["single"], outcomes["hand_tuned"]]
     for key, label in (("soda", "Soda Core"), ("gx", "Great Expectations")):
@@ -250,7 +261,6 @@ def _report_rows(outcomes: dict[str, _report.Outcome]) -> list[_report.Outcome]:
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     began = time.monotonic()
-    load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     phases: dict[str, float] = {}
     LOGS.mkdir(parents=True, exist_ok=True)
     (LOGS / "errors.log").unlink(missing_ok=True)
@@ -303,13 +313,16 @@ def main(argv: list[str] | None = None) -> int:
         counter = StatementCounter(uri)
         stack.callback(counter.close)
         _say(f"running the suite: 1 warm-up + {args.runs} recorded rounds")
+        postmaster = postmaster_of(uri)
+        others = OtherLoad([os.getpid(), *([postmaster] if postmaster else [])])
         started = time.monotonic()
+        others.start()
         run_rounds(groups, args.runs, counter, outcomes)
+        other_cpu = others.stop()
         phases["timed rounds"] = time.monotonic() - started
-        peer_versions = {
-            k: v for g in groups for ct in g if isinstance(ct, c.Peer) for k, v in ct.versions.items()
-        }
-        facts = _machine_facts(uri, rows, args.runs, peer_versions, load)
+        contention = _contention(other_cpu, phases["timed rounds"], local_server=postmaster is not None)
+        peer_versions = {k: v for g in groups for ct in g if isinstance(ct, c.Peer) for k, v in ct.versions.items()}
+        facts = [*_machine_facts(uri, rows, args.runs, peer_versions), contention]
 
     _say("measuring DAG-parse import cost")
     started = time.monotonic()

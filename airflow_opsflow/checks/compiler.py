@@ -38,6 +38,7 @@ from airflow_opsflow.checks.spec import (
 )
 
 ROWS = "n_rows"  # aliases avoid reserved words (rows, distinct) in every dialect
+BREACHED = "breached"  # 1 when MIN/MAX show some row out of bounds: count the violations then
 ColumnResolver = Callable[[str], list[str]]
 
 
@@ -226,11 +227,24 @@ def _metrics(b: BoundCheck) -> dict[str, exp.Expr]:
         return {"nonnull": exp.Count(this=col)}
     if isinstance(c, FreshnessCheck):
         return {"max": exp.Max(this=col)}
-    pred = violation(b)
-    metrics = {"violations": _count_if(pred)} if pred is not None else {}
     if isinstance(c, BetweenCheck):
-        metrics.update({"min": exp.Min(this=col), "max": exp.Max(this=col)})
-    return metrics
+        # MIN/MAX decide whether any row is out of bounds at no per-row cost; the violating rows are
+        # counted in a follow-up query only when they are (see violation_count_query).
+        lo, hi = exp.Min(this=col), exp.Max(this=col.copy())
+        breach: list[exp.Expr] = []
+        if c.min is not None:
+            bound = sqlparts.literal(c.min)
+            breach.append(exp.LTE(this=lo.copy(), expression=bound) if c.min_exclusive
+                          else exp.LT(this=lo.copy(), expression=bound))
+        if c.max is not None:
+            bound = sqlparts.literal(c.max)
+            breach.append(exp.GTE(this=hi.copy(), expression=bound) if c.max_exclusive
+                          else exp.GT(this=hi.copy(), expression=bound))
+        flag = exp.Case(ifs=[exp.If(this=exp.or_(*breach), true=exp.Literal.number(1))],
+                        default=exp.Literal.number(0))
+        return {"min": lo, "max": hi, BREACHED: flag}
+    pred = violation(b)
+    return {"violations": _count_if(pred)} if pred is not None else {}
 
 
 def _select(columns: dict[str, exp.Expr]) -> exp.Select:
@@ -247,6 +261,22 @@ def _scan_query(group: list[BoundCheck], dialect: str) -> PlannedQuery:
             alias = f"c{i}_{role}"
             cols[alias] = e
             outputs[b.name][role] = alias
+    q = _select(cols).from_(first.source)
+    if first.filter is not None:
+        q = q.where(first.filter.copy())
+    return PlannedQuery(q.sql(dialect, comments=False), first.table_name, outputs)
+
+
+def violation_count_query(group: list[BoundCheck], dialect: str) -> PlannedQuery:
+    """Count the violating rows of checks that share a scan (table and filter), in one query."""
+    first = group[0]
+    cols: dict[str, exp.Expr] = {ROWS: exp.Count(this=exp.Star())}
+    outputs: dict[str, dict[str, str]] = {}
+    for i, b in enumerate(group):
+        pred = violation(b)
+        assert pred is not None
+        cols[f"c{i}_violations"] = _count_if(pred)
+        outputs[b.name] = {"violations": f"c{i}_violations"}
     q = _select(cols).from_(first.source)
     if first.filter is not None:
         q = q.where(first.filter.copy())

@@ -9,7 +9,16 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from airflow_opsflow.checks import sqlparts
-from airflow_opsflow.checks.compiler import BoundCheck, CompileError, Plan, PlannedQuery, batch, compile_suite
+from airflow_opsflow.checks.compiler import (
+    BREACHED,
+    BoundCheck,
+    CompileError,
+    Plan,
+    PlannedQuery,
+    batch,
+    compile_suite,
+    violation_count_query,
+)
 from airflow_opsflow.checks.evaluate import evaluate
 from airflow_opsflow.checks.results import CheckResult, json_safe
 from airflow_opsflow.checks.session import QueryError, ReadOnlySession
@@ -99,14 +108,37 @@ class SuiteRun:
             return
         elapsed = time.perf_counter() - started
         row = dict(zip(names, rows[0], strict=True)) if rows else {}
-        for name, roles in q.outputs.items():
-            metrics = {role: row.get(col) for role, col in roles.items()}
+        found = {name: {role: row.get(col) for role, col in roles.items()} for name, roles in q.outputs.items()}
+        for name in q.outputs:
             self.sql.setdefault(name, []).append(q.sql)
             self.seconds[name] = self.seconds.get(name, 0.0) + elapsed / len(q.outputs)
+        breached = [n for n, m in found.items() if m.get(BREACHED)]
+        if breached:
+            self._count_violations(breached, plan, found)
+        for name, metrics in found.items():
+            if name in self.results:  # the follow-up count failed: already an error
+                continue
             try:
                 self.results[name] = evaluate(plan.bound[name], metrics, self.now)
             except (TypeError, ValueError) as e:
                 self._error(name, plan, f"cannot evaluate the result {metrics!r}: {e}")
+
+    def _count_violations(self, names: list[str], plan: Plan, found: dict[str, dict[str, Any]]) -> None:
+        """Some row is out of bounds: count how many (thresholds and shares need the number)."""
+        q = violation_count_query([plan.bound[n] for n in names], self.dialect)
+        started = time.perf_counter()
+        try:
+            cols, rows = self.session.query(q.sql)
+        except QueryError as e:
+            for n in names:
+                self.sql[n].append(q.sql)
+                self._error(n, plan, f"counting the violating rows failed: {e}")
+            return
+        row = dict(zip(cols, rows[0], strict=True))
+        for n, roles in q.outputs.items():
+            found[n]["violations"] = row[roles["violations"]]
+            self.sql[n].append(q.sql)
+            self.seconds[n] += (time.perf_counter() - started) / len(names)
 
     def _sample(self, b: BoundCheck, r: CheckResult) -> None:
         from airflow_opsflow.checks.compiler import sample_query

@@ -16,6 +16,7 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -149,6 +150,8 @@ def main(argv: list[str]) -> int:
         print("usage: python -m airflow_opsflow.testing.postgres -- COMMAND [ARGS...]", file=sys.stderr)
         return 2
     started = time.monotonic()
+    # Turn SIGTERM (CI cancelling, a killed make) into SystemExit so the cluster is still removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     with ThrowawayPostgres() as pg:
         print(f"throwaway PostgreSQL on 127.0.0.1:{pg.port} ({time.monotonic() - started:.1f} s)", flush=True)
         env = dict(os.environ, **{ENV_URI: pg.uri})

@@ -35,14 +35,10 @@ def setup(uri: str) -> RunOnce:
         gxe.ExpectColumnMinToBeBetween(column="l_discount", min_value=0),
         gxe.ExpectColumnMaxToBeBetween(column="l_discount", max_value=0.1),
         gxe.ExpectColumnUniqueValueCountToBeBetween(column="l_shipmode", max_value=7),
-        gxe.ExpectColumnPairValuesAToBeGreaterThanB(
-            column_A="l_receiptdate", column_B="l_shipdate", or_equal=True
-        ),
+        gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="l_receiptdate", column_B="l_shipdate", or_equal=True),
     ]:
         suite.add_expectation(expectation)
-    validation = context.validation_definitions.add(
-        gx.ValidationDefinition(name="bench", data=batch, suite=suite)
-    )
+    validation = context.validation_definitions.add(gx.ValidationDefinition(name="bench", data=batch, suite=suite))
 
     def run_once() -> tuple[float, list[dict[str, Any]]]:
         started = time.perf_counter()
