@@ -230,6 +230,7 @@ def _metrics(b: BoundCheck) -> dict[str, exp.Expr]:
     if isinstance(c, BetweenCheck):
         # MIN/MAX decide whether any row is out of bounds at no per-row cost; the violating rows are
         # counted in a follow-up query only when they are (see violation_count_query).
+        assert col is not None
         lo, hi = exp.Min(this=col), exp.Max(this=col.copy())
         breach: list[exp.Expr] = []
         if c.min is not None:
