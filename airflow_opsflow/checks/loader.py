@@ -45,31 +45,31 @@ def load_suite(
         raise CheckSpecError([f"expected a mapping or a list of checks, got {type(raw).__name__}"], context)
     if "tables" not in raw:
         raw = {"tables": [raw]}
-    elif table or where:
-        extra = [n for n, v in (("table", table), ("where", where)) if v]
-        if len(raw["tables"]) != 1 if isinstance(raw["tables"], list) else True:
-            raise CheckSpecError(
-                [f"{'/'.join(extra)} given to the operator but the spec lists several tables: "
-                 "put it on the table in the spec"], context)
     if table or where:
-        first = raw["tables"][0] if isinstance(raw["tables"], list) and raw["tables"] else None
-        if isinstance(first, dict):
-            first = dict(first)
-            if table:
-                if first.get("table") and first["table"] != table:
-                    raise CheckSpecError(
-                        [f"table {table!r} given to the operator but the spec names {first['table']!r}"], context
-                    )
-                first["table"] = table
-            if where:
-                own = first.get("where")
-                first["where"] = f"({own}) AND ({where})" if own else where
-            raw = {**raw, "tables": [first, *raw["tables"][1:]]}
+        raw = _with_operator_defaults(raw, table, where, context)
     try:
         suite = Suite.model_validate(raw)
     except ValidationError as e:
         raise CheckSpecError(_describe(e, raw), context, [err.get("input") for err in e.errors()]) from None
     return _name_and_verify(suite, context)
+
+
+def _with_operator_defaults(raw: dict[str, Any], table: str | None, where: str | None, context: str) -> Any:
+    """The operator's ``table`` and ``where`` apply to a spec of exactly one table."""
+    groups = raw.get("tables")
+    if not (isinstance(groups, list) and len(groups) == 1 and isinstance(groups[0], dict)):
+        given = "/".join(n for n, v in (("table", table), ("where", where)) if v)
+        raise CheckSpecError([f"{given} given to the operator, but the spec does not describe exactly one "
+                              "table: put it on the table in the spec"], context)
+    group = dict(groups[0])
+    if table:
+        if group.get("table") and group["table"] != table:
+            raise CheckSpecError([f"table {table!r} given to the operator but the spec names {group['table']!r}"],
+                                 context)
+        group["table"] = table
+    if where:
+        group["where"] = f"({group['where']}) AND ({where})" if group.get("where") else where
+    return {**raw, "tables": [group]}
 
 
 def _to_plain(spec: Any, context: str) -> Any:

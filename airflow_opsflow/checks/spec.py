@@ -162,10 +162,9 @@ class _ColumnCheck(CheckBase):
         return f"{self.kind}_{self.column}"  # type: ignore[attr-defined]
 
 
-class RowCountCheck(CheckBase):
-    """The number of rows (after filters) lies within ``min``..``max`` (default: at least 1)."""
+class _CountRange(CheckBase):
+    """A count (rows, distinct values) within ``min``..``max``: a table-level verdict, no row thresholds."""
 
-    kind: Literal["row_count"]
     min: int | None = Field(default=None, ge=0)
     max: int | None = Field(default=None, ge=0)
 
@@ -174,10 +173,16 @@ class RowCountCheck(CheckBase):
         return False
 
     @model_validator(mode="after")
-    def _bounds(self) -> RowCountCheck:
+    def _bounds(self) -> _CountRange:
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
         return self
+
+
+class RowCountCheck(_CountRange):
+    """The number of rows (after filters) lies within ``min``..``max`` (default: at least 1)."""
+
+    kind: Literal["row_count"]
 
 
 class NotNullCheck(_ColumnCheck):
@@ -287,19 +292,13 @@ class FreshnessCheck(_ColumnCheck):
         return v
 
 
-class DistinctCountCheck(_ColumnCheck):
+class DistinctCountCheck(_CountRange, _ColumnCheck):
     """The number of distinct non-NULL ``column`` values lies within ``min``..``max``."""
 
     kind: Literal["distinct_count"]
-    min: int | None = Field(default=None, ge=0)
-    max: int | None = Field(default=None, ge=0)
-
-    @property
-    def row_level(self) -> bool:
-        return False
 
     @model_validator(mode="after")
-    def _bounds(self) -> DistinctCountCheck:
+    def _one_bound(self) -> DistinctCountCheck:
         if self.min is None and self.max is None:
             raise ValueError("give at least one of 'min' and 'max'")
         return self

@@ -100,22 +100,20 @@ class DataConditionSensor(BaseSensorOperator):
                        "max_age": parse_duration(self.max_age).total_seconds()}]
         return {"table": self.table, "where": self.where, "checks": checks}
 
-    def _condition(self) -> tuple[str, str | None, dict[str, Any] | None]:
-        from airflow_opsflow.hooks.db import dialect_of, get_db_hook
-
-        dialect = dialect_of(get_db_hook(self.conn_id, f"task {self.task_id!r}"), self.dialect)
+    def _checks(self) -> dict[str, Any] | None:
+        """The rendered condition as JSON-able check spec (None in ``sql`` mode)."""
         if self.sql is not None:
-            return dialect, self.sql, None
+            return None
         suite = load_suite(self._spec(), context=f"task {self.task_id!r}")
-        return dialect, None, suite.model_dump(by_alias=True, exclude_none=True, mode="json")
+        return suite.model_dump(by_alias=True, exclude_none=True, mode="json")
 
     def poke(self, context: Context) -> bool:
         from airflow_opsflow.checks.condition import ConditionError
         from airflow_opsflow.triggers.data_condition import poll_condition
 
-        dialect, sql, checks = self._condition()
         try:
-            holds, detail = poll_condition(self.conn_id, dialect, sql, checks, self.statement_timeout_s)
+            holds, detail = poll_condition(self.conn_id, self.dialect, self.sql, self._checks(),
+                                           self.statement_timeout_s)
         except ConditionError as e:
             raise AirflowException(f"task {self.task_id!r}: the condition cannot be evaluated: {e}") from None
         self.log.info("condition %s: %s", "holds" if holds else "not met yet", detail)
@@ -128,11 +126,10 @@ class DataConditionSensor(BaseSensorOperator):
             return None
         from airflow_opsflow.triggers.data_condition import DataConditionTrigger
 
-        dialect, sql, checks = self._condition()
         deadline = time.time() + self.timeout if self.timeout is not None else None
         self.defer(
-            trigger=DataConditionTrigger(self.conn_id, dialect, sql, checks, float(self.poke_interval),
-                                         self.statement_timeout_s, deadline),
+            trigger=DataConditionTrigger(self.conn_id, self.dialect, self.sql, self._checks(),
+                                         float(self.poke_interval), self.statement_timeout_s, deadline),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout) if self.timeout is not None else None,
         )

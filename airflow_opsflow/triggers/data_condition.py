@@ -18,7 +18,7 @@ class DataConditionTrigger(BaseTrigger):
     triggerer's event loop, shared with every other deferred task, never waits on the database.
 
     :param conn_id: a SQL connection.
-    :param dialect: the sqlglot dialect (resolved by the sensor before deferring).
+    :param dialect: the sqlglot dialect, when the connection type does not tell it.
     :param sql: a query whose first value must be truthy; or
     :param checks: a check spec (as JSON-able dicts) that must pass.
     :param poll_interval: seconds between polls.
@@ -30,7 +30,7 @@ class DataConditionTrigger(BaseTrigger):
     def __init__(
         self,
         conn_id: str,
-        dialect: str,
+        dialect: str | None = None,
         sql: str | None = None,
         checks: dict[str, Any] | None = None,
         poll_interval: float = 60.0,
@@ -90,18 +90,22 @@ class DataConditionTrigger(BaseTrigger):
 
 
 def poll_condition(
-    conn_id: str, dialect: str, sql: str | None, checks: dict[str, Any] | None, statement_timeout: float | None
+    conn_id: str, dialect: str | None, sql: str | None, checks: dict[str, Any] | None,
+    statement_timeout: float | None,
 ) -> tuple[bool, str]:
-    """Evaluate the condition once on a fresh connection (shared by the sensor's poke and the trigger)."""
+    """Evaluate the condition once on a fresh connection (shared by the sensor's poke and the trigger).
+
+    ``dialect`` overrides the one the connection type implies."""
     from airflow_opsflow.checks.condition import condition_holds
     from airflow_opsflow.checks.loader import load_suite
-    from airflow_opsflow.hooks.db import get_db_hook
+    from airflow_opsflow.hooks.db import dialect_of, get_db_hook
 
-    conn = get_db_hook(conn_id).get_conn()
+    hook = get_db_hook(conn_id)
+    conn = hook.get_conn()
     try:
         return condition_holds(
             conn,
-            dialect,
+            dialect_of(hook, dialect),
             sql=sql,
             suite=load_suite(checks) if checks is not None else None,
             statement_timeout=timedelta(seconds=statement_timeout) if statement_timeout else None,
