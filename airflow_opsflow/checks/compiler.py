@@ -59,6 +59,7 @@ class BoundCheck:
     sample_limit: int
     on_empty: OnEmpty
     condition: exp.Expr | None = None  # parsed `expression` / `sql` query
+    where_sql: str | None = None  # the filter as sent, for reports
 
     @property
     def name(self) -> str:
@@ -167,6 +168,7 @@ def _bind(group: TableChecks, check: CheckBase, dialect: str, resolve: ColumnRes
         sample_limit=_limit(group, check),
         on_empty=check.on_empty or group.on_empty,
         condition=cond,
+        where_sql=exp.and_(*filters).sql(dialect, comments=False) if filters else None,
     )
 
 
@@ -255,12 +257,13 @@ def _select(columns: dict[str, exp.Expr]) -> exp.Select:
 def _scan_query(group: list[BoundCheck], dialect: str) -> PlannedQuery:
     first = group[0]
     cols: dict[str, exp.Expr] = {ROWS: exp.Count(this=exp.Star())}
+    seen: dict[str, str] = {}  # aggregate SQL -> alias: checks sharing MIN(x) or COUNT(x) share the column
     outputs: dict[str, dict[str, str]] = {}
     for i, b in enumerate(group):
         outputs[b.name] = {ROWS: ROWS}
         for role, e in _metrics(b).items():
-            alias = f"c{i}_{role}"
-            cols[alias] = e
+            alias = seen.setdefault(e.sql(dialect), f"c{i}_{role}")
+            cols.setdefault(alias, e)
             outputs[b.name][role] = alias
     q = _select(cols).from_(first.source)
     if first.filter is not None:
