@@ -1,0 +1,1 @@
+"""The incident lifecycle and alert routing engine. Imports no Airflow."""

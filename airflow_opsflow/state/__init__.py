@@ -1,0 +1,1 @@
+"""opsflow state store: persistent state in the user's own database. Imports no Airflow."""

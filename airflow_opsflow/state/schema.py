@@ -1,0 +1,84 @@
+"""The state store's tables, one migration per schema version, written once in a neutral SQL and
+generated for each dialect by sqlglot.
+
+Timestamps are stored as ISO-8601 UTC text: the same bytes on every engine, sortable, and free of the
+drivers' time-zone conversions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import sqlglot
+
+if TYPE_CHECKING:
+    from airflow_opsflow.state.store import StateStore
+
+SCHEMA_VERSION = 1
+
+_TABLES = {
+    "schema_version": """
+        component VARCHAR(64) NOT NULL PRIMARY KEY,
+        version INTEGER NOT NULL
+    """,
+    # One row per fingerprint: the incident lifecycle (airflow_opsflow.incidents.lifecycle.Incident).
+    "incidents": """
+        fingerprint VARCHAR(64) NOT NULL PRIMARY KEY,
+        dag_id VARCHAR(250) NOT NULL,
+        task_id VARCHAR(250) NOT NULL,
+        check_name VARCHAR(250) NOT NULL,
+        entity_key VARCHAR(250),
+        status VARCHAR(16) NOT NULL,
+        cycle INTEGER NOT NULL,
+        severity VARCHAR(16) NOT NULL,
+        fail_streak INTEGER NOT NULL,
+        pass_streak INTEGER NOT NULL,
+        occurrences INTEGER NOT NULL,
+        failing_runs_since_alert INTEGER NOT NULL,
+        first_seen VARCHAR(32),
+        last_seen VARCHAR(32),
+        opened_at VARCHAR(32),
+        resolved_at VARCHAR(32),
+        last_alert_at VARCHAR(32),
+        last_run_key VARCHAR(250) NOT NULL,
+        summary TEXT,
+        refs TEXT,
+        row_version INTEGER NOT NULL,
+        updated_at VARCHAR(32) NOT NULL
+    """,
+    # The outbox: every alert a transition owes to a route, written in the same transaction as the
+    # transition, marked sent once the route confirmed it. A retried task sends what is still pending.
+    "deliveries": """
+        delivery_id VARCHAR(200) NOT NULL PRIMARY KEY,
+        fingerprint VARCHAR(64) NOT NULL,
+        incident_id VARCHAR(100) NOT NULL,
+        transition VARCHAR(16) NOT NULL,
+        route VARCHAR(100) NOT NULL,
+        status VARCHAR(16) NOT NULL,
+        attempts INTEGER NOT NULL,
+        last_error TEXT,
+        result TEXT,
+        created_at VARCHAR(32) NOT NULL,
+        sent_at VARCHAR(32)
+    """,
+}
+
+
+def ddl(store: StateStore, table: str, dialect: str) -> str:
+    """``CREATE TABLE IF NOT EXISTS`` for one of our tables, in ``dialect``."""
+    neutral = f"CREATE TABLE IF NOT EXISTS {store.table(table)} ({_TABLES[table]})"
+    (statement,) = sqlglot.transpile(neutral, read="postgres", write=dialect)
+    return statement
+
+
+def _v1(store: StateStore, dialect: str) -> list[str]:
+    return [
+        ddl(store, "incidents", dialect),
+        ddl(store, "deliveries", dialect),
+        # Plain SQL: the same on every engine (sqlglot would add NULLS LAST, which SQLite refuses here).
+        f"CREATE INDEX {store.prefix}deliveries_pending ON {store.table('deliveries')} (fingerprint, status)",
+    ]
+
+
+MIGRATIONS: dict[int, Callable[[StateStore, str], list[str]]] = {1: _v1}

@@ -1,0 +1,210 @@
+"""The state store: opsflow's memory, in a SQL database the user names (never a worker's disk, never
+Airflow's metadata DB).
+
+Works on any DB-API connection whose dialect is PostgreSQL, MySQL/MariaDB or SQLite. Tables are created
+and migrated on first use, in one transaction per migration step, with the schema version recorded in
+``<prefix>schema_version``; a database whose version is newer than this code refuses to be used rather
+than be misread. Writers use short transactions and optimistic concurrency (a ``version`` column on
+every row), so concurrent tasks updating the same record are safe on all three engines and a crash
+mid-update leaves the previous committed state.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from airflow_opsflow.state.schema import MIGRATIONS, SCHEMA_VERSION, ddl
+
+ConnectionFactory = Callable[[], Any]
+SUPPORTED = ("postgres", "mysql", "sqlite")
+
+
+class StateStoreError(RuntimeError):
+    """The state store cannot be used (unreachable, newer schema, unsupported database)."""
+
+
+class ConflictError(RuntimeError):
+    """Another writer changed the record first; re-read and retry."""
+
+
+class StateStore:
+    """Access to opsflow's tables on one database.
+
+    :param connect: returns a new DB-API connection (e.g. ``DbApiHook.get_conn``); the store owns it.
+    :param dialect: ``postgres``, ``mysql`` or ``sqlite``.
+    :param prefix: table name prefix (default ``opsflow_``), so several deployments can share a schema.
+    :param schema: the database schema holding the tables (default: the connection's current one).
+    """
+
+    def __init__(self, connect: ConnectionFactory, dialect: str, prefix: str = "opsflow_",
+                 schema: str | None = None) -> None:
+        if dialect not in SUPPORTED:
+            raise StateStoreError(f"the state store supports {', '.join(SUPPORTED)}, not {dialect!r}")
+        if not prefix.replace("_", "").isalnum() or (schema and not schema.replace("_", "").isalnum()):
+            raise StateStoreError(f"state store prefix/schema must be letters, digits and '_': {prefix!r}, {schema!r}")
+        self._connect = connect
+        self.dialect = dialect
+        self.prefix = prefix
+        self.schema = schema
+        self._conn: Any = None
+        self._migrated = False
+
+    # -- connection and transactions ---------------------------------------------------------------
+
+    def _connection(self) -> Any:
+        if self._conn is None:
+            try:
+                self._conn = self._connect()
+            except Exception as e:
+                raise StateStoreError(f"the state database is unreachable: {type(e).__name__}: {e}") from e
+            if isinstance(self._conn, sqlite3.Connection):
+                self._conn.isolation_level = None  # we issue BEGIN ourselves (IMMEDIATE: see transaction())
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def table(self, name: str) -> str:
+        """The qualified name of an opsflow table (identifiers validated in __init__)."""
+        full = f"{self.prefix}{name}"
+        return f"{self.schema}.{full}" if self.schema else full
+
+    @contextmanager
+    def transaction(self) -> Iterator[Cursor]:
+        """A read-write transaction: committed when the block ends, rolled back on any error."""
+        if not self._migrated:
+            self.migrate()
+        with self._raw_transaction() as cur:
+            yield cur
+
+    @contextmanager
+    def _raw_transaction(self) -> Iterator[Cursor]:
+        conn = self._connection()
+        cur = conn.cursor()
+        try:
+            if self.dialect == "sqlite":
+                # Take the write lock up front: two deferred transactions that both read then write
+                # would deadlock (SQLITE_BUSY) instead of queueing.
+                cur.execute("BEGIN IMMEDIATE")
+            elif self.dialect == "mysql":
+                cur.execute("START TRANSACTION")
+            yield Cursor(cur, _paramstyle(conn))
+            conn.commit() if self.dialect != "sqlite" else cur.execute("COMMIT")
+        except BaseException:
+            try:
+                conn.rollback() if self.dialect != "sqlite" else cur.execute("ROLLBACK")
+            except Exception:  # the connection is gone; the database rolled back for us
+                self.close()
+            raise
+        finally:
+            try:
+                cur.close()
+            except Exception:
+                self.close()
+
+    def retrying(self, attempts: int = 8) -> Iterator[int]:
+        """``for _ in store.retrying(): try: ... break except ConflictError: continue`` helper."""
+        for i in range(attempts):
+            yield i
+            time.sleep(min(0.01 * 2**i, 0.5))
+        raise StateStoreError(f"gave up after {attempts} concurrent-update conflicts")
+
+    # -- migrations ----------------------------------------------------------------------------------
+
+    def version(self) -> int:
+        """The schema version recorded in the database (0 or -1 when opsflow never ran there)."""
+        return self._read_version()
+
+    def _version(self, cur: Cursor) -> int:
+        cur.execute(f"SELECT version FROM {self.table('schema_version')} WHERE component = ?", ("state",))
+        row = cur.fetchone()
+        return int(row[0]) if row else 0
+
+    def migrate(self) -> int:
+        """Create or upgrade the tables to ``SCHEMA_VERSION``; safe to call concurrently."""
+        current = self._read_version()
+        if current > SCHEMA_VERSION:
+            raise StateStoreError(
+                f"the state database has opsflow schema version {current}, newer than this opsflow knows "
+                f"({SCHEMA_VERSION}): upgrade airflow-opsflow on this worker rather than risk misreading it")
+        while current < SCHEMA_VERSION:
+            target = current + 1 if current >= 0 else 1
+            try:
+                with self._raw_transaction() as cur:
+                    if current < 0:
+                        cur.execute(ddl(self, "schema_version", self.dialect))
+                    if self._version(cur) >= target:  # another worker migrated meanwhile
+                        current = self._version(cur)
+                        continue
+                    for statement in MIGRATIONS[target](self, self.dialect):
+                        cur.execute(statement)
+                    self._set_version(cur, target)
+            except StateStoreError:
+                raise
+            except Exception as e:
+                again = self._read_version()
+                if again >= target:  # lost a race with a concurrent migration: fine
+                    current = again
+                    continue
+                raise StateStoreError(f"migrating the state store to version {target} failed: {e}") from e
+            current = target
+        self._migrated = True
+        return current
+
+    def _read_version(self) -> int:
+        """The recorded version, 0 with an empty table, -1 when the table does not exist yet."""
+        conn = self._connection()
+        cur = Cursor(conn.cursor(), _paramstyle(conn))
+        try:
+            return self._version(cur)
+        except Exception:
+            return -1
+        finally:
+            try:
+                conn.rollback()
+            except Exception:
+                self.close()
+
+    def _set_version(self, cur: Cursor, version: int) -> None:
+        table = self.table("schema_version")
+        cur.execute(f"UPDATE {table} SET version = ? WHERE component = ?", (version, "state"))
+        if cur.rowcount == 0:
+            cur.execute(f"INSERT INTO {table} (component, version) VALUES (?, ?)", ("state", version))
+
+
+class Cursor:
+    """A DB-API cursor that takes ``?`` placeholders whatever the driver's paramstyle."""
+
+    def __init__(self, cur: Any, paramstyle: str) -> None:
+        self._cur = cur
+        self._paramstyle = paramstyle
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        if self._paramstyle in ("format", "pyformat"):
+            sql = sql.replace("%", "%%").replace("?", "%s")
+        elif self._paramstyle == "numeric":
+            parts = sql.split("?")
+            sql = parts[0] + "".join(f":{i}{p}" for i, p in enumerate(parts[1:], start=1))
+        self._cur.execute(sql, tuple(params)) if params else self._cur.execute(sql)
+
+    def fetchone(self) -> Any:
+        return self._cur.fetchone()
+
+    def fetchall(self) -> list[Any]:
+        return list(self._cur.fetchall())
+
+    @property
+    def rowcount(self) -> int:
+        return int(self._cur.rowcount)
+
+
+def _paramstyle(conn: Any) -> str:
+    module = sys.modules.get(type(conn).__module__.split(".")[0])
+    return str(getattr(module, "paramstyle", "qmark"))

@@ -1,0 +1,140 @@
+"""The state store on SQLite and PostgreSQL: migrations, atomic updates, concurrency, the outbox."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from airflow_opsflow.incidents.lifecycle import Observation, Policy, fingerprint
+from airflow_opsflow.state.incidents import IncidentRepo, Subject
+from airflow_opsflow.state.schema import SCHEMA_VERSION
+from airflow_opsflow.state.store import StateStore, StateStoreError
+from tests.conftest import Database
+
+FP = fingerprint("payments", "check_payments", "amount_positive")
+SUBJECT = Subject(FP, "payments", "check_payments", "amount_positive")
+
+
+def _factory(db: Database, request: pytest.FixtureRequest) -> Callable[[], Any]:
+    if db.name == "sqlite":
+        path = str(request.getfixturevalue("tmp_path") / "ops.db")
+        return lambda: sqlite3.connect(path, timeout=30)
+    import psycopg2
+
+    uri = request.getfixturevalue("pg_uri")
+    return lambda: psycopg2.connect(uri)
+
+
+@pytest.fixture
+def connect(db: Database, request: pytest.FixtureRequest) -> Callable[[], Any]:
+    if db.name == "postgres":
+        db.execute("DROP TABLE IF EXISTS opsflow_incidents, opsflow_deliveries, opsflow_schema_version",
+                   "DROP SCHEMA IF EXISTS ops_state CASCADE")
+    return _factory(db, request)
+
+
+@pytest.fixture
+def store(db: Database, connect: Callable[[], Any]) -> StateStore:
+    return StateStore(connect, db.dialect)
+
+
+def test_tables_are_created_once_with_a_version(store: StateStore, db: Database) -> None:
+    assert store.version() == -1
+    assert store.migrate() == SCHEMA_VERSION
+    assert store.migrate() == SCHEMA_VERSION
+    assert store.version() == SCHEMA_VERSION
+    assert db.scalar("SELECT COUNT(*) FROM opsflow_incidents") == 0
+
+
+def test_prefix_and_schema(db: Database, connect: Callable[[], Any]) -> None:
+    schema = None
+    if db.name == "postgres":
+        db.execute("CREATE SCHEMA ops_state")
+        schema = "ops_state"
+    store = StateStore(connect, db.dialect, prefix="team_a_", schema=schema)
+    store.migrate()
+    table = f"{schema + '.' if schema else ''}team_a_incidents"
+    assert db.scalar(f"SELECT COUNT(*) FROM {table}") == 0
+    with pytest.raises(StateStoreError, match="letters, digits"):
+        StateStore(connect, db.dialect, prefix="x; drop table y")
+
+
+def test_a_newer_schema_is_refused(store: StateStore, db: Database) -> None:
+    store.migrate()
+    db.execute(f"UPDATE opsflow_schema_version SET version = {SCHEMA_VERSION + 1}")
+    fresh = StateStore(store._connect, db.dialect)
+    with pytest.raises(StateStoreError, match=f"schema version {SCHEMA_VERSION + 1}, newer than this opsflow"):
+        IncidentRepo(fresh).get(FP)
+
+
+def test_unreachable_and_unsupported() -> None:
+    def refuse() -> Any:
+        import psycopg2
+
+        return psycopg2.connect("postgresql://nobody@127.0.0.1:1/none", connect_timeout=2)
+
+    with pytest.raises(StateStoreError, match="the state database is unreachable: OperationalError"):
+        IncidentRepo(StateStore(refuse, "postgres")).get(FP)
+    with pytest.raises(StateStoreError, match="supports postgres, mysql, sqlite, not 'snowflake'"):
+        StateStore(refuse, "snowflake")
+
+
+def test_transitions_queue_deliveries_once(store: StateStore) -> None:
+    repo = IncidentRepo(store)
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    [(inc, transitions)] = repo.record([(SUBJECT, Observation(True, "error", "run1", {"count": 2}))], Policy(),
+                                       ["slack", "email"], now)
+    assert [t.kind for t in transitions] == ["new"] and inc.status == "open"
+    # the same run again (a task retry): no new transition, no new delivery
+    assert repo.record([(SUBJECT, Observation(True, "error", "run1"))], Policy(), ["slack", "email"])[0][1] == []
+    pending = repo.pending([FP])
+    assert [(d.transition, d.route, d.status) for d in pending] == [("new", "email", "pending"),
+                                                                   ("new", "slack", "pending")]
+    repo.mark_failed(pending[0].delivery_id, "SMTP down")
+    repo.mark_sent(pending[1].delivery_id, {"ts": "1.2"})
+    [left] = repo.pending([FP])
+    assert (left.route, left.status, left.attempts, left.last_error) == ("email", "failed", 1, "SMTP down")
+    stored = repo.get(FP)
+    assert stored is not None and stored.summary == {"count": 2} and stored.first_seen == now
+    assert repo.set_refs(FP, {"slack": {"channel": "C1", "ts": "1.2"}}).refs["slack"]["ts"] == "1.2"
+    assert repo.get(FP).refs == {"slack": {"channel": "C1", "ts": "1.2"}}  # type: ignore[union-attr]
+
+
+def test_a_failure_mid_update_leaves_no_half_written_state(store: StateStore) -> None:
+    repo = IncidentRepo(store)
+    # the incident row is written, then the second delivery collides with the first: all rolled back
+    with pytest.raises(Exception, match=r"(?i)unique|duplicate|constraint"):
+        repo.record([(SUBJECT, Observation(True, "error", "run1"))], Policy(), ["slack", "slack"])
+    assert repo.get(FP) is None
+    assert repo.pending([FP]) == []
+
+
+def test_concurrent_writers_lose_no_update(db: Database, connect: Callable[[], Any]) -> None:
+    StateStore(connect, db.dialect).migrate()
+    errors: list[BaseException] = []
+
+    def worker(n: int) -> None:
+        store = StateStore(connect, db.dialect)
+        try:
+            for i in range(5):
+                IncidentRepo(store).record([(SUBJECT, Observation(True, "error", f"w{n}-run{i}"))], Policy(),
+                                           ["slack"])
+        except BaseException as e:
+            errors.append(e)
+        finally:
+            store.close()
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    incident = IncidentRepo(StateStore(connect, db.dialect)).get(FP)
+    assert incident is not None and incident.occurrences == 30  # 6 writers x 5 runs, none lost
+    assert len(IncidentRepo(StateStore(connect, db.dialect)).pending([FP])) == 1  # one "new" alert
