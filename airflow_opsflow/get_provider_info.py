@@ -30,6 +30,36 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": ["airflow_opsflow.sensors.data_condition"],
             }
         ],
+        "config": {
+            "opsflow": {
+                "description": "Where opsflow keeps its state (incidents, alert deliveries, later syncs and "
+                "metric history): a SQL database of yours, never a worker's disk or Airflow's metadata DB.",
+                "options": {
+                    "state_conn_id": {
+                        "description": "Airflow connection of the state database (PostgreSQL, MySQL/MariaDB or "
+                        "SQLite). Operators take state_conn_id= to override it.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "opsflow_state",
+                        "default": "",
+                    },
+                    "state_table_prefix": {
+                        "description": "Prefix of opsflow's table names in the state database.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "opsflow_",
+                        "default": "opsflow_",
+                    },
+                    "state_schema": {
+                        "description": "Schema holding opsflow's tables (default: the connection's own).",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "ops",
+                        "default": "",
+                    },
+                },
+            }
+        },
         "triggers": [
             {
                 "integration-name": "opsflow data checks",

@@ -1,0 +1,100 @@
+"""What an alert says: one transition of one incident, with its evidence. Rendered per channel by
+:mod:`slack_render` and :mod:`email_render`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from airflow_opsflow.incidents.lifecycle import Incident, TransitionKind
+
+MASK = "•••"
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One alert.
+
+    :param kind: the transition: ``new``, ``escalated``, ``reminder`` or ``resolved``.
+    :param result: the check result (``CheckResult.to_dict()``) of the run that caused the transition.
+    :param links: label -> URL (the Airflow task log, the ticket...).
+    """
+
+    kind: TransitionKind
+    incident: Incident
+    dag_id: str
+    task_id: str
+    check_name: str
+    result: dict[str, Any]
+    entity_key: str | None = None
+    links: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def severity(self) -> str:
+        return self.incident.severity
+
+    @property
+    def table(self) -> str | None:
+        return self.result.get("table")
+
+    @property
+    def where(self) -> str:
+        return f"{self.dag_id} / {self.task_id}" + (f" / {self.table}" if self.table else "")
+
+    @property
+    def headline(self) -> str:
+        """One line saying what happened, for notifications and subjects."""
+        subject = self.check_name + (f" [{self.entity_key}]" if self.entity_key else "")
+        if self.kind == "resolved":
+            return f"Resolved: {subject} ({self.where}) after {self.incident.occurrences} failing run(s)"
+        label = {"new": "", "escalated": "Escalated to ERROR: ", "reminder": "Still failing: "}[self.kind]
+        level = "ERROR" if self.severity == "error" else "WARN"
+        detail = self.violations_text or self.result.get("message", "")
+        return f"{label or f'{level}: '}{subject} ({self.where}): {detail}"
+
+    @property
+    def violations_text(self) -> str:
+        count, share = self.result.get("violating_count"), self.result.get("violating_share")
+        if not count:
+            return str(self.result.get("message") or "")
+        return f"{count} violating row(s)" + (f" ({share:.2%})" if share is not None else "")
+
+    def facts(self) -> list[tuple[str, str]]:
+        """Label/value pairs shown by every channel, in order."""
+        r, inc = self.result, self.incident
+        out = [("Where", self.where), ("Expected", str(r.get("expected") or "-")),
+               ("Observed", _short(r.get("observed")))]
+        if r.get("violating_count") is not None:
+            out.append(("Violations", self.violations_text or "0"))
+        if r.get("threshold"):
+            out.append(("Threshold", str(r["threshold"])))
+        if inc.first_seen:
+            out.append(("Since", f"{inc.first_seen:%Y-%m-%d %H:%M} UTC, {inc.occurrences} failing run(s)"))
+        if r.get("owner"):
+            out.append(("Owner", str(r["owner"])))
+        return out
+
+    def sample_table(self, columns: list[str] | None = None, masked: tuple[str, ...] = (),
+                     limit: int = 5) -> tuple[list[str], list[list[str]]]:
+        """Header and rows of the sample, limited to ``columns`` and with ``masked`` columns hidden."""
+        samples = self.result.get("samples") or []
+        if not samples:
+            return [], []
+        header = [c for c in (columns or list(samples[0])) if c in samples[0]]
+        rows = [[MASK if c in masked else _short(s.get(c), 40) for c in header] for s in samples[:limit]]
+        return header, rows
+
+
+def _short(value: Any, width: int = 80) -> str:
+    if value is None:
+        return "NULL"
+    text = ", ".join(f"{k} {_short(v, width)}" for k, v in value.items()) if isinstance(value, dict) else str(value)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def fixed_width(header: list[str], rows: list[list[str]]) -> str:
+    """A monospace table (Slack code block, plain-text email)."""
+    widths = [max(len(x) for x in col) for col in zip(header, *rows, strict=True)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in rows]
+    return "\n".join(line.rstrip() for line in lines)

@@ -1,0 +1,65 @@
+"""Block Kit for an alert, inside Slack's limits (50 blocks, 3,000 characters per text), saying so
+when something had to be cut."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow_opsflow.incidents.alert import Alert, fixed_width
+
+MAX_BLOCKS = 50
+MAX_TEXT = 3000
+_ICON = {"new": ":rotating_light:", "escalated": ":red_circle:", "reminder": ":hourglass:",
+         "resolved": ":white_check_mark:"}
+
+
+def render(alert: Alert, sample_columns: list[str] | None = None, masked: tuple[str, ...] = (),
+           sample_rows: int = 5) -> tuple[str, list[dict[str, Any]]]:
+    """The notification text and the blocks of ``alert``."""
+    icon = _ICON[alert.kind] if alert.severity == "error" or alert.kind == "resolved" else ":warning:"
+    text = f"{icon} {alert.headline}"
+    blocks: list[dict[str, Any]] = [_section(f"*{text}*")]
+    description = alert.result.get("description")
+    if description:
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": _cut(str(description))}]})
+    if alert.kind != "resolved":
+        facts = alert.facts()
+        blocks.append({"type": "section", "fields": [
+            {"type": "mrkdwn", "text": _cut(f"*{label}*\n{value}", 2000)} for label, value in facts[:10]]})
+        header, rows = alert.sample_table(sample_columns, masked, sample_rows)
+        if rows:
+            total = alert.result.get("violating_count") or len(alert.result.get("samples") or [])
+            blocks.append(_section(f"Sample ({len(rows)} of {total}):\n```{fixed_width(header, rows)}```"))
+    links = [f"<{url}|{label}>" for label, url in alert.links.items() if url]
+    if links:
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": _cut(" · ".join(links))}]})
+    return _cut(text), fit(blocks)
+
+
+def resolved_original(alert: Alert) -> tuple[str, list[dict[str, Any]]]:
+    """What the incident's first message becomes once it resolves (``chat.update``)."""
+    text = f":white_check_mark: ~{alert.check_name}~ resolved — {alert.headline}"
+    return _cut(text), [_section(_cut(text))]
+
+
+def fit(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Keep at most 50 blocks; the last one says how many were left out."""
+    if len(blocks) <= MAX_BLOCKS:
+        return blocks
+    kept = blocks[: MAX_BLOCKS - 1]
+    return [*kept, _section(f"_({len(blocks) - len(kept)} more blocks not shown: Slack allows {MAX_BLOCKS})_")]
+
+
+def _section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": _cut(text)}}
+
+
+def _cut(text: str, limit: int = MAX_TEXT) -> str:
+    """Shorten to Slack's limit, closing an open code block and saying it was truncated."""
+    if len(text) <= limit:
+        return text
+    note = " …(truncated)"
+    cut = text[: limit - len(note) - 3]
+    if cut.count("```") % 2:
+        cut += "```"
+    return cut + note

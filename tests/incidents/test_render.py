@@ -1,0 +1,64 @@
+"""Alert rendering for Slack and email (pure functions)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from airflow_opsflow.incidents.alert import MASK, Alert
+from airflow_opsflow.incidents.email_render import render as render_email
+from airflow_opsflow.incidents.lifecycle import Incident
+from airflow_opsflow.incidents.slack_render import MAX_BLOCKS, MAX_TEXT, fit, render
+
+RESULT = {
+    "name": "amount_positive", "kind": "between", "table": "payments", "status": "fail", "severity": "error",
+    "observed": {"min": -120, "max": 899.65}, "expected": "> 0", "violating_count": 2, "violating_share": 0.001,
+    "threshold": "at most 0 rows", "message": "2 violating rows", "owner": "payments-ops",
+    "description": "A zero or negative amount is a booking error",
+    "samples": [{"id": 100, "customer_id": 191, "amount": -120.0, "email": "a@x.com"},
+                {"id": 500, "customer_id": 22, "amount": -15.5, "email": "b@x.com"}],
+}
+INCIDENT = Incident("fp", status="open", cycle=1, severity="error", occurrences=3,
+                    first_seen=datetime(2026, 11, 21, 9, 0, tzinfo=UTC))
+
+
+def alert(kind: str = "new", **result: object) -> Alert:
+    return Alert(kind, INCIDENT, "ops_payments", "check_payments", "amount_positive",  # type: ignore[arg-type]
+                 {**RESULT, **result}, links={"Task log": "http://airflow/log?x=1"})
+
+
+def test_slack_message_says_what_where_and_shows_evidence() -> None:
+    text, blocks = render(alert(), masked=("email",))
+    assert text == (":rotating_light: ERROR: amount_positive (ops_payments / check_payments / payments): "
+                    "2 violating row(s) (0.10%)")
+    dumped = json.dumps(blocks, ensure_ascii=False)
+    for fact in ("*Expected*\\n> 0", "*Observed*\\nmin -120, max 899.65", "*Owner*\\npayments-ops",
+                 "Sample (2 of 2)", "<http://airflow/log?x=1|Task log>", "booking error"):
+        assert fact in dumped, fact
+    assert "a@x.com" not in dumped and MASK in dumped
+
+
+def test_slack_limits() -> None:
+    samples = [{"id": i, "note": "x" * 40} for i in range(200)]
+    _, blocks = render(alert(samples=samples, description="d" * 5000), sample_rows=200)
+    assert all(len(b.get("text", {}).get("text", "")) <= MAX_TEXT for b in blocks)
+    assert "(truncated)" in json.dumps(blocks)
+    many = fit([{"type": "divider"}] * 80)
+    assert len(many) == MAX_BLOCKS and "31 more blocks not shown" in json.dumps(many[-1])
+
+
+def test_resolved_and_reminder_headlines() -> None:
+    assert render(alert("resolved"))[0].startswith(":white_check_mark: Resolved: amount_positive")
+    assert render(alert("reminder"))[0].startswith(":hourglass: Still failing: amount_positive")
+
+
+def test_email_has_the_same_content_in_html_and_text() -> None:
+    subject, html, text = render_email(alert(), sample_columns=["id", "amount"])
+    assert subject == "[opsflow] ERROR: amount_positive (ops_payments / check_payments / payments): " \
+                      "2 violating row(s) (0.10%)"
+    for needle in ("Expected", "&gt; 0", "payments-ops", "-120.0", "http://airflow/log?x=1"):
+        assert needle in html, needle
+    for needle in ("Expected: > 0", "payments-ops", "-120.0", "Task log: http://airflow/log?x=1"):
+        assert needle in text, needle
+    assert "customer_id" not in html and "customer_id" not in text  # only the chosen columns
+    assert "<script>" not in render_email(alert(description="<script>x</script>"))[1]
