@@ -12,12 +12,14 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from airflow_opsflow.checks.durations import parse_duration
 from airflow_opsflow.checks.jinja import caused_by_placeholder, has_jinja, with_placeholders
 from airflow_opsflow.checks.loader import CheckSpecError, load_suite
+from airflow_opsflow.incidents.lifecycle import Policy as IncidentPolicy
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_opsflow.checks.results import CheckResult
     from airflow_opsflow.checks.spec import Suite
+    from airflow_opsflow.notifications.routes import AlertRoute
 
 _STATUSES = ("warn", "fail", "error")
 
@@ -40,6 +42,15 @@ class DataCheckOperator(BaseOperator):
     :param fail_on: statuses that fail the task (default ``("fail", "error")``; add ``"warn"`` to be strict).
     :param statement_timeout: cancel any single query running longer (``"5m"``, seconds or timedelta).
     :param read_only: run inside a read-only transaction (default True).
+    :param alerts: where incidents are announced: ``[SlackAlert(...), EmailAlert(...)]``. Each failing check
+        is an incident (keyed by DAG, task and check), alerted when it opens, escalates, reminds and
+        resolves, not on every failing run. Needs a state database (``state_conn_id``).
+    :param incident_policy: when incidents open, remind and resolve (an ``IncidentPolicy`` or its fields as
+        a dict: ``pending_runs``, ``resolve_runs``, ``remind_every_runs``, ``remind_every``).
+    :param state_conn_id: the state database (default ``[opsflow] state_conn_id``).
+    :param on_alert_error: ``fail`` (default: the task fails, and its retry re-sends only what is still
+        pending) or ``warn`` (logged, task result unchanged) when an alert cannot be delivered. The
+        incident state is kept either way.
     """
 
     template_fields: Sequence[str] = ("conn_id", "checks", "table", "where")
@@ -58,6 +69,10 @@ class DataCheckOperator(BaseOperator):
         fail_on: Sequence[str] = ("fail", "error"),
         statement_timeout: str | int | timedelta | None = None,
         read_only: bool = True,
+        alerts: Sequence[AlertRoute] | None = None,
+        incident_policy: IncidentPolicy | dict[str, Any] | None = None,
+        state_conn_id: str | None = None,
+        on_alert_error: str = "fail",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -75,6 +90,19 @@ class DataCheckOperator(BaseOperator):
         except ValueError as e:
             raise ValueError(f"{self._where_am_i()}: statement_timeout: {e}") from None
         self.read_only = read_only
+        self.alerts = list(alerts or [])
+        self.state_conn_id = state_conn_id
+        if on_alert_error not in ("fail", "warn"):
+            raise ValueError(f"{self._where_am_i()}: on_alert_error must be 'fail' or 'warn'")
+        self.on_alert_error = on_alert_error
+        try:
+            self.incident_policy = _policy(incident_policy)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{self._where_am_i()}: incident_policy: {e}") from None
+        names = [r.name for r in self.alerts]
+        if len(set(names)) != len(names):
+            raise ValueError(f"{self._where_am_i()}: two alert routes share a name {names}; pass name= to tell "
+                             "them apart")
         if not self._is_template_file(checks):
             self._validate()  # fail at DAG parse, not at 3 a.m.
 
@@ -136,8 +164,14 @@ class DataCheckOperator(BaseOperator):
             "conn_id": self.conn_id,
             "results": [r.to_dict() for r in results],
         }
+        alert_errors: list[tuple[str, str]] = []
+        if self.alerts:
+            payload["incidents"], alert_errors = self._alert(results, context)
         # Pushed before failing the task: alerting and ticketing downstream need the evidence.
         context["ti"].xcom_push(key="results", value=payload)
+        if alert_errors and self.on_alert_error == "fail":
+            raise AirflowException(f"{len(alert_errors)} alert(s) could not be delivered (kept pending, re-sent "
+                                   f"on retry): " + "; ".join(f"{d}: {e}" for d, e in alert_errors))
         failing = [r for r in results if r.status in self.fail_on]
         if failing:
             names = ", ".join(f"{r.name} ({r.status})" for r in failing)
@@ -145,3 +179,28 @@ class DataCheckOperator(BaseOperator):
                 raise AirflowFailException(f"{len(failing)} data check(s) did not pass: {names}")
             raise AirflowException(f"{len(failing)} data check(s) could not run: {names}")
         return payload
+
+    def _alert(self, results: list[CheckResult], context: Context) -> tuple[list[dict[str, Any]], list[Any]]:
+        from airflow_opsflow.hooks.state import state_store
+        from airflow_opsflow.notifications.tracking import TaskRun, track
+
+        ti = context["ti"]
+        run = TaskRun(self.dag_id, self.task_id, ti.run_id, getattr(ti, "log_url", None))
+        summary, report = track(results, run, self.alerts, self.incident_policy,
+                                state_store(self.state_conn_id, self._where_am_i()))
+        for delivery_id, error in report.failed:
+            self.log.warning("alert %s not delivered: %s", delivery_id, error)
+        if report.sent:
+            self.log.info("%d alert(s) delivered", len(report.sent))
+        return summary, report.failed
+
+
+def _policy(value: IncidentPolicy | dict[str, Any] | None) -> IncidentPolicy:
+    if value is None:
+        return IncidentPolicy()
+    if isinstance(value, IncidentPolicy):
+        return value
+    values = dict(value)
+    if values.get("remind_every") is not None:
+        values["remind_every"] = parse_duration(values["remind_every"])
+    return IncidentPolicy(**values)

@@ -9,6 +9,7 @@ still pending (the lifecycle ignores a run it already counted).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 from airflow_opsflow.incidents.lifecycle import Incident, Observation, Policy, Transition, advance
 from airflow_opsflow.state.store import ConflictError, Cursor, StateStore
 
+RoutesFor = Callable[[Incident, Transition], list[str]]
 _TIMES = ("first_seen", "last_seen", "opened_at", "resolved_at", "last_alert_at")
 _INTS = ("cycle", "fail_streak", "pass_streak", "occurrences", "failing_runs_since_alert")
 
@@ -74,10 +76,13 @@ class IncidentRepo:
         self,
         observations: list[tuple[Subject, Observation]],
         policy: Policy,
-        routes: list[str],
+        routes: list[str] | RoutesFor,
         now: datetime | None = None,
     ) -> list[tuple[Incident, list[Transition]]]:
-        """Advance each observed fingerprint and queue its alerts, atomically; retried on conflicts."""
+        """Advance each observed fingerprint and queue its alerts, atomically; retried on conflicts.
+
+        :param routes: route names to alert, or a function of (incident, transition) choosing them
+            (e.g. by severity)."""
         now = now or datetime.now(UTC)
         for _ in self.store.retrying():
             try:
@@ -87,15 +92,15 @@ class IncidentRepo:
                 continue
         raise AssertionError("unreachable")  # retrying() raises when it gives up
 
-    def _advance(self, cur: Cursor, subject: Subject, obs: Observation, policy: Policy, routes: list[str],
-                 now: datetime) -> tuple[Incident, list[Transition]]:
+    def _advance(self, cur: Cursor, subject: Subject, obs: Observation, policy: Policy,
+                 routes: list[str] | RoutesFor, now: datetime) -> tuple[Incident, list[Transition]]:
         found = self._load(cur, subject.fingerprint)
         current, version = found if found else (Incident(subject.fingerprint), None)
         new, transitions = advance(current, obs, policy, now)
         if new != current:
             self._save(cur, subject, new, version, now)
         for t in transitions:
-            for route in routes:
+            for route in routes(new, t) if callable(routes) else routes:
                 cur.execute(
                     f"INSERT INTO {self.deliveries} (delivery_id, fingerprint, incident_id, transition, route, "
                     "status, attempts, created_at) VALUES (?, ?, ?, ?, ?, 'pending', 0, ?)",
@@ -182,13 +187,19 @@ class IncidentRepo:
                          status=r[5], attempts=int(r[6]), last_error=r[7], result=json.loads(r[8] or "{}"))
                 for r in rows]
 
+    def mark_attempt(self, delivery_id: str) -> None:
+        """Record that a send starts: a later try that finds attempts > 0 checks before re-sending."""
+        with self.store.transaction() as cur:
+            cur.execute(f"UPDATE {self.deliveries} SET status = 'sending', attempts = attempts + 1 "
+                        "WHERE delivery_id = ?", (delivery_id,))
+
     def mark_sent(self, delivery_id: str, result: dict[str, Any] | None = None) -> None:
         with self.store.transaction() as cur:
-            cur.execute(f"UPDATE {self.deliveries} SET status = 'sent', attempts = attempts + 1, result = ?, "
+            cur.execute(f"UPDATE {self.deliveries} SET status = 'sent', result = ?, "
                         "sent_at = ?, last_error = NULL WHERE delivery_id = ?",
                         (json.dumps(result or {}, default=str), _iso(datetime.now(UTC)), delivery_id))
 
     def mark_failed(self, delivery_id: str, error: str) -> None:
         with self.store.transaction() as cur:
-            cur.execute(f"UPDATE {self.deliveries} SET status = 'failed', attempts = attempts + 1, last_error = ? "
+            cur.execute(f"UPDATE {self.deliveries} SET status = 'failed', last_error = ? "
                         "WHERE delivery_id = ?", (error[:2000], delivery_id))

@@ -95,6 +95,7 @@ def test_transitions_queue_deliveries_once(store: StateStore) -> None:
     pending = repo.pending([FP])
     assert [(d.transition, d.route, d.status) for d in pending] == [("new", "email", "pending"),
                                                                    ("new", "slack", "pending")]
+    repo.mark_attempt(pending[0].delivery_id)
     repo.mark_failed(pending[0].delivery_id, "SMTP down")
     repo.mark_sent(pending[1].delivery_id, {"ts": "1.2"})
     [left] = repo.pending([FP])

@@ -1,0 +1,1 @@
+"""Alert routes (Slack, email) and notifiers of opsflow."""

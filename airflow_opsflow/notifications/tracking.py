@@ -1,0 +1,58 @@
+"""From check results to incidents to alerts, for one task run (used by DataCheckOperator)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from airflow_opsflow.incidents.lifecycle import Observation, Policy, fingerprint
+from airflow_opsflow.notifications.dispatch import DeliveryReport, deliver_pending, routes_for
+from airflow_opsflow.state.incidents import IncidentRepo, Subject
+
+if TYPE_CHECKING:
+    from airflow_opsflow.checks.results import CheckResult
+    from airflow_opsflow.notifications.routes import AlertRoute
+    from airflow_opsflow.state.store import StateStore
+
+
+@dataclass
+class TaskRun:
+    """The run the results come from: fingerprints use dag/task, never the run id."""
+
+    dag_id: str
+    task_id: str
+    run_id: str
+    log_url: str | None = None
+
+
+def track(results: list[CheckResult], run: TaskRun, routes: list[AlertRoute], policy: Policy,
+          store: StateStore) -> tuple[list[dict[str, Any]], DeliveryReport]:
+    """Advance one incident per check and deliver the alerts its transitions owe.
+
+    Checks that could not run (status ``error``) say nothing about the data: they neither open nor
+    resolve an incident. Returns a summary per check (for XCom) and what was delivered.
+    """
+    repo = IncidentRepo(store)
+    subjects: dict[str, Subject] = {}
+    observations = []
+    for r in results:
+        if r.status == "error":
+            continue
+        fp = fingerprint(run.dag_id, run.task_id, r.name)
+        subjects[fp] = Subject(fp, run.dag_id, run.task_id, r.name)
+        evidence = {k: v for k, v in r.to_dict().items() if k != "sql"}
+        observations.append((subjects[fp], Observation(
+            failing=r.status in ("warn", "fail"), severity="error" if r.status == "fail" else "warn",
+            run_key=f"{run.dag_id}/{run.run_id}", summary=evidence)))
+    try:
+        recorded = repo.record(observations, policy, routes_for(routes))
+        links = {"Task log": run.log_url} if run.log_url else {}
+        report = deliver_pending(repo, routes, subjects, links)
+    finally:
+        store.close()
+    summary = [
+        {"check": s.check_name, "incident_id": inc.incident_id, "status": inc.status,
+         "transitions": [t.kind for t in transitions]}
+        for (s, _), (inc, transitions) in zip(observations, recorded, strict=True)
+    ]
+    return summary, report

@@ -1,0 +1,74 @@
+"""pytest fixtures for opsflow's fake Slack and SMTP servers (registered as the ``opsflow`` pytest11 plugin).
+
+pytest loads this module in every session of an environment where opsflow is installed, so it imports
+nothing beyond pytest: the servers (and aiosmtpd) are imported inside the fixtures that start them.
+
+* ``fake_slack`` / ``fake_smtp``: a started :class:`~airflow_opsflow.testing.slack_server.FakeSlack` /
+  :class:`~airflow_opsflow.testing.smtp_server.FakeSmtp`, stopped after the test;
+* ``slack_conn`` (``slack_api_default``, SlackHook's and SlackNotifier's default), ``slack_webhook_conn``
+  (``slack_default``, a webhook into ``#alerts``) and ``smtp_conn`` (``smtp_default``): set the
+  ``AIRFLOW_CONN_...`` variable for the test and return the connection id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from airflow_opsflow.testing.slack_server import FakeSlack
+    from airflow_opsflow.testing.smtp_server import FakeSmtp
+
+# slack_sdk routes every request through these when set, ignoring NO_PROXY: 127.0.0.1 would go to the proxy.
+_PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy")
+
+
+def _setenv(monkeypatch: pytest.MonkeyPatch, variables: dict[str, str]) -> None:
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+
+
+@pytest.fixture
+def fake_slack(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeSlack]:
+    """A fake Slack workspace (Web API + incoming webhooks) on 127.0.0.1 for this test."""
+    from airflow_opsflow.testing.slack_server import FakeSlack
+
+    for name in _PROXY_VARS:
+        monkeypatch.delenv(name, raising=False)
+    with FakeSlack() as server:
+        yield server
+
+
+@pytest.fixture
+def fake_smtp() -> Iterator[FakeSmtp]:
+    """A recording SMTP server on 127.0.0.1 for this test."""
+    from airflow_opsflow.testing.smtp_server import FakeSmtp
+
+    with FakeSmtp() as server:
+        yield server
+
+
+@pytest.fixture
+def slack_conn(fake_slack: FakeSlack, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The ``slack`` connection id wired to ``fake_slack`` (``SlackHook(slack_conn_id=slack_conn)``)."""
+    conn_id = "slack_api_default"
+    _setenv(monkeypatch, fake_slack.slack_connection(conn_id))
+    return conn_id
+
+
+@pytest.fixture
+def slack_webhook_conn(fake_slack: FakeSlack, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The ``slackwebhook`` connection id whose webhook posts into ``#alerts`` of ``fake_slack``."""
+    conn_id = "slack_default"
+    _setenv(monkeypatch, fake_slack.webhook_connection(conn_id, channel="#alerts"))
+    return conn_id
+
+
+@pytest.fixture
+def smtp_conn(fake_smtp: FakeSmtp, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The ``smtp`` connection id wired to ``fake_smtp`` (plain SMTP, the hook's default retries)."""
+    conn_id = "smtp_default"
+    _setenv(monkeypatch, fake_smtp.smtp_connection(conn_id))
+    return conn_id

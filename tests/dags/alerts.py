@@ -1,0 +1,24 @@
+"""Test DAG: a payments check that alerts Slack (Web API) and email through incidents."""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import DAG, Param
+
+from airflow_opsflow.notifications.email import EmailAlert
+from airflow_opsflow.notifications.slack import SlackAlert
+from airflow_opsflow.operators.data_check import DataCheckOperator
+
+with DAG("test_alerts", schedule=None, start_date=pendulum.datetime(2024, 1, 1, tz="UTC"), catchup=False,
+         params={"conn_id": Param("opsflow_sqlite", type="string")}) as dag:
+    DataCheckOperator(
+        task_id="check_payments",
+        conn_id="{{ params.conn_id }}",
+        table="payments",
+        checks=[{"name": "amount_positive", "kind": "between", "column": "amount", "min": 0,
+                 "min_exclusive": True, "owner": "payments-ops", "sample_columns": ["id", "amount"]}],
+        alerts=[SlackAlert(conn_id="slack_api_default", channel="#alerts"),
+                EmailAlert(to=["payments-ops@example.com"], conn_id="smtp_default")],
+        retries=1,
+        retry_delay=pendulum.duration(seconds=0),
+    )
