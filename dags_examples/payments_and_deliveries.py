@@ -5,6 +5,10 @@ hour, negative amounts, unknown customers), deliveries (stuck in transit for mor
 invoices (totals that do not add up, duplicate numbers). Checks are read-only and each table is
 scanned once, however many checks it has.
 
+Each failing check is an incident: Slack (``#ops``) and email hear about it once when it opens, and
+again when it resolves, in the same Slack thread. Incidents live in the state database named by
+``[opsflow] state_conn_id``.
+
 The connection is a DAG param so the same DAG runs against the demo's SQLite database, the test
 PostgreSQL, or your production replica: trigger with ``{"conn_id": "my_replica"}``.
 """
@@ -14,10 +18,15 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import DAG, Param
 
+from airflow_opsflow.notifications.email import EmailAlert
+from airflow_opsflow.notifications.slack import SlackAlert
 from airflow_opsflow.operators.data_check import DataCheckOperator
 from airflow_opsflow.sensors.data_condition import DataConditionSensor
 
 CONN = "{{ params.conn_id }}"
+OPS_SLACK = SlackAlert(conn_id="slack_api_default", channel="#ops", mask_columns=("customer_id",))
+PAYMENTS_EMAIL = EmailAlert(to=["payments-ops@example.com"], conn_id="smtp_default", min_severity="error")
+FINANCE_EMAIL = EmailAlert(to=["finance-ops@example.com"], conn_id="smtp_default")
 CUTOFF_48H = "{{ (data_interval_end - macros.timedelta(hours=48)).strftime('%Y-%m-%d %H:%M:%S') }}"
 
 with DAG(
@@ -46,6 +55,7 @@ with DAG(
         conn_id=CONN,
         checks="checks/payments.yml",
         statement_timeout="2m",
+        alerts=[OPS_SLACK, PAYMENTS_EMAIL],
     )
 
     check_deliveries = DataCheckOperator(
@@ -68,12 +78,14 @@ with DAG(
             {"name": "delivery_customer_exists", "kind": "foreign_key", "column": "customer_id",
              "to_table": "customers", "to_column": "id", "severity": "warn"},
         ],
+        alerts=[OPS_SLACK],
     )
 
     check_invoices = DataCheckOperator(
         task_id="check_invoices",
         conn_id=CONN,
         checks="checks/invoices.yml",
+        alerts=[FINANCE_EMAIL],
     )
 
     wait_for_payments >> [check_payments, check_deliveries, check_invoices]

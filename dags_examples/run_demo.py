@@ -1,9 +1,12 @@
 """`make demo`: run the example check DAG for real on an embedded SQLite database and tell the story.
 
 1. seed a SQLite database with payments, deliveries and invoices carrying planted problems;
-2. run the ``ops_payments_and_deliveries`` DAG with Airflow's ``dag.test()`` (temporary AIRFLOW_HOME);
-3. print each check task's report from its XCom;
-4. repair the data, run again, and show that every check passes.
+2. start local stand-ins for Slack and SMTP (``airflow_opsflow.testing``) and point the Airflow
+   connections at them; incidents are kept in a SQLite state database;
+3. run the ``ops_payments_and_deliveries`` DAG with Airflow's ``dag.test()`` (temporary AIRFLOW_HOME)
+   and print each check task's report and the alerts the stand-ins received;
+4. run again on the same data: the incidents are ongoing, nobody is alerted twice;
+5. repair the data, run again: every check passes and each incident resolves in its Slack thread.
 
 Airflow's own log goes to .demo/airflow.log so the story stays readable.
 """
@@ -18,6 +21,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 DEMO = HERE.parent / ".demo"
@@ -43,6 +47,17 @@ def quiet(log_path: Path) -> Iterator[None]:
             os.dup2(saved[1], 2)
 
 
+def print_alerts(slack_messages: list[Any], mails: list[Any]) -> None:
+    print(f"\n-- What the Slack stand-in received: {len(slack_messages) or 'nothing new'}")
+    for m in slack_messages:
+        where = f"#{m.channel_name}" + (" (in thread)" if m.is_reply else "")
+        edited = " [original message updated to resolved]" if m.history else ""
+        print(f"   {where}: {m.text}{edited}")
+    print(f"-- What the SMTP stand-in received: {len(mails) or 'nothing new'}")
+    for mail in mails:
+        print(f"   to {mail['To']}: {mail['Subject']}")
+
+
 def main() -> int:
     DEMO.mkdir(exist_ok=True)
     LOG.write_text("")
@@ -54,20 +69,32 @@ def main() -> int:
     print("Planted: 6/40 failed payments in the last hour, 2 negative amounts, 1 unknown customer,")
     print("         4 deliveries stuck in transit > 48 h, 3 invoices that do not add up, 1 duplicate number.\n")
     os.environ["AIRFLOW_CONN_OPS_DB"] = json.dumps({"conn_type": "sqlite", "host": str(DB)})
+    state = DEMO / "state.db"
+    state.unlink(missing_ok=True)
+    os.environ["AIRFLOW_CONN_OPSFLOW_STATE"] = json.dumps({"conn_type": "sqlite", "host": str(state)})
+    os.environ["AIRFLOW__OPSFLOW__STATE_CONN_ID"] = "opsflow_state"
 
     from airflow_opsflow.testing.dag_runner import airflow_home, run_dag
+    from airflow_opsflow.testing.slack_server import FakeSlack
+    from airflow_opsflow.testing.smtp_server import FakeSmtp
 
     started = time.monotonic()
-    with airflow_home(dags_folder=HERE):
+    with FakeSlack() as slack, FakeSmtp() as smtp, airflow_home(dags_folder=HERE):
+        os.environ.update(slack.slack_connection("slack_api_default"))
+        os.environ.update(smtp.smtp_connection("smtp_default"))
+        print(f"Slack stand-in on {slack.url}, SMTP stand-in on 127.0.0.1:{smtp.port}, state in {state.name}\n")
         sys.path.insert(0, str(HERE))
         from payments_and_deliveries import dag
 
         from airflow_opsflow.checks.report import format_report
         from airflow_opsflow.checks.results import CheckResult
 
-        for attempt, title in ((1, "Run 1: the data as it is"), (2, "Run 2: after the ops team repaired it")):
-            if attempt == 2:
+        runs = ((1, "Run 1: the data as it is"), (2, "Run 2: 15 minutes later, nothing fixed yet"),
+                (3, "Run 3: after the ops team repaired the data"))
+        for attempt, title in runs:
+            if attempt == 3:
                 repair(conn)
+            seen_slack, seen_mail = len(slack.messages()), len(smtp.messages)
             with quiet(LOG):
                 result = run_dag(dag)
             print("=" * 100)
@@ -76,13 +103,16 @@ def main() -> int:
             for task_id, state in sorted(result.task_states.items()):
                 payload = result.xcoms.get(task_id, {}).get("results")
                 print(f"\n## {task_id}: {state}")
-                if payload:
+                if payload and attempt != 2:
                     results = [CheckResult.from_dict(r) for r in payload["results"]]
                     print(format_report(results))
+            print_alerts(slack.messages()[seen_slack:], smtp.messages[seen_mail:])
             print()
     print(f"Done in {time.monotonic() - started:.0f} s. Airflow's own log: {LOG.relative_to(HERE.parent)}")
-    print("Point the same DAG at your database: create an Airflow connection (any SQL type) and trigger")
-    print("ops_payments_and_deliveries with {\"conn_id\": \"<your connection>\"}.")
+    print("Point the same DAG at your own systems: an Airflow connection to your database (any SQL type,")
+    print("then trigger with {\"conn_id\": \"<your connection>\"}), `slack_api_default` (type slack, a bot")
+    print("token with chat:write and channels:history), `smtp_default` (type smtp) and a state database")
+    print("([opsflow] state_conn_id, e.g. AIRFLOW__OPSFLOW__STATE_CONN_ID=ops_state).")
     return 0
 
 

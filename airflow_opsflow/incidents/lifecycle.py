@@ -50,6 +50,20 @@ class Policy:
     remind_every_runs: int | None = None
     remind_every: timedelta | None = None
 
+    @classmethod
+    def of(cls, value: Policy | dict[str, Any] | None) -> Policy:
+        """A Policy from itself, a dict of its fields (``remind_every`` may be ``"4h"``) or None (defaults)."""
+        if value is None:
+            return cls()
+        if isinstance(value, Policy):
+            return value
+        values = dict(value)
+        if values.get("remind_every") is not None:
+            from airflow_opsflow.checks.durations import parse_duration
+
+            values["remind_every"] = parse_duration(values["remind_every"])
+        return cls(**values)
+
     def __post_init__(self) -> None:
         for name in ("pending_runs", "resolve_runs"):
             if getattr(self, name) < 1:

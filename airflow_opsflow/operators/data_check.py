@@ -96,7 +96,7 @@ class DataCheckOperator(BaseOperator):
             raise ValueError(f"{self._where_am_i()}: on_alert_error must be 'fail' or 'warn'")
         self.on_alert_error = on_alert_error
         try:
-            self.incident_policy = _policy(incident_policy)
+            self.incident_policy = IncidentPolicy.of(incident_policy)
         except (TypeError, ValueError) as e:
             raise ValueError(f"{self._where_am_i()}: incident_policy: {e}") from None
         names = [r.name for r in self.alerts]
@@ -164,11 +164,12 @@ class DataCheckOperator(BaseOperator):
             "conn_id": self.conn_id,
             "results": [r.to_dict() for r in results],
         }
+        # Pushed before alerting or failing the task: alerting and ticketing downstream need the evidence.
+        context["ti"].xcom_push(key="results", value=payload)
         alert_errors: list[tuple[str, str]] = []
         if self.alerts:
             payload["incidents"], alert_errors = self._alert(results, context)
-        # Pushed before failing the task: alerting and ticketing downstream need the evidence.
-        context["ti"].xcom_push(key="results", value=payload)
+            context["ti"].xcom_push(key="incidents", value=payload["incidents"])
         if alert_errors and self.on_alert_error == "fail":
             raise AirflowException(f"{len(alert_errors)} alert(s) could not be delivered (kept pending, re-sent "
                                    f"on retry): " + "; ".join(f"{d}: {e}" for d, e in alert_errors))
@@ -194,13 +195,3 @@ class DataCheckOperator(BaseOperator):
             self.log.info("%d alert(s) delivered", len(report.sent))
         return summary, report.failed
 
-
-def _policy(value: IncidentPolicy | dict[str, Any] | None) -> IncidentPolicy:
-    if value is None:
-        return IncidentPolicy()
-    if isinstance(value, IncidentPolicy):
-        return value
-    values = dict(value)
-    if values.get("remind_every") is not None:
-        values["remind_every"] = parse_duration(values["remind_every"])
-    return IncidentPolicy(**values)

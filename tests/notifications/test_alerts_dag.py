@@ -39,7 +39,7 @@ def test_alert_once_then_quiet_then_resolved_in_thread(db: Database, fake_slack:
     [mail] = fake_smtp.messages
     assert mail["To"] == "payments-ops@example.com" and "amount_positive" in mail["Subject"]
     assert {p.get_content_type() for p in mail.walk()} >= {"text/plain", "text/html"}
-    [incident] = first.xcom("check_payments", key="results")["incidents"]
+    [incident] = first.xcom("check_payments", key="incidents")
     assert (incident["status"], incident["transitions"]) == ("open", ["new"])
 
     second = run_dag(dags.dag, conf={"conn_id": db.conn_id})

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
 import pytest
 from airflow.providers.slack.hooks.slack import SlackHook
+from airflow.providers.slack.hooks.slack_webhook import SlackWebhookHook
 from airflow.providers.slack.notifications.slack import SlackNotifier
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
@@ -181,3 +183,15 @@ def test_reset_and_custom_channels() -> None:
         assert slack.messages() == [] and slack.requests == []
         with pytest.raises(ValueError, match="no channel"):
             slack.messages("#alerts")
+
+
+def test_async_clients(fake_slack: FakeSlack, slack_conn: str, slack_webhook_conn: str) -> None:
+    """AsyncWebClient / AsyncWebhookClient (aiohttp, keep-alive) behind SlackNotifier and SlackWebhookHook."""
+
+    async def alert() -> None:
+        await SlackNotifier(slack_conn_id=slack_conn, channel="#alerts", text="async alert").async_notify({})
+        await SlackWebhookHook(slack_webhook_conn_id=slack_webhook_conn).async_send(text="async hook")
+
+    asyncio.run(alert())
+    got = [(m.text, m.via) for m in fake_slack.messages("#alerts")]
+    assert got == [("async alert", "api"), ("async hook", "webhook")]
