@@ -6,7 +6,7 @@ PYTHON ?= python3
 STAMP := $(VENV)/.installed
 APT_GET := $(shell [ "$$(id -u)" = 0 ] && echo apt-get || echo sudo apt-get)
 
-.PHONY: demo test lint unit bench venv pg-binaries clean
+.PHONY: demo test lint unit bench venv db-binaries clean
 
 venv: $(STAMP)
 
@@ -17,11 +17,15 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $@
 
-# The Debian PostgreSQL server binaries, for the throwaway test cluster.
-pg-binaries:
-	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || { \
-		echo "installing PostgreSQL server binaries (Debian package postgresql)"; \
-		$(APT_GET) update -qq && DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq postgresql >/dev/null; }
+# The Debian PostgreSQL and MariaDB server binaries, for the throwaway test servers.
+db-binaries:
+	@missing=""; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || missing="postgresql"; \
+	command -v mariadb-install-db >/dev/null 2>&1 || missing="$$missing mariadb-server"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing database server binaries (Debian packages:$$missing)"; \
+		$(APT_GET) update -qq && DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq $$missing >/dev/null; \
+	fi
 
 demo: venv
 	$(PY) dags_examples/run_demo.py
@@ -34,10 +38,10 @@ lint: venv
 unit: venv
 	$(VENV)/bin/pytest -q tests/checks
 
-test: venv pg-binaries lint
-	$(PY) -m airflow_opsflow.testing.postgres -- $(VENV)/bin/pytest -q -p no:cacheprovider tests
+test: venv db-binaries lint
+	$(PY) -m airflow_opsflow.testing.services -- $(VENV)/bin/pytest -q -p no:cacheprovider tests
 
-bench: venv pg-binaries
+bench: venv db-binaries
 	$(PY) bench/checks.py
 
 clean:

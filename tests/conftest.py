@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from airflow_opsflow.testing import mariadb
 from airflow_opsflow.testing.dag_runner import airflow_env, migrate
 from airflow_opsflow.testing.postgres import ENV_URI, ThrowawayPostgres
 
@@ -51,6 +52,16 @@ def pg_uri() -> Iterator[str]:
         return
     with ThrowawayPostgres() as pg:
         yield pg.uri
+
+
+@pytest.fixture(scope="session")
+def mariadb_uri() -> Iterator[str]:
+    """The MariaDB started by `make test`, or one started here (its Debian binaries are needed)."""
+    if os.environ.get(mariadb.ENV_URI):
+        yield os.environ[mariadb.ENV_URI]
+        return
+    with mariadb.ThrowawayMariaDB() as server:
+        yield server.uri
 
 
 @dataclass
@@ -100,6 +111,20 @@ def pg_db(pg_uri: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Database]:
     conn = _connect_pg(pg_uri)
     db = Database("postgres", "postgres", conn, PG_CONN_ID)
     yield db
+    conn.rollback()
+    conn.close()
+
+
+@pytest.fixture
+def mariadb_db(mariadb_uri: str) -> Iterator[Database]:
+    """MariaDB through PyMySQL, for the Airflow-free engines (the state store)."""
+    from urllib.parse import urlsplit
+
+    import pymysql
+
+    url = urlsplit(mariadb_uri)
+    conn = pymysql.connect(host=url.hostname, port=url.port, user=url.username, database=url.path.lstrip("/"))
+    yield Database("mariadb", "mysql", conn, "")
     conn.rollback()
     conn.close()
 

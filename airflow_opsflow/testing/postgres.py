@@ -4,11 +4,8 @@ The cluster lives in a temporary directory, listens on 127.0.0.1 on a free port,
 exit. It uses the Debian ``postgresql`` server binaries (``initdb``, ``pg_ctl``). PostgreSQL refuses to
 run as root, so when we are root the server runs as the ``postgres`` system user.
 
-Command line (used by ``make test``)::
-
-    python -m airflow_opsflow.testing.postgres -- pytest tests
-
-starts a cluster, exports ``OPSFLOW_TEST_PG_URI`` for the command, runs it and stops the cluster.
+``python -m airflow_opsflow.testing.services -- COMMAND`` (used by ``make test``) runs a command with
+one up and ``OPSFLOW_TEST_PG_URI`` exported.
 """
 
 from __future__ import annotations
@@ -16,12 +13,9 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import signal
 import socket
 import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 from types import TracebackType
 
@@ -141,22 +135,3 @@ class ThrowawayPostgres:
     ) -> None:
         self.stop()
 
-
-def main(argv: list[str]) -> int:
-    """Run ``argv`` (after ``--``) with a cluster up and ``OPSFLOW_TEST_PG_URI`` exported."""
-    if argv and argv[0] == "--":
-        argv = argv[1:]
-    if not argv:
-        print("usage: python -m airflow_opsflow.testing.postgres -- COMMAND [ARGS...]", file=sys.stderr)
-        return 2
-    started = time.monotonic()
-    # Turn SIGTERM (CI cancelling, a killed make) into SystemExit so the cluster is still removed.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    with ThrowawayPostgres() as pg:
-        print(f"throwaway PostgreSQL on 127.0.0.1:{pg.port} ({time.monotonic() - started:.1f} s)", flush=True)
-        env = dict(os.environ, **{ENV_URI: pg.uri})
-        return subprocess.call(argv, env=env)
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

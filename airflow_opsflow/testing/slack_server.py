@@ -33,11 +33,11 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from airflow_opsflow.testing.slack_validation import SlackError
 from airflow_opsflow.testing.slack_workspace import (
     DEFAULT_CHANNELS,
     TEAM_ID,
     MessageVersion,
-    SlackError,
     SlackFile,
     SlackMessage,
     Workspace,

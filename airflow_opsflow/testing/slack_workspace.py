@@ -2,7 +2,7 @@
 
 Kept apart from the HTTP layer so the Slack semantics read on their own. Each Web API method takes the
 arguments as Slack receives them (JSON values, or strings from a form body) and returns the response
-body; a refused call raises :class:`SlackError`, which the server answers as ``{"ok": false, ...}``.
+body; a refused call raises ``SlackError`` (see ``slack_validation``), answered as ``{"ok": false, ...}``.
 The rules follow Slack's documented behaviour (api.slack.com/methods/...): ``chat.postMessage`` takes a
 channel name or ID while ``chat.update`` and ``conversations.*`` take IDs only, history is newest first
 with only top-level messages, block limits are enforced with Slack's error codes, and so on.
@@ -10,17 +10,31 @@ with only top-level messages, block limits are enforced with Slack's error codes
 
 from __future__ import annotations
 
-import base64
 import copy
-import json
 import mimetypes
 import secrets
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, Literal
+
+from airflow_opsflow.testing.slack_validation import (
+    MAX_TEXT,
+    JsonDict,
+    SlackError,
+    arg_flag,
+    arg_int,
+    arg_json,
+    arg_str,
+    make_cursor,
+    read_cursor,
+    ts_value,
+    validate_attachments,
+    validate_blocks,
+    validate_metadata,
+)
 
 TEAM_ID = "T0OPSFLOW"
 BOT_USER_ID = "U0OPSBOT"
@@ -33,35 +47,6 @@ DEFAULT_CHANNELS = {
     "ops": "C0OPS",
     "random": "C0RANDOM",
 }
-
-# Slack's documented limits (Block Kit reference, chat.postMessage).
-MAX_BLOCKS = 50
-MAX_TEXT = 40_000
-MAX_ATTACHMENTS = 100
-_SECTION_TEXT, _SECTION_FIELDS, _FIELD_TEXT = 3000, 10, 2000
-_HEADER_TEXT, _CONTEXT_ELEMENTS, _ACTIONS_ELEMENTS, _MARKDOWN_TEXT, _BLOCK_ID = 150, 10, 25, 12_000, 255
-_BLOCK_TYPES = frozenset(
-    {"section", "divider", "header", "context", "actions", "image", "rich_text", "input", "file", "video",
-     "markdown", "table"}
-)
-
-JsonDict = dict[str, Any]
-
-
-class SlackError(Exception):
-    """A call Slack refuses: ``error`` is Slack's code; ``status`` matters for webhooks only (API: 200)."""
-
-    def __init__(self, error: str, *, messages: list[str] | None = None, status: int = 400) -> None:
-        super().__init__(error)
-        self.error = error
-        self.messages = messages or []
-        self.status = status
-
-    def body(self) -> JsonDict:
-        body: JsonDict = {"ok": False, "error": self.error}
-        if self.messages:
-            body["response_metadata"] = {"messages": [f"[ERROR] {m}" for m in self.messages]}
-        return body
 
 
 @dataclass(frozen=True)
@@ -118,155 +103,6 @@ class SlackFile:
     thread_ts: str | None = None
     initial_comment: str | None = None
     message_ts: str | None = None
-
-
-# --- argument helpers: values arrive as JSON types or as form strings -------------------------------
-
-
-def _str(args: Mapping[str, Any], key: str) -> str | None:
-    value = args.get(key)
-    return None if value is None else str(value)
-
-
-def _flag(args: Mapping[str, Any], key: str) -> bool:
-    return args.get(key) in (True, 1, "1", "true", "True")
-
-
-def _int(args: Mapping[str, Any], key: str, default: int) -> int:
-    value = args.get(key)
-    if value in (None, ""):
-        return default
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise SlackError("invalid_arguments", messages=[f"{key} must be an integer"]) from None
-
-
-def _json(args: Mapping[str, Any], key: str, error: str) -> Any:
-    """A structured argument: a JSON value, or a JSON-encoded string (form bodies, SlackNotifier)."""
-    value = args.get(key)
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError:
-            raise SlackError(error) from None
-    return value
-
-
-def _ts_value(ts: str, error: str) -> Decimal:
-    try:
-        return Decimal(ts)
-    except InvalidOperation:
-        raise SlackError(error) from None
-
-
-def _cursor(prefix: str, value: str) -> str:
-    return base64.b64encode(f"{prefix}:{value}".encode()).decode()  # Slack's cursors: base64("next_ts:...")
-
-
-def _uncursor(cursor: str, prefix: str) -> str:
-    try:
-        kind, _, value = base64.b64decode(cursor.encode(), validate=True).decode().partition(":")
-    except ValueError:
-        raise SlackError("invalid_cursor") from None
-    if kind != prefix or not value:
-        raise SlackError("invalid_cursor")
-    return value
-
-
-# --- validation -----------------------------------------------------------------------------------
-
-
-def _text_object(obj: Any, pointer: str, limit: int, problems: list[str], *, plain_only: bool = False) -> None:
-    allowed = ("plain_text",) if plain_only else ("plain_text", "mrkdwn")
-    if not isinstance(obj, dict) or obj.get("type") not in allowed:
-        problems.append(f"must be a valid text object of type {'|'.join(allowed)} [json-pointer:{pointer}]")
-        return
-    text = obj.get("text")
-    if not isinstance(text, str) or not text:
-        problems.append(f"must be more than 0 characters [json-pointer:{pointer}/text]")
-    elif len(text) > limit:
-        problems.append(f"must be less than {limit + 1} characters [json-pointer:{pointer}/text]")
-
-
-def _check_block(block: JsonDict, pointer: str, problems: list[str]) -> None:
-    kind = block.get("type")
-    if kind not in _BLOCK_TYPES:
-        problems.append(f"unsupported type: {kind} [json-pointer:{pointer}/type]")
-        return
-    if len(str(block.get("block_id", ""))) > _BLOCK_ID:
-        problems.append(f"must be less than {_BLOCK_ID + 1} characters [json-pointer:{pointer}/block_id]")
-    if kind == "section":
-        fields = block.get("fields")
-        if "text" not in block and not fields:
-            problems.append(f"must provide either text or fields [json-pointer:{pointer}]")
-        if "text" in block:
-            _text_object(block["text"], f"{pointer}/text", _SECTION_TEXT, problems)
-        if fields is not None:
-            if not isinstance(fields, list) or len(fields) > _SECTION_FIELDS:
-                problems.append(f"no more than {_SECTION_FIELDS} items allowed [json-pointer:{pointer}/fields]")
-            else:
-                for i, f in enumerate(fields):
-                    _text_object(f, f"{pointer}/fields/{i}", _FIELD_TEXT, problems)
-    elif kind == "header":
-        _text_object(block.get("text"), f"{pointer}/text", _HEADER_TEXT, problems, plain_only=True)
-    elif kind in ("context", "actions"):
-        limit = _CONTEXT_ELEMENTS if kind == "context" else _ACTIONS_ELEMENTS
-        elements = block.get("elements")
-        if not isinstance(elements, list) or not elements:
-            problems.append(f"must provide at least 1 item [json-pointer:{pointer}/elements]")
-        elif len(elements) > limit:
-            problems.append(f"no more than {limit} items allowed [json-pointer:{pointer}/elements]")
-    elif kind == "image":
-        if not (block.get("image_url") or block.get("slack_file")) or not block.get("alt_text"):
-            problems.append(f"must provide image_url and alt_text [json-pointer:{pointer}]")
-    elif kind == "markdown":
-        text = block.get("text")
-        if not isinstance(text, str) or not text or len(text) > _MARKDOWN_TEXT:
-            problems.append(f"must be 1 to {_MARKDOWN_TEXT} characters [json-pointer:{pointer}/text]")
-
-
-def validate_blocks(blocks: Any, *, format_error: str = "invalid_blocks_format") -> list[JsonDict]:
-    """Slack's Block Kit checks: ``invalid_blocks_format`` for a non-list, ``invalid_blocks`` for a bad block."""
-    if not isinstance(blocks, list) or not all(isinstance(b, dict) for b in blocks):
-        raise SlackError(format_error)
-    problems: list[str] = []
-    if len(blocks) > MAX_BLOCKS:
-        problems.append(f"no more than {MAX_BLOCKS} items allowed [json-pointer:/blocks]")
-    for i, block in enumerate(blocks):
-        _check_block(block, f"/blocks/{i}", problems)
-    if problems:
-        raise SlackError("invalid_blocks", messages=problems)
-    return copy.deepcopy(blocks)
-
-
-def validate_metadata(value: Any) -> JsonDict:
-    """``{"event_type": str, "event_payload": {...}}``; ``{}`` is allowed (``chat.update`` clears with it)."""
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError:
-            raise SlackError("invalid_metadata_format") from None
-    if not isinstance(value, dict):
-        raise SlackError("invalid_metadata_format")
-    if not value:
-        return {}
-    if not isinstance(value.get("event_type"), str) or not value["event_type"] or not isinstance(
-        value.get("event_payload"), dict
-    ):
-        raise SlackError("invalid_metadata_schema")
-    return {"event_type": value["event_type"], "event_payload": copy.deepcopy(value["event_payload"])}
-
-
-def _attachments(args: Mapping[str, Any]) -> list[JsonDict] | None:
-    value = _json(args, "attachments", "invalid_attachments")
-    if value is None:
-        return None
-    if not isinstance(value, list) or not all(isinstance(a, dict) for a in value):
-        raise SlackError("invalid_attachments")
-    if len(value) > MAX_ATTACHMENTS:
-        raise SlackError("too_many_attachments")
-    return copy.deepcopy(value)
 
 
 class Workspace:
@@ -335,17 +171,17 @@ class Workspace:
     def _content(self, args: Mapping[str, Any]) -> JsonDict:
         """The message fields present in ``args``, validated; empty lists/objects mean "clear" for updates."""
         found: JsonDict = {}
-        text = _str(args, "text")
+        text = arg_str(args, "text")
         if text is None:
-            text = _str(args, "markdown_text")
+            text = arg_str(args, "markdown_text")
         if text is not None:
             if len(text) > MAX_TEXT:
                 raise SlackError("msg_too_long")
             found["text"] = text
         if args.get("blocks") is not None:
-            found["blocks"] = validate_blocks(_json(args, "blocks", "invalid_blocks_format"))
+            found["blocks"] = validate_blocks(arg_json(args, "blocks", "invalid_blocks_format"))
         if args.get("attachments") is not None:
-            found["attachments"] = _attachments(args)
+            found["attachments"] = validate_attachments(args)
         if args.get("metadata") is not None:
             found["metadata"] = validate_metadata(args["metadata"])
         return found
@@ -419,19 +255,19 @@ class Workspace:
             content = self._content(args)
             if not (content.get("text") or content.get("blocks") or content.get("attachments")):
                 raise SlackError("no_text")
-            thread_ts = self._thread_parent(cid, _str(args, "thread_ts"))
+            thread_ts = self._thread_parent(cid, arg_str(args, "thread_ts"))
             msg = self._add(SlackMessage(
                 channel=cid, channel_name=name, ts="", text=content.get("text"), blocks=content.get("blocks") or None,
                 attachments=content.get("attachments") or None, metadata=content.get("metadata") or None,
-                thread_ts=thread_ts, username=_str(args, "username"),
-                reply_broadcast=thread_ts is not None and _flag(args, "reply_broadcast"),
+                thread_ts=thread_ts, username=arg_str(args, "username"),
+                reply_broadcast=thread_ts is not None and arg_flag(args, "reply_broadcast"),
             ))
             return {"ok": True, "channel": cid, "ts": msg.ts, "message": self.render(msg, metadata=True)}
 
     def chat_update(self, args: Mapping[str, Any]) -> JsonDict:
         with self.lock:
             cid, _ = self.resolve_channel(args.get("channel"), by_name=False)  # IDs only, like Slack
-            msg = self._index.get((cid, _str(args, "ts") or ""))
+            msg = self._index.get((cid, arg_str(args, "ts") or ""))
             if msg is None:
                 raise SlackError("message_not_found")
             if msg.via == "webhook":
@@ -452,11 +288,11 @@ class Workspace:
                     "message": self.render(msg, metadata=True)}
 
     def _window(self, msgs: list[SlackMessage], args: Mapping[str, Any]) -> list[SlackMessage]:
-        inclusive = _flag(args, "inclusive")
-        oldest = _str(args, "oldest")
-        latest = _str(args, "latest")
-        low = _ts_value(oldest, "invalid_ts_oldest") if oldest else None
-        high = _ts_value(latest, "invalid_ts_latest") if latest else None
+        inclusive = arg_flag(args, "inclusive")
+        oldest = arg_str(args, "oldest")
+        latest = arg_str(args, "latest")
+        low = ts_value(oldest, "invalid_ts_oldest") if oldest else None
+        high = ts_value(latest, "invalid_ts_latest") if latest else None
 
         def inside(m: SlackMessage) -> bool:
             ts = Decimal(m.ts)
@@ -468,15 +304,15 @@ class Workspace:
 
     def _page(self, msgs: list[SlackMessage], args: Mapping[str, Any], default_limit: int,
               *, newest_first: bool, metadata: bool) -> JsonDict:
-        if cursor := _str(args, "cursor"):
-            start = Decimal(_uncursor(cursor, "next_ts"))
+        if cursor := arg_str(args, "cursor"):
+            start = Decimal(read_cursor(cursor, "next_ts"))
             msgs = [m for m in msgs if (Decimal(m.ts) <= start if newest_first else Decimal(m.ts) >= start)]
-        limit = min(_int(args, "limit", default_limit) or default_limit, 999 if newest_first else 1000)
+        limit = min(arg_int(args, "limit", default_limit) or default_limit, 999 if newest_first else 1000)
         page, rest = msgs[:limit], msgs[limit:]
         body: JsonDict = {"ok": True, "messages": [self.render(m, metadata=metadata) for m in page],
                           "has_more": bool(rest)}
         if rest:
-            body["response_metadata"] = {"next_cursor": _cursor("next_ts", rest[0].ts)}
+            body["response_metadata"] = {"next_cursor": make_cursor("next_ts", rest[0].ts)}
         return body
 
     def conversations_history(self, args: Mapping[str, Any]) -> JsonDict:
@@ -484,27 +320,27 @@ class Workspace:
             cid, _ = self.resolve_channel(args.get("channel"), by_name=False)
             top = [m for m in self.messages if m.channel == cid and (m.thread_ts is None or m.reply_broadcast)]
             msgs = list(reversed(self._window(top, args)))
-            body = self._page(msgs, args, 100, newest_first=True, metadata=_flag(args, "include_all_metadata"))
+            body = self._page(msgs, args, 100, newest_first=True, metadata=arg_flag(args, "include_all_metadata"))
             body.update(pin_count=0, channel_actions_ts=None, channel_actions_count=0)
             return body
 
     def conversations_replies(self, args: Mapping[str, Any]) -> JsonDict:
         with self.lock:
             cid, _ = self.resolve_channel(args.get("channel"), by_name=False)
-            msg = self._index.get((cid, _str(args, "ts") or ""))
+            msg = self._index.get((cid, arg_str(args, "ts") or ""))
             if msg is None:
                 raise SlackError("thread_not_found")
             parent = self._index[cid, msg.thread_ts] if msg.thread_ts else msg
             replies = self._window(self._replies.get((cid, parent.ts), []), args)
             body = self._page([parent, *replies], args, 1000, newest_first=False,
-                              metadata=_flag(args, "include_all_metadata"))
+                              metadata=arg_flag(args, "include_all_metadata"))
             return body
 
     def conversations_list(self, args: Mapping[str, Any]) -> JsonDict:
-        types = (_str(args, "types") or "public_channel").split(",")
+        types = (arg_str(args, "types") or "public_channel").split(",")
         names = sorted(self.channels) if "public_channel" in [t.strip() for t in types] else []
-        offset = int(_uncursor(c, "offset")) if (c := _str(args, "cursor")) else 0
-        limit = min(_int(args, "limit", 100) or 100, 1000)
+        offset = int(read_cursor(c, "offset")) if (c := arg_str(args, "cursor")) else 0
+        limit = min(arg_int(args, "limit", 100) or 100, 1000)
         page = names[offset:offset + limit]
         channels = [
             {"id": self.channels[n], "name": n, "name_normalized": n, "is_channel": True, "is_group": False,
@@ -517,16 +353,16 @@ class Workspace:
         ]
         more = offset + limit < len(names)
         return {"ok": True, "channels": channels,
-                "response_metadata": {"next_cursor": _cursor("offset", str(offset + limit)) if more else ""}}
+                "response_metadata": {"next_cursor": make_cursor("offset", str(offset + limit)) if more else ""}}
 
     def files_get_upload_url_external(self, args: Mapping[str, Any]) -> JsonDict:
-        filename = _str(args, "filename")
+        filename = arg_str(args, "filename")
         if not filename or args.get("length") in (None, ""):
             raise SlackError("invalid_arguments")
-        length = _int(args, "length", 0)
+        length = arg_int(args, "length", 0)
         with self.lock:
             f = SlackFile(id=f"F0{len(self.files) + 1:09d}", filename=filename, length=length,
-                          alt_txt=_str(args, "alt_txt"), snippet_type=_str(args, "snippet_type"))
+                          alt_txt=arg_str(args, "alt_txt"), snippet_type=arg_str(args, "snippet_type"))
             key = secrets.token_hex(12)
             self.files[f.id] = f
             self._uploads[key] = f.id
@@ -542,7 +378,7 @@ class Workspace:
             return True
 
     def files_complete_upload_external(self, args: Mapping[str, Any]) -> JsonDict:
-        items = _json(args, "files", "invalid_arguments")
+        items = arg_json(args, "files", "invalid_arguments")
         if not isinstance(items, list) or not items or not all(isinstance(i, dict) and "id" in i for i in items):
             raise SlackError("invalid_arguments")
         with self.lock:
@@ -550,12 +386,12 @@ class Workspace:
             if any(f is None or f.content is None for f in files):
                 raise SlackError("file_not_found")  # unknown id, or never uploaded to its URL
             targets = [self.resolve_channel(c, by_name=False) for c in
-                       ([_str(args, "channel_id")] if args.get("channel_id") else [])
-                       + [c.strip() for c in (_str(args, "channels") or "").split(",") if c.strip()]]
-            thread_ts = _str(args, "thread_ts")
+                       ([arg_str(args, "channel_id")] if args.get("channel_id") else [])
+                       + [c.strip() for c in (arg_str(args, "channels") or "").split(",") if c.strip()]]
+            thread_ts = arg_str(args, "thread_ts")
             if thread_ts and len(targets) != 1:
                 raise SlackError("invalid_arguments")
-            comment = _str(args, "initial_comment")
+            comment = arg_str(args, "initial_comment")
             shared = [f for f in files if f is not None]
             for item, f in zip(items, shared, strict=True):
                 f.title = str(item.get("title") or f.title or f.filename)
@@ -579,7 +415,7 @@ class Workspace:
         if text is not None and not isinstance(text, str):
             raise SlackError("invalid_payload")
         blocks = validate_blocks(body["blocks"], format_error="invalid_blocks") if body.get("blocks") else None
-        attachments = _attachments(body)
+        attachments = validate_attachments(body)
         if not (text or blocks or attachments):
             raise SlackError("no_text")
         metadata = validate_metadata(body["metadata"]) if body.get("metadata") else None

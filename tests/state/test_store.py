@@ -20,10 +20,21 @@ FP = fingerprint("payments", "check_payments", "amount_positive")
 SUBJECT = Subject(FP, "payments", "check_payments", "amount_positive")
 
 
+@pytest.fixture(params=["sqlite", "pg", "mariadb"])
+def db(request: pytest.FixtureRequest) -> Database:
+    """The state store runs on SQLite, PostgreSQL and MariaDB."""
+    return request.getfixturevalue(f"{request.param}_db")  # type: ignore[no-any-return]
+
+
 def _factory(db: Database, request: pytest.FixtureRequest) -> Callable[[], Any]:
     if db.name == "sqlite":
         path = str(request.getfixturevalue("tmp_path") / "ops.db")
         return lambda: sqlite3.connect(path, timeout=30)
+    if db.name == "mariadb":
+        import pymysql
+
+        params = {k: getattr(db.conn, k) for k in ("host", "port", "user")}
+        return lambda: pymysql.connect(**params, database="opsflow")
     import psycopg2
 
     uri = request.getfixturevalue("pg_uri")
@@ -32,9 +43,11 @@ def _factory(db: Database, request: pytest.FixtureRequest) -> Callable[[], Any]:
 
 @pytest.fixture
 def connect(db: Database, request: pytest.FixtureRequest) -> Callable[[], Any]:
+    if db.name in ("postgres", "mariadb"):
+        db.execute("DROP TABLE IF EXISTS opsflow_incidents, opsflow_deliveries, opsflow_schema_version, "
+                   "team_a_incidents, team_a_deliveries, team_a_schema_version")
     if db.name == "postgres":
-        db.execute("DROP TABLE IF EXISTS opsflow_incidents, opsflow_deliveries, opsflow_schema_version",
-                   "DROP SCHEMA IF EXISTS ops_state CASCADE")
+        db.execute("DROP SCHEMA IF EXISTS ops_state CASCADE")
     return _factory(db, request)
 
 
