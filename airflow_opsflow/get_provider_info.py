@@ -60,6 +60,7 @@ def get_provider_info() -> dict[str, Any]:
                 },
             }
         },
+        "notifications": ["airflow_opsflow.notifications.notifier.IncidentNotifier"],
         "triggers": [
             {
                 "integration-name": "opsflow data checks",

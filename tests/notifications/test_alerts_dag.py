@@ -86,3 +86,31 @@ def test_rate_limits_are_waited_out(db: Database, fake_slack: FakeSlack, fake_sm
     run = run_dag(dags.dag, conf={"conn_id": db.conn_id})
     assert run.tries["check_payments"] == 1  # no task retry needed
     assert len(_top(fake_slack)) == 1
+
+
+def test_a_429_storm_keeps_the_alert_pending_until_slack_answers(db: Database, fake_slack: FakeSlack,
+                                                                 fake_smtp: FakeSmtp) -> None:
+    seed(db.conn, problems=True)
+    fake_slack.fail_next("chat.postMessage", status=429, retry_after=0, times=100)
+    run = run_dag(dags.dag, conf={"conn_id": db.conn_id})
+    assert run.task_states == {"check_payments": "failed"} and _top(fake_slack) == []
+    fake_slack.reset()
+    run_dag(dags.dag, conf={"conn_id": db.conn_id})
+    assert len(_top(fake_slack)) == 1 and len(fake_smtp.messages) == 1
+
+
+def test_an_unknown_channel_is_a_clear_error(db: Database, fake_slack: FakeSlack,
+                                             capfd: pytest.CaptureFixture[str]) -> None:
+    from airflow_opsflow.notifications.slack import SlackAlert
+
+    seed(db.conn, problems=True)
+    task = dags.dag.get_task("check_payments")
+    original = task.alerts
+    task.alerts = [SlackAlert(conn_id="slack_api_default", channel="#no-such-channel"), original[1]]
+    try:
+        run = run_dag(dags.dag, conf={"conn_id": db.conn_id})
+    finally:
+        task.alerts = original
+    assert run.task_states == {"check_payments": "failed"}
+    out = capfd.readouterr()
+    assert "channel_not_found" in out.out + out.err
