@@ -128,6 +128,8 @@ def advance(current: Incident, obs: Observation, policy: Policy, now: datetime) 
     """Apply one run's observation. Returns the new state and the transitions to alert on."""
     if obs.run_key and obs.run_key == current.last_run_key:
         return current, []  # a retry of a run already counted
+    if not obs.failing and current.status == "resolved":
+        return current, []  # nothing to track: no state is written for healthy checks
     s = replace(current, last_run_key=obs.run_key)
     if obs.failing:
         return _on_failure(s, obs, policy, now)

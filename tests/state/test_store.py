@@ -152,3 +152,11 @@ def test_concurrent_writers_lose_no_update(db: Database, connect: Callable[[], A
     incident = IncidentRepo(StateStore(connect, db.dialect)).get(FP)
     assert incident is not None and incident.occurrences == 30  # 6 writers x 5 runs, none lost
     assert len(IncidentRepo(StateStore(connect, db.dialect)).pending([FP])) == 1  # one "new" alert
+
+
+def test_healthy_checks_write_nothing(store: StateStore, db: Database) -> None:
+    repo = IncidentRepo(store)
+    for run in range(3):
+        repo.record([(SUBJECT, Observation(False, "error", f"run{run}"))], Policy(), ["slack"])
+    assert repo.get(FP) is None
+    assert db.scalar("SELECT COUNT(*) FROM opsflow_incidents") == 0
