@@ -1,0 +1,12 @@
+"""opsflow's testing kit for DAG authors: real Airflow runs, throwaway databases, fake Slack and SMTP.
+
+* :func:`~airflow_opsflow.testing.dag_runner.airflow_home` and :func:`~.dag_runner.run_dag`;
+* :class:`~airflow_opsflow.testing.postgres.ThrowawayPostgres`, :class:`~.mariadb.ThrowawayMariaDB`;
+* :class:`~airflow_opsflow.testing.slack_server.FakeSlack`, :class:`~.smtp_server.FakeSmtp` and the pytest
+  fixtures of :mod:`~airflow_opsflow.testing.pytest_plugin` (``fake_slack``, ``slack_conn``...);
+* :mod:`~airflow_opsflow.testing.sample_data` (operational data with planted problems).
+"""
+
+from airflow_opsflow.testing.dag_runner import DagRunResult, airflow_home, run_dag
+
+__all__ = ["DagRunResult", "airflow_home", "run_dag"]
