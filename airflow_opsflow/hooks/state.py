@@ -26,6 +26,8 @@ def state_store(conn_id: str | None = None, owner: str = "") -> StateStore:
     return StateStore(
         hook.get_conn,
         dialect_of(hook),
+        paramstyle="qmark" if getattr(hook, "placeholder", "%s") == "?" else "format",
+        label=f"connection {conn_id!r}",
         prefix=conf.get("opsflow", "state_table_prefix", fallback="opsflow_") or "opsflow_",
         schema=conf.get("opsflow", "state_schema", fallback="") or None,
     )

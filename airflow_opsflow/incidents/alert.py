@@ -46,11 +46,13 @@ class Alert:
         """One line saying what happened, for notifications and subjects."""
         subject = self.check_name + (f" [{self.entity_key}]" if self.entity_key else "")
         if self.kind == "resolved":
-            return f"Resolved: {subject} ({self.where}) after {self.incident.occurrences} failing run(s)"
+            return _one_line(f"Resolved: {subject} ({self.where}) after {self.incident.occurrences} failing run(s)",
+                             250)
         label = {"new": "", "escalated": "Escalated to ERROR: ", "reminder": "Still failing: "}[self.kind]
         level = "ERROR" if self.severity == "error" else "WARN"
         detail = self.violations_text or self.result.get("message", "")
-        return f"{label or f'{level}: '}{subject} ({self.where}): {detail}"
+        # One line (an email subject cannot hold a newline; database errors often have several).
+        return _one_line(f"{label or f'{level}: '}{subject} ({self.where}): {detail}", 250)
 
     @property
     def violations_text(self) -> str:
@@ -81,8 +83,14 @@ class Alert:
         if not samples:
             return [], []
         header = [c for c in (columns or list(samples[0])) if c in samples[0]]
-        rows = [[MASK if c in masked else _short(s.get(c), 40) for c in header] for s in samples[:limit]]
+        hidden = {m.lower() for m in masked}  # Snowflake says EMAIL where the DAG says email
+        rows = [[MASK if c.lower() in hidden else _short(s.get(c), 40) for c in header] for s in samples[:limit]]
         return header, rows
+
+
+def _one_line(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _short(value: Any, width: int = 80) -> str:

@@ -11,8 +11,8 @@ optional entity key; never a run id or try number). Its life::
 * resolve period (``resolve_runs``, N): pass N consecutive runs before resolving (default 1);
 * reminders for open incidents every ``remind_every_runs`` failing runs or ``remind_every`` time (off by
   default);
-* a run is counted once: observing the same ``run_key`` again (a task retry) changes nothing and
-  emits nothing, so a retried task never duplicates an alert.
+* a run is counted once: observing one of the last 20 ``run_key`` again (a task retry, even after a
+  later run) changes nothing and emits nothing, so a retried task never duplicates an alert.
 
 Alerts go out on transitions only: ``new``, ``escalated``, ``reminder``, ``resolved``.
 """
@@ -27,6 +27,7 @@ from typing import Any, Literal
 Status = Literal["pending", "open", "resolved"]
 TransitionKind = Literal["new", "escalated", "reminder", "resolved"]
 SEVERITY_RANK = {"warn": 1, "error": 2}
+RECENT_RUNS = 20  # run keys remembered per incident, to ignore retries of recent runs
 
 
 def fingerprint(dag_id: str, task_id: str, check: str, entity: str | None = None) -> str:
@@ -107,7 +108,7 @@ class Incident:
     opened_at: datetime | None = None
     resolved_at: datetime | None = None
     last_alert_at: datetime | None = None
-    last_run_key: str = ""
+    recent_runs: tuple[str, ...] = ()  # the runs already counted (bounded): a retry of any is ignored
     summary: dict[str, Any] = field(default_factory=dict)
     refs: dict[str, Any] = field(default_factory=dict)  # where alerts/tickets live (Slack ts, ticket key)
 
@@ -126,11 +127,11 @@ class Transition:
 
 def advance(current: Incident, obs: Observation, policy: Policy, now: datetime) -> tuple[Incident, list[Transition]]:
     """Apply one run's observation. Returns the new state and the transitions to alert on."""
-    if obs.run_key and obs.run_key == current.last_run_key:
-        return current, []  # a retry of a run already counted
+    if obs.run_key and obs.run_key in current.recent_runs:
+        return current, []  # a retry of a run already counted (even after later runs)
     if not obs.failing and current.status == "resolved":
         return current, []  # nothing to track: no state is written for healthy checks
-    s = replace(current, last_run_key=obs.run_key)
+    s = replace(current, recent_runs=(*current.recent_runs, obs.run_key)[-RECENT_RUNS:]) if obs.run_key else current
     if obs.failing:
         return _on_failure(s, obs, policy, now)
     return _on_pass(s, policy, now)

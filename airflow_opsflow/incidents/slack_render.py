@@ -17,19 +17,20 @@ def render(alert: Alert, sample_columns: list[str] | None = None, masked: tuple[
            sample_rows: int = 5) -> tuple[str, list[dict[str, Any]]]:
     """The notification text and the blocks of ``alert``."""
     icon = _ICON[alert.kind] if alert.severity == "error" or alert.kind == "resolved" else ":warning:"
-    text = f"{icon} {alert.headline}"
+    text = f"{icon} {escape(alert.headline)}"
     blocks: list[dict[str, Any]] = [_section(f"*{text}*")]
     description = alert.result.get("description")
     if description:
-        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": _cut(str(description))}]})
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": _cut(escape(str(description)))}]})
     if alert.kind != "resolved":
         facts = alert.facts()
         blocks.append({"type": "section", "fields": [
-            {"type": "mrkdwn", "text": _cut(f"*{label}*\n{value}", 2000)} for label, value in facts[:10]]})
+            {"type": "mrkdwn", "text": _cut(f"*{label}*\n{escape(value)}", 2000)} for label, value in facts[:10]]})
         header, rows = alert.sample_table(sample_columns, masked, sample_rows)
         if rows:
             total = alert.result.get("violating_count") or len(alert.result.get("samples") or [])
-            blocks.append(_section(f"Sample ({len(rows)} of {total}):\n```{fixed_width(header, rows)}```"))
+            table = escape(fixed_width(header, rows))
+            blocks.append(_section(f"Sample ({len(rows)} of {total}):\n```{table}```"))
     links = [f"<{url}|{label}>" for label, url in alert.links.items() if url]
     if links:
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": _cut(" · ".join(links))}]})
@@ -38,7 +39,7 @@ def render(alert: Alert, sample_columns: list[str] | None = None, masked: tuple[
 
 def resolved_original(alert: Alert) -> tuple[str, list[dict[str, Any]]]:
     """What the incident's first message becomes once it resolves (``chat.update``)."""
-    text = f":white_check_mark: ~{alert.check_name}~ resolved — {alert.headline}"
+    text = f":white_check_mark: ~{escape(alert.check_name)}~ resolved — {escape(alert.headline)}"
     return _cut(text), [_section(_cut(text))]
 
 
@@ -48,6 +49,11 @@ def fit(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return blocks
     kept = blocks[: MAX_BLOCKS - 1]
     return [*kept, _section(f"_({len(blocks) - len(kept)} more blocks not shown: Slack allows {MAX_BLOCKS})_")]
+
+
+def escape(text: str) -> str:
+    """Slack's mrkdwn escaping: data must not become links or @channel pings (``<!channel>``)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _section(text: str) -> dict[str, Any]:

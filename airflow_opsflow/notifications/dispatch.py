@@ -13,10 +13,14 @@ from airflow_opsflow.state.incidents import IncidentRepo, RoutesFor, Subject
 log = logging.getLogger(__name__)
 
 
+MAX_ATTEMPTS = 10  # after this many failed sends an alert is abandoned (logged), not retried forever
+
+
 @dataclass
 class DeliveryReport:
     sent: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (delivery id, error)
+    orphaned: list[str] = field(default_factory=list)  # owed to a route the task no longer has
 
 
 def routes_for(routes: list[AlertRoute]) -> RoutesFor:
@@ -28,29 +32,40 @@ def routes_for(routes: list[AlertRoute]) -> RoutesFor:
 
 def deliver_pending(repo: IncidentRepo, routes: list[AlertRoute], subjects: dict[str, Subject],
                     links: dict[str, str]) -> DeliveryReport:
-    """Send every pending alert of these fingerprints; confirmed ones are marked sent, failures stay
-    pending (with their error) for the next try or run. Never raises for a delivery failure."""
+    """Send every pending alert of these fingerprints, oldest first. Each is claimed before it is sent
+    (a concurrent run of the same task skips it), marked sent once the route confirmed it, and left
+    pending with its error otherwise, for the next try or run. Never raises for a delivery failure."""
     by_name = {r.name: r for r in routes}
     report = DeliveryReport()
+    blocked: set[tuple[str, str]] = set()  # (incident, route) that failed in this pass: keep their order
     for d in repo.pending(list(subjects)):
         route = by_name.get(d.route)
-        subject = subjects[d.fingerprint]
+        if route is None:
+            log.warning("alert %s is owed to route %r, which this task no longer has", d.delivery_id, d.route)
+            report.orphaned.append(d.delivery_id)
+            continue
         incident = repo.get(d.fingerprint)
-        if route is None or incident is None:
-            continue  # a route no longer in the DAG: its pending alerts wait for it
+        if (d.incident_id, d.route) in blocked or incident is None or not repo.claim(d):
+            continue
+        subject = subjects[d.fingerprint]
+        refs = dict(incident.refs.get(route.name) or {})
+        if refs.get("incident_id") != d.incident_id:
+            refs = {}  # the thread of an earlier occurrence: this one starts its own
         alert = Alert(d.transition, incident, subject.dag_id, subject.task_id,  # type: ignore[arg-type]
                       subject.check_name, incident.summary, subject.entity_key, links)
-        repo.mark_attempt(d.delivery_id)
         try:
-            refs = route.deliver(alert, d, dict(incident.refs.get(route.name) or {}))
+            new_refs = {**route.deliver(alert, d, refs), "incident_id": d.incident_id}
         except Exception as e:
-            error = f"{type(e).__name__}: {e}"
-            log.warning("alert %s via %s failed: %s", d.delivery_id, route.name, error)
-            repo.mark_failed(d.delivery_id, error)
+            error = f"{type(e).__name__}: {' '.join(str(e).split())}"[:1000]
+            give_up = d.attempts + 1 >= MAX_ATTEMPTS
+            log.warning("alert %s via %s failed%s: %s", d.delivery_id, route.name,
+                        " for the last time, abandoned" if give_up else "", error)
+            repo.mark_failed(d.delivery_id, error, give_up)
+            blocked.add((d.incident_id, d.route))
             report.failed.append((d.delivery_id, error))
             continue
-        if refs != incident.refs.get(route.name):
-            repo.set_refs(d.fingerprint, {route.name: refs})
-        repo.mark_sent(d.delivery_id, refs)
+        if new_refs != incident.refs.get(route.name):
+            repo.set_refs(d.fingerprint, {route.name: new_refs})
+        repo.mark_sent(d.delivery_id, new_refs)
         report.sent.append(d.delivery_id)
     return report

@@ -10,6 +10,7 @@ messages (webhooks can neither thread nor read history).
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from airflow_opsflow.incidents import slack_render
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from airflow_opsflow.state.incidents import Delivery
 
 EVENT_TYPE = "opsflow_alert"
+log = logging.getLogger(__name__)
 
 
 class SlackAlert(AlertRoute):
@@ -84,35 +86,45 @@ class SlackAlert(AlertRoute):
         client = hook.client
         thread = refs.get("ts") if alert.kind != "new" else None
         channel = refs.get("channel") or self.channel
-        if delivery.attempts:  # an earlier try may have posted it: look before posting again
-            found = self._already_posted(hook, channel, delivery.delivery_id, thread)
-            if found:
-                return refs if thread else {"channel": channel, "ts": found}
-        metadata = {"event_type": EVENT_TYPE,
-                    "event_payload": {"delivery_id": delivery.delivery_id, "incident_id": delivery.incident_id}}
-        response = client.chat_postMessage(channel=channel, text=text, blocks=blocks, thread_ts=thread,
-                                           metadata=metadata, unfurl_links=False)
+        found = None
+        if delivery.attempts:  # an earlier try may have posted it (answer lost, worker died): look first
+            try:
+                channel = _channel_id(hook, channel)
+                found = _already_posted(client, channel, delivery, thread)
+            except Exception as e:  # no history scope, not in the channel...: rather a repeat than nothing
+                log.warning("cannot check %s for an earlier post of %s (%s); posting", channel,
+                            delivery.delivery_id, e)
+        if found is None:
+            metadata = {"event_type": EVENT_TYPE,
+                        "event_payload": {"delivery_id": delivery.delivery_id, "incident_id": delivery.incident_id}}
+            response = client.chat_postMessage(channel=channel, text=text, blocks=blocks, thread_ts=thread,
+                                               metadata=metadata, unfurl_links=False)
+            channel, found = response["channel"], response["ts"]
         if alert.kind == "resolved" and refs.get("ts"):
+            # Idempotent, so a retry redoes it safely: the first message now says it is resolved.
             done_text, done_blocks = slack_render.resolved_original(alert)
             client.chat_update(channel=refs["channel"], ts=refs["ts"], text=done_text, blocks=done_blocks)
-        if thread:
-            return refs
-        return {"channel": response["channel"], "ts": response["ts"]}
+        return refs if thread else {"channel": channel, "ts": found}
 
-    @staticmethod
-    def _already_posted(hook: SlackHook, channel: str, delivery_id: str, thread: str | None) -> str | None:
-        """The ts of a message this delivery already posted (top level or in ``thread``), if any."""
-        client = hook.client
-        if channel[:1] not in ("C", "G", "D") or not channel.isupper():  # history wants an id, not a name
-            channel = hook.get_channel_id(channel.lstrip("#"))
-        if thread:
-            messages = client.conversations_replies(channel=channel, ts=thread, include_all_metadata=True,
-                                                    limit=200)["messages"]
-        else:
-            messages = client.conversations_history(channel=channel, include_all_metadata=True,
-                                                    limit=200)["messages"]
-        for m in messages:
-            payload = (m.get("metadata") or {}).get("event_payload") or {}
-            if payload.get("delivery_id") == delivery_id:
-                return str(m["ts"])
-        return None
+
+def _channel_id(hook: SlackHook, channel: str) -> str:
+    """History and updates want a channel id (C0123...), not a name."""
+    if channel[:1] in ("C", "G", "D") and channel.isupper():
+        return channel
+    return hook.get_channel_id(channel.lstrip("#"))
+
+
+def _already_posted(client: Any, channel: str, delivery: Delivery, thread: str | None) -> str | None:
+    """The ts of the message ``delivery`` already posted (top level or in ``thread``), if any."""
+    oldest = f"{delivery.created_at.timestamp() - 60:.6f}" if delivery.created_at else "0"
+    if thread:
+        messages = client.conversations_replies(channel=channel, ts=thread, include_all_metadata=True,
+                                                limit=200)["messages"]
+    else:
+        messages = client.conversations_history(channel=channel, include_all_metadata=True, oldest=oldest,
+                                                limit=200)["messages"]
+    for m in messages:
+        payload = (m.get("metadata") or {}).get("event_payload") or {}
+        if payload.get("delivery_id") == delivery.delivery_id:
+            return str(m["ts"])
+    return None

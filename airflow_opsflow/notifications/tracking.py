@@ -15,6 +15,9 @@ if TYPE_CHECKING:
     from airflow_opsflow.state.store import StateStore
 
 
+SAMPLES_KEPT = 20  # sample rows kept with an incident (alerts show fewer)
+
+
 @dataclass
 class TaskRun:
     """The run the results come from: fingerprints use dag/task, never the run id."""
@@ -23,6 +26,11 @@ class TaskRun:
     task_id: str
     run_id: str
     log_url: str | None = None
+    map_index: int = -1  # mapped instances (expand) are separate incidents
+
+    @property
+    def task_key(self) -> str:
+        return self.task_id if self.map_index is None or self.map_index < 0 else f"{self.task_id}[{self.map_index}]"
 
 
 def track(results: list[CheckResult], run: TaskRun, routes: list[AlertRoute], policy: Policy,
@@ -38,12 +46,13 @@ def track(results: list[CheckResult], run: TaskRun, routes: list[AlertRoute], po
     for r in results:
         if r.status == "error":
             continue
-        fp = fingerprint(run.dag_id, run.task_id, r.name)
-        subjects[fp] = Subject(fp, run.dag_id, run.task_id, r.name)
+        fp = fingerprint(run.dag_id, run.task_key, r.name)
+        subjects[fp] = Subject(fp, run.dag_id, run.task_key, r.name)
         evidence = {k: v for k, v in r.to_dict().items() if k != "sql"}
+        evidence["samples"] = evidence["samples"][:SAMPLES_KEPT]
         observations.append((subjects[fp], Observation(
             failing=r.status in ("warn", "fail"), severity="error" if r.status == "fail" else "warn",
-            run_key=f"{run.dag_id}/{run.run_id}", summary=evidence)))
+            run_key=run.run_id, summary=evidence)))
     try:
         recorded = repo.record(observations, policy, routes_for(routes))
         links = {"Task log": run.log_url} if run.log_url else {}

@@ -170,12 +170,15 @@ class DataCheckOperator(BaseOperator):
         if self.alerts:
             payload["incidents"], alert_errors = self._alert(results, context)
             context["ti"].xcom_push(key="incidents", value=payload["incidents"])
-        if alert_errors and self.on_alert_error == "fail":
-            raise AirflowException(f"{len(alert_errors)} alert(s) could not be delivered (kept pending, re-sent "
-                                   f"on retry): " + "; ".join(f"{d}: {e}" for d, e in alert_errors))
         failing = [r for r in results if r.status in self.fail_on]
+        names = ", ".join(f"{r.name} ({r.status})" for r in failing)
+        if alert_errors and self.on_alert_error == "fail":
+            # Retryable on purpose: the retry sends what is still pending (the run is not counted twice).
+            raise AirflowException(
+                f"{len(alert_errors)} alert(s) could not be delivered and are kept pending for the next try or "
+                "run: " + "; ".join(f"{d}: {e}" for d, e in alert_errors)
+                + (f". Data checks that did not pass: {names}" if failing else ""))
         if failing:
-            names = ", ".join(f"{r.name} ({r.status})" for r in failing)
             if any(r.status in ("fail", "warn") for r in failing):
                 raise AirflowFailException(f"{len(failing)} data check(s) did not pass: {names}")
             raise AirflowException(f"{len(failing)} data check(s) could not run: {names}")
@@ -186,7 +189,8 @@ class DataCheckOperator(BaseOperator):
         from airflow_opsflow.notifications.tracking import TaskRun, track
 
         ti = context["ti"]
-        run = TaskRun(self.dag_id, self.task_id, ti.run_id, getattr(ti, "log_url", None))
+        run = TaskRun(self.dag_id, self.task_id, ti.run_id, getattr(ti, "log_url", None),
+                      getattr(ti, "map_index", -1))
         summary, report = track(results, run, self.alerts, self.incident_policy,
                                 state_store(self.state_conn_id, self._where_am_i()))
         for delivery_id, error in report.failed:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow_opsflow.incidents.lifecycle import Incident, Observation, Policy, Transition, advance
@@ -46,6 +46,7 @@ class Delivery:
     attempts: int
     last_error: str | None
     result: dict[str, Any]
+    created_at: datetime | None = None
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -123,6 +124,7 @@ class IncidentRepo:
             data[k] = int(data[k])
         data["summary"] = json.loads(data["summary"] or "{}")
         data["refs"] = json.loads(data["refs"] or "{}")
+        data["recent_runs"] = tuple(json.loads(data["recent_runs"] or "[]"))
         return Incident(**data), int(row[-1])
 
     def _save(self, cur: Cursor, subject: Subject, inc: Incident, version: int | None, now: datetime) -> None:
@@ -131,6 +133,7 @@ class IncidentRepo:
             values[k] = _iso(values[k])
         values["summary"] = json.dumps(values["summary"], default=str)
         values["refs"] = json.dumps(values["refs"], default=str)
+        values["recent_runs"] = json.dumps(list(values["recent_runs"]))
         values.update(dag_id=subject.dag_id, task_id=subject.task_id, check_name=subject.check_name,
                       entity_key=subject.entity_key, updated_at=_iso(now))
         if version is None:
@@ -139,8 +142,10 @@ class IncidentRepo:
             try:
                 cur.execute(f"INSERT INTO {self.incidents} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
                             [values[c] for c in cols])
-            except Exception as e:  # a concurrent writer inserted the same fingerprint first
-                raise ConflictError(str(e)) from e
+            except Exception as e:
+                if _is_duplicate_key(e):  # a concurrent writer inserted the same fingerprint first
+                    raise ConflictError(str(e)) from e
+                raise
             return
         values.pop("fingerprint")
         values["row_version"] = version + 1
@@ -173,33 +178,47 @@ class IncidentRepo:
     # -- the outbox -----------------------------------------------------------------------------------
 
     def pending(self, fingerprints: list[str]) -> list[Delivery]:
-        """Deliveries not yet confirmed for these fingerprints, oldest first."""
+        """Deliveries not yet confirmed for these fingerprints, oldest first (claim one before sending)."""
         if not fingerprints:
             return []
         marks = ", ".join("?" * len(fingerprints))
         with self.store.transaction() as cur:
             cur.execute(
                 "SELECT delivery_id, fingerprint, incident_id, transition, route, status, attempts, last_error, "
-                f"result FROM {self.deliveries} WHERE status <> 'sent' AND fingerprint IN ({marks}) "
-                "ORDER BY created_at, delivery_id", fingerprints)
+                f"result, created_at FROM {self.deliveries} WHERE status IN ('pending', 'sending', 'failed') "
+                f"AND fingerprint IN ({marks}) ORDER BY created_at, delivery_id", fingerprints)
             rows = cur.fetchall()
         return [Delivery(delivery_id=r[0], fingerprint=r[1], incident_id=r[2], transition=r[3], route=r[4],
-                         status=r[5], attempts=int(r[6]), last_error=r[7], result=json.loads(r[8] or "{}"))
+                         status=r[5], attempts=int(r[6]), last_error=r[7], result=json.loads(r[8] or "{}"),
+                         created_at=_dt(r[9]))
                 for r in rows]
 
-    def mark_attempt(self, delivery_id: str) -> None:
-        """Record that a send starts: a later try that finds attempts > 0 checks before re-sending."""
+    def claim(self, delivery: Delivery, stale_after: timedelta = timedelta(minutes=10)) -> bool:
+        """Take ``delivery`` for sending. False when another sender holds it (a concurrent run of the
+        same task) or it was confirmed meanwhile; a claim older than ``stale_after`` (its sender died)
+        can be taken over."""
+        now = datetime.now(UTC)
         with self.store.transaction() as cur:
-            cur.execute(f"UPDATE {self.deliveries} SET status = 'sending', attempts = attempts + 1 "
-                        "WHERE delivery_id = ?", (delivery_id,))
+            cur.execute(
+                f"UPDATE {self.deliveries} SET status = 'sending', attempts = attempts + 1, claimed_at = ? "
+                "WHERE delivery_id = ? AND attempts = ? AND (status IN ('pending', 'failed') "
+                "OR (status = 'sending' AND claimed_at < ?))",
+                (_iso(now), delivery.delivery_id, delivery.attempts, _iso(now - stale_after)))
+            return cur.rowcount == 1
 
     def mark_sent(self, delivery_id: str, result: dict[str, Any] | None = None) -> None:
         with self.store.transaction() as cur:
-            cur.execute(f"UPDATE {self.deliveries} SET status = 'sent', result = ?, "
-                        "sent_at = ?, last_error = NULL WHERE delivery_id = ?",
+            cur.execute(f"UPDATE {self.deliveries} SET status = 'sent', result = ?, sent_at = ?, last_error = NULL "
+                        "WHERE delivery_id = ? AND status = 'sending'",
                         (json.dumps(result or {}, default=str), _iso(datetime.now(UTC)), delivery_id))
 
-    def mark_failed(self, delivery_id: str, error: str) -> None:
+    def mark_failed(self, delivery_id: str, error: str, give_up: bool = False) -> None:
+        """Record a failed send; ``give_up`` (too many attempts) stops retrying it: status ``abandoned``."""
         with self.store.transaction() as cur:
-            cur.execute(f"UPDATE {self.deliveries} SET status = 'failed', last_error = ? "
-                        "WHERE delivery_id = ?", (error[:2000], delivery_id))
+            cur.execute(f"UPDATE {self.deliveries} SET status = ?, last_error = ? "
+                        "WHERE delivery_id = ? AND status = 'sending'",
+                        ("abandoned" if give_up else "failed", error[:2000], delivery_id))
+
+def _is_duplicate_key(error: Exception) -> bool:
+    """A unique-key violation, whatever the driver (all raise a DB-API IntegrityError subclass)."""
+    return any(cls.__name__ == "IntegrityError" for cls in type(error).__mro__)

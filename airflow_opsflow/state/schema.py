@@ -41,7 +41,7 @@ _TABLES = {
         opened_at VARCHAR(32),
         resolved_at VARCHAR(32),
         last_alert_at VARCHAR(32),
-        last_run_key VARCHAR(250) NOT NULL,
+        recent_runs TEXT,
         summary TEXT,
         refs TEXT,
         row_version INTEGER NOT NULL,
@@ -60,25 +60,37 @@ _TABLES = {
         last_error TEXT,
         result TEXT,
         created_at VARCHAR(32) NOT NULL,
+        claimed_at VARCHAR(32),
         sent_at VARCHAR(32)
     """,
 }
 
 
-def ddl(store: StateStore, table: str, dialect: str) -> str:
-    """``CREATE TABLE IF NOT EXISTS`` for one of our tables, in ``dialect``."""
+# Secondary indexes, created with their table so that every step is idempotent (MySQL commits each DDL
+# statement at once, and has no CREATE INDEX IF NOT EXISTS).
+_INDEXES = {"deliveries": ("deliveries_pending", "fingerprint, status")}
+
+
+def ddl(store: StateStore, table: str, dialect: str) -> list[str]:
+    """``CREATE TABLE IF NOT EXISTS`` (and its indexes) for one of our tables, in ``dialect``."""
     neutral = f"CREATE TABLE IF NOT EXISTS {store.table(table)} ({_TABLES[table]})"
     (statement,) = sqlglot.transpile(neutral, read="postgres", write=dialect)
-    return statement
+    if table not in _INDEXES:
+        return [statement]
+    index, columns = _INDEXES[table]
+    name = f"{store.prefix}{index}"
+    if dialect == "mysql":
+        # MEDIUMTEXT: MySQL's TEXT stops at 64 KB, too small for an incident's evidence.
+        statement = statement.replace(" TEXT", " MEDIUMTEXT")
+        return [f"{statement[:-1]}, INDEX {name} ({columns}))"]
+    if dialect == "sqlite":  # SQLite puts the schema on the index name, not on the table
+        qualified = f"{store.schema}.{name}" if store.schema else name
+        return [statement, f"CREATE INDEX IF NOT EXISTS {qualified} ON {store.prefix}{table} ({columns})"]
+    return [statement, f"CREATE INDEX IF NOT EXISTS {name} ON {store.table(table)} ({columns})"]
 
 
 def _v1(store: StateStore, dialect: str) -> list[str]:
-    return [
-        ddl(store, "incidents", dialect),
-        ddl(store, "deliveries", dialect),
-        # Plain SQL: the same on every engine (sqlglot would add NULLS LAST, which SQLite refuses here).
-        f"CREATE INDEX {store.prefix}deliveries_pending ON {store.table('deliveries')} (fingerprint, status)",
-    ]
+    return [*ddl(store, "incidents", dialect), *ddl(store, "deliveries", dialect)]
 
 
 MIGRATIONS: dict[int, Callable[[StateStore, str], list[str]]] = {1: _v1}

@@ -21,6 +21,7 @@ from typing import Any
 from airflow_opsflow.state.schema import MIGRATIONS, SCHEMA_VERSION, ddl
 
 ConnectionFactory = Callable[[], Any]
+_MIGRATION_LOCK = 7216450139  # an arbitrary, fixed advisory-lock key for opsflow's migrations
 SUPPORTED = ("postgres", "mysql", "sqlite")
 
 
@@ -39,12 +40,15 @@ class StateStore:
     :param dialect: ``postgres``, ``mysql`` or ``sqlite``.
     :param prefix: table name prefix (default ``opsflow_``), so several deployments can share a schema.
     :param schema: the database schema holding the tables (default: the connection's current one).
+    :param paramstyle: the driver's DB-API paramstyle (default: read from the driver module).
+    :param label: names the database in errors (``connection 'ops_state'``).
     """
 
     def __init__(self, connect: ConnectionFactory, dialect: str, prefix: str = "opsflow_",
-                 schema: str | None = None) -> None:
+                 schema: str | None = None, paramstyle: str | None = None, label: str = "") -> None:
+        where = f" ({label})" if label else ""
         if dialect not in SUPPORTED:
-            raise StateStoreError(f"the state store supports {', '.join(SUPPORTED)}, not {dialect!r}")
+            raise StateStoreError(f"the state store{where} supports {', '.join(SUPPORTED)}, not {dialect!r}")
         if not prefix.replace("_", "").isalnum() or (schema and not schema.replace("_", "").isalnum()):
             raise StateStoreError(f"state store prefix/schema must be letters, digits and '_': {prefix!r}, {schema!r}")
         self._connect = connect
@@ -53,6 +57,8 @@ class StateStore:
         self.schema = schema
         self._conn: Any = None
         self._migrated = False
+        self._paramstyle = paramstyle
+        self._where = where
 
     # -- connection and transactions ---------------------------------------------------------------
 
@@ -61,7 +67,8 @@ class StateStore:
             try:
                 self._conn = self._connect()
             except Exception as e:
-                raise StateStoreError(f"the state database is unreachable: {type(e).__name__}: {e}") from e
+                raise StateStoreError(
+                    f"the state database{self._where} is unreachable: {type(e).__name__}: {e}") from e
             if isinstance(self._conn, sqlite3.Connection):
                 self._conn.isolation_level = None  # we issue BEGIN ourselves (IMMEDIATE: see transaction())
         return self._conn
@@ -95,7 +102,7 @@ class StateStore:
                 cur.execute("BEGIN IMMEDIATE")
             elif self.dialect == "mysql":
                 cur.execute("START TRANSACTION")
-            yield Cursor(cur, _paramstyle(conn))
+            yield Cursor(cur, self._paramstyle or _paramstyle(conn))
             conn.commit() if self.dialect != "sqlite" else cur.execute("COMMIT")
         except BaseException:
             try:
@@ -128,40 +135,60 @@ class StateStore:
         return int(row[0]) if row else 0
 
     def migrate(self) -> int:
-        """Create or upgrade the tables to ``SCHEMA_VERSION``; safe to call concurrently."""
+        """Create or upgrade the tables to ``SCHEMA_VERSION``; safe to call from many workers at once
+        (the upgrade runs under a database lock and re-reads the version inside it)."""
         current = self._read_version()
-        if current > SCHEMA_VERSION:
-            raise StateStoreError(
-                f"the state database has opsflow schema version {current}, newer than this opsflow knows "
-                f"({SCHEMA_VERSION}): upgrade airflow-opsflow on this worker rather than risk misreading it")
-        while current < SCHEMA_VERSION:
-            target = current + 1 if current >= 0 else 1
+        self._refuse_newer(current)
+        if current == SCHEMA_VERSION:
+            self._migrated = True
+            return current
+        error: Exception | None = None
+        for attempt in range(3):
             try:
                 with self._raw_transaction() as cur:
-                    if current < 0:
-                        cur.execute(ddl(self, "schema_version", self.dialect))
-                    if self._version(cur) >= target:  # another worker migrated meanwhile
+                    self._lock(cur)
+                    try:
+                        for statement in ddl(self, "schema_version", self.dialect):
+                            cur.execute(statement)
                         current = self._version(cur)
-                        continue
-                    for statement in MIGRATIONS[target](self, self.dialect):
-                        cur.execute(statement)
-                    self._set_version(cur, target)
+                        self._refuse_newer(current)
+                        while current < SCHEMA_VERSION:  # each step is idempotent (MySQL commits DDL)
+                            for statement in MIGRATIONS[current + 1](self, self.dialect):
+                                cur.execute(statement)
+                            current += 1
+                            self._set_version(cur, current)
+                    finally:
+                        self._unlock(cur)
+                self._migrated = True
+                return current
             except StateStoreError:
                 raise
-            except Exception as e:
-                again = self._read_version()
-                if again >= target:  # lost a race with a concurrent migration: fine
-                    current = again
-                    continue
-                raise StateStoreError(f"migrating the state store to version {target} failed: {e}") from e
-            current = target
-        self._migrated = True
-        return current
+            except Exception as e:  # e.g. a concurrent first CREATE TABLE: the next attempt sees it done
+                error = e
+                time.sleep(0.2 * (attempt + 1))
+        raise StateStoreError(f"migrating the state store to version {SCHEMA_VERSION} failed: {error}") from error
+
+    def _refuse_newer(self, version: int) -> None:
+        if version > SCHEMA_VERSION:
+            raise StateStoreError(
+                f"the state database has opsflow schema version {version}, newer than this opsflow knows "
+                f"({SCHEMA_VERSION}): upgrade airflow-opsflow on this worker rather than risk misreading it")
+
+    def _lock(self, cur: Cursor) -> None:
+        """Serialise migrations across workers (SQLite: BEGIN IMMEDIATE already does)."""
+        if self.dialect == "postgres":
+            cur.execute("SELECT pg_advisory_xact_lock(?)", (_MIGRATION_LOCK,))
+        elif self.dialect == "mysql":
+            cur.execute("SELECT GET_LOCK(?, 60)", (f"opsflow_migrate_{_MIGRATION_LOCK}",))
+
+    def _unlock(self, cur: Cursor) -> None:
+        if self.dialect == "mysql":  # a session lock; PostgreSQL's ends with the transaction
+            cur.execute("SELECT RELEASE_LOCK(?)", (f"opsflow_migrate_{_MIGRATION_LOCK}",))
 
     def _read_version(self) -> int:
         """The recorded version, 0 with an empty table, -1 when the table does not exist yet."""
         conn = self._connection()
-        cur = Cursor(conn.cursor(), _paramstyle(conn))
+        cur = Cursor(conn.cursor(), self._paramstyle or _paramstyle(conn))
         try:
             return self._version(cur)
         except Exception:

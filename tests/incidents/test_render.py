@@ -32,7 +32,7 @@ def test_slack_message_says_what_where_and_shows_evidence() -> None:
     assert text == (":rotating_light: ERROR: amount_positive (ops_payments / check_payments / payments): "
                     "2 violating row(s) (0.10%)")
     dumped = json.dumps(blocks, ensure_ascii=False)
-    for fact in ("*Expected*\\n> 0", "*Observed*\\nmin -120, max 899.65", "*Owner*\\npayments-ops",
+    for fact in ("*Expected*\\n&gt; 0", "*Observed*\\nmin -120, max 899.65", "*Owner*\\npayments-ops",
                  "Sample (2 of 2)", "<http://airflow/log?x=1|Task log>", "booking error"):
         assert fact in dumped, fact
     assert "a@x.com" not in dumped and MASK in dumped
@@ -62,3 +62,15 @@ def test_email_has_the_same_content_in_html_and_text() -> None:
         assert needle in text, needle
     assert "customer_id" not in html and "customer_id" not in text  # only the chosen columns
     assert "<script>" not in render_email(alert(description="<script>x</script>"))[1]
+
+
+def test_data_cannot_ping_or_link_in_slack_and_masks_ignore_case() -> None:
+    samples = [{"id": 1, "note": "<!channel> call <http://evil|me>", "EMAIL": "a@x.com"}]
+    _, blocks = render(alert(samples=samples), masked=("email",))
+    dumped = json.dumps(blocks, ensure_ascii=False)
+    assert "<!channel>" not in dumped and "&lt;!channel&gt;" in dumped and "a@x.com" not in dumped
+
+
+def test_multi_line_errors_make_one_line_subjects() -> None:
+    subject, _, _ = render_email(alert(violating_count=None, message="ProgrammingError: x\nLINE 1: SELECT"))
+    assert "\n" not in subject and "x LINE 1: SELECT" in subject

@@ -67,6 +67,25 @@ def test_a_retry_after_a_lost_answer_never_duplicates(db: Database, fake_slack: 
     assert len(_top(fake_slack)) == 1  # the retry found the message instead of posting it again
     assert len(fake_smtp.messages) == 1  # email went out on the first try and was not re-sent
 
+    repair(db.conn)  # the incident found on retry resolves in its thread, and its first message updates
+    run_dag(dags.dag, conf={"conn_id": db.conn_id})
+    [first] = _top(fake_slack)
+    thread = fake_slack.thread("#alerts", first.ts)
+    assert len(thread) == 2 and thread[0].history and "resolved" in (thread[0].text or "")
+
+
+def test_without_history_access_the_alert_still_goes_out(db: Database, fake_slack: FakeSlack,
+                                                         fake_smtp: FakeSmtp) -> None:
+    seed(db.conn, problems=True)
+    fake_slack.drop_response_next("chat.postMessage")
+    fake_slack.fail_next("conversations.history", error="missing_scope", times=5)
+    run = run_dag(dags.dag, conf={"conn_id": db.conn_id})
+    assert run.tries["check_payments"] == 2
+    # the lookup failed, so the retry posted again: a repeat is better than a lost alert
+    assert len(_top(fake_slack)) == 2
+    run_dag(dags.dag, conf={"conn_id": db.conn_id})
+    assert len(_top(fake_slack)) == 2  # and it is done: nothing pending any more
+
 
 def test_slack_down_keeps_the_incident_and_alerts_later(db: Database, fake_slack: FakeSlack,
                                                         fake_smtp: FakeSmtp) -> None:

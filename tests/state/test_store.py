@@ -108,11 +108,14 @@ def test_transitions_queue_deliveries_once(store: StateStore) -> None:
     pending = repo.pending([FP])
     assert [(d.transition, d.route, d.status) for d in pending] == [("new", "email", "pending"),
                                                                    ("new", "slack", "pending")]
-    repo.mark_attempt(pending[0].delivery_id)
+    assert repo.claim(pending[0]) and repo.claim(pending[1])
+    assert not repo.claim(pending[0])  # another sender cannot take it while it is being sent
     repo.mark_failed(pending[0].delivery_id, "SMTP down")
     repo.mark_sent(pending[1].delivery_id, {"ts": "1.2"})
     [left] = repo.pending([FP])
     assert (left.route, left.status, left.attempts, left.last_error) == ("email", "failed", 1, "SMTP down")
+    assert not repo.claim(pending[0])  # a stale view (attempts=0) loses to the newer state
+    assert repo.claim(left)
     stored = repo.get(FP)
     assert stored is not None and stored.summary == {"count": 2} and stored.first_seen == now
     assert repo.set_refs(FP, {"slack": {"channel": "C1", "ts": "1.2"}}).refs["slack"]["ts"] == "1.2"
