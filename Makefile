@@ -6,11 +6,17 @@ PYTHON ?= python3
 STAMP := $(VENV)/.installed
 APT_GET := $(shell [ "$$(id -u)" = 0 ] && echo apt-get || echo sudo apt-get)
 
-.PHONY: demo test lint unit bench venv db-binaries clean
+.PHONY: demo test lint unit bench venv build-deps db-binaries clean
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+# Headers to build mysqlclient (the MySQL provider's driver) when no wheel fits.
+build-deps:
+	@pkg-config --exists libmariadb 2>/dev/null || pkg-config --exists mysqlclient 2>/dev/null || { \
+		echo "installing build dependencies (Debian packages pkg-config libmariadb-dev)"; \
+		$(APT_GET) update -qq && DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq pkg-config libmariadb-dev >/dev/null; }
+
+$(STAMP): pyproject.toml | build-deps
 	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { $(APT_GET) update -qq && $(APT_GET) install -y -qq python3-venv python3-pip; }
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip

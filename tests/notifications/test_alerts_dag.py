@@ -133,3 +133,12 @@ def test_an_unknown_channel_is_a_clear_error(db: Database, fake_slack: FakeSlack
     assert run.task_states == {"check_payments": "failed"}
     out = capfd.readouterr()
     assert "channel_not_found" in out.out + out.err
+
+
+def test_smtp_refusing_a_mail_is_retried_without_duplicating_slack(db: Database, fake_slack: FakeSlack,
+                                                                  fake_smtp: FakeSmtp) -> None:
+    seed(db.conn, problems=True)
+    fake_smtp.fail_next(code=451, times=1)
+    run = run_dag(dags.dag, conf={"conn_id": db.conn_id})
+    assert run.tries["check_payments"] == 2
+    assert len(fake_smtp.messages) == 1 and len(_top(fake_slack)) == 1
