@@ -16,6 +16,49 @@ def get_provider_info() -> dict[str, Any]:
                 "integration-name": "opsflow data checks",
                 "external-doc-url": "https://pypi.org/project/airflow-opsflow/",
                 "tags": ["software"],
+            },
+            {
+                "integration-name": "opsflow Jira tickets",
+                "external-doc-url": "https://pypi.org/project/airflow-opsflow/",
+                "tags": ["software"],
+            },
+        ],
+        "hooks": [
+            {"integration-name": "opsflow Jira tickets", "python-modules": ["airflow_opsflow.hooks.jira"]},
+        ],
+        "connection-types": [
+            {
+                "hook-class-name": "airflow_opsflow.hooks.jira.JiraTicketHook",
+                "hook-name": "Jira (opsflow tickets)",
+                "connection-type": "opsflow_jira",
+                "ui-field-behaviour": {
+                    "hidden-fields": ["schema", "port", "extra"],
+                    "relabeling": {
+                        "host": "Jira URL",
+                        "login": "Email (Jira Cloud; empty for Server/Data Center)",
+                        "password": "API token (Cloud) or personal access token (Server/Data Center)",
+                    },
+                    "placeholders": {
+                        "host": "https://your-domain.atlassian.net",
+                        "login": "ops-bot@example.com",
+                    },
+                },
+                "conn-fields": {
+                    "deployment": {
+                        "label": "Deployment",
+                        "description": "auto: ask serverInfo; or force cloud / server.",
+                        "schema": {"type": ["string", "null"], "enum": ["auto", "cloud", "server"], "default": "auto"},
+                    },
+                    "verify": {
+                        "label": "Verify TLS",
+                        "description": "Verify the server's certificate.",
+                        "schema": {"type": ["boolean", "null"], "default": True},
+                    },
+                    "timeout": {
+                        "label": "Timeout (seconds)",
+                        "schema": {"type": ["integer", "null"], "default": 30},
+                    },
+                },
             }
         ],
         "operators": [

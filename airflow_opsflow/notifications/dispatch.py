@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from airflow_opsflow.incidents.alert import Alert
 from airflow_opsflow.incidents.lifecycle import Incident, Transition
@@ -13,6 +14,7 @@ from airflow_opsflow.state.incidents import IncidentRepo, RoutesFor, Subject
 log = logging.getLogger(__name__)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_ATTEMPTS = 10  # after this many failed sends an alert is abandoned (logged), not retried forever
 
 
@@ -38,7 +40,11 @@ def deliver_pending(repo: IncidentRepo, routes: list[AlertRoute], subjects: dict
     by_name = {r.name: r for r in routes}
     report = DeliveryReport()
     blocked: set[tuple[str, str]] = set()  # (incident, route) that failed in this pass: keep their order
-    for d in repo.pending(list(subjects)):
+    # Tickets first, so the other alerts of the same transition can link them.
+    pending = sorted(repo.pending(list(subjects)),
+                     key=lambda d: (d.created_at or _EPOCH, getattr(by_name.get(d.route), "kind", "") != "jira",
+                                    d.delivery_id))
+    for d in pending:
         route = by_name.get(d.route)
         if route is None:
             log.warning("alert %s is owed to route %r, which this task no longer has", d.delivery_id, d.route)
@@ -50,9 +56,10 @@ def deliver_pending(repo: IncidentRepo, routes: list[AlertRoute], subjects: dict
         subject = subjects[d.fingerprint]
         refs = dict(incident.refs.get(route.name) or {})
         if refs.get("incident_id") != d.incident_id:
-            refs = {}  # the thread of an earlier occurrence: this one starts its own
+            # An earlier occurrence's thread or ticket: this one starts its own, knowing the old one.
+            refs = {"previous": {k: v for k, v in refs.items() if k != "previous"}} if refs else {}
         alert = Alert(d.transition, incident, subject.dag_id, subject.task_id,  # type: ignore[arg-type]
-                      subject.check_name, incident.summary, subject.entity_key, links)
+                      subject.check_name, incident.summary, subject.entity_key, {**links, **_ticket_links(incident)})
         try:
             new_refs = {**route.deliver(alert, d, refs), "incident_id": d.incident_id}
         except Exception as e:
@@ -69,3 +76,9 @@ def deliver_pending(repo: IncidentRepo, routes: list[AlertRoute], subjects: dict
         repo.mark_sent(d.delivery_id, new_refs)
         report.sent.append(d.delivery_id)
     return report
+
+
+def _ticket_links(incident: Incident) -> dict[str, str]:
+    """Links to the incident's tickets (routes that remember a ``url`` for this occurrence)."""
+    return {f"Ticket {r['key']}": r["url"] for r in incident.refs.values()
+            if isinstance(r, dict) and r.get("url") and r.get("incident_id") == incident.incident_id}

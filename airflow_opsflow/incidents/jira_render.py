@@ -1,0 +1,47 @@
+"""An incident as a Jira ticket: summary, description and comments in Jira's wiki markup (REST v2)."""
+
+from __future__ import annotations
+
+from airflow_opsflow.incidents.alert import Alert, fixed_width
+
+_SUMMARY_MAX = 250  # Jira's limit is 255
+
+
+def summary(alert: Alert) -> str:
+    text = f"[opsflow] {alert.check_name} failing in {alert.dag_id}/{alert.task_id}"
+    if alert.table:
+        text += f" ({alert.table})"
+    return text if len(text) <= _SUMMARY_MAX else text[: _SUMMARY_MAX - 1] + "…"
+
+
+def description(alert: Alert, sample_rows: int = 10) -> str:
+    """The evidence: what failed, where, observed vs expected, samples, links."""
+    parts = [f"h3. {_escape(alert.headline)}"]
+    if alert.result.get("description"):
+        parts.append(_escape(str(alert.result["description"])))
+    parts.append("\n".join(f"||{label}|{_escape(value)}|" for label, value in alert.facts()))
+    header, rows = alert.sample_table(limit=sample_rows)
+    if rows:
+        total = alert.result.get("violating_count") or len(rows)
+        parts.append(f"Sample ({len(rows)} of {total}):\n{{noformat}}\n{fixed_width(header, rows)}\n{{noformat}}")
+    links = [f"[{label}|{url}]" for label, url in alert.links.items() if url]
+    if links:
+        parts.append(" · ".join(links))
+    parts.append(f"_Opened by opsflow for incident {alert.incident.incident_id}; it resolves this ticket when "
+                 "the check passes again._")
+    return "\n\n".join(parts)
+
+
+def comment(alert: Alert) -> str:
+    """A follow-up: still failing, escalated, reopened, or resolved."""
+    if alert.kind == "resolved":
+        return f"(/) {_escape(alert.headline)}"
+    lead = {"new": "(!) The incident is back", "escalated": "(x) Escalated to ERROR",
+            "reminder": "(i) Still failing"}[alert.kind]
+    facts = "\n".join(f"* {label}: {_escape(value)}" for label, value in alert.facts())
+    return f"{lead}: {_escape(alert.violations_text or alert.result.get('message') or '')}\n{facts}"
+
+
+def _escape(text: str) -> str:
+    # Pipes and braces are table/macro syntax in wiki markup.
+    return text.replace("|", "\\|").replace("{", "\\{").replace("}", "\\}")

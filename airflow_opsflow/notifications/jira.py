@@ -1,0 +1,219 @@
+"""JiraTicket: one Jira ticket per incident, found again rather than duplicated, resolved with it.
+
+Read top to bottom like Alertmanager's Jira notifier: every ticket carries a label derived from the
+incident's fingerprint; a new incident searches for it (open, or resolved within the reopen window)
+and comments/reopens, or creates; follow-ups comment; resolution comments and transitions to done,
+leaving tickets resolved as "Won't Fix" alone. The jira library's session would re-send a create whose
+answer was lost (a duplicate ticket), so creates run without client retries and a failed or unanswered
+create is followed by a search before any new create. Jira Cloud's search is eventually consistent:
+known ticket ids are passed as ``reconcileIssues``, and after an unconfirmed create the search is
+repeated for a while before creating again.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from airflow_opsflow.incidents import jira_render
+from airflow_opsflow.notifications.routes import AlertRoute
+
+if TYPE_CHECKING:
+    from jira import JIRA
+
+    from airflow_opsflow.incidents.alert import Alert
+    from airflow_opsflow.state.incidents import Delivery
+
+FIELDS = "status,resolution,resolutiondate,labels,summary"
+
+
+def ticket_label(fingerprint: str) -> str:
+    """The label that finds an incident's ticket (Jira labels: no spaces, at most 255 characters)."""
+    return f"opsflow-{fingerprint[:24]}"
+
+
+class JiraTicket(AlertRoute):
+    """Open, update and resolve a Jira ticket per incident.
+
+    :param project: the project key (``OPS``).
+    :param conn_id: an ``opsflow_jira`` connection (see JiraTicketHook).
+    :param issue_type: issue type name (default ``Task``).
+    :param priorities: severity -> priority name (default error: High, warn: Medium).
+    :param labels: extra labels on every ticket.
+    :param components: component names.
+    :param assignee: account id (Cloud) or user name (Server/Data Center).
+    :param fields: more fields for the create call (custom fields: ``{"customfield_10010": ...}``).
+    :param done_transition: the transition that resolves a ticket (default ``Done``).
+    :param reopen_transition: the transition that reopens one (default: the first leading out of done).
+    :param reopen_window_days: a ticket resolved this many days ago is reopened rather than a new one
+        created when its incident comes back (default 7; 0 always creates).
+    :param unconfirmed_create_wait: seconds to keep searching for a ticket whose create was not
+        confirmed before creating it again (search lags behind writes, on Jira Cloud by design).
+
+    Other parameters: see :class:`~airflow_opsflow.notifications.routes.AlertRoute`.
+    """
+
+    kind = "jira"
+
+    def __init__(self, *, project: str, conn_id: str = "opsflow_jira_default", issue_type: str = "Task",
+                 priorities: dict[str, str] | None = None, labels: tuple[str, ...] = (),
+                 components: tuple[str, ...] = (), assignee: str | None = None, fields: dict[str, Any] | None = None,
+                 done_transition: str = "Done", reopen_transition: str | None = None, reopen_window_days: int = 7,
+                 unconfirmed_create_wait: float = 30.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if any(" " in label for label in labels):
+            raise ValueError(f"Jira labels cannot contain spaces: {labels}")
+        self.project = project
+        self.conn_id = conn_id
+        self.issue_type = issue_type
+        self.priorities = priorities or {"error": "High", "warn": "Medium"}
+        self.labels = tuple(labels)
+        self.components = tuple(components)
+        self.assignee = assignee
+        self.fields = dict(fields or {})
+        self.done_transition = done_transition
+        self.reopen_transition = reopen_transition
+        self.reopen_window_days = reopen_window_days
+        self.unconfirmed_create_wait = unconfirmed_create_wait
+
+    def destination(self) -> str:
+        return f"{self.conn_id}/{self.project}"
+
+    def deliver(self, alert: Alert, delivery: Delivery, refs: dict[str, Any]) -> dict[str, Any]:
+        from airflow_opsflow.hooks.jira import JiraTicketHook
+
+        hook = JiraTicketHook(self.conn_id)
+        client = hook.client
+        label = ticket_label(delivery.fingerprint)
+        if alert.kind == "new":
+            return self._open(client, hook.is_cloud, alert, delivery, refs, label)
+        key = refs.get("key") or self._find_key(client, hook.is_cloud, label, refs)
+        if key is None:  # the ticket was never created (e.g. only resolved reached us): nothing to update
+            return refs
+        if alert.kind == "resolved":
+            self._resolve(client, key, alert)
+        else:
+            client.add_comment(key, jira_render.comment(alert))
+        return {**refs, "key": key}
+
+    # -- new incident: find, reopen or create ------------------------------------------------------------
+
+    def _open(self, client: JIRA, cloud: bool, alert: Alert, delivery: Delivery, refs: dict[str, Any],
+              label: str) -> dict[str, Any]:
+        if refs.get("key"):  # created by an earlier try of this delivery and confirmed
+            return refs
+        found = self._search(client, cloud, label, refs)
+        if found is None and delivery.attempts:
+            found = self._search_until_visible(client, cloud, label, refs)
+        if found is not None:
+            if _is_done(found):
+                self._reopen(client, found.key)
+            client.add_comment(found.key, jira_render.comment(alert))
+            return self._refs(client, found, refs)
+        issue = self._create(client, alert, label)
+        return self._refs(client, issue, refs)
+
+    def _search(self, client: JIRA, cloud: bool, label: str, refs: dict[str, Any]) -> Any:
+        """The incident's ticket: open, or resolved (not as Won't Fix) within the reopen window."""
+        window = f" OR resolutiondate >= -{self.reopen_window_days}d" if self.reopen_window_days > 0 else ""
+        jql = (f'project = "{self.project}" AND labels = "{label}" AND (statusCategory != Done{window}) '
+               "ORDER BY statusCategory ASC, updated DESC")
+        known = [int(i) for i in _known_ids(refs)]
+        if cloud:
+            issues = client.enhanced_search_issues(jql, maxResults=5, fields=FIELDS, reconcileIssues=known)
+        else:
+            issues = client.search_issues(jql, maxResults=5, fields=FIELDS)
+        usable = [i for i in issues if not _wont_fix(i)]
+        return usable[0] if usable else None
+
+    def _search_until_visible(self, client: JIRA, cloud: bool, label: str, refs: dict[str, Any]) -> Any:
+        """After a create whose answer was lost: the ticket may exist but not be searchable yet."""
+        # Cloud's search lags by design; a busy Data Center re-indexes late too: wait in both.
+        deadline = time.monotonic() + self.unconfirmed_create_wait
+        delay = 1.0
+        while time.monotonic() < deadline:
+            time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+            found = self._search(client, cloud, label, refs)
+            if found is not None:
+                return found
+            delay *= 2
+        return None
+
+    def _find_key(self, client: JIRA, cloud: bool, label: str, refs: dict[str, Any]) -> str | None:
+        found = self._search(client, cloud, label, refs)
+        return None if found is None else str(found.key)
+
+    def _create(self, client: JIRA, alert: Alert, label: str) -> Any:
+        fields: dict[str, Any] = {
+            "project": {"key": self.project},
+            "issuetype": {"name": self.issue_type},
+            "summary": jira_render.summary(alert),
+            "description": jira_render.description(alert),
+            "labels": [label, "opsflow", *self.labels],
+            **self.fields,
+        }
+        priority = self.priorities.get(alert.severity)
+        if priority:
+            fields["priority"] = {"name": priority}
+        if self.components:
+            fields["components"] = [{"name": c} for c in self.components]
+        if self.assignee:
+            fields["assignee"] = {"accountId": self.assignee} if client._is_cloud else {"name": self.assignee}
+        # No client retries for the create: a retried POST whose first answer was lost is a duplicate.
+        session = client._session
+        retries = session.max_retries
+        session.max_retries = 0
+        try:
+            return client.create_issue(fields=fields, prefetch=False)
+        finally:
+            session.max_retries = retries
+
+    def _refs(self, client: JIRA, issue: Any, refs: dict[str, Any]) -> dict[str, Any]:
+        ids = list(dict.fromkeys([*_known_ids(refs), str(issue.id)]))[-20:]
+        return {"key": str(issue.key), "id": str(issue.id), "url": f"{client.server_url}/browse/{issue.key}",
+                "known_ids": ids}
+
+    # -- transitions -----------------------------------------------------------------------------------------
+
+    def _resolve(self, client: JIRA, key: str, alert: Alert) -> None:
+        issue = client.issue(key, fields=FIELDS)
+        if _is_done(issue):  # already resolved by someone (or as Won't Fix): leave it
+            return
+        transition = self._transition_id(client, key, self.done_transition, to_done=True)
+        client.transition_issue(key, transition, comment=jira_render.comment(alert))
+
+    def _reopen(self, client: JIRA, key: str) -> None:
+        self._transition_id(client, key, self.reopen_transition, to_done=False, apply=True)
+
+    def _transition_id(self, client: JIRA, key: str, name: str | None, *, to_done: bool,
+                       apply: bool = False) -> str:
+        options = client.transitions(key)
+        chosen = None
+        for t in options:
+            category = ((t.get("to") or {}).get("statusCategory") or {}).get("key")
+            if (name and t["name"].lower() == name.lower()) or (not name and (category == "done") == to_done):
+                chosen = t
+                break
+        if chosen is None:
+            names = ", ".join(t["name"] for t in options)
+            raise ValueError(f"{key}: no transition {name or ('to done' if to_done else 'out of done')!r} "
+                             f"(available: {names})")
+        if apply:
+            client.transition_issue(key, chosen["id"])
+        return str(chosen["id"])
+
+
+def _known_ids(refs: dict[str, Any]) -> list[str]:
+    previous = refs.get("previous") or {}
+    return [str(i) for i in [*previous.get("known_ids", []), *refs.get("known_ids", [])]]
+
+
+def _is_done(issue: Any) -> bool:
+    status = getattr(issue.fields, "status", None)
+    category = getattr(getattr(status, "statusCategory", None), "key", None)
+    return category == "done"
+
+
+def _wont_fix(issue: Any) -> bool:
+    resolution = getattr(issue.fields, "resolution", None)
+    return bool(resolution) and str(getattr(resolution, "name", "")).lower() in ("won't fix", "wont fix", "won't do")

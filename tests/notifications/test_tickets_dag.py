@@ -1,0 +1,81 @@
+"""Jira tickets through real DAG runs against the fake Jira (real `jira` library), Cloud and Server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from airflow_opsflow.incidents.lifecycle import fingerprint
+from airflow_opsflow.notifications.jira import ticket_label
+from airflow_opsflow.testing.dag_runner import run_dag
+from airflow_opsflow.testing.jira_server import FakeJira
+from airflow_opsflow.testing.sample_data import repair, seed
+from airflow_opsflow.testing.slack_server import FakeSlack
+from tests.conftest import Database
+from tests.helpers import DAGS, load_module
+
+pytestmark = pytest.mark.usefixtures("airflow_db", "slack_conn")
+dags = load_module(DAGS / "tickets.py")
+LABEL = ticket_label(fingerprint("test_tickets", "check_payments", "amount_positive"))
+
+
+@pytest.fixture(params=["cloud", "server"])
+def jira(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeJira]:
+    with FakeJira(mode=request.param) as server:
+        for name, value in server.jira_connection("opsflow_jira").items():
+            monkeypatch.setenv(name, value)
+        yield server
+
+
+@pytest.fixture
+def payments(sqlite_db: Database, monkeypatch: pytest.MonkeyPatch) -> Database:
+    monkeypatch.setenv("AIRFLOW__OPSFLOW__STATE_CONN_ID", sqlite_db.conn_id)
+    seed(sqlite_db.conn, problems=True)
+    return sqlite_db
+
+
+def _break_again(db: Database) -> None:
+    db.execute("UPDATE payments SET amount = -1 WHERE id = 7")
+
+
+def test_one_ticket_through_new_ongoing_resolved_reopened(jira: FakeJira, payments: Database,
+                                                          fake_slack: FakeSlack) -> None:
+    conf = {"conn_id": payments.conn_id}
+    run = run_dag(dags.dag, conf=conf)
+    [ticket] = jira.issues
+    assert LABEL in ticket.labels and "payments" in ticket.labels and ticket.priority == "High"
+    assert "amount_positive" in ticket.summary and "2 violating row(s)" in (ticket.description or "")
+    [alert] = fake_slack.messages("#alerts")
+    assert f"/browse/{ticket.key}|Ticket {ticket.key}>" in str(alert.blocks)  # Slack links the ticket
+    assert run.xcom("check_payments", key="incidents")[0]["transitions"] == ["new"]
+
+    writes = len(jira.calls(method="POST")) + len(jira.calls(method="PUT"))
+    run_dag(dags.dag, conf=conf)  # ongoing: nothing changed, nothing written
+    assert len(jira.calls(method="POST")) + len(jira.calls(method="PUT")) == writes
+
+    repair(payments.conn)
+    run_dag(dags.dag, conf=conf)
+    ticket = jira.issue(ticket.key)
+    assert ticket.status_category == "done" and any("Resolved" in c.body for c in ticket.comments)
+
+    _break_again(payments)
+    run_dag(dags.dag, conf=conf)  # the incident is back: the same ticket reopens
+    assert len(jira.issues) == 1
+    reopened = jira.issue(ticket.key)
+    assert reopened.status_category != "done" and "The incident is back" in reopened.comments[-1].body
+
+
+def test_a_lost_create_answer_never_duplicates_the_ticket(jira: FakeJira, payments: Database) -> None:
+    jira.search_delay(2)  # Cloud: a new ticket is not searchable at once
+    jira.drop_response_next("create")
+    run = run_dag(dags.dag, conf={"conn_id": payments.conn_id})
+    assert run.tries["check_payments"] == 2
+    assert len(jira.issues) == 1
+
+
+def test_wont_fix_tickets_are_left_alone(jira: FakeJira, payments: Database) -> None:
+    jira.add_issue("OPS", "old", labels=[LABEL], status="Done", resolution="Won't Fix")
+    run_dag(dags.dag, conf={"conn_id": payments.conn_id})
+    assert len(jira.issues) == 2  # a new ticket, the Won't Fix one untouched
+    assert jira.issues[0].comments == []
