@@ -103,6 +103,7 @@ def get_provider_info() -> dict[str, Any]:
                 },
             }
         },
+        "extra-links": ["airflow_opsflow.links.JiraTicketLink"],
         "notifications": ["airflow_opsflow.notifications.notifier.IncidentNotifier"],
         "triggers": [
             {

@@ -57,11 +57,13 @@ def track(results: list[CheckResult], run: TaskRun, routes: list[AlertRoute], po
         recorded = repo.record(observations, policy, routes_for(routes))
         links = {"Task log": run.log_url} if run.log_url else {}
         report = deliver_pending(repo, routes, subjects, links)
+        summary = []
+        for (s, _), (inc, transitions) in zip(observations, recorded, strict=True):
+            latest = repo.get(s.fingerprint) or inc  # with the refs the deliveries just stored
+            tickets = [{"key": r["key"], "url": r["url"]} for r in latest.refs.values()
+                       if isinstance(r, dict) and r.get("url") and r.get("incident_id") == latest.incident_id]
+            summary.append({"check": s.check_name, "incident_id": latest.incident_id, "status": latest.status,
+                            "transitions": [t.kind for t in transitions], "tickets": tickets})
     finally:
         store.close()
-    summary = [
-        {"check": s.check_name, "incident_id": inc.incident_id, "status": inc.status,
-         "transitions": [t.kind for t in transitions]}
-        for (s, _), (inc, transitions) in zip(observations, recorded, strict=True)
-    ]
     return summary, report

@@ -13,6 +13,7 @@ from airflow_opsflow.checks.durations import parse_duration
 from airflow_opsflow.checks.jinja import caused_by_placeholder, has_jinja, with_placeholders
 from airflow_opsflow.checks.loader import CheckSpecError, load_suite
 from airflow_opsflow.incidents.lifecycle import Policy as IncidentPolicy
+from airflow_opsflow.links import TICKETS_XCOM, JiraTicketLink
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -56,6 +57,7 @@ class DataCheckOperator(BaseOperator):
     template_fields: Sequence[str] = ("conn_id", "checks", "table", "where")
     template_ext: Sequence[str] = (".yml", ".yaml")
     template_fields_renderers = {"checks": "yaml", "where": "sql"}
+    operator_extra_links = (JiraTicketLink(),)
     ui_color = "#e8f4ea"
 
     def __init__(
@@ -170,6 +172,8 @@ class DataCheckOperator(BaseOperator):
         if self.alerts:
             payload["incidents"], alert_errors = self._alert(results, context)
             context["ti"].xcom_push(key="incidents", value=payload["incidents"])
+            tickets = [t for i in payload["incidents"] for t in i["tickets"] if i["status"] != "resolved"]
+            context["ti"].xcom_push(key=TICKETS_XCOM, value=tickets)
         failing = [r for r in results if r.status in self.fail_on]
         names = ", ".join(f"{r.name} ({r.status})" for r in failing)
         if alert_errors and self.on_alert_error == "fail":

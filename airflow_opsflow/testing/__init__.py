@@ -2,8 +2,9 @@
 
 * :func:`~airflow_opsflow.testing.dag_runner.airflow_home` and :func:`~.dag_runner.run_dag`;
 * :class:`~airflow_opsflow.testing.postgres.ThrowawayPostgres`, :class:`~.mariadb.ThrowawayMariaDB`;
-* :class:`~airflow_opsflow.testing.slack_server.FakeSlack`, :class:`~.smtp_server.FakeSmtp` and the pytest
-  fixtures of :mod:`~airflow_opsflow.testing.pytest_plugin` (``fake_slack``, ``slack_conn``...);
+* :class:`~airflow_opsflow.testing.slack_server.FakeSlack`, :class:`~.smtp_server.FakeSmtp`,
+  :class:`~.jira_server.FakeJira` and the pytest fixtures of :mod:`~airflow_opsflow.testing.pytest_plugin`
+  (``fake_slack``, ``slack_conn``, ``fake_smtp``, ``fake_jira``, ``jira_conn``...);
 * :mod:`~airflow_opsflow.testing.sample_data` (operational data with planted problems).
 """
 

@@ -1,4 +1,4 @@
-"""pytest fixtures for opsflow's fake Slack and SMTP servers (registered as the ``opsflow`` pytest11 plugin).
+"""pytest fixtures for opsflow's fake Slack, SMTP and Jira servers (registered as the ``opsflow`` pytest11 plugin).
 
 pytest loads this module in every session of an environment where opsflow is installed, so it imports
 nothing beyond pytest: the servers (and aiosmtpd) are imported inside the fixtures that start them.
@@ -7,7 +7,10 @@ nothing beyond pytest: the servers (and aiosmtpd) are imported inside the fixtur
   :class:`~airflow_opsflow.testing.smtp_server.FakeSmtp`, stopped after the test;
 * ``slack_conn`` (``slack_api_default``, SlackHook's and SlackNotifier's default), ``slack_webhook_conn``
   (``slack_default``, a webhook into ``#alerts``) and ``smtp_conn`` (``smtp_default``): set the
-  ``AIRFLOW_CONN_...`` variable for the test and return the connection id.
+  ``AIRFLOW_CONN_...`` variable for the test and return the connection id;
+* ``fake_jira``: a started :class:`~airflow_opsflow.testing.jira_server.FakeJira`, Jira Cloud unless
+  parametrized (``@pytest.mark.parametrize("fake_jira", ["cloud", "server"], indirect=True)``), and
+  ``jira_conn`` (``opsflow_jira``, the ``opsflow_jira`` connection type, credentials for the fake's mode).
 """
 
 from __future__ import annotations
@@ -18,10 +21,12 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
+    from airflow_opsflow.testing.jira_server import FakeJira
     from airflow_opsflow.testing.slack_server import FakeSlack
     from airflow_opsflow.testing.smtp_server import FakeSmtp
 
 # slack_sdk routes every request through these when set, ignoring NO_PROXY: 127.0.0.1 would go to the proxy.
+# (requests, under the jira library, honours NO_PROXY, but a proxy without it would catch 127.0.0.1 too.)
 _PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy")
 
 
@@ -71,4 +76,23 @@ def smtp_conn(fake_smtp: FakeSmtp, monkeypatch: pytest.MonkeyPatch) -> str:
     """The ``smtp`` connection id wired to ``fake_smtp`` (plain SMTP, the hook's default retries)."""
     conn_id = "smtp_default"
     _setenv(monkeypatch, fake_smtp.smtp_connection(conn_id))
+    return conn_id
+
+
+@pytest.fixture
+def fake_jira(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeJira]:
+    """A fake Jira site on 127.0.0.1 for this test: Cloud, or ``request.param`` ("cloud"/"server") when parametrized."""
+    from airflow_opsflow.testing.jira_server import FakeJira
+
+    for name in _PROXY_VARS:
+        monkeypatch.delenv(name, raising=False)
+    with FakeJira(mode=getattr(request, "param", "cloud")) as server:
+        yield server
+
+
+@pytest.fixture
+def jira_conn(fake_jira: FakeJira, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The ``opsflow_jira`` connection id wired to ``fake_jira`` (Cloud: email + API token; Server: PAT)."""
+    conn_id = "opsflow_jira"
+    _setenv(monkeypatch, fake_jira.jira_connection(conn_id))
     return conn_id

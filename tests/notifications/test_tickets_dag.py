@@ -49,6 +49,9 @@ def test_one_ticket_through_new_ongoing_resolved_reopened(jira: FakeJira, paymen
     [alert] = fake_slack.messages("#alerts")
     assert f"/browse/{ticket.key}|Ticket {ticket.key}>" in str(alert.blocks)  # Slack links the ticket
     assert run.xcom("check_payments", key="incidents")[0]["transitions"] == ["new"]
+    url = f"{jira.url}/browse/{ticket.key}"
+    assert run.xcom("check_payments", key="tickets") == [{"key": ticket.key, "url": url}]
+    assert run.xcom("check_payments", key="_link_JiraTicketLink") == url  # what the UI's extra link shows
 
     writes = len(jira.calls(method="POST")) + len(jira.calls(method="PUT"))
     run_dag(dags.dag, conf=conf)  # ongoing: nothing changed, nothing written
@@ -79,3 +82,11 @@ def test_wont_fix_tickets_are_left_alone(jira: FakeJira, payments: Database) -> 
     run_dag(dags.dag, conf={"conn_id": payments.conn_id})
     assert len(jira.issues) == 2  # a new ticket, the Won't Fix one untouched
     assert jira.issues[0].comments == []
+
+
+def test_ticket_url_for_several_tickets() -> None:
+    from airflow_opsflow.links import ticket_url
+
+    tickets = [{"key": "OPS-1", "url": "https://j/browse/OPS-1"}, {"key": "OPS-2", "url": "https://j/browse/OPS-2"}]
+    assert ticket_url(tickets) == "https://j/issues/?jql=key%20in%20%28OPS-1%2C%20OPS-2%29%20ORDER%20BY%20created%20DESC"
+    assert ticket_url([]) == ""
