@@ -161,7 +161,7 @@ class DataCheckOperator(BaseOperator):
 
         results = self._run()
         self.log.info("\n%s", format_report(results, title=self._where_am_i()))
-        payload = {
+        payload: dict[str, Any] = {
             "status": worst(results),
             "conn_id": self.conn_id,
             "results": [r.to_dict() for r in results],
@@ -170,9 +170,10 @@ class DataCheckOperator(BaseOperator):
         context["ti"].xcom_push(key="results", value=payload)
         alert_errors: list[tuple[str, str]] = []
         if self.alerts:
-            payload["incidents"], alert_errors = self._alert(results, context)
-            context["ti"].xcom_push(key="incidents", value=payload["incidents"])
-            tickets = [t for i in payload["incidents"] for t in i["tickets"] if i["status"] != "resolved"]
+            incidents, alert_errors = self._alert(results, context)
+            payload["incidents"] = incidents
+            context["ti"].xcom_push(key="incidents", value=incidents)
+            tickets = [t for i in incidents for t in i["tickets"] if i["status"] != "resolved"]
             context["ti"].xcom_push(key=TICKETS_XCOM, value=tickets)
         failing = [r for r in results if r.status in self.fail_on]
         names = ", ".join(f"{r.name} ({r.status})" for r in failing)
