@@ -6,7 +6,8 @@ invoices (totals that do not add up, duplicate numbers). Checks are read-only an
 scanned once, however many checks it has.
 
 Each failing check is an incident: Slack (``#ops``) and email hear about it once when it opens, and
-again when it resolves, in the same Slack thread. Incidents live in the state database named by
+again when it resolves, in the same Slack thread; error-level incidents also get one Jira ticket (project
+OPS), closed when the data is fixed. Incidents live in the state database named by
 ``[opsflow] state_conn_id``.
 
 The connection is a DAG param so the same DAG runs against the demo's SQLite database, the test
@@ -19,6 +20,7 @@ import pendulum
 from airflow.sdk import DAG, Param
 
 from airflow_opsflow.notifications.email import EmailAlert
+from airflow_opsflow.notifications.jira import JiraTicket
 from airflow_opsflow.notifications.slack import SlackAlert
 from airflow_opsflow.operators.data_check import DataCheckOperator
 from airflow_opsflow.sensors.data_condition import DataConditionSensor
@@ -27,6 +29,7 @@ CONN = "{{ params.conn_id }}"
 OPS_SLACK = SlackAlert(conn_id="slack_api_default", channel="#ops", mask_columns=("customer_id",))
 PAYMENTS_EMAIL = EmailAlert(to=["payments-ops@example.com"], conn_id="smtp_default", min_severity="error")
 FINANCE_EMAIL = EmailAlert(to=["finance-ops@example.com"], conn_id="smtp_default")
+OPS_TICKETS = JiraTicket(project="OPS", conn_id="opsflow_jira_default", min_severity="error", labels=("ops",))
 CUTOFF_48H = "{{ (data_interval_end - macros.timedelta(hours=48)).strftime('%Y-%m-%d %H:%M:%S') }}"
 
 with DAG(
@@ -55,7 +58,7 @@ with DAG(
         conn_id=CONN,
         checks="checks/payments.yml",
         statement_timeout="2m",
-        alerts=[OPS_SLACK, PAYMENTS_EMAIL],
+        alerts=[OPS_TICKETS, OPS_SLACK, PAYMENTS_EMAIL],
     )
 
     check_deliveries = DataCheckOperator(
@@ -78,7 +81,7 @@ with DAG(
             {"name": "delivery_customer_exists", "kind": "foreign_key", "column": "customer_id",
              "to_table": "customers", "to_column": "id", "severity": "warn"},
         ],
-        alerts=[OPS_SLACK],
+        alerts=[OPS_TICKETS, OPS_SLACK],
     )
 
     check_invoices = DataCheckOperator(

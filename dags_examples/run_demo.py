@@ -75,14 +75,16 @@ def main() -> int:
     os.environ["AIRFLOW__OPSFLOW__STATE_CONN_ID"] = "opsflow_state"
 
     from airflow_opsflow.testing.dag_runner import airflow_home, run_dag
+    from airflow_opsflow.testing.jira_server import FakeJira
     from airflow_opsflow.testing.slack_server import FakeSlack
     from airflow_opsflow.testing.smtp_server import FakeSmtp
 
     started = time.monotonic()
-    with FakeSlack() as slack, FakeSmtp() as smtp, airflow_home(dags_folder=HERE):
+    with FakeSlack() as slack, FakeSmtp() as smtp, FakeJira() as jira, airflow_home(dags_folder=HERE):
         os.environ.update(slack.slack_connection("slack_api_default"))
         os.environ.update(smtp.smtp_connection("smtp_default"))
-        print(f"Slack stand-in on {slack.url}, SMTP stand-in on 127.0.0.1:{smtp.port}, state in {state.name}\n")
+        os.environ.update(jira.jira_connection("opsflow_jira_default"))
+        print(f"Stand-ins: Slack {slack.url}, Jira {jira.url}, SMTP 127.0.0.1:{smtp.port}; state in {state.name}\n")
         sys.path.insert(0, str(HERE))
         from payments_and_deliveries import dag
 
@@ -107,11 +109,15 @@ def main() -> int:
                     results = [CheckResult.from_dict(r) for r in payload["results"]]
                     print(format_report(results))
             print_alerts(slack.messages()[seen_slack:], smtp.messages[seen_mail:])
+            print(f"-- Tickets in the Jira stand-in: {len(jira.issues) or 'none'}")
+            for t in jira.issues:
+                print(f"   {t.key} [{t.status}] {t.summary}")
             print()
     print(f"Done in {time.monotonic() - started:.0f} s. Airflow's own log: {LOG.relative_to(HERE.parent)}")
     print("Point the same DAG at your own systems: an Airflow connection to your database (any SQL type,")
     print("then trigger with {\"conn_id\": \"<your connection>\"}), `slack_api_default` (type slack, a bot")
-    print("token with chat:write and channels:history), `smtp_default` (type smtp) and a state database")
+    print("token with chat:write and channels:history), `smtp_default` (type smtp), `opsflow_jira_default`")
+    print("(type opsflow_jira: your Jira URL, email and API token) and a state database")
     print("([opsflow] state_conn_id, e.g. AIRFLOW__OPSFLOW__STATE_CONN_ID=ops_state).")
     return 0
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import pytest
 
 from airflow_opsflow.testing.dag_runner import run_dag
+from airflow_opsflow.testing.jira_server import FakeJira
 from airflow_opsflow.testing.sample_data import repair, seed
 from airflow_opsflow.testing.slack_server import FakeSlack
 from airflow_opsflow.testing.smtp_server import FakeSmtp
 from tests.conftest import Database
 from tests.helpers import EXAMPLES, load_module, results_by_name
 
-pytestmark = pytest.mark.usefixtures("airflow_db", "slack_conn", "smtp_conn")
+pytestmark = pytest.mark.usefixtures("airflow_db", "slack_conn", "smtp_conn", "jira_conn")
 example = load_module(EXAMPLES / "payments_and_deliveries.py")
 
 
@@ -21,7 +22,7 @@ def _not_passing(run: object, task_id: str) -> dict[str, str]:
 
 
 def test_payments_and_deliveries_scenario(db: Database, fake_slack: FakeSlack, fake_smtp: FakeSmtp,
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
+                                          fake_jira: FakeJira, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AIRFLOW__OPSFLOW__STATE_CONN_ID", db.conn_id)
     if db.name == "postgres":
         db.execute("DROP TABLE IF EXISTS opsflow_incidents, opsflow_deliveries, opsflow_schema_version")
@@ -43,9 +44,13 @@ def test_payments_and_deliveries_scenario(db: Database, fake_slack: FakeSlack, f
     assert sorted(m["To"] for m in fake_smtp.messages) == ["finance-ops@example.com"] * 2 + \
         ["payments-ops@example.com"] * 3
     assert "9999" not in str([m.blocks for m in fake_slack.messages("#ops")])  # customer_id is masked
+    tickets = fake_jira.issues  # one per error-level payments/deliveries incident
+    assert sorted(t.summary.split()[1] for t in tickets) == [
+        "amount_positive", "customer_exists", "failed_share_last_hour", "no_stuck_deliveries"]
 
     repair(db.conn)
     run = run_dag(example.dag, conf={"conn_id": db.conn_id})
     assert set(run.task_states.values()) == {"success"}
     replies = [m for m in fake_slack.messages("#ops") if m.is_reply]
     assert len(replies) == 5 and all((m.text or "").startswith(":white_check_mark: Resolved") for m in replies)
+    assert len(fake_jira.issues) == 4 and all(t.status_category == "done" for t in fake_jira.issues)

@@ -246,7 +246,7 @@ class FakeJira(Endpoints):
         except KeyError:
             raise ValueError(f"no project {key!r}: one of {sorted(self.tracker.projects)}") from None
 
-    def jira_connection(self, conn_id: str = "opsflow_jira", mode: str | None = None) -> dict[str, str]:
+    def jira_connection(self, conn_id: str = "opsflow_jira_default", mode: str | None = None) -> dict[str, str]:
         """``{"AIRFLOW_CONN_<ID>": json}`` for an ``opsflow_jira`` connection to this server.
 
         Cloud: login = email, password = API token; Server: password = PAT, no login. Extra ``deployment``.

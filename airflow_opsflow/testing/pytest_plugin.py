@@ -92,7 +92,7 @@ def fake_jira(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
 
 @pytest.fixture
 def jira_conn(fake_jira: FakeJira, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The ``opsflow_jira`` connection id wired to ``fake_jira`` (Cloud: email + API token; Server: PAT)."""
-    conn_id = "opsflow_jira"
+    """The ``opsflow_jira_default`` connection id wired to ``fake_jira`` (Cloud: email + API token; Server: PAT)."""
+    conn_id = "opsflow_jira_default"
     _setenv(monkeypatch, fake_jira.jira_connection(conn_id))
     return conn_id
