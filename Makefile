@@ -49,6 +49,7 @@ test: venv db-binaries lint
 
 bench: venv db-binaries
 	$(PY) bench/checks.py
+	$(PY) bench/tickets.py
 
 clean:
 	rm -rf $(VENV) .bench .demo build dist *.egg-info

@@ -44,6 +44,11 @@ def deliver_pending(repo: IncidentRepo, routes: list[AlertRoute], subjects: dict
     pending = sorted(repo.pending(list(subjects)),
                      key=lambda d: (d.created_at or _EPOCH, getattr(by_name.get(d.route), "kind", "") != "jira",
                                     d.delivery_id))
+    for r in routes:  # every route, so none keeps what it prepared for an earlier run
+        try:
+            r.prepare([d for d in pending if d.route == r.name])
+        except Exception as e:  # only an optimisation: each delivery still works on its own
+            log.warning("route %s could not prepare its deliveries: %s", r.name, e)
     for d in pending:
         route = by_name.get(d.route)
         if route is None:

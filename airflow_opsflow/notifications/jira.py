@@ -21,6 +21,7 @@ from airflow_opsflow.notifications.routes import AlertRoute
 if TYPE_CHECKING:
     from jira import JIRA
 
+    from airflow_opsflow.hooks.jira import JiraTicketHook
     from airflow_opsflow.incidents.alert import Alert
     from airflow_opsflow.state.incidents import Delivery
 
@@ -79,10 +80,30 @@ class JiraTicket(AlertRoute):
     def destination(self) -> str:
         return f"{self.conn_id}/{self.project}"
 
+    def prepare(self, deliveries: list[Delivery]) -> None:
+        """One search for the tickets of every new incident in this run (``labels in (...)``), instead of
+        one per incident; ``_search`` answers from it."""
+        from airflow_opsflow.hooks.jira import JiraTicketHook
+
+        labels = sorted({ticket_label(d.fingerprint) for d in deliveries if d.transition == "new"})
+        self._prefetched: dict[str, Any] = {}
+        # One client per dispatch: building one costs a serverInfo request.
+        self._hook: JiraTicketHook | None = JiraTicketHook(self.conn_id) if deliveries else None
+        if not labels or self._hook is None:
+            return
+        hook = self._hook
+        found = self._query(hook.client, hook.is_cloud, f"labels in ({', '.join(_q(x) for x in labels)})", [],
+                            limit=False)
+        self._prefetched = {label: None for label in labels}
+        for issue in found:  # open tickets first (ORDER BY), so the first per label is the one to use
+            for label in issue.fields.labels:
+                if label in self._prefetched and self._prefetched[label] is None:
+                    self._prefetched[label] = issue
+
     def deliver(self, alert: Alert, delivery: Delivery, refs: dict[str, Any]) -> dict[str, Any]:
         from airflow_opsflow.hooks.jira import JiraTicketHook
 
-        hook = JiraTicketHook(self.conn_id)
+        hook = getattr(self, "_hook", None) or JiraTicketHook(self.conn_id)
         client = hook.client
         label = ticket_label(delivery.fingerprint)
         if alert.kind == "new":
@@ -102,7 +123,7 @@ class JiraTicket(AlertRoute):
               label: str) -> dict[str, Any]:
         if refs.get("key"):  # created by an earlier try of this delivery and confirmed
             return refs
-        found = self._search(client, cloud, label, refs)
+        found = self._search(client, cloud, label, refs, fresh=bool(delivery.attempts))
         if found is None and delivery.attempts:
             found = self._search_until_visible(client, cloud, label, refs)
         if found is not None:
@@ -113,18 +134,25 @@ class JiraTicket(AlertRoute):
         issue = self._create(client, alert, label)
         return self._refs(client, issue, refs)
 
-    def _search(self, client: JIRA, cloud: bool, label: str, refs: dict[str, Any]) -> Any:
+    def _search(self, client: JIRA, cloud: bool, label: str, refs: dict[str, Any],
+                fresh: bool = False) -> Any:
         """The incident's ticket: open, or resolved (not as Won't Fix) within the reopen window."""
+        prefetched = getattr(self, "_prefetched", {})
+        if not fresh and label in prefetched and not _known_ids(refs):
+            return prefetched[label]
+        found = self._query(client, cloud, f"labels = {_q(label)}", [int(i) for i in _known_ids(refs)], limit=5)
+        return found[0] if found else None
+
+    def _query(self, client: JIRA, cloud: bool, labels_jql: str, known: list[int], limit: int | bool) -> list[Any]:
         window = f" OR resolutiondate >= -{self.reopen_window_days}d" if self.reopen_window_days > 0 else ""
-        jql = (f'project = "{self.project}" AND labels = "{label}" AND (statusCategory != Done{window}) '
+        jql = (f"project = {_q(self.project)} AND {labels_jql} AND (statusCategory != Done{window}) "
                "ORDER BY statusCategory ASC, updated DESC")
-        known = [int(i) for i in _known_ids(refs)]
-        if cloud:
-            issues = client.enhanced_search_issues(jql, maxResults=5, fields=FIELDS, reconcileIssues=known)
+        if cloud:  # reconcileIssues: ids we know, visible even before Cloud's search catches up
+            issues = client.enhanced_search_issues(jql, maxResults=limit, fields=FIELDS, reconcileIssues=known[-50:],
+                                                   use_post=True)
         else:
-            issues = client.search_issues(jql, maxResults=5, fields=FIELDS)
-        usable = [i for i in issues if not _wont_fix(i)]
-        return usable[0] if usable else None
+            issues = client.search_issues(jql, maxResults=limit, fields=FIELDS, use_post=True)
+        return [i for i in issues if not _wont_fix(i)]
 
     def _search_until_visible(self, client: JIRA, cloud: bool, label: str, refs: dict[str, Any]) -> Any:
         """After a create whose answer was lost: the ticket may exist but not be searchable yet."""
@@ -133,7 +161,7 @@ class JiraTicket(AlertRoute):
         delay = 1.0
         while time.monotonic() < deadline:
             time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-            found = self._search(client, cloud, label, refs)
+            found = self._search(client, cloud, label, refs, fresh=True)
             if found is not None:
                 return found
             delay *= 2
@@ -217,3 +245,8 @@ def _is_done(issue: Any) -> bool:
 def _wont_fix(issue: Any) -> bool:
     resolution = getattr(issue.fields, "resolution", None)
     return bool(resolution) and str(getattr(resolution, "name", "")).lower() in ("won't fix", "wont fix", "won't do")
+
+
+def _q(value: str) -> str:
+    """A JQL string literal."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'

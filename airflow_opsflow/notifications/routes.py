@@ -59,6 +59,10 @@ class AlertRoute:
     def accepts(self, severity: str) -> bool:
         return SEVERITY_RANK.get(severity, 0) >= SEVERITY_RANK[self.min_severity]
 
+    def prepare(self, deliveries: list[Delivery]) -> None:
+        """Called once per dispatch with this route's pending deliveries, before any ``deliver``: a
+        chance to batch look-ups (one search for all of a run's tickets). Default: nothing."""
+
     def deliver(self, alert: Alert, delivery: Delivery, refs: dict[str, Any]) -> dict[str, Any]:
         """Send ``alert``; return what to remember for the incident's later alerts on this route
         (e.g. the Slack message to thread under). ``refs`` is what this route remembered so far.
