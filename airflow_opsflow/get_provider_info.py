@@ -65,6 +65,10 @@ def get_provider_info() -> dict[str, Any]:
             {
                 "integration-name": "opsflow data checks",
                 "python-modules": ["airflow_opsflow.operators.data_check"],
+            },
+            {
+                "integration-name": "opsflow Jira tickets",
+                "python-modules": ["airflow_opsflow.operators.ticket"],
             }
         ],
         "sensors": [

@@ -8,14 +8,20 @@ _SUMMARY_MAX = 250  # Jira's limit is 255
 
 
 def summary(alert: Alert) -> str:
-    text = f"[opsflow] {alert.check_name} failing in {alert.dag_id}/{alert.task_id}"
-    if alert.table:
-        text += f" ({alert.table})"
+    if alert.result.get("kind") == "ticket":  # TicketOperator(summary=...): the author's words
+        text = " ".join(str(alert.result.get("message") or alert.check_name).split())
+    else:
+        text = f"[opsflow] {alert.check_name} failing in {alert.dag_id}/{alert.task_id}"
+        if alert.table:
+            text += f" ({alert.table})"
     return text if len(text) <= _SUMMARY_MAX else text[: _SUMMARY_MAX - 1] + "…"
 
 
 def description(alert: Alert, sample_rows: int = 10) -> str:
     """The evidence: what failed, where, observed vs expected, samples, links."""
+    if alert.result.get("kind") == "ticket":  # TicketOperator(summary=..., description=...)
+        link_line = " · ".join(f"[{label}|{url}]" for label, url in alert.links.items() if url)
+        return "\n\n".join(p for p in (str(alert.result.get("description") or ""), link_line) if p)
     parts = [f"h3. {_escape(alert.headline)}"]
     if alert.result.get("description"):
         parts.append(_escape(str(alert.result["description"])))

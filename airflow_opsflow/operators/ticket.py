@@ -1,0 +1,122 @@
+"""TicketOperator: Jira tickets for an upstream check task's results, or for an explicit summary."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator, TriggerRule
+from airflow.sdk.exceptions import AirflowException
+
+from airflow_opsflow.incidents.lifecycle import Policy as IncidentPolicy
+from airflow_opsflow.links import TICKETS_XCOM, JiraTicketLink
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airflow_opsflow.checks.results import CheckResult
+    from airflow_opsflow.notifications.jira import JiraTicket
+
+GROUPINGS = ("check", "task")
+
+
+class TicketOperator(BaseOperator):
+    """Open, update and resolve Jira tickets from a DataCheckOperator's results (its XCom ``results``),
+    with the same incident lifecycle as alerts: a ticket when an incident opens, comments when it
+    escalates or reminds, resolution when it clears; never two tickets for one incident.
+
+    Runs by default whatever the check task's outcome (``trigger_rule="all_done"``): a failed check
+    task is exactly when a ticket is needed.
+
+    :param ticket: the ticket route: ``JiraTicket(project="OPS", issue_type=..., priorities=..., labels=...,
+        components=..., assignee=..., fields=...)``.
+    :param check_task_id: the DataCheckOperator task whose results to read.
+    :param group_by: ``check`` (one ticket per failing check, default) or ``task`` (one ticket for all of
+        the task's failing checks).
+    :param summary: instead of check results, one ticket with this summary (templated); its incident is
+        keyed by the rendered summary, so the same summary never opens a second ticket.
+    :param description: the explicit ticket's description (templated).
+    :param severity: the explicit ticket's severity (``error`` or ``warn``; maps to a priority).
+    :param incident_policy: pending/resolve/reminder settings (see DataCheckOperator).
+    :param state_conn_id: the state database (default ``[opsflow] state_conn_id``).
+    """
+
+    template_fields: Sequence[str] = ("summary", "description", "check_task_id")
+    operator_extra_links = (JiraTicketLink(),)
+    ui_color = "#deebff"
+
+    def __init__(
+        self,
+        *,
+        ticket: JiraTicket,
+        check_task_id: str | None = None,
+        group_by: str = "check",
+        summary: str | None = None,
+        description: str | None = None,
+        severity: str = "error",
+        incident_policy: IncidentPolicy | dict[str, Any] | None = None,
+        state_conn_id: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("trigger_rule", TriggerRule.ALL_DONE)
+        super().__init__(**kwargs)
+        who = f"task {self.task_id!r}"
+        if (check_task_id is None) == (summary is None):
+            raise ValueError(f"{who}: give either check_task_id (tickets from check results) or summary")
+        if group_by not in GROUPINGS:
+            raise ValueError(f"{who}: group_by must be one of {GROUPINGS}, got {group_by!r}")
+        if severity not in ("warn", "error"):
+            raise ValueError(f"{who}: severity must be 'warn' or 'error'")
+        self.ticket = ticket
+        self.check_task_id = check_task_id
+        self.group_by = group_by
+        self.summary = summary
+        self.description = description
+        self.severity = severity
+        self.incident_policy = IncidentPolicy.of(incident_policy)
+        self.state_conn_id = state_conn_id
+
+    def execute(self, context: Context) -> list[dict[str, Any]]:
+        from airflow_opsflow.hooks.state import state_store
+        from airflow_opsflow.notifications.tracking import TaskRun, track
+
+        results = self._results(context)
+        ti = context["ti"]
+        run = TaskRun(self.dag_id, self.task_id, ti.run_id, getattr(ti, "log_url", None),
+                      getattr(ti, "map_index", -1))
+        incidents, report = track(results, run, [self.ticket], self.incident_policy,
+                                  state_store(self.state_conn_id, f"dag {self.dag_id!r}, task {self.task_id!r}"))
+        tickets = [t for i in incidents for t in i["tickets"] if i["status"] != "resolved"]
+        ti.xcom_push(key=TICKETS_XCOM, value=tickets)
+        for incident in incidents:
+            if incident["transitions"]:
+                self.log.info("%s: %s -> %s", incident["check"], ", ".join(incident["transitions"]),
+                              ", ".join(t["key"] for t in incident["tickets"]) or "no ticket")
+        if report.failed:  # retryable: the retry sends only what is still pending
+            raise AirflowException(f"{len(report.failed)} ticket update(s) failed and stay pending: "
+                                   + "; ".join(f"{d}: {e}" for d, e in report.failed))
+        return incidents
+
+    def _results(self, context: Context) -> list[CheckResult]:
+        from airflow_opsflow.checks.results import CheckResult, worst
+
+        if self.summary is not None:
+            return [CheckResult(name=self.summary[:200], kind="ticket", table=None,
+                                status="fail" if self.severity == "error" else "warn", severity=self.severity,
+                                message=self.summary, description=self.description, expected="",
+                                observed=None)]
+        payload = context["ti"].xcom_pull(task_ids=self.check_task_id, key="results")
+        if not payload:
+            raise AirflowException(f"task {self.task_id!r}: no check results from task {self.check_task_id!r} "
+                                   "(did it run? it must be a DataCheckOperator upstream of this task)")
+        results = [CheckResult.from_dict(r) for r in payload["results"]]
+        if self.group_by == "check":
+            return results
+        failing = [r for r in results if r.status in ("warn", "fail")]
+        status = worst(failing) if failing else ("error" if any(r.status == "error" for r in results) else "pass")
+        lines = [f"{r.name}: {r.message or r.expected} ({r.status})" for r in failing]
+        return [CheckResult(name=str(self.check_task_id), kind="task", table=failing[0].table if failing else None,
+                            status=status, severity="error" if status == "fail" else "warn",
+                            observed=f"{len(failing)} of {len(results)} checks failing", expected="every check passes",
+                            message="; ".join(lines), samples=[s for r in failing for s in r.samples][:20],
+                            description="\n".join(lines) or None)]
