@@ -22,3 +22,16 @@ with DAG("test_tickets", schedule=None, start_date=pendulum.datetime(2024, 1, 1,
         retries=2,
         retry_delay=pendulum.duration(seconds=0),
     )
+
+with DAG("test_tickets_remind", schedule=None, start_date=pendulum.datetime(2024, 1, 1, tz="UTC"), catchup=False,
+         params={"conn_id": Param("opsflow_sqlite", type="string")}) as remind_dag:
+    DataCheckOperator(
+        task_id="check_payments",
+        conn_id="{{ params.conn_id }}",
+        table="payments",
+        checks=[{"name": "amount_positive", "kind": "between", "column": "amount", "min": 0, "min_exclusive": True}],
+        alerts=[JiraTicket(project="OPS", conn_id="opsflow_jira", unconfirmed_create_wait=5)],
+        incident_policy={"remind_every_runs": 1},  # every failing run comments: a write to break
+        retries=3,
+        retry_delay=pendulum.duration(seconds=0),
+    )

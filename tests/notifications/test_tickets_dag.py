@@ -90,3 +90,30 @@ def test_ticket_url_for_several_tickets() -> None:
     tickets = [{"key": "OPS-1", "url": "https://j/browse/OPS-1"}, {"key": "OPS-2", "url": "https://j/browse/OPS-2"}]
     assert ticket_url(tickets) == "https://j/issues/?jql=key%20in%20%28OPS-1%2C%20OPS-2%29%20ORDER%20BY%20created%20DESC"
     assert ticket_url([]) == ""
+
+
+# (run, fault, whether the task must retry): a failed batched search falls back to a per-ticket search,
+# and the jira library itself re-sends a comment whose answer was lost, so neither needs a task retry.
+@pytest.mark.parametrize(("stage", "fault", "retried"), [
+    (1, ("fail", "search"), False), (1, ("drop", "create"), True), (1, ("fail", "create"), True),
+    (2, ("drop", "comment"), False), (2, ("fail", "comment"), True),
+    (3, ("fail", "issue"), True), (3, ("fail", "transitions"), True), (3, ("drop", "transition"), True),
+])
+def test_task_retries_at_every_step_never_duplicate_the_ticket(jira: FakeJira, payments: Database, stage: int,
+                                                               fault: tuple[str, str], retried: bool) -> None:
+    conf = {"conn_id": payments.conn_id}
+    tries = {}
+    for step in (1, 2, 3):
+        if step == 3:
+            repair(payments.conn)
+        if step == stage:
+            kind, target = fault
+            if kind == "drop":
+                jira.drop_response_next(target)
+            else:
+                jira.fail_next(target, status=503, retry_after=None)  # 503 without Retry-After: not retried
+        tries[step] = run_dag(dags.remind_dag, conf=conf).tries["check_payments"]
+    assert (tries[stage] >= 2) is retried  # where the fault failed the task, its retry finished the job
+    [ticket] = jira.issues
+    assert ticket.status_category == "done"
+    assert sum("Still failing" in c.body for c in ticket.comments) >= 1
