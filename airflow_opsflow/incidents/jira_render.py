@@ -11,7 +11,8 @@ def summary(alert: Alert) -> str:
     if alert.result.get("kind") == "ticket":  # TicketOperator(summary=...): the author's words
         text = " ".join(str(alert.result.get("message") or alert.check_name).split())
     else:
-        text = f"[opsflow] {alert.check_name} failing in {alert.dag_id}/{alert.task_id}"
+        entity = f" [{alert.entity_key}]" if alert.entity_key else ""
+        text = f"[opsflow] {alert.check_name}{entity} failing in {alert.dag_id}/{alert.task_id}"
         if alert.table:
             text += f" ({alert.table})"
     return text if len(text) <= _SUMMARY_MAX else text[: _SUMMARY_MAX - 1] + "…"

@@ -34,26 +34,35 @@ class TaskRun:
 
 
 def track(results: list[CheckResult], run: TaskRun, routes: list[AlertRoute], policy: Policy,
-          store: StateStore) -> tuple[list[dict[str, Any]], DeliveryReport]:
-    """Advance one incident per check and deliver the alerts its transitions owe.
+          store: StateStore, entities: list[str | None] | None = None,
+          resolve_unseen: frozenset[str] = frozenset()) -> tuple[list[dict[str, Any]], DeliveryReport]:
+    """Advance one incident per check (or per check and entity) and deliver the alerts its transitions owe.
 
     Checks that could not run (status ``error``) say nothing about the data: they neither open nor
-    resolve an incident. Returns a summary per check (for XCom) and what was delivered.
+    resolve an incident. With ``entities`` (one key per result), incidents are per entity; for the checks
+    in ``resolve_unseen`` (whose failing entities this run saw completely), open entity incidents not
+    seen failing now count as passing. Returns a summary per incident (for XCom) and what was delivered.
     """
     repo = IncidentRepo(store)
     subjects: dict[str, Subject] = {}
     observations = []
-    for r in results:
+    for index, r in enumerate(results):
         if r.status == "error":
             continue
-        fp = fingerprint(run.dag_id, run.task_key, r.name)
-        subjects[fp] = Subject(fp, run.dag_id, run.task_key, r.name)
+        entity = entities[index] if entities else None
+        fp = fingerprint(run.dag_id, run.task_key, r.name, entity)
+        subjects[fp] = Subject(fp, run.dag_id, run.task_key, r.name, entity)
         evidence = {k: v for k, v in r.to_dict().items() if k != "sql"}
         evidence["samples"] = evidence["samples"][:SAMPLES_KEPT]
         observations.append((subjects[fp], Observation(
             failing=r.status in ("warn", "fail"), severity="error" if r.status == "fail" else "warn",
             run_key=run.run_id, summary=evidence)))
     try:
+        if resolve_unseen:
+            for subject in repo.open_subjects(run.dag_id, run.task_key):
+                if subject.check_name in resolve_unseen and subject.fingerprint not in subjects:
+                    subjects[subject.fingerprint] = subject
+                    observations.append((subject, Observation(failing=False, run_key=run.run_id)))
         recorded = repo.record(observations, policy, routes_for(routes))
         links = {"Task log": run.log_url} if run.log_url else {}
         report = deliver_pending(repo, routes, subjects, links)
@@ -62,7 +71,8 @@ def track(results: list[CheckResult], run: TaskRun, routes: list[AlertRoute], po
             latest = repo.get(s.fingerprint) or inc  # with the refs the deliveries just stored
             tickets = [{"key": r["key"], "url": r["url"]} for r in latest.refs.values()
                        if isinstance(r, dict) and r.get("url") and r.get("incident_id") == latest.incident_id]
-            summary.append({"check": s.check_name, "incident_id": latest.incident_id, "status": latest.status,
+            summary.append({"check": s.check_name, "entity": s.entity_key, "incident_id": latest.incident_id,
+                            "status": latest.status,
                             "transitions": [t.kind for t in transitions], "tickets": tickets})
     finally:
         store.close()

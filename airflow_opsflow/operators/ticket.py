@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from airflow_opsflow.checks.results import CheckResult
     from airflow_opsflow.notifications.jira import JiraTicket
 
-GROUPINGS = ("check", "task")
+GROUPINGS = ("check", "task", "entity")
 
 
 class TicketOperator(BaseOperator):
@@ -31,8 +31,13 @@ class TicketOperator(BaseOperator):
     :param ticket: the ticket route: ``JiraTicket(project="OPS", issue_type=..., priorities=..., labels=...,
         components=..., assignee=..., fields=...)``.
     :param check_task_id: the DataCheckOperator task whose results to read.
-    :param group_by: ``check`` (one ticket per failing check, default) or ``task`` (one ticket for all of
-        the task's failing checks).
+    :param group_by: ``check`` (one ticket per failing check, default), ``task`` (one ticket for all of
+        the task's failing checks) or ``entity`` (one ticket per value of ``entity_column`` among a failing
+        check's violating rows, e.g. per stuck delivery id).
+    :param entity_column: the sample column naming the entity (``group_by="entity"``). Entities come from
+        the check's samples, so raise its ``sample_limit`` to cover them all; an entity's ticket resolves
+        when the check passes or when its samples held every violating row and the entity was not among
+        them.
     :param summary: instead of check results, one ticket with this summary (templated); its incident is
         keyed by the rendered summary, so the same summary never opens a second ticket.
     :param description: the explicit ticket's description (templated).
@@ -51,6 +56,7 @@ class TicketOperator(BaseOperator):
         ticket: JiraTicket,
         check_task_id: str | None = None,
         group_by: str = "check",
+        entity_column: str | None = None,
         summary: str | None = None,
         description: str | None = None,
         severity: str = "error",
@@ -65,11 +71,14 @@ class TicketOperator(BaseOperator):
             raise ValueError(f"{who}: give either check_task_id (tickets from check results) or summary")
         if group_by not in GROUPINGS:
             raise ValueError(f"{who}: group_by must be one of {GROUPINGS}, got {group_by!r}")
+        if (group_by == "entity") != (entity_column is not None):
+            raise ValueError(f"{who}: group_by='entity' and entity_column go together")
         if severity not in ("warn", "error"):
             raise ValueError(f"{who}: severity must be 'warn' or 'error'")
         self.ticket = ticket
         self.check_task_id = check_task_id
         self.group_by = group_by
+        self.entity_column = entity_column
         self.summary = summary
         self.description = description
         self.severity = severity
@@ -81,11 +90,16 @@ class TicketOperator(BaseOperator):
         from airflow_opsflow.notifications.tracking import TaskRun, track
 
         results = self._results(context)
+        entities: list[str | None] | None = None
+        complete: frozenset[str] = frozenset()
+        if self.group_by == "entity":
+            results, entities, complete = self._by_entity(results)
         ti = context["ti"]
         run = TaskRun(self.dag_id, self.task_id, ti.run_id, getattr(ti, "log_url", None),
                       getattr(ti, "map_index", -1))
         incidents, report = track(results, run, [self.ticket], self.incident_policy,
-                                  state_store(self.state_conn_id, f"dag {self.dag_id!r}, task {self.task_id!r}"))
+                                  state_store(self.state_conn_id, f"dag {self.dag_id!r}, task {self.task_id!r}"),
+                                  entities=entities, resolve_unseen=complete)
         tickets = [t for i in incidents for t in i["tickets"] if i["status"] != "resolved"]
         ti.xcom_push(key=TICKETS_XCOM, value=tickets)
         for incident in incidents:
@@ -110,7 +124,7 @@ class TicketOperator(BaseOperator):
             raise AirflowException(f"task {self.task_id!r}: no check results from task {self.check_task_id!r} "
                                    "(did it run? it must be a DataCheckOperator upstream of this task)")
         results = [CheckResult.from_dict(r) for r in payload["results"]]
-        if self.group_by == "check":
+        if self.group_by in ("check", "entity"):
             return results
         failing = [r for r in results if r.status in ("warn", "fail")]
         status = worst(failing) if failing else ("error" if any(r.status == "error" for r in results) else "pass")
@@ -120,3 +134,31 @@ class TicketOperator(BaseOperator):
                             observed=f"{len(failing)} of {len(results)} checks failing", expected="every check passes",
                             message="; ".join(lines), samples=[s for r in failing for s in r.samples][:20],
                             description="\n".join(lines) or None)]
+
+    def _by_entity(self, results: list[CheckResult]) -> tuple[list[CheckResult], list[str | None], frozenset[str]]:
+        """One result per (failing check, entity) from the samples; the checks whose entities are all known."""
+        from dataclasses import replace
+
+        column = str(self.entity_column)
+        out: list[CheckResult] = []
+        entities: list[str | None] = []
+        complete = set()
+        for r in results:
+            if r.status == "pass":
+                complete.add(r.name)
+            if r.status not in ("warn", "fail") or not r.samples:
+                continue
+            key = next((c for c in r.samples[0] if c.lower() == column.lower()), None)
+            if key is None:
+                raise AirflowException(f"task {self.task_id!r}: check {r.name!r} has no column {column!r} in its "
+                                       f"samples (columns: {', '.join(r.samples[0])}); add it to sample_columns")
+            groups: dict[str, list[dict[str, Any]]] = {}
+            for row in r.samples:
+                groups.setdefault(str(row[key]), []).append(row)
+            for value, rows in groups.items():
+                out.append(replace(r, samples=rows, violating_count=len(rows), violating_share=None,
+                                   message=f"{column} {value}: {r.expected}"))
+                entities.append(value)
+            if r.violating_count is not None and r.violating_count <= len(r.samples):
+                complete.add(r.name)
+        return out, entities, frozenset(complete)

@@ -175,6 +175,14 @@ class IncidentRepo:
                 continue
         raise AssertionError("unreachable")
 
+    def open_subjects(self, dag_id: str, task_id: str) -> list[Subject]:
+        """The incidents of a task that are pending or open (e.g. to resolve entities no longer failing)."""
+        with self.store.transaction() as cur:
+            cur.execute(f"SELECT fingerprint, check_name, entity_key FROM {self.incidents} "
+                        "WHERE dag_id = ? AND task_id = ? AND status IN ('pending', 'open')", (dag_id, task_id))
+            rows = cur.fetchall()
+        return [Subject(r[0], dag_id, task_id, r[1], r[2]) for r in rows]
+
     # -- the outbox -----------------------------------------------------------------------------------
 
     def pending(self, fingerprints: list[str]) -> list[Delivery]:

@@ -25,3 +25,15 @@ with DAG("test_ticket_operator", schedule=None, start_date=pendulum.datetime(202
                               summary="Reconcile payments of {{ ds }} by hand",
                               description="The allocation job skipped run {{ run_id }}.")
     check >> [per_check, per_task]
+
+CUTOFF = "{{ (data_interval_end - macros.timedelta(hours=48)).strftime('%Y-%m-%d %H:%M:%S') }}"
+
+with DAG("test_ticket_per_entity", schedule=None, start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
+         catchup=False, params={"conn_id": Param("opsflow_sqlite", type="string")}) as entity_dag:
+    stuck = DataCheckOperator(task_id="check_deliveries", conn_id="{{ params.conn_id }}", table="deliveries", checks=[
+        {"name": "no_stuck_deliveries", "kind": "expression", "where": "status = 'in_transit'",
+         "expression": f"status_changed_at >= '{CUTOFF}'", "on_empty": "pass", "sample_limit": 100,
+         "sample_columns": ["id", "order_ref", "carrier", "status_changed_at"]},
+    ])
+    stuck >> TicketOperator(task_id="ticket_per_delivery", check_task_id="check_deliveries", group_by="entity",
+                            entity_column="id", ticket=TICKET)

@@ -41,3 +41,24 @@ def test_tickets_per_check_per_task_and_explicit(sqlite_db: Database, fake_jira:
     done = {i.summary: i.status_category for i in fake_jira.issues}
     assert [s for s, c in done.items() if c == "done"] and len(fake_jira.issues) == 4
     assert all(c == "done" for s, c in done.items() if not s.startswith("Reconcile"))
+
+
+def test_one_ticket_per_stuck_delivery(sqlite_db: Database, fake_jira: FakeJira,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW__OPSFLOW__STATE_CONN_ID", sqlite_db.conn_id)
+    seed(sqlite_db.conn, problems=True)  # deliveries 17, 123, 256 and 404 are stuck
+    conf = {"conn_id": sqlite_db.conn_id}
+    run_dag(dags.entity_dag, conf=conf)
+    tickets = {i.summary.split("[")[2].split("]")[0]: i.key for i in fake_jira.issues}
+    assert sorted(tickets, key=int) == ["17", "123", "256", "404"]
+
+    sqlite_db.execute("UPDATE deliveries SET status = 'delivered' WHERE id = 17",
+                      "UPDATE deliveries SET status = 'in_transit', status_changed_at = '2020-01-01 00:00:00' "
+                      "WHERE id = 18")
+    run = run_dag(dags.entity_dag, conf=conf)
+    by_key = {i.key: i for i in fake_jira.issues}
+    assert by_key[tickets["17"]].status_category == "done"  # delivered: its ticket resolves
+    assert all(by_key[tickets[d]].status_category != "done" for d in ("123", "256", "404"))
+    assert len(fake_jira.issues) == 5 and "[18]" in fake_jira.issues[-1].summary  # a new stuck delivery
+    assert {i["entity"] for i in run.xcom("ticket_per_delivery") if i["status"] == "open"} == {"18", "123", "256",
+                                                                                               "404"}
