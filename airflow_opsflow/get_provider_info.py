@@ -75,7 +75,11 @@ def get_provider_info() -> dict[str, Any]:
             {
                 "integration-name": "opsflow data checks",
                 "python-modules": ["airflow_opsflow.sensors.data_condition"],
-            }
+            },
+            {
+                "integration-name": "opsflow Jira tickets",
+                "python-modules": ["airflow_opsflow.sensors.ticket"],
+            },
         ],
         "config": {
             "opsflow": {
@@ -113,6 +117,10 @@ def get_provider_info() -> dict[str, Any]:
             {
                 "integration-name": "opsflow data checks",
                 "python-modules": ["airflow_opsflow.triggers.data_condition"],
-            }
+            },
+            {
+                "integration-name": "opsflow Jira tickets",
+                "python-modules": ["airflow_opsflow.triggers.ticket"],
+            },
         ],
     }
