@@ -1,0 +1,368 @@
+"""TicketStatusTrigger: wait in the triggerer until Jira tickets reach a status category.
+
+The ``jira`` library is synchronous, so the trigger talks to Jira's REST API itself with ``httpx.AsyncClient``.
+The pure helpers (ticket keys, JQL, status categories, Jira's error answers) are shared with TicketSensor's
+poke, which goes through JiraTicketHook.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import base64
+import json
+import re
+import time
+from collections.abc import AsyncIterator, Iterable, Mapping
+from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+if TYPE_CHECKING:
+    import httpx
+    from airflow.sdk import Connection
+
+ISSUE_KEY = re.compile(r"[A-Z][A-Z0-9_]*-[1-9][0-9]*")
+UNKNOWN_KEY = re.compile(r"An issue with key '([^']+)' does not exist")
+# Jira's category keys; the names its UI shows are accepted too.
+STATUS_CATEGORIES = {"done": "done", "new": "new", "to do": "new", "indeterminate": "indeterminate",
+                     "in progress": "indeterminate", "not done": "not done"}
+PAGE = 100  # results asked per search page; Jira may cap it lower, the search pages on either way
+
+
+class TicketStatus(NamedTuple):
+    """A ticket's status: ``name`` as the workflow calls it ("In Review"), ``category`` its category key
+    (``new``, ``indeterminate`` or ``done``)."""
+
+    name: str
+    category: str
+
+
+class TicketLookupError(Exception):
+    """Jira cannot tell the tickets' status: bad credentials, unknown tickets, unreachable, ... ``unknown``:
+    the ticket keys Jira does not know (the only case a retry cannot fix)."""
+
+    def __init__(self, message: str, unknown: Iterable[str] = ()) -> None:
+        super().__init__(message)
+        self.unknown = list(unknown)
+
+
+class RetryLater(Exception):
+    """Jira asked to slow down (429) or is briefly unavailable (503): poll again after ``seconds``."""
+
+    def __init__(self, message: str, seconds: float | None) -> None:
+        super().__init__(message)
+        self.seconds = seconds
+
+
+def ticket_keys(value: Any) -> list[str]:
+    """Issue keys from a list of keys, a comma- or space-separated string, or DataCheckOperator's
+    ``[{"key", "url"}]``; also that list rendered into a string by a template. Upper-cased, de-duplicated.
+
+    Keys are validated because they go into JQL."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text in ("", "None", "[]"):  # a template that rendered nothing (no tickets pushed)
+            return []
+        if text.startswith(("[", "{")):  # JSON, or a Python repr from ``{{ params.tickets }}``/``xcom_pull``
+            try:
+                value = json.loads(text)
+            except ValueError:
+                try:
+                    value = ast.literal_eval(text)
+                except (ValueError, SyntaxError):
+                    raise ValueError(f"cannot read tickets from {text[:200]!r}") from None
+        else:
+            value = [k for k in re.split(r"[,\s]+", text) if k]
+    if value is None:
+        return []
+    if isinstance(value, Mapping):
+        value = [value]
+    if not isinstance(value, (list, tuple, set)):
+        raise ValueError(f"tickets must be keys or [{{'key': ...}}] dicts, not {type(value).__name__}")
+    keys = []
+    for item in value:
+        raw = item.get("key") if isinstance(item, Mapping) else item
+        key = raw.strip().upper() if isinstance(raw, str) else ""
+        if not ISSUE_KEY.fullmatch(key):
+            raise ValueError(f"not a Jira issue key: {item!r}")
+        keys.append(key)
+    return list(dict.fromkeys(keys))
+
+
+def status_category(value: str) -> str:
+    """``done``, ``new``, ``indeterminate`` or ``not done`` (also ``To Do``/``In Progress``, any case)."""
+    category = STATUS_CATEGORIES.get(re.sub(r"[\s_-]+", " ", str(value).strip().lower()))
+    if category is None:
+        raise ValueError(f"status_category must be done, new, indeterminate or 'not done', not {value!r}")
+    return category
+
+
+def key_jql(keys: Iterable[str]) -> str:
+    return f"key in ({', '.join(keys)})"
+
+
+def pending(statuses: Mapping[str, TicketStatus], category: str) -> list[str]:
+    """The tickets not (yet) in ``category``."""
+    if category == "not done":
+        return [k for k, s in statuses.items() if s.category == "done"]
+    return [k for k, s in statuses.items() if s.category != category]
+
+
+def describe(statuses: Mapping[str, TicketStatus], keys: Iterable[str]) -> str:
+    return ", ".join(f"{k} ({statuses[k].name})" for k in keys)
+
+
+def status_of(issue: Mapping[str, Any]) -> tuple[str, TicketStatus]:
+    """(key, status) of one issue as Jira's REST API returns it with ``fields=status``."""
+    status = issue["fields"]["status"]
+    return str(issue["key"]).upper(), TicketStatus(str(status["name"]), str(status["statusCategory"]["key"]))
+
+
+def jira_error(status: int, messages: Iterable[str], conn_id: str) -> TicketLookupError:
+    """What a failed Jira answer means, worded for the task log."""
+    messages = [m for m in messages if m]
+    if status == 401:
+        return TicketLookupError(
+            f"Jira refused the credentials of connection {conn_id!r} (HTTP 401): the API token (Cloud) or "
+            "personal access token (Server/Data Center) is wrong or expired")
+    unknown = [k.upper() for m in messages for k in UNKNOWN_KEY.findall(m)]
+    if status in (400, 404) and unknown:  # a strict JQL search refuses unknown keys, naming them
+        return unknown_tickets(unknown)
+    return TicketLookupError(f"Jira answered HTTP {status}: {'; '.join(messages) or 'no details'}")
+
+
+def unknown_tickets(keys: list[str]) -> TicketLookupError:
+    return TicketLookupError(f"no such Jira ticket(s): {', '.join(keys)} (or the connection's user may not see "
+                             "them)", keys)
+
+
+def retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (seconds or an HTTP date); None when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+class TicketStatusTrigger(BaseTrigger):
+    """Fire once every ticket is in ``status_category``; fire an error event when Jira cannot tell.
+
+    Polls ``POST /rest/api/2/search/jql`` (Cloud) or ``/rest/api/2/search`` (Server/Data Center) with one
+    ``key in (...)`` query for all tickets, on an ``httpx.AsyncClient``: the triggerer's event loop, shared
+    with every other deferred task, never waits on Jira. Rate limits (429) and 503s are waited out as
+    ``Retry-After`` says.
+
+    :param jira_conn_id: an ``opsflow_jira`` connection (see JiraTicketHook).
+    :param tickets: the issue keys.
+    :param status_category: ``done``, ``new``, ``indeterminate`` or ``not done``.
+    :param poll_interval: seconds between polls.
+    :param deadline: a Unix time after which the trigger stops waiting and fires a ``timeout`` event
+        (the sensor's own timeout, kept here so it holds wherever the trigger runs).
+    """
+
+    def __init__(
+        self,
+        jira_conn_id: str,
+        tickets: list[str],
+        status_category: str = "done",
+        poll_interval: float = 60.0,
+        deadline: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.jira_conn_id = jira_conn_id
+        self.tickets = list(tickets)
+        self.status_category = status_category
+        self.poll_interval = poll_interval
+        self.deadline = deadline
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "jira_conn_id": self.jira_conn_id,
+                "tickets": self.tickets,
+                "status_category": self.status_category,
+                "poll_interval": self.poll_interval,
+                "deadline": self.deadline,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        from airflow.sdk import BaseHook
+
+        if not self.tickets:
+            yield TriggerEvent({"status": "success", "tickets": {}, "polls": 0})
+            return
+        try:
+            conn = await BaseHook.aget_connection(self.jira_conn_id)
+            # Building the client loads CA certificates from disk: off the event loop.
+            client, base = await asyncio.to_thread(self._client, conn)
+        except Exception as e:
+            yield TriggerEvent({"status": "error", "message": f"connection {self.jira_conn_id!r}: {e}", "polls": 0})
+            return
+        async with client:
+            async for event in self._wait(client, base, conn):
+                yield event
+
+    async def _wait(self, client: httpx.AsyncClient, base: str, conn: Connection) -> AsyncIterator[TriggerEvent]:
+        polls = 0
+        statuses: dict[str, TicketStatus] = {}
+        cloud: bool | None = None
+        deployment = str(conn.extra_dejson.get("deployment", "auto")).lower()
+        if deployment in ("cloud", "server"):
+            cloud = deployment == "cloud"
+        while True:
+            polls += 1
+            wait, why = self.poll_interval, ""
+            try:
+                if cloud is None:
+                    info = await self._call(client, base, "GET", "/rest/api/2/serverInfo")
+                    cloud = info.get("deploymentType") == "Cloud"
+                statuses = await self._poll(client, base, cloud)
+            except RetryLater as e:
+                wait, why = (self.poll_interval if e.seconds is None else e.seconds), str(e)
+            except TicketLookupError as e:
+                yield TriggerEvent({"status": "error", "message": str(e), "unknown": e.unknown, "polls": polls})
+                return
+            waiting = pending(statuses, self.status_category) if statuses else self.tickets
+            if not why and not waiting:
+                yield TriggerEvent({"status": "success", "tickets": {k: s.name for k, s in statuses.items()},
+                                    "polls": polls})
+                return
+            if self.deadline is not None:
+                left = self.deadline - time.time()
+                if left <= 0:
+                    yield TriggerEvent({"status": "timeout", "tickets": {k: s.name for k, s in statuses.items()},
+                                        "pending": waiting, "polls": polls})
+                    return
+                wait = min(wait, left)  # one last poll at the deadline
+            self.log.info("%s; next poll in %.1f s", why or f"waiting for {describe(statuses, waiting)} to be "
+                          f"{self.status_category}", wait)
+            await asyncio.sleep(wait)
+
+    async def _poll(self, client: httpx.AsyncClient, base: str, cloud: bool) -> dict[str, TicketStatus]:
+        """Every ticket's status: one search for all (paged), then a direct read of any ticket it missed."""
+        unknown: list[str] = []
+        searched = list(self.tickets)
+        while True:
+            try:
+                found = await self._search(client, base, cloud, searched) if searched else {}
+                break
+            except TicketLookupError as e:
+                named = [k for k in e.unknown if k in searched]
+                if not named:
+                    raise
+                # Strict JQL refuses unknown keys, maybe one at a time: search again without them, to name all.
+                unknown += named
+                searched = [k for k in searched if k not in named]
+        # Cloud's search lags behind writes (a ticket created a moment ago), and a moved ticket comes back
+        # under its new key: read those one by one, which is fresh and follows moves.
+        for key in (k for k in searched if k not in found):
+            issue = await self._call(client, base, "GET", f"/rest/api/2/issue/{key}", params={"fields": "status"},
+                                     missing_ok=True)
+            if issue is None:
+                unknown.append(key)
+            else:
+                found[key] = status_of(issue)[1]
+        if unknown:
+            raise unknown_tickets([k for k in self.tickets if k in unknown])
+        return {k: found[k] for k in self.tickets}
+
+    async def _search(self, client: httpx.AsyncClient, base: str, cloud: bool,
+                      keys: list[str]) -> dict[str, TicketStatus]:
+        body: dict[str, Any] = {"jql": key_jql(keys), "fields": ["status"], "maxResults": PAGE}
+        path = "/rest/api/2/search/jql" if cloud else "/rest/api/2/search"
+        found: dict[str, TicketStatus] = {}
+        while True:
+            page = await self._call(client, base, "POST", path, body)
+            issues = page.get("issues") or []
+            found.update(status_of(issue) for issue in issues)
+            start = body.get("startAt", 0) + len(issues)
+            if cloud and not page.get("isLast", True) and page.get("nextPageToken"):
+                body = {**body, "nextPageToken": page["nextPageToken"]}
+            elif not cloud and issues and start < page.get("total", 0):
+                body = {**body, "startAt": start}
+            else:
+                return found
+
+    async def _call(self, client: httpx.AsyncClient, base: str, method: str, path: str,
+                    body: dict[str, Any] | None = None, params: dict[str, str] | None = None,
+                    missing_ok: bool = False) -> Any:
+        import httpx
+
+        try:
+            response = await client.request(method, path, json=body, params=params)
+        except httpx.TimeoutException as e:
+            raise RetryLater(f"Jira at {base} did not answer in time ({type(e).__name__})", None) from None
+        except httpx.HTTPError as e:
+            raise TicketLookupError(f"cannot reach Jira at {base} (connection {self.jira_conn_id!r}): "
+                                    f"{type(e).__name__}: {e}") from None
+        if response.status_code in (429, 503):
+            raise RetryLater(f"Jira answered HTTP {response.status_code}",
+                             retry_after(response.headers.get("Retry-After")))
+        if response.status_code == 404 and missing_ok:
+            return None
+        if response.status_code >= 400:
+            raise jira_error(response.status_code, _messages(response), self.jira_conn_id)
+        try:
+            return response.json()
+        except ValueError:
+            raise TicketLookupError(f"Jira at {base} answered {method} {path} with no JSON (HTTP "
+                                    f"{response.status_code}): is the connection's host the Jira URL?") from None
+
+    def _client(self, conn: Connection) -> tuple[httpx.AsyncClient, str]:
+        import ssl
+
+        import httpx
+        from airflow.sdk.log import mask_secret
+
+        if not conn.host:
+            raise ValueError("host must be the Jira base URL")
+        if not conn.password:
+            raise ValueError("the password must hold the API token (Cloud) or personal access token "
+                             "(Server/Data Center)")
+        mask_secret(conn.password)
+        base = conn.host if "://" in conn.host else f"https://{conn.host}"
+        if conn.port:
+            base = f"{base.rstrip('/')}:{conn.port}"
+        base = base.rstrip("/")
+        if conn.login:  # Cloud: account email + API token
+            auth = "Basic " + base64.b64encode(f"{conn.login}:{conn.password}".encode()).decode()
+        else:  # Server/Data Center: personal access token
+            auth = f"Bearer {conn.password}"
+        extra = conn.extra_dejson
+        verify: Any = extra.get("verify", True)
+        if isinstance(verify, str) and verify.lower() in ("true", "false"):
+            verify = verify.lower() == "true"
+        elif isinstance(verify, str):  # a CA bundle
+            verify = ssl.create_default_context(cafile=verify)
+        elif not isinstance(verify, bool):
+            verify = True
+        client = httpx.AsyncClient(
+            base_url=base,
+            headers={"Authorization": auth, "Accept": "application/json"},
+            timeout=float(extra.get("timeout") or 30),
+            verify=verify,
+        )
+        return client, base
+
+
+def _messages(response: httpx.Response) -> list[str]:
+    """Jira's ``errorMessages`` and ``errors`` values, or the start of the body."""
+    try:
+        body = response.json()
+    except ValueError:
+        return [response.text[:200]]
+    if not isinstance(body, dict):
+        return [str(body)[:200]]
+    errors = body.get("errors")
+    return [*map(str, body.get("errorMessages") or []),
+            *(map(str, errors.values()) if isinstance(errors, dict) else [])]
