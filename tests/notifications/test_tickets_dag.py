@@ -41,6 +41,28 @@ def _break_again(db: Database) -> None:
 
 def test_one_ticket_through_new_ongoing_resolved_reopened(jira: FakeJira, payments: Database,
                                                           fake_slack: FakeSlack) -> None:
+    _walk_the_lifecycle(jira, payments, fake_slack)
+
+
+def test_lifecycle_with_the_state_on_postgres(jira: FakeJira, payments: Database, pg_db: Database,
+                                              fake_slack: FakeSlack, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW__OPSFLOW__STATE_CONN_ID", pg_db.conn_id)
+    monkeypatch.setenv("AIRFLOW__OPSFLOW__STATE_TABLE_PREFIX", "tickets_")
+    pg_db.execute("DROP TABLE IF EXISTS tickets_incidents, tickets_deliveries, tickets_schema_version")
+    _walk_the_lifecycle(jira, payments, fake_slack)
+    assert pg_db.scalar("SELECT COUNT(*) FROM tickets_deliveries WHERE route LIKE 'jira:%' AND status = 'sent'") == 3
+
+
+def test_a_429_storm_leaves_the_ticket_pending_until_jira_answers(jira: FakeJira, payments: Database) -> None:
+    jira.fail_next("create", status=429, retry_after=0, times=20)
+    run = run_dag(dags.dag, conf={"conn_id": payments.conn_id})
+    assert run.task_states == {"check_payments": "failed"} and jira.issues == []
+    jira.reset()
+    run_dag(dags.dag, conf={"conn_id": payments.conn_id})
+    assert len(jira.issues) == 1
+
+
+def _walk_the_lifecycle(jira: FakeJira, payments: Database, fake_slack: FakeSlack) -> None:
     conf = {"conn_id": payments.conn_id}
     run = run_dag(dags.dag, conf=conf)
     [ticket] = jira.issues
