@@ -9,7 +9,9 @@ from airflow_opsflow.notifications.jira import JiraTicket
 from airflow_opsflow.operators.data_check import DataCheckOperator
 from airflow_opsflow.operators.ticket import TicketOperator
 
-TICKET = JiraTicket(project="OPS", conn_id="opsflow_jira_default", labels=("logistics",))
+TICKET = JiraTicket(project="OPS", conn_id="opsflow_jira_default", labels=("logistics",), issue_type="Incident",
+                    components=("pipelines",), fields={"customfield_10010": "Payments"},
+                    priorities={"error": "Highest", "warn": "Low"})
 
 with DAG("test_ticket_operator", schedule=None, start_date=pendulum.datetime(2024, 1, 1, tz="UTC"), catchup=False,
          params={"conn_id": Param("opsflow_sqlite", type="string")}) as dag:

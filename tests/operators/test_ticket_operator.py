@@ -29,6 +29,10 @@ def test_tickets_per_check_per_task_and_explicit(sqlite_db: Database, fake_jira:
     assert len(by_project["OPS"]) == 3 and len(by_project["FIN"]) == 1
     assert any(s.startswith("Reconcile payments of ") and s.endswith(" by hand") for s in by_project["OPS"])
     assert sum("amount_positive" in s for s in by_project["OPS"]) == 1
+    ops = [i for i in fake_jira.issues if i.project == "OPS"]
+    assert all(i.issuetype == "Incident" and i.components == ["pipelines"] for i in ops)
+    assert all(i.custom.get("customfield_10010") == "Payments" for i in ops)
+    assert sorted(i.priority for i in ops) == ["Highest", "Highest", "Low"]  # severity -> priority
     per_task = fake_jira.issues[[i.project for i in fake_jira.issues].index("FIN")]
     assert "amount_positive" in (per_task.description or "") and "customer_exists" in (per_task.description or "")
     assert len(run.xcom("tickets_per_check", key="tickets")) == 2
