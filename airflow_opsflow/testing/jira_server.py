@@ -32,8 +32,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import Message
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -50,6 +49,7 @@ from airflow_opsflow.testing.jira_schema import (
     not_found,
 )
 from airflow_opsflow.testing.jira_tracker import JiraIssue, JiraTracker, TransitionRecord
+from airflow_opsflow.testing.local_http import LocalHTTPService, _Server
 
 if TYPE_CHECKING:
     from jira import JIRA
@@ -95,14 +95,6 @@ class _Fault:
     message: str | None = None
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], fake: FakeJira) -> None:
-        self.fake = fake
-        super().__init__(address, _Handler)
-
-
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as requests' pooled session expects
     timeout = 10  # an idle keep-alive connection gives its thread back
@@ -143,7 +135,7 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("fake jira: " + format, *args)
 
 
-class FakeJira(Endpoints):
+class FakeJira(Endpoints, LocalHTTPService):
     """A fake Jira site on ``http://127.0.0.1:<free port>``; a context manager, or ``start()``/``stop()``.
 
     :param mode: ``"cloud"`` (Basic ``email:api_token``, ``/search/jql``) or ``"server"`` (Bearer PAT,
@@ -152,13 +144,16 @@ class FakeJira(Endpoints):
     :param max_results: the page size cap of both search endpoints (Jira's is larger; small pages test paging).
     """
 
+    service_name = "fake-jira"
+    handler_class = _Handler
+
     def __init__(self, mode: str = CLOUD, *, email: str = DEFAULT_EMAIL, api_token: str = DEFAULT_API_TOKEN,
                  pat: str = DEFAULT_PAT, projects: Iterable[JiraProject] | None = None, max_results: int = 100,
                  host: str = "127.0.0.1", port: int = 0) -> None:
         self.mode = mode
         self.email, self.api_token, self.pat = email, api_token, pat
         self.max_results = max_results
-        self.host, self.port = host, port
+        self._init_http(host, port)
         self.bot = JiraUser("712020:0f5b-opsflow-bot", "opsflow-bot", email, "opsflow bot")
         users = [self.bot, JiraUser("5b10a2844c20165700ede21g", "alice", "alice@example.com", "Alice Ops"),
                  JiraUser("5b109f2e9729b51b54dc274d", "bob", "bob@example.com", "Bob Finance")]
@@ -168,47 +163,10 @@ class FakeJira(Endpoints):
         self._requests: list[RecordedRequest] = []
         self._faults: list[_Fault] = []
         self._expired = False
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
         self._routes = self._route_table()
         self.operations = sorted({name for _, _, name, _ in self._routes})
 
-    # --- lifecycle ----------------------------------------------------------------------------------------
-
-    def start(self) -> FakeJira:
-        if self._server is not None:
-            return self
-        self._server = _Server((self.host, self.port), self)
-        self.port = int(self._server.server_address[1])
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=f"fake-jira-{self.port}", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is None:
-            return
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._server = self._thread = None
-
-    def __enter__(self) -> FakeJira:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
     # --- configuration and Airflow wiring -------------------------------------------------------------------
-
-    @property
-    def url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("FakeJira is not started")
-        return f"http://{self.host}:{self.port}"
 
     @property
     def mode(self) -> str:

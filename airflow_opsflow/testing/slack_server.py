@@ -28,11 +28,11 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from email.message import Message
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from airflow_opsflow.testing.local_http import LocalHTTPService, _Server
 from airflow_opsflow.testing.slack_validation import SlackError
 from airflow_opsflow.testing.slack_workspace import (
     DEFAULT_CHANNELS,
@@ -113,14 +113,6 @@ def _parse_args(headers: Message, query: str, raw: bytes) -> tuple[dict[str, Any
     return args, None
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], fake: FakeSlack) -> None:
-        self.fake = fake
-        super().__init__(address, _Handler)
-
-
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive for aiohttp (AsyncWebClient); urllib asks to close itself
     timeout = 10  # an idle keep-alive connection gives its thread back
@@ -157,13 +149,16 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("fake slack: " + format, *args)
 
 
-class FakeSlack:
+class FakeSlack(LocalHTTPService):
     """A fake Slack workspace on ``http://127.0.0.1:<free port>``; a context manager, or ``start()``/``stop()``.
 
     :param token: the accepted bot token(s); anything else gets ``invalid_auth``.
     :param channels: ``{"name": "C...ID"}``; default :data:`DEFAULT_CHANNELS` (general, alerts, data-quality,
         ops, random).
     """
+
+    service_name = "fake-slack"
+    handler_class = _Handler
 
     def __init__(
         self,
@@ -176,55 +171,18 @@ class FakeSlack:
         self.tokens = [token] if isinstance(token, str) else list(token)
         if not self.tokens:
             raise ValueError("FakeSlack needs at least one token")
-        self.host, self.port = host, port
+        self._init_http(host, port)
         self.workspace = Workspace(DEFAULT_CHANNELS if channels is None else channels, lambda: self.url)
         self._lock = threading.Lock()
         self._requests: list[RecordedRequest] = []
         self._faults: dict[str, deque[_Fault]] = {}
         self._hooks: dict[str, str] = {}  # webhook path -> channel ID
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-
-    # --- lifecycle ----------------------------------------------------------------------------------
-
-    def start(self) -> FakeSlack:
-        if self._server is not None:
-            return self
-        self._server = _Server((self.host, self.port), self)
-        self.port = int(self._server.server_address[1])
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=f"fake-slack-{self.port}", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is None:
-            return
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._server = self._thread = None
-
-    def __enter__(self) -> FakeSlack:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     # --- addresses and Airflow wiring -------------------------------------------------------------------
 
     @property
     def token(self) -> str:
         return self.tokens[0]
-
-    @property
-    def url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("FakeSlack is not started")
-        return f"http://{self.host}:{self.port}"
 
     @property
     def api_url(self) -> str:

@@ -1,0 +1,63 @@
+"""The lifecycle the testing kit's fake services share: an HTTP server on 127.0.0.1 in a daemon thread."""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any, ClassVar, Self
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], fake: Any, handler: type[BaseHTTPRequestHandler]) -> None:
+        self.fake = fake  # handlers reach their fake as ``self.server.fake``
+        super().__init__(address, handler)
+
+
+class LocalHTTPService:
+    """Start/stop (or ``with``) a fake service on ``http://<host>:<port>``; port 0 takes a free one.
+
+    Subclasses set ``handler_class`` and call ``_init_http(host, port)`` in their ``__init__``.
+    """
+
+    handler_class: ClassVar[type[BaseHTTPRequestHandler]]
+    service_name: ClassVar[str] = "fake"
+
+    def _init_http(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> Self:
+        if self._server is not None:
+            return self
+        self._server = _Server((self.host, self.port), self, self.handler_class)
+        self.port = int(self._server.server_address[1])
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name=f"{self.service_name}-{self.port}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._server = self._thread = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError(f"{type(self).__name__} is not started")
+        return f"http://{self.host}:{self.port}"
