@@ -80,7 +80,7 @@ class IncidentNotifier(BaseNotifier):
             message="" if self.resolve else f"{type(error).__name__}: {error}" if error else "the task failed",
             description=self.description,
         )
-        run = TaskRun(ti.dag_id, ti.task_id, ti.run_id, getattr(ti, "log_url", None), getattr(ti, "map_index", -1))
+        run = TaskRun.of(ti)
         _, report = track([result], run, self.alerts, self.incident_policy,
                           state_store(self.state_conn_id, f"dag {ti.dag_id!r}, task {ti.task_id!r}"))
         for delivery_id, problem in report.failed:

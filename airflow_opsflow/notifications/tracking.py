@@ -28,6 +28,11 @@ class TaskRun:
     log_url: str | None = None
     map_index: int = -1  # mapped instances (expand) are separate incidents
 
+    @classmethod
+    def of(cls, ti: Any) -> TaskRun:
+        """The run of a (runtime) task instance."""
+        return cls(ti.dag_id, ti.task_id, ti.run_id, getattr(ti, "log_url", None), getattr(ti, "map_index", -1))
+
     @property
     def task_key(self) -> str:
         return self.task_id if self.map_index is None or self.map_index < 0 else f"{self.task_id}[{self.map_index}]"

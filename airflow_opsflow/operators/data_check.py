@@ -194,8 +194,7 @@ class DataCheckOperator(BaseOperator):
         from airflow_opsflow.notifications.tracking import TaskRun, track
 
         ti = context["ti"]
-        run = TaskRun(self.dag_id, self.task_id, ti.run_id, getattr(ti, "log_url", None),
-                      getattr(ti, "map_index", -1))
+        run = TaskRun.of(ti)
         summary, report = track(results, run, self.alerts, self.incident_policy,
                                 state_store(self.state_conn_id, self._where_am_i()))
         for delivery_id, error in report.failed:

@@ -95,8 +95,7 @@ class TicketOperator(BaseOperator):
         if self.group_by == "entity":
             results, entities, complete = self._by_entity(results)
         ti = context["ti"]
-        run = TaskRun(self.dag_id, self.task_id, ti.run_id, getattr(ti, "log_url", None),
-                      getattr(ti, "map_index", -1))
+        run = TaskRun.of(ti)
         incidents, report = track(results, run, [self.ticket], self.incident_policy,
                                   state_store(self.state_conn_id, f"dag {self.dag_id!r}, task {self.task_id!r}"),
                                   entities=entities, resolve_unseen=complete)

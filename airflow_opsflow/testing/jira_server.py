@@ -32,7 +32,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import Message
-from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -49,7 +48,7 @@ from airflow_opsflow.testing.jira_schema import (
     not_found,
 )
 from airflow_opsflow.testing.jira_tracker import JiraIssue, JiraTracker, TransitionRecord
-from airflow_opsflow.testing.local_http import LocalHTTPService, _Server
+from airflow_opsflow.testing.local_http import LocalHandler, LocalHTTPService, _Server
 
 if TYPE_CHECKING:
     from jira import JIRA
@@ -95,11 +94,7 @@ class _Fault:
     message: str | None = None
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as requests' pooled session expects
-    timeout = 10  # an idle keep-alive connection gives its thread back
-    disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms delayed-ACK stall each
-
+class _Handler(LocalHandler):
     def do_GET(self) -> None:
         raw = self._read_body()
         assert isinstance(self.server, _Server)
@@ -119,20 +114,6 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(payload)
 
     do_POST = do_PUT = do_DELETE = do_GET
-
-    def _read_body(self) -> bytes:
-        if self.headers.get("Transfer-Encoding", "").lower() != "chunked":
-            return self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        chunks = []
-        while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
-            chunks.append(self.rfile.read(size))
-            self.rfile.readline()
-        while self.rfile.readline() not in (b"\r\n", b"\n", b""):  # optional trailers
-            pass
-        return b"".join(chunks)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("fake jira: " + format, *args)
 
 
 class FakeJira(Endpoints, LocalHTTPService):

@@ -28,11 +28,10 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from email.message import Message
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from airflow_opsflow.testing.local_http import LocalHTTPService, _Server
+from airflow_opsflow.testing.local_http import LocalHandler, LocalHTTPService, _Server
 from airflow_opsflow.testing.slack_validation import SlackError
 from airflow_opsflow.testing.slack_workspace import (
     DEFAULT_CHANNELS,
@@ -113,10 +112,7 @@ def _parse_args(headers: Message, query: str, raw: bytes) -> tuple[dict[str, Any
     return args, None
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive for aiohttp (AsyncWebClient); urllib asks to close itself
-    timeout = 10  # an idle keep-alive connection gives its thread back
-
+class _Handler(LocalHandler):
     def do_POST(self) -> None:
         raw = self._read_body()
         split = urlsplit(self.path)
@@ -133,20 +129,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(reply.body)
 
     do_GET = do_POST
-
-    def _read_body(self) -> bytes:
-        if self.headers.get("Transfer-Encoding", "").lower() != "chunked":
-            return self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        chunks = []
-        while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
-            chunks.append(self.rfile.read(size))
-            self.rfile.readline()
-        while self.rfile.readline() not in (b"\r\n", b"\n", b""):  # optional trailers
-            pass
-        return b"".join(chunks)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("fake slack: " + format, *args)
 
 
 class FakeSlack(LocalHTTPService):
