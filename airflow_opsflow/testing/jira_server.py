@@ -26,7 +26,6 @@ import binascii
 import copy
 import hmac
 import json
-import logging
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -62,7 +61,6 @@ NOT_AUTHENTICATED = "You are not authenticated. Authentication required to perfo
 AUTH_FAILED = "Client must be authenticated to access this resource."
 WRITE_METHODS = ("POST", "PUT", "DELETE")
 
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import copy
 import json
-import logging
 import secrets
 import threading
 from collections import deque
@@ -48,7 +47,6 @@ DEFAULT_TOKEN = "xoxb-opsflow-fake-token"
 WEBHOOK = "webhook"  # the "method" of incoming-webhook posts, for fail_next() and RecordedRequest
 UPLOAD = "upload"  # the "method" of the file bytes POSTed to an upload URL (files upload v2, step 2)
 
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
