@@ -1,4 +1,8 @@
-"""TPC-H SF1 ``lineitem``: generate once with tpchgen-cli (cached under .bench/), load into PostgreSQL."""
+"""TPC-H SF1 ``lineitem`` and ``orders``: generate once with tpchgen-cli (cached under .bench/), load into PostgreSQL.
+
+``orders`` also serves the reverse-ETL benchmark, which adds an ``updated_at`` cursor column
+(:func:`add_updated_at`) and changes a share of the rows between runs (:func:`change_share`).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from pathlib import Path
 import psycopg2
 
 LINEITEM_ROWS = 6_001_215  # TPC-H SF1, fixed by the spec
+ORDERS_ROWS = 1_500_000
 TPCHGEN_REQUIREMENT = "tpchgen-cli==4.0.0"
 
 # Standard TPC-H DDL (types as in the spec's reference schema).
@@ -33,6 +38,21 @@ CREATE TABLE lineitem (
     l_shipinstruct  CHAR(25)       NOT NULL,
     l_shipmode      CHAR(10)       NOT NULL,
     l_comment       VARCHAR(44)    NOT NULL
+)
+"""
+
+# Columns first, key added after the COPY (building the index once is faster than maintaining it per row).
+ORDERS_DDL = """
+CREATE TABLE {table} (
+    o_orderkey      BIGINT         NOT NULL,
+    o_custkey       BIGINT         NOT NULL,
+    o_orderstatus   CHAR(1)        NOT NULL,
+    o_totalprice    DECIMAL(15, 2) NOT NULL,
+    o_orderdate     DATE           NOT NULL,
+    o_orderpriority CHAR(15)       NOT NULL,
+    o_clerk         CHAR(15)       NOT NULL,
+    o_shippriority  INTEGER        NOT NULL,
+    o_comment       VARCHAR(79)    NOT NULL
 )
 """
 
@@ -133,5 +153,116 @@ def warm_cache(uri: str) -> int:
             cur.execute("SELECT count(*) FROM lineitem")
             row = cur.fetchone()
             return int(row[0]) if row else 0
+    finally:
+        conn.close()
+
+
+def generate_orders(bench_dir: Path, log: Path) -> tuple[Path, float]:
+    """Return the cached orders CSV (with header) and the seconds spent generating it (0 if cached).
+
+    Cached in its own directory: :func:`generate_lineitem` replaces ``tpch-sf1/`` wholesale.
+    """
+    target = bench_dir / "tpch-sf1-orders" / "orders.csv"
+    if target.exists():
+        return target, 0.0
+    binary = find_or_install_tpchgen(bench_dir, log)
+    started = time.monotonic()
+    scratch = bench_dir / "tpch-sf1-orders.partial"
+    shutil.rmtree(scratch, ignore_errors=True)
+    with log.open("a") as out:
+        subprocess.run(
+            [str(binary), "csv", "--scale-factor", "1", "--tables", "orders", "--output-dir", str(scratch)],
+            check=True,
+            stdout=out,
+            stderr=out,
+        )
+    shutil.rmtree(target.parent, ignore_errors=True)
+    scratch.rename(target.parent)
+    return target, time.monotonic() - started
+
+
+def _check_identifier(name: str) -> str:
+    if not name.replace("_", "").isalnum():
+        raise ValueError(f"not a plain table name: {name!r}")
+    return name
+
+
+def load_orders(uri: str, csv_path: Path, table: str = "orders") -> float:
+    """(Re)create ``table`` as standard TPC-H ``orders`` with PRIMARY KEY (o_orderkey); return seconds spent.
+
+    Always reloaded, unlike lineitem: the sync benchmark alters the table (cursor column, changed rows),
+    so a kept copy could not be trusted to be pristine, and 1.5M rows load in a few seconds.
+    """
+    table = _check_identifier(table)
+    conn = psycopg2.connect(uri)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            started = time.monotonic()
+            cur.execute(f"DROP TABLE IF EXISTS {table}")
+            # Same transaction as CREATE: with wal_level=minimal the COPY then skips WAL entirely.
+            cur.execute("BEGIN")
+            cur.execute(ORDERS_DDL.format(table=table))
+            with csv_path.open() as data:
+                cur.copy_expert(f"COPY {table} FROM STDIN WITH (FORMAT csv, HEADER true)", data)
+            cur.execute(f"ALTER TABLE {table} ADD PRIMARY KEY (o_orderkey)")
+            cur.execute("COMMIT")
+            cur.execute(f"VACUUM ANALYZE {table}")
+            return time.monotonic() - started
+    finally:
+        conn.close()
+
+
+def add_updated_at(uri: str, table: str = "orders") -> None:
+    """Add the cursor column the cursor-based peers need: ``updated_at timestamptz NOT NULL DEFAULT now()``.
+
+    ``now()`` is stable, so PostgreSQL stores the default once instead of rewriting the table: every
+    existing row gets the same timestamp (that of this call). Indexed, as a real cursor column would be.
+    Idempotent.
+    """
+    table = _check_identifier(table)
+    conn = psycopg2.connect(uri)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS updated_at timestamptz NOT NULL DEFAULT now()")
+            cur.execute(f"CREATE INDEX IF NOT EXISTS {table}_updated_at_idx ON {table} (updated_at)")
+            cur.execute(f"VACUUM ANALYZE {table}")
+    finally:
+        conn.close()
+
+
+def change_share(uri: str, table: str = "orders", share: float = 0.01, seed: int = 0) -> int:
+    """Modify ``share`` of the rows (``o_comment`` and, if present, ``updated_at = now()``); return how many.
+
+    The rows are picked by a hash of (o_orderkey, seed), so a seed always picks the same keys, and
+    different seeds pick (almost) disjoint sets. The comment gets a counter suffix, so even the same
+    seed applied twice changes the row's content again. Vacuumed afterwards, so no timed run pays
+    for the dead tuples' cleanup or hint bits.
+    """
+    table = _check_identifier(table)
+    buckets = 1_000_000
+    threshold = round(share * buckets)
+    conn = psycopg2.connect(uri)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT count(*) FROM information_schema.columns WHERE table_name = %s AND column_name = 'updated_at'",
+                (table,),
+            )
+            row = cur.fetchone()
+            stamp = ", updated_at = now()" if row and row[0] else ""
+            # o_comment is VARCHAR(79) and TPC-H comments hold no '#': keep the original text (at most
+            # 70 characters) and bump a ' #N' marker. (abs after %, so the bigint minimum cannot overflow.)
+            cur.execute(
+                f"UPDATE {table} SET o_comment = left(split_part(o_comment, ' #', 1), 70) || ' #' || "
+                f"(coalesce(nullif(split_part(o_comment, ' #', 2), ''), '0')::int + 1){stamp} "
+                f"WHERE abs(hashtextextended(o_orderkey::text, %s) %% {buckets}) < %s",
+                (seed, threshold),
+            )
+            changed = cur.rowcount
+            cur.execute(f"VACUUM ANALYZE {table}")
+            return changed
     finally:
         conn.close()

@@ -15,7 +15,7 @@ import sqlglot
 if TYPE_CHECKING:
     from airflow_opsflow.state.store import StateStore
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _TABLES = {
     "schema_version": """
@@ -63,25 +63,51 @@ _TABLES = {
         claimed_at VARCHAR(32),
         sent_at VARCHAR(32)
     """,
+    # One row per reverse-ETL sync (and shard): its hashing scheme, read watermark and last run.
+    "sync_meta": """
+        sync_id VARCHAR(200) NOT NULL PRIMARY KEY,
+        hash_kind VARCHAR(64) NOT NULL,
+        watermark TEXT,
+        last_full_at VARCHAR(32),
+        last_run_at VARCHAR(32),
+        last_counts TEXT,
+        lease_owner VARCHAR(200),
+        lease_at VARCHAR(32)
+    """,
+    # One row per key a sync has sent: the hash of the mapped fields the destination confirmed (NULL when
+    # it never confirmed any), the destination's own id for the record, and the last rejection.
+    "sync_keys": """
+        sync_id VARCHAR(200) NOT NULL,
+        key_text VARCHAR(512) NOT NULL,
+        row_hash VARCHAR(32),
+        dest_ref VARCHAR(200),
+        status VARCHAR(8) NOT NULL,
+        attempts INTEGER NOT NULL,
+        last_error TEXT,
+        updated_at VARCHAR(32) NOT NULL,
+        PRIMARY KEY (sync_id, key_text)
+    """,
 }
 
 
 # Secondary indexes, created with their table so that every step is idempotent (MySQL commits each DDL
 # statement at once, and has no CREATE INDEX IF NOT EXISTS).
-_INDEXES = {"deliveries": ("deliveries_pending", "fingerprint, status")}
+_INDEXES = {"deliveries": ("deliveries_pending", "fingerprint, status"),
+            "sync_keys": ("sync_keys_status", "sync_id, status")}
 
 
 def ddl(store: StateStore, table: str, dialect: str) -> list[str]:
     """``CREATE TABLE IF NOT EXISTS`` (and its indexes) for one of our tables, in ``dialect``."""
     neutral = f"CREATE TABLE IF NOT EXISTS {store.table(table)} ({_TABLES[table]})"
     (statement,) = sqlglot.transpile(neutral, read="postgres", write=dialect)
+    if dialect == "mysql":
+        # MEDIUMTEXT: MySQL's TEXT stops at 64 KB, too small for an incident's evidence.
+        statement = statement.replace(" TEXT", " MEDIUMTEXT")
     if table not in _INDEXES:
         return [statement]
     index, columns = _INDEXES[table]
     name = f"{store.prefix}{index}"
     if dialect == "mysql":
-        # MEDIUMTEXT: MySQL's TEXT stops at 64 KB, too small for an incident's evidence.
-        statement = statement.replace(" TEXT", " MEDIUMTEXT")
         return [f"{statement[:-1]}, INDEX {name} ({columns}))"]
     if dialect == "sqlite":  # SQLite puts the schema on the index name, not on the table
         qualified = f"{store.schema}.{name}" if store.schema else name
@@ -93,4 +119,8 @@ def _v1(store: StateStore, dialect: str) -> list[str]:
     return [*ddl(store, "incidents", dialect), *ddl(store, "deliveries", dialect)]
 
 
-MIGRATIONS: dict[int, Callable[[StateStore, str], list[str]]] = {1: _v1}
+def _v2(store: StateStore, dialect: str) -> list[str]:
+    return [*ddl(store, "sync_meta", dialect), *ddl(store, "sync_keys", dialect)]
+
+
+MIGRATIONS: dict[int, Callable[[StateStore, str], list[str]]] = {1: _v1, 2: _v2}

@@ -99,7 +99,14 @@ def run_dag(
     logical_date: datetime | None = None,
     conn_file_path: str | None = None,
 ) -> DagRunResult:
-    """``dag.test()`` and read the run back: its state, every task's state and every XCom."""
+    """``dag.test()`` and read the run back: its state, every task's state and every XCom.
+
+    The DAG is copied first: ``dag.test()`` renders templates onto the task objects it runs, and a
+    second run of the same object would otherwise see the first run's rendered values (a worker parses
+    the DAG file afresh for every try, so production never does).
+    """
+    import copy
+
     from airflow.models.taskinstance import TaskInstance
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
@@ -107,7 +114,7 @@ def run_dag(
     kwargs: dict[str, Any] = {"run_conf": conf, "conn_file_path": conn_file_path}
     if logical_date is not None:
         kwargs["logical_date"] = logical_date
-    dr = dag.test(**kwargs)
+    dr = copy.deepcopy(dag).test(**kwargs)
     result = DagRunResult(dag_id=dag.dag_id, run_id=dr.run_id, state=str(dr.state))
     with create_session() as session:
         for ti in session.query(TaskInstance).filter_by(dag_id=dag.dag_id, run_id=dr.run_id):

@@ -1,4 +1,4 @@
-"""pytest fixtures for opsflow's fake Slack, SMTP and Jira servers (registered as the ``opsflow`` pytest11 plugin).
+"""pytest fixtures for opsflow's fake Slack, SMTP, Jira, HubSpot and HTTP servers (the ``opsflow`` pytest11 plugin).
 
 pytest loads this module in every session of an environment where opsflow is installed, so it imports
 nothing beyond pytest: the servers (and aiosmtpd) are imported inside the fixtures that start them.
@@ -10,7 +10,12 @@ nothing beyond pytest: the servers (and aiosmtpd) are imported inside the fixtur
   ``AIRFLOW_CONN_...`` variable for the test and return the connection id;
 * ``fake_jira``: a started :class:`~airflow_opsflow.testing.jira_server.FakeJira`, Jira Cloud unless
   parametrized (``@pytest.mark.parametrize("fake_jira", ["cloud", "server"], indirect=True)``), and
-  ``jira_conn`` (``opsflow_jira``, the ``opsflow_jira`` connection type, credentials for the fake's mode).
+  ``jira_conn`` (``opsflow_jira``, the ``opsflow_jira`` connection type, credentials for the fake's mode);
+* ``fake_hubspot``: a started :class:`~airflow_opsflow.testing.hubspot_server.FakeHubSpot` (190 requests per
+  10 s; ``fake_hubspot.set_rate_limit(10, 1.0)`` for quick 429s), and ``hubspot_conn`` (``hubspot_default``,
+  an ``opsflow_hubspot`` connection: host = the fake's URL, password = its private app token);
+* ``recording_http``: a started :class:`~airflow_opsflow.testing.recording_http.RecordingHTTPServer`, and
+  ``http_conn`` (``http_default``, HttpHook's default: an ``http`` connection to it).
 """
 
 from __future__ import annotations
@@ -21,7 +26,9 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
+    from airflow_opsflow.testing.hubspot_server import FakeHubSpot
     from airflow_opsflow.testing.jira_server import FakeJira
+    from airflow_opsflow.testing.recording_http import RecordingHTTPServer
     from airflow_opsflow.testing.slack_server import FakeSlack
     from airflow_opsflow.testing.smtp_server import FakeSmtp
 
@@ -35,13 +42,17 @@ def _setenv(monkeypatch: pytest.MonkeyPatch, variables: dict[str, str]) -> None:
         monkeypatch.setenv(name, value)
 
 
+def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in _PROXY_VARS:
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture
 def fake_slack(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeSlack]:
     """A fake Slack workspace (Web API + incoming webhooks) on 127.0.0.1 for this test."""
     from airflow_opsflow.testing.slack_server import FakeSlack
 
-    for name in _PROXY_VARS:
-        monkeypatch.delenv(name, raising=False)
+    _no_proxy(monkeypatch)
     with FakeSlack() as server:
         yield server
 
@@ -84,8 +95,7 @@ def fake_jira(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
     """A fake Jira site on 127.0.0.1 for this test: Cloud, or ``request.param`` ("cloud"/"server") when parametrized."""
     from airflow_opsflow.testing.jira_server import FakeJira
 
-    for name in _PROXY_VARS:
-        monkeypatch.delenv(name, raising=False)
+    _no_proxy(monkeypatch)
     with FakeJira(mode=getattr(request, "param", "cloud")) as server:
         yield server
 
@@ -95,4 +105,40 @@ def jira_conn(fake_jira: FakeJira, monkeypatch: pytest.MonkeyPatch) -> str:
     """The ``opsflow_jira_default`` connection id wired to ``fake_jira`` (Cloud: email + API token; Server: PAT)."""
     conn_id = "opsflow_jira_default"
     _setenv(monkeypatch, fake_jira.jira_connection(conn_id))
+    return conn_id
+
+
+@pytest.fixture
+def fake_hubspot(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHubSpot]:
+    """A fake HubSpot account (CRM v3 objects API) on 127.0.0.1 for this test."""
+    from airflow_opsflow.testing.hubspot_server import FakeHubSpot
+
+    _no_proxy(monkeypatch)  # requests-based clients would send 127.0.0.1 to a proxy lacking NO_PROXY
+    with FakeHubSpot() as server:
+        yield server
+
+
+@pytest.fixture
+def hubspot_conn(fake_hubspot: FakeHubSpot, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The ``hubspot_default`` connection id (``opsflow_hubspot``) wired to ``fake_hubspot``."""
+    conn_id = "hubspot_default"
+    _setenv(monkeypatch, fake_hubspot.hubspot_connection(conn_id))
+    return conn_id
+
+
+@pytest.fixture
+def recording_http(monkeypatch: pytest.MonkeyPatch) -> Iterator[RecordingHTTPServer]:
+    """A recording REST/webhook endpoint on 127.0.0.1 for this test."""
+    from airflow_opsflow.testing.recording_http import RecordingHTTPServer
+
+    _no_proxy(monkeypatch)
+    with RecordingHTTPServer() as server:
+        yield server
+
+
+@pytest.fixture
+def http_conn(recording_http: RecordingHTTPServer, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The ``http_default`` connection id (HttpHook's default) pointing at ``recording_http``, no credentials."""
+    conn_id = "http_default"
+    _setenv(monkeypatch, recording_http.http_connection(conn_id))
     return conn_id

@@ -1,0 +1,13 @@
+"""Where ReverseSyncOperator writes: declarations resolved to engine destinations at run time.
+
+``HttpEndpoint`` (any REST/webhook API through an ``http`` connection), ``HubSpotObjects`` (HubSpot CRM
+objects) and ``DatabaseTable`` (a table on any common-sql connection). They hold settings only: no
+connection is looked up and nothing heavy is imported until the task runs.
+"""
+
+from airflow_opsflow.destinations.base import SyncDestination
+from airflow_opsflow.destinations.http import HttpEndpoint
+from airflow_opsflow.destinations.hubspot import HubSpotObjects
+from airflow_opsflow.destinations.table import DatabaseTable
+
+__all__ = ["DatabaseTable", "HttpEndpoint", "HubSpotObjects", "SyncDestination"]

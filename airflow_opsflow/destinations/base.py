@@ -1,0 +1,33 @@
+"""The declaration side of a sync destination (what a DAG file builds)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from airflow_opsflow.sync.destinations.base import Destination
+    from airflow_opsflow.sync.ratelimit import RateLimiter
+
+
+@dataclass(frozen=True)
+class Opened:
+    """An engine destination ready to send, with its shared request budget and batch size."""
+
+    destination: Destination
+    limiter: RateLimiter
+    batch_size: int
+
+
+class SyncDestination(ABC):
+    """Settings of a destination; :meth:`open` resolves connections when the task runs."""
+
+    default_batch_size: int = 100
+
+    @abstractmethod
+    def open(self, owner: str, sync_id: str, concurrency: int) -> Opened:
+        """Look up connections and build the engine destination (``owner`` names the task in errors)."""
+
+    def describe(self) -> str:
+        return type(self).__name__

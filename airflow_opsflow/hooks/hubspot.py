@@ -1,0 +1,51 @@
+"""HubSpotHook: an ``opsflow_hubspot`` connection (a private app's access token) for CRM syncs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk import BaseHook
+
+from airflow_opsflow.hooks.http_target import http_target
+from airflow_opsflow.sync.destinations.transport import HttpTarget
+
+HUBSPOT_API = "https://api.hubapi.com"
+
+
+class HubSpotHook(BaseHook):
+    """Connection details for HubSpot's CRM API.
+
+    :param hubspot_conn_id: an ``opsflow_hubspot`` connection: password = the private app's access token;
+        host = the API base URL (empty: ``https://api.hubapi.com``; set it for a test double). Extra
+        ``requests_per_10s``: the account's burst limit (100 on Free/Starter, 190 on Pro/Enterprise).
+    """
+
+    conn_name_attr = "hubspot_conn_id"
+    default_conn_name = "hubspot_default"
+    conn_type = "opsflow_hubspot"
+    hook_name = "HubSpot (opsflow sync)"
+
+    def __init__(self, hubspot_conn_id: str = default_conn_name) -> None:
+        super().__init__()
+        self.hubspot_conn_id = hubspot_conn_id
+
+    def target(self, owner: str = "") -> HttpTarget:
+        target = http_target(self.hubspot_conn_id, owner, default_host=HUBSPOT_API)
+        if not target.headers.get("Authorization", "").startswith("Bearer "):
+            raise ValueError(f"connection {self.hubspot_conn_id!r}: the password must hold the private app's "
+                             "access token (and the login stay empty)")
+        return target
+
+    def requests_per_10s(self) -> int:
+        extra: dict[str, Any] = self.get_connection(self.hubspot_conn_id).extra_dejson
+        return int(extra.get("requests_per_10s", 100))
+
+    def test_connection(self) -> tuple[bool, str]:
+        from airflow_opsflow.sync.destinations.transport import HttpTransport
+
+        try:
+            transport = HttpTransport(self.target(), max_connections=1, what="HubSpot")
+            transport.request("GET", "/crm/v3/objects/contacts?limit=1")
+        except Exception as e:
+            return False, f"{type(e).__name__}: {e}"
+        return True, "Connected to HubSpot"

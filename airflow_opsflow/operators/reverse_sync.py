@@ -1,0 +1,216 @@
+"""ReverseSyncOperator: push modeled rows into a CRM, an API or a table, sending only what changed."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+from airflow_opsflow.destinations.base import SyncDestination
+from airflow_opsflow.sync.spec import SyncSpec, SyncSpecError
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airflow_opsflow.sync.mapping import MappingSpec
+
+
+class ReverseSyncOperator(BaseOperator):
+    """Sync the rows of a query (or table) to a destination, by primary key, sending only what changed.
+
+    Every run reads the source in one consistent snapshot with a server-side cursor, diffs each row's
+    mapped fields against the hashes the destination last confirmed (kept in opsflow's state database),
+    and sends new and changed records (and, in ``mirror`` mode, deletes). A key's hash only advances when
+    the destination confirmed the record, so rejected records are retried every run until they succeed,
+    and a crash re-sends at most the batches in flight. When the state database is the source database
+    (PostgreSQL, MySQL/MariaDB), the diff runs there and only the changes leave it.
+
+    The counts ``{added, changed, deleted, unchanged, failed, invalid, skipped}`` and the rejected records
+    go to XCom (``return_value``) and, for each Asset outlet, to the asset event's ``extra``.
+
+    :param conn_id: the source's SQL connection. (templated)
+    :param sql: the source query, or a ``.sql`` file. (templated)
+    :param table: the source table (instead of ``sql``). (templated)
+    :param primary_key: the column(s) identifying a record; rows with a null or duplicate key are reported
+        as invalid and never sent.
+    :param destination: ``HttpEndpoint(...)``, ``HubSpotObjects(...)`` or ``DatabaseTable(...)``.
+    :param mapping: ``{destination_field: source_column}`` or ``{field: {"column": c, "type": "date"}}``;
+        default: every source column under its own name. Only mapped columns count as changes.
+    :param mode: ``upsert`` (new + changed; default), ``insert`` (new only), ``update`` (changed, and new keys
+        as updates of existing records), ``mirror`` (upsert + delete records whose key left the source).
+    :param sync_id: names the sync's state (default ``<dag_id>.<task_id>``); keep it when renaming a task.
+    :param cursor: an ``updated_at``-style column: later runs read only rows changed since the last one
+        (minus ``cursor_lookback``); mirror deletes are found by a full diff every ``full_diff_every``.
+    :param cursor_lookback: re-read this far behind the last run's maximum (timedelta or number).
+    :param full_diff_every: with a cursor, read everything again at this interval (default 1 day).
+    :param full_resync: send every row whatever was sent before. (templated)
+    :param dry_run: report counts, field-level diffs for a sample and the expected requests; send nothing
+        and leave the state untouched. (templated)
+    :param max_delete_share: mirror refuses to delete more than this share of the synced records (0.2).
+    :param allow_empty_source: let mirror delete everything when the source returns no rows.
+    :param max_failed: fail the task when more records than this are rejected (default 0; None: no limit).
+    :param max_failed_share: fail only above this share of rejected records (with ``max_failed``, both must
+        be exceeded).
+    :param shard: ``(index, count)``: sync only the keys hashing into this shard, with its own state, so one
+        big sync fans out over mapped tasks: ``.partial(...).expand(shard=[(0, 4), (1, 4), (2, 4), (3, 4)])``.
+    :param batch_size: records per request (default: the destination's).
+    :param concurrency: requests in flight at once.
+    :param max_attempts: tries per batch on 5xx/timeouts (rate-limit waits do not count).
+    :param state_conn_id: the state database (default ``[opsflow] state_conn_id``).
+    :param diff: ``auto`` (pushdown when the state is in the source database), ``pushdown`` or ``streaming``.
+    :param fetch_size: rows per round trip of the source cursor.
+    """
+
+    template_fields: Sequence[str] = ("conn_id", "sql", "table", "sync_id", "full_resync", "sync_dry_run")
+    template_ext: Sequence[str] = (".sql",)
+    template_fields_renderers = {"sql": "sql"}
+    ui_color = "#e8eef8"
+
+    def __init__(
+        self,
+        *,
+        conn_id: str,
+        primary_key: str | Sequence[str],
+        destination: SyncDestination,
+        sql: str | None = None,
+        table: str | None = None,
+        mapping: MappingSpec | None = None,
+        mode: str = "upsert",
+        sync_id: str | None = None,
+        cursor: str | None = None,
+        cursor_lookback: timedelta | int | float | None = None,
+        full_diff_every: timedelta | None = timedelta(days=1),
+        full_resync: bool | str = False,
+        dry_run: bool | str = False,
+        max_delete_share: float = 0.2,
+        allow_empty_source: bool = False,
+        max_failed: int | None = 0,
+        max_failed_share: float | None = None,
+        shard: Sequence[int] | None = None,
+        batch_size: int | None = None,
+        concurrency: int = 4,
+        max_attempts: int = 6,
+        state_conn_id: str | None = None,
+        diff: str = "auto",
+        fetch_size: int = 10_000,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        where = self._where_am_i()
+        if (sql is None) == (table is None):
+            raise ValueError(f"{where}: give exactly one of sql= or table=")
+        if not isinstance(destination, SyncDestination):
+            raise ValueError(f"{where}: destination must be HttpEndpoint(...), HubSpotObjects(...) or "
+                             f"DatabaseTable(...), got {type(destination).__name__}")
+        if concurrency < 1 or (batch_size is not None and batch_size < 1) or max_attempts < 1:
+            raise ValueError(f"{where}: concurrency, batch_size and max_attempts must be >= 1")
+        self.conn_id, self.sql, self.table = conn_id, sql, table
+        self.destination = destination
+        self.sync_id = sync_id
+        self.full_resync = full_resync
+        self.sync_dry_run = dry_run  # not ``dry_run``: BaseOperator has a method of that name
+        self.batch_size, self.concurrency, self.max_attempts = batch_size, concurrency, max_attempts
+        self.state_conn_id, self.fetch_size = state_conn_id, fetch_size
+        self.shard = tuple(shard) if shard is not None else None
+        self._settings = {
+            "mode": mode, "cursor": cursor, "cursor_lookback": cursor_lookback, "full_diff_every": full_diff_every,
+            "max_delete_share": max_delete_share, "allow_empty_source": allow_empty_source,
+            "max_failed": max_failed, "max_failed_share": max_failed_share, "diff": diff,
+        }
+        self.primary_key, self.mapping = primary_key, mapping
+        self._spec(dry_run=False, full_resync=False)  # fail at DAG parse, not at 3 a.m.
+
+    def _where_am_i(self) -> str:
+        dag_id = self.dag_id if self.has_dag() else None
+        return f"dag {dag_id!r}, task {self.task_id!r}" if dag_id else f"task {self.task_id!r}"
+
+    def _spec(self, dry_run: bool, full_resync: bool) -> SyncSpec:
+        sync_id = self.sync_id or (f"{self.dag_id}.{self.task_id}" if self.has_dag() else self.task_id)
+        shard = self.shard
+        try:
+            return SyncSpec.build(sync_id, self.primary_key, self.mapping, shard=shard, dry_run=dry_run,
+                                  full_resync=full_resync, **self._settings)
+        except (SyncSpecError, TypeError) as e:
+            raise ValueError(f"{self._where_am_i()}: {e}") from None
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_opsflow.hooks.db import dialect_of, get_db_hook
+        from airflow_opsflow.hooks.state import state_store
+        from airflow_opsflow.state.store import StateStoreError
+        from airflow_opsflow.sync.deliver import DeliveryPolicy, DestinationDown
+        from airflow_opsflow.sync.engine import SyncFailed, SyncRefused, SyncRun
+        from airflow_opsflow.sync.plan import source_query
+        from airflow_opsflow.sync.source import SourceError, SqlSource
+
+        where = self._where_am_i()
+        spec = self._spec(_truthy(self.sync_dry_run), _truthy(self.full_resync))
+        hook = get_db_hook(self.conn_id, where)
+        dialect = dialect_of(hook)
+        try:
+            sql = source_query(dialect, self.sql, self.table, where)
+        except ValueError as e:
+            raise AirflowFailException(str(e)) from None
+        state_conn = self.state_conn_id
+
+        def store() -> Any:
+            return state_store(state_conn, where)
+
+        store()  # no state database configured: a clear error now, before anything is read
+        same_db = _same_database(self.conn_id, state_conn)
+        if dialect == "sqlite" and same_db:
+            raise AirflowFailException(f"{where}: the SQLite source and the state store are the same file; SQLite "
+                                       "lets one writer block readers, so keep the state in another database")
+        opened = self.destination.open(where, spec.state_id, self.concurrency)
+        policy = DeliveryPolicy(batch_size=self.batch_size or opened.batch_size, concurrency=self.concurrency,
+                                max_attempts=self.max_attempts)
+        if policy.batch_size > opened.destination.max_batch:
+            raise AirflowFailException(f"{where}: batch_size {policy.batch_size} is over what "
+                                       f"{opened.destination.name} takes ({opened.destination.max_batch})")
+        run = SyncRun(spec, SqlSource(hook.get_conn, dialect, self.fetch_size), sql, store, opened.destination,
+                      policy, pushdown_ok=same_db, source_table=self.table, limiter=opened.limiter)
+        self.log.info("syncing %s -> %s (%s, sync id %r)", self.table or "query", self.destination.describe(),
+                      spec.mode, spec.state_id)
+        try:
+            report = run.run()
+        except (SyncFailed, SyncRefused) as e:
+            self._publish(context, e.report)
+            raise AirflowFailException(str(e)) from None
+        except SyncSpecError as e:
+            raise AirflowFailException(f"{where}: {e}") from None
+        except (DestinationDown, StateStoreError, SourceError) as e:
+            raise AirflowException(f"{where}: {e}") from None  # retryable: nothing confirmed is lost
+        finally:
+            opened.destination.close()
+        return self._publish(context, report)
+
+    def _publish(self, context: Context, report: Any) -> dict[str, Any]:
+        self.log.info("\n%s", report.summary())
+        payload: dict[str, Any] = report.to_dict()
+        context["ti"].xcom_push(key="sync", value=payload)
+        events = context.get("outlet_events")
+        for outlet in self.outlets or []:
+            if events is not None and type(outlet).__name__ == "Asset":
+                events[outlet].extra = {"sync_id": report.sync_id, "dry_run": report.dry_run, **report.counts}
+        return payload
+
+
+def _truthy(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
+
+
+def _same_database(source_conn_id: str, state_conn_id: str | None) -> bool:
+    """The state store is the source database: same connection, or same host, port and database."""
+    from airflow.sdk import BaseHook, conf
+
+    state_conn_id = state_conn_id or conf.get("opsflow", "state_conn_id", fallback="") or None
+    if state_conn_id is None:
+        return False
+    if state_conn_id == source_conn_id:
+        return True
+    a, b = BaseHook.get_connection(source_conn_id), BaseHook.get_connection(state_conn_id)
+    return (a.conn_type, a.host, a.port, a.schema) == (b.conn_type, b.host, b.port, b.schema) and bool(a.host)

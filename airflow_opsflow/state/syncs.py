@@ -1,0 +1,278 @@
+"""Reverse-ETL sync state: one row per sync (meta, lease) and one per key the sync ever sent.
+
+A key's ``row_hash`` is the hash of the mapped fields the destination *confirmed*; it advances only in
+:meth:`SyncRepo.record`, called after the destination answered. A rejected record keeps its last
+confirmed hash (so the next diff sends it again) and its error. Writes are batched multi-row upserts, one
+transaction per group of confirmed batches: a crash loses at most the confirmations of that group, and
+those records are re-sent (upserts by key and idempotency keys make the repeat harmless).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from airflow_opsflow.state.store import Cursor, StateStore, StateStoreError
+
+OK, FAILED, DELETE_FAILED, MISSING = "ok", "failed", "delfail", "missing"
+_CHUNK = 400  # rows per multi-row statement (SQLite allows 32k parameters; 400 x 7 stays far below)
+_LEASE_STALE = timedelta(minutes=5)
+
+
+class SyncBusyError(StateStoreError):
+    """Another task is running the same sync right now."""
+
+
+@dataclass(frozen=True)
+class SyncMeta:
+    sync_id: str
+    hash_kind: str
+    watermark: Any
+    last_full_at: datetime | None
+    last_run_at: datetime | None
+    last_counts: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class KeyState:
+    row_hash: str | None
+    dest_ref: str | None
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class Confirmation:
+    """The destination's answer for one key: ``ok`` (with the hash it now holds) or an error."""
+
+    key: str
+    row_hash: str | None
+    dest_ref: str | None = None
+    error: str | None = None
+    deleted: bool = False
+    missing: bool = False  # an update found no such record: remembered, not retried until the row changes
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+class SyncRepo:
+    """Sync state on one :class:`StateStore`. Not thread-safe: give each thread its own store."""
+
+    def __init__(self, store: StateStore, sync_id: str) -> None:
+        if not sync_id or len(sync_id) > 200:
+            raise StateStoreError(f"sync id must be 1 to 200 characters, got {sync_id!r}")
+        self.store = store
+        self.sync_id = sync_id
+        self._keys = store.table("sync_keys")
+        self._meta = store.table("sync_meta")
+        self._owner = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self._locked = False
+
+    # -- one run at a time -------------------------------------------------------------------------
+
+    def lock(self) -> None:
+        """Take the sync's run lock or raise :class:`SyncBusyError`.
+
+        PostgreSQL and MySQL use a session-level advisory lock on this store's connection, released by
+        the database as soon as the process dies; SQLite uses a lease row, taken over when its holder's
+        process is gone (same host) or stale.
+        """
+        digest = hashlib.md5(self.sync_id.encode(), usedforsecurity=False).hexdigest()
+        with self.store.transaction() as cur:
+            self._ensure_meta(cur)
+            if self.store.dialect == "postgres":
+                cur.execute("SELECT pg_try_advisory_lock(?)", (int(digest[:15], 16),))
+                got = bool(cur.fetchone()[0])
+            elif self.store.dialect == "mysql":
+                cur.execute("SELECT GET_LOCK(?, 0)", (f"opsflow_sync_{digest[:40]}",))
+                got = cur.fetchone()[0] == 1
+            else:
+                got = self._take_lease(cur)
+        if not got:
+            raise SyncBusyError(f"sync {self.sync_id!r} is already running in another task; this run does "
+                                "nothing rather than send the same records twice")
+        self._locked = True
+
+    def unlock(self) -> None:
+        if not self._locked:
+            return
+        self._locked = False
+        digest = hashlib.md5(self.sync_id.encode(), usedforsecurity=False).hexdigest()
+        with self.store.transaction() as cur:
+            if self.store.dialect == "postgres":
+                cur.execute("SELECT pg_advisory_unlock(?)", (int(digest[:15], 16),))
+            elif self.store.dialect == "mysql":
+                cur.execute("SELECT RELEASE_LOCK(?)", (f"opsflow_sync_{digest[:40]}",))
+            else:
+                cur.execute(f"UPDATE {self._meta} SET lease_owner = NULL, lease_at = NULL "
+                            "WHERE sync_id = ? AND lease_owner = ?", (self.sync_id, self._owner))
+
+    def _take_lease(self, cur: Cursor) -> bool:
+        cur.execute(f"SELECT lease_owner, lease_at FROM {self._meta} WHERE sync_id = ?", (self.sync_id,))
+        owner, at = cur.fetchone()
+        if owner and not _lease_dead(owner, at):
+            return False
+        cur.execute(f"UPDATE {self._meta} SET lease_owner = ?, lease_at = ? WHERE sync_id = ?",
+                    (self._owner, _now(), self.sync_id))
+        return True
+
+    def heartbeat(self, cur: Cursor) -> None:
+        if self.store.dialect not in ("postgres", "mysql"):
+            cur.execute(f"UPDATE {self._meta} SET lease_at = ? WHERE sync_id = ? AND lease_owner = ?",
+                        (_now(), self.sync_id, self._owner))
+
+    # -- meta ------------------------------------------------------------------------------------------
+
+    def _ensure_meta(self, cur: Cursor) -> None:
+        cur.execute(f"SELECT 1 FROM {self._meta} WHERE sync_id = ?", (self.sync_id,))
+        if cur.fetchone() is None:
+            cur.execute(f"INSERT INTO {self._meta} (sync_id, hash_kind) VALUES (?, ?)", (self.sync_id, ""))
+
+    def meta(self) -> SyncMeta:
+        with self.store.transaction() as cur:
+            self._ensure_meta(cur)
+            cur.execute(f"SELECT hash_kind, watermark, last_full_at, last_run_at, last_counts FROM {self._meta} "
+                        "WHERE sync_id = ?", (self.sync_id,))
+            kind, mark, full_at, run_at, counts = cur.fetchone()
+        return SyncMeta(self.sync_id, kind or "", json.loads(mark) if mark else None,
+                        datetime.fromisoformat(full_at) if full_at else None,
+                        datetime.fromisoformat(run_at) if run_at else None,
+                        json.loads(counts) if counts else {})
+
+    def finish_run(self, hash_kind: str, counts: dict[str, Any], watermark: Any = None,
+                   set_watermark: bool = False, full: bool = False) -> None:
+        """Record a completed run (the watermark only moves when the whole read was delivered)."""
+        sets = ["hash_kind = ?", "last_run_at = ?", "last_counts = ?"]
+        params: list[Any] = [hash_kind, _now(), json.dumps(counts, default=str)]
+        if set_watermark:
+            sets.append("watermark = ?")
+            params.append(None if watermark is None else json.dumps(watermark))
+        if full:
+            sets.append("last_full_at = ?")
+            params.append(_now())
+        with self.store.transaction() as cur:
+            cur.execute(f"UPDATE {self._meta} SET {', '.join(sets)} WHERE sync_id = ?", (*params, self.sync_id))
+
+    def reset_hash_kind(self, hash_kind: str) -> None:
+        """The hashing scheme changed (e.g. another source dialect): stored hashes cannot be compared."""
+        with self.store.transaction() as cur:
+            cur.execute(f"UPDATE {self._keys} SET row_hash = NULL WHERE sync_id = ?", (self.sync_id,))
+            cur.execute(f"UPDATE {self._meta} SET hash_kind = ?, watermark = NULL WHERE sync_id = ?",
+                        (hash_kind, self.sync_id))
+
+    # -- keys ------------------------------------------------------------------------------------------
+
+    def lookup(self, keys: Sequence[str]) -> dict[str, KeyState]:
+        """The stored state of ``keys`` (absent keys were never sent)."""
+        found: dict[str, KeyState] = {}
+        with self.store.transaction() as cur:
+            for start in range(0, len(keys), _CHUNK):
+                part = keys[start:start + _CHUNK]
+                marks = ", ".join("?" * len(part))
+                cur.execute(f"SELECT key_text, row_hash, dest_ref, status FROM {self._keys} "
+                            f"WHERE sync_id = ? AND key_text IN ({marks})", (self.sync_id, *part))
+                for key, row_hash, ref, status in cur.fetchall():
+                    found[key] = KeyState(row_hash, ref, status)
+        return found
+
+    def failed_keys(self, limit: int = 1_000_000) -> list[str]:
+        """Keys whose last send was rejected: retried by key even when an incremental read skips them."""
+        with self.store.transaction() as cur:
+            cur.execute(f"SELECT key_text FROM {self._keys} WHERE sync_id = ? AND status = ?", (self.sync_id, FAILED))
+            return [r[0] for r in cur.fetchall()[:limit]]
+
+    def iter_keys(self, page: int = 20_000) -> Iterator[tuple[str, str | None, str | None]]:
+        """Every stored (key, row_hash, dest_ref), in pages by key (for deletes in streamed diffs)."""
+        after = ""
+        while True:
+            with self.store.transaction() as cur:
+                cur.execute(f"SELECT key_text, row_hash, dest_ref FROM {self._keys} WHERE sync_id = ? AND key_text > ? "
+                            f"ORDER BY key_text LIMIT {int(page)}", (self.sync_id, after))
+                rows = cur.fetchall()
+            yield from ((r[0], r[1], r[2]) for r in rows)
+            if len(rows) < page:
+                return
+            after = rows[-1][0]
+
+    def counts(self) -> dict[str, int]:
+        """How many keys are confirmed, failed and awaiting a delete."""
+        with self.store.transaction() as cur:
+            cur.execute(f"SELECT status, COUNT(*) FROM {self._keys} WHERE sync_id = ? GROUP BY status", (self.sync_id,))
+            return {str(s): int(n) for s, n in cur.fetchall()}
+
+    def synced_count(self) -> int:
+        """Keys the destination holds (confirmed at least once)."""
+        with self.store.transaction() as cur:
+            cur.execute(f"SELECT COUNT(*) FROM {self._keys} WHERE sync_id = ? AND row_hash IS NOT NULL",
+                        (self.sync_id,))
+            return int(cur.fetchone()[0])
+
+    def record(self, answers: Sequence[Confirmation]) -> None:
+        """Store the destination's answers in one transaction (confirmed hashes advance, rejections keep
+        the old hash and gain the error, confirmed deletes drop the key)."""
+        now = _now()
+        oks = [(self.sync_id, a.key, a.row_hash, a.dest_ref, MISSING if a.missing else OK, 0, None, now)
+               for a in answers if a.error is None and not a.deleted]
+        bad = [(self.sync_id, a.key, None, a.dest_ref, DELETE_FAILED if a.deleted else FAILED, 1, a.error[:2000], now)
+               for a in answers if a.error is not None]
+        gone = [a.key for a in answers if a.deleted and a.error is None]
+        with self.store.transaction() as cur:
+            self._upsert(cur, oks, ok=True)
+            self._upsert(cur, bad, ok=False)
+            for start in range(0, len(gone), _CHUNK):
+                part = gone[start:start + _CHUNK]
+                marks = ", ".join("?" * len(part))
+                cur.execute(f"DELETE FROM {self._keys} WHERE sync_id = ? AND key_text IN ({marks})",
+                            (self.sync_id, *part))
+            self.heartbeat(cur)
+
+    def forget(self, keys: Sequence[str]) -> None:
+        """Drop keys that never reached the destination and left the source (nothing to delete there)."""
+        self.record([Confirmation(k, None, deleted=True) for k in keys])
+
+    def _upsert(self, cur: Cursor, rows: list[tuple[Any, ...]], ok: bool) -> None:
+        columns = "sync_id, key_text, row_hash, dest_ref, status, attempts, last_error, updated_at"
+        dialect = self.store.dialect
+        if dialect == "mysql":
+            ref = "COALESCE(VALUES(dest_ref), dest_ref)"
+            update = (f"row_hash = VALUES(row_hash), dest_ref = {ref}, status = VALUES(status), attempts = 0, "
+                      "last_error = NULL, updated_at = VALUES(updated_at)") if ok else (
+                      f"dest_ref = {ref}, status = VALUES(status), attempts = attempts + 1, "
+                      "last_error = VALUES(last_error), updated_at = VALUES(updated_at)")
+            tail = f"ON DUPLICATE KEY UPDATE {update}"
+        else:
+            ref = f"COALESCE(excluded.dest_ref, {self._keys.split('.')[-1]}.dest_ref)"
+            update = (f"row_hash = excluded.row_hash, dest_ref = {ref}, status = excluded.status, attempts = 0, "
+                      "last_error = NULL, updated_at = excluded.updated_at") if ok else (
+                      f"dest_ref = {ref}, status = excluded.status, "
+                      f"attempts = {self._keys.split('.')[-1]}.attempts + 1, "
+                      "last_error = excluded.last_error, updated_at = excluded.updated_at")
+            tail = f"ON CONFLICT (sync_id, key_text) DO UPDATE SET {update}"
+        for start in range(0, len(rows), _CHUNK):
+            part = rows[start:start + _CHUNK]
+            values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * len(part))
+            cur.execute(f"INSERT INTO {self._keys} ({columns}) VALUES {values} {tail}",
+                        [v for row in part for v in row])
+
+
+def _lease_dead(owner: str, at: str | None) -> bool:
+    host, _, rest = owner.partition(":")
+    if not at or datetime.now(UTC) - datetime.fromisoformat(at) > _LEASE_STALE:
+        return True
+    if host != socket.gethostname():
+        return False
+    pid = int(rest.split(":")[0] or 0)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False

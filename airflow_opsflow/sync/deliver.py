@@ -1,0 +1,283 @@
+"""Delivery: batches to the destination from a few threads, answers recorded as they come back.
+
+* Batches of ``batch_size`` per operation go to ``concurrency`` sender threads.
+* Transient errors (5xx, timeouts) are retried with exponential backoff; rate-limit answers pause every
+  sender for the time the destination asked (not a failed attempt).
+* A batch the destination refuses as a whole is split in halves until the bad records are isolated;
+  the good ones go through.
+* A single writer thread records answers in the state store, many batches per transaction. At most
+  ``window`` batches are in flight (sent or being sent, not yet recorded): a crash re-sends at most those.
+* After ``breaker`` batches in a row exhausted their retries the destination is taken as down and the
+  run stops (what was confirmed is recorded; the rest is sent by the next run).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from airflow_opsflow.state.syncs import Confirmation
+from airflow_opsflow.sync.destinations.base import (
+    BatchRejected,
+    Destination,
+    DestinationFailed,
+    Operation,
+    Outcome,
+    Record,
+    TransientError,
+)
+from airflow_opsflow.sync.ratelimit import RateLimiter
+
+log = logging.getLogger(__name__)
+
+
+class DestinationDown(RuntimeError):
+    """The destination kept failing (or refused us outright); the run stopped early."""
+
+
+@dataclass(frozen=True)
+class DeliveryPolicy:
+    """How hard to push and how long to insist.
+
+    :param batch_size: records per request.
+    :param concurrency: sender threads.
+    :param max_attempts: tries per batch on transient errors (rate-limit waits are not tries).
+    :param backoff: first retry delay in seconds (doubles each try, jittered, at most 60 s).
+    :param max_rate_limit_wait: seconds one batch may spend waiting on rate limits before it fails.
+    :param window: batches in flight before the sender waits for the recorder (default 2 x concurrency).
+    :param breaker: consecutive failed batches that stop the run.
+    """
+
+    batch_size: int = 100
+    concurrency: int = 4
+    max_attempts: int = 6
+    backoff: float = 1.0
+    max_rate_limit_wait: float = 900.0
+    window: int | None = None
+    breaker: int = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One record to deliver with ``op``; ``kind`` (added/changed/deleted) is for the counts."""
+
+    op: Operation
+    record: Record
+    kind: str
+
+
+@dataclass
+class DeliveryStats:
+    delivered: Counter[str] = field(default_factory=Counter)  # kind -> records confirmed
+    missing: int = 0
+    failed: Counter[str] = field(default_factory=Counter)  # kind -> records rejected or given up
+    failures: list[tuple[str, str, str]] = field(default_factory=list)  # (key, kind, error), first 100
+    requests: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    splits: int = 0
+
+
+class _Exhausted(Exception):
+    pass
+
+
+class Deliverer:
+    """Deliver items to ``destination``; ``record`` stores answers (called from one writer thread).
+
+    :param destination: where records go.
+    :param policy: batching, concurrency and retry settings.
+    :param record: stores a list of answers in one transaction (the state store).
+    :param finish: called by the writer thread when done (closes its connection: SQLite's are per thread).
+    :param limiter: the destination's shared request budget (the one its transport paces with): rate-limit
+        answers pause it for every sender.
+    """
+
+    def __init__(self, destination: Destination, policy: DeliveryPolicy,
+                 record: Callable[[list[Confirmation]], None], limiter: RateLimiter | None = None,
+                 finish: Callable[[], None] | None = None) -> None:
+        self.dest = destination
+        self._finish = finish
+        self.policy = policy
+        self._record = record
+        self.limiter = limiter or RateLimiter()
+        self.stats = DeliveryStats()
+        self._lock = threading.Lock()
+        window = policy.window or 2 * policy.concurrency
+        self._slots = threading.BoundedSemaphore(window)
+        self._answers: queue.Queue[list[tuple[Item, Outcome]] | None] = queue.Queue()
+        self._abort: BaseException | None = None
+        self._exhausted_in_a_row = 0
+
+    # -- the producer side -------------------------------------------------------------------------
+
+    def run(self, items: Iterable[Item]) -> DeliveryStats:
+        """Send everything; raise DestinationDown (or the recorder's error) when the run had to stop."""
+        writer = threading.Thread(target=self._writer, name="opsflow-sync-recorder", daemon=True)
+        writer.start()
+        buffers: dict[str, list[Item]] = {}
+        futures: list[Future[None]] = []
+        with ThreadPoolExecutor(self.policy.concurrency, thread_name_prefix="opsflow-sync-send") as pool:
+            try:
+                for item in items:
+                    if self._abort is not None:
+                        break
+                    buf = buffers.setdefault(item.op, [])
+                    buf.append(item)
+                    if len(buf) >= self.policy.batch_size:
+                        futures.append(self._submit(pool, buffers.pop(item.op)))
+                for buf in buffers.values():
+                    if buf and self._abort is None:
+                        futures.append(self._submit(pool, buf))
+            finally:
+                for f in futures:
+                    f.exception()
+                self._answers.put(None)
+                writer.join()
+        if self._abort is not None:
+            raise self._abort
+        return self.stats
+
+    def _submit(self, pool: ThreadPoolExecutor, batch: list[Item]) -> Future[None]:
+        self._slots.acquire()  # released by the writer once the batch's answers are recorded
+        return pool.submit(self._work, batch)
+
+    # -- senders -------------------------------------------------------------------------------------
+
+    def _work(self, batch: list[Item]) -> None:
+        answers: list[tuple[Item, Outcome]] = []
+        try:
+            if self._abort is None:
+                answers = self._deliver(batch)
+        except BaseException as e:
+            self._stop(e if isinstance(e, DestinationDown) else DestinationDown(
+                f"{self.dest.name}: {type(e).__name__}: {e}"))
+        finally:
+            self._answers.put(answers)
+
+    def _deliver(self, batch: list[Item]) -> list[tuple[Item, Outcome]]:
+        op = batch[0].op
+        try:
+            outcomes = self._send(op, [i.record for i in batch])
+        except BatchRejected as e:
+            if len(batch) == 1:
+                return [(batch[0], Outcome("error", str(e)))]
+            with self._lock:
+                self.stats.splits += 1
+            mid = len(batch) // 2
+            return self._deliver(batch[:mid]) + self._deliver(batch[mid:])
+        except _Exhausted as e:
+            with self._lock:
+                self._exhausted_in_a_row += 1
+                down = self._exhausted_in_a_row >= self.policy.breaker
+            if down:
+                self._stop(DestinationDown(f"{self.dest.name} kept failing: {e}; stopped after "
+                                           f"{self.policy.breaker} batches in a row gave up"))
+            return [(i, Outcome("error", str(e))) for i in batch]
+        except DestinationFailed as e:
+            self._stop(DestinationDown(f"{self.dest.name}: {e}"))
+            return []
+        with self._lock:
+            self._exhausted_in_a_row = 0
+        if len(outcomes) != len(batch):
+            raise DestinationDown(f"{self.dest.name} answered {len(outcomes)} results for {len(batch)} records")
+        return list(zip(batch, outcomes, strict=True))
+
+    def _send(self, op: Operation, records: Sequence[Record]) -> list[Outcome]:
+        attempts, waited = 0, 0.0
+        while True:
+            if self._abort is not None:
+                raise _Exhausted("the run is stopping")
+            with self._lock:
+                self.stats.requests += 1
+            try:
+                return self.dest.send(op, records)
+            except TransientError as e:
+                if e.rate_limited:
+                    delay = e.retry_after if e.retry_after is not None else min(60.0, 2.0 ** min(attempts + 1, 6))
+                    waited += delay
+                    with self._lock:
+                        self.stats.rate_limited += 1
+                    if waited > self.policy.max_rate_limit_wait:
+                        raise _Exhausted(f"{e} (rate limited for {waited:.0f} s)") from None
+                    self.limiter.pause(delay)
+                    continue
+                attempts += 1
+                if attempts >= self.policy.max_attempts:
+                    raise _Exhausted(f"{e} (gave up after {attempts} attempts)") from None
+                with self._lock:
+                    self.stats.retries += 1
+                delay = e.retry_after if e.retry_after is not None else (
+                    min(60.0, self.policy.backoff * 2 ** (attempts - 1)) * random.uniform(0.5, 1.0))
+                time.sleep(delay)
+
+    def _stop(self, error: BaseException) -> None:
+        with self._lock:
+            if self._abort is None:
+                self._abort = error
+
+    # -- the recorder --------------------------------------------------------------------------------
+
+    def _writer(self) -> None:
+        try:
+            self._write_answers()
+        finally:
+            if self._finish is not None:
+                try:
+                    self._finish()
+                except Exception:
+                    log.debug("closing the recorder's connection failed", exc_info=True)
+
+    def _write_answers(self) -> None:
+        done = False
+        while not done:
+            groups = [self._answers.get()]
+            while True:  # everything already answered goes into the same transaction
+                try:
+                    groups.append(self._answers.get_nowait())
+                except queue.Empty:
+                    break
+            done = any(g is None for g in groups)
+            batches = [g for g in groups if g is not None]
+            answers = [a for g in batches for a in g]
+            try:
+                if answers and (self._abort is None or isinstance(self._abort, DestinationDown)):
+                    self._record(self._confirmations(answers))
+                    self._count(answers)
+            except BaseException as e:
+                self._stop(e)
+            finally:
+                for _ in batches:
+                    self._slots.release()
+
+    @staticmethod
+    def _confirmations(answers: list[tuple[Item, Outcome]]) -> list[Confirmation]:
+        out = []
+        for item, o in answers:
+            r, delete = item.record, item.op == "delete"
+            if o.status == "error":
+                out.append(Confirmation(r.key, None, o.ref or r.ref, error=o.error or "rejected", deleted=delete))
+            elif o.status == "missing" and not delete:
+                out.append(Confirmation(r.key, r.row_hash, o.ref or r.ref, missing=True))
+            else:  # confirmed (a delete of an already absent record is as good as done)
+                out.append(Confirmation(r.key, r.row_hash, o.ref or r.ref, deleted=delete))
+        return out
+
+    def _count(self, answers: list[tuple[Item, Outcome]]) -> None:
+        s = self.stats
+        for item, o in answers:
+            if o.status == "error":
+                s.failed[item.kind] += 1
+                if len(s.failures) < 100:
+                    s.failures.append((item.record.key, item.kind, o.error or "rejected"))
+            elif o.status == "missing" and item.op != "delete":
+                s.missing += 1
+            else:
+                s.delivered[item.kind] += 1

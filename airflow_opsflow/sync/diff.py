@@ -1,0 +1,187 @@
+"""The diff: which source rows the destination does not have yet, and which keys left the source.
+
+Two ways, same answers:
+
+* **pushdown** (the state store lives in the source database): one query joins the source with the
+  stored hashes and returns only new and changed rows; a second (anti-join) lists keys that left the
+  source. Nothing but the changes crosses the wire.
+* **streaming** (state elsewhere): the source is streamed in chunks; each chunk's keys are looked up in
+  the state store with one query. Keys that left the source are found by walking the stored keys
+  against a compact in-memory set of this run's key hashes (8 bytes a key; a hash collision can only
+  keep a key, never delete one).
+
+Rows with a null key, a duplicate key or a value that cannot be cast are *invalid*: counted, sampled
+with the reason, never sent.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from airflow_opsflow.state.syncs import KeyState, SyncRepo
+from airflow_opsflow.sync.plan import HASH, KEY, OLD_HASH, OLD_REF, OLD_STATUS, Plan, py_hash, py_key, py_shard
+from airflow_opsflow.sync.source import SqlSource
+
+MAX_KEY_LENGTH = 512
+
+
+@dataclass(slots=True)
+class Change:
+    """A source row the destination lacks: ``added`` (key never confirmed) or ``changed``."""
+
+    kind: str
+    key: str
+    key_values: tuple[Any, ...]
+    values: tuple[Any, ...]  # the plan's selected columns
+    row_hash: str
+    ref: str | None
+
+
+@dataclass
+class DiffCounts:
+    read: int = 0
+    unchanged: int = 0
+    invalid: Counter[str] = field(default_factory=Counter)  # reason -> rows
+    invalid_samples: list[dict[str, Any]] = field(default_factory=list)
+    max_cursor: Any = None
+
+    def reject(self, reason: str, key: Any, detail: str = "") -> None:
+        self.invalid[reason] += 1
+        if len(self.invalid_samples) < 50:
+            self.invalid_samples.append({"key": key, "reason": reason, **({"detail": detail} if detail else {})})
+
+
+class Differ:
+    """Compute changes for one run.
+
+    :param plan: the source plan.
+    :param source: the open source session.
+    :param repo: the sync's state (lookups in streaming mode).
+    :param state_table: the qualified ``sync_keys`` table when the diff runs in the source database.
+    :param duplicates: key texts present more than once in the source (found beforehand), never sent.
+    :param resend_all: treat every row as changed (a forced full resync).
+    :param track_keys: remember every key seen (streaming mode, for deletes).
+    """
+
+    def __init__(self, plan: Plan, source: SqlSource, repo: SyncRepo, state_table: str | None,
+                 duplicates: dict[str, int], resend_all: bool = False, track_keys: bool = False) -> None:
+        self.plan = plan
+        self.source = source
+        self.repo = repo
+        self.state_table = state_table
+        self.duplicates = duplicates
+        self.resend_all = resend_all
+        self.counts = DiffCounts()
+        self._seen: array[int] | None = array("q") if track_keys else None
+        sel = plan.selected
+        self._key_idx = [sel.index(k) for k in plan.key]
+        self._val_idx = [sel.index(v) for v in plan.values]
+        self._cur_idx = sel.index(plan.cursor) if plan.cursor else None
+        self._width = len(sel)
+
+    # -- changes -------------------------------------------------------------------------------------
+
+    def changes(self, since: Any = None, keys: list[str] | None = None,
+                role: str = "the source query") -> Iterator[Change]:
+        if self.state_table is not None and keys is None:
+            yield from self._pushdown(since, role)
+        else:
+            yield from self._stream(since, keys, role)
+
+    def _pushdown(self, since: Any, role: str) -> Iterator[Change]:
+        sql = self.plan.pushdown_sql(self.state_table or "", self.repo.sync_id, since, self.resend_all)
+        for names, rows in self.source.stream(sql, role):
+            at = {n: i for i, n in enumerate(names)}
+            ki, hi, oh, orf, ost = at[KEY], at[HASH], at[OLD_HASH], at[OLD_REF], at[OLD_STATUS]
+            for row in rows:
+                old = KeyState(row[oh], row[orf], row[ost]) if row[ost] is not None else None
+                change = self._classify(row, row[ki], row[hi], old)
+                if change is not None:
+                    yield change
+
+    def _stream(self, since: Any, keys: list[str] | None, role: str) -> Iterator[Change]:
+        plan, sql_side = self.plan, self.plan.in_sql
+        for _names, rows in self.source.stream(plan.select_sql(since, keys), role):
+            batch: list[tuple[tuple[Any, ...], str | None, str]] = []
+            for row in rows:
+                if sql_side:
+                    key, row_hash = row[self._width], row[self._width + 1]
+                else:
+                    key = py_key([row[i] for i in self._key_idx])
+                    if plan.shard and key is not None and py_shard(key, plan.shard[1]) != plan.shard[0]:
+                        continue
+                    if keys is not None and key not in keys:
+                        continue
+                    row_hash = py_hash(plan.digest, [row[i] for i in self._val_idx])
+                batch.append((row, key, row_hash))
+            known = self.repo.lookup([k for _, k, _ in batch if k is not None])
+            for row, key, row_hash in batch:
+                change = self._classify(row, key, row_hash, known.get(key) if key is not None else None)
+                if change is not None:
+                    yield change
+
+    def _classify(self, row: tuple[Any, ...], key: str | None, row_hash: str, old: KeyState | None) -> Change | None:
+        c = self.counts
+        c.read += 1
+        key_values = tuple(row[i] for i in self._key_idx)
+        if self._cur_idx is not None:
+            value = row[self._cur_idx]
+            if value is not None and (c.max_cursor is None or value > c.max_cursor):
+                c.max_cursor = value
+        if key is None:
+            c.reject("null key", list(key_values))
+            return None
+        if self._seen is not None:
+            self._seen.append(hash(key))
+        if key in self.duplicates:
+            c.reject("duplicate key", key, f"{self.duplicates[key]} rows share this key")
+            return None
+        if len(key) > MAX_KEY_LENGTH:
+            c.reject("key too long", key[:80] + "...", f"over {MAX_KEY_LENGTH} characters")
+            return None
+        if old is not None and old.row_hash == row_hash and not self.resend_all:
+            c.unchanged += 1
+            return None
+        kind = "changed" if old is not None and old.row_hash is not None else "added"
+        return Change(kind, key, key_values, tuple(row[: self._width]), row_hash, old.dest_ref if old else None)
+
+    # -- deletes ---------------------------------------------------------------------------------------
+
+    def deletes(self) -> Iterator[tuple[str, str | None, str | None]]:
+        """Stored (key, confirmed hash, destination ref) whose key the source no longer has."""
+        if self.state_table is not None:
+            sql = self.plan.deletes_sql(self.state_table, self.repo.sync_id)
+            for _names, rows in self.source.stream(sql, "the deletes query"):
+                yield from ((r[0], r[1], r[2]) for r in rows)
+            return
+        if self._seen is None:
+            raise RuntimeError("deletes need track_keys=True in streaming mode")
+        import numpy as np  # only mirror syncs in streaming mode pay for it
+
+        seen = np.sort(np.frombuffer(self._seen, dtype=np.int64))
+        page: list[tuple[str, str | None, str | None]] = []
+        for entry in self.repo.iter_keys():
+            page.append(entry)
+            if len(page) >= 10_000:
+                yield from _absent(seen, page)
+                page = []
+        yield from _absent(seen, page)
+
+
+def _absent(seen: Any, page: list[tuple[str, str | None, str | None]]) -> Iterator[tuple[str, str | None, str | None]]:
+    import numpy as np
+
+    if not page:
+        return
+    wanted = np.fromiter((hash(k) for k, _, _ in page), dtype=np.int64, count=len(page))
+    pos = np.searchsorted(seen, wanted)
+    pos[pos >= len(seen)] = 0
+    found = seen[pos] == wanted if len(seen) else np.zeros(len(page), dtype=bool)
+    for entry, present in zip(page, found.tolist(), strict=True):
+        if not present:
+            yield entry
+

@@ -1,0 +1,347 @@
+"""One sync run, top to bottom: check the plan, take the lock, diff, guard, deliver, record.
+
+Order matters for safety: nothing is sent before the whole configuration checked out (columns,
+mapping, destination), new and changed records go before deletes, deletes are counted and guarded before
+the first one is sent, and the read watermark only moves when the run completed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from airflow_opsflow.state.store import StateStore
+from airflow_opsflow.state.syncs import SyncRepo
+from airflow_opsflow.sync.deliver import Deliverer, DeliveryPolicy, DeliveryStats, Item
+from airflow_opsflow.sync.destinations.base import Destination, Operation, Record
+from airflow_opsflow.sync.diff import Change, Differ
+from airflow_opsflow.sync.mapping import Mapping
+from airflow_opsflow.sync.plan import Plan, py_key
+from airflow_opsflow.sync.ratelimit import RateLimiter
+from airflow_opsflow.sync.report import SyncReport
+from airflow_opsflow.sync.source import SqlSource
+from airflow_opsflow.sync.spec import SyncSpec, SyncSpecError
+
+log = logging.getLogger(__name__)
+MAX_DUPLICATE_KEYS = 100_000
+_RETRY_CHUNK = 500
+
+OPS: dict[str, dict[str, Operation | None]] = {  # mode -> change kind -> operation (None: not sent)
+    "upsert": {"added": "upsert", "changed": "upsert"},
+    "mirror": {"added": "upsert", "changed": "upsert"},
+    "insert": {"added": "insert", "changed": None},
+    "update": {"added": "update", "changed": "update"},
+}
+
+
+class SyncFailed(RuntimeError):
+    """Too many records were rejected; the good ones were delivered and recorded first."""
+
+    def __init__(self, message: str, report: SyncReport) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+class SyncRefused(RuntimeError):
+    """A safety guard stopped the deletes (or the whole run); nothing unsafe was sent."""
+
+    def __init__(self, message: str, report: SyncReport) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+def config_digest(mapping: Mapping, key: tuple[str, ...], destination: Destination) -> str:
+    """Changes when what a record looks like at the destination changes: then every record is re-sent."""
+    text = json.dumps([mapping.describe(), list(key), destination.fingerprint()], sort_keys=True, default=str)
+    return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()[:16]
+
+
+class SyncRun:
+    """Run ``spec`` once.
+
+    :param spec: the sync's settings.
+    :param source: the source session (not yet entered).
+    :param source_sql: the validated source query (:func:`airflow_opsflow.sync.plan.source_query`).
+    :param source_table: the source table, when the source is one (its unique indexes spare the duplicate check).
+    :param store_factory: opens a new connection to the state store (the recorder thread needs its own).
+    :param destination: where records go.
+    :param policy: batching, concurrency and retries.
+    :param pushdown_ok: the state store is in the source database (the diff may run there).
+    :param limiter: the destination's request budget.
+    """
+
+    def __init__(self, spec: SyncSpec, source: SqlSource, source_sql: str, store_factory: Callable[[], StateStore],
+                 destination: Destination, policy: DeliveryPolicy, pushdown_ok: bool = False,
+                 source_table: str | None = None, limiter: RateLimiter | None = None) -> None:
+        self.spec = spec
+        self.source = source
+        self.source_sql = source_sql
+        self.source_table = source_table
+        self.store_factory = store_factory
+        self.dest = destination
+        self.policy = policy
+        self.pushdown_ok = pushdown_ok
+        self.limiter = limiter or RateLimiter()
+
+    # -- the run ---------------------------------------------------------------------------------------
+
+    def run(self) -> SyncReport:
+        started = time.monotonic()
+        spec = self.spec
+        store = self.store_factory()
+        repo = SyncRepo(store, spec.state_id)
+        try:
+            with self.source as src:
+                plan, mapping = self._plan(src)
+                pushdown = self._pushdown(plan)
+                repo.lock()
+                try:
+                    report = self._run_locked(src, repo, plan, mapping, pushdown, store)
+                finally:
+                    repo.unlock()
+        finally:
+            store.close()
+        report.seconds = time.monotonic() - started
+        return self._judge(report)
+
+    def _plan(self, src: SqlSource) -> tuple[Plan, Mapping]:
+        spec = self.spec
+        columns, _ = src.query(Plan(src.dialect, self.source_sql, spec.primary_key, (), "").probe_sql(),
+                               "probing the source's columns")
+        missing = [k for k in spec.primary_key if k not in columns]
+        if missing:
+            raise SyncSpecError(f"primary_key column(s) {missing} are not in the source (it has {columns})")
+        if spec.cursor and spec.cursor not in columns:
+            raise SyncSpecError(f"cursor column {spec.cursor!r} is not in the source (it has {columns})")
+        mapping = spec.mapping or Mapping.identity(columns)
+        try:
+            mapping.check_columns(columns)
+        except ValueError as e:
+            raise SyncSpecError(f"mapping: {e}") from None
+        problems = self.dest.preflight([dest for dest, _ in mapping.fields], spec.mode)
+        if spec.mode == "mirror" and "delete" not in self.dest.operations:
+            problems.append(f"{self.dest.name} cannot delete records, so mode='mirror' is not possible")
+        needed = {op for op in OPS[spec.mode].values() if op}
+        problems += [f"{self.dest.name} does not support {op}" for op in sorted(needed - self.dest.operations)]
+        if problems:
+            raise SyncSpecError(f"destination {self.dest.name}: " + "; ".join(problems))
+        digest = config_digest(mapping, spec.primary_key, self.dest)
+        plan = Plan(src.dialect, self.source_sql, spec.primary_key, tuple(mapping.source_columns), digest,
+                    spec.cursor, spec.shard)
+        return plan, mapping
+
+    def _pushdown(self, plan: Plan) -> bool:
+        if self.spec.diff == "streaming":
+            return False
+        if self.spec.diff == "pushdown" and not (self.pushdown_ok and plan.in_sql):
+            raise SyncSpecError("diff='pushdown' needs the state store in the source database (same connection) "
+                                "and a source that computes MD5 (PostgreSQL, MySQL/MariaDB)")
+        return self.pushdown_ok and plan.in_sql
+
+    def _run_locked(self, src: SqlSource, repo: SyncRepo, plan: Plan, mapping: Mapping, pushdown: bool,
+                    store: StateStore) -> SyncReport:
+        spec = self.spec
+        meta = repo.meta()
+        if meta.hash_kind and meta.hash_kind != plan.hash_kind:
+            log.warning("sync %r: keys and hashes were computed as %s, now %s: its state is reset and every "
+                        "record will be sent again", spec.state_id, meta.hash_kind, plan.hash_kind)
+            repo.reset_hash_kind(plan.hash_kind)
+            meta = repo.meta()
+        since, full = self._read_window(meta)
+        failed_keys = repo.failed_keys() if not full else []
+        if failed_keys and not plan.in_sql:
+            since, full, failed_keys = None, True, []  # Python-side keys cannot be looked up in SQL: read all
+        report = SyncReport(spec.state_id, spec.mode, "pushdown" if pushdown else "streaming", full, spec.dry_run)
+        duplicates = self._duplicates(src, plan, since)
+        total = None
+        if pushdown or spec.mode == "mirror":
+            total = int(src.query(plan.count_sql(since), "counting source rows")[1][0][0])
+            if spec.mode == "mirror" and full and total == 0 and not spec.allow_empty_source:
+                report.refused = ("the source returned no rows: mirror would delete every synced record "
+                                  "(pass allow_empty_source=True if that is intended)")
+                raise SyncRefused(f"sync {spec.state_id!r}: {report.refused}", report)
+        high = src.query(plan.max_cursor_sql(since), "reading the cursor's maximum")[1][0][0] if plan.cursor else None
+        differ = Differ(plan, src, repo, store.table("sync_keys") if pushdown else None, duplicates,
+                        resend_all=spec.full_resync, track_keys=spec.mode == "mirror" and full and not pushdown)
+        to_record = mapping.compile(plan.selected)
+        items = self._items(differ, to_record, since, failed_keys, full, repo, report)
+        if spec.dry_run:
+            self._dry(items, report)
+        else:
+            writer = SyncRepo(self.store_factory(), spec.state_id)
+            stats = Deliverer(self.dest, self.policy, writer.record, self.limiter, finish=writer.store.close).run(items)
+            self._tally(stats, report)
+        c = differ.counts
+        report.rows_read = total if total is not None else c.read
+        report.counts["unchanged"] = (total - c.read + c.unchanged) if pushdown and total is not None else c.unchanged
+        report.counts["invalid"] = sum(c.invalid.values())
+        report.invalid, report.invalid_reasons = c.invalid_samples, dict(c.invalid)
+        if not spec.dry_run:
+            mark = _to_json(high) if plan.cursor else None
+            repo.finish_run(plan.hash_kind, report.counts, mark, set_watermark=bool(plan.cursor), full=full)
+        return report
+
+    def _read_window(self, meta: Any) -> tuple[Any, bool]:
+        spec = self.spec
+        if not spec.cursor or spec.full_resync or meta.watermark is None:
+            return None, True
+        if spec.mode == "mirror" and spec.full_diff_every is not None and (
+                meta.last_full_at is None or datetime.now(meta.last_full_at.tzinfo) - meta.last_full_at
+                >= spec.full_diff_every):
+            return None, True
+        since = _from_json(meta.watermark)
+        lookback = spec.cursor_lookback
+        by_time = isinstance(lookback, timedelta) and isinstance(since, (datetime, date))
+        by_number = isinstance(lookback, (int, float)) and isinstance(since, (int, float))
+        if by_time or by_number:
+            since = since - lookback
+        return since, False
+
+    def _duplicates(self, src: SqlSource, plan: Plan, since: Any) -> dict[str, int]:
+        if self.source_table and self._declared_unique(src, plan):
+            return {}
+        _, rows = src.query(plan.duplicates_sql(since, MAX_DUPLICATE_KEYS + 1), "looking for duplicate keys")
+        if len(rows) > MAX_DUPLICATE_KEYS:
+            raise SyncSpecError(f"primary_key {list(plan.key)} is not a key of the source: over "
+                                f"{MAX_DUPLICATE_KEYS:,} values appear more than once")
+        n = len(plan.key)
+        if plan.in_sql:
+            return {str(r[n]): int(r[n + 1]) for r in rows}
+        return {k: int(r[n]) for r in rows if (k := py_key(r[:n])) is not None}
+
+    def _declared_unique(self, src: SqlSource, plan: Plan) -> bool:
+        assert self.source_table
+        sql = plan.unique_index_sql(self.source_table)
+        if sql is None:
+            return False
+        _, rows = src.query(sql, "reading the source table's unique indexes")
+        indexes: dict[Any, set[str]] = {}
+        for index, col in rows:
+            indexes.setdefault(index, set()).add(str(col))
+        return any(cols <= set(plan.key) for cols in indexes.values())
+
+    # -- what to send -----------------------------------------------------------------------------------
+
+    def _items(self, differ: Differ, to_record: Callable[[Any], dict[str, Any]], since: Any,
+               failed_keys: list[str], full: bool, repo: SyncRepo, report: SyncReport) -> Iterator[Item]:
+        spec, ops = self.spec, OPS[self.spec.mode]
+        retried: set[str] = set()
+
+        def as_items(changes: Iterator[Change]) -> Iterator[Item]:
+            for ch in changes:
+                if ch.key in retried:
+                    continue
+                op = ops[ch.kind]
+                if op is None:
+                    report.counts["skipped"] += 1
+                    continue
+                try:
+                    fields = to_record(ch.values)
+                except ValueError as e:
+                    differ.counts.reject("uncastable value", ch.key, str(e))
+                    continue
+                yield Item(op, Record(ch.key, ch.key_values, fields, ch.row_hash, ch.ref), ch.kind)
+
+        # Records the destination rejected before: retried by key, even when the incremental read skips them.
+        for start in range(0, len(failed_keys), _RETRY_CHUNK):
+            chunk = failed_keys[start:start + _RETRY_CHUNK]
+            yield from as_items(differ.changes(keys=chunk, role="re-reading previously rejected records"))
+            retried.update(chunk)
+        yield from as_items(differ.changes(since))
+        if spec.mode == "mirror" and full:
+            yield from self._deletes(differ, repo, report)
+
+    def _deletes(self, differ: Differ, repo: SyncRepo, report: SyncReport) -> Iterator[Item]:
+        spec = self.spec
+        synced = repo.synced_count()
+        limit = int(synced * spec.max_delete_share)
+        gone, never_sent = [], []
+        for key, row_hash, ref in differ.deletes():
+            if row_hash is None and ref is None:
+                never_sent.append(key)  # the destination never confirmed it: nothing to delete there
+                continue
+            gone.append((key, row_hash, ref))
+            if len(gone) > limit:
+                report.refused = (f"mirror would delete over {limit:,} of {synced:,} synced records "
+                                  f"(max_delete_share={spec.max_delete_share:g}); no record was deleted")
+                raise SyncRefused(f"sync {spec.state_id!r}: {report.refused}", report)
+        if never_sent and not spec.dry_run:
+            repo.forget(never_sent)
+        for key, row_hash, ref in gone:
+            yield Item("delete", Record(key, (), None, row_hash, ref), "deleted")
+
+    # -- dry runs and outcomes ---------------------------------------------------------------------------
+
+    def _dry(self, items: Iterator[Item], report: SyncReport) -> None:
+        per_op: dict[str, int] = {}
+        sample: list[Item] = []
+        for item in items:
+            per_op[item.op] = per_op.get(item.op, 0) + 1
+            report.counts[item.kind] += 1
+            if len(sample) < self.spec.preview_size:
+                sample.append(item)
+        size = self.policy.batch_size
+        report.requests = {op: self.dest.requests_for(op, n, size) for op, n in per_op.items()}  # type: ignore[arg-type]
+        current = self.dest.read([i.record for i in sample if i.op != "delete"]) if sample else None
+        for item in sample:
+            before = None if current is None else current.get(item.record.key)
+            report.preview.append({"op": item.op, "key": item.record.key, "diff": _field_diff(item, before, current)})
+
+    @staticmethod
+    def _tally(stats: DeliveryStats, report: SyncReport) -> None:
+        for kind in ("added", "changed", "deleted"):
+            report.counts[kind] = stats.delivered[kind]
+        report.counts["failed"] = sum(stats.failed.values())
+        report.counts["skipped"] += stats.missing
+        report.failures = [{"key": k, "kind": kind, "error": e} for k, kind, e in stats.failures]
+        report.requests = {"total": stats.requests}
+        report.retries, report.rate_limited, report.splits = stats.retries, stats.rate_limited, stats.splits
+
+    def _judge(self, report: SyncReport) -> SyncReport:
+        spec, c = self.spec, report.counts
+        attempted = c["added"] + c["changed"] + c["deleted"] + c["failed"]
+        by_count = spec.max_failed is not None and c["failed"] > spec.max_failed
+        by_share = spec.max_failed_share is not None and attempted > 0 and \
+            c["failed"] / attempted > spec.max_failed_share
+        # Both set: both must be exceeded (max_failed=0 is the default, a share then loosens it).
+        both = spec.max_failed is not None and spec.max_failed_share is not None
+        too_many = (by_count and by_share) if both else (by_count or by_share)
+        if too_many and not spec.dry_run:
+            raise SyncFailed(f"sync {spec.state_id!r}: {c['failed']:,} of {attempted:,} records were rejected "
+                             f"(max_failed={spec.max_failed}, max_failed_share={spec.max_failed_share}); the "
+                             "others were delivered and recorded, the rejected ones are retried next run", report)
+        return report
+
+
+def _field_diff(item: Item, before: dict[str, Any] | None, current: Any) -> Any:
+    if item.op == "delete":
+        return "delete"
+    fields = item.record.fields or {}
+    if current is None:
+        return {k: {"new": v} for k, v in fields.items()}  # the destination cannot be read
+    if before is None:
+        return {k: {"old": None, "new": v} for k, v in fields.items()}
+    return {k: {"old": before.get(k), "new": v} for k, v in fields.items() if before.get(k) != v}
+
+
+def _to_json(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return {"datetime": value.isoformat()}
+    if isinstance(value, date):
+        return {"date": value.isoformat()}
+    if isinstance(value, (int, float, str)) or value is None:
+        return value
+    return str(value)
+
+
+def _from_json(value: Any) -> Any:
+    if isinstance(value, dict) and "datetime" in value:
+        return datetime.fromisoformat(value["datetime"])
+    if isinstance(value, dict) and "date" in value:
+        return date.fromisoformat(value["date"])
+    return value

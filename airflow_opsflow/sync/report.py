@@ -1,0 +1,69 @@
+"""What a sync run did (or, dry, would do): counts, rejected records, a readable summary."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+COUNT_NAMES = ("added", "changed", "deleted", "unchanged", "failed", "invalid", "skipped")
+
+
+@dataclass
+class SyncReport:
+    """The outcome of one run.
+
+    ``counts`` holds records ``added`` (new keys delivered), ``changed``, ``deleted``, ``unchanged``,
+    ``failed`` (rejected by the destination or given up; retried next run), ``invalid`` (null/duplicate
+    keys, uncastable values: never sent) and ``skipped`` (not sent because of the mode, or an update of a
+    record the destination does not have).
+    """
+
+    sync_id: str
+    mode: str
+    diff: str  # pushdown | streaming
+    full: bool  # a full diff (every row read), not an incremental read
+    dry_run: bool = False
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNT_NAMES, 0))
+    failures: list[dict[str, str]] = field(default_factory=list)
+    invalid: list[dict[str, Any]] = field(default_factory=list)
+    invalid_reasons: dict[str, int] = field(default_factory=dict)
+    preview: list[dict[str, Any]] = field(default_factory=list)  # dry run: sample of what would change
+    requests: dict[str, int] = field(default_factory=dict)  # dry run: expected; else made
+    retries: int = 0
+    rate_limited: int = 0
+    rate_limit_wait_s: float = 0.0
+    splits: int = 0
+    rows_read: int = 0
+    seconds: float = 0.0
+    refused: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def summary(self) -> str:
+        c = self.counts
+        head = "DRY RUN (nothing sent, state untouched): would send" if self.dry_run else "sent"
+        lines = [
+            f"sync {self.sync_id!r} ({self.mode}, {self.diff} diff, {'full' if self.full else 'incremental'} read "
+            f"of {self.rows_read:,} rows in {self.seconds:.1f} s): {head} {c['added']:,} added, "
+            f"{c['changed']:,} changed, {c['deleted']:,} deleted; {c['unchanged']:,} unchanged, "
+            f"{c['failed']:,} failed, {c['invalid']:,} invalid, {c['skipped']:,} skipped",
+        ]
+        if self.requests:
+            what = "expected requests" if self.dry_run else "requests"
+            lines.append(f"  {what}: " + ", ".join(f"{k} {v:,}" for k, v in self.requests.items()))
+        if self.retries or self.rate_limited or self.splits:
+            lines.append(f"  retries {self.retries}, rate-limited answers {self.rate_limited} "
+                         f"(waited {self.rate_limit_wait_s:.1f} s), batches split {self.splits}")
+        for reason, n in self.invalid_reasons.items():
+            sample = ", ".join([str(i["key"]) for i in self.invalid if i["reason"] == reason][:5])
+            lines.append(f"  invalid ({reason}): {n:,} rows, e.g. {sample}")
+        for f in self.failures[:10]:
+            lines.append(f"  failed {f['kind']} {f['key']}: {f['error']}")
+        if len(self.failures) > 10:
+            lines.append(f"  ... {c['failed'] - 10:,} more failed records (XCom 'failures' lists up to 100)")
+        for p in self.preview[:10]:
+            lines.append(f"  would {p['op']} {p['key']}: {p['diff']}")
+        if self.refused:
+            lines.append(f"  REFUSED: {self.refused}")
+        return "\n".join(lines)

@@ -1,0 +1,136 @@
+"""Reading the source: one consistent, read-only snapshot, streamed with a server-side cursor.
+
+Memory stays bounded by the fetch size whatever the table size: PostgreSQL drivers get a named
+(server-side) cursor, MySQL drivers an unbuffered ``SSCursor``, SQLite streams natively; other drivers
+fall back to ``fetchmany`` (some buffer the whole result client-side: said in the log).
+
+The session pins what changes a value's text form (time zone, date style, float digits), because hashes
+and keys computed in SQL must be the same bytes on every worker and every run.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class SourceError(RuntimeError):
+    """The source query could not run (the message names the query's role and the database's error)."""
+
+
+class SqlSource:
+    """A read-only session on the source connection for the whole sync run (use as a context manager).
+
+    :param connect: returns a new DB-API connection (``DbApiHook.get_conn``); the source owns it.
+    :param dialect: the sqlglot dialect of the connection.
+    :param fetch_size: rows per round trip of the server-side cursor.
+    """
+
+    def __init__(self, connect: Callable[[], Any], dialect: str, fetch_size: int = 10_000) -> None:
+        self._connect = connect
+        self.dialect = dialect
+        self.fetch_size = fetch_size
+        self.conn: Any = None
+        self._driver = ""
+
+    def __enter__(self) -> SqlSource:
+        try:
+            self.conn = self._connect()
+        except Exception as e:
+            raise SourceError(f"the source database is unreachable: {type(e).__name__}: {e}") from e
+        self._driver = type(self.conn).__module__.split(".")[0]
+        cur = self.conn.cursor()
+        try:
+            if self.dialect == "postgres":
+                if getattr(self.conn, "autocommit", False):
+                    self.conn.autocommit = False
+                cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                cur.execute("SET LOCAL TIME ZONE 'UTC'")
+                cur.execute("SET LOCAL DateStyle = 'ISO, YMD'")
+                cur.execute("SET LOCAL extra_float_digits = 1")
+            elif self.dialect == "mysql":
+                cur.execute("SET SESSION time_zone = '+00:00'")
+                cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+            elif isinstance(self.conn, sqlite3.Connection):
+                cur.execute("BEGIN")  # one snapshot for every query of the run (WAL or rollback journal)
+        finally:
+            cur.close()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.conn.rollback()
+        except Exception:
+            log.debug("rollback of the source session failed", exc_info=True)
+        try:
+            self.conn.close()
+        except Exception:
+            log.debug("closing the source connection failed", exc_info=True)
+
+    def _server_cursor(self) -> Any:
+        if self._driver in ("psycopg2", "psycopg"):
+            cur = self.conn.cursor(name=f"opsflow_sync_{uuid.uuid4().hex[:12]}")
+            cur.itersize = self.fetch_size
+            return cur
+        if self._driver == "MySQLdb":
+            import MySQLdb.cursors
+
+            return self.conn.cursor(MySQLdb.cursors.SSCursor)
+        if self._driver == "pymysql":
+            import pymysql.cursors
+
+            return self.conn.cursor(pymysql.cursors.SSCursor)
+        if self._driver != "sqlite3":
+            log.info("driver %s has no known server-side cursor: reading with fetchmany(%d)", self._driver,
+                     self.fetch_size)
+        return self.conn.cursor()
+
+    def stream(self, sql: str, role: str) -> Iterator[tuple[list[str], list[tuple[Any, ...]]]]:
+        """Yield ``(column names, rows)`` chunks of ``sql``; ``role`` names the query in errors."""
+        cur = self._server_cursor()
+        try:
+            try:
+                cur.execute(sql)
+                rows = cur.fetchmany(self.fetch_size)
+                names = [d[0] for d in cur.description or []]
+            except Exception as e:
+                raise SourceError(f"{role} failed: {_describe(e)}") from e
+            while rows:
+                yield names, rows
+                try:
+                    rows = cur.fetchmany(self.fetch_size)
+                except Exception as e:
+                    raise SourceError(f"{role} failed while streaming: {_describe(e)}") from e
+        finally:
+            try:
+                cur.close()
+            except Exception:
+                log.debug("closing the source cursor failed", exc_info=True)
+
+    def query(self, sql: str, role: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """A small query, fetched whole."""
+        names: list[str] = []
+        out: list[tuple[Any, ...]] = []
+        for chunk_names, rows in self.stream(sql, role):
+            names = chunk_names
+            out.extend(rows)
+        if not names:
+            cur = self.conn.cursor()
+            try:
+                cur.execute(sql)
+                names = [d[0] for d in cur.description or []]
+            except Exception as e:
+                raise SourceError(f"{role} failed: {_describe(e)}") from e
+            finally:
+                cur.close()
+        return names, out
+
+
+def _describe(e: Exception) -> str:
+    return f"{type(e).__name__}: {' '.join(str(e).split())}"[:1000]
