@@ -22,9 +22,15 @@ def get_provider_info() -> dict[str, Any]:
                 "external-doc-url": "https://pypi.org/project/airflow-opsflow/",
                 "tags": ["software"],
             },
+            {
+                "integration-name": "opsflow reverse sync",
+                "external-doc-url": "https://pypi.org/project/airflow-opsflow/",
+                "tags": ["software"],
+            },
         ],
         "hooks": [
             {"integration-name": "opsflow Jira tickets", "python-modules": ["airflow_opsflow.hooks.jira"]},
+            {"integration-name": "opsflow reverse sync", "python-modules": ["airflow_opsflow.hooks.hubspot"]},
         ],
         "connection-types": [
             {
@@ -59,7 +65,27 @@ def get_provider_info() -> dict[str, Any]:
                         "schema": {"type": ["integer", "null"], "default": 30},
                     },
                 },
-            }
+            },
+            {
+                "hook-class-name": "airflow_opsflow.hooks.hubspot.HubSpotHook",
+                "hook-name": "HubSpot (opsflow sync)",
+                "connection-type": "opsflow_hubspot",
+                "ui-field-behaviour": {
+                    "hidden-fields": ["schema", "port", "login"],
+                    "relabeling": {
+                        "host": "API base URL (empty: https://api.hubapi.com)",
+                        "password": "Private app access token",
+                    },
+                    "placeholders": {"host": "https://api.hubapi.com"},
+                },
+                "conn-fields": {
+                    "requests_per_10s": {
+                        "label": "Requests per 10 s",
+                        "description": "The account's burst limit: 100 (Free/Starter) or 190 (Pro/Enterprise).",
+                        "schema": {"type": ["integer", "null"], "default": 100},
+                    },
+                },
+            },
         ],
         "operators": [
             {
@@ -69,7 +95,11 @@ def get_provider_info() -> dict[str, Any]:
             {
                 "integration-name": "opsflow Jira tickets",
                 "python-modules": ["airflow_opsflow.operators.ticket"],
-            }
+            },
+            {
+                "integration-name": "opsflow reverse sync",
+                "python-modules": ["airflow_opsflow.operators.reverse_sync"],
+            },
         ],
         "sensors": [
             {

@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import json
 import multiprocessing
+import resource
 import signal
 import socket
 import subprocess
@@ -92,6 +93,7 @@ class Counters:
                 "first_at": self.first_at,
                 "last_at": self.last_at,
                 "count": self.count,
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             }
         ).encode()
 
@@ -162,6 +164,21 @@ async def serve(port: int, count: str) -> None:
         await stop.wait()
 
 
+def _call(url: str, method: str) -> dict[str, Any]:
+    request = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return dict(json.loads(response.read()))
+
+
+def stats(sink_url: str) -> dict[str, Any]:
+    """The counters of the sink whose base URL (scheme, host, port) is ``sink_url``."""
+    return _call(sink_url.rstrip("/") + "/_stats", "GET")
+
+
+def reset(sink_url: str) -> None:
+    _call(sink_url.rstrip("/") + "/_reset", "POST")
+
+
 class Sink:
     """The sink in its own process (so its CPU never competes with the GIL of whoever measures)."""
 
@@ -187,16 +204,11 @@ class Sink:
         self.port = int(line.split()[1])
         return self
 
-    def _call(self, method: str, path: str) -> dict[str, Any]:
-        request = urllib.request.Request(self.url + path, method=method, data=b"" if method == "POST" else None)
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return dict(json.loads(response.read()))
-
     def stats(self) -> dict[str, Any]:
-        return self._call("GET", "/_stats")
+        return stats(self.url)
 
     def reset(self) -> None:
-        self._call("POST", "/_reset")
+        reset(self.url)
 
     def stop(self) -> None:
         if self._proc is not None:

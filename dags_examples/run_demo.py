@@ -8,6 +8,10 @@
 4. run again on the same data: the incidents are ongoing, nobody is alerted twice;
 5. repair the data, run again: every check passes and each incident resolves in its Slack thread.
 
+Each round also runs ``crm_high_priority_accounts`` (reverse ETL): the accounts ranked by spend are
+mirrored into a HubSpot stand-in and the billing API stand-in is called once per broken invoice; the
+second round sends nothing (nothing changed), the third only what the repair changed.
+
 Airflow's own log goes to .demo/airflow.log so the story stays readable.
 """
 
@@ -58,6 +62,30 @@ def print_alerts(slack_messages: list[Any], mails: list[Any]) -> None:
         print(f"   to {mail['To']}: {mail['Subject']}")
 
 
+def print_sync(result: Any, hubspot: Any, billing: Any, seen: dict[str, int]) -> None:
+    """What the reverse-ETL DAG did, and what the HubSpot and billing API stand-ins received."""
+    print(f"\n## crm_high_priority_accounts: {result.state}")
+    for task_id in ("sync_high_priority_accounts", "regenerate_broken_invoices"):
+        report = result.xcoms.get(task_id, {}).get("sync")
+        if report:
+            c = report["counts"]
+            print(f"   {task_id}: {c['added']} added, {c['changed']} changed, {c['deleted']} deleted, "
+                  f"{c['unchanged']} unchanged, {c['failed']} failed ({report['diff']} diff, "
+                  f"{report['requests'].get('total', 0)} requests)")
+    calls = hubspot.calls()
+    writes = [c for c in calls[seen["hubspot"]:] if c.method == "POST"]
+    print(f"-- HubSpot stand-in: {len(writes) or 'no'} batch request(s); "
+          f"{len(hubspot.objects('companies'))} high-priority companies, "
+          f"{len(hubspot.objects('companies', archived=True))} archived")
+    for c in writes:
+        print(f"   POST {c.path} ({len(c.body.get('inputs', []))} records)")
+    new_calls = billing.requests[seen["billing"]:]
+    print(f"-- Billing API stand-in: {len(new_calls) or 'no'} call(s)")
+    for r in new_calls[:5]:
+        print(f"   {r.method} {r.path} (Idempotency-Key {r.headers.get('Idempotency-Key', '')[:12]}...)")
+    seen["hubspot"], seen["billing"] = len(calls), len(billing.requests)
+
+
 def main() -> int:
     DEMO.mkdir(exist_ok=True)
     LOG.write_text("")
@@ -75,18 +103,29 @@ def main() -> int:
     os.environ["AIRFLOW__OPSFLOW__STATE_CONN_ID"] = "opsflow_state"
 
     from airflow_opsflow.testing.dag_runner import airflow_home, run_dag
+    from airflow_opsflow.testing.hubspot_server import FakeHubSpot
     from airflow_opsflow.testing.jira_server import FakeJira
+    from airflow_opsflow.testing.recording_http import RecordingHTTPServer
     from airflow_opsflow.testing.slack_server import FakeSlack
     from airflow_opsflow.testing.smtp_server import FakeSmtp
 
     started = time.monotonic()
-    with FakeSlack() as slack, FakeSmtp() as smtp, FakeJira() as jira, airflow_home(dags_folder=HERE):
+    with FakeSlack() as slack, FakeSmtp() as smtp, FakeJira() as jira, FakeHubSpot() as hubspot, \
+            RecordingHTTPServer() as billing, airflow_home(dags_folder=HERE):
+        for name, kind, options in (("opsflow_account_id", "string", None), ("plan", "string", None),
+                                    ("total_spend", "number", None), ("spend_rank", "number", None),
+                                    ("priority", "enumeration", ["critical", "high"])):
+            hubspot.define_property("companies", name, kind, unique=name == "opsflow_account_id", options=options)
+        os.environ.update(hubspot.hubspot_connection("hubspot_default"))
+        os.environ.update(billing.http_connection("billing_api"))
+        seen = {"hubspot": 0, "billing": 0}
         os.environ.update(slack.slack_connection("slack_api_default"))
         os.environ.update(smtp.smtp_connection("smtp_default"))
         os.environ.update(jira.jira_connection("opsflow_jira_default"))
         print(f"Stand-ins: Slack {slack.url}, Jira {jira.url}, SMTP 127.0.0.1:{smtp.port}; state in {state.name}\n")
         sys.path.insert(0, str(HERE))
         from payments_and_deliveries import dag
+        from reverse_sync import dag as sync_dag
 
         from airflow_opsflow.checks.report import format_report
         from airflow_opsflow.checks.results import CheckResult
@@ -99,6 +138,7 @@ def main() -> int:
             seen_slack, seen_mail = len(slack.messages()), len(smtp.messages)
             with quiet(LOG):
                 result = run_dag(dag)
+                synced = run_dag(sync_dag)
             print("=" * 100)
             print(f"{title}: DAG run {result.state}")
             print("=" * 100)
@@ -112,12 +152,14 @@ def main() -> int:
             print(f"-- Tickets in the Jira stand-in: {len(jira.issues) or 'none'}")
             for t in jira.issues:
                 print(f"   {t.key} [{t.status}] {t.summary}")
+            print_sync(synced, hubspot, billing, seen)
             print()
     print(f"Done in {time.monotonic() - started:.0f} s. Airflow's own log: {LOG.relative_to(HERE.parent)}")
     print("Point the same DAG at your own systems: an Airflow connection to your database (any SQL type,")
     print("then trigger with {\"conn_id\": \"<your connection>\"}), `slack_api_default` (type slack, a bot")
     print("token with chat:write and channels:history), `smtp_default` (type smtp), `opsflow_jira_default`")
-    print("(type opsflow_jira: your Jira URL, email and API token) and a state database")
+    print("(type opsflow_jira: your Jira URL, email and API token), `hubspot_default` (type opsflow_hubspot: a")
+    print("private app token), `billing_api` (type http) and a state database")
     print("([opsflow] state_conn_id, e.g. AIRFLOW__OPSFLOW__STATE_CONN_ID=ops_state).")
     return 0
 

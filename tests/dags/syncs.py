@@ -40,9 +40,10 @@ with DAG("test_sync_strict", schedule=None, start_date=START, catchup=False, par
 with DAG("test_sync_hubspot", schedule=None, start_date=START, catchup=False, params=PARAMS) as hubspot_dag:
     ReverseSyncOperator(
         task_id="companies", conn_id="{{ params.conn_id }}", sql=HIGH_PRIORITY, primary_key="account_id", mode="mirror",
-        mapping={"domain": "email", "name": "name", "total_spend": {"column": "total_spend", "type": "number"},
+        mapping={"account_key": "account_id", "name": "name", "domain": "email",
+                 "total_spend": {"column": "total_spend", "type": "number"},
                  "tier": "tier", "customer_since": {"column": "customer_since", "type": "date"}},
-        destination=HubSpotObjects("companies", id_property="domain"), max_failed=None, max_failed_share=0.5,
+        destination=HubSpotObjects("companies", id_property="account_key"), max_failed=None, max_failed_share=0.5,
     )
 
 with DAG("test_sync_table", schedule=None, start_date=START, catchup=False, params=PARAMS) as table_dag:

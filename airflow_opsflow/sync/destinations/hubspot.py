@@ -61,7 +61,9 @@ class HubSpotDestination(Destination):
         return str((r.fields or {}).get(self.id_property))
 
     def _props(self, r: Record) -> dict[str, Any]:
-        return {k: _value(v) for k, v in (r.fields or {}).items() if k != self.id_property}
+        # The id property goes in too: HubSpot echoes the written properties, and that is how results map
+        # back to records in a 207 (results and errors come in no particular order).
+        return {k: _value(v) for k, v in (r.fields or {}).items()}
 
     def send(self, op: Operation, records: Sequence[Record]) -> list[Outcome]:
         if op == "delete":
@@ -71,7 +73,7 @@ class HubSpotDestination(Destination):
                       for r in records]
             path = "batch/upsert"
         elif op == "insert":
-            inputs = [{"properties": {self.id_property: self._id(r), **self._props(r)}} for r in records]
+            inputs = [{"properties": self._props(r)} for r in records]
             path = "batch/create"
         else:
             inputs = [{"idProperty": self.id_property, "id": self._id(r), "properties": self._props(r)}
