@@ -12,11 +12,12 @@ list under ``records``/``inputs``/``data``/``rows`` that list's length, any othe
 
 Written on a raw ``asyncio.Protocol`` with the ``httptools`` (llhttp) parser because http.server costs
 a thread and several Python-level header parses per request, which would make the sink, not the peer,
-the bottleneck. Measured ceiling (``--loadtest``: 4 client processes, keep-alive, 100-record ``orders``
-batches of ~19 KB each, on the 2-core benchmark machine, clients sharing the CPUs):
-about 7,800 requests/s (780k records/s) with ``--count json``, about 10,400 requests/s with
-``--count key:o_orderkey``. The peers peak near 450 requests/s (drt at batch 100), so the sink uses
-well under a tenth of a core for them.
+the bottleneck. Measured ceiling (``--loadtest``: 4 raw-socket client processes, keep-alive, one request
+in flight each, 100-record ``orders`` batches of 31 KB, on the 2-core benchmark machine with the
+clients sharing its CPUs): about 5,500 requests/s (550k records/s) with ``--count json`` (the JSON
+parse is most of the cost), about 15,000 requests/s with ``--count key:o_orderkey``. The peers send at
+most ~300 requests/s (dlt's load phase; drt at batch 100 sends ~45/s), so the sink takes a few percent
+of one core.
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ class Counters:
         return 0
 
     def as_json(self) -> bytes:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
         return json.dumps(
             {
                 "requests": self.requests,
@@ -93,7 +95,8 @@ class Counters:
                 "first_at": self.first_at,
                 "last_at": self.last_at,
                 "count": self.count,
-                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "peak_rss_mb": usage.ru_maxrss / 1024,
+                "cpu_s": usage.ru_utime + usage.ru_stime,  # the sink's own CPU since it started
             }
         ).encode()
 

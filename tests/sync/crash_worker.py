@@ -18,19 +18,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script from anywhere
 
-import psycopg2  # noqa: E402
+import psycopg2
 
-from airflow_opsflow.state.store import StateStore  # noqa: E402
-from airflow_opsflow.state.syncs import SyncBusyError  # noqa: E402
-from airflow_opsflow.sync.deliver import DeliveryPolicy  # noqa: E402
-from airflow_opsflow.sync.destinations.base import Operation, Outcome, Record  # noqa: E402
-from airflow_opsflow.sync.destinations.http import HttpDestination  # noqa: E402
-from airflow_opsflow.sync.destinations.transport import HttpTarget, HttpTransport  # noqa: E402
-from airflow_opsflow.sync.engine import SyncRun  # noqa: E402
-from airflow_opsflow.sync.plan import source_query  # noqa: E402
-from airflow_opsflow.sync.ratelimit import RateLimiter  # noqa: E402
-from airflow_opsflow.sync.source import SqlSource  # noqa: E402
-from airflow_opsflow.sync.spec import SyncSpec  # noqa: E402
+from airflow_opsflow.state.store import StateStore
+from airflow_opsflow.state.syncs import SyncBusyError
+from airflow_opsflow.sync.deliver import DeliveryPolicy
+from airflow_opsflow.sync.destinations.base import Operation, Outcome, Record
+from airflow_opsflow.sync.destinations.http import HttpDestination
+from airflow_opsflow.sync.destinations.transport import HttpTarget, HttpTransport
+from airflow_opsflow.sync.engine import SyncRun
+from airflow_opsflow.sync.plan import source_query
+from airflow_opsflow.sync.ratelimit import RateLimiter
+from airflow_opsflow.sync.source import SqlSource
+from airflow_opsflow.sync.spec import SyncSpec
 
 BATCH, CONCURRENCY, BUSY = 50, 4, 75
 
