@@ -28,6 +28,7 @@ from typing import Any
 
 import _sync_sink
 import _tpch
+import psycopg2
 from _venvs import VenvBuild
 
 PEERS = Path(__file__).resolve().parent / "_peers"
@@ -144,7 +145,10 @@ def run_driver(python: Path, driver: Path, args: list[str], log: Path, timeout: 
     assert proc.stdout is not None
     lines = proc.stdout.read().strip().splitlines()
     proc.stdout.close()
-    report: dict[str, Any] = json.loads(lines[-1]) if lines else {}
+    try:
+        report: dict[str, Any] = json.loads(lines[-1]) if lines else {}
+    except ValueError:
+        report = {"error": f"unreadable driver report: {lines[-1][:200]}"}
     error = report.get("error")
     if proc.returncode != 0 and not error:
         tail = log.read_text().strip().splitlines()[-1:] or [""]
@@ -163,8 +167,8 @@ def _row(peer: Peer, label: str, run: str, samples: list[dict[str, Any]], expect
     seconds, records = median("seconds"), median("records")
     note = peer.note
     if records is not None and expected and any(s["records"] != e for s, e in zip(samples, expected, strict=True)):
-        # Cursor-based peers should send exactly the changed rows; say so when they do not.
-        note += f"; records sent {[s['records'] for s in samples]} vs rows changed {expected}"
+        # Cursor-based peers should send exactly the changed rows (all rows when fresh); say so when not.
+        note += f"; records sent {[s['records'] for s in samples]} vs rows expected {expected}"
     return {
         "contender": label,
         "run": run,
@@ -207,7 +211,9 @@ def _run_peer(
         samples: list[dict[str, Any]] = []
         expected: list[int] = []
         for _ in range(counts[run]):
-            if run == "1% changed":
+            if run == "full":
+                expected.append(counts["rows"])
+            elif run == "1% changed":
                 seed[0] += 1
                 expected.append(_tpch.change_share(uri, "orders", CHANGE_SHARE, seed[0]))
             elif run == "no change":
@@ -236,6 +242,14 @@ def _run_peer(
     return rows
 
 
+def _count(uri: str) -> int:
+    with psycopg2.connect(uri) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM orders")
+        row = cur.fetchone()
+    conn.close()
+    return int(row[0]) if row else 0
+
+
 def run_peers(
     uri: str,
     sink_url: str,
@@ -255,7 +269,7 @@ def run_peers(
     cannot install or run gets rows with an ``error`` instead of raising.
     """
     builds = builds if builds is not None else start_builds(bench_dir, log_dir)
-    counts = {"full": 1 if quick else repeats, "1% changed": repeats, "no change": repeats}
+    counts = {"full": 1 if quick else repeats, "1% changed": repeats, "no change": repeats, "rows": _count(uri)}
     # With every row stamped by one ALTER TABLE, the cursor's last value would be shared by all 1.5M rows,
     # and dlt (closed start range) would re-read and de-duplicate all of them on every later run. Real
     # cursor columns are not like that: one prior change makes the newest value belong to ~1 % of rows.

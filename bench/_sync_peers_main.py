@@ -85,8 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"\npeer suite {window:.0f} s (venv builds included: "
         + ", ".join(f"{k} {b.seconds:.0f} s" for k, b in builds.items())
-        + f"); other processes used {share:.0%} of the CPUs meanwhile; sink peak RSS "
-        f"{sink_stats.get('peak_rss_mb', 0):.0f} MB; total {time.monotonic() - began:.0f} s"
+        + f"); other processes used {share:.0%} of the CPUs meanwhile; the sink used "
+        f"{sink_stats.get('cpu_s', 0):.0f} CPU-s and peaked at {sink_stats.get('peak_rss_mb', 0):.0f} MB; "
+        f"total {time.monotonic() - began:.0f} s"
     )
     return 0
 

@@ -221,6 +221,11 @@ class Cursor:
             sql = parts[0] + "".join(f":{i}{p}" for i, p in enumerate(parts[1:], start=1))
         self._cur.execute(sql, tuple(params)) if params else self._cur.execute(sql)
 
+    @property
+    def raw(self) -> Any:
+        """The driver's cursor (for driver-specific fast paths such as COPY)."""
+        return self._cur
+
     def fetchone(self) -> Any:
         return self._cur.fetchone()
 

@@ -185,7 +185,8 @@ class SyncRepo:
     def failed_keys(self, limit: int = 1_000_000) -> list[str]:
         """Keys whose last send was rejected: retried by key even when an incremental read skips them."""
         with self.store.transaction() as cur:
-            cur.execute(f"SELECT key_text FROM {self._keys} WHERE sync_id = ? AND status = ?", (self.sync_id, FAILED))
+            cur.execute(f"SELECT key_text FROM {self._keys} WHERE sync_id = ? AND status <> 'ok' AND status = ?",
+                        (self.sync_id, FAILED))
             return [r[0] for r in cur.fetchall()[:limit]]
 
     def iter_keys(self, page: int = 20_000) -> Iterator[tuple[str, str | None, str | None]]:
@@ -224,7 +225,10 @@ class SyncRepo:
                for a in answers if a.error is not None]
         gone = [a.key for a in answers if a.deleted and a.error is None]
         with self.store.transaction() as cur:
-            self._upsert(cur, oks, ok=True)
+            if self.store.dialect == "postgres" and hasattr(cur.raw, "copy_expert") and oks:
+                self._copy_upsert(cur, oks)  # psycopg2: COPY is several times cheaper than VALUES lists
+            else:
+                self._upsert(cur, oks, ok=True)
             self._upsert(cur, bad, ok=False)
             for start in range(0, len(gone), _CHUNK):
                 part = gone[start:start + _CHUNK]
@@ -236,6 +240,19 @@ class SyncRepo:
     def forget(self, keys: Sequence[str]) -> None:
         """Drop keys that never reached the destination and left the source (nothing to delete there)."""
         self.record([Confirmation(k, None, deleted=True) for k in keys])
+
+    def _copy_upsert(self, cur: Cursor, rows: list[tuple[Any, ...]]) -> None:
+        """Confirmed rows through a session-private staging table filled by COPY."""
+        import io
+
+        cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS opsflow_sync_incoming (LIKE {self._keys}) ON COMMIT DELETE ROWS")
+        text = "".join("\t".join(_copy_field(v) for v in row) + "\n" for row in rows)
+        cur.raw.copy_expert("COPY opsflow_sync_incoming FROM STDIN", io.StringIO(text))
+        table = self._keys.split(".")[-1]
+        cur.execute(f"INSERT INTO {self._keys} SELECT * FROM opsflow_sync_incoming ON CONFLICT (sync_id, key_text) "
+                    "DO UPDATE SET row_hash = excluded.row_hash, status = excluded.status, attempts = 0, "
+                    f"last_error = NULL, updated_at = excluded.updated_at, "
+                    f"dest_ref = COALESCE(excluded.dest_ref, {table}.dest_ref)")
 
     def _upsert(self, cur: Cursor, rows: list[tuple[Any, ...]], ok: bool) -> None:
         columns = "sync_id, key_text, row_hash, dest_ref, status, attempts, last_error, updated_at"
@@ -260,6 +277,15 @@ class SyncRepo:
             values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * len(part))
             cur.execute(f"INSERT INTO {self._keys} ({columns}) VALUES {values} {tail}",
                         [v for row in part for v in row])
+
+
+def _copy_field(value: Any) -> str:
+    if value is None:
+        return "\\N"
+    text = str(value)
+    if "\\" in text or "\t" in text or "\n" in text or "\r" in text:
+        text = text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    return text
 
 
 def _lease_dead(owner: str, at: str | None) -> bool:

@@ -51,7 +51,8 @@ class DeliveryPolicy:
     :param max_attempts: tries per batch on transient errors (rate-limit waits are not tries).
     :param backoff: first retry delay in seconds (doubles each try, jittered, at most 60 s).
     :param max_rate_limit_wait: seconds one batch may spend waiting on rate limits before it fails.
-    :param window: batches in flight before the sender waits for the recorder (default 2 x concurrency).
+    :param window: batches sent or being sent but not yet recorded, at most: what a crash can make us send
+        again (default: 2 x concurrency, and at least 2,000 records' worth).
     :param breaker: consecutive failed batches that stop the run.
     """
 
@@ -110,7 +111,8 @@ class Deliverer:
         self.limiter = limiter or RateLimiter()
         self.stats = DeliveryStats()
         self._lock = threading.Lock()
-        window = policy.window or 2 * policy.concurrency
+        # Enough batches in flight to keep the senders busy while the recorder commits a group.
+        window = policy.window or max(2 * policy.concurrency, -(-2000 // policy.batch_size))
         self._slots = threading.BoundedSemaphore(window)
         self._answers: queue.Queue[list[tuple[Item, Outcome]] | None] = queue.Queue()
         self._abort: BaseException | None = None

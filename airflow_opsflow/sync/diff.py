@@ -27,6 +27,7 @@ from airflow_opsflow.sync.plan import HASH, KEY, OLD_HASH, OLD_REF, OLD_STATUS, 
 from airflow_opsflow.sync.source import SqlSource
 
 MAX_KEY_LENGTH = 512
+SMALL_DIFF = 20_000  # changes fetched in one go (with parallel workers) before falling back to a cursor
 
 
 @dataclass(slots=True)
@@ -94,7 +95,7 @@ class Differ:
 
     def _pushdown(self, since: Any, role: str) -> Iterator[Change]:
         sql = self.plan.pushdown_sql(self.state_table or "", self.repo.sync_id, since, self.resend_all)
-        for names, rows in self.source.stream(sql, role):
+        for names, rows in self.source.stream(sql, role, small=SMALL_DIFF):
             at = {n: i for i, n in enumerate(names)}
             ki, hi, oh, orf, ost = at[KEY], at[HASH], at[OLD_HASH], at[OLD_REF], at[OLD_STATUS]
             for row in rows:

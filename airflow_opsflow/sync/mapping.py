@@ -23,7 +23,6 @@ from collections.abc import Mapping as MappingABC
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
-from operator import itemgetter
 from typing import Any
 
 Caster = Callable[[Any], Any]
@@ -49,6 +48,7 @@ def _auto(v: Any) -> Any:
     return str(v)
 
 
+_PLAIN = frozenset({str, int, float, bool, type(None)})
 _TRUE = {"true", "t", "yes", "y", "1", "on"}
 _FALSE = {"false", "f", "no", "n", "0", "off", ""}
 
@@ -189,21 +189,33 @@ class Mapping:
         """A function turning a source row (values in ``columns`` order) into the destination record.
 
         Raises ``ValueError`` naming the field when a value cannot be cast (the record is then invalid).
+        The function is generated once per run (a sync calls it for every changed row): plain values
+        pass through ``auto`` without a call, every other cast is one call.
         """
         index = {c: i for i, c in enumerate(columns)}
+        env: dict[str, Any] = {"_PLAIN": _PLAIN, "_auto": _auto}
+        reads, items = [], []
+        for j, (dest, f) in enumerate(self.fields):
+            reads.append(f"    v{j} = row[{index[f.column]}]")
+            if f.type == "auto":
+                items.append(f"{dest!r}: v{j} if v{j}.__class__ in _PLAIN else _auto(v{j})")
+            else:
+                env[f"c{j}"] = CASTS[f.type]
+                items.append(f"{dest!r}: None if v{j} is None else c{j}(v{j})")
+        source = "def fast(row):\n" + "\n".join(reads) + "\n    return {" + ", ".join(items) + "}\n"
+        exec(compile(source, "<opsflow mapping>", "exec"), env)  # noqa: S102 - generated from names and ints only
+        fast: Callable[[Sequence[Any]], dict[str, Any]] = env["fast"]
         names = [dest for dest, _ in self.fields]
         picks = [index[f.column] for _, f in self.fields]
         casts = [CASTS[f.type] for _, f in self.fields]
-        get = itemgetter(*picks) if len(picks) > 1 else (lambda row: (row[picks[0]],))
 
         def to_record(row: Sequence[Any]) -> dict[str, Any]:
-            values = get(row)
             try:
-                return {n: (None if v is None else c(v)) for n, c, v in zip(names, casts, values, strict=True)}
+                return fast(row)
             except (ValueError, TypeError, ArithmeticError):
-                for n, c, v in zip(names, casts, values, strict=True):
+                for n, c, i in zip(names, casts, picks, strict=True):
                     try:
-                        None if v is None else c(v)
+                        None if row[i] is None else c(row[i])
                     except (ValueError, TypeError, ArithmeticError) as e:
                         raise ValueError(f"field {n!r}: {e}") from None
                 raise

@@ -107,7 +107,7 @@ class Plan:
 
     @property
     def hash_kind(self) -> str:
-        return f"sql-{self.dialect}-v1" if self.in_sql else "python-v1"
+        return {"postgres": "sql-postgres-v2", "mysql": "sql-mysql-v1"}.get(self.dialect, "python-v1")
 
     @property
     def selected(self) -> list[str]:
@@ -122,11 +122,11 @@ class Plan:
 
     def key_sql(self, alias: str = "s") -> str:
         cols = [f"{alias}.{self._q(c)}" for c in self.key]
-        if self.dialect == "postgres":
+        if self.dialect == "postgres":  # byte-wise, as the state table's key column (see state.schema)
             if len(cols) == 1:
-                return f"CAST({cols[0]} AS TEXT)"
+                return f'(CAST({cols[0]} AS TEXT) COLLATE "C")'
             nulls = " OR ".join(f"{c} IS NULL" for c in cols)
-            return f"CASE WHEN {nulls} THEN NULL ELSE CAST(ROW({', '.join(cols)}) AS TEXT) END"
+            return f'(CASE WHEN {nulls} THEN NULL ELSE CAST(ROW({", ".join(cols)}) AS TEXT) END COLLATE "C")'
         # MySQL: CONCAT is NULL when any part is.
         parts = [f"CAST({c} AS CHAR)" for c in cols]
         return parts[0] if len(parts) == 1 else f"CONCAT({', CHAR(31 USING utf8mb4), '.join(parts)})"
@@ -134,8 +134,12 @@ class Plan:
     def hash_sql(self, alias: str = "s") -> str:
         cols = [f"{alias}.{self._q(c)}" for c in self.values]
         digest = _lit(self.digest, self.dialect)
-        if self.dialect == "postgres":  # a row's text form quotes and separates every field unambiguously
-            return f"MD5(CAST(ROW({digest}, {', '.join(cols)}) AS TEXT))"
+        if self.dialect == "postgres":
+            # A row's text form quotes and separates every field unambiguously; hashtextextended is the
+            # 64-bit hash PostgreSQL keeps stable across versions for hash partitioning, and costs half
+            # of MD5 (a change is missed only on a 1 in 2^64 collision).
+            row = f"CAST(ROW({digest}, {', '.join(cols)}) AS TEXT)"
+            return f'TO_HEX(HASHTEXTEXTENDED({row} COLLATE "C", 0))'
         parts = [f"COALESCE(CAST({c} AS CHAR), CHAR(30 USING utf8mb4))" for c in cols]
         return f"MD5(CONCAT_WS(CHAR(31 USING utf8mb4), {digest}, {', '.join(parts)}))"
 

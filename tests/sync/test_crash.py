@@ -5,8 +5,13 @@ Each run is a real process (tests/sync/crash_worker.py: PostgreSQL source and st
 diff, batches of 50 from 4 senders with Idempotency-Key headers) sending to the recording HTTP server of
 this process, which keeps applying what reached it when the client dies (as a real API does). The source
 changes between runs (deterministic random: new ids, updated values, deleted ids, deleted ids re-added);
-the kill delay is drawn uniformly between 0 and the duration of a clean run, measured first. Every new
-value is fresh, never one a key held before (see test_revert_after_kill_is_not_lost for why).
+the kill delay is drawn uniformly between 0 and the duration of a clean run, measured first.
+
+Two patterns are kept out of the random changes because the engine loses them today (each has a
+deterministic test below, marked xfail strict: they fail loudly once fixed, then drop the marker and
+the restriction): a value going back to the one the state store last confirmed (every value written is
+fresh), and a key leaving the source before any completed run confirmed it (only keys present when a run
+last completed are deleted).
 """
 
 from __future__ import annotations
@@ -64,6 +69,7 @@ class Harness:
     prefix: str
     sync_id: str = field(default_factory=lambda: f"crash-{uuid.uuid4().hex[:10]}")
     busy_retries: int = 0
+    log: list[tuple[int, str]] = field(default_factory=list)  # (first request index, what ran)
 
     def __post_init__(self) -> None:
         self.conn = psycopg2.connect(self.uri)
@@ -124,6 +130,7 @@ class Harness:
 
     def run(self) -> dict[str, Any]:
         """One run left to finish; retried while the killed run's lock is not released yet."""
+        self.log.append((len(self.api.requests), "clean"))
         for _ in range(50):
             rc, lines, err = self.finish(self.start())
             if rc == BUSY:
@@ -137,6 +144,7 @@ class Harness:
 
     def run_killed(self, delay: float) -> Killed:
         """Start a run and SIGKILL it after ``delay`` seconds (unless it finished first)."""
+        self.log.append((len(self.api.requests), f"killed after {delay:.3f} s"))
         proc = self.start()
         try:
             proc.wait(timeout=delay)
@@ -156,6 +164,23 @@ class Harness:
         if "started" not in lines:
             return Killed("startup", sends)
         return Killed("sending" if sends else "planning", sends)
+
+    def explain(self, keys: set[str]) -> str:
+        """What the runs sent for ``keys`` and what the state store holds: for a failure message."""
+        rows = self.sql("SELECT key_text, row_hash, status, last_error FROM opsflow_sync_keys "
+                        "WHERE sync_id = %s AND key_text = ANY(%s)", (self.sync_id, sorted(keys)))
+        lines = [f"state rows: {rows}"]
+        starts = [i for i, _ in self.log]
+        for n, r in enumerate(self.api.requests):
+            if not r.path.startswith(self.prefix):
+                continue
+            touched = ({str(x.get("id")) for x in r.body if isinstance(x, dict)} if isinstance(r.body, list)
+                       else {r.path.rsplit("/", 1)[-1]}) & keys
+            if touched:
+                run = max((k for k, i in enumerate(starts) if i <= n), default=-1)
+                lines.append(f"request {n} in run {run} ({self.log[run][1] if run >= 0 else '?'}): {r.method} "
+                             f"{sorted(touched)[:5]} -> {r.status} {r.outcome}")
+        return "\n".join(lines[:80])
 
     def close(self) -> None:
         self.conn.close()
@@ -179,11 +204,17 @@ def fresh(rng: random.Random, it: int) -> str:
 
 
 class Mutator:
-    """Random changes to the source, remembering how often each key came back after a delete."""
+    """Random changes to the source, remembering how often each key came back after a delete.
 
-    def __init__(self, h: Harness, seed: int, rows: int, deletes: bool) -> None:
-        self.h, self.rng, self.deletes = h, random.Random(seed), deletes
+    A key leaves the source only once a run completed since it was (re-)added: deleting a key whose
+    insert may have reached the destination without being recorded leaves it there for good (see
+    test_insert_then_delete_after_kill_is_not_orphaned).
+    """
+
+    def __init__(self, h: Harness, seed: int, rows: int, deletes: bool, new: tuple[int, int] = (0, 80)) -> None:
+        self.h, self.rng, self.deletes, self.new = h, random.Random(seed), deletes, new
         self.present = set(range(1, rows + 1))
+        self.settled = set(self.present)  # present when a run last completed: confirmed by it
         self.gone: set[int] = set()
         self.next_id = rows + 1
         self.readded: Counter[str] = Counter()
@@ -192,11 +223,14 @@ class Mutator:
     def initial(self) -> dict[int, str]:
         return {i: fresh(self.rng, 0) for i in sorted(self.present)}
 
+    def settle(self) -> None:
+        self.settled = set(self.present)
+
     def step(self) -> None:
         self.it += 1
         rng, present = self.rng, sorted(self.present)
         upserts = {i: fresh(rng, self.it) for i in rng.sample(present, rng.randint(0, 400))}
-        for _ in range(rng.randint(0, 80)):
+        for _ in range(rng.randint(*self.new)):
             upserts[self.next_id] = fresh(rng, self.it)
             self.next_id += 1
         back: list[int] = []
@@ -204,7 +238,8 @@ class Mutator:
         if self.deletes:
             back = rng.sample(sorted(self.gone), min(len(self.gone), rng.randint(0, 25)))
             upserts.update({i: fresh(rng, self.it) for i in back})
-            dropped = [i for i in rng.sample(present, rng.randint(0, 120)) if i not in upserts]
+            settled = sorted(self.present & self.settled)
+            dropped = [i for i in rng.sample(settled, rng.randint(0, 90)) if i not in upserts]
         self.h.write(upserts, dropped)
         self.present |= set(upserts)
         self.present -= set(dropped)
@@ -218,16 +253,20 @@ def kill_loop(h: Harness, m: Mutator, runs: int, clean_every: int = 5) -> tuple[
     started = time.monotonic()
     h.run()
     typical = time.monotonic() - started
+    m.settle()
     phases: Counter[str] = Counter()
     for i in range(runs):
         m.step()
         if i % clean_every == clean_every - 1:
             h.run()
+            m.settle()
             phases["clean"] += 1
             continue
         k = h.run_killed(m.rng.uniform(0, typical))
         phases[k.phase] += 1
         phases["busy"] += k.busy
+        if k.phase == "finished" and not k.busy:
+            m.settle()
     return phases, typical
 
 
@@ -238,11 +277,14 @@ def test_mirror_killed_at_random_points_ends_equal(harness: Any, runs: int) -> N
     h.setup(m.initial())
     first = h.run()
     assert first["counts"]["added"] == SEED_ROWS
+    started = time.monotonic()
     phases, typical = kill_loop(h, m, runs)
+    loop = time.monotonic() - started
 
     final = h.run()
-    source = h.source()
-    assert h.api.state("/items") == source  # same keys, same values: no lost update, nothing left over
+    source, dest = h.source(), h.api.state("/items")
+    wrong = {k for k in set(source) | set(dest) if source.get(k) != dest.get(k)}
+    assert dest == source, h.explain(wrong)  # same keys, same values: no lost update, nothing left over
     assert h.confirmed() == set(source)
     inserts = h.api.inserts("/items")
     duplicated = {k: n for k, n in inserts.items() if n > 1 + m.readded[k]}
@@ -253,7 +295,7 @@ def test_mirror_killed_at_random_points_ends_equal(harness: Any, runs: int) -> N
     assert again["requests"] == {"total": 0}
 
     killed = runs - phases["clean"] - phases["finished"]
-    print(f"\nmirror: {runs} runs (clean run {typical:.2f} s): {dict(phases)}; killed {killed}, "
+    print(f"\nmirror: {runs} runs in {loop:.1f} s (clean run {typical:.2f} s): {dict(phases)}; killed {killed}, "
           f"{phases['sending']} while sending; lock busy retries {h.busy_retries}; final run {final['counts']}")
     assert phases["sending"] >= 5, phases  # the kills did land mid-delivery, not only before or after
     assert phases["clean"] >= runs // 5
@@ -262,10 +304,13 @@ def test_mirror_killed_at_random_points_ends_equal(harness: Any, runs: int) -> N
 @pytest.mark.parametrize("runs", [24])
 def test_insert_killed_at_random_points_inserts_each_key_once(harness: Any, runs: int) -> None:
     h: Harness = harness("insert", "crash_items_ins", "/ins")
-    m = Mutator(h, seed=777, rows=SEED_ROWS, deletes=False)  # new ids and changed values, no delete
+    # New ids and changed values (insert mode skips those), no delete. Only new ids are sent: more of them
+    # and a slower API than in mirror, so that sending is a fair share of a run.
+    m = Mutator(h, seed=777, rows=SEED_ROWS, deletes=False, new=(200, 800))
     h.setup(m.initial())
+    h.api.latency(0.05)
     assert h.run()["counts"]["added"] == SEED_ROWS
-    phases, typical = kill_loop(h, m, runs, clean_every=4)
+    phases, typical = kill_loop(h, m, runs, clean_every=6)
     h.run()
 
     source = h.source()
@@ -276,13 +321,17 @@ def test_insert_killed_at_random_points_inserts_each_key_once(harness: Any, runs
     # What a plain insert-only API would have seen twice: records re-sent and applied again after a kill
     # (their confirmation was lost). Bounded by the batches in flight at each kill.
     applied: Counter[str] = Counter()
-    for r in h.api.requests_to("/ins", "POST"):
+    posts = h.api.requests_to("/ins", "POST")
+    for r in posts:
         if r.outcome == "applied":
             applied.update(str(rec["id"]) for rec in r.body)
+    assert all(r.outcome in ("applied", "replayed") for r in posts), Counter(r.outcome for r in posts)
+    replayed = sum(r.replay for r in posts)
     resent = sum(n - 1 for n in applied.values() if n > 1)
     assert resent <= phases["sending"] * WINDOW * BATCH, (resent, phases)
     print(f"\ninsert: {runs} runs (clean run {typical:.2f} s): {dict(phases)}; records applied twice "
-          f"(absorbed as updates by the keyed API) {resent}; lock busy retries {h.busy_retries}")
+          f"(absorbed as updates by the keyed API) {resent}, batches answered by Idempotency-Key replay "
+          f"{replayed}; lock busy retries {h.busy_retries}")
     assert phases["sending"] >= 2, phases
 
 
@@ -353,3 +402,29 @@ def test_revert_after_kill_is_not_lost(harness: Any) -> None:
     h.sql(f"UPDATE {h.table} SET v = 'A' WHERE id = 1")  # back to the value the state store holds
     h.run()
     assert h.api.state("/rev") == h.source()  # fails today: the destination keeps 'B' for good
+
+
+@pytest.mark.xfail(strict=True, reason="engine bug: a new key whose insert the destination applied but the "
+                   "run never recorded is unknown to the state store: when it leaves the source, mirror never "
+                   "deletes it (no write-ahead mark)")
+def test_insert_then_delete_after_kill_is_not_orphaned(harness: Any) -> None:
+    h: Harness = harness("mirror", "crash_items_orphan", "/orphan")
+    h.setup({1: "A", 2: "A"})
+    h.run()
+    h.api.latency(0)
+    h.write({3: "A"})
+    h.api.hang_next(1.0, path_prefix="/orphan")
+    proc = h.start()
+    assert proc.stdout is not None
+    while (line := proc.stdout.readline()) and not line.startswith("send "):
+        pass
+    time.sleep(0.2)
+    proc.kill()  # the insert of 3 reached the server; its confirmation will never be recorded
+    h.finish(proc)
+    deadline = time.monotonic() + 5
+    while "3" not in h.api.state("/orphan") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "3" in h.api.state("/orphan")
+    h.write(deletes=[3])
+    h.run()
+    assert h.api.state("/orphan") == h.source()  # fails today: 3 stays at the destination for good
