@@ -269,7 +269,7 @@ class Deliverer:
             elif o.status == "missing" and not delete:
                 out.append(Confirmation(r.key, r.row_hash, o.ref or r.ref, missing=True))
             else:  # confirmed (a delete of an already absent record is as good as done)
-                out.append(Confirmation(r.key, r.row_hash, o.ref or r.ref, deleted=delete))
+                out.append(Confirmation(r.key, r.row_hash, o.ref or r.ref, deleted=delete, new=not r.stored))
         return out
 
     def _count(self, answers: list[tuple[Item, Outcome]]) -> None:

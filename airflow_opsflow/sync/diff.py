@@ -40,6 +40,7 @@ class Change:
     values: tuple[Any, ...]  # the plan's selected columns
     row_hash: str
     ref: str | None
+    stored: bool  # the state store has a row for the key
 
 
 @dataclass
@@ -148,7 +149,8 @@ class Differ:
             c.unchanged += 1
             return None
         kind = "changed" if old is not None and old.row_hash is not None else "added"
-        return Change(kind, key, key_values, tuple(row[: self._width]), row_hash, old.dest_ref if old else None)
+        return Change(kind, key, key_values, tuple(row[: self._width]), row_hash, old.dest_ref if old else None,
+                      old is not None)
 
     # -- deletes ---------------------------------------------------------------------------------------
 

@@ -245,7 +245,7 @@ class SyncRun:
                 except ValueError as e:
                     differ.counts.reject("uncastable value", ch.key, str(e))
                     continue
-                yield Item(op, Record(ch.key, ch.key_values, fields, ch.row_hash, ch.ref), ch.kind)
+                yield Item(op, Record(ch.key, ch.key_values, fields, ch.row_hash, ch.ref, ch.stored), ch.kind)
 
         # Records the destination rejected before: retried by key, even when the incremental read skips them.
         for start in range(0, len(failed_keys), _RETRY_CHUNK):

@@ -26,6 +26,7 @@ class Record:
     :param fields: the mapped destination fields.
     :param row_hash: the hash of the mapped fields (the idempotency key is built from it).
     :param ref: the destination's own id for the record, when a previous write returned one.
+    :param stored: the state store has a row for this key (False: its first confirmation is a plain insert).
     """
 
     key: str
@@ -33,6 +34,7 @@ class Record:
     fields: dict[str, Any] | None
     row_hash: str | None
     ref: str | None = None
+    stored: bool = True
 
 
 @dataclass(frozen=True, slots=True)
