@@ -84,16 +84,23 @@ def _aware(v: Any) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+def _number(v: Any) -> Decimal:
+    try:
+        return Decimal(str(v).strip())
+    except ArithmeticError:
+        raise ValueError(f"{v!r} is not a number") from None
+
+
 def _decimal(v: Any) -> str:
     if isinstance(v, float):
         return repr(v)
-    return str(Decimal(str(v)))
+    return str(_number(v))
 
 
 def _integer(v: Any) -> int:
     if isinstance(v, (int, bool)):
         return int(v)
-    value = Decimal(str(v))
+    value = _number(v)
     if value != value.to_integral_value():
         raise ValueError(f"{v!r} is not a whole number")
     return int(value)

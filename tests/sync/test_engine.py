@@ -1,0 +1,210 @@
+"""The sync engine without Airflow: SQLite source and state, destinations implementing the interface."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_opsflow.state.store import StateStore
+from airflow_opsflow.sync.deliver import DeliveryPolicy, DestinationDown
+from airflow_opsflow.sync.destinations.base import (
+    OK,
+    BatchRejected,
+    Destination,
+    Operation,
+    Outcome,
+    Record,
+    TransientError,
+)
+from airflow_opsflow.sync.destinations.table import TableDestination
+from airflow_opsflow.sync.engine import SyncFailed, SyncRefused, SyncRun
+from airflow_opsflow.sync.mapping import Field, Mapping, MappingError
+from airflow_opsflow.sync.plan import Plan, source_query
+from airflow_opsflow.sync.ratelimit import RateLimiter, parse_retry_after
+from airflow_opsflow.sync.source import SqlSource
+from airflow_opsflow.sync.spec import SyncSpec, SyncSpecError
+
+
+class Store(Destination):
+    """An in-memory destination: applies upserts/deletes, can reject keys, fail transiently, rate limit."""
+
+    name = "memory"
+
+    def __init__(self) -> None:
+        self.rows: dict[str, dict[str, Any]] = {}
+        self.calls: list[tuple[str, int]] = []
+        self.reject: set[str] = set()
+        self.transient = 0
+        self.rate_limited = 0
+        self._lock = threading.Lock()
+
+    def send(self, op: Operation, records: Sequence[Record]) -> list[Outcome]:
+        with self._lock:
+            self.calls.append((op, len(records)))
+            if self.rate_limited:
+                self.rate_limited -= 1
+                raise TransientError("429", retry_after=0.01, rate_limited=True)
+            if self.transient:
+                self.transient -= 1
+                raise TransientError("503")
+            if any(r.key in self.reject for r in records):
+                raise BatchRejected("HTTP 422: invalid record")
+            for r in records:
+                if op == "delete":
+                    self.rows.pop(r.key, None)
+                else:
+                    self.rows[r.key] = dict(r.fields or {})
+        return [OK] * len(records)
+
+
+@pytest.fixture
+def dbs(tmp_path: Path) -> tuple[Path, Path]:
+    src, state = tmp_path / "src.db", tmp_path / "state.db"
+    conn = sqlite3.connect(src)
+    conn.execute("CREATE TABLE accounts (id INTEGER, name TEXT, spend NUMERIC, tier TEXT)")
+    conn.executemany("INSERT INTO accounts VALUES (?, ?, ?, ?)", [(i, f"a{i}", i * 10, "gold") for i in range(1, 201)])
+    conn.commit()
+    conn.close()
+    return src, state
+
+
+def run(dbs: tuple[Path, Path], dest: Destination, **settings: Any) -> Any:
+    src, state = dbs
+    settings.setdefault("max_failed", None)
+    spec = SyncSpec.build("s", "id", {"id": "id", "name": "name", "spend": Field("spend", "integer")}, **settings)
+    return SyncRun(spec, SqlSource(lambda: sqlite3.connect(src), "sqlite"), source_query("sqlite", None, "accounts", "t"),
+                   lambda: StateStore(lambda: sqlite3.connect(state), "sqlite"), dest,
+                   DeliveryPolicy(batch_size=16, concurrency=3, backoff=0.01)).run()
+
+
+def execute(dbs: tuple[Path, Path], *sql: str) -> None:
+    conn = sqlite3.connect(dbs[0])
+    for s in sql:
+        conn.execute(s)
+    conn.commit()
+    conn.close()
+
+
+def test_only_changes_are_sent_and_mirror_deletes(dbs: tuple[Path, Path]) -> None:
+    dest = Store()
+    assert run(dbs, dest, mode="mirror").counts["added"] == 200
+    assert run(dbs, dest, mode="mirror").counts["unchanged"] == 200
+    execute(dbs, "UPDATE accounts SET name = 'x' WHERE id <= 3", "UPDATE accounts SET tier = 'silver'",
+            "DELETE FROM accounts WHERE id > 190")
+    report = run(dbs, dest, mode="mirror")
+    assert (report.counts["changed"], report.counts["deleted"]) == (3, 10)  # tier is not mapped: no change
+    assert sorted(dest.rows, key=int) == [str(i) for i in range(1, 191)] and dest.rows["2"]["name"] == "x"
+
+
+def test_rejections_are_isolated_kept_and_retried(dbs: tuple[Path, Path]) -> None:
+    dest = Store()
+    dest.reject = {"7", "150"}
+    report = run(dbs, dest)
+    assert report.counts["failed"] == 2 and report.counts["added"] == 198 and report.splits > 0
+    assert {f["key"] for f in report.failures} == {"7", "150"}
+    dest.reject = set()
+    dest.calls.clear()
+    again = run(dbs, dest)
+    assert again.counts["added"] == 2 and sum(n for _, n in dest.calls) == 2
+
+
+def test_failure_threshold_fails_after_delivering(dbs: tuple[Path, Path]) -> None:
+    dest = Store()
+    dest.reject = {"9"}
+    with pytest.raises(SyncFailed) as failed:
+        run(dbs, dest, max_failed=0)
+    assert failed.value.report.counts["added"] == 199 and len(dest.rows) == 199
+
+
+def test_transient_errors_and_rate_limits_are_retried(dbs: tuple[Path, Path]) -> None:
+    dest = Store()
+    dest.transient, dest.rate_limited = 2, 5
+    report = run(dbs, dest)
+    assert report.counts["added"] == 200 and report.retries == 2 and report.rate_limited == 5
+
+
+def test_a_dead_destination_stops_the_run_and_loses_nothing(dbs: tuple[Path, Path]) -> None:
+    dest = Store()
+    dest.transient = 10_000
+    with pytest.raises(DestinationDown, match="kept failing"):
+        run(dbs, dest)
+    dest.transient = 0
+    assert run(dbs, dest).counts["added"] == 200  # nothing was confirmed: everything goes now
+
+
+def test_mirror_guard_and_dry_run(dbs: tuple[Path, Path]) -> None:
+    dest = Store()
+    run(dbs, dest, mode="mirror")
+    execute(dbs, "DELETE FROM accounts WHERE id > 100")
+    with pytest.raises(SyncRefused, match="max_delete_share=0.2"):
+        run(dbs, dest, mode="mirror")
+    assert len(dest.rows) == 200
+    dry = run(dbs, dest, mode="mirror", dry_run=True, max_delete_share=1.0)
+    assert dry.counts["deleted"] == 100 and dry.requests == {"delete": 7} and len(dest.rows) == 200
+    execute(dbs, "DELETE FROM accounts")
+    with pytest.raises(SyncRefused, match="no rows"):
+        run(dbs, dest, mode="mirror", max_delete_share=1.0)
+
+
+def test_invalid_rows_are_never_sent(dbs: tuple[Path, Path]) -> None:
+    execute(dbs, "INSERT INTO accounts VALUES (NULL, 'n', 1, 'g')", "INSERT INTO accounts VALUES (5, 'd', 1, 'g')",
+            "INSERT INTO accounts VALUES (300, 'bad', 'not a number', 'g')")
+    dest = Store()
+    report = run(dbs, dest)
+    assert report.invalid_reasons == {"null key": 1, "duplicate key": 2, "uncastable value": 1}
+    assert "5" not in dest.rows and "300" not in dest.rows and report.counts["added"] == 199
+    assert any(i.get("detail") == "field 'spend': 'not a number' is not a number" for i in report.invalid)
+
+
+def test_table_destination_on_sqlite(dbs: tuple[Path, Path], tmp_path: Path) -> None:
+    target = tmp_path / "crm.db"
+    conn = sqlite3.connect(target)
+    conn.execute("CREATE TABLE crm (id INTEGER PRIMARY KEY, name TEXT, spend INTEGER)")
+    conn.commit()
+    dest = TableDestination(lambda: sqlite3.connect(target, check_same_thread=False), "sqlite", "crm", ["id"])
+    run(dbs, dest, mode="mirror")
+    execute(dbs, "DELETE FROM accounts WHERE id > 180", "UPDATE accounts SET spend = 7 WHERE id = 1")
+    report = run(dbs, dest, mode="mirror")
+    dest.close()
+    assert (report.counts["changed"], report.counts["deleted"]) == (1, 20)
+    assert conn.execute("SELECT COUNT(*), SUM(spend = 7) FROM crm").fetchone() == (180, 1)
+
+
+def test_settings_are_validated_with_names() -> None:
+    with pytest.raises(SyncSpecError, match="mode must be one of"):
+        SyncSpec.build("s", "id", mode="merge")  # type: ignore[arg-type]
+    with pytest.raises(SyncSpecError, match="shard must be"):
+        SyncSpec.build("s", "id", shard=(3, 3))
+    with pytest.raises(SyncSpecError, match="primary_key"):
+        SyncSpec.build("s", [])
+    with pytest.raises(SyncSpecError, match="unknown type 'money'"):
+        SyncSpec.build("s", "id", {"a": {"column": "b", "type": "money"}})
+    with pytest.raises(MappingError, match="spend <- total"):
+        Mapping.parse({"spend": "total"}, columns=["id"])
+
+
+def test_plan_quotes_identifiers_and_values() -> None:
+    plan = Plan("postgres", 'SELECT * FROM "t"', ('a"b',), ("x",), "d'g", shard=(1, 4))
+    sql = plan.pushdown_sql("opsflow_sync_keys", "it's")
+    assert '"a""b"' in sql and "'it''s'" in sql and "'d''g'" in sql and "% 4) = 1" in sql
+    mysql = Plan("mysql", "SELECT * FROM t", ("id",), ("x",), "d")
+    assert "`id`" in mysql.select_sql() and "MD5(CONCAT_WS" in mysql.select_sql()
+    with pytest.raises(ValueError, match="exactly one query"):
+        source_query("postgres", "SELECT 1; DROP TABLE t", None, "task 't'")
+
+
+def test_retry_after_and_rate_limit_headers() -> None:
+    assert parse_retry_after("3") == 3.0
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == 10.0
+    limiter = RateLimiter()
+    limiter.observe({"X-HubSpot-RateLimit-Remaining": "0", "X-HubSpot-RateLimit-Interval-Milliseconds": "200"})
+    import time
+
+    started = time.monotonic()
+    limiter.acquire()
+    assert time.monotonic() - started >= 0.15
