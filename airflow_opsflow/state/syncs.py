@@ -75,6 +75,7 @@ class SyncRepo:
         self._meta = store.table("sync_meta")
         self._owner = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self._locked = False
+        self._async_commit = False
 
     # -- one run at a time -------------------------------------------------------------------------
 
@@ -228,9 +229,12 @@ class SyncRepo:
         fresh = {a.key for a in answers if a.new and a.error is None and not a.deleted}
         with self.store.transaction() as cur:
             if self.store.dialect == "postgres" and hasattr(cur.raw, "copy_expert") and oks:
-                # Confirmations may be lost in a database crash, never half-written: those records would
-                # be sent again, which upserts absorb. Waiting for each commit's WAL flush is not worth it.
-                cur.execute("SET LOCAL synchronous_commit = off")
+                if not self._async_commit:
+                    # Confirmations may be lost in a database crash, never half-written: those records would
+                    # be sent again, which upserts absorb. Waiting for each commit's WAL flush is not worth
+                    # it. (Session-wide: this connection only ever records confirmations.)
+                    cur.execute("SET synchronous_commit = off")
+                    self._async_commit = True
                 self._copy_in(cur, [r for r in oks if r[1] in fresh], stage=False)  # psycopg2: COPY is cheapest
                 self._copy_in(cur, [r for r in oks if r[1] not in fresh], stage=True)
             else:

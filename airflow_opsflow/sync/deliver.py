@@ -52,7 +52,7 @@ class DeliveryPolicy:
     :param backoff: first retry delay in seconds (doubles each try, jittered, at most 60 s).
     :param max_rate_limit_wait: seconds one batch may spend waiting on rate limits before it fails.
     :param window: batches sent or being sent but not yet recorded, at most: what a crash can make us send
-        again (default: 2 x concurrency, and at least 2,000 records' worth).
+        again (default: 2 x concurrency, and at least 5,000 records' worth).
     :param breaker: consecutive failed batches that stop the run.
     """
 
@@ -112,7 +112,7 @@ class Deliverer:
         self.stats = DeliveryStats()
         self._lock = threading.Lock()
         # Enough batches in flight to keep the senders busy while the recorder commits a group.
-        window = policy.window or max(2 * policy.concurrency, -(-2000 // policy.batch_size))
+        window = policy.window or max(2 * policy.concurrency, -(-5000 // policy.batch_size))
         self._slots = threading.BoundedSemaphore(window)
         self._answers: queue.Queue[list[tuple[Item, Outcome]] | None] = queue.Queue()
         self._abort: BaseException | None = None

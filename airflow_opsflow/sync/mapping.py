@@ -210,7 +210,7 @@ class Mapping:
                 env[f"c{j}"] = CASTS[f.type]
                 items.append(f"{dest!r}: None if v{j} is None else c{j}(v{j})")
         source = "def fast(row):\n" + "\n".join(reads) + "\n    return {" + ", ".join(items) + "}\n"
-        exec(compile(source, "<opsflow mapping>", "exec"), env)  # noqa: S102 - generated from names and ints only
+        exec(compile(source, "<opsflow mapping>", "exec"), env)  # generated from repr()'d names and ints only
         fast: Callable[[Sequence[Any]], dict[str, Any]] = env["fast"]
         names = [dest for dest, _ in self.fields]
         picks = [index[f.column] for _, f in self.fields]

@@ -93,7 +93,8 @@ class SqlSource:
                      self.fetch_size)
         return self.conn.cursor()
 
-    def stream(self, sql: str, role: str, small: int | None = None) -> Iterator[tuple[list[str], list[tuple[Any, ...]]]]:
+    def stream(self, sql: str, role: str,
+               small: int | None = None) -> Iterator[tuple[list[str], list[tuple[Any, ...]]]]:
         """Yield ``(column names, rows)`` chunks of ``sql``; ``role`` names the query in errors.
 
         ``small``: the result is usually at most this many rows (a diff): try a plain query with a LIMIT
@@ -106,7 +107,8 @@ class SqlSource:
                 _numeric_and_dates_as_text(cur)
                 # MATERIALIZED: planned for the whole result (a bare LIMIT makes PostgreSQL pick a
                 # fast-start nested loop, 2-3x slower when the diff is empty).
-                cur.execute(f"WITH opsflow_diff AS MATERIALIZED ({sql}) SELECT * FROM opsflow_diff LIMIT {int(small) + 1}")
+                limit = int(small) + 1
+                cur.execute(f"WITH opsflow_diff AS MATERIALIZED ({sql}) SELECT * FROM opsflow_diff LIMIT {limit}")  # noqa: S608
                 rows = cur.fetchall()
                 names = [d[0] for d in cur.description or []]
             except Exception as e:

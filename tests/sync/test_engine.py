@@ -77,7 +77,8 @@ def run(dbs: tuple[Path, Path], dest: Destination, **settings: Any) -> Any:
     src, state = dbs
     settings.setdefault("max_failed", None)
     spec = SyncSpec.build("s", "id", {"id": "id", "name": "name", "spend": Field("spend", "integer")}, **settings)
-    return SyncRun(spec, SqlSource(lambda: sqlite3.connect(src), "sqlite"), source_query("sqlite", None, "accounts", "t"),
+    return SyncRun(spec, SqlSource(lambda: sqlite3.connect(src), "sqlite"),
+                   source_query("sqlite", None, "accounts", "t"),
                    lambda: StateStore(lambda: sqlite3.connect(state), "sqlite"), dest,
                    DeliveryPolicy(batch_size=16, concurrency=3, backoff=0.01)).run()
 
@@ -141,7 +142,7 @@ def test_mirror_guard_and_dry_run(dbs: tuple[Path, Path]) -> None:
     dest = Store()
     run(dbs, dest, mode="mirror")
     execute(dbs, "DELETE FROM accounts WHERE id > 100")
-    with pytest.raises(SyncRefused, match="max_delete_share=0.2"):
+    with pytest.raises(SyncRefused, match=r"max_delete_share=0\.2"):
         run(dbs, dest, mode="mirror")
     assert len(dest.rows) == 200
     dry = run(dbs, dest, mode="mirror", dry_run=True, max_delete_share=1.0)
