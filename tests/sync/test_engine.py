@@ -209,3 +209,50 @@ def test_retry_after_and_rate_limit_headers() -> None:
     started = time.monotonic()
     limiter.acquire()
     assert time.monotonic() - started >= 0.15
+
+
+def test_full_resync_sends_everything_again(dbs: tuple[Path, Path]) -> None:
+    dest = Store()
+    run(dbs, dest)
+    dest.calls.clear()
+    report = run(dbs, dest, full_resync=True)
+    assert report.counts["changed"] == 200 and sum(n for _, n in dest.calls) == 200
+
+
+def test_preflight_names_missing_columns_before_sending(dbs: tuple[Path, Path]) -> None:
+    src, state = dbs
+    spec = SyncSpec.build("s", "id", {"id": "id", "revenue": "total_revenue"})
+    dest = Store()
+    with pytest.raises(SyncSpecError, match="revenue <- total_revenue"):
+        SyncRun(spec, SqlSource(lambda: sqlite3.connect(src), "sqlite"), source_query("sqlite", None, "accounts", "t"),
+                lambda: StateStore(lambda: sqlite3.connect(state), "sqlite"), dest, DeliveryPolicy()).run()
+    assert dest.calls == []
+
+
+def test_unreachable_state_store_sends_nothing(dbs: tuple[Path, Path]) -> None:
+    from airflow_opsflow.state.store import StateStoreError
+
+    def refuse() -> Any:
+        raise OSError("connection refused")
+
+    spec = SyncSpec.build("s", "id")
+    dest = Store()
+    with pytest.raises(StateStoreError, match="unreachable"):
+        SyncRun(spec, SqlSource(lambda: sqlite3.connect(dbs[0]), "sqlite"),
+                source_query("sqlite", None, "accounts", "t"), lambda: StateStore(refuse, "sqlite"), dest,
+                DeliveryPolicy()).run()
+    assert dest.calls == []
+
+
+def test_http_errors_never_carry_credentials() -> None:
+    from airflow_opsflow.sync.destinations.base import DestinationFailed
+    from airflow_opsflow.sync.destinations.transport import HttpTarget, HttpTransport
+    from airflow_opsflow.testing.recording_http import RecordingHTTPServer
+
+    with RecordingHTTPServer() as api:
+        api.require_auth("Bearer right-token")
+        transport = HttpTransport(HttpTarget(api.url, {"Authorization": "Bearer s3cret-token"}), 1)
+        with pytest.raises(DestinationFailed) as refused:
+            transport.request("POST", "/v1/items", [{"id": 1}])
+        assert "401" in str(refused.value) and "s3cret" not in str(refused.value)
+        assert api.requests[0].headers["Authorization"] == "Bearer s3cret-token"  # it was sent, only not logged

@@ -161,6 +161,13 @@ def test_asset_event_and_streaming_diff_with_state_elsewhere(api: RecordingHTTPS
     monkeypatch.setenv("AIRFLOW__OPSFLOW__STATE_CONN_ID", sqlite_db.conn_id)
     first = sync("upsert")
     assert first["diff"] == "streaming" and first["counts"]["added"] == 71
+    from airflow.models.asset import AssetEvent, AssetModel  # test side: reading the run back from the metadata DB
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        event = (session.query(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+                 .filter(AssetModel.uri == "opsflow://test/crm_accounts").order_by(AssetEvent.id.desc()).first())
+        assert event is not None and event.extra["added"] == 71 and event.extra["sync_id"].endswith("push_accounts")
     assert sync("upsert")["counts"]["unchanged"] == 71
     assert sqlite_db.scalar("SELECT COUNT(*) FROM opsflow_sync_keys") == 71
 
