@@ -50,6 +50,7 @@ test: venv db-binaries lint
 bench: venv db-binaries
 	$(PY) bench/checks.py
 	$(PY) bench/tickets.py
+	$(PY) bench/sync.py
 
 clean:
 	rm -rf $(VENV) .bench .demo build dist *.egg-info

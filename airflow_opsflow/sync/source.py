@@ -11,7 +11,9 @@ and keys computed in SQL must be the same bytes on every worker and every run.
 from __future__ import annotations
 
 import logging
+import queue
 import sqlite3
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -127,17 +129,52 @@ class SqlSource:
                 names = [d[0] for d in cur.description or []]
             except Exception as e:
                 raise SourceError(f"{role} failed: {_describe(e)}") from e
-            while rows:
+            # (SQLite connections belong to their thread; its reads are local anyway.)
+            if rows and len(rows) == self.fetch_size and self._driver != "sqlite3":
                 yield names, rows
-                try:
-                    rows = cur.fetchmany(self.fetch_size)
-                except Exception as e:
-                    raise SourceError(f"{role} failed while streaming: {_describe(e)}") from e
+                for chunk in self._prefetched(cur, role):
+                    yield names, chunk
+            elif rows:
+                yield names, rows
         finally:
             try:
                 cur.close()
             except Exception:
                 log.debug("closing the source cursor failed", exc_info=True)
+
+    def _prefetched(self, cur: Any, role: str) -> Iterator[list[tuple[Any, ...]]]:
+        """The rest of a big result, fetched one chunk ahead by a thread: the database computes the next
+        chunk (and the driver waits for it without the GIL) while the caller works on this one."""
+        chunks: queue.Queue[list[tuple[Any, ...]] | BaseException] = queue.Queue(maxsize=2)
+        stop = threading.Event()
+
+        def pump() -> None:
+            try:
+                while not stop.is_set():
+                    rows = cur.fetchmany(self.fetch_size)
+                    chunks.put(rows)
+                    if not rows:
+                        return
+            except BaseException as e:  # handed to the consumer, raised there
+                chunks.put(e)
+
+        thread = threading.Thread(target=pump, name="opsflow-sync-read", daemon=True)
+        thread.start()
+        try:
+            while True:
+                item = chunks.get()
+                if isinstance(item, BaseException):
+                    raise SourceError(f"{role} failed while streaming: {_describe(item)}") from item
+                if not item:
+                    return
+                yield item
+        finally:
+            stop.set()
+            while thread.is_alive():  # unblock a pending put, then let the thread see ``stop``
+                try:
+                    chunks.get_nowait()
+                except queue.Empty:
+                    thread.join(0.05)
 
     def query(self, sql: str, role: str) -> tuple[list[str], list[tuple[Any, ...]]]:
         """A small query, fetched whole."""
@@ -169,5 +206,5 @@ def _numeric_and_dates_as_text(cur: Any) -> None:
     ext.register_type(ext.new_type((_NUMERIC, _DATE), "OPSFLOW_AS_TEXT", lambda value, _cur: value), cur)
 
 
-def _describe(e: Exception) -> str:
+def _describe(e: BaseException) -> str:
     return f"{type(e).__name__}: {' '.join(str(e).split())}"[:1000]

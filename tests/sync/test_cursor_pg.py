@@ -47,10 +47,10 @@ def sql(uri: str, statement: str) -> None:
     conn.close()
 
 
-def run(uri: str, dest: Store, **settings: Any) -> Any:
-    spec = SyncSpec.build("cursor-test", "id", {"id": "id", "v": "v"}, cursor="updated_at", max_failed=None,
-                          cursor_lookback=timedelta(minutes=5), **settings)
-    return SyncRun(spec, SqlSource(lambda: psycopg2.connect(uri), "postgres"),
+def run(uri: str, dest: Store, fetch_size: int = 10_000, **settings: Any) -> Any:
+    settings = {"cursor": "updated_at", "cursor_lookback": timedelta(minutes=5), **settings}
+    spec = SyncSpec.build("cursor-test", "id", {"id": "id", "v": "v"}, max_failed=None, **settings)
+    return SyncRun(spec, SqlSource(lambda: psycopg2.connect(uri), "postgres", fetch_size=fetch_size),
                    source_query("postgres", None, "cursor_items", "t"),
                    lambda: StateStore(lambda: psycopg2.connect(uri), "postgres"), dest,
                    DeliveryPolicy(batch_size=50, concurrency=2, backoff=0.01), pushdown_ok=True,
@@ -84,3 +84,14 @@ def test_mirror_with_cursor_finds_deletes_in_the_periodic_full_diff(uri: str) ->
     assert not incremental.full and incremental.counts["deleted"] == 0 and "7" in dest.rows
     full = run(uri, dest, mode="mirror", full_diff_every=timedelta(0))
     assert full.full and full.counts["deleted"] == 1 and "7" not in dest.rows
+
+
+def test_streaming_diff_reads_ahead_in_chunks(uri: str) -> None:
+    dest = Store()
+    first = run(uri, dest, fetch_size=64, diff="streaming", cursor=None, mode="mirror")
+    assert first.diff == "streaming" and first.counts["added"] == 500 and len(dest.rows) == 500
+    sql(uri, "UPDATE cursor_items SET v = 'x' WHERE id % 100 = 0")
+    sql(uri, "DELETE FROM cursor_items WHERE id > 495")
+    again = run(uri, dest, fetch_size=64, diff="streaming", cursor=None, mode="mirror")
+    assert (again.counts["changed"], again.counts["deleted"], again.counts["unchanged"]) == (4, 5, 491)
+    assert dest.rows["100"]["v"] == "x" and "496" not in dest.rows
