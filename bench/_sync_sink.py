@@ -118,6 +118,13 @@ class SinkProtocol(asyncio.Protocol):
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
+    def connection_lost(self, exc: Exception | None) -> None:
+        # The parser refers back to this protocol, so a closed connection lives on until a full GC: it must
+        # not hold its last body meanwhile (drt opens a connection per batch; at batch 10,000 bodies of
+        # 3.3 MB piled up to 800 MB before this).
+        self.body = []
+        self.transport = None
+
     def data_received(self, data: bytes) -> None:
         try:
             self.parser.feed_data(data)
@@ -148,6 +155,7 @@ class SinkProtocol(asyncio.Protocol):
             self.transport.write(OK)
         elif method in (b"POST", b"PUT", b"PATCH"):
             self.counters.add(b"".join(self.body))
+            self.body = []
             self.transport.write(OK)
         else:
             self.transport.write(NOT_FOUND)
