@@ -21,6 +21,7 @@ from typing import Any
 from airflow_opsflow.state.store import Cursor, StateStore, StateStoreError
 
 OK, FAILED, DELETE_FAILED, MISSING = "ok", "failed", "delfail", "missing"
+STALE_HASH = "stale"  # confirmed under a previous hashing scheme: differs from every real hash
 _CHUNK = 400  # rows per multi-row statement (SQLite allows 32k parameters; 400 x 7 stays far below)
 _LEASE_STALE = timedelta(minutes=5)
 
@@ -163,9 +164,13 @@ class SyncRepo:
             cur.execute(f"UPDATE {self._meta} SET {', '.join(sets)} WHERE sync_id = ?", (*params, self.sync_id))
 
     def reset_hash_kind(self, hash_kind: str) -> None:
-        """The hashing scheme changed (e.g. another source dialect): stored hashes cannot be compared."""
+        """The hashing scheme changed (e.g. another source dialect): stored hashes cannot be compared.
+
+        Confirmed keys keep a placeholder hash rather than none: every record is sent again, and keys
+        that left the source are still known to be at the destination (mirror deletes them)."""
         with self.store.transaction() as cur:
-            cur.execute(f"UPDATE {self._keys} SET row_hash = NULL WHERE sync_id = ?", (self.sync_id,))
+            cur.execute(f"UPDATE {self._keys} SET row_hash = ? WHERE sync_id = ? AND row_hash IS NOT NULL",
+                        (STALE_HASH, self.sync_id))
             cur.execute(f"UPDATE {self._meta} SET hash_kind = ?, watermark = NULL WHERE sync_id = ?",
                         (hash_kind, self.sync_id))
 
