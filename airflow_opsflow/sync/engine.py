@@ -96,14 +96,16 @@ class SyncRun:
         store = self.store_factory()
         repo = SyncRepo(store, spec.state_id)
         try:
-            with self.source as src:
-                plan, mapping = self._plan(src)
-                pushdown = self._pushdown(plan)
-                repo.lock()
-                try:
+            # The lock first: the source snapshot starts with its first query, and must see every state
+            # row a previous run committed (new keys are then inserted without a conflict check).
+            repo.lock()
+            try:
+                with self.source as src:
+                    plan, mapping = self._plan(src)
+                    pushdown = self._pushdown(plan)
                     report = self._run_locked(src, repo, plan, mapping, pushdown, store)
-                finally:
-                    repo.unlock()
+            finally:
+                repo.unlock()
         finally:
             store.close()
         report.seconds = time.monotonic() - started

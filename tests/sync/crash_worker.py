@@ -1,11 +1,13 @@
 """One sync run in its own process, for tests/sync/test_crash.py to SIGKILL at random points.
 
-    python tests/sync/crash_worker.py <pg uri> <api url> <mode> [sync_id] [table] [endpoint]
+    python tests/sync/crash_worker.py <pg uri> <api url> <mode> [sync_id] [table] [endpoint] [window]
 
 PostgreSQL is source and state store (the diff is pushed down); the destination is the recording HTTP
-server of the test process (batches of 50 from 4 senders, Idempotency-Key headers, deletes per key).
+server of the test process (batches of 50 from 4 senders, Idempotency-Key headers, deletes per key;
+``window``: batches in flight unrecorded, the engine's default when not given).
 Progress goes to stdout, one flushed line each, so the test can tell where a kill landed:
-``started`` (imports done), ``send <op> <n>`` (each request about to go out), ``report <json>`` (done).
+``started`` (imports done; the run then waits for a line on stdin, so the test can start the next worker
+while the current one runs), ``send <op> <n>`` (each request about to go out), ``report <json>`` (done).
 Exit codes: 0 done, 75 another run still holds the sync's lock (SyncBusyError), 1 anything else.
 """
 
@@ -53,7 +55,10 @@ def main(argv: list[str]) -> int:
     sync_id = argv[3] if len(argv) > 3 else "crash"
     table = argv[4] if len(argv) > 4 else "crash_items"
     endpoint = argv[5] if len(argv) > 5 else "/items"
+    window = int(argv[6]) if len(argv) > 6 else None
     say("started")
+    if sys.stdin.readline().strip() != "go":  # the test is gone (a spare worker never told to run)
+        return 0
     spec = SyncSpec.build(sync_id, ["id"], mapping={"id": "id", "v": "v"}, mode=mode, max_failed=None,
                           max_delete_share=1.0, allow_empty_source=True)
     limiter = RateLimiter()
@@ -63,7 +68,7 @@ def main(argv: list[str]) -> int:
     run = SyncRun(spec, SqlSource(lambda: psycopg2.connect(uri), "postgres"),
                   source_query("postgres", None, table, "crash test"),
                   lambda: StateStore(lambda: psycopg2.connect(uri), "postgres"), dest,
-                  DeliveryPolicy(batch_size=BATCH, concurrency=CONCURRENCY, backoff=0.05),
+                  DeliveryPolicy(batch_size=BATCH, concurrency=CONCURRENCY, backoff=0.05, window=window),
                   pushdown_ok=True, source_table=table, limiter=limiter)
     try:
         report = run.run()

@@ -5,13 +5,14 @@ Each run is a real process (tests/sync/crash_worker.py: PostgreSQL source and st
 diff, batches of 50 from 4 senders with Idempotency-Key headers) sending to the recording HTTP server of
 this process, which keeps applying what reached it when the client dies (as a real API does). The source
 changes between runs (deterministic random: new ids, updated values, deleted ids, deleted ids re-added);
-the kill delay is drawn uniformly between 0 and the duration of a clean run, measured first.
+the kill delay is drawn uniformly between 0 and the duration of a clean run, measured first (from the
+moment the worker, its imports done, is told to run: kills land in the run, not in Python's start-up).
 
 Two patterns are kept out of the random changes because the engine loses them today (each has a
 deterministic test below, marked xfail strict: they fail loudly once fixed, then drop the marker and
 the restriction): a value going back to the one the state store last confirmed (every value written is
 fresh), and a key leaving the source before any completed run confirmed it (only keys present when a run
-last completed are deleted).
+last completed are deleted). A state reset (a new hash scheme) by a killed run is tested on its own.
 """
 
 from __future__ import annotations
@@ -38,8 +39,8 @@ from tests.sync.crash_worker import BATCH, BUSY, CONCURRENCY
 pytestmark = pytest.mark.postgres
 
 WORKER = Path(__file__).with_name("crash_worker.py")
-WINDOW = 2 * CONCURRENCY  # batches in flight, unrecorded, at any time (DeliveryPolicy's default window)
-LATENCY = 0.004  # per request: a run sending a few hundred records and deletes spends ~0.2-0.4 s sending
+WINDOW = 2 * CONCURRENCY  # batches in flight unrecorded, set explicitly (the default is now 5,000 records' worth)
+LATENCY = 0.002  # per request: a run sending a few hundred records and deletes spends ~0.1-0.3 s sending
 SEED_ROWS = 3000
 
 
@@ -53,7 +54,7 @@ def api() -> Iterator[RecordingHTTPServer]:
 class Killed:
     """Where one kill landed (``phase``) and what the run sent before it."""
 
-    phase: str  # "startup" (no import done), "planning" (no request yet), "sending", "finished" (not killed)
+    phase: str  # "planning" (lock, diff: no request yet), "sending" (or recording), "finished" (not killed)
     sends: int  # batches announced by the worker
     busy: bool = False
 
@@ -68,12 +69,15 @@ class Harness:
     table: str
     prefix: str
     sync_id: str = field(default_factory=lambda: f"crash-{uuid.uuid4().hex[:10]}")
+    window: int | None = None  # DeliveryPolicy.window (None: the engine's default)
     busy_retries: int = 0
     log: list[tuple[int, str]] = field(default_factory=list)  # (first request index, what ran)
+    seconds: float = 0.0  # the last clean run, from "go" to its exit
 
     def __post_init__(self) -> None:
         self.conn = psycopg2.connect(self.uri)
         self.conn.autocommit = True
+        self._spare: subprocess.Popen[str] | None = None
 
     def sql(self, statement: str, params: Any = None) -> list[tuple[Any, ...]]:
         cur = self.conn.cursor()
@@ -119,10 +123,23 @@ class Harness:
         assert all(h is not None and s == "ok" for _, h, s in rows), [r for r in rows if r[2] != "ok"][:5]
         return {k for k, _, _ in rows}
 
-    def start(self) -> subprocess.Popen[str]:
+    def _spawn(self) -> subprocess.Popen[str]:
+        extra = [] if self.window is None else [str(self.window)]
         return subprocess.Popen([sys.executable, str(WORKER), self.uri, self.api.url, self.mode, self.sync_id,
-                                 self.table, self.prefix], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True)
+                                 self.table, self.prefix, *extra], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+
+    def start(self) -> subprocess.Popen[str]:
+        """A worker whose imports are done, told to run now; the next one is spawned meanwhile (Python's
+        start-up is then off the clock: kills land in the run, not in the imports)."""
+        proc, self._spare = self._spare or self._spawn(), None
+        assert proc.stdin is not None and proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line == "started\n", (line, proc.communicate()[1][-3000:])
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        self._spare = self._spawn()
+        return proc
 
     def finish(self, proc: subprocess.Popen[str]) -> tuple[int, list[str], str]:
         out, err = proc.communicate(timeout=60)
@@ -132,7 +149,10 @@ class Harness:
         """One run left to finish; retried while the killed run's lock is not released yet."""
         self.log.append((len(self.api.requests), "clean"))
         for _ in range(50):
-            rc, lines, err = self.finish(self.start())
+            proc = self.start()
+            started = time.monotonic()
+            rc, lines, err = self.finish(proc)
+            self.seconds = time.monotonic() - started
             if rc == BUSY:
                 self.busy_retries += 1
                 time.sleep(0.2)
@@ -161,8 +181,6 @@ class Harness:
             assert rc == 0, f"worker failed ({rc}):\n{err[-3000:]}"
             return Killed("finished", sends)
         time.sleep(0.05)  # requests that reached the server before the kill are still being applied
-        if "started" not in lines:
-            return Killed("startup", sends)
         return Killed("sending" if sends else "planning", sends)
 
     def explain(self, keys: set[str]) -> str:
@@ -183,6 +201,9 @@ class Harness:
         return "\n".join(lines[:80])
 
     def close(self) -> None:
+        if self._spare is not None:
+            self._spare.kill()
+            self._spare.communicate()
         self.conn.close()
 
 
@@ -211,7 +232,7 @@ class Mutator:
     test_insert_then_delete_after_kill_is_not_orphaned).
     """
 
-    def __init__(self, h: Harness, seed: int, rows: int, deletes: bool, new: tuple[int, int] = (0, 80)) -> None:
+    def __init__(self, h: Harness, seed: int, rows: int, deletes: bool, new: tuple[int, int] = (0, 50)) -> None:
         self.h, self.rng, self.deletes, self.new = h, random.Random(seed), deletes, new
         self.present = set(range(1, rows + 1))
         self.settled = set(self.present)  # present when a run last completed: confirmed by it
@@ -236,13 +257,14 @@ class Mutator:
         back: list[int] = []
         dropped: list[int] = []
         if self.deletes:
-            back = rng.sample(sorted(self.gone), min(len(self.gone), rng.randint(0, 25)))
+            back = rng.sample(sorted(self.gone), min(len(self.gone), rng.randint(0, 15)))
             upserts.update({i: fresh(rng, self.it) for i in back})
             settled = sorted(self.present & self.settled)
-            dropped = [i for i in rng.sample(settled, rng.randint(0, 90)) if i not in upserts]
+            dropped = [i for i in rng.sample(settled, rng.randint(0, 60)) if i not in upserts]
         self.h.write(upserts, dropped)
         self.present |= set(upserts)
         self.present -= set(dropped)
+        self.settled -= set(dropped)  # back later: deletable again only once a run confirmed it
         self.gone = (self.gone - set(back)) | set(dropped)
         self.readded.update(str(i) for i in back)
 
@@ -250,9 +272,8 @@ class Mutator:
 def kill_loop(h: Harness, m: Mutator, runs: int, clean_every: int = 5) -> tuple[Counter[str], float]:
     """Calibrate on one clean run, then mutate, start, kill at a random point, ``runs`` times."""
     m.step()
-    started = time.monotonic()
     h.run()
-    typical = time.monotonic() - started
+    typical = h.seconds
     m.settle()
     phases: Counter[str] = Counter()
     for i in range(runs):
@@ -301,16 +322,16 @@ def test_mirror_killed_at_random_points_ends_equal(harness: Any, runs: int) -> N
     assert phases["clean"] >= runs // 5
 
 
-@pytest.mark.parametrize("runs", [24])
+@pytest.mark.parametrize("runs", [20])
 def test_insert_killed_at_random_points_inserts_each_key_once(harness: Any, runs: int) -> None:
     h: Harness = harness("insert", "crash_items_ins", "/ins")
     # New ids and changed values (insert mode skips those), no delete. Only new ids are sent: more of them
     # and a slower API than in mirror, so that sending is a fair share of a run.
-    m = Mutator(h, seed=777, rows=SEED_ROWS, deletes=False, new=(200, 800))
+    m = Mutator(h, seed=777, rows=1000, deletes=False, new=(200, 800))
     h.setup(m.initial())
     h.api.latency(0.05)
-    assert h.run()["counts"]["added"] == SEED_ROWS
-    phases, typical = kill_loop(h, m, runs, clean_every=6)
+    assert h.run()["counts"]["added"] == 1000
+    phases, typical = kill_loop(h, m, runs, clean_every=5)
     h.run()
 
     source = h.source()
@@ -319,7 +340,7 @@ def test_insert_killed_at_random_points_inserts_each_key_once(harness: Any, runs
     inserts = h.api.inserts("/ins")
     assert set(inserts) == set(source) and max(inserts.values()) == 1  # never created twice
     # What a plain insert-only API would have seen twice: records re-sent and applied again after a kill
-    # (their confirmation was lost). Bounded by the batches in flight at each kill.
+    # (their confirmation was lost), bounded by the batches in flight at each kill (the default window).
     applied: Counter[str] = Counter()
     posts = h.api.requests_to("/ins", "POST")
     for r in posts:
@@ -328,7 +349,8 @@ def test_insert_killed_at_random_points_inserts_each_key_once(harness: Any, runs
     assert all(r.outcome in ("applied", "replayed") for r in posts), Counter(r.outcome for r in posts)
     replayed = sum(r.replay for r in posts)
     resent = sum(n - 1 for n in applied.values() if n > 1)
-    assert resent <= phases["sending"] * WINDOW * BATCH, (resent, phases)
+    window = max(2 * CONCURRENCY, -(-5000 // BATCH))  # DeliveryPolicy's default
+    assert resent <= phases["sending"] * window * BATCH, (resent, phases)
     print(f"\ninsert: {runs} runs (clean run {typical:.2f} s): {dict(phases)}; records applied twice "
           f"(absorbed as updates by the keyed API) {resent}, batches answered by Idempotency-Key replay "
           f"{replayed}; lock busy retries {h.busy_retries}")
@@ -349,16 +371,17 @@ def differing(dest: dict[str, Any], source: dict[str, Any]) -> int:
 
 def test_kill_resends_at_most_the_batches_in_flight(harness: Any) -> None:
     h: Harness = harness("mirror", "crash_items_win", "/win")
+    h.window = WINDOW
     rng = random.Random(99)
     h.setup({i: fresh(rng, 0) for i in range(1, SEED_ROWS + 1)})
     h.run()
     h.api.latency(0.01)
     bound, landed, extra = WINDOW * BATCH, 0, []
-    for it in range(1, 7):
+    for it in range(1, 6):
         ids = list(range(1, SEED_ROWS + 1))
-        h.write({i: fresh(rng, it) for i in rng.sample(ids, 1500)})
+        h.write({i: fresh(rng, it) for i in rng.sample(ids, 1200)})
         proc = h.start()
-        wanted = rng.randint(1, 25)  # kill after this many batches went out
+        wanted = rng.randint(1, 20)  # kill after this many batches (of 24) went out
         sends = 0
         assert proc.stdout is not None
         while sends < wanted and (line := proc.stdout.readline()):
@@ -376,7 +399,7 @@ def test_kill_resends_at_most_the_batches_in_flight(harness: Any) -> None:
         extra.append(sent - changed)
     print(f"\nwindow: {landed} kills mid-delivery; records re-sent beyond the real changes {extra} "
           f"(bound {bound})")
-    assert landed >= 4
+    assert landed >= 3
 
 
 @pytest.mark.xfail(strict=True, reason="engine bug: a write applied by the destination but not yet recorded "
@@ -428,3 +451,31 @@ def test_insert_then_delete_after_kill_is_not_orphaned(harness: Any) -> None:
     h.write(deletes=[3])
     h.run()
     assert h.api.state("/orphan") == h.source()  # fails today: 3 stays at the destination for good
+
+
+def test_state_reset_by_a_killed_run_keeps_deletes(harness: Any) -> None:
+    # Upgrading opsflow changed PostgreSQL's hash scheme (sql-postgres-v1 -> v2): the first run resets the
+    # stored hashes. When that run is killed, the keys that left the source must still be deleted by the
+    # next one (a reset to NULL hashes made them look never sent: forgotten, left at the destination).
+    h: Harness = harness("mirror", "crash_items_kind", "/kind")
+    h.setup({i: "A" for i in range(1, 6)})
+    h.run()
+    h.sql("UPDATE opsflow_sync_meta SET hash_kind = 'sql-postgres-v0' WHERE sync_id = %s", (h.sync_id,))
+    h.write(deletes=[4, 5])
+    h.api.latency(0)
+    h.api.hang_next(1.0, path_prefix="/kind")
+    proc = h.start()
+    assert proc.stdout is not None
+    while (line := proc.stdout.readline()) and not line.startswith("send "):
+        pass
+    if not line:  # (a reset to NULL hashes had the run refuse the deletes: "would delete over 0 of 0")
+        rc, _, err = h.finish(proc)
+        pytest.fail(f"the run ended ({rc}) before sending anything:\n{err[-2000:]}")
+    proc.kill()  # the reset is committed before anything is sent
+    h.finish(proc)
+    time.sleep(1.2)  # the held request is applied meanwhile
+    report = h.run()
+    assert (report["counts"]["changed"], report["counts"]["deleted"]) == (3, 2), report
+    assert h.api.state("/kind") == h.source()
+    assert h.confirmed() == set(h.source())
+    assert h.run()["requests"] == {"total": 0}
