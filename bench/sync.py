@@ -128,8 +128,9 @@ def report(ours: list[dict[str, Any]], peers: list[dict[str, Any]], facts: list[
         full = next(r for r in ours if r["label"].startswith("full (no"))
         for p in peers:
             if p.get("run") == "full" and p.get("seconds"):
-                lines.append(f"- opsflow full sync is {p['seconds'] / full['seconds']:.1f}x faster than "
-                             f"{p['contender']} ({p['seconds']:.0f} s)")
+                ratio = p["seconds"] / full["seconds"]
+                lines.append(f"- full sync, {p['contender']}: {p['seconds']:.0f} s = {ratio:.2f}x opsflow's time "
+                             f"({'opsflow faster' if ratio > 1 else 'opsflow slower'})")
     return "\n".join(lines)
 
 
