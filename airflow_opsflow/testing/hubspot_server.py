@@ -49,7 +49,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from airflow_opsflow.testing.hubspot_schema import HubSpotError, JsonDict, ObjectType, validation_error
 from airflow_opsflow.testing.hubspot_store import HubSpotCrm, HubSpotObject, WriteRecord
-from airflow_opsflow.testing.local_http import LocalHandler, LocalHTTPService, _Server
+from airflow_opsflow.testing.local_http import JsonHandler, JsonReply, LocalHTTPService
 
 if TYPE_CHECKING:
     from hubspot import Client
@@ -88,35 +88,8 @@ class _Fault:
     retry_after: int | None = None
 
 
-@dataclass
-class _Reply:
-    status: int
-    body: Any = None  # JSON-able; None: no body
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-class _Handler(LocalHandler):
-    def do_GET(self) -> None:
-        raw = self._read_body()
-        assert isinstance(self.server, _Server)
-        reply = self.server.fake._dispatch(self.command, self.path, self.headers, raw)
-        if reply is None:
-            self.close_connection = True  # written, never answered: the client sees the connection drop
-            return
-        payload = b"" if reply.body is None else json.dumps(reply.body).encode()
-        try:
-            self.send_response(reply.status)
-            for name, value in reply.headers.items():
-                self.send_header(name, value)
-            if reply.status != 204:
-                self.send_header("Content-Type", "application/json;charset=utf-8")
-                self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-        except OSError:  # the client gave up (timeout) while we answered
-            self.close_connection = True
-
-    do_POST = do_PATCH = do_PUT = do_DELETE = do_GET
+class _Handler(JsonHandler):
+    content_type = "application/json;charset=utf-8"
 
 
 class FakeHubSpot(LocalHTTPService):
@@ -274,7 +247,7 @@ class FakeHubSpot(LocalHTTPService):
 
     # --- request handling (called from the server's threads) --------------------------------------------
 
-    def _admit(self) -> tuple[_Reply | None, dict[str, str]]:
+    def _admit(self) -> tuple[JsonReply | None, dict[str, str]]:
         """Count the request against the rolling window and the day: a 429 when over, and the headers."""
         now = time.monotonic()
         with self._lock:
@@ -294,9 +267,9 @@ class FakeHubSpot(LocalHTTPService):
         if policy is None:
             return None, headers
         retry = {"Retry-After": str(max(1, math.ceil(wait)))} if self.retry_after and policy != "DAILY" else {}
-        return _Reply(429, _rate_limited(policy), retry), headers
+        return JsonReply(429, _rate_limited(policy), retry), headers
 
-    def _dispatch(self, verb: str, raw_path: str, headers: Message, raw: bytes) -> _Reply | None:
+    def _dispatch(self, verb: str, raw_path: str, headers: Message, raw: bytes) -> JsonReply | None:
         if self._latency:
             time.sleep(self._latency)
         arrived = time.time()
@@ -315,7 +288,7 @@ class FakeHubSpot(LocalHTTPService):
         auth = headers.get("Authorization", "")
         scheme, _, credential = auth.partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(credential.strip().encode(), self.token.encode()):
-            reply: _Reply = _error(HubSpotError(401, "INVALID_AUTHENTICATION", AUTH_MISSING))
+            reply: JsonReply = _error(HubSpotError(401, "INVALID_AUTHENTICATION", AUTH_MISSING))
         else:
             limited, rate_headers = self._admit()
             fault = self._take_fault(endpoint) if limited is None else None
@@ -359,7 +332,7 @@ class FakeHubSpot(LocalHTTPService):
         op = ops.get(verb)
         return op or "unknown", type_name, op
 
-    def _call(self, op: str, type_name: str | None, path: str, query: dict[str, list[str]], body: Any) -> _Reply:
+    def _call(self, op: str, type_name: str | None, path: str, query: dict[str, list[str]], body: Any) -> JsonReply:
         def arg(name: str) -> str | None:
             return query[name][0] if query.get(name) else None
 
@@ -386,11 +359,11 @@ class FakeHubSpot(LocalHTTPService):
                     status, answer = self.crm.archive_one(t, object_id)
         except HubSpotError as e:
             return _error(e)
-        return _Reply(status, answer)
+        return JsonReply(status, answer)
 
 
-def _error(e: HubSpotError) -> _Reply:
-    return _Reply(e.status, e.body())
+def _error(e: HubSpotError) -> JsonReply:
+    return JsonReply(e.status, e.body())
 
 
 def _json_error(e: ValueError) -> HubSpotError:
@@ -406,12 +379,12 @@ def _rate_limited(policy: str) -> JsonDict:
             "groupName": f"publicapi:private_app-api-calls-{limit.replace('_', '-')}:{APP_ID}"}
 
 
-def _fault_reply(fault: _Fault) -> _Reply:
+def _fault_reply(fault: _Fault) -> JsonReply:
     headers = {} if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}
     if fault.status == 429:
-        return _Reply(429, _rate_limited("TEN_SECONDLY_ROLLING"), headers)
+        return JsonReply(429, _rate_limited("TEN_SECONDLY_ROLLING"), headers)
     try:
         phrase = HTTPStatus(fault.status).phrase
     except ValueError:
         phrase = "Injected failure"
-    return _Reply(fault.status, {"status": "error", "message": phrase, "correlationId": str(uuid.uuid4())}, headers)
+    return JsonReply(fault.status, {"status": "error", "message": phrase, "correlationId": str(uuid.uuid4())}, headers)

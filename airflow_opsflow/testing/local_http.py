@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, ClassVar, Self
@@ -31,6 +33,45 @@ class LocalHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug(f"{self.server.fake.service_name}: " + format, *args)  # type: ignore[attr-defined]
+
+
+@dataclass
+class JsonReply:
+    """What a fake answers: a status, a JSON-able body (None: no body) and headers."""
+
+    status: int
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class JsonHandler(LocalHandler):
+    """Hands every request to ``server.fake._dispatch(method, path, headers, body)`` and writes its
+    :class:`JsonReply`; a ``None`` reply closes the connection unanswered (a lost answer)."""
+
+    content_type = "application/json"
+
+    def do_GET(self) -> None:
+        raw = self._read_body()
+        assert isinstance(self.server, _Server)
+        reply = self.server.fake._dispatch(self.command, self.path, self.headers, raw)
+        if reply is None:
+            self.close_connection = True  # applied, never answered: the client sees the connection drop
+            return
+        payload = b"" if reply.body is None else json.dumps(reply.body).encode()
+        try:
+            self.send_response(reply.status)
+            for name, value in reply.headers.items():
+                self.send_header(name, value)
+            if reply.status not in (204, 304):
+                self.send_header("Content-Type", self.content_type)
+                self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(payload)
+        except OSError:  # the client gave up (a timeout) while we answered
+            self.close_connection = True
+
+    do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_GET
 
 
 class _Server(ThreadingHTTPServer):

@@ -37,7 +37,7 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from airflow_opsflow.testing.local_http import LocalHandler, LocalHTTPService, _Server
+from airflow_opsflow.testing.local_http import JsonHandler, JsonReply, LocalHTTPService
 from airflow_opsflow.testing.recording_store import KeyedCollection, RecordsError, records_of
 
 __all__ = ["RecordedHTTPRequest", "RecordingHTTPServer"]
@@ -80,53 +80,21 @@ class _Rule:
     path_prefix: str | None
 
 
-@dataclass
-class _Reply:
-    status: int
-    body: Any = None  # JSON-able; None: no body
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-class _Handler(LocalHandler):
-    def do_GET(self) -> None:
-        raw = self._read_body()
-        assert isinstance(self.server, _Server)
-        reply = self.server.fake._dispatch(self.command, self.path, self.headers, raw)
-        if reply is None:
-            self.close_connection = True  # applied, never answered: the client sees the connection drop
-            return
-        payload = b"" if reply.body is None else json.dumps(reply.body).encode()
-        try:
-            self.send_response(reply.status)
-            for name, value in reply.headers.items():
-                self.send_header(name, value)
-            if reply.status not in (204, 304):
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(payload)
-        except OSError:  # the client gave up (a hang_next past its timeout)
-            self.close_connection = True
-
-    do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_GET
-
-
 class RecordingHTTPServer(LocalHTTPService):
     """A recording HTTP endpoint on ``http://127.0.0.1:<free port>``; a context manager, or ``start()``/``stop()``."""
 
     service_name = "recording-http"
-    handler_class = _Handler
+    handler_class = JsonHandler
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0) -> None:
         self._init_http(host, port)
         self._lock = threading.Lock()
         self._requests: list[RecordedHTTPRequest] = []
         self._collections: list[KeyedCollection] = []
-        self._canned: list[tuple[str, _Reply]] = []
+        self._canned: list[tuple[str, JsonReply]] = []
         self._rules: list[_Rule] = []
         self._faults: list[_Fault] = []
-        self._idempotent: dict[str, Any] = {}  # key -> _PENDING or (fingerprint, _Reply)
+        self._idempotent: dict[str, Any] = {}  # key -> _PENDING or (fingerprint, JsonReply)
         self._auth: tuple[str, str] | None = None
         self._limit: tuple[int, float] | None = None
         self._window: deque[float] = deque()
@@ -143,7 +111,7 @@ class RecordingHTTPServer(LocalHTTPService):
                 headers: Mapping[str, str] | None = None) -> None:
         """Answer requests under ``path_prefix`` (outside keyed prefixes) with ``status`` and ``body``."""
         with self._lock:
-            self._canned.insert(0, (path_prefix, _Reply(status, body, dict(headers or {}))))
+            self._canned.insert(0, (path_prefix, JsonReply(status, body, dict(headers or {}))))
 
     def reject_when(self, predicate: Callable[[Any], bool], status: int = 422, message: str = "record rejected",
                     *, path_prefix: str | None = None) -> None:
@@ -277,7 +245,7 @@ class RecordingHTTPServer(LocalHTTPService):
                     return fault
         return None
 
-    def _admit(self) -> tuple[_Reply | None, dict[str, str]]:
+    def _admit(self) -> tuple[JsonReply | None, dict[str, str]]:
         if self._limit is None:
             return None, {}
         limit, per = self._limit
@@ -294,9 +262,9 @@ class RecordingHTTPServer(LocalHTTPService):
                    "X-RateLimit-Reset": str(math.ceil(time.time() + wait))}
         if allowed:
             return None, headers
-        return _Reply(429, {"error": "rate limit exceeded"}, {"Retry-After": str(max(1, math.ceil(wait)))}), headers
+        return JsonReply(429, {"error": "rate limit exceeded"}, {"Retry-After": str(max(1, math.ceil(wait)))}), headers
 
-    def _dispatch(self, verb: str, raw_path: str, headers: Message, raw: bytes) -> _Reply | None:
+    def _dispatch(self, verb: str, raw_path: str, headers: Message, raw: bytes) -> JsonReply | None:
         if self._latency:
             time.sleep(self._latency)
         arrived = time.time()
@@ -317,7 +285,7 @@ class RecordingHTTPServer(LocalHTTPService):
             limited, rate_headers = self._admit()  # refused callers spend no quota
         if auth is not None and headers.get(auth[0]) != auth[1]:
             scheme = auth[1].split(" ", 1)[0] if " " in auth[1] else "Bearer"
-            reply, outcome = _Reply(401, {"error": "unauthorized"}, {"WWW-Authenticate": scheme}), "unauthorized"
+            reply, outcome = JsonReply(401, {"error": "unauthorized"}, {"WWW-Authenticate": scheme}), "unauthorized"
         elif limited is not None:
             reply, outcome = limited, "rate_limited"
         elif (fault := self._take_fault(path)) is not None and fault.kind == "fail":
@@ -334,7 +302,7 @@ class RecordingHTTPServer(LocalHTTPService):
         return None if dropped else reply
 
     def _execute(self, verb: str, path: str, body: Any, raw: bytes, key: str | None,
-                 fault: _Fault | None) -> tuple[_Reply, str, bool]:
+                 fault: _Fault | None) -> tuple[JsonReply, str, bool]:
         fingerprint = (verb, path, raw)
         if key is not None:
             with self._lock:
@@ -342,14 +310,14 @@ class RecordingHTTPServer(LocalHTTPService):
                 if stored is None:
                     self._idempotent[key] = _PENDING
             if stored is _PENDING:
-                return _Reply(409, {"error": "There is currently another in-progress request using this "
+                return JsonReply(409, {"error": "There is currently another in-progress request using this "
                                              "Idempotency-Key; try again later."}), "conflict", False
             if stored is not None:
                 if stored[0] != fingerprint:
-                    return _Reply(400, {"error": "Keys for idempotent requests can only be used with the same "
+                    return JsonReply(400, {"error": "Keys for idempotent requests can only be used with the same "
                                                  "parameters they were first used with."}), "conflict", False
-                first: _Reply = stored[1]
-                return _Reply(first.status, first.body, {**first.headers, "Idempotent-Replayed": "true"}), \
+                first: JsonReply = stored[1]
+                return JsonReply(first.status, first.body, {**first.headers, "Idempotent-Replayed": "true"}), \
                     "replayed", True
         rejected = self._rejected(verb, path, body)
         if rejected is not None:
@@ -365,7 +333,7 @@ class RecordingHTTPServer(LocalHTTPService):
                 self._idempotent[key] = (fingerprint, reply)
         return reply, "applied", False
 
-    def _rejected(self, verb: str, path: str, body: Any) -> _Reply | None:
+    def _rejected(self, verb: str, path: str, body: Any) -> JsonReply | None:
         if verb not in _WRITES:
             return None
         records = records_of(body) or []
@@ -373,22 +341,22 @@ class RecordingHTTPServer(LocalHTTPService):
             rules = [r for r in self._rules if r.path_prefix is None or path.startswith(r.path_prefix)]
         for rule in rules:
             if any(_matches(rule.predicate, record) for record in records):
-                return _Reply(rule.status, {"error": rule.message})
+                return JsonReply(rule.status, {"error": rule.message})
         return None
 
-    def _apply(self, verb: str, path: str, body: Any) -> _Reply:
+    def _apply(self, verb: str, path: str, body: Any) -> JsonReply:
         """The answer of an executing request; the caller holds the lock."""
         collection = next((c for c in self._collections if c.owns(path)), None)
         if collection is not None:
             try:
                 status, answer = collection.handle(verb, path, body)
             except RecordsError as e:
-                return _Reply(e.status, {"error": e.message})
-            return _Reply(status, answer)
+                return JsonReply(e.status, {"error": e.message})
+            return JsonReply(status, answer)
         canned = next((r for prefix, r in self._canned if path.startswith(prefix)), None)
         if canned is not None:
-            return _Reply(canned.status, copy.deepcopy(canned.body), dict(canned.headers))
-        return _Reply(200, {"ok": True})
+            return JsonReply(canned.status, copy.deepcopy(canned.body), dict(canned.headers))
+        return JsonReply(200, {"ok": True})
 
 
 def _matches(predicate: Callable[[Any], bool], record: Any) -> bool:
@@ -398,7 +366,7 @@ def _matches(predicate: Callable[[Any], bool], record: Any) -> bool:
         return False
 
 
-def _fault_reply(fault: _Fault) -> _Reply:
+def _fault_reply(fault: _Fault) -> JsonReply:
     headers = dict(fault.headers)
     if fault.retry_after is not None:
         headers["Retry-After"] = str(fault.retry_after)
@@ -406,4 +374,4 @@ def _fault_reply(fault: _Fault) -> _Reply:
         phrase = HTTPStatus(fault.status).phrase
     except ValueError:
         phrase = "Injected failure"
-    return _Reply(fault.status, {"error": phrase}, headers)
+    return JsonReply(fault.status, {"error": phrase}, headers)
