@@ -192,9 +192,9 @@ class SyncRepo:
     def failed_keys(self, limit: int = 1_000_000) -> list[str]:
         """Keys whose last send was rejected: retried by key even when an incremental read skips them."""
         with self.store.transaction() as cur:
-            cur.execute(f"SELECT key_text FROM {self._keys} WHERE sync_id = ? AND status <> 'ok' AND status = ?",
-                        (self.sync_id, FAILED))
-            return [r[0] for r in cur.fetchall()[:limit]]
+            cur.execute(f"SELECT key_text FROM {self._keys} WHERE sync_id = ? AND status <> 'ok' AND status = ? "
+                        f"LIMIT {int(limit)}", (self.sync_id, FAILED))
+            return [r[0] for r in cur.fetchall()]
 
     def iter_keys(self, page: int = 20_000) -> Iterator[tuple[str, str | None, str | None]]:
         """Every stored (key, row_hash, dest_ref), in pages by key (for deletes in streamed diffs)."""

@@ -107,6 +107,7 @@ class Differ:
 
     def _stream(self, since: Any, keys: list[str] | None, role: str) -> Iterator[Change]:
         plan, sql_side = self.plan, self.plan.in_sql
+        wanted = set(keys) if keys is not None and not sql_side else None  # Python-side keys: filter here
         for _names, rows in self.source.stream(plan.select_sql(since, keys), role):
             batch: list[tuple[tuple[Any, ...], str | None, str]] = []
             for row in rows:
@@ -116,7 +117,7 @@ class Differ:
                     key = py_key([row[i] for i in self._key_idx])
                     if plan.shard and key is not None and py_shard(key, plan.shard[1]) != plan.shard[0]:
                         continue
-                    if keys is not None and key not in keys:
+                    if wanted is not None and key not in wanted:
                         continue
                     row_hash = py_hash(plan.digest, [row[i] for i in self._val_idx])
                 batch.append((row, key, row_hash))
