@@ -21,7 +21,7 @@ class HttpEndpoint(SyncDestination):
         (per record), ``op``, ``sync_id``; the default body is the record or a JSON array of records.
     :param delete_endpoint: path template for deletes (``/accounts/{{ key }}``); required by ``mode='mirror'``.
     :param delete_method: HTTP method for deletes.
-    :param idempotency_key: send an ``Idempotency-Key`` header derived from (sync id, key, row hash).
+    :param idempotency_key: send an ``Idempotency-Key`` header derived from (sync id, key, row hash, write id).
     :param headers: extra headers (on top of the connection's).
     :param requests_per_second: pace requests to this rate (None: as fast as the API answers).
     :param timeout: seconds per request (default: the connection's ``timeout`` extra, else 30).

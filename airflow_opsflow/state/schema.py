@@ -16,7 +16,7 @@ import sqlglot
 if TYPE_CHECKING:
     from airflow_opsflow.state.store import StateStore
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _TABLES = {
     "schema_version": """
@@ -88,19 +88,32 @@ _TABLES = {
         updated_at VARCHAR(32) NOT NULL,
         PRIMARY KEY (sync_id, key_text)
     """,
+    # Write-ahead marks: every key a run is about to send, committed before the request goes out, with the
+    # write's id (part of its idempotency key) and the destination id it will have if known. A run that
+    # completes clears its marks; marks left by a killed run show which writes may have reached the
+    # destination unconfirmed (sync_keys.write_id differs): those keys are sent (or deleted) again.
+    "sync_marks": """
+        sync_id VARCHAR(200) NOT NULL,
+        key_text VARCHAR(512) NOT NULL,
+        write_id VARCHAR(32) NOT NULL,
+        dest_ref VARCHAR(200)
+    """,
 }
+# Columns added to an existing table by a later schema version: (table, column, type).
+_ADDED = {3: [("sync_keys", "write_id", "VARCHAR(32)")]}
 
 
 # Secondary indexes, created with their table so that every step is idempotent (MySQL commits each DDL
 # statement at once, and has no CREATE INDEX IF NOT EXISTS).
 _INDEXES = {"deliveries": ("deliveries_pending", "fingerprint, status"),
-            "sync_keys": ("sync_keys_failed", "sync_id, status")}
+            "sync_keys": ("sync_keys_failed", "sync_id, status"),
+            "sync_marks": ("sync_marks_sync", "sync_id, key_text")}
 # Where the engine can, an index covers only the rows it looks for (a sync's few non-confirmed keys), so
 # writing a million confirmed keys does not maintain a second index.
 _PARTIAL = {"sync_keys": ("sync_id", "status <> 'ok'")}
 # Keys compare byte-wise on PostgreSQL: the key index is hot during a sync, and a locale's collation
 # costs several times more per comparison for nothing (keys are never sorted for people).
-_BYTEWISE = {"sync_keys": ("sync_id", "key_text"), "sync_meta": ("sync_id",)}
+_BYTEWISE = {"sync_keys": ("sync_id", "key_text"), "sync_meta": ("sync_id",), "sync_marks": ("sync_id", "key_text")}
 
 
 def ddl(store: StateStore, table: str, dialect: str) -> list[str]:
@@ -137,4 +150,18 @@ def _v2(store: StateStore, dialect: str) -> list[str]:
     return [*ddl(store, "sync_meta", dialect), *ddl(store, "sync_keys", dialect)]
 
 
-MIGRATIONS: dict[int, Callable[[StateStore, str], list[str]]] = {1: _v1, 2: _v2}
+def _v3(store: StateStore, dialect: str) -> list[str]:
+    exists = " IF NOT EXISTS" if dialect == "postgres" else ""  # the others: see already_applied
+    added = [f"ALTER TABLE {store.table(t)} ADD COLUMN{exists} {c} {kind}" for t, c, kind in _ADDED[3]]
+    return [*added, *ddl(store, "sync_marks", dialect)]
+
+
+def already_applied(dialect: str, statement: str, error: Exception) -> bool:
+    """A step's ALTER TABLE ... ADD COLUMN that was already made: by an interrupted earlier attempt (MySQL
+    commits each DDL statement, so a step can stop half-way) or by hand. MySQL and SQLite have no
+    ADD COLUMN IF NOT EXISTS; their error leaves the transaction usable."""
+    return (dialect in ("mysql", "sqlite") and statement.startswith("ALTER TABLE") and " ADD COLUMN " in statement
+            and "duplicate column" in str(error).lower())
+
+
+MIGRATIONS: dict[int, Callable[[StateStore, str], list[str]]] = {1: _v1, 2: _v2, 3: _v3}

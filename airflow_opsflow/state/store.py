@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from airflow_opsflow.state.schema import MIGRATIONS, SCHEMA_VERSION, ddl
+from airflow_opsflow.state.schema import MIGRATIONS, SCHEMA_VERSION, already_applied, ddl
 
 ConnectionFactory = Callable[[], Any]
 _MIGRATION_LOCK = 7216450139  # an arbitrary, fixed advisory-lock key for opsflow's migrations
@@ -154,7 +154,11 @@ class StateStore:
                         self._refuse_newer(current)
                         while current < SCHEMA_VERSION:  # each step is idempotent (MySQL commits DDL)
                             for statement in MIGRATIONS[current + 1](self, self.dialect):
-                                cur.execute(statement)
+                                try:
+                                    cur.execute(statement)
+                                except Exception as e:
+                                    if not already_applied(self.dialect, statement, e):
+                                        raise
                             current += 1
                             self._set_version(cur, current)
                     finally:

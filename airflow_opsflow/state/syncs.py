@@ -3,8 +3,13 @@
 A key's ``row_hash`` is the hash of the mapped fields the destination *confirmed*; it advances only in
 :meth:`SyncRepo.record`, called after the destination answered. A rejected record keeps its last
 confirmed hash (so the next diff sends it again) and its error. Writes are batched multi-row upserts, one
-transaction per group of confirmed batches: a crash loses at most the confirmations of that group, and
-those records are re-sent (upserts by key and idempotency keys make the repeat harmless).
+transaction per group of confirmed batches.
+
+Before a record is sent its key is *marked* (:meth:`SyncRepo.mark`, committed first) with the write's
+id. A completed run clears its marks; the next run after a crash turns each mark whose write was never
+recorded into a ``pending`` key (:meth:`SyncRepo.resolve_marks`): the destination may or may not hold
+that write, so the key is sent again whatever its value, and deleted if it left the source. A re-sent
+write keeps its write id, so an endpoint that stores idempotency keys applies it once.
 """
 
 from __future__ import annotations
@@ -14,15 +19,17 @@ import json
 import os
 import socket
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow_opsflow.state.store import Cursor, StateStore, StateStoreError
 
-OK, FAILED, DELETE_FAILED, MISSING = "ok", "failed", "delfail", "missing"
+OK, FAILED, DELETE_FAILED, MISSING, PENDING = "ok", "failed", "delfail", "missing", "pending"
+RESEND = (FAILED, PENDING)  # sent again on every run, whatever the source's value
 STALE_HASH = "stale"  # confirmed under a previous hashing scheme: differs from every real hash
-_CHUNK = 400  # rows per multi-row statement (SQLite allows 32k parameters; 400 x 7 stays far below)
+_CHUNK = 400  # rows per multi-row statement (SQLite allows 32k parameters; 400 x 9 stays far below)
+_NULL = "\\N"  # NULL in COPY's text format
 _LEASE_STALE = timedelta(minutes=5)
 
 
@@ -45,19 +52,31 @@ class KeyState:
     row_hash: str | None
     dest_ref: str | None
     status: str
+    write_id: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Confirmation:
-    """The destination's answer for one key: ``ok`` (with the hash it now holds) or an error."""
+@dataclass(slots=True)
+class Answers:
+    """A group of the destination's answers, as the recorder stores them (tuples, not an object per key).
 
-    key: str
-    row_hash: str | None
-    dest_ref: str | None = None
-    error: str | None = None
-    deleted: bool = False
-    missing: bool = False  # an update found no such record: remembered, not retried until the row changes
-    new: bool = False  # the key had no state row when the run read it (the run holds the sync's lock)
+    :param confirmed: ``(key, row_hash, dest_ref, status, write_id, new)``: the destination holds the write
+        (``status`` ok), or an update found no such record (``missing``: remembered, not retried until the
+        row changes). ``new``: the key had no state row when the run read it (the run holds the lock).
+    :param rejected: ``(key, dest_ref, status, error, write_id)`` with status failed (or delfail for deletes).
+    :param deleted: keys whose delete the destination confirmed.
+    """
+
+    confirmed: list[tuple[str, str | None, str | None, str, str, bool]] = field(default_factory=list)
+    rejected: list[tuple[str, str | None, str, str, str]] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+
+    def extend(self, other: Answers) -> None:
+        self.confirmed += other.confirmed
+        self.rejected += other.rejected
+        self.deleted += other.deleted
+
+    def __len__(self) -> int:
+        return len(self.confirmed) + len(self.rejected) + len(self.deleted)
 
 
 def _now() -> str:
@@ -74,6 +93,7 @@ class SyncRepo:
         self.sync_id = sync_id
         self._keys = store.table("sync_keys")
         self._meta = store.table("sync_meta")
+        self._marks = store.table("sync_marks")
         self._owner = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self._locked = False
         self._async_commit = False
@@ -183,28 +203,29 @@ class SyncRepo:
             for start in range(0, len(keys), _CHUNK):
                 part = keys[start:start + _CHUNK]
                 marks = ", ".join("?" * len(part))
-                cur.execute(f"SELECT key_text, row_hash, dest_ref, status FROM {self._keys} "
+                cur.execute(f"SELECT key_text, row_hash, dest_ref, status, write_id FROM {self._keys} "
                             f"WHERE sync_id = ? AND key_text IN ({marks})", (self.sync_id, *part))
-                for key, row_hash, ref, status in cur.fetchall():
-                    found[key] = KeyState(row_hash, ref, status)
+                for key, row_hash, ref, status, write_id in cur.fetchall():
+                    found[key] = KeyState(row_hash, ref, status, write_id)
         return found
 
     def failed_keys(self, limit: int = 1_000_000) -> list[str]:
-        """Keys whose last send was rejected: retried by key even when an incremental read skips them."""
+        """Keys whose last send was rejected or may not have arrived (pending): re-read by key even when an
+        incremental read skips them."""
         with self.store.transaction() as cur:
-            cur.execute(f"SELECT key_text FROM {self._keys} WHERE sync_id = ? AND status <> 'ok' AND status = ? "
-                        f"LIMIT {int(limit)}", (self.sync_id, FAILED))
+            cur.execute(f"SELECT key_text FROM {self._keys} WHERE sync_id = ? AND status <> 'ok' "
+                        f"AND status IN (?, ?) LIMIT {int(limit)}", (self.sync_id, *RESEND))
             return [r[0] for r in cur.fetchall()]
 
-    def iter_keys(self, page: int = 20_000) -> Iterator[tuple[str, str | None, str | None]]:
-        """Every stored (key, row_hash, dest_ref), in pages by key (for deletes in streamed diffs)."""
+    def iter_keys(self, page: int = 20_000) -> Iterator[tuple[str, str | None, str | None, str]]:
+        """Every stored (key, row_hash, dest_ref, status), in pages by key (for deletes in streamed diffs)."""
         after = ""
         while True:
             with self.store.transaction() as cur:
-                cur.execute(f"SELECT key_text, row_hash, dest_ref FROM {self._keys} WHERE sync_id = ? AND key_text > ? "
-                            f"ORDER BY key_text LIMIT {int(page)}", (self.sync_id, after))
+                cur.execute(f"SELECT key_text, row_hash, dest_ref, status FROM {self._keys} WHERE sync_id = ? "
+                            f"AND key_text > ? ORDER BY key_text LIMIT {int(page)}", (self.sync_id, after))
                 rows = cur.fetchall()
-            yield from ((r[0], r[1], r[2]) for r in rows)
+            yield from ((r[0], r[1], r[2], r[3]) for r in rows)
             if len(rows) < page:
                 return
             after = rows[-1][0]
@@ -216,88 +237,154 @@ class SyncRepo:
             return {str(s): int(n) for s, n in cur.fetchall()}
 
     def synced_count(self) -> int:
-        """Keys the destination holds (confirmed at least once)."""
+        """Keys the destination holds (confirmed at least once, or possibly written by a killed run)."""
         with self.store.transaction() as cur:
-            cur.execute(f"SELECT COUNT(*) FROM {self._keys} WHERE sync_id = ? AND row_hash IS NOT NULL",
-                        (self.sync_id,))
+            cur.execute(f"SELECT COUNT(*) FROM {self._keys} WHERE sync_id = ? AND (row_hash IS NOT NULL "
+                        "OR status = ?)", (self.sync_id, PENDING))
             return int(cur.fetchone()[0])
 
-    def record(self, answers: Sequence[Confirmation]) -> None:
+    # -- write-ahead marks -------------------------------------------------------------------------------
+
+    def mark(self, entries: Sequence[tuple[str, str, str | None]]) -> None:
+        """Commit ``(key, write_id, dest_ref)`` marks for records about to be sent (before they are)."""
+        if not entries:
+            return
+        with self.store.transaction() as cur:
+            if self.store.dialect == "postgres":  # arrays travel as one parameter each: cheapest per key
+                keys, ids, refs = (list(col) for col in zip(*entries, strict=True))
+                cur.execute(f"INSERT INTO {self._marks} (sync_id, key_text, write_id, dest_ref) "
+                            "SELECT ?, k, w, r FROM unnest(?::text[], ?::text[], ?::text[]) AS t(k, w, r)",
+                            (self.sync_id, keys, ids, refs))
+                return
+            for start in range(0, len(entries), _CHUNK):
+                part = entries[start:start + _CHUNK]
+                cur.execute(f"INSERT INTO {self._marks} (sync_id, key_text, write_id, dest_ref) VALUES "
+                            + ", ".join(["(?, ?, ?, ?)"] * len(part)), [v for e in part for v in (self.sync_id, *e)])
+
+    def resolve_marks(self) -> int:
+        """Turn a killed run's marks into ``pending`` keys where the marked write was never recorded; clear
+        the marks. Returns how many keys became pending. Runs under the sync's lock, before the diff."""
+        k, m = self._keys, self._marks
+        row = k.split(".")[-1]  # the UPDATE's own row, inside its subqueries
+        mark = f"FROM {m} m WHERE m.sync_id = ? AND m.key_text = {row}.key_text"
+        with self.store.transaction() as cur:
+            cur.execute(f"SELECT COUNT(*) FROM {m} WHERE sync_id = ?", (self.sync_id,))
+            if not cur.fetchone()[0]:
+                return 0
+            # Keys with a state row: pending unless the marked write is the one recorded (same write id).
+            cur.execute(f"UPDATE {k} SET status = ?, write_id = (SELECT MAX(m.write_id) {mark}), "
+                        f"dest_ref = COALESCE(dest_ref, (SELECT MAX(m.dest_ref) {mark})) WHERE sync_id = ? "
+                        f"AND EXISTS (SELECT 1 {mark} AND m.write_id <> COALESCE({row}.write_id, ''))",
+                        (PENDING, self.sync_id, self.sync_id, self.sync_id, self.sync_id))
+            pending = max(cur.rowcount, 0)
+            cur.execute(f"INSERT INTO {k} (sync_id, key_text, row_hash, dest_ref, status, attempts, updated_at, "
+                        f"write_id) SELECT ?, m.key_text, NULL, MAX(m.dest_ref), ?, 0, ?, MAX(m.write_id) FROM {m} m "
+                        f"WHERE m.sync_id = ? AND NOT EXISTS (SELECT 1 FROM {k} s WHERE s.sync_id = m.sync_id "
+                        "AND s.key_text = m.key_text) GROUP BY m.key_text",
+                        (self.sync_id, PENDING, _now(), self.sync_id))
+            pending += max(cur.rowcount, 0)
+            cur.execute(f"DELETE FROM {m} WHERE sync_id = ?", (self.sync_id,))
+        return pending
+
+    def clear_marks(self) -> None:
+        """The run recorded an answer for every write it marked: its marks are done with."""
+        with self.store.transaction() as cur:
+            cur.execute(f"DELETE FROM {self._marks} WHERE sync_id = ?", (self.sync_id,))
+
+    def record(self, answers: Answers) -> None:
         """Store the destination's answers in one transaction (confirmed hashes advance, rejections keep
-        the old hash and gain the error, confirmed deletes drop the key)."""
-        now = _now()
-        oks = [(self.sync_id, a.key, a.row_hash, a.dest_ref, MISSING if a.missing else OK, 0, None, now)
-               for a in answers if a.error is None and not a.deleted]
-        bad = [(self.sync_id, a.key, None, a.dest_ref, DELETE_FAILED if a.deleted else FAILED, 1, a.error[:2000], now)
-               for a in answers if a.error is not None]
-        gone = [a.key for a in answers if a.deleted and a.error is None]
-        fresh = {a.key for a in answers if a.new and a.error is None and not a.deleted}
+        the old hash and gain the error, confirmed deletes drop the key and its mark)."""
+        now, sid = _now(), self.sync_id
+        oks = answers.confirmed
+        bad = [(sid, key, None, ref, status, 1, error[:2000], now, wid) for key, ref, status, error, wid in answers.rejected]
         with self.store.transaction() as cur:
             if self.store.dialect == "postgres" and hasattr(cur.raw, "copy_expert") and oks:
                 if not self._async_commit:
-                    # Confirmations may be lost in a database crash, never half-written: those records would
-                    # be sent again, which upserts absorb. Waiting for each commit's WAL flush is not worth
-                    # it. (Session-wide: this connection only ever records confirmations.)
+                    # Confirmations may be lost in a database crash, never half-written: those records are
+                    # pending again (their marks survive), and sent again. Waiting for each commit's WAL
+                    # flush is not worth it. (Session-wide: this connection only records answers.)
                     cur.execute("SET synchronous_commit = off")
                     self._async_commit = True
-                self._copy_in(cur, [r for r in oks if r[1] in fresh], stage=False)  # psycopg2: COPY is cheapest
-                self._copy_in(cur, [r for r in oks if r[1] not in fresh], stage=True)
+                self._copy_in(cur, [a for a in oks if a[5]], now, stage=False)  # psycopg2: COPY is cheapest
+                self._copy_in(cur, [a for a in oks if not a[5]], now, stage=True)
             else:
-                self._upsert(cur, oks, ok=True)
+                self._upsert(cur, [(sid, key, row_hash, ref, status, 0, None, now, wid)
+                                   for key, row_hash, ref, status, wid, _new in oks], ok=True)
             self._upsert(cur, bad, ok=False)
+            gone = answers.deleted
             for start in range(0, len(gone), _CHUNK):
                 part = gone[start:start + _CHUNK]
                 marks = ", ".join("?" * len(part))
-                cur.execute(f"DELETE FROM {self._keys} WHERE sync_id = ? AND key_text IN ({marks})",
-                            (self.sync_id, *part))
+                for table in (self._keys, self._marks):
+                    cur.execute(f"DELETE FROM {table} WHERE sync_id = ? AND key_text IN ({marks})", (sid, *part))
             self.heartbeat(cur)
 
     def forget(self, keys: Sequence[str]) -> None:
         """Drop keys that never reached the destination and left the source (nothing to delete there)."""
-        self.record([Confirmation(k, None, deleted=True) for k in keys])
+        self.record(Answers(deleted=list(keys)))
 
-    def _copy_in(self, cur: Cursor, rows: list[tuple[Any, ...]], stage: bool) -> None:
+    def _copy_in(self, cur: Cursor, rows: list[tuple[str, str | None, str | None, str, str, bool]], now: str,
+                 stage: bool) -> None:
         """Confirmed rows by COPY: straight into the table for keys it has no row for (the sync's lock
         keeps anyone else from adding them), through a staging table and an upsert for the others."""
         import io
 
         if not rows:
             return
-        text = "".join("\t".join(_copy_field(v) for v in row) + "\n" for row in rows)
+        head = f"{_copy_field(self.sync_id)}\t"
+        tail = f"\t0\t\\N\t{now}\t"
+        keys = [r[0] for r in rows]
+        if _needs_escape(keys):
+            keys = [_copy_field(k) for k in keys]
+        if _needs_escape([r[2] for r in rows if r[2] is not None]):
+            refs = [_NULL if r[2] is None else _copy_field(r[2]) for r in rows]
+        else:
+            refs = [_NULL if r[2] is None else r[2] for r in rows]
+        # Hashes are hex, statuses and write ids ours: no escaping needed.
+        text = "".join([f"{head}{k}\t{r[1] or _NULL}\t{ref}\t{r[3]}{tail}{r[4]}\n"
+                        for k, ref, r in zip(keys, refs, rows, strict=True)])
+        columns = "(sync_id, key_text, row_hash, dest_ref, status, attempts, last_error, updated_at, write_id)"
         if not stage:
-            cur.raw.copy_expert(f"COPY {self._keys} FROM STDIN", io.StringIO(text))
+            cur.raw.copy_expert(f"COPY {self._keys} {columns} FROM STDIN", io.StringIO(text))
             return
         cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS opsflow_sync_incoming (LIKE {self._keys}) ON COMMIT DELETE ROWS")
-        cur.raw.copy_expert("COPY opsflow_sync_incoming FROM STDIN", io.StringIO(text))
+        cur.raw.copy_expert(f"COPY opsflow_sync_incoming {columns} FROM STDIN", io.StringIO(text))
         table = self._keys.split(".")[-1]
         cur.execute(f"INSERT INTO {self._keys} SELECT * FROM opsflow_sync_incoming ON CONFLICT (sync_id, key_text) "
                     "DO UPDATE SET row_hash = excluded.row_hash, status = excluded.status, attempts = 0, "
-                    f"last_error = NULL, updated_at = excluded.updated_at, "
+                    f"last_error = NULL, updated_at = excluded.updated_at, write_id = excluded.write_id, "
                     f"dest_ref = COALESCE(excluded.dest_ref, {table}.dest_ref)")
 
     def _upsert(self, cur: Cursor, rows: list[tuple[Any, ...]], ok: bool) -> None:
-        columns = "sync_id, key_text, row_hash, dest_ref, status, attempts, last_error, updated_at"
+        columns = "sync_id, key_text, row_hash, dest_ref, status, attempts, last_error, updated_at, write_id"
         dialect = self.store.dialect
         if dialect == "mysql":
             ref = "COALESCE(VALUES(dest_ref), dest_ref)"
             update = (f"row_hash = VALUES(row_hash), dest_ref = {ref}, status = VALUES(status), attempts = 0, "
-                      "last_error = NULL, updated_at = VALUES(updated_at)") if ok else (
+                      "last_error = NULL, updated_at = VALUES(updated_at), write_id = VALUES(write_id)") if ok else (
                       f"dest_ref = {ref}, status = VALUES(status), attempts = attempts + 1, "
-                      "last_error = VALUES(last_error), updated_at = VALUES(updated_at)")
+                      "last_error = VALUES(last_error), updated_at = VALUES(updated_at), write_id = VALUES(write_id)")
             tail = f"ON DUPLICATE KEY UPDATE {update}"
         else:
             ref = f"COALESCE(excluded.dest_ref, {self._keys.split('.')[-1]}.dest_ref)"
             update = (f"row_hash = excluded.row_hash, dest_ref = {ref}, status = excluded.status, attempts = 0, "
-                      "last_error = NULL, updated_at = excluded.updated_at") if ok else (
+                      "last_error = NULL, updated_at = excluded.updated_at, write_id = excluded.write_id") if ok else (
                       f"dest_ref = {ref}, status = excluded.status, "
                       f"attempts = {self._keys.split('.')[-1]}.attempts + 1, "
-                      "last_error = excluded.last_error, updated_at = excluded.updated_at")
+                      "last_error = excluded.last_error, updated_at = excluded.updated_at, "
+                      "write_id = excluded.write_id")
             tail = f"ON CONFLICT (sync_id, key_text) DO UPDATE SET {update}"
         for start in range(0, len(rows), _CHUNK):
             part = rows[start:start + _CHUNK]
-            values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * len(part))
+            values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(part))
             cur.execute(f"INSERT INTO {self._keys} ({columns}) VALUES {values} {tail}",
                         [v for row in part for v in row])
+
+
+def _needs_escape(texts: list[str]) -> bool:
+    """Whether any text needs COPY escapes (a backslash, tab or line break): one scan for the whole list."""
+    blob = "\x00".join(texts)
+    return "\\" in blob or "\t" in blob or "\n" in blob or "\r" in blob
 
 
 def _copy_field(value: Any) -> str:

@@ -5,6 +5,8 @@
   sender for the time the destination asked (not a failed attempt).
 * A batch the destination refuses as a whole is split in halves until the bad records are isolated;
   the good ones go through.
+* Before a batch goes out, its keys are marked in the state store (write-ahead, a few thousand keys per
+  transaction): a crash can then leave a write unconfirmed, never unknown.
 * A single writer thread records answers in the state store, many batches per transaction. At most
   ``window`` batches are in flight (sent or being sent, not yet recorded): a crash re-sends at most those.
 * After ``breaker`` batches in a row exhausted their retries the destination is taken as down and the
@@ -23,7 +25,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from airflow_opsflow.state.syncs import Confirmation
+from airflow_opsflow.state.syncs import DELETE_FAILED, FAILED, MISSING, OK, Answers
 from airflow_opsflow.sync.destinations.base import (
     BatchRejected,
     Destination,
@@ -65,7 +67,7 @@ class DeliveryPolicy:
     breaker: int = 3
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Item:
     """One record to deliver with ``op``; ``kind`` (added/changed/deleted) is for the counts."""
 
@@ -95,17 +97,26 @@ class Deliverer:
 
     :param destination: where records go.
     :param policy: batching, concurrency and retry settings.
-    :param record: stores a list of answers in one transaction (the state store).
+    :param record: stores a group of answers in one transaction (the state store).
+    :param mark: commits write-ahead marks ``(key, write_id, planned ref)`` before their records are sent.
+    :param run_id: prefix of this run's write ids (one per batch: ``<run_id>-<n>``). Records that repeat an
+        earlier write (their ``write_id`` is set) are batched with the other records of that write, so a
+        batch a killed run may have delivered goes out again as it was (same idempotency key).
     :param finish: called by the writer thread when done (closes its connection: SQLite's are per thread).
     :param limiter: the destination's shared request budget (the one its transport paces with): rate-limit
         answers pause it for every sender.
     """
 
     def __init__(self, destination: Destination, policy: DeliveryPolicy,
-                 record: Callable[[list[Confirmation]], None], limiter: RateLimiter | None = None,
-                 finish: Callable[[], None] | None = None) -> None:
+                 record: Callable[[Answers], None], limiter: RateLimiter | None = None,
+                 finish: Callable[[], None] | None = None,
+                 mark: Callable[[list[tuple[str, str, str | None]]], None] | None = None,
+                 run_id: str = "run") -> None:
         self.dest = destination
+        self._run_id = run_id
+        self._batches = 0
         self._finish = finish
+        self._mark = mark
         self.policy = policy
         self._record = record
         self.limiter = limiter or RateLimiter()
@@ -114,7 +125,10 @@ class Deliverer:
         # Enough batches in flight to keep the senders busy while the recorder commits a group.
         window = policy.window or max(2 * policy.concurrency, -(-5000 // policy.batch_size))
         self._slots = threading.BoundedSemaphore(window)
-        self._answers: queue.Queue[list[tuple[Item, Outcome]] | None] = queue.Queue()
+        # Marks are committed for half a window at a time: the senders work through one half while the
+        # next is marked.
+        self._mark_every = max(1, window // 2) * policy.batch_size
+        self._answers: queue.Queue[tuple[list[tuple[Item, Outcome]], Answers] | None] = queue.Queue()
         self._abort: BaseException | None = None
         self._exhausted_in_a_row = 0
 
@@ -124,20 +138,47 @@ class Deliverer:
         """Send everything; raise DestinationDown (or the recorder's error) when the run had to stop."""
         writer = threading.Thread(target=self._writer, name="opsflow-sync-recorder", daemon=True)
         writer.start()
-        buffers: dict[str, list[Item]] = {}
+        buffers: dict[tuple[str, str], list[Item]] = {}  # (op, repeated write id or "") -> items
         futures: list[Future[None]] = []
+        ready: list[list[Item]] = []  # full batches waiting for their marks
+        size = self.policy.batch_size
+
+        def release() -> None:
+            for batch in ready:
+                if not batch[0].record.write_id:
+                    self._batches += 1
+                    write_id = f"{self._run_id}-{self._batches}"
+                    for i in batch:
+                        i.record.write_id = write_id
+            if self._mark is not None and ready:
+                planned = self.dest.planned_ref if self.dest.plans_refs else None
+                self._mark([(i.record.key, i.record.write_id, planned(i.record) if planned else None)
+                            for batch in ready for i in batch])
+            for batch in ready:
+                if self._abort is None:
+                    futures.append(self._submit(pool, batch))
+            ready.clear()
+
         with ThreadPoolExecutor(self.policy.concurrency, thread_name_prefix="opsflow-sync-send") as pool:
             try:
+                waiting = 0
                 for item in items:
-                    if self._abort is not None:
-                        break
-                    buf = buffers.setdefault(item.op, [])
+                    slot = (item.op, item.record.write_id)
+                    buf = buffers.get(slot)
+                    if buf is None:
+                        buf = buffers[slot] = []
                     buf.append(item)
-                    if len(buf) >= self.policy.batch_size:
-                        futures.append(self._submit(pool, buffers.pop(item.op)))
-                for buf in buffers.values():
-                    if buf and self._abort is None:
-                        futures.append(self._submit(pool, buf))
+                    if len(buf) >= size:
+                        ready.append(buffers.pop(slot))
+                        waiting += size
+                        if waiting >= self._mark_every:
+                            if self._abort is not None:
+                                break
+                            release()
+                            waiting = 0
+                ready.extend(buf for buf in buffers.values() if buf)
+                if self._abort is None:
+                    release()
             finally:
                 for f in futures:
                     f.exception()
@@ -162,7 +203,7 @@ class Deliverer:
             self._stop(e if isinstance(e, DestinationDown) else DestinationDown(
                 f"{self.dest.name}: {type(e).__name__}: {e}"))
         finally:
-            self._answers.put(answers)
+            self._answers.put((answers, self._tabulate(answers)))
 
     def _deliver(self, batch: list[Item]) -> list[tuple[Item, Outcome]]:
         op = batch[0].op
@@ -248,11 +289,14 @@ class Deliverer:
                     break
             done = any(g is None for g in groups)
             batches = [g for g in groups if g is not None]
-            answers = [a for g in batches for a in g]
+            table = Answers()
+            for _, answers in batches:
+                table.extend(answers)
             try:
-                if answers and (self._abort is None or isinstance(self._abort, DestinationDown)):
-                    self._record(self._confirmations(answers))
-                    self._count(answers)
+                if len(table) and (self._abort is None or isinstance(self._abort, DestinationDown)):
+                    self._record(table)
+                    for pairs, _ in batches:
+                        self._count(pairs)
             except BaseException as e:
                 self._stop(e)
             finally:
@@ -260,20 +304,32 @@ class Deliverer:
                     self._slots.release()
 
     @staticmethod
-    def _confirmations(answers: list[tuple[Item, Outcome]]) -> list[Confirmation]:
-        out = []
-        for item, o in answers:
+    def _tabulate(pairs: list[tuple[Item, Outcome]]) -> Answers:
+        """The answers as the state store takes them (built in the sender thread, off the recorder's)."""
+        table = Answers()
+        if not pairs:
+            return table
+        if pairs[0][0].op != "delete" and all(o.status == "ok" for _, o in pairs):  # the common case
+            table.confirmed = [(r.key, r.row_hash, o.ref or r.ref, OK, r.write_id, not r.stored)
+                               for r, o in ((i.record, o) for i, o in pairs)]
+            return table
+        for item, o in pairs:
             r, delete = item.record, item.op == "delete"
             if o.status == "error":
-                out.append(Confirmation(r.key, None, o.ref or r.ref, error=o.error or "rejected", deleted=delete))
-            elif o.status == "missing" and not delete:
-                out.append(Confirmation(r.key, r.row_hash, o.ref or r.ref, missing=True))
-            else:  # confirmed (a delete of an already absent record is as good as done)
-                out.append(Confirmation(r.key, r.row_hash, o.ref or r.ref, deleted=delete, new=not r.stored))
-        return out
+                table.rejected.append((r.key, o.ref or r.ref, DELETE_FAILED if delete else FAILED,
+                                       o.error or "rejected", r.write_id))
+            elif delete:  # confirmed (a delete of an already absent record is as good as done)
+                table.deleted.append(r.key)
+            else:
+                table.confirmed.append((r.key, r.row_hash, o.ref or r.ref, MISSING if o.status == "missing" else OK,
+                                        r.write_id, not r.stored))
+        return table
 
     def _count(self, answers: list[tuple[Item, Outcome]]) -> None:
         s = self.stats
+        if all(o.status == "ok" for _, o in answers):  # the common case: one tally per kind
+            s.delivered.update(item.kind for item, _ in answers)
+            return
         for item, o in answers:
             if o.status == "error":
                 s.failed[item.kind] += 1

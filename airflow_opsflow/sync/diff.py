@@ -22,8 +22,19 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_opsflow.state.syncs import KeyState, SyncRepo
-from airflow_opsflow.sync.plan import HASH, KEY, OLD_HASH, OLD_REF, OLD_STATUS, Plan, py_hash, py_key, py_shard
+from airflow_opsflow.state.syncs import RESEND, KeyState, SyncRepo
+from airflow_opsflow.sync.plan import (
+    HASH,
+    KEY,
+    OLD_HASH,
+    OLD_REF,
+    OLD_STATUS,
+    OLD_WRITE,
+    Plan,
+    py_hash,
+    py_key,
+    py_shard,
+)
 from airflow_opsflow.sync.source import SqlSource
 
 MAX_KEY_LENGTH = 512
@@ -41,6 +52,7 @@ class Change:
     row_hash: str
     ref: str | None
     stored: bool  # the state store has a row for the key
+    write_id: str | None = None  # an earlier write to repeat (failed, or maybe applied by a killed run)
 
 
 @dataclass
@@ -95,15 +107,50 @@ class Differ:
             yield from self._stream(since, keys, role)
 
     def _pushdown(self, since: Any, role: str) -> Iterator[Change]:
-        sql = self.plan.pushdown_sql(self.state_table or "", self.repo.sync_id, since, self.resend_all)
+        sql = self.plan.pushdown_sql(self.state_table or "", self.repo.sync_id, since, self.resend_all, RESEND)
         for names, rows in self.source.stream(sql, role, small=SMALL_DIFF):
             at = {n: i for i, n in enumerate(names)}
-            ki, hi, oh, orf, ost = at[KEY], at[HASH], at[OLD_HASH], at[OLD_REF], at[OLD_STATUS]
+            ki, hi, oh, orf, ost, ow = at[KEY], at[HASH], at[OLD_HASH], at[OLD_REF], at[OLD_STATUS], at[OLD_WRITE]
+            if self._plain():  # the common case, in one tight loop (a full sync runs it for every row)
+                yield from self._plain_changes(rows, ki, hi, oh, orf, ost, ow)
+                continue
             for row in rows:
-                old = KeyState(row[oh], row[orf], row[ost]) if row[ost] is not None else None
+                status = row[ost]
+                old = KeyState(row[oh], row[orf], status, row[ow]) if status is not None else None
                 change = self._classify(row, row[ki], row[hi], old)
                 if change is not None:
                     yield change
+
+    def _plain(self) -> bool:
+        """No duplicate keys, no cursor to follow, no key tracking: only the checks every row needs."""
+        return not self.duplicates and self._cur_idx is None and self._seen is None
+
+    def _plain_changes(self, rows: list[tuple[Any, ...]], ki: int, hi: int, oh: int, orf: int, ost: int,
+                       ow: int) -> Iterator[Change]:
+        c, width, kidx, resend = self.counts, self._width, self._key_idx, RESEND
+        single = kidx[0] if len(kidx) == 1 else None
+        c.read += len(rows)
+        for row in rows:
+            key = row[ki]
+            if key is None or len(key) > MAX_KEY_LENGTH:
+                change = self._classify(row, key, row[hi], None if row[ost] is None else
+                                        KeyState(row[oh], row[orf], row[ost], row[ow]), counted=True)
+                if change is not None:
+                    yield change
+                continue
+            status, old_hash = row[ost], row[oh]
+            if status is None:
+                yield Change("added", key, (row[single],) if single is not None else tuple([row[i] for i in kidx]),
+                             row[:width], row[hi], None, False)
+                continue
+            row_hash = row[hi]
+            again = status in resend
+            if old_hash == row_hash and not again and not self.resend_all:
+                c.unchanged += 1
+                continue
+            yield Change("changed" if old_hash is not None else "added", key,
+                         (row[single],) if single is not None else tuple([row[i] for i in kidx]), row[:width],
+                         row_hash, row[orf], True, row[ow] if again else None)
 
     def _stream(self, since: Any, keys: list[str] | None, role: str) -> Iterator[Change]:
         plan, sql_side = self.plan, self.plan.in_sql
@@ -127,9 +174,11 @@ class Differ:
                 if change is not None:
                     yield change
 
-    def _classify(self, row: tuple[Any, ...], key: str | None, row_hash: str, old: KeyState | None) -> Change | None:
+    def _classify(self, row: tuple[Any, ...], key: str | None, row_hash: str, old: KeyState | None,
+                  counted: bool = False) -> Change | None:
         c = self.counts
-        c.read += 1
+        if not counted:
+            c.read += 1
         key_values = tuple(row[i] for i in self._key_idx)
         if self._cur_idx is not None:
             value = row[self._cur_idx]
@@ -146,28 +195,29 @@ class Differ:
         if len(key) > MAX_KEY_LENGTH:
             c.reject("key too long", key[:80] + "...", f"over {MAX_KEY_LENGTH} characters")
             return None
-        if old is not None and old.row_hash == row_hash and not self.resend_all:
+        again = old is not None and old.status in RESEND
+        if old is not None and old.row_hash == row_hash and not again and not self.resend_all:
             c.unchanged += 1
             return None
         kind = "changed" if old is not None and old.row_hash is not None else "added"
         return Change(kind, key, key_values, tuple(row[: self._width]), row_hash, old.dest_ref if old else None,
-                      old is not None)
+                      old is not None, old.write_id if again and old is not None else None)
 
     # -- deletes ---------------------------------------------------------------------------------------
 
-    def deletes(self) -> Iterator[tuple[str, str | None, str | None]]:
-        """Stored (key, confirmed hash, destination ref) whose key the source no longer has."""
+    def deletes(self) -> Iterator[tuple[str, str | None, str | None, str]]:
+        """Stored (key, confirmed hash, destination ref, status) whose key the source no longer has."""
         if self.state_table is not None:
             sql = self.plan.deletes_sql(self.state_table, self.repo.sync_id)
             for _names, rows in self.source.stream(sql, "the deletes query"):
-                yield from ((r[0], r[1], r[2]) for r in rows)
+                yield from ((r[0], r[1], r[2], r[3]) for r in rows)
             return
         if self._seen is None:
             raise RuntimeError("deletes need track_keys=True in streaming mode")
         import numpy as np  # only mirror syncs in streaming mode pay for it
 
         seen = np.sort(np.frombuffer(self._seen, dtype=np.int64))
-        page: list[tuple[str, str | None, str | None]] = []
+        page: list[tuple[str, str | None, str | None, str]] = []
         for entry in self.repo.iter_keys():
             page.append(entry)
             if len(page) >= 10_000:
@@ -176,12 +226,13 @@ class Differ:
         yield from _absent(seen, page)
 
 
-def _absent(seen: Any, page: list[tuple[str, str | None, str | None]]) -> Iterator[tuple[str, str | None, str | None]]:
+def _absent(seen: Any, page: list[tuple[str, str | None, str | None, str]]
+            ) -> Iterator[tuple[str, str | None, str | None, str]]:
     import numpy as np
 
     if not page:
         return
-    wanted = np.fromiter((hash(k) for k, _, _ in page), dtype=np.int64, count=len(page))
+    wanted = np.fromiter((hash(e[0]) for e in page), dtype=np.int64, count=len(page))
     pos = np.searchsorted(seen, wanted)
     pos[pos >= len(seen)] = 0
     found = seen[pos] == wanted if len(seen) else np.zeros(len(page), dtype=bool)

@@ -11,12 +11,13 @@ import hashlib
 import json
 import logging
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import date, datetime, timedelta
 from typing import Any
 
 from airflow_opsflow.state.store import StateStore
-from airflow_opsflow.state.syncs import SyncRepo
+from airflow_opsflow.state.syncs import PENDING, SyncRepo
 from airflow_opsflow.sync.deliver import Deliverer, DeliveryPolicy, DeliveryStats, Item
 from airflow_opsflow.sync.destinations.base import Destination, Operation, Record
 from airflow_opsflow.sync.diff import Change, Differ
@@ -100,6 +101,11 @@ class SyncRun:
             # row a previous run committed (new keys are then inserted without a conflict check).
             repo.lock()
             try:
+                if not spec.dry_run:  # before the snapshot too: the diff must see the keys it makes pending
+                    pending = repo.resolve_marks()
+                    if pending:
+                        log.warning("sync %r: a previous run stopped before recording %d write(s) it had "
+                                    "started; those records are sent again (or deleted)", spec.state_id, pending)
                 with self.source as src:
                     plan, mapping = self._plan(src)
                     pushdown = self._pushdown(plan)
@@ -176,8 +182,10 @@ class SyncRun:
             self._dry(items, report)
         else:
             writer = SyncRepo(self.store_factory(), spec.state_id)
-            stats = Deliverer(self.dest, self.policy, writer.record, self.limiter, finish=writer.store.close).run(items)
+            stats = Deliverer(self.dest, self.policy, writer.record, self.limiter, finish=writer.store.close,
+                              mark=repo.mark, run_id=uuid.uuid4().hex[:16]).run(items)
             self._tally(stats, report)
+            repo.clear_marks()  # every marked write was answered and recorded
         c = differ.counts
         report.rows_read = total if total is not None else c.read
         report.counts["unchanged"] = (total - c.read + c.unchanged) if pushdown and total is not None else c.unchanged
@@ -236,7 +244,7 @@ class SyncRun:
 
         def as_items(changes: Iterator[Change]) -> Iterator[Item]:
             for ch in changes:
-                if ch.key in retried:
+                if retried and ch.key in retried:
                     continue
                 op = ops[ch.kind]
                 if op is None:
@@ -247,7 +255,8 @@ class SyncRun:
                 except ValueError as e:
                     differ.counts.reject("uncastable value", ch.key, str(e))
                     continue
-                yield Item(op, Record(ch.key, ch.key_values, fields, ch.row_hash, ch.ref, ch.stored), ch.kind)
+                yield Item(op, Record(ch.key, ch.key_values, fields, ch.row_hash, ch.ref, ch.stored,
+                                      ch.write_id or ""), ch.kind)
 
         # Records the destination rejected before: retried by key, even when the incremental read skips them.
         for start in range(0, len(failed_keys), _RETRY_CHUNK):
@@ -263,8 +272,8 @@ class SyncRun:
         synced = repo.synced_count()
         limit = int(synced * spec.max_delete_share)
         gone, never_sent = [], []
-        for key, row_hash, ref in differ.deletes():
-            if row_hash is None and ref is None:
+        for key, row_hash, ref, status in differ.deletes():
+            if row_hash is None and ref is None and status != PENDING:
                 never_sent.append(key)  # the destination never confirmed it: nothing to delete there
                 continue
             gone.append((key, row_hash, ref))

@@ -26,6 +26,7 @@ from airflow_opsflow.checks.sqlparts import query as parse_query
 
 KEY, HASH = "__opsflow_key", "__opsflow_hash"
 OLD_HASH, OLD_REF, OLD_STATUS = "__opsflow_old_hash", "__opsflow_old_ref", "__opsflow_old_status"
+OLD_WRITE = "__opsflow_old_write"
 SQL_HASH_DIALECTS = ("postgres", "mysql")
 
 
@@ -170,21 +171,24 @@ class Plan:
             cols += [f"{self.key_sql()} AS {self._q(KEY)}", f"{self.hash_sql()} AS {self._q(HASH)}"]
         return f"SELECT {', '.join(cols)} FROM ({self.source}) AS s{self._where(since, keys)}"
 
-    def pushdown_sql(self, state_table: str, sync_id: str, since: Any = None, resend_all: bool = False) -> str:
-        """The diff inside the database: only new, changed, null-key and never-confirmed rows come back."""
-        d, q = "d", self._q
+    def pushdown_sql(self, state_table: str, sync_id: str, since: Any = None, resend_all: bool = False,
+                     resend: Sequence[str] = ()) -> str:
+        """The diff inside the database: only new, changed, null-key, never-confirmed rows and rows whose
+        state has a ``resend`` status come back."""
+        d, q, lit = "d", self._q, lambda v: _lit(v, self.dialect)
         cols = [f"{d}.{q(c)}" for c in [*self.selected, KEY, HASH]]
-        join = (f"LEFT JOIN {state_table} st ON st.sync_id = {_lit(sync_id, self.dialect)} "
-                f"AND st.key_text = {d}.{q(KEY)}")
+        join = f"LEFT JOIN {state_table} st ON st.sync_id = {lit(sync_id)} AND st.key_text = {d}.{q(KEY)}"
+        again = f" OR st.status IN ({', '.join(lit(v) for v in resend)})" if resend else ""
         changed = "" if resend_all else (
-            f" WHERE st.row_hash IS NULL OR st.row_hash <> {d}.{q(HASH)} OR {d}.{q(KEY)} IS NULL")
+            f" WHERE st.row_hash IS NULL OR st.row_hash <> {d}.{q(HASH)} OR {d}.{q(KEY)} IS NULL{again}")
         return (f"SELECT {', '.join(cols)}, st.row_hash AS {q(OLD_HASH)}, st.dest_ref AS {q(OLD_REF)}, "
-                f"st.status AS {q(OLD_STATUS)} FROM ({self.select_sql(since)}) AS {d} {join}{changed}")
+                f"st.status AS {q(OLD_STATUS)}, st.write_id AS {q(OLD_WRITE)} "
+                f"FROM ({self.select_sql(since)}) AS {d} {join}{changed}")
 
     def deletes_sql(self, state_table: str, sync_id: str) -> str:
         """Stored keys the source no longer has (an anti-join: one more pass over the source)."""
         present = f"SELECT {self.key_sql()} AS k FROM ({self.source}) AS s{self._where()}"
-        return (f"SELECT st.key_text, st.row_hash, st.dest_ref FROM {state_table} st "
+        return (f"SELECT st.key_text, st.row_hash, st.dest_ref, st.status FROM {state_table} st "
                 f"WHERE st.sync_id = {_lit(sync_id, self.dialect)} "
                 f"AND NOT EXISTS (SELECT 1 FROM ({present}) AS p WHERE p.k = st.key_text)")
 

@@ -55,6 +55,9 @@ class SqlSource:
                 cur.execute("SET LOCAL TIME ZONE 'UTC'")
                 cur.execute("SET LOCAL DateStyle = 'ISO, YMD'")
                 cur.execute("SET LOCAL extra_float_digits = 1")
+                # Every result is read to its end: plan cursors for all their rows, not a fast start (a
+                # fast-start anti-join of the deletes query is quadratic).
+                cur.execute("SET LOCAL cursor_tuple_fraction = 1.0")
             elif self.dialect == "mysql":
                 cur.execute("SET SESSION time_zone = '+00:00'")
                 cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")

@@ -8,11 +8,10 @@ changes between runs (deterministic random: new ids, updated values, deleted ids
 the kill delay is drawn uniformly between 0 and the duration of a clean run, measured first (from the
 moment the worker, its imports done, is told to run: kills land in the run, not in Python's start-up).
 
-Two patterns are kept out of the random changes because the engine loses them today (each has a
-deterministic test below, marked xfail strict: they fail loudly once fixed, then drop the marker and
-the restriction): a value going back to the one the state store last confirmed (every value written is
-fresh), and a key leaving the source before any completed run confirmed it (only keys present when a run
-last completed are deleted). A state reset (a new hash scheme) by a killed run is tested on its own.
+The random changes include the two patterns only write-ahead marks survive (each also has a
+deterministic test below): a value going back to the one the state store last confirmed, after a killed
+run delivered another one unconfirmed; and a key leaving the source right after a killed run may have
+created it at the destination. A state reset (a new hash scheme) by a killed run is tested on its own.
 """
 
 from __future__ import annotations
@@ -225,46 +224,47 @@ def fresh(rng: random.Random, it: int) -> str:
 
 
 class Mutator:
-    """Random changes to the source, remembering how often each key came back after a delete.
-
-    A key leaves the source only once a run completed since it was (re-)added: deleting a key whose
-    insert may have reached the destination without being recorded leaves it there for good (see
-    test_insert_then_delete_after_kill_is_not_orphaned).
-    """
+    """Random changes to the source, remembering each key's values (some changes go back to an earlier
+    value) and how often each key came back after a delete. Deletes pick from every present key."""
 
     def __init__(self, h: Harness, seed: int, rows: int, deletes: bool, new: tuple[int, int] = (0, 50)) -> None:
         self.h, self.rng, self.deletes, self.new = h, random.Random(seed), deletes, new
         self.present = set(range(1, rows + 1))
-        self.settled = set(self.present)  # present when a run last completed: confirmed by it
         self.gone: set[int] = set()
+        self.history: dict[int, list[str]] = {}  # key -> values it held
         self.next_id = rows + 1
         self.readded: Counter[str] = Counter()
         self.it = 0
 
     def initial(self) -> dict[int, str]:
-        return {i: fresh(self.rng, 0) for i in sorted(self.present)}
+        values = {i: fresh(self.rng, 0) for i in sorted(self.present)}
+        for i, v in values.items():
+            self.history[i] = [v]
+        return values
 
-    def settle(self) -> None:
-        self.settled = set(self.present)
+    def value(self, key: int) -> str:
+        """A new value, or (one time in four) one the key held before: a revert."""
+        past = self.history.setdefault(key, [])
+        value = self.rng.choice(past) if past and self.rng.random() < 0.25 else fresh(self.rng, self.it)
+        past.append(value)
+        return value
 
     def step(self) -> None:
         self.it += 1
         rng, present = self.rng, sorted(self.present)
-        upserts = {i: fresh(rng, self.it) for i in rng.sample(present, rng.randint(0, 400))}
+        upserts = {i: self.value(i) for i in rng.sample(present, rng.randint(0, 400))}
         for _ in range(rng.randint(*self.new)):
-            upserts[self.next_id] = fresh(rng, self.it)
+            upserts[self.next_id] = self.value(self.next_id)
             self.next_id += 1
         back: list[int] = []
         dropped: list[int] = []
         if self.deletes:
             back = rng.sample(sorted(self.gone), min(len(self.gone), rng.randint(0, 15)))
-            upserts.update({i: fresh(rng, self.it) for i in back})
-            settled = sorted(self.present & self.settled)
-            dropped = [i for i in rng.sample(settled, rng.randint(0, 60)) if i not in upserts]
+            upserts.update({i: self.value(i) for i in back})
+            dropped = [i for i in rng.sample(present, rng.randint(0, 60)) if i not in upserts]
         self.h.write(upserts, dropped)
         self.present |= set(upserts)
         self.present -= set(dropped)
-        self.settled -= set(dropped)  # back later: deletable again only once a run confirmed it
         self.gone = (self.gone - set(back)) | set(dropped)
         self.readded.update(str(i) for i in back)
 
@@ -274,20 +274,16 @@ def kill_loop(h: Harness, m: Mutator, runs: int, clean_every: int = 5) -> tuple[
     m.step()
     h.run()
     typical = h.seconds
-    m.settle()
     phases: Counter[str] = Counter()
     for i in range(runs):
         m.step()
         if i % clean_every == clean_every - 1:
             h.run()
-            m.settle()
             phases["clean"] += 1
             continue
         k = h.run_killed(m.rng.uniform(0, typical))
         phases[k.phase] += 1
         phases["busy"] += k.busy
-        if k.phase == "finished" and not k.busy:
-            m.settle()
     return phases, typical
 
 
@@ -402,8 +398,6 @@ def test_kill_resends_at_most_the_batches_in_flight(harness: Any) -> None:
     assert landed >= 3
 
 
-@pytest.mark.xfail(strict=True, reason="engine bug: a write applied by the destination but not yet recorded "
-                   "is forgotten when the source returns to the last confirmed value (no write-ahead mark)")
 def test_revert_after_kill_is_not_lost(harness: Any) -> None:
     h: Harness = harness("mirror", "crash_items_rev", "/rev")
     h.setup({1: "A", 2: "A"})
@@ -424,12 +418,9 @@ def test_revert_after_kill_is_not_lost(harness: Any) -> None:
     assert h.api.state("/rev")["1"]["v"] == "B"
     h.sql(f"UPDATE {h.table} SET v = 'A' WHERE id = 1")  # back to the value the state store holds
     h.run()
-    assert h.api.state("/rev") == h.source()  # fails today: the destination keeps 'B' for good
+    assert h.api.state("/rev") == h.source()  # the write-ahead mark made key 1 pending: 'A' sent again
 
 
-@pytest.mark.xfail(strict=True, reason="engine bug: a new key whose insert the destination applied but the "
-                   "run never recorded is unknown to the state store: when it leaves the source, mirror never "
-                   "deletes it (no write-ahead mark)")
 def test_insert_then_delete_after_kill_is_not_orphaned(harness: Any) -> None:
     h: Harness = harness("mirror", "crash_items_orphan", "/orphan")
     h.setup({1: "A", 2: "A"})
@@ -450,7 +441,7 @@ def test_insert_then_delete_after_kill_is_not_orphaned(harness: Any) -> None:
     assert "3" in h.api.state("/orphan")
     h.write(deletes=[3])
     h.run()
-    assert h.api.state("/orphan") == h.source()  # fails today: 3 stays at the destination for good
+    assert h.api.state("/orphan") == h.source()  # 3 was marked before its insert went out: deleted
 
 
 def test_state_reset_by_a_killed_run_keeps_deletes(harness: Any) -> None:

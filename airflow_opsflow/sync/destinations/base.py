@@ -27,6 +27,8 @@ class Record:
     :param row_hash: the hash of the mapped fields (the idempotency key is built from it).
     :param ref: the destination's own id for the record, when a previous write returned one.
     :param stored: the state store has a row for this key (False: its first confirmation is a plain insert).
+    :param write_id: this write's id: the run's, or that of an earlier write of the key that may have
+        reached the destination unconfirmed (a re-send then carries the same idempotency key).
     """
 
     key: str
@@ -35,6 +37,7 @@ class Record:
     row_hash: str | None
     ref: str | None = None
     stored: bool = True
+    write_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +84,7 @@ class Destination(ABC):
     name: ClassVar[str] = "destination"
     max_batch: ClassVar[int] = 100
     operations: ClassVar[frozenset[str]] = frozenset({"upsert", "insert", "update", "delete"})
+    plans_refs: ClassVar[bool] = False  # planned_ref() gives something (else it is not called)
 
     def preflight(self, fields: Sequence[str], mode: str) -> list[str]:
         """Problems that make the sync pointless before it starts (e.g. a required field is not mapped)."""
@@ -93,6 +97,11 @@ class Destination(ABC):
     @abstractmethod
     def send(self, op: Operation, records: Sequence[Record]) -> list[Outcome]:
         """Write one batch; return one Outcome per record, in order."""
+
+    def planned_ref(self, record: Record) -> str | None:
+        """The ref the record will have once written, if known before sending: kept with its write-ahead
+        mark, so that a record a killed run may have created can still be deleted by mirror."""
+        return None
 
     def read(self, records: Sequence[Record]) -> dict[str, dict[str, Any] | None] | None:
         """The destination's current fields for these keys (None: this destination cannot be read)."""

@@ -5,9 +5,11 @@ straight from the mapped fields: the fast path. With a ``body`` template (Jinja)
 rendered with ``records`` (batched) or ``record`` + ``key`` (per record), ``op`` and ``sync_id``; an
 ``endpoint`` template may use the same names (per record: ``/accounts/{{ record.account_id }}``).
 
-``idempotency_key=True`` adds an ``Idempotency-Key`` header derived from (sync id, key, row hash, op) per
-record, or from every (key, hash) of a batch: an endpoint that stores keys (Stripe-style) then applies a
-re-sent request once. A 404 answer to an update means the record is not there (``missing``); to a
+``idempotency_key=True`` adds an ``Idempotency-Key`` header derived from (sync id, op, key, row hash, write
+id) per record, or from every (key, hash, write id) of a batch: an endpoint that stores keys (Stripe-style)
+then applies a re-sent request once. The write id is the run's, kept by a write a killed run may have
+delivered unconfirmed: its re-send carries the same key, while a later, separate write of the same value
+(A -> B -> A) gets a new one and is applied. A 404 answer to an update means the record is not there (``missing``); to a
 delete, that it is already gone.
 """
 
@@ -78,6 +80,8 @@ class HttpDestination(Destination):
             return [self._delete_one(r) for r in records]
         if self.batch_size == 1 and len(records) == 1:
             return [self._one(op, records[0])]
+        if self.idempotency_key:  # a batch re-sent after a crash may come in another order: same body, same key
+            records = sorted(records, key=lambda r: r.key)
         ctx = {"records": [r.fields for r in records], "op": op, "sync_id": self.sync_id}
         raw = self._body.render(ctx).encode() if self._body is not None else None
         self.transport.request(self.methods[op], self.endpoint, body=None if raw else ctx["records"], raw=raw,
@@ -111,7 +115,7 @@ class HttpDestination(Destination):
     def _headers(self, op: str, records: Sequence[Record]) -> dict[str, str]:
         if not self.idempotency_key:
             return self.headers
-        text = json.dumps([self.sync_id, op, [[r.key, r.row_hash] for r in records]], separators=(",", ":"))
+        text = json.dumps([self.sync_id, op, [[r.key, r.row_hash, r.write_id] for r in records]], separators=(",", ":"))
         return {**self.headers, "Idempotency-Key": hashlib.sha256(text.encode()).hexdigest()[:40]}
 
     def requests_for(self, op: Operation, records: int, batch_size: int) -> int:

@@ -2,7 +2,8 @@
 
 * upsert: ``POST /crm/v3/objects/{type}/batch/upsert`` by a unique ``id_property`` (100 inputs a request);
 * insert: ``batch/create``; update: ``batch/update`` addressed by ``id_property`` (absent -> ``missing``);
-* delete (mirror): ``batch/archive`` by HubSpot's object id, remembered from the upsert's answer.
+* delete (mirror): ``batch/archive`` by HubSpot's object id, remembered from the upsert's answer; a
+  record written by a killed run before its id was recorded is looked up by ``id_property`` first.
 
 A batch HubSpot refuses as a whole (400, e.g. one invalid property value) is split by the engine down to
 the bad record; a 207 multi-status answer is mapped back to records through the error's ``context.ids``.
@@ -18,6 +19,7 @@ from airflow_opsflow.sync.destinations.base import OK, Destination, Operation, O
 from airflow_opsflow.sync.destinations.transport import Answer, HttpTransport
 
 MAX_INPUTS = 100
+BY_PROPERTY = "@"  # a ref holding the id_property value, not HubSpot's object id (ids are numeric)
 
 
 def _value(v: Any) -> Any:
@@ -39,6 +41,7 @@ class HubSpotDestination(Destination):
 
     name: ClassVar[str] = "HubSpot"
     max_batch: ClassVar[int] = MAX_INPUTS
+    plans_refs: ClassVar[bool] = True
 
     def __init__(self, transport: HttpTransport, object_type: str, id_property: str) -> None:
         if not object_type or "/" in object_type:
@@ -56,6 +59,10 @@ class HubSpotDestination(Destination):
 
     def fingerprint(self) -> Any:
         return ["hubspot", self.object_type, self.id_property]
+
+    def planned_ref(self, record: Record) -> str | None:
+        # HubSpot assigns the object id; until it is known, the ref names the record by id_property.
+        return BY_PROPERTY + self._id(record)
 
     def _id(self, r: Record) -> str:
         return str((r.fields or {}).get(self.id_property))
@@ -114,9 +121,19 @@ class HubSpotDestination(Destination):
         return out
 
     def _archive(self, records: Sequence[Record]) -> list[Outcome]:
-        known = [r for r in records if r.ref]
-        if known:
-            self.transport.request("POST", f"{self._base}/batch/archive", {"inputs": [{"id": r.ref} for r in known]})
+        ids = {r.key: r.ref for r in records if r.ref and not r.ref.startswith(BY_PROPERTY)}
+        by_property = {r.ref[len(BY_PROPERTY):]: r.key for r in records if r.ref and r.ref.startswith(BY_PROPERTY)}
+        if by_property:  # written by a killed run, its id never recorded: find it (absent: nothing to archive)
+            body = {"idProperty": self.id_property, "properties": [self.id_property],
+                    "inputs": [{"id": value} for value in by_property]}
+            answer = self.transport.request("POST", f"{self._base}/batch/read", body)
+            for res in (answer.json() or {}).get("results") or []:
+                value = str((res.get("properties") or {}).get(self.id_property))
+                if value in by_property and res.get("id") is not None:
+                    ids[by_property[value]] = str(res["id"])
+        if ids:
+            self.transport.request("POST", f"{self._base}/batch/archive",
+                                   {"inputs": [{"id": ref} for ref in ids.values()]})
         return [OK if r.ref else Outcome("error", "no HubSpot object id recorded for this key") for r in records]
 
     def read(self, records: Sequence[Record]) -> dict[str, dict[str, Any] | None] | None:

@@ -46,6 +46,7 @@ class TableDestination(Destination):
 
     name: ClassVar[str] = "table"
     max_batch: ClassVar[int] = 5_000
+    plans_refs: ClassVar[bool] = True  # a row's ref is its key values, known before it is written
 
     def __init__(self, connect: Callable[[], Any], dialect: str, table: str, key: Sequence[str],
                  name: str | None = None) -> None:
@@ -153,6 +154,9 @@ class TableDestination(Destination):
                 raise BatchRejected(f"no stored key values for {r.key!r}: cannot address the row to delete")
             cur.execute(f"DELETE FROM {self._ref} WHERE {where}", [_param(v) for v in json.loads(r.ref)])
         return [OK] * len(records)
+
+    def planned_ref(self, record: Record) -> str | None:
+        return self._ref_of(record)
 
     def _ref_of(self, r: Record) -> str:
         fields = r.fields or {}
