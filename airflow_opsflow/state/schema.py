@@ -88,15 +88,17 @@ _TABLES = {
         updated_at VARCHAR(32) NOT NULL,
         PRIMARY KEY (sync_id, key_text)
     """,
-    # Write-ahead marks: every key a run is about to send, committed before the request goes out, with the
-    # write's id (part of its idempotency key) and the destination id it will have if known. A run that
-    # completes clears its marks; marks left by a killed run show which writes may have reached the
-    # destination unconfirmed (sync_keys.write_id differs): those keys are sent (or deleted) again.
+    # Write-ahead marks, one row per batch a run is about to send, committed before the request goes out:
+    # the write's id (part of its idempotency key), the operation, its keys and the destination ids they
+    # will have if known (JSON arrays). A run that completes clears its marks; marks left by a killed run
+    # show which writes may have reached the destination unconfirmed (sync_keys.write_id differs).
     "sync_marks": """
         sync_id VARCHAR(200) NOT NULL,
-        key_text VARCHAR(512) NOT NULL,
         write_id VARCHAR(32) NOT NULL,
-        dest_ref VARCHAR(200)
+        op VARCHAR(8) NOT NULL,
+        keys TEXT NOT NULL,
+        refs TEXT,
+        PRIMARY KEY (sync_id, write_id)
     """,
 }
 # Columns added to an existing table by a later schema version: (table, column, type).
@@ -106,14 +108,13 @@ _ADDED = {3: [("sync_keys", "write_id", "VARCHAR(32)")]}
 # Secondary indexes, created with their table so that every step is idempotent (MySQL commits each DDL
 # statement at once, and has no CREATE INDEX IF NOT EXISTS).
 _INDEXES = {"deliveries": ("deliveries_pending", "fingerprint, status"),
-            "sync_keys": ("sync_keys_failed", "sync_id, status"),
-            "sync_marks": ("sync_marks_sync", "sync_id, key_text")}
+            "sync_keys": ("sync_keys_failed", "sync_id, status")}
 # Where the engine can, an index covers only the rows it looks for (a sync's few non-confirmed keys), so
 # writing a million confirmed keys does not maintain a second index.
 _PARTIAL = {"sync_keys": ("sync_id", "status <> 'ok'")}
 # Keys compare byte-wise on PostgreSQL: the key index is hot during a sync, and a locale's collation
 # costs several times more per comparison for nothing (keys are never sorted for people).
-_BYTEWISE = {"sync_keys": ("sync_id", "key_text"), "sync_meta": ("sync_id",), "sync_marks": ("sync_id", "key_text")}
+_BYTEWISE = {"sync_keys": ("sync_id", "key_text"), "sync_meta": ("sync_id",), "sync_marks": ("sync_id",)}
 
 
 def ddl(store: StateStore, table: str, dialect: str) -> list[str]:

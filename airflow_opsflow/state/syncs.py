@@ -198,15 +198,18 @@ class SyncRepo:
 
     def lookup(self, keys: Sequence[str]) -> dict[str, KeyState]:
         """The stored state of ``keys`` (absent keys were never sent)."""
-        found: dict[str, KeyState] = {}
         with self.store.transaction() as cur:
-            for start in range(0, len(keys), _CHUNK):
-                part = keys[start:start + _CHUNK]
-                marks = ", ".join("?" * len(part))
-                cur.execute(f"SELECT key_text, row_hash, dest_ref, status, write_id FROM {self._keys} "
-                            f"WHERE sync_id = ? AND key_text IN ({marks})", (self.sync_id, *part))
-                for key, row_hash, ref, status, write_id in cur.fetchall():
-                    found[key] = KeyState(row_hash, ref, status, write_id)
+            return self._lookup(cur, keys)
+
+    def _lookup(self, cur: Cursor, keys: Sequence[str]) -> dict[str, KeyState]:
+        found: dict[str, KeyState] = {}
+        for start in range(0, len(keys), _CHUNK):
+            part = keys[start:start + _CHUNK]
+            marks = ", ".join("?" * len(part))
+            cur.execute(f"SELECT key_text, row_hash, dest_ref, status, write_id FROM {self._keys} "
+                        f"WHERE sync_id = ? AND key_text IN ({marks})", (self.sync_id, *part))
+            for key, row_hash, ref, status, write_id in cur.fetchall():
+                found[key] = KeyState(row_hash, ref, status, write_id)
         return found
 
     def failed_keys(self, limit: int = 1_000_000) -> list[str]:
@@ -245,46 +248,44 @@ class SyncRepo:
 
     # -- write-ahead marks -------------------------------------------------------------------------------
 
-    def mark(self, entries: Sequence[tuple[str, str, str | None]]) -> None:
-        """Commit ``(key, write_id, dest_ref)`` marks for records about to be sent (before they are)."""
-        if not entries:
+    def mark(self, batches: Sequence[tuple[str, str, list[str], list[str | None] | None]]) -> None:
+        """Commit write-ahead marks ``(write_id, op, keys, planned refs or None)``, one per batch, before the
+        batches are sent (one row per batch: a few bytes of JSON per key, no index entry per key)."""
+        if not batches:
             return
+        rows = [(self.sync_id, write_id, op, json.dumps(keys, ensure_ascii=False),
+                 None if refs is None else json.dumps(refs, ensure_ascii=False))
+                for write_id, op, keys, refs in batches]
         with self.store.transaction() as cur:
-            if self.store.dialect == "postgres":  # arrays travel as one parameter each: cheapest per key
-                keys, ids, refs = (list(col) for col in zip(*entries, strict=True))
-                cur.execute(f"INSERT INTO {self._marks} (sync_id, key_text, write_id, dest_ref) "
-                            "SELECT ?, k, w, r FROM unnest(?::text[], ?::text[], ?::text[]) AS t(k, w, r)",
-                            (self.sync_id, keys, ids, refs))
-                return
-            for start in range(0, len(entries), _CHUNK):
-                part = entries[start:start + _CHUNK]
-                cur.execute(f"INSERT INTO {self._marks} (sync_id, key_text, write_id, dest_ref) VALUES "
-                            + ", ".join(["(?, ?, ?, ?)"] * len(part)), [v for e in part for v in (self.sync_id, *e)])
+            for start in range(0, len(rows), _CHUNK):
+                part = rows[start:start + _CHUNK]
+                cur.execute(f"INSERT INTO {self._marks} (sync_id, write_id, op, keys, refs) VALUES "
+                            + ", ".join(["(?, ?, ?, ?, ?)"] * len(part)), [v for row in part for v in row])
 
     def resolve_marks(self) -> int:
         """Turn a killed run's marks into ``pending`` keys where the marked write was never recorded; clear
-        the marks. Returns how many keys became pending. Runs under the sync's lock, before the diff."""
-        k, m = self._keys, self._marks
-        row = k.split(".")[-1]  # the UPDATE's own row, inside its subqueries
-        mark = f"FROM {m} m WHERE m.sync_id = ? AND m.key_text = {row}.key_text"
+        the marks. Returns how many keys became pending. Runs under the sync's lock, before the diff.
+
+        A write is recorded when the key's row carries its write id (confirmed, or rejected); a delete is
+        also done when the key's row is gone."""
         with self.store.transaction() as cur:
-            cur.execute(f"SELECT COUNT(*) FROM {m} WHERE sync_id = ?", (self.sync_id,))
-            if not cur.fetchone()[0]:
+            cur.execute(f"SELECT write_id, op, keys, refs FROM {self._marks} WHERE sync_id = ?", (self.sync_id,))
+            marks = cur.fetchall()
+            if not marks:
                 return 0
-            # Keys with a state row: pending unless the marked write is the one recorded (same write id).
-            cur.execute(f"UPDATE {k} SET status = ?, write_id = (SELECT MAX(m.write_id) {mark}), "
-                        f"dest_ref = COALESCE(dest_ref, (SELECT MAX(m.dest_ref) {mark})) WHERE sync_id = ? "
-                        f"AND EXISTS (SELECT 1 {mark} AND m.write_id <> COALESCE({row}.write_id, ''))",
-                        (PENDING, self.sync_id, self.sync_id, self.sync_id, self.sync_id))
-            pending = max(cur.rowcount, 0)
-            cur.execute(f"INSERT INTO {k} (sync_id, key_text, row_hash, dest_ref, status, attempts, updated_at, "
-                        f"write_id) SELECT ?, m.key_text, NULL, MAX(m.dest_ref), ?, 0, ?, MAX(m.write_id) FROM {m} m "
-                        f"WHERE m.sync_id = ? AND NOT EXISTS (SELECT 1 FROM {k} s WHERE s.sync_id = m.sync_id "
-                        "AND s.key_text = m.key_text) GROUP BY m.key_text",
-                        (self.sync_id, PENDING, _now(), self.sync_id))
-            pending += max(cur.rowcount, 0)
-            cur.execute(f"DELETE FROM {m} WHERE sync_id = ?", (self.sync_id,))
-        return pending
+            now, pending = _now(), []
+            for write_id, op, keys_json, refs_json in marks:
+                keys = json.loads(keys_json)
+                refs = json.loads(refs_json) if refs_json else [None] * len(keys)
+                known = self._lookup(cur, keys)
+                for key, ref in zip(keys, refs, strict=True):
+                    state = known.get(key)
+                    if (state is None and op == "delete") or (state is not None and state.write_id == write_id):
+                        continue
+                    pending.append((self.sync_id, key, None, ref, PENDING, 0, None, now, write_id))
+            self._upsert(cur, pending, ok=False, pending=True)
+            cur.execute(f"DELETE FROM {self._marks} WHERE sync_id = ?", (self.sync_id,))
+        return len(pending)
 
     def clear_marks(self) -> None:
         """The run recorded an answer for every write it marked: its marks are done with."""
@@ -293,10 +294,11 @@ class SyncRepo:
 
     def record(self, answers: Answers) -> None:
         """Store the destination's answers in one transaction (confirmed hashes advance, rejections keep
-        the old hash and gain the error, confirmed deletes drop the key and its mark)."""
+        the old hash and gain the error, confirmed deletes drop the key)."""
         now, sid = _now(), self.sync_id
         oks = answers.confirmed
-        bad = [(sid, key, None, ref, status, 1, error[:2000], now, wid) for key, ref, status, error, wid in answers.rejected]
+        bad = [(sid, key, None, ref, status, 1, error[:2000], now, wid)
+               for key, ref, status, error, wid in answers.rejected]
         with self.store.transaction() as cur:
             if self.store.dialect == "postgres" and hasattr(cur.raw, "copy_expert") and oks:
                 if not self._async_commit:
@@ -315,8 +317,7 @@ class SyncRepo:
             for start in range(0, len(gone), _CHUNK):
                 part = gone[start:start + _CHUNK]
                 marks = ", ".join("?" * len(part))
-                for table in (self._keys, self._marks):
-                    cur.execute(f"DELETE FROM {table} WHERE sync_id = ? AND key_text IN ({marks})", (sid, *part))
+                cur.execute(f"DELETE FROM {self._keys} WHERE sync_id = ? AND key_text IN ({marks})", (sid, *part))
             self.heartbeat(cur)
 
     def forget(self, keys: Sequence[str]) -> None:
@@ -345,35 +346,42 @@ class SyncRepo:
                         for k, ref, r in zip(keys, refs, rows, strict=True)])
         columns = "(sync_id, key_text, row_hash, dest_ref, status, attempts, last_error, updated_at, write_id)"
         if not stage:
-            cur.raw.copy_expert(f"COPY {self._keys} {columns} FROM STDIN", io.StringIO(text))
+            # One read of the whole text (psycopg2 reads 8 KB at a time by default, and each read waits for
+            # the GIL again while the other threads are busy).
+            cur.raw.copy_expert(f"COPY {self._keys} {columns} FROM STDIN", io.StringIO(text), size=len(text) + 1)
             return
         cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS opsflow_sync_incoming (LIKE {self._keys}) ON COMMIT DELETE ROWS")
-        cur.raw.copy_expert(f"COPY opsflow_sync_incoming {columns} FROM STDIN", io.StringIO(text))
+        cur.raw.copy_expert(f"COPY opsflow_sync_incoming {columns} FROM STDIN", io.StringIO(text), size=len(text) + 1)
         table = self._keys.split(".")[-1]
         cur.execute(f"INSERT INTO {self._keys} SELECT * FROM opsflow_sync_incoming ON CONFLICT (sync_id, key_text) "
                     "DO UPDATE SET row_hash = excluded.row_hash, status = excluded.status, attempts = 0, "
                     f"last_error = NULL, updated_at = excluded.updated_at, write_id = excluded.write_id, "
                     f"dest_ref = COALESCE(excluded.dest_ref, {table}.dest_ref)")
 
-    def _upsert(self, cur: Cursor, rows: list[tuple[Any, ...]], ok: bool) -> None:
+    def _upsert(self, cur: Cursor, rows: list[tuple[Any, ...]], ok: bool, pending: bool = False) -> None:
+        """Multi-row upserts of full rows: confirmed (``ok``), rejected, or ``pending`` (keeps the confirmed
+        hash, the known ref and the last error; only the status and the write to repeat change)."""
         columns = "sync_id, key_text, row_hash, dest_ref, status, attempts, last_error, updated_at, write_id"
-        dialect = self.store.dialect
-        if dialect == "mysql":
-            ref = "COALESCE(VALUES(dest_ref), dest_ref)"
-            update = (f"row_hash = VALUES(row_hash), dest_ref = {ref}, status = VALUES(status), attempts = 0, "
-                      "last_error = NULL, updated_at = VALUES(updated_at), write_id = VALUES(write_id)") if ok else (
-                      f"dest_ref = {ref}, status = VALUES(status), attempts = attempts + 1, "
-                      "last_error = VALUES(last_error), updated_at = VALUES(updated_at), write_id = VALUES(write_id)")
-            tail = f"ON DUPLICATE KEY UPDATE {update}"
+        table = self._keys.split(".")[-1]
+        if self.store.dialect == "mysql":
+            new, old = "VALUES({})".format, "{}".format
         else:
-            ref = f"COALESCE(excluded.dest_ref, {self._keys.split('.')[-1]}.dest_ref)"
-            update = (f"row_hash = excluded.row_hash, dest_ref = {ref}, status = excluded.status, attempts = 0, "
-                      "last_error = NULL, updated_at = excluded.updated_at, write_id = excluded.write_id") if ok else (
-                      f"dest_ref = {ref}, status = excluded.status, "
-                      f"attempts = {self._keys.split('.')[-1]}.attempts + 1, "
-                      "last_error = excluded.last_error, updated_at = excluded.updated_at, "
-                      "write_id = excluded.write_id")
-            tail = f"ON CONFLICT (sync_id, key_text) DO UPDATE SET {update}"
+            new, old = "excluded.{}".format, f"{table}.{{}}".format
+        sets = {"status": new("status"), "updated_at": new("updated_at"), "write_id": new("write_id")}
+        if pending:
+            sets["dest_ref"] = f"COALESCE({old('dest_ref')}, {new('dest_ref')})"
+        elif ok:
+            sets |= {"row_hash": new("row_hash"), "dest_ref": f"COALESCE({new('dest_ref')}, {old('dest_ref')})",
+                     "attempts": "0", "last_error": "NULL"}
+        else:
+            sets |= {"dest_ref": f"COALESCE({new('dest_ref')}, {old('dest_ref')})",
+                     "attempts": f"{old('attempts')} + 1", "last_error": new("last_error")}
+        # MySQL applies the assignments in order, each seeing the ones before: dest_ref (which reads the old
+        # value) goes first.
+        order = sorted(sets, key=lambda c: c != "dest_ref")
+        update = ", ".join(f"{c} = {sets[c]}" for c in order)
+        tail = (f"ON DUPLICATE KEY UPDATE {update}" if self.store.dialect == "mysql"
+                else f"ON CONFLICT (sync_id, key_text) DO UPDATE SET {update}")
         for start in range(0, len(rows), _CHUNK):
             part = rows[start:start + _CHUNK]
             values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(part))

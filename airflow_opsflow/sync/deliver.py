@@ -22,7 +22,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from airflow_opsflow.state.syncs import DELETE_FAILED, FAILED, MISSING, OK, Answers
@@ -76,6 +76,9 @@ class Item:
     kind: str
 
 
+Group = tuple[Operation, str, list[Item]]  # (op, write id to repeat or "", items)
+
+
 @dataclass
 class DeliveryStats:
     delivered: Counter[str] = field(default_factory=Counter)  # kind -> records confirmed
@@ -98,7 +101,8 @@ class Deliverer:
     :param destination: where records go.
     :param policy: batching, concurrency and retry settings.
     :param record: stores a group of answers in one transaction (the state store).
-    :param mark: commits write-ahead marks ``(key, write_id, planned ref)`` before their records are sent.
+    :param mark: commits write-ahead marks ``(write_id, op, keys, planned refs)``, one per batch, before the
+        batches are sent.
     :param run_id: prefix of this run's write ids (one per batch: ``<run_id>-<n>``). Records that repeat an
         earlier write (their ``write_id`` is set) are batched with the other records of that write, so a
         batch a killed run may have delivered goes out again as it was (same idempotency key).
@@ -110,7 +114,7 @@ class Deliverer:
     def __init__(self, destination: Destination, policy: DeliveryPolicy,
                  record: Callable[[Answers], None], limiter: RateLimiter | None = None,
                  finish: Callable[[], None] | None = None,
-                 mark: Callable[[list[tuple[str, str, str | None]]], None] | None = None,
+                 mark: Callable[[list[tuple[str, str, list[str], list[str | None] | None]]], None] | None = None,
                  run_id: str = "run") -> None:
         self.dest = destination
         self._run_id = run_id
@@ -134,12 +138,14 @@ class Deliverer:
 
     # -- the producer side -------------------------------------------------------------------------
 
-    def run(self, items: Iterable[Item]) -> DeliveryStats:
-        """Send everything; raise DestinationDown (or the recorder's error) when the run had to stop."""
+    def run(self, groups: Iterable[Group]) -> DeliveryStats:
+        """Send everything; raise DestinationDown (or the recorder's error) when the run had to stop.
+
+        Items come in groups ``(op, write_id, items)``: one operation, and either fresh writes (``""``: each
+        batch gets a write id of this run) or the repeat of one earlier write."""
         writer = threading.Thread(target=self._writer, name="opsflow-sync-recorder", daemon=True)
         writer.start()
         buffers: dict[tuple[str, str], list[Item]] = {}  # (op, repeated write id or "") -> items
-        futures: list[Future[None]] = []
         ready: list[list[Item]] = []  # full batches waiting for their marks
         size = self.policy.batch_size
 
@@ -152,45 +158,44 @@ class Deliverer:
                         i.record.write_id = write_id
             if self._mark is not None and ready:
                 planned = self.dest.planned_ref if self.dest.plans_refs else None
-                self._mark([(i.record.key, i.record.write_id, planned(i.record) if planned else None)
-                            for batch in ready for i in batch])
+                self._mark([(batch[0].record.write_id, batch[0].op, [i.record.key for i in batch],
+                             [planned(i.record) for i in batch] if planned and batch[0].op != "delete" else None)
+                            for batch in ready])
             for batch in ready:
                 if self._abort is None:
-                    futures.append(self._submit(pool, batch))
+                    self._submit(pool, batch)
             ready.clear()
 
         with ThreadPoolExecutor(self.policy.concurrency, thread_name_prefix="opsflow-sync-send") as pool:
             try:
                 waiting = 0
-                for item in items:
-                    slot = (item.op, item.record.write_id)
-                    buf = buffers.get(slot)
-                    if buf is None:
-                        buf = buffers[slot] = []
-                    buf.append(item)
-                    if len(buf) >= size:
-                        ready.append(buffers.pop(slot))
-                        waiting += size
-                        if waiting >= self._mark_every:
-                            if self._abort is not None:
-                                break
-                            release()
-                            waiting = 0
+                for op, write_id, group in groups:
+                    buf = buffers.setdefault((op, write_id), [])
+                    buf.extend(group)
+                    full = len(buf) - len(buf) % size
+                    if full:
+                        ready.extend(buf[i:i + size] for i in range(0, full, size))
+                        del buf[:full]
+                        waiting += full
+                    if waiting >= self._mark_every:
+                        if self._abort is not None:
+                            break
+                        release()
+                        waiting = 0
                 ready.extend(buf for buf in buffers.values() if buf)
                 if self._abort is None:
                     release()
             finally:
-                for f in futures:
-                    f.exception()
+                pool.shutdown(wait=True)  # every batch answered (_work catches everything)
                 self._answers.put(None)
                 writer.join()
         if self._abort is not None:
             raise self._abort
         return self.stats
 
-    def _submit(self, pool: ThreadPoolExecutor, batch: list[Item]) -> Future[None]:
+    def _submit(self, pool: ThreadPoolExecutor, batch: list[Item]) -> None:
         self._slots.acquire()  # released by the writer once the batch's answers are recorded
-        return pool.submit(self._work, batch)
+        pool.submit(self._work, batch)  # (no future kept: thousands of them would only feed the GC)
 
     # -- senders -------------------------------------------------------------------------------------
 

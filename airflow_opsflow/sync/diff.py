@@ -100,59 +100,66 @@ class Differ:
     # -- changes -------------------------------------------------------------------------------------
 
     def changes(self, since: Any = None, keys: list[str] | None = None,
-                role: str = "the source query") -> Iterator[Change]:
+                role: str = "the source query") -> Iterator[list[Change]]:
+        """The changes, a chunk (list) per fetch: a full sync handles 1.5M rows here, so per-row work is
+        kept to a list comprehension's worth."""
         if self.state_table is not None and keys is None:
             yield from self._pushdown(since, role)
         else:
             yield from self._stream(since, keys, role)
 
-    def _pushdown(self, since: Any, role: str) -> Iterator[Change]:
+    def _pushdown(self, since: Any, role: str) -> Iterator[list[Change]]:
         sql = self.plan.pushdown_sql(self.state_table or "", self.repo.sync_id, since, self.resend_all, RESEND)
         for names, rows in self.source.stream(sql, role, small=SMALL_DIFF):
             at = {n: i for i, n in enumerate(names)}
             ki, hi, oh, orf, ost, ow = at[KEY], at[HASH], at[OLD_HASH], at[OLD_REF], at[OLD_STATUS], at[OLD_WRITE]
-            if self._plain():  # the common case, in one tight loop (a full sync runs it for every row)
-                yield from self._plain_changes(rows, ki, hi, oh, orf, ost, ow)
+            if self._plain():  # the common case, in one tight loop
+                yield self._plain_changes(rows, ki, hi, oh, orf, ost, ow)
                 continue
+            out = []
             for row in rows:
                 status = row[ost]
                 old = KeyState(row[oh], row[orf], status, row[ow]) if status is not None else None
                 change = self._classify(row, row[ki], row[hi], old)
                 if change is not None:
-                    yield change
+                    out.append(change)
+            yield out
 
     def _plain(self) -> bool:
         """No duplicate keys, no cursor to follow, no key tracking: only the checks every row needs."""
         return not self.duplicates and self._cur_idx is None and self._seen is None
 
     def _plain_changes(self, rows: list[tuple[Any, ...]], ki: int, hi: int, oh: int, orf: int, ost: int,
-                       ow: int) -> Iterator[Change]:
-        c, width, kidx, resend = self.counts, self._width, self._key_idx, RESEND
+                       ow: int) -> list[Change]:
+        c, width, kidx, resend, resend_all = self.counts, self._width, self._key_idx, RESEND, self.resend_all
         single = kidx[0] if len(kidx) == 1 else None
         c.read += len(rows)
+        out: list[Change] = []
+        add = out.append
         for row in rows:
             key = row[ki]
             if key is None or len(key) > MAX_KEY_LENGTH:
                 change = self._classify(row, key, row[hi], None if row[ost] is None else
                                         KeyState(row[oh], row[orf], row[ost], row[ow]), counted=True)
                 if change is not None:
-                    yield change
+                    add(change)
                 continue
-            status, old_hash = row[ost], row[oh]
+            status = row[ost]
             if status is None:
-                yield Change("added", key, (row[single],) if single is not None else tuple([row[i] for i in kidx]),
-                             row[:width], row[hi], None, False)
+                add(Change("added", key, (row[single],) if single is not None else tuple([row[i] for i in kidx]),
+                           row[:width], row[hi], None, False))
                 continue
-            row_hash = row[hi]
+            row_hash, old_hash = row[hi], row[oh]
             again = status in resend
-            if old_hash == row_hash and not again and not self.resend_all:
+            if old_hash == row_hash and not again and not resend_all:
                 c.unchanged += 1
                 continue
-            yield Change("changed" if old_hash is not None else "added", key,
-                         (row[single],) if single is not None else tuple([row[i] for i in kidx]), row[:width],
-                         row_hash, row[orf], True, row[ow] if again else None)
+            add(Change("changed" if old_hash is not None else "added", key,
+                       (row[single],) if single is not None else tuple([row[i] for i in kidx]), row[:width],
+                       row_hash, row[orf], True, row[ow] if again else None))
+        return out
 
-    def _stream(self, since: Any, keys: list[str] | None, role: str) -> Iterator[Change]:
+    def _stream(self, since: Any, keys: list[str] | None, role: str) -> Iterator[list[Change]]:
         plan, sql_side = self.plan, self.plan.in_sql
         wanted = set(keys) if keys is not None and not sql_side else None  # Python-side keys: filter here
         for _names, rows in self.source.stream(plan.select_sql(since, keys), role):
@@ -169,10 +176,12 @@ class Differ:
                     row_hash = py_hash(plan.digest, [row[i] for i in self._val_idx])
                 batch.append((row, key, row_hash))
             known = self.repo.lookup([k for _, k, _ in batch if k is not None])
+            out = []
             for row, key, row_hash in batch:
                 change = self._classify(row, key, row_hash, known.get(key) if key is not None else None)
                 if change is not None:
-                    yield change
+                    out.append(change)
+            yield out
 
     def _classify(self, row: tuple[Any, ...], key: str | None, row_hash: str, old: KeyState | None,
                   counted: bool = False) -> Change | None:

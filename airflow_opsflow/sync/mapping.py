@@ -197,15 +197,16 @@ class Mapping:
 
         Raises ``ValueError`` naming the field when a value cannot be cast (the record is then invalid).
         The function is generated once per run (a sync calls it for every changed row): plain values
-        pass through ``auto`` without a call, every other cast is one call.
+        and datetimes pass through ``auto`` without a call, every other cast is one call.
         """
         index = {c: i for i, c in enumerate(columns)}
-        env: dict[str, Any] = {"_PLAIN": _PLAIN, "_auto": _auto}
+        env: dict[str, Any] = {"_PLAIN": _PLAIN, "_auto": _auto, "_datetime": datetime}
         reads, items = [], []
         for j, (dest, f) in enumerate(self.fields):
             reads.append(f"    v{j} = row[{index[f.column]}]")
             if f.type == "auto":
-                items.append(f"{dest!r}: v{j} if v{j}.__class__ in _PLAIN else _auto(v{j})")
+                items.append(f"{dest!r}: v{j} if v{j}.__class__ in _PLAIN else v{j}.isoformat() "
+                             f"if v{j}.__class__ is _datetime else _auto(v{j})")
             else:
                 env[f"c{j}"] = CASTS[f.type]
                 items.append(f"{dest!r}: None if v{j} is None else c{j}(v{j})")

@@ -179,6 +179,20 @@ class SqlSource:
                 except queue.Empty:
                     thread.join(0.05)
 
+    def hashable_columns(self, sql: str, role: str) -> frozenset[str] | None:
+        """PostgreSQL 14+: the columns of ``sql`` whose type hashes by value (``hash_record_extended``),
+        None elsewhere (rows are then hashed by their text form)."""
+        if self.dialect != "postgres" or self._driver != "psycopg2" or self.conn.server_version < 140000:
+            return None
+        cur = self.conn.cursor()
+        try:
+            cur.execute(sql)
+            return frozenset(d[0] for d in cur.description or [] if d[1] in _HASHABLE)
+        except Exception as e:
+            raise SourceError(f"{role} failed: {_describe(e)}") from e
+        finally:
+            cur.close()
+
     def query(self, sql: str, role: str) -> tuple[list[str], list[tuple[Any, ...]]]:
         """A small query, fetched whole."""
         names: list[str] = []
@@ -199,6 +213,11 @@ class SqlSource:
 
 
 _NUMERIC, _DATE = 1700, 1082
+# Built-in types with an extended hash function (hash_record_extended hashes their values, not their
+# text): bool, bytea, int8/2/4, text, float4/8, bpchar, varchar, date, time, timestamp(tz), interval,
+# numeric, uuid, jsonb. Others (json, enums, domains, geometry...) are hashed through their text.
+_HASHABLE = frozenset({16, 17, 20, 21, 23, 25, 700, 701, 1042, 1043, 1082, 1083, 1114, 1184, 1186, 1700, 2950,
+                       3802})
 
 
 def _numeric_and_dates_as_text(cur: Any) -> None:

@@ -97,8 +97,7 @@ class HttpTransport:
         """One request; raises TransientError/BatchRejected/DestinationFailed unless the answer is 2xx."""
         import urllib3
 
-        data = raw if raw is not None else (None if body is None else
-                                             json.dumps(body, separators=(",", ":"), default=str).encode())
+        data = raw if raw is not None else (None if body is None else encode_json(body))
         sent = {**self._headers, **(headers or {})}
         self.limiter.acquire()
         try:
@@ -136,6 +135,17 @@ def _proxy_for(origin: str) -> str | None:
         return None
     proxies = urllib.request.getproxies()
     return proxies.get(urlsplit(origin).scheme)
+
+
+def encode_json(body: Any) -> bytes:
+    """Compact JSON (orjson: an order of magnitude faster than json on record batches); values neither
+    knows become strings, and what orjson refuses (integers over 64 bits) goes through json."""
+    import orjson
+
+    try:
+        return orjson.dumps(body, default=str, option=orjson.OPT_NON_STR_KEYS)
+    except (orjson.JSONEncodeError, TypeError):
+        return json.dumps(body, separators=(",", ":"), default=str).encode()
 
 
 def _first(e: BaseException) -> str:
