@@ -96,8 +96,8 @@ _TABLES = {
         sync_id VARCHAR(200) NOT NULL,
         write_id VARCHAR(32) NOT NULL,
         op VARCHAR(8) NOT NULL,
-        keys TEXT NOT NULL,
-        refs TEXT,
+        key_list TEXT NOT NULL,
+        ref_list TEXT,
         PRIMARY KEY (sync_id, write_id)
     """,
 }
@@ -117,18 +117,24 @@ _PARTIAL = {"sync_keys": ("sync_id", "status <> 'ok'")}
 _BYTEWISE = {"sync_keys": ("sync_id", "key_text"), "sync_meta": ("sync_id",), "sync_marks": ("sync_id",)}
 
 
+_MYSQL_BINARY = "DEFAULT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+
+
 def ddl(store: StateStore, table: str, dialect: str) -> list[str]:
     """``CREATE TABLE IF NOT EXISTS`` (and its indexes) for one of our tables, in ``dialect``."""
     neutral = f"CREATE TABLE IF NOT EXISTS {store.table(table)} ({_TABLES[table]})"
     (statement,) = sqlglot.transpile(neutral, read="postgres", write=dialect)
+    suffix = ""
     if dialect == "mysql":
         # MEDIUMTEXT: MySQL's TEXT stops at 64 KB, too small for an incident's evidence.
         statement = statement.replace(" TEXT", " MEDIUMTEXT")
+        if table in _BYTEWISE:  # keys compare byte-wise: the server default may be latin1 or case-blind
+            suffix = f" {_MYSQL_BINARY}"
     if dialect == "postgres":
         for col in _BYTEWISE.get(table, ()):
             statement = re.sub(rf"\b{col} (VARCHAR\(\d+\))", rf'{col} \1 COLLATE "C"', statement)
     if table not in _INDEXES:
-        return [statement]
+        return [statement + suffix]
     index, columns = _INDEXES[table]
     where = ""
     if table in _PARTIAL and dialect in ("postgres", "sqlite"):
@@ -136,7 +142,7 @@ def ddl(store: StateStore, table: str, dialect: str) -> list[str]:
         where = f" WHERE {condition}"
     name = f"{store.prefix}{index}"
     if dialect == "mysql":
-        return [f"{statement[:-1]}, INDEX {name} ({columns}))"]
+        return [f"{statement[:-1]}, INDEX {name} ({columns})){suffix}"]
     if dialect == "sqlite":  # SQLite puts the schema on the index name, not on the table
         qualified = f"{store.schema}.{name}" if store.schema else name
         return [statement, f"CREATE INDEX IF NOT EXISTS {qualified} ON {store.prefix}{table} ({columns}){where}"]
@@ -154,6 +160,9 @@ def _v2(store: StateStore, dialect: str) -> list[str]:
 def _v3(store: StateStore, dialect: str) -> list[str]:
     exists = " IF NOT EXISTS" if dialect == "postgres" else ""  # the others: see already_applied
     added = [f"ALTER TABLE {store.table(t)} ADD COLUMN{exists} {c} {kind}" for t, c, kind in _ADDED[3]]
+    if dialect == "mysql":  # v2 created them in the server's default character set (idempotent)
+        added += [f"ALTER TABLE {store.table(t)} CONVERT TO {_MYSQL_BINARY.replace('DEFAULT ', '')}"
+                  for t in ("sync_meta", "sync_keys")]
     return [*added, *ddl(store, "sync_marks", dialect)]
 
 

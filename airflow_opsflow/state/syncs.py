@@ -259,7 +259,7 @@ class SyncRepo:
         with self.store.transaction() as cur:
             for start in range(0, len(rows), _CHUNK):
                 part = rows[start:start + _CHUNK]
-                cur.execute(f"INSERT INTO {self._marks} (sync_id, write_id, op, keys, refs) VALUES "
+                cur.execute(f"INSERT INTO {self._marks} (sync_id, write_id, op, key_list, ref_list) VALUES "
                             + ", ".join(["(?, ?, ?, ?, ?)"] * len(part)), [v for row in part for v in row])
 
     def resolve_marks(self) -> int:
@@ -269,7 +269,8 @@ class SyncRepo:
         A write is recorded when the key's row carries its write id (confirmed, or rejected); a delete is
         also done when the key's row is gone."""
         with self.store.transaction() as cur:
-            cur.execute(f"SELECT write_id, op, keys, refs FROM {self._marks} WHERE sync_id = ?", (self.sync_id,))
+            cur.execute(f"SELECT write_id, op, key_list, ref_list FROM {self._marks} WHERE sync_id = ?",
+                        (self.sync_id,))
             marks = cur.fetchall()
             if not marks:
                 return 0

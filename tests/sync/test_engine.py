@@ -256,3 +256,72 @@ def test_http_errors_never_carry_credentials() -> None:
             transport.request("POST", "/v1/items", [{"id": 1}])
         assert "401" in str(refused.value) and "s3cret" not in str(refused.value)
         assert api.requests[0].headers["Authorization"] == "Bearer s3cret-token"  # it was sent, only not logged
+
+
+class DiesAfterApplying(Store):
+    """Applies the first ``batches`` batches, then dies mid-request (a SIGKILL, as the run sees it: the
+    write reached the destination, its answer never came back)."""
+
+    def __init__(self, base: Store, batches: int = 0) -> None:
+        super().__init__()
+        self.rows, self.left = base.rows, batches
+
+    def fingerprint(self) -> Any:
+        return "Store"  # the same destination, as far as the sync can tell
+
+    def send(self, op: Operation, records: Sequence[Record]) -> list[Outcome]:
+        outcomes = super().send(op, records)
+        with self._lock:
+            if self.left <= 0:
+                raise KeyboardInterrupt("killed")
+            self.left -= 1
+        return outcomes
+
+
+def marks(dbs: tuple[Path, Path]) -> int:
+    conn = sqlite3.connect(dbs[1])
+    try:
+        return int(conn.execute("SELECT COUNT(*) FROM opsflow_sync_marks").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def test_a_write_killed_before_its_answer_is_sent_again_even_after_a_revert(dbs: tuple[Path, Path]) -> None:
+    dest = Store()
+    run(dbs, dest, mode="mirror")
+    execute(dbs, "UPDATE accounts SET name = 'B' WHERE id = 7")
+    with pytest.raises(DestinationDown):
+        run(dbs, DiesAfterApplying(dest), mode="mirror")
+    assert dest.rows["7"]["name"] == "B" and marks(dbs) == 1  # applied, unconfirmed, marked
+    execute(dbs, "UPDATE accounts SET name = 'a7' WHERE id = 7")  # back to the confirmed value
+    report = run(dbs, dest, mode="mirror")
+    assert dest.rows["7"]["name"] == "a7"  # the pending key was sent again although its hash matched
+    assert report.counts["changed"] == 1 and marks(dbs) == 0
+    assert run(dbs, dest, mode="mirror").counts["changed"] == 0
+
+
+def test_a_key_created_by_a_killed_run_is_deleted_when_it_leaves_the_source(dbs: tuple[Path, Path]) -> None:
+    dest = Store()
+    run(dbs, dest, mode="mirror")
+    execute(dbs, "INSERT INTO accounts VALUES (500, 'new', 5, 'gold')")
+    with pytest.raises(DestinationDown):
+        run(dbs, DiesAfterApplying(dest), mode="mirror")
+    assert "500" in dest.rows
+    execute(dbs, "DELETE FROM accounts WHERE id = 500")
+    report = run(dbs, dest, mode="mirror")
+    assert "500" not in dest.rows and report.counts["deleted"] == 1
+    assert len(dest.rows) == 200
+
+
+def test_a_killed_delete_is_repeated_or_undone(dbs: tuple[Path, Path]) -> None:
+    dest = Store()
+    run(dbs, dest, mode="mirror")
+    execute(dbs, "DELETE FROM accounts WHERE id IN (1, 2)")
+    with pytest.raises(DestinationDown):
+        run(dbs, DiesAfterApplying(dest), mode="mirror")
+    assert "1" not in dest.rows  # the delete reached the destination, unconfirmed
+    execute(dbs, "INSERT INTO accounts VALUES (1, 'a1', 10, 'gold')")  # back, unchanged
+    run(dbs, dest, mode="mirror")
+    assert dest.rows["1"]["name"] == "a1" and "2" not in dest.rows  # 1 sent again, 2 deleted (again)
+    again = run(dbs, dest, mode="mirror").counts
+    assert (again["added"], again["changed"], again["deleted"]) == (0, 0, 0)

@@ -1,0 +1,123 @@
+"""The engine on MariaDB: source, state store (the diff pushed down) and a table destination all in one
+database, every mode, and a run killed after the destination applied a batch."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from airflow_opsflow.state.store import StateStore
+from airflow_opsflow.sync.deliver import DeliveryPolicy, DestinationDown
+from airflow_opsflow.sync.destinations.base import Operation, Outcome, Record
+from airflow_opsflow.sync.destinations.table import TableDestination
+from airflow_opsflow.sync.engine import SyncRun
+from airflow_opsflow.sync.mapping import Field
+from airflow_opsflow.sync.plan import source_query
+from airflow_opsflow.sync.source import SqlSource
+from airflow_opsflow.sync.spec import SyncSpec
+
+pytestmark = pytest.mark.mariadb
+
+
+@pytest.fixture
+def connect(mariadb_uri: str) -> Iterator[Any]:
+    import pymysql
+
+    url = urlsplit(mariadb_uri)
+
+    def make() -> Any:
+        return pymysql.connect(host=url.hostname, port=url.port, user=url.username, database=url.path.lstrip("/"))
+
+    conn = make()
+    with conn.cursor() as cur:
+        for table in ("src_accounts", "crm_accounts", "opsflow_sync_keys", "opsflow_sync_meta", "opsflow_sync_marks"):
+            cur.execute(f"DROP TABLE IF EXISTS {table}")
+        cur.execute("DELETE FROM opsflow_schema_version") if _exists(cur, "opsflow_schema_version") else None
+        cur.execute("CREATE TABLE src_accounts (id INT PRIMARY KEY, name VARCHAR(50), spend DECIMAL(12, 2), "
+                    "active BOOLEAN, since DATE)")
+        cur.executemany("INSERT INTO src_accounts VALUES (%s, %s, %s, %s, %s)",
+                        [(i, f"a{i}", i * 10.5, i % 2, f"2024-01-{i % 28 + 1:02d}") for i in range(1, 121)])
+        cur.execute("CREATE TABLE crm_accounts (id INT PRIMARY KEY, name VARCHAR(50), spend VARCHAR(20), "
+                    "active BOOLEAN, since DATE)")
+    conn.commit()
+    yield make
+    conn.close()
+
+
+def _exists(cur: Any, table: str) -> bool:
+    cur.execute("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = %s",
+                (table,))
+    return bool(cur.fetchone()[0])
+
+
+class Killed(TableDestination):
+    """Writes the first batch to the table, then dies before answering."""
+
+    def send(self, op: Operation, records: Sequence[Record]) -> list[Outcome]:
+        super().send(op, records)
+        raise KeyboardInterrupt("killed")
+
+
+def sync(connect: Any, mode: str, dest_class: type[TableDestination] = TableDestination) -> Any:
+    spec = SyncSpec.build("mysql-table", "id", {"id": "id", "name": "name", "spend": Field("spend", "decimal"),
+                                                "active": Field("active", "boolean"), "since": Field("since", "date")},
+                          mode=mode, max_failed=0, max_delete_share=1.0)
+    dest = dest_class(connect, "mysql", "crm_accounts", ["id"])
+    try:
+        return SyncRun(spec, SqlSource(connect, "mysql"), source_query("mysql", None, "src_accounts", "t"),
+                       lambda: StateStore(connect, "mysql"), dest, DeliveryPolicy(batch_size=25, concurrency=2),
+                       pushdown_ok=True, source_table="src_accounts").run()
+    finally:
+        dest.close()
+
+
+def rows(connect: Any, table: str) -> dict[int, tuple[Any, ...]]:
+    conn = connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"SELECT id, name, CAST(spend AS CHAR), active, since FROM {table}")
+            return {r[0]: (r[1], str(r[2]), bool(r[3]), r[4]) for r in cur.fetchall()}
+    finally:
+        conn.close()
+
+
+def sql(connect: Any, *statements: str) -> None:
+    conn = connect()
+    with conn.cursor() as cur:
+        for s in statements:
+            cur.execute(s)
+    conn.commit()
+    conn.close()
+
+
+def test_every_mode_into_a_mariadb_table(connect: Any) -> None:
+    first = sync(connect, "insert")
+    assert first.diff == "pushdown" and first.counts["added"] == 120
+    assert rows(connect, "crm_accounts") == rows(connect, "src_accounts")
+    sql(connect, "UPDATE src_accounts SET name = 'renamed' WHERE id <= 5", "INSERT INTO src_accounts VALUES "
+        "(500, 'new', 1.25, 1, '2024-02-01')")
+    assert sync(connect, "insert").counts["added"] == 1  # insert: new keys only
+    assert rows(connect, "crm_accounts")[1][0] == "a1"
+    assert sync(connect, "update").counts["changed"] == 5  # update: changed keys
+    sql(connect, "DELETE FROM src_accounts WHERE id > 110", "UPDATE src_accounts SET spend = 0 WHERE id = 7")
+    report = sync(connect, "mirror")
+    assert (report.counts["changed"], report.counts["deleted"]) == (1, 11)
+    assert rows(connect, "crm_accounts") == rows(connect, "src_accounts")
+    again = sync(connect, "upsert").counts
+    assert (again["added"], again["changed"], again["deleted"]) == (0, 0, 0)
+
+
+def test_a_killed_run_on_mariadb_is_repaired(connect: Any) -> None:
+    sync(connect, "mirror")
+    sql(connect, "UPDATE src_accounts SET name = 'B' WHERE id = 3", "INSERT INTO src_accounts VALUES "
+        "(600, 'x', 1, 0, '2024-03-01')")
+    with pytest.raises(DestinationDown):
+        sync(connect, "mirror", Killed)
+    assert rows(connect, "crm_accounts")[3][0] == "B" and 600 in rows(connect, "crm_accounts")
+    sql(connect, "UPDATE src_accounts SET name = 'a3' WHERE id = 3", "DELETE FROM src_accounts WHERE id = 600")
+    report = sync(connect, "mirror")  # 3 back to its confirmed value, 600 gone: both were pending
+    assert (report.counts["changed"], report.counts["deleted"]) == (1, 1)
+    assert rows(connect, "crm_accounts") == rows(connect, "src_accounts")
