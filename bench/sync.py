@@ -131,7 +131,41 @@ def report(ours: list[dict[str, Any]], peers: list[dict[str, Any]], facts: list[
                 ratio = p["seconds"] / full["seconds"]
                 lines.append(f"- full sync, {p['contender']}: {p['seconds']:.0f} s = {ratio:.2f}x opsflow's time "
                              f"({'opsflow faster' if ratio > 1 else 'opsflow slower'})")
+    lines += ["", targets(ours, peers)]
     return "\n".join(lines)
+
+
+def targets(ours: list[dict[str, Any]], peers: list[dict[str, Any]]) -> str:
+    """Issue 5's targets against this run's figures (wall times from a fresh process)."""
+    by = {r["label"]: r for r in ours}
+
+    def met(ok: bool) -> str:
+        return "met" if ok else "**not met**"
+
+    out = []
+    full = by.get("full (no cursor)")
+    if full:
+        rate = full["sent"] / full["seconds"]
+        out.append(f"full sync >= 100k rows/s: {met(rate >= 100_000)} ({rate / 1000:.0f}k rows/s)")
+        fulls = [p for p in peers if p.get("run") == "full" and p.get("seconds")]
+        drt = [p["seconds"] for p in fulls if "drt" in p["contender"]]
+        dlt = [p["seconds"] for p in fulls if "dlt" in p["contender"]]
+        if drt:
+            ratio = min(drt) / full["seconds"]
+            out.append(f">= 2x drt-core at its best batch size: {met(ratio >= 2)} ({ratio:.2f}x)")
+        if dlt:
+            ratio = min(dlt) / full["seconds"]
+            out.append(f">= 8x dlt: {met(ratio >= 8)} ({ratio:.1f}x)")
+    for label, limit in (("1 % changed (no cursor)", 3.0), ("no change (no cursor)", 2.5),
+                         ("1 % changed (cursor)", 1.0), ("no change (cursor)", 1.0)):
+        r = by.get(label)
+        if r:
+            out.append(f"{label} <= {limit:g} s: {met(r['seconds'] <= limit)} ({r['seconds']:.2f} s wall, "
+                       f"{r['sync_seconds']:.2f} s in the sync)")
+    big = by.get("full, lineitem 6M rows")
+    if big:
+        out.append(f"peak RSS <= 300 MB at 6M rows: {met(big['rss'] <= 300)} ({big['rss']:.0f} MB)")
+    return "Targets (issue 5), this run: " + "; ".join(out) + "."
 
 
 def write_section(body: str) -> None:
