@@ -95,3 +95,21 @@ def test_streaming_diff_reads_ahead_in_chunks(uri: str) -> None:
     again = run(uri, dest, fetch_size=64, diff="streaming", cursor=None, mode="mirror")
     assert (again.counts["changed"], again.counts["deleted"], again.counts["unchanged"]) == (4, 5, 491)
     assert dest.rows["100"]["v"] == "x" and "496" not in dest.rows
+
+
+def test_streamed_values_are_what_the_auto_cast_makes_of_the_driver_values(uri: str) -> None:
+    # The data stream reads NUMERIC, DATE and timestamps as text (no Decimal/datetime per value): the
+    # text must be exactly what `auto` would have made of psycopg2's own values.
+    values = ("SELECT ts, ts AT TIME ZONE 'UTC' AS tstz, CASE WHEN isfinite(ts) THEN ts::date END AS d, n FROM (VALUES "
+              "(TIMESTAMP '2024-01-02 03:04:05', 1.50::numeric), (TIMESTAMP '2024-01-02 03:04:05.1', 0.001), "
+              "(TIMESTAMP '2024-12-31 23:59:59.999999', -7), (TIMESTAMP '1999-01-01 00:00:00.000001', 1e20), "
+              "(TIMESTAMP '0044-03-15 12:00:00.5', NULL), (NULL, 2), (TIMESTAMP 'infinity', 3)) AS t(ts, n)")
+    from airflow_opsflow.sync.mapping import CASTS
+
+    with SqlSource(lambda: psycopg2.connect(uri), "postgres") as src:
+        streamed = [row for _, rows in src.stream(values, "t") for row in rows]
+        _, typed = src.query(values, "t")
+    auto = CASTS["auto"]
+    assert streamed == [tuple(auto(v) for v in row) for row in typed]
+    assert streamed[0][:2] == ("2024-01-02T03:04:05", "2024-01-02T03:04:05+00:00")
+    assert streamed[1][0] == "2024-01-02T03:04:05.100000"
