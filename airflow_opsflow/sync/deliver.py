@@ -7,7 +7,7 @@
   the good ones go through.
 * Before a batch goes out, its keys are marked in the state store (write-ahead, a few thousand keys per
   transaction): a crash can then leave a write unconfirmed, never unknown.
-* A single writer thread records answers in the state store, many batches per transaction. At most
+* Writer threads (one per state-store connection) record answers, many batches per transaction. At most
   ``window`` batches are in flight (sent or being sent, not yet recorded): a crash re-sends at most those.
 * After ``breaker`` batches in a row exhausted their retries the destination is taken as down and the
   run stops (what was confirmed is recorded; the rest is sent by the next run).
@@ -96,11 +96,13 @@ class _Exhausted(Exception):
 
 
 class Deliverer:
-    """Deliver items to ``destination``; ``record`` stores answers (called from one writer thread).
+    """Deliver items to ``destination``; ``record`` stores answers (called from a writer thread).
 
     :param destination: where records go.
     :param policy: batching, concurrency and retry settings.
     :param record: stores a group of answers in one transaction (the state store).
+    :param more_recorders: further ``(record, finish)`` pairs on connections of their own: writers that
+        record in parallel (PostgreSQL and MySQL; a commit's wait is mostly the database's).
     :param mark: commits write-ahead marks ``(write_id, op, keys, planned refs)``, one per batch, before the
         batches are sent.
     :param run_id: prefix of this run's write ids (one per batch: ``<run_id>-<n>``). Records that repeat an
@@ -115,14 +117,14 @@ class Deliverer:
                  record: Callable[[Answers], None], limiter: RateLimiter | None = None,
                  finish: Callable[[], None] | None = None,
                  mark: Callable[[list[tuple[str, str, list[str], list[str | None] | None]]], None] | None = None,
-                 run_id: str = "run") -> None:
+                 run_id: str = "run",
+                 more_recorders: Sequence[tuple[Callable[[Answers], None], Callable[[], None] | None]] = ()) -> None:
         self.dest = destination
+        self._recorders = [(record, finish), *more_recorders]
         self._run_id = run_id
         self._batches = 0
-        self._finish = finish
         self._mark = mark
         self.policy = policy
-        self._record = record
         self.limiter = limiter or RateLimiter()
         self.stats = DeliveryStats()
         self._lock = threading.Lock()
@@ -143,8 +145,10 @@ class Deliverer:
 
         Items come in groups ``(op, write_id, items)``: one operation, and either fresh writes (``""``: each
         batch gets a write id of this run) or the repeat of one earlier write."""
-        writer = threading.Thread(target=self._writer, name="opsflow-sync-recorder", daemon=True)
-        writer.start()
+        writers = [threading.Thread(target=self._writer, args=pair, name=f"opsflow-sync-recorder_{n}", daemon=True)
+                   for n, pair in enumerate(self._recorders)]
+        for writer in writers:
+            writer.start()
         buffers: dict[tuple[str, str], list[Item]] = {}  # (op, repeated write id or "") -> items
         ready: list[list[Item]] = []  # full batches waiting for their marks
         size = self.policy.batch_size
@@ -187,8 +191,10 @@ class Deliverer:
                     release()
             finally:
                 pool.shutdown(wait=True)  # every batch answered (_work catches everything)
-                self._answers.put(None)
-                writer.join()
+                for _ in writers:
+                    self._answers.put(None)  # one stop sign each
+                for writer in writers:
+                    writer.join()
         if self._abort is not None:
             raise self._abort
         return self.stats
@@ -273,35 +279,36 @@ class Deliverer:
 
     # -- the recorder --------------------------------------------------------------------------------
 
-    def _writer(self) -> None:
+    def _writer(self, record: Callable[[Answers], None], finish: Callable[[], None] | None) -> None:
         try:
-            self._write_answers()
+            self._write_answers(record)
         finally:
-            if self._finish is not None:
+            if finish is not None:
                 try:
-                    self._finish()
+                    finish()
                 except Exception:
                     log.debug("closing the recorder's connection failed", exc_info=True)
 
-    def _write_answers(self) -> None:
+    def _write_answers(self, record: Callable[[Answers], None]) -> None:
         done = False
         while not done:
             groups = [self._answers.get()]
-            while True:  # everything already answered goes into the same transaction
+            while groups[-1] is not None:  # everything already answered goes into the same transaction
                 try:
                     groups.append(self._answers.get_nowait())
                 except queue.Empty:
                     break
-            done = any(g is None for g in groups)
+            done = groups[-1] is None  # (a writer takes one stop sign, never another's)
             batches = [g for g in groups if g is not None]
             table = Answers()
             for _, answers in batches:
                 table.extend(answers)
             try:
                 if len(table) and (self._abort is None or isinstance(self._abort, DestinationDown)):
-                    self._record(table)
-                    for pairs, _ in batches:
-                        self._count(pairs)
+                    record(table)
+                    with self._lock:
+                        for pairs, _ in batches:
+                            self._count(pairs)
             except BaseException as e:
                 self._stop(e)
             finally:

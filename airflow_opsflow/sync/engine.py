@@ -188,9 +188,12 @@ class SyncRun:
         if spec.dry_run:
             self._dry(chunks, report)
         else:
-            writer = SyncRepo(self.store_factory(), spec.state_id)
-            stats = Deliverer(self.dest, self.policy, writer.record, self.limiter, finish=writer.store.close,
-                              mark=repo.mark, run_id=uuid.uuid4().hex[:16]).run(chunks)
+            # Two writers where the database takes parallel commits (SQLite has one writer at a time).
+            writers = [SyncRepo(self.store_factory(), spec.state_id)
+                       for _ in range(1 if store.dialect == "sqlite" else 2)]
+            stats = Deliverer(self.dest, self.policy, writers[0].record, self.limiter, finish=writers[0].store.close,
+                              mark=repo.mark, run_id=uuid.uuid4().hex[:16],
+                              more_recorders=[(w.record, w.store.close) for w in writers[1:]]).run(chunks)
             self._tally(stats, report)
             repo.clear_marks()  # every marked write was answered and recorded
         c = differ.counts
