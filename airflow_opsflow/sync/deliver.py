@@ -68,12 +68,12 @@ class DeliveryPolicy:
 
 
 @dataclass(slots=True)
-class Item:
-    """One record to deliver with ``op``; ``kind`` (added/changed/deleted) is for the counts."""
+class Item(Record):
+    """A record to deliver with ``op``; ``kind`` (added/changed/deleted) is for the counts. (A Record
+    itself, so that destinations take batches of items as they are: one object per row, not two.)"""
 
-    op: Operation
-    record: Record
-    kind: str
+    op: Operation = "upsert"
+    kind: str = "added"
 
 
 Group = tuple[Operation, str, list[Item]]  # (op, write id to repeat or "", items)
@@ -155,15 +155,15 @@ class Deliverer:
 
         def release() -> None:
             for batch in ready:
-                if not batch[0].record.write_id:
+                if not batch[0].write_id:
                     self._batches += 1
                     write_id = f"{self._run_id}-{self._batches}"
                     for i in batch:
-                        i.record.write_id = write_id
+                        i.write_id = write_id
             if self._mark is not None and ready:
                 planned = self.dest.planned_ref if self.dest.plans_refs else None
-                self._mark([(batch[0].record.write_id, batch[0].op, [i.record.key for i in batch],
-                             [planned(i.record) for i in batch] if planned and batch[0].op != "delete" else None)
+                self._mark([(batch[0].write_id, batch[0].op, [i.key for i in batch],
+                             [planned(i) for i in batch] if planned and batch[0].op != "delete" else None)
                             for batch in ready])
             for batch in ready:
                 if self._abort is None:
@@ -219,7 +219,7 @@ class Deliverer:
     def _deliver(self, batch: list[Item]) -> list[tuple[Item, Outcome]]:
         op = batch[0].op
         try:
-            outcomes = self._send(op, [i.record for i in batch])
+            outcomes = self._send(op, batch)
         except BatchRejected as e:
             if len(batch) == 1:
                 return [(batch[0], Outcome("error", str(e)))]
@@ -323,10 +323,10 @@ class Deliverer:
             return table
         if pairs[0][0].op != "delete" and all(o.status == "ok" for _, o in pairs):  # the common case
             table.confirmed = [(r.key, r.row_hash, o.ref or r.ref, OK, r.write_id, not r.stored)
-                               for r, o in ((i.record, o) for i, o in pairs)]
+                               for r, o in pairs]
             return table
         for item, o in pairs:
-            r, delete = item.record, item.op == "delete"
+            r, delete = item, item.op == "delete"
             if o.status == "error":
                 table.rejected.append((r.key, o.ref or r.ref, DELETE_FAILED if delete else FAILED,
                                        o.error or "rejected", r.write_id))
@@ -346,7 +346,7 @@ class Deliverer:
             if o.status == "error":
                 s.failed[item.kind] += 1
                 if len(s.failures) < 100:
-                    s.failures.append((item.record.key, item.kind, o.error or "rejected"))
+                    s.failures.append((item.key, item.kind, o.error or "rejected"))
             elif o.status == "missing" and item.op != "delete":
                 s.missing += 1
             else:

@@ -21,7 +21,7 @@ from typing import Any
 from airflow_opsflow.state.store import StateStore
 from airflow_opsflow.state.syncs import PENDING, SyncRepo
 from airflow_opsflow.sync.deliver import Deliverer, DeliveryPolicy, DeliveryStats, Group, Item
-from airflow_opsflow.sync.destinations.base import Destination, Operation, Record
+from airflow_opsflow.sync.destinations.base import Destination, Operation
 from airflow_opsflow.sync.diff import Change, Differ
 from airflow_opsflow.sync.mapping import Mapping
 from airflow_opsflow.sync.plan import Plan, py_key
@@ -275,8 +275,8 @@ class SyncRun:
                     group = groups.get(slot)
                     if group is None:
                         group = groups[slot] = []
-                    group.append(Item(op, Record(ch.key, ch.key_values, fields, ch.row_hash, ch.ref, ch.stored,
-                                                 write_id), ch.kind))
+                    group.append(Item(ch.key, ch.key_values, fields, ch.row_hash, ch.ref, ch.stored, write_id, op,
+                                      ch.kind))
                 for (op, write_id), group in groups.items():
                     yield op, write_id, group
 
@@ -308,7 +308,7 @@ class SyncRun:
         if never_sent and not spec.dry_run:
             repo.forget(never_sent)
         for key, row_hash, ref in gone:
-            yield Item("delete", Record(key, (), None, row_hash, ref), "deleted")
+            yield Item(key, (), None, row_hash, ref, op="delete", kind="deleted")
 
     # -- dry runs and outcomes ---------------------------------------------------------------------------
 
@@ -322,10 +322,10 @@ class SyncRun:
                 sample.append(item)
         size = self.policy.batch_size
         report.requests = {op: self.dest.requests_for(op, n, size) for op, n in per_op.items()}  # type: ignore[arg-type]
-        current = self.dest.read([i.record for i in sample if i.op != "delete"]) if sample else None
+        current = self.dest.read([i for i in sample if i.op != "delete"]) if sample else None
         for item in sample:
-            before = None if current is None else current.get(item.record.key)
-            report.preview.append({"op": item.op, "key": item.record.key, "diff": _field_diff(item, before, current)})
+            before = None if current is None else current.get(item.key)
+            report.preview.append({"op": item.op, "key": item.key, "diff": _field_diff(item, before, current)})
 
     @staticmethod
     def _tally(stats: DeliveryStats, report: SyncReport) -> None:
@@ -376,7 +376,7 @@ def _fewer_gc_passes(young: int = 50_000) -> Iterator[None]:
 def _field_diff(item: Item, before: dict[str, Any] | None, current: Any) -> Any:
     if item.op == "delete":
         return "delete"
-    fields = item.record.fields or {}
+    fields = item.fields or {}
     if current is None:
         return {k: {"new": v} for k, v in fields.items()}  # the destination cannot be read
     if before is None:

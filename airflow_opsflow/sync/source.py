@@ -237,6 +237,13 @@ def _iso(fallback: Any) -> Callable[[str | None, Any], str | None]:
     def cast(value: str | None, cur: Any) -> str | None:
         if value is None:
             return None
+        # The common shapes first, by slicing (a session in UTC): 'YYYY-MM-DD HH:MM:SS[.f]' + '+00'.
+        if value[10:11] == " " and value[4:5] == "-":
+            body, utc = (value[:-3], "+00:00") if value.endswith("+00") else (value, "")
+            if len(body) == 19 and (utc or value[-3] not in "+-"):
+                return f"{body[:10]}T{body[11:]}{utc}"
+            if len(body) > 20 and body[19] == "." and body[20:].isdigit() and (utc or "+" not in body):
+                return f"{body[:10]}T{body[11:19]}.{body[20:]:0<6}{utc}"
         m = _PG_TIMESTAMP.fullmatch(value)
         if m is None:
             parsed = fallback(value, cur)
