@@ -33,11 +33,6 @@ from airflow_opsflow.sync.spec import SyncSpec, SyncSpecError
 log = logging.getLogger(__name__)
 MAX_DUPLICATE_KEYS = 100_000
 _RETRY_CHUNK = 500
-# Mapping records is the one CPU-bound loop of a sync; the sender and recorder threads only need the GIL
-# for a moment after each network wait, but a thread that never blocks keeps it for the whole switch
-# interval (5 ms) every time: measured, a state-store commit then took 4x longer. Yielding every few
-# hundred records costs a few microseconds each time.
-_YIELD_EVERY = 200
 
 OPS: dict[str, dict[str, Operation | None]] = {  # mode -> change kind -> operation (None: not sent)
     "upsert": {"added": "upsert", "changed": "upsert"},
@@ -256,9 +251,7 @@ class SyncRun:
         def as_items(chunks: Iterator[list[Change]]) -> Iterator[Group]:
             for chunk in chunks:
                 groups: dict[tuple[Operation, str], list[Item]] = {}
-                for n, ch in enumerate(chunk, 1):
-                    if not n % _YIELD_EVERY:
-                        time.sleep(0)  # hand the GIL to the senders and the recorder now (see _YIELD_EVERY)
+                for ch in chunk:
                     if retried and ch.key in retried:
                         continue
                     op = ops[ch.kind]
