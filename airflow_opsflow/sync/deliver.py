@@ -5,8 +5,8 @@
   sender for the time the destination asked (not a failed attempt).
 * A batch the destination refuses as a whole is split in halves until the bad records are isolated;
   the good ones go through.
-* Before a batch goes out, its keys are marked in the state store (write-ahead, a few thousand keys per
-  transaction): a crash can then leave a write unconfirmed, never unknown.
+* Before a batch goes out it is marked in the state store (write-ahead: one row per batch, half a window
+  of batches per transaction): a crash can then leave a write unconfirmed, never unknown.
 * Writer threads (one per state-store connection) record answers, many batches per transaction. At most
   ``window`` batches are in flight (sent or being sent, not yet recorded): a crash re-sends at most those.
 * After ``breaker`` batches in a row exhausted their retries the destination is taken as down and the
