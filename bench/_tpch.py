@@ -88,17 +88,22 @@ def find_or_install_tpchgen(bench_dir: Path, log: Path) -> Path:
 
 def generate_lineitem(bench_dir: Path, log: Path) -> tuple[Path, float]:
     """Return the cached lineitem CSV (with header) and the seconds spent generating it (0 if cached)."""
-    target = bench_dir / "tpch-sf1" / "lineitem.csv"
+    return _generate(bench_dir, log, "lineitem", "tpch-sf1")
+
+
+def _generate(bench_dir: Path, log: Path, table: str, folder: str) -> tuple[Path, float]:
+    """Generate ``table`` at SF1 into ``bench_dir/folder`` once (a scratch directory renamed into place,
+    so an interrupted run never leaves a partial cache); return the CSV and the seconds spent (0: cached)."""
+    target = bench_dir / folder / f"{table}.csv"
     if target.exists():
         return target, 0.0
     binary = find_or_install_tpchgen(bench_dir, log)
     started = time.monotonic()
-    # Generate into a scratch directory and rename, so an interrupted run never leaves a partial cache.
-    scratch = bench_dir / "tpch-sf1.partial"
+    scratch = bench_dir / f"{folder}.partial"
     shutil.rmtree(scratch, ignore_errors=True)
     with log.open("a") as out:
         subprocess.run(
-            [str(binary), "csv", "--scale-factor", "1", "--tables", "lineitem", "--output-dir", str(scratch)],
+            [str(binary), "csv", "--scale-factor", "1", "--tables", table, "--output-dir", str(scratch)],
             check=True,
             stdout=out,
             stderr=out,
@@ -162,23 +167,7 @@ def generate_orders(bench_dir: Path, log: Path) -> tuple[Path, float]:
 
     Cached in its own directory: :func:`generate_lineitem` replaces ``tpch-sf1/`` wholesale.
     """
-    target = bench_dir / "tpch-sf1-orders" / "orders.csv"
-    if target.exists():
-        return target, 0.0
-    binary = find_or_install_tpchgen(bench_dir, log)
-    started = time.monotonic()
-    scratch = bench_dir / "tpch-sf1-orders.partial"
-    shutil.rmtree(scratch, ignore_errors=True)
-    with log.open("a") as out:
-        subprocess.run(
-            [str(binary), "csv", "--scale-factor", "1", "--tables", "orders", "--output-dir", str(scratch)],
-            check=True,
-            stdout=out,
-            stderr=out,
-        )
-    shutil.rmtree(target.parent, ignore_errors=True)
-    scratch.rename(target.parent)
-    return target, time.monotonic() - started
+    return _generate(bench_dir, log, "orders", "tpch-sf1-orders")
 
 
 def _check_identifier(name: str) -> str:

@@ -351,9 +351,9 @@ def _fewer_gc_passes(young: int = 50_000) -> Iterator[None]:
     """Run the cyclic GC less often while a sync streams records (restored after).
 
     A sync allocates a few objects per row, nearly all freed by reference counting; at the default
-    threshold (700) the collector runs every few hundred rows and, in a task process holding all of
-    Airflow, rescans a large heap: measured, half of the main thread's time on a full sync. Cycles
-    are still collected, just in fewer, larger passes."""
+    threshold (700) the collector runs every few hundred rows and rescans what survives: measured in
+    the benchmark's bare process, half of the main thread's time on a full sync (a task process, which
+    holds all of Airflow, has more to rescan). Cycles are still collected, in fewer, larger passes."""
     first, *rest = gc.get_threshold()
     if first == 0 or first >= young:  # disabled by the user, or already raised: leave it
         yield

@@ -286,12 +286,18 @@ def marks(dbs: tuple[Path, Path]) -> int:
         conn.close()
 
 
-def test_a_write_killed_before_its_answer_is_sent_again_even_after_a_revert(dbs: tuple[Path, Path]) -> None:
+def killed_after(dbs: tuple[Path, Path], *changes: str) -> Store:
+    """A synced mirror; then ``changes`` to the source and a run killed right after its first batch applied."""
     dest = Store()
     run(dbs, dest, mode="mirror")
-    execute(dbs, "UPDATE accounts SET name = 'B' WHERE id = 7")
+    execute(dbs, *changes)
     with pytest.raises(DestinationDown):
         run(dbs, DiesAfterApplying(dest), mode="mirror")
+    return dest
+
+
+def test_a_write_killed_before_its_answer_is_sent_again_even_after_a_revert(dbs: tuple[Path, Path]) -> None:
+    dest = killed_after(dbs, "UPDATE accounts SET name = 'B' WHERE id = 7")
     assert dest.rows["7"]["name"] == "B" and marks(dbs) == 1  # applied, unconfirmed, marked
     execute(dbs, "UPDATE accounts SET name = 'a7' WHERE id = 7")  # back to the confirmed value
     report = run(dbs, dest, mode="mirror")
@@ -301,11 +307,7 @@ def test_a_write_killed_before_its_answer_is_sent_again_even_after_a_revert(dbs:
 
 
 def test_a_key_created_by_a_killed_run_is_deleted_when_it_leaves_the_source(dbs: tuple[Path, Path]) -> None:
-    dest = Store()
-    run(dbs, dest, mode="mirror")
-    execute(dbs, "INSERT INTO accounts VALUES (500, 'new', 5, 'gold')")
-    with pytest.raises(DestinationDown):
-        run(dbs, DiesAfterApplying(dest), mode="mirror")
+    dest = killed_after(dbs, "INSERT INTO accounts VALUES (500, 'new', 5, 'gold')")
     assert "500" in dest.rows
     execute(dbs, "DELETE FROM accounts WHERE id = 500")
     report = run(dbs, dest, mode="mirror")
@@ -314,11 +316,7 @@ def test_a_key_created_by_a_killed_run_is_deleted_when_it_leaves_the_source(dbs:
 
 
 def test_a_killed_delete_is_repeated_or_undone(dbs: tuple[Path, Path]) -> None:
-    dest = Store()
-    run(dbs, dest, mode="mirror")
-    execute(dbs, "DELETE FROM accounts WHERE id IN (1, 2)")
-    with pytest.raises(DestinationDown):
-        run(dbs, DiesAfterApplying(dest), mode="mirror")
+    dest = killed_after(dbs, "DELETE FROM accounts WHERE id IN (1, 2)")
     assert "1" not in dest.rows  # the delete reached the destination, unconfirmed
     execute(dbs, "INSERT INTO accounts VALUES (1, 'a1', 10, 'gold')")  # back, unchanged
     run(dbs, dest, mode="mirror")
