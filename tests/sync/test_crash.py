@@ -342,7 +342,11 @@ def test_insert_killed_at_random_points_inserts_each_key_once(harness: Any, runs
     for r in posts:
         if r.outcome == "applied":
             applied.update(str(rec["id"]) for rec in r.body)
-    assert all(r.outcome in ("applied", "replayed") for r in posts), Counter(r.outcome for r in posts)
+    # A re-sent batch may meet its killed twin still in progress at the server (409: retried later, as
+    # Stripe asks); never a key reused with another body (400).
+    in_progress = [r for r in posts if r.outcome == "conflict" and r.status == 409]
+    assert all(r.outcome in ("applied", "replayed") for r in posts if r not in in_progress), \
+        (Counter(r.outcome for r in posts), [r.status for r in posts if r.outcome == "conflict"])
     replayed = sum(r.replay for r in posts)
     resent = sum(n - 1 for n in applied.values() if n > 1)
     window = max(2 * CONCURRENCY, -(-5000 // BATCH))  # DeliveryPolicy's default

@@ -12,6 +12,9 @@ import pytest
 import requests
 import urllib3
 
+from airflow_opsflow.sync.destinations.base import OK, Record, TransientError
+from airflow_opsflow.sync.destinations.http import HttpDestination
+from airflow_opsflow.sync.destinations.transport import HttpTarget, HttpTransport
 from airflow_opsflow.testing.recording_http import RecordingHTTPServer
 
 CUSTOMERS = "/v1/customers"
@@ -167,3 +170,20 @@ def test_keep_alive_throughput(recording_http: RecordingHTTPServer) -> None:
     # Both ends share one interpreter here; the bound only catches stalls (Nagle + delayed ACK: ~25 req/s).
     assert time.monotonic() - started < 5
     assert len(recording_http.state("/bulk")) == 2000 and len(recording_http.requests) == 2000
+
+
+def test_the_sync_transport_retries_a_key_still_in_progress(api: RecordingHTTPServer) -> None:
+    # A batch re-sent after a crash may reach the server while its killed twin is still being processed.
+    dest = HttpDestination(HttpTransport(HttpTarget(api.url), 2), endpoint=CUSTOMERS, batch_size=10,
+                           idempotency_key=True, sync_id="s")
+    batch = [Record("9", (9,), {"id": 9, "v": "a"}, "h9", write_id="run-1")]
+    api.hang_next(0.5)
+    twin = threading.Thread(target=dest.send, args=("upsert", batch))
+    twin.start()
+    time.sleep(0.15)
+    with pytest.raises(TransientError, match="still in progress"):  # retried by the engine, not refused
+        dest.send("upsert", batch)
+    twin.join()
+    assert dest.send("upsert", batch) == [OK]
+    assert [r.outcome for r in api.requests] == ["conflict", "applied", "replayed"]
+    dest.close()

@@ -4,7 +4,8 @@ urllib3 rather than a ``requests.Session``: the same connection pool without the
 machinery, which at a thousand small requests a second is most of the client's CPU. Retries are the
 engine's (it knows about rate limits and splitting), so urllib3's own are off.
 
-* 2xx: done. 429: rate limited (``Retry-After`` honoured). 408/425/5xx, timeouts, resets: transient.
+* 2xx: done. 429: rate limited (``Retry-After`` honoured). 408/425/5xx, timeouts, resets: transient; so is
+  409 to a request with an ``Idempotency-Key`` (the same key still in progress).
 * 401/403: the run stops (no batch can succeed). Other 4xx: the batch is refused (the engine splits it).
 
 Headers (they carry credentials) never appear in errors or logs.
@@ -110,6 +111,11 @@ class HttpTransport:
             raise TransientError(f"{self.what}: {method} {path}: {type(e).__name__}: {_first(e)}") from None
         answer = Answer(r.status, r.headers, r.data or b"")
         self.limiter.observe(answer.headers)
+        if answer.status == 409 and "Idempotency-Key" in sent:
+            # The same key is still being processed (a request of a killed run, say): try again later.
+            raise TransientError(f"{self.what}: {method} {path} answered HTTP 409: a request with this "
+                                 "Idempotency-Key is still in progress",
+                                 parse_retry_after(answer.headers.get("Retry-After")))
         return self.check(method, path, answer)
 
     def check(self, method: str, path: str, a: Answer) -> Answer:
