@@ -1,4 +1,4 @@
-"""The state store on SQLite and PostgreSQL: migrations, atomic updates, concurrency, the outbox."""
+"""The state store on SQLite, PostgreSQL and MariaDB: migrations, atomic updates, concurrency, the outbox."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ import pytest
 
 from airflow_opsflow.incidents.lifecycle import Observation, Policy, fingerprint
 from airflow_opsflow.state.incidents import IncidentRepo, Subject
-from airflow_opsflow.state.schema import SCHEMA_VERSION
+from airflow_opsflow.state.schema import MIGRATIONS, SCHEMA_VERSION, ddl
 from airflow_opsflow.state.store import StateStore, StateStoreError
+from airflow_opsflow.state.syncs import Answers, SyncRepo
 from tests.conftest import Database
 
 FP = fingerprint("payments", "check_payments", "amount_positive")
@@ -163,3 +164,31 @@ def test_healthy_checks_write_nothing(store: StateStore, db: Database) -> None:
         repo.record([(SUBJECT, Observation(False, "error", f"run{run}"))], Policy(), ["slack"])
     assert repo.get(FP) is None
     assert db.scalar("SELECT COUNT(*) FROM opsflow_incidents") == 0
+
+
+def test_a_v2_sync_state_is_upgraded_in_place(db: Database, connect: Callable[[], Any]) -> None:
+    # Schema v3 adds write ids and the marks table; on MySQL/MariaDB it also makes the sync tables compare
+    # keys byte-wise (v2 took the server's default collation: "Ab" and "ab" could collide).
+    if db.name in ("postgres", "mariadb"):
+        db.execute("DROP TABLE IF EXISTS opsflow_sync_keys, opsflow_sync_meta, opsflow_sync_marks")
+    old = StateStore(connect, db.dialect)
+    with old._raw_transaction() as cur:
+        for statement in ddl(old, "schema_version", db.dialect):
+            cur.execute(statement)
+        for version in (1, 2):
+            for statement in MIGRATIONS[version](old, db.dialect):
+                cur.execute(statement)
+        old._set_version(cur, 2)
+        cur.execute("INSERT INTO opsflow_sync_keys (sync_id, key_text, row_hash, status, attempts, updated_at) "
+                    "VALUES ('s', 'Ab', 'h1', 'ok', 0, 'now')")
+    old.close()
+    store = StateStore(connect, db.dialect)
+    assert store.migrate() == SCHEMA_VERSION
+    repo = SyncRepo(store, "s")
+    repo.record(Answers(confirmed=[("ab", "h2", None, "ok", "w1", True)]))
+    known = repo.lookup(["Ab", "ab"])
+    assert (known["Ab"].row_hash, known["Ab"].write_id) == ("h1", None)
+    assert (known["ab"].row_hash, known["ab"].write_id) == ("h2", "w1")
+    repo.mark([("w2", "upsert", ["Ab"], None)])
+    assert repo.resolve_marks() == 1 and repo.lookup(["Ab"])["Ab"].status == "pending"
+    store.close()
