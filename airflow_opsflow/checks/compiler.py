@@ -20,6 +20,7 @@ from sqlglot import exp
 
 from airflow_opsflow.checks import sqlparts
 from airflow_opsflow.checks.dialects import REGEX_DIALECTS
+from airflow_opsflow.checks.monitor_spec import MetricCheck
 from airflow_opsflow.checks.spec import (
     AcceptedValuesCheck,
     BetweenCheck,
@@ -115,6 +116,8 @@ def batch(checks: list[BoundCheck], dialect: str) -> list[PlannedQuery]:
     queries: list[PlannedQuery] = []
     for b in checks:
         scope = (b.table.sql(dialect) if b.table else "", b.filter.sql(dialect) if b.filter else "")
+        if isinstance(b.check, MetricCheck):
+            continue  # judged against its history by airflow_opsflow.monitors.metric, not batched
         if isinstance(b.check, (UniqueCheck, DistinctCountCheck)):
             keyed.setdefault((*scope, tuple(b.columns)), []).append(b)
         elif isinstance(b.check, ForeignKeyCheck):
@@ -134,6 +137,9 @@ def _bind(group: TableChecks, check: CheckBase, dialect: str, resolve: ColumnRes
     if isinstance(check, RegexCheck) and dialect not in REGEX_DIALECTS:
         raise CompileError(f"the {dialect} dialect has no regular-expression support: "
                            f"use an 'expression' with LIKE, or a 'sql' check")
+    if isinstance(check, MetricCheck) and check.sql is not None:
+        q = sqlparts.query(check.sql, dialect, "the metric's 'sql' query")
+        return BoundCheck(check, group.table, None, None, [], [], 0, "pass", q)
     if isinstance(check, SqlCheck):
         q = sqlparts.query(check.sql, dialect, "the 'sql' query")
         return BoundCheck(check, group.table, None, None, [], check.sample_columns or [],

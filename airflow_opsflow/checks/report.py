@@ -7,12 +7,12 @@ from typing import Any
 
 from airflow_opsflow.checks.results import CheckResult, worst
 
-_ICON = {"pass": "PASS", "warn": "WARN", "fail": "FAIL", "error": "ERROR"}
+_ICON = {"pass": "PASS", "skipped": "SKIP", "warn": "WARN", "fail": "FAIL", "error": "ERROR"}
 
 
 def format_report(results: list[CheckResult], title: str = "", max_samples: int = 5) -> str:
     """A summary line, one table row per check, then the evidence for each check that did not pass."""
-    counts = {s: sum(r.status == s for r in results) for s in ("pass", "warn", "fail", "error")}
+    counts = {s: sum(r.status == s for r in results) for s in _ICON}
     summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
     lines = [f"{title + ': ' if title else ''}{len(results)} checks, {summary} -> {worst(results).upper()}"]
     rows = [["STATUS", "CHECK", "TABLE", "KIND", "OBSERVED", "EXPECTED", "VIOLATIONS"]]
@@ -53,6 +53,11 @@ def _observed(r: CheckResult) -> str:
         return f"age {format_duration(timedelta(seconds=o.get('age_s', 0)))}"
     if r.kind == "between" and isinstance(o, dict):
         return f"min {_short(o.get('min'))}, max {_short(o.get('max'))}"
+    if r.kind == "metric" and isinstance(o, dict):
+        if "series" in o:
+            return f"{o['anomalous']} of {o['series']} series anomalous"
+        band = f" (expected {_short(o['low'])}..{_short(o['high'])})" if o.get("low") is not None else ""
+        return f"{_short(o.get('value'))}{band}"
     if r.kind == "unique" and isinstance(o, dict):
         return f"{o.get('duplicate_keys')} duplicated keys"
     return _short(o)

@@ -9,16 +9,17 @@ from decimal import Decimal
 from typing import Any, Literal
 from uuid import UUID
 
-Status = Literal["pass", "warn", "fail", "error"]
-STATUS_ORDER: dict[str, int] = {"pass": 0, "warn": 1, "fail": 2, "error": 3}
+Status = Literal["pass", "skipped", "warn", "fail", "error"]
+STATUS_ORDER: dict[str, int] = {"pass": 0, "skipped": 1, "warn": 2, "fail": 3, "error": 4}
 
 
 @dataclass
 class CheckResult:
     """The outcome of one check.
 
-    :param status: ``pass``; ``warn`` (a warn-level violation); ``fail`` (an error-level violation);
-        ``error`` (the check could not run: bad SQL, missing column, timeout...).
+    :param status: ``pass``; ``skipped`` (no verdict: e.g. a metric with too little history yet);
+        ``warn`` (a warn-level violation); ``fail`` (an error-level violation); ``error`` (the check
+        could not run: bad SQL, missing column, timeout...).
     :param observed: what was measured (a number, or a mapping such as ``{"min": 0, "max": 51}``).
     :param expected: the rule in words (``"no NULL values"``, ``"between 1 and 50"``).
     :param violating_count: violating rows (row-level checks), else None.

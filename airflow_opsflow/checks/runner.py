@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from airflow_opsflow.checks import sqlparts
 from airflow_opsflow.checks.compiler import (
@@ -20,9 +20,13 @@ from airflow_opsflow.checks.compiler import (
     violation_count_query,
 )
 from airflow_opsflow.checks.evaluate import evaluate
+from airflow_opsflow.checks.monitor_spec import MetricCheck
 from airflow_opsflow.checks.results import CheckResult, json_safe
 from airflow_opsflow.checks.session import QueryError, ReadOnlySession
 from airflow_opsflow.checks.spec import Suite
+
+if TYPE_CHECKING:
+    from airflow_opsflow.monitors.metric import History
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +39,9 @@ def run_suite(
     statement_timeout: timedelta | None = None,
     read_only: bool = True,
     now: datetime | None = None,
+    history: History | None = None,
+    history_key: str = "",
+    metrics_at: datetime | None = None,
 ) -> list[CheckResult]:
     """Run every check of ``suite`` on ``conn`` and return one result per check, in spec order.
 
@@ -43,14 +50,22 @@ def run_suite(
     :param statement_timeout: cancel any single statement that runs longer.
     :param read_only: run inside a read-only transaction where the database supports it.
     :param now: the reference time for freshness (default: the current UTC time).
+    :param history: where metric checks keep their points (the state store); without it they are errors.
+    :param history_key: prefix of the metric histories' keys (the DAG and task), unless a check sets one.
+    :param metrics_at: the metrics' reference time: their newest complete bucket ends by it, and a
+        per-run value is stamped with it (pass the run's data interval end; default ``now``).
     """
     with ReadOnlySession(conn, dialect, statement_timeout, read_only) as session:
-        return SuiteRun(session, suite, dialect, now).run()
+        return SuiteRun(session, suite, dialect, now, history, history_key, metrics_at).run()
 
 
 class SuiteRun:
-    def __init__(self, session: ReadOnlySession, suite: Suite, dialect: str, now: datetime | None) -> None:
+    def __init__(self, session: ReadOnlySession, suite: Suite, dialect: str, now: datetime | None,
+                 history: History | None = None, history_key: str = "", metrics_at: datetime | None = None) -> None:
         self.session = session
+        self.history = history
+        self.history_key = history_key
+        self.metrics_at = metrics_at or now
         self.suite = suite
         self.dialect = dialect
         self.now = now
@@ -65,6 +80,9 @@ class SuiteRun:
             self._error(name, plan, error)
         for q in plan.queries:
             self._run_query(q, plan)
+        for b in plan.bound.values():
+            if isinstance(b.check, MetricCheck):
+                self._metric(b, plan)
         for b in plan.bound.values():
             r = self.results.get(b.name)
             if r is not None and r.status in ("warn", "fail"):
@@ -155,6 +173,35 @@ class SuiteRun:
             r.samples = [json_safe(dict(zip(names, row, strict=True))) for row in rows]
         self.sql.setdefault(b.name, []).append(sql)
         self.seconds[b.name] = self.seconds.get(b.name, 0.0) + time.perf_counter() - started
+
+    def _metric(self, b: BoundCheck, plan: Plan) -> None:
+        from airflow_opsflow.monitors.metric import Bound, MetricError, run_metric
+        from airflow_opsflow.state.store import StateStoreError
+
+        c = b.check
+        assert isinstance(c, MetricCheck)
+        if self.history is None:
+            self._error(b.name, plan, "metric checks keep their history in the state store: set state_conn_id "
+                                      "(or [opsflow] state_conn_id)")
+            return
+        cols = b.columns
+        bound = Bound(c, b.table, b.filter, cols[0] if c.time_column else None,
+                      cols[1:] if c.time_column else cols, b.condition if c.sql else None)  # type: ignore[arg-type]
+        key = c.history_key or f"{self.history_key}/{c.name}"
+        started = time.perf_counter()
+        sql: list[str] = []
+
+        def query(text: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+            sql.append(text)
+            return self.session.query(text)
+
+        try:
+            self.results[b.name] = run_metric(bound, self.history, key, self.metrics_at or datetime.now(UTC), query,
+                                              self.dialect)
+        except (MetricError, QueryError, StateStoreError) as e:
+            self._error(b.name, plan, str(e))
+        self.sql[b.name] = sql
+        self.seconds[b.name] = time.perf_counter() - started
 
     def _error(self, name: str, plan: Plan, message: str) -> None:
         b = plan.bound.get(name)

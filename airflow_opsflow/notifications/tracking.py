@@ -43,16 +43,17 @@ def track(results: list[CheckResult], run: TaskRun, routes: list[AlertRoute], po
           resolve_unseen: frozenset[str] = frozenset()) -> tuple[list[dict[str, Any]], DeliveryReport]:
     """Advance one incident per check (or per check and entity) and deliver the alerts its transitions owe.
 
-    Checks that could not run (status ``error``) say nothing about the data: they neither open nor
-    resolve an incident. With ``entities`` (one key per result), incidents are per entity; for the checks
-    in ``resolve_unseen`` (whose failing entities this run saw completely), open entity incidents not
-    seen failing now count as passing. Returns a summary per incident (for XCom) and what was delivered.
+    Checks that could not run (status ``error``) or gave no verdict (``skipped``) say nothing about the
+    data: they neither open nor resolve an incident. With ``entities`` (one key per result), incidents
+    are per entity; for the checks in ``resolve_unseen`` (whose failing entities this run saw
+    completely), open entity incidents not seen failing now count as passing. Returns a summary per
+    incident (for XCom) and what was delivered.
     """
     repo = IncidentRepo(store)
     subjects: dict[str, Subject] = {}
     observations = []
     for index, r in enumerate(results):
-        if r.status == "error":
+        if r.status in ("error", "skipped"):  # says nothing about the data: neither opens nor resolves
             continue
         entity = entities[index] if entities else None
         fp = fingerprint(run.dag_id, run.task_key, r.name, entity)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from airflow_opsflow.checks.spec import Suite
     from airflow_opsflow.notifications.routes import AlertRoute
 
-_STATUSES = ("warn", "fail", "error")
+_STATUSES = ("skipped", "warn", "fail", "error")
 
 
 class DataCheckOperator(BaseOperator):
@@ -134,11 +134,11 @@ class DataCheckOperator(BaseOperator):
             self.log.debug("spec validation deferred to run time (templated spec): %s", e)
             return None
 
-    def run_checks(self) -> list[dict[str, Any]]:
+    def run_checks(self, context: Context | None = None) -> list[dict[str, Any]]:
         """Run the (rendered) checks and return the results as dicts; raises nothing for data failures."""
-        return [r.to_dict() for r in self._run()]
+        return [r.to_dict() for r in self._run(context)]
 
-    def _run(self) -> list[CheckResult]:
+    def _run(self, context: Context | None = None) -> list[CheckResult]:
         from airflow_opsflow.checks.runner import run_suite
         from airflow_opsflow.hooks.db import dialect_of, get_db_hook
 
@@ -148,18 +148,34 @@ class DataCheckOperator(BaseOperator):
             raise AirflowFailException(str(e)) from None
         hook = get_db_hook(self.conn_id, self._where_am_i())
         dialect = dialect_of(hook, self.dialect)
+        history, store = None, None
+        if any(c.kind == "metric" for _, c in suite.all_checks()):  # type: ignore[attr-defined]
+            from airflow_opsflow.hooks.state import state_store
+            from airflow_opsflow.state.metrics import MetricRepo
+
+            store = state_store(self.state_conn_id, self._where_am_i())
+            history = MetricRepo(store)
         conn = hook.get_conn()
         try:
             return run_suite(conn, suite, dialect, statement_timeout=self.statement_timeout,
-                             read_only=self.read_only)
+                             read_only=self.read_only, history=history, history_key=self._history_key(context),
+                             metrics_at=_run_time(context))
         finally:
             conn.close()
+            if store is not None:
+                store.close()
+
+    def _history_key(self, context: Context | None) -> str:
+        """Metric histories belong to the DAG and task (and map index): a retry or the next run finds them."""
+        dag_id = self.dag_id if self.has_dag() else "-"
+        index = getattr(context["ti"], "map_index", -1) if context is not None else -1
+        return f"{dag_id}/{self.task_id}" + (f"[{index}]" if index is not None and index >= 0 else "")
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_opsflow.checks.report import format_report
         from airflow_opsflow.checks.results import worst
 
-        results = self._run()
+        results = self._run(context)
         self.log.info("\n%s", format_report(results, title=self._where_am_i()))
         payload: dict[str, Any] = {
             "status": worst(results),
@@ -184,7 +200,7 @@ class DataCheckOperator(BaseOperator):
                 "run: " + "; ".join(f"{d}: {e}" for d, e in alert_errors)
                 + (f". Data checks that did not pass: {names}" if failing else ""))
         if failing:
-            if any(r.status in ("fail", "warn") for r in failing):
+            if any(r.status != "error" for r in failing):
                 raise AirflowFailException(f"{len(failing)} data check(s) did not pass: {names}")
             raise AirflowException(f"{len(failing)} data check(s) could not run: {names}")
         return payload
@@ -203,3 +219,15 @@ class DataCheckOperator(BaseOperator):
             self.log.info("%d alert(s) delivered", len(report.sent))
         return summary, report.failed
 
+
+def _run_time(context: Context | None) -> datetime | None:
+    """The time a run's metrics are stamped with: the end of its data interval (a retry or a backfill of
+    that run judges the same buckets), else when the run was due."""
+    if context is None:
+        return None
+    for key in ("data_interval_end", "logical_date"):
+        value = context.get(key)
+        if value is not None:
+            return value  # type: ignore[return-value]
+    dag_run = context.get("dag_run")
+    return getattr(dag_run, "run_after", None)

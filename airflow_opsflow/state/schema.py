@@ -16,7 +16,7 @@ import sqlglot
 if TYPE_CHECKING:
     from airflow_opsflow.state.store import StateStore
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _TABLES = {
     "schema_version": """
@@ -100,6 +100,26 @@ _TABLES = {
         ref_list TEXT,
         PRIMARY KEY (sync_id, write_id)
     """,
+    # One row per metric series (a check's history key and a segment), with its newest stored bucket.
+    "metric_series": """
+        series_id VARCHAR(32) NOT NULL PRIMARY KEY,
+        history_key VARCHAR(250) NOT NULL,
+        segment TEXT NOT NULL,
+        newest VARCHAR(40) NOT NULL,
+        updated_at VARCHAR(32) NOT NULL
+    """,
+    # One row per (series, bucket): the value and the verdict it got (z, anomalous, new level), which
+    # later verdicts need (anomalies are left out of training). Buckets are UTC ISO text: they sort.
+    "metric_points": """
+        series_id VARCHAR(32) NOT NULL,
+        bucket VARCHAR(40) NOT NULL,
+        value DOUBLE PRECISION NOT NULL,
+        z DOUBLE PRECISION,
+        anomalous INTEGER NOT NULL,
+        new_level INTEGER NOT NULL,
+        updated_at VARCHAR(32) NOT NULL,
+        PRIMARY KEY (series_id, bucket)
+    """,
 }
 # Columns added to an existing table by a later schema version: (table, column, type).
 _ADDED = {3: [("sync_keys", "write_id", "VARCHAR(32)")]}
@@ -108,7 +128,8 @@ _ADDED = {3: [("sync_keys", "write_id", "VARCHAR(32)")]}
 # Secondary indexes, created with their table so that every step is idempotent (MySQL commits each DDL
 # statement at once, and has no CREATE INDEX IF NOT EXISTS).
 _INDEXES = {"deliveries": ("deliveries_pending", "fingerprint, status"),
-            "sync_keys": ("sync_keys_failed", "sync_id, status")}
+            "sync_keys": ("sync_keys_failed", "sync_id, status"),
+            "metric_series": ("metric_series_key", "history_key")}
 # Where the engine can, an index covers only the rows it looks for (a sync's few non-confirmed keys), so
 # writing a million confirmed keys does not maintain a second index.
 _PARTIAL = {"sync_keys": ("sync_id", "status <> 'ok'")}
@@ -174,4 +195,8 @@ def already_applied(dialect: str, statement: str, error: Exception) -> bool:
             and "duplicate column" in str(error).lower())
 
 
-MIGRATIONS: dict[int, Callable[[StateStore, str], list[str]]] = {1: _v1, 2: _v2, 3: _v3}
+def _v4(store: StateStore, dialect: str) -> list[str]:
+    return [*ddl(store, "metric_series", dialect), *ddl(store, "metric_points", dialect)]
+
+
+MIGRATIONS: dict[int, Callable[[StateStore, str], list[str]]] = {1: _v1, 2: _v2, 3: _v3, 4: _v4}

@@ -1,0 +1,137 @@
+"""Monitor check kinds: metrics judged against their own history (see :mod:`airflow_opsflow.monitors`)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from airflow_opsflow.checks.spec_base import CheckBase, check_identifier
+from airflow_opsflow.monitors.detect import Detection
+
+Bucket = Literal["hour", "day", "week", "month"]
+_SHARE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
+# Which seasonalities each bucket size can show.
+_SEASONS_OF = {"hour": ("hour_of_day", "hour_of_week", "day_of_week"), "day": ("day_of_week",),
+               "week": (), "month": ()}
+
+
+def check_zone(value: str) -> str:
+    from zoneinfo import ZoneInfo
+
+    try:
+        ZoneInfo(value)
+    except Exception:
+        raise ValueError(f"unknown time zone {value!r} (use an IANA name such as 'Europe/Berlin')") from None
+    return value
+
+
+class MetricCheck(CheckBase):
+    """A business metric judged against its own history: anomalous when it leaves the band its past
+    values predict (trend, seasonality and noise learnt from the state store).
+
+    The metric is ``metric``, an aggregate SQL expression over the table (``COUNT(*)``,
+    ``SUM(amount)``, ``AVG(CASE WHEN status = 'failed' THEN 1.0 ELSE 0 END)``), or ``sql``, a query
+    returning one row whose last column is the value (or one row per segment: segment columns first).
+
+    :param metric: an aggregate SQL expression over the table (with ``where`` filters applied).
+    :param sql: a query returning the value (per-run metrics only; its leading columns are segments).
+    :param time_column: bucket the metric by this timestamp column: each run computes the buckets it has
+        not seen (the past ``backfill`` on the first run) and judges the newest complete one. Without it,
+        the metric is computed once per run and stamped with the run's time.
+    :param bucket: ``hour``, ``day`` (default), ``week`` or ``month``, in ``timezone``.
+    :param timezone: the business's time zone: bucket boundaries and seasons (default UTC).
+    :param column_timezone: the zone of naive timestamps in ``time_column`` (default UTC).
+    :param segment_by: columns splitting the metric into series (per country, per provider...).
+    :param max_series: more series than this in one bucket is an error, not a silent truncation.
+    :param backfill: buckets computed from the source on the first run (default: the training window).
+    :param history_key: names the history in the state store (default: the DAG, task and check name);
+        set it to keep the history when renaming them.
+    :param method, sensitivity, training, min_training, seasonality, direction, min_change,
+        min_relative_change, trend, adapt_after: see :class:`airflow_opsflow.monitors.detect.Detection`;
+        ``min_relative_change`` also takes ``"5%"``.
+    """
+
+    kind: Literal["metric"]
+    metric: str | None = None
+    sql: str | None = None
+    time_column: str | None = None
+    bucket: Bucket = "day"
+    timezone: str = "UTC"
+    column_timezone: str = "UTC"
+    segment_by: list[str] = Field(default_factory=list)
+    max_series: int = Field(default=50, ge=1, le=10_000)
+    backfill: int | None = Field(default=None, ge=1, le=5_000)
+    history_key: str | None = None
+    method: Literal["robust", "zscore"] = "zscore"
+    sensitivity: float = Field(default=3.0, gt=0)
+    training: int = Field(default=14, ge=2, le=1000)
+    min_training: int = Field(default=7, ge=2)
+    seasonality: Literal["day_of_week", "hour_of_day", "hour_of_week"] | None = None
+    direction: Literal["both", "spike", "drop"] = "both"
+    min_change: float = Field(default=0.0, ge=0)
+    min_relative_change: float = Field(default=0.0, ge=0)
+    trend: bool = True
+    adapt_after: int | None = Field(default=3, ge=2)
+
+    @property
+    def row_level(self) -> bool:
+        return False
+
+    @field_validator("time_column")
+    @classmethod
+    def _time_column(cls, v: str | None) -> str | None:
+        return None if v is None else check_identifier(v, "time_column")
+
+    @field_validator("segment_by", mode="before")
+    @classmethod
+    def _segments(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+    @field_validator("segment_by")
+    @classmethod
+    def _segment_names(cls, v: list[str]) -> list[str]:
+        return [check_identifier(c, "segment column") for c in v]
+
+    @field_validator("timezone", "column_timezone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        return check_zone(v)
+
+    @field_validator("min_relative_change", mode="before")
+    @classmethod
+    def _share(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            m = _SHARE.match(v)
+            if not m:
+                raise ValueError(f"expected a fraction (0.05) or a share ('5%'), got {v!r}")
+            return float(m.group(1)) / 100
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MetricCheck:
+        if (self.metric is None) == (self.sql is None):
+            raise ValueError("give exactly one of 'metric' (an aggregate expression) and 'sql' (a query)")
+        if self.sql is not None and (self.time_column or self.segment_by):
+            raise ValueError("a 'sql' metric is computed per run: its segments are the query's leading columns, "
+                             "and it cannot have time_column or segment_by (use 'metric' on a table for buckets)")
+        if self.time_column and self.seasonality and self.seasonality not in _SEASONS_OF[self.bucket]:
+            raise ValueError(f"seasonality {self.seasonality!r} cannot be seen in {self.bucket} buckets "
+                             f"(possible: {', '.join(_SEASONS_OF[self.bucket]) or 'none'})")
+        if self.where and self.sql is not None:
+            raise ValueError("'where' does not apply to a 'sql' metric: put the condition in the query")
+        self.detection()  # its own consistency rules (training >= min_training...)
+        return self
+
+    def detection(self) -> Detection:
+        return Detection(method=self.method, sensitivity=self.sensitivity, training=self.training,
+                         min_training=self.min_training, seasonality=self.seasonality, direction=self.direction,
+                         min_change=self.min_change, min_relative_change=self.min_relative_change,
+                         trend=self.trend, adapt_after=self.adapt_after)
+
+    def columns(self) -> list[str]:
+        return [*([self.time_column] if self.time_column else []), *self.segment_by]
+
+    def default_name(self) -> str:
+        return "metric"

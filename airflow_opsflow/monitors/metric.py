@@ -1,0 +1,347 @@
+"""Run one metric check: compute the buckets the history lacks, judge the newest, keep every point.
+
+Data flows one way: the spec and the history's newest bucket give the buckets to compute; one
+``UNION ALL`` query per 50 buckets computes them (each part a range scan on the time column); every
+new point is judged against the points before it, oldest first, so a backfilled outage is flagged and
+left out of training like a live one; the points are saved; the newest bucket's verdicts become the
+check result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import SqlglotError
+
+from airflow_opsflow.checks import sqlparts
+from airflow_opsflow.checks.monitor_spec import MetricCheck
+from airflow_opsflow.checks.results import CheckResult, Status, json_safe
+from airflow_opsflow.monitors import buckets
+from airflow_opsflow.monitors.detect import Detection, Point, Verdict, judge
+
+Query = Callable[[str], tuple[list[str], list[tuple[Any, ...]]]]
+BUCKETS_PER_QUERY = 50
+HISTORY_WINDOWS = 4  # training windows of history read per series (flagged points do not train)
+_BUCKET, _VALUE = "opsflow_bucket", "opsflow_value"
+
+
+class MetricError(ValueError):
+    """The metric cannot be computed or judged (the check's result is ``error``)."""
+
+
+@dataclass(frozen=True)
+class Series:
+    """One series of a metric: the check's history key and a segment (empty without ``segment_by``)."""
+
+    key: str
+    segment: tuple[Any, ...]
+
+    @property
+    def series_id(self) -> str:
+        text = self.key + "\x1f" + json.dumps(json_safe(list(self.segment)))
+        return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+    def label(self, names: list[str]) -> dict[str, Any]:
+        return dict(zip(names, json_safe(list(self.segment)), strict=True))
+
+
+class History(Protocol):
+    """Where metric points live (the state store: :class:`airflow_opsflow.state.metrics.MetricRepo`)."""
+
+    def newest(self, key: str) -> datetime | None:
+        """The newest bucket stored for any series of ``key`` (aware, UTC)."""
+
+    def load(self, series: list[Series], before: datetime, limit: int, zone: str) -> dict[str, list[Point]]:
+        """Up to ``limit`` points before ``before`` per series id, oldest first, ``at`` in ``zone``."""
+
+    def save(self, key: str, points: list[tuple[Series, Point]]) -> None:
+        """Insert or replace points (a retried run writes the same buckets again)."""
+
+
+@dataclass
+class Bound:
+    """What the runner resolved for the check: the table, its filter and the columns' real names."""
+
+    check: MetricCheck
+    table: exp.Table | None
+    filter: exp.Expr | None
+    time_column: str | None
+    segments: list[str]
+    query: exp.Query | None = None  # the parsed ``sql``
+
+
+def run_metric(b: Bound, history: History, key: str, now: datetime, query: Query, dialect: str) -> CheckResult:
+    """Compute, judge and store; return the check's result (errors raise :class:`MetricError`)."""
+    c, d = b.check, b.check.detection()
+    zone = c.timezone
+    if b.time_column:
+        latest = buckets.latest_complete(now, c.bucket, zone)
+        newest = history.newest(key)
+        first = buckets.step(latest, c.bucket, zone, -((c.backfill or d.window) - 1))
+        if newest is not None:  # compute only what is missing (a paused DAG's gap too), capped by backfill
+            first = max(first, buckets.step(buckets.floor(newest, c.bucket, zone), c.bucket, zone, 1))
+        wanted = buckets.between(min(first, latest), latest, c.bucket, zone)
+        values, sql = _bucketed(b, wanted, query, dialect)
+    else:
+        latest = now.astimezone(ZoneInfo(zone))
+        values, sql = _per_run(b, latest, query, dialect)
+    names = b.segments  # a 'sql' metric's are its leading columns, known once it ran
+    newest_series = {s for s, at in values if at == latest}
+    if len(newest_series) > c.max_series:
+        raise MetricError(f"{len(newest_series)} series in the newest bucket, more than max_series={c.max_series} "
+                          f"(segment_by {', '.join(names)}): raise max_series or segment by fewer values")
+    by_series: dict[Series, list[tuple[datetime, float]]] = {}
+    for (segment, at), value in sorted(values.items(), key=lambda kv: kv[0][1]):
+        by_series.setdefault(Series(key, segment), []).append((at, value))
+    earliest = min((at for pts in by_series.values() for at, _ in pts), default=latest)
+    past = history.load(list(by_series), earliest, HISTORY_WINDOWS * d.window, zone)
+    judged: dict[Series, Verdict] = {}
+    stored: list[tuple[Series, Point]] = []
+    for series, points in by_series.items():
+        seen = list(past.get(series.series_id, []))
+        for at, value in points:
+            verdict = judge(seen, at, value, d)
+            point = Point(at, value, verdict.z, verdict.anomalous, verdict.new_level)
+            seen.append(point)
+            stored.append((series, point))
+            if at == latest:
+                judged[series] = verdict
+    history.save(key, stored)
+    result = _result(b, d, judged, names, latest)
+    result.sql = sql
+    return result
+
+
+# -- computing the values ------------------------------------------------------------------------
+
+
+def _bucketed(b: Bound, wanted: list[datetime], query: Query,
+              dialect: str) -> tuple[dict[tuple[tuple[Any, ...], datetime], float], list[str]]:
+    c = b.check
+    assert b.table is not None and b.time_column is not None and c.metric is not None
+    metric = _aggregate(c.metric, dialect)
+    time_col: exp.Expr = sqlparts.column(b.time_column)
+    if dialect == "sqlite":  # text timestamps: compare them normalised ('T' or ' ', with or without seconds)
+        time_col = exp.Anonymous(this="datetime", expressions=[time_col])
+    seg_cols = [sqlparts.column(s) for s in b.segments]
+    values: dict[tuple[tuple[Any, ...], datetime], float] = {}
+    by_text = {at.astimezone(UTC).isoformat(): at for at in wanted}
+    sql_run: list[str] = []
+    for i in range(0, len(wanted), BUCKETS_PER_QUERY):
+        parts = []
+        for at in wanted[i:i + BUCKETS_PER_QUERY]:
+            end = buckets.step(at, c.bucket, c.timezone)
+            in_bucket = exp.and_(
+                exp.GTE(this=time_col.copy(), expression=exp.Literal.string(
+                    buckets.sql_literal(at, c.column_timezone, dialect))),
+                exp.LT(this=time_col.copy(), expression=exp.Literal.string(
+                    buckets.sql_literal(end, c.column_timezone, dialect))))
+            cond = exp.and_(b.filter.copy(), in_bucket) if b.filter is not None else in_bucket
+            part = exp.select(exp.Literal.string(at.astimezone(UTC).isoformat()).as_(_BUCKET),
+                              *[s.copy() for s in seg_cols], metric.copy().as_(_VALUE)).from_(b.table.copy())
+            part = part.where(cond)
+            if seg_cols:
+                part = part.group_by(*[s.copy() for s in seg_cols])
+            parts.append(part)
+        union: exp.Query = parts[0]
+        for part in parts[1:]:
+            union = exp.union(union, part, distinct=False)
+        sql = union.sql(dialect, comments=False)
+        sql_run.append(sql)
+        _, rows = query(sql)
+        for row in rows:
+            at = by_text[str(row[0])]
+            segment = tuple(row[1:-1])
+            value = _number(row[-1], b, at)
+            if value is not None:
+                values[(segment, at)] = value
+    return values, sql_run
+
+
+def _per_run(b: Bound, at: datetime, query: Query,
+             dialect: str) -> tuple[dict[tuple[tuple[Any, ...], datetime], float], list[str]]:
+    c = b.check
+    if b.query is not None:
+        sql = b.query.sql(dialect, comments=False)
+    else:
+        assert b.table is not None and c.metric is not None
+        seg_cols = [sqlparts.column(s) for s in b.segments]
+        q = exp.select(*seg_cols, _aggregate(c.metric, dialect).as_(_VALUE)).from_(b.table.copy())
+        if b.filter is not None:
+            q = q.where(b.filter.copy())
+        if seg_cols:
+            q = q.group_by(*[s.copy() for s in seg_cols])
+        sql = q.sql(dialect, comments=False)
+    names, rows = query(sql)
+    if not rows:
+        raise MetricError("the metric query returned no rows" + ("" if b.segments or len(names) > 1 else
+                          " (a metric query returns one row, or one per segment)"))
+    if len(names) == 1 and len(rows) > 1:
+        raise MetricError(f"the metric query returned {len(rows)} rows but no segment column: return one row, "
+                          "or put segment columns before the value")
+    values: dict[tuple[tuple[Any, ...], datetime], float] = {}
+    for row in rows:
+        segment = tuple(row[:-1])
+        if (segment, at) in values:
+            raise MetricError(f"the metric query returned segment {json_safe(list(segment))} twice")
+        value = _number(row[-1], b, at)
+        if value is not None:
+            values[(segment, at)] = value
+    if b.query is not None:
+        b.segments = list(names[:-1])
+    return values, [sql]
+
+
+def _aggregate(text: str, dialect: str) -> exp.Expr:
+    """Parse the metric expression: one expression holding an aggregate, nothing else."""
+    try:
+        parsed = sqlglot.parse_one(f"SELECT {text}", read=dialect)
+    except SqlglotError as e:
+        raise MetricError(f"'metric' is not a valid SQL expression: {text!r} ({str(e).splitlines()[0]})") from None
+    select_list = parsed.expressions if isinstance(parsed, exp.Select) else []
+    extra = [k for k, v in parsed.args.items() if v and k != "expressions"]
+    if len(select_list) != 1 or extra:
+        raise MetricError(f"'metric' must be one aggregate expression such as COUNT(*) or SUM(amount), got {text!r}")
+    expr = select_list[0]
+    if isinstance(expr, exp.Alias):
+        expr = expr.this
+    if expr.find(exp.AggFunc) is None:
+        raise MetricError(f"'metric' must aggregate the rows (COUNT, SUM, AVG, MIN, MAX...), got {text!r}")
+    if expr.find(exp.Subquery, exp.Select) is not None:
+        raise MetricError(f"'metric' must not contain a subquery, got {text!r}: use 'sql' instead")
+    return sqlparts._strip_comments(expr)
+
+
+def _number(value: Any, b: Bound, at: datetime) -> float | None:
+    if value is None:
+        if b.segments:
+            return None  # a segment without a value in this bucket: no point
+        where = f"the bucket starting {at.isoformat()}" if b.time_column else "this run"
+        raise MetricError(f"the metric is NULL for {where} (no rows?): wrap it in COALESCE(..., 0) if no rows "
+                          "means zero")
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, (int, float, Decimal)):
+        number = float(value)
+    else:
+        try:
+            number = float(str(value))
+        except ValueError:
+            raise MetricError(f"the metric is not a number: got {value!r} ({type(value).__name__})") from None
+    if not math.isfinite(number):
+        raise MetricError(f"the metric is not a finite number: {value!r}")
+    return number
+
+
+# -- the result ----------------------------------------------------------------------------------
+
+
+def _result(b: Bound, d: Detection, judged: dict[Series, Verdict], names: list[str], at: datetime) -> CheckResult:
+    c = b.check
+    violated: Status = "fail" if c.severity == "error" else "warn"
+    r = CheckResult(name=c.name, kind="metric", table=b.table.sql() if b.table is not None else None,
+                    status="pass", severity=c.severity, description=c.description, owner=c.owner,
+                    expected=describe(c, d))
+    when = _when(at, c)
+    if not judged:
+        r.status, r.message = "skipped", f"no value for {when} (no series had a value)"
+        return r
+    anomalous = {s: v for s, v in judged.items() if v.anomalous}
+    unknown = [s for s, v in judged.items() if v.status == "insufficient"]
+    r.rows_checked = len(judged)
+    if not names:  # one series
+        (v,) = judged.values()
+        r.observed = _observed(v, when)
+        if v.status == "insufficient":
+            r.status = "skipped"
+            r.message = f"{_fmt(v.value)} for {when}: insufficient history, no verdict yet ({v.reason})"
+            return r
+        r.message = _sentence(v, when, c.name)
+        if v.anomalous:
+            r.status, r.violating_count = violated, 1
+        else:
+            r.violating_count = 0
+        return r
+    r.violating_count = len(anomalous)
+    r.violating_share = len(anomalous) / len(judged)
+    r.observed = {"series": len(judged), "anomalous": len(anomalous), "no_verdict": len(unknown), "bucket": when}
+    ranked = sorted(anomalous.items(), key=lambda kv: -abs(kv[1].z or 0))
+    r.samples = [{**s.label(names), **_observed(v, when)} for s, v in ranked[: max(c.sample_limit or 10, 1)]]
+    if anomalous:
+        r.status = violated
+        worst_series, worst = ranked[0]
+        label = ", ".join(f"{k}={v}" for k, v in worst_series.label(names).items())
+        r.message = (f"{len(anomalous)} of {len(judged)} series anomalous for {when}; the furthest: {label}: "
+                     + _sentence(worst, when, c.name, with_when=False))
+    elif len(unknown) == len(judged):
+        r.status = "skipped"
+        r.message = f"insufficient history for all {len(judged)} series, no verdict yet"
+    else:
+        r.message = f"{len(judged) - len(unknown)} series within their bands for {when}" + (
+            f"; {len(unknown)} without enough history yet" if unknown else "")
+    return r
+
+
+def describe(c: MetricCheck, d: Detection) -> str:
+    parts = [f"{'median/MAD' if d.method == 'robust' else 'mean/stddev'} band of {d.sensitivity:g} sigma"]
+    if d.seasonality:
+        parts.append(d.seasonality.replace("_", "-") + " seasonality")
+    if d.direction != "both":
+        parts.append(f"{d.direction}s only")
+    if d.min_change or d.min_relative_change:
+        floors = [f"{d.min_change:g}" if d.min_change else "", f"{d.min_relative_change:.0%}"
+                  if d.min_relative_change else ""]
+        parts.append("changes of at least " + " and ".join(f for f in floors if f))
+    return ", ".join(parts)
+
+
+def _when(at: datetime, c: MetricCheck) -> str:
+    local = at.astimezone(ZoneInfo(c.timezone))
+    if not c.time_column:
+        return f"the run at {local:%Y-%m-%d %H:%M} {c.timezone}"
+    fmt = {"hour": "%a %Y-%m-%d %H:00", "day": "%a %Y-%m-%d", "week": "the week of %Y-%m-%d", "month": "%B %Y"}
+    return local.strftime(fmt[c.bucket])
+
+
+def _observed(v: Verdict, when: str) -> dict[str, Any]:
+    out: dict[str, Any] = {"value": _round(v.value), "bucket": when}
+    if v.expected is not None:
+        out.update(expected=_round(v.expected), low=_round(v.low), high=_round(v.high),
+                   z=round(v.z or 0.0, 2))
+    if v.new_level:
+        out["new_level"] = True
+    return out
+
+
+def _sentence(v: Verdict, when: str, name: str, with_when: bool = True) -> str:
+    at = f" for {when}" if with_when else ""
+    band = f"{_fmt(v.low)} to {_fmt(v.high)}"
+    change = v.value - (v.expected or 0)
+    rel = f", {change / v.expected:+.0%}" if v.expected else ""
+    if v.anomalous:
+        side = "above" if change > 0 else "below"
+        return f"{_fmt(v.value)}{at}, {side} the expected {band} ({v.z:+.1f} sigma{rel})"
+    if v.new_level:
+        return f"{_fmt(v.value)}{at}: the metric has settled at a new level ({v.reason}); now expected {band}"
+    note = f" ({v.reason})" if v.reason else ""
+    return f"{_fmt(v.value)}{at}, within the expected {band}{note}"
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else float(f"{x:.6g}")
+
+
+def _fmt(x: float | None) -> str:
+    if x is None:
+        return "?"
+    return f"{x:,.0f}" if abs(x) >= 100 else f"{x:,.4g}"

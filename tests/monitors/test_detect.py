@@ -1,0 +1,146 @@
+"""The detector on hand-made series: verdicts, bands, seasonality, floors, exclusion and level shifts."""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta
+
+import pytest
+
+from airflow_opsflow.monitors.detect import Detection, Point, judge
+
+START = datetime(2026, 1, 5)  # a Monday
+
+
+def daily(values: list[float], d: Detection) -> list[Point]:
+    """Judge each value in turn, as daily runs would, keeping the verdicts with the points."""
+    out: list[Point] = []
+    for i, v in enumerate(values):
+        at = START + timedelta(days=i)
+        verdict = judge(out, at, v, d)
+        out.append(Point(at, v, verdict.z, verdict.anomalous, verdict.new_level))
+    return out
+
+
+def noisy(n: int, level: float = 1000, sigma: float = 20, weekend: float = 1.0, seed: int = 1) -> list[float]:
+    rng = random.Random(seed)
+    days = [START + timedelta(days=i) for i in range(n)]
+    return [level * (weekend if d.weekday() >= 5 else 1) + rng.gauss(0, sigma) for d in days]
+
+
+def test_no_verdict_before_min_training() -> None:
+    d = Detection(min_training=7, training=14)
+    history = daily(noisy(6), d)
+    v = judge(history, START + timedelta(days=6), 5000, d)
+    assert v.status == "insufficient" and not v.anomalous
+    assert v.reason == "6 of 7 training points"
+    assert all(p.z is None for p in history)
+
+
+def test_spike_and_drop_are_flagged_with_the_band() -> None:
+    d = Detection()
+    history = daily(noisy(30), d)
+    at = START + timedelta(days=30)
+    normal = judge(history, at, 1010, d)
+    assert normal.status == "ok" and normal.low is not None and normal.high is not None
+    assert normal.low < 1000 < normal.high
+    assert 30 < normal.high - normal.low < 400  # about 6 sigma of 20
+    spike, drop = judge(history, at, 1300, d), judge(history, at, 700, d)
+    assert spike.anomalous and spike.z is not None and spike.z > 3
+    assert drop.anomalous and drop.z is not None and drop.z < -3
+
+
+def test_direction_limits_what_is_anomalous() -> None:
+    spikes = Detection(direction="spike")
+    history = daily(noisy(30), spikes)
+    at = START + timedelta(days=30)
+    assert not judge(history, at, 600, spikes).anomalous
+    assert judge(history, at, 1400, spikes).anomalous
+    drops = Detection(direction="drop")
+    assert not judge(history, at, 1400, drops).anomalous
+
+
+def test_minimum_changes_silence_small_deviations() -> None:
+    # A very steady series: 1,050 is many sigmas away but only 5 % off.
+    d = Detection()
+    history = daily(noisy(30, sigma=2), d)
+    at = START + timedelta(days=30)
+    assert judge(history, at, 1050, d).anomalous
+    quiet = judge(history, at, 1050, Detection(min_relative_change=0.1))
+    assert quiet.status == "ok" and "below the minimum" in quiet.reason
+    assert judge(history, at, 1050, Detection(min_change=60)).status == "ok"
+    assert judge(history, at, 1200, Detection(min_change=60, min_relative_change=0.1)).anomalous
+
+
+def test_weekly_seasonality_expects_quiet_weekends() -> None:
+    values = noisy(12 * 7, weekend=0.5)
+    seasonal, flat = Detection(seasonality="day_of_week"), Detection()
+    saturday = START + timedelta(days=12 * 7 + 5)
+    s_hist, f_hist = daily(values, seasonal), daily(values, flat)
+    v = judge(s_hist, saturday, 505, seasonal)
+    assert v.status == "ok" and v.expected is not None and abs(v.expected - 500) < 30
+    assert sum(p.anomalous for p in s_hist[7 * 7:]) <= 1
+    # A Saturday at a weekday's level is an anomaly once the season is known; without seasonality the
+    # weekly swing widens the band until it is blind to it.
+    assert judge(s_hist, saturday, 1000, seasonal).anomalous
+    assert not judge(f_hist, saturday, 1000, flat).anomalous
+
+
+def test_growth_is_a_trend_not_an_anomaly() -> None:
+    rng = random.Random(3)
+    values = [1000 * 1.01**i * (1 + rng.gauss(0, 0.01)) for i in range(60)]
+    d = Detection()
+    history = daily(values, d)
+    assert sum(p.anomalous for p in history) <= 2
+    at = START + timedelta(days=60)
+    v = judge(history, at, 1000 * 1.01**60, d)
+    assert v.status == "ok" and v.expected is not None and abs(v.expected / 1000 / 1.01**60 - 1) < 0.02
+    flat = judge(history, at, 1000 * 1.01**60, Detection(trend=False))
+    assert flat.expected is not None and flat.expected < 0.95 * 1000 * 1.01**60  # lags the growth
+
+
+def test_anomalies_are_left_out_of_training() -> None:
+    d = Detection()
+    values = noisy(30)
+    values[25] = 5000  # an outage-sized spike, flagged when it happened
+    history = daily(values, d)
+    assert history[25].anomalous
+    at = START + timedelta(days=30)
+    kept = judge(history, at, 1000, d)
+    unflagged = [Point(p.at, p.value, p.z, False) for p in history]
+    polluted = judge(unflagged, at, 1000, Detection(method="zscore"))
+    clean = judge(history, at, 1000, Detection(method="zscore"))
+    assert kept.status == "ok"
+    assert polluted.high is not None and clean.high is not None
+    assert polluted.high - clean.high > 100  # the spike would have widened the z-score band a lot
+
+
+def test_a_lasting_change_alerts_then_settles() -> None:
+    d = Detection(adapt_after=3)
+    values = noisy(30) + [v - 400 for v in noisy(10, seed=9)]
+    history = daily(values, d)
+    assert [p.anomalous for p in history[30:33]] == [True, True, False]
+    assert history[32].new_level and not any(p.new_level for p in history[33:])
+    assert not any(p.anomalous for p in history[33:])  # judged against the new level from then on
+    never = daily(values, Detection(adapt_after=None))
+    assert all(p.anomalous for p in never[30:])
+
+
+def test_a_two_day_outage_does_not_become_the_norm() -> None:
+    d = Detection(adapt_after=3)
+    values = noisy(40)
+    values[30] = values[31] = 300
+    history = daily(values, d)
+    assert [p.anomalous for p in history[30:32]] == [True, True]
+    assert not any(p.anomalous or p.new_level for p in history[32:])
+
+
+def test_invalid_settings_are_refused() -> None:
+    with pytest.raises(ValueError, match="training"):
+        Detection(training=5, min_training=7)
+    with pytest.raises(ValueError, match="sensitivity"):
+        Detection(sensitivity=0)
+    with pytest.raises(ValueError, match="adapt_after"):
+        Detection(adapt_after=1)
+    with pytest.raises(ValueError, match="finite"):
+        judge([], START, float("nan"), Detection())
