@@ -26,6 +26,7 @@ from airflow_opsflow.checks.spec import (
     SqlCheck,
     UniqueCheck,
 )
+from airflow_opsflow.monitors.calendar import BusinessCalendar
 
 
 def evaluate(b: BoundCheck, m: dict[str, Any], now: datetime | None = None) -> CheckResult:
@@ -109,7 +110,7 @@ def expectation(b: BoundCheck) -> str:
     if isinstance(c, RegexCheck):
         return f"matches /{c.pattern}/"
     if isinstance(c, FreshnessCheck):
-        return f"newest row at most {format_duration(c.max_age)} old"
+        return freshness_rule(c)
     if isinstance(c, DistinctCountCheck):
         return _range(c.min, c.max, "distinct values")
     if isinstance(c, ExpressionCheck):
@@ -127,6 +128,18 @@ def _range(lo: int | None, hi: int | None, unit: str) -> str:
     return f">= {lo} {unit}" if lo is not None else f"<= {hi} {unit}"
 
 
+def freshness_rule(c: FreshnessCheck) -> str:
+    cal = c.business_calendar()
+    rules = []
+    if c.max_age is not None:
+        rules.append(f"newest row at most {format_duration(c.max_age)} old"
+                     + (f" in business time ({cal.describe()})" if cal else ""))
+    if c.deadline is not None:
+        what = "that day's data" if c.expect == "same_day" else "the previous business day's data"
+        rules.append(f"{what} by {c.deadline:%H:%M} on business days ({(cal or BusinessCalendar()).describe()})")
+    return "; ".join(rules)
+
+
 def _freshness(r: CheckResult, c: FreshnessCheck, newest: Any, violated: Status,
                now: datetime | None) -> CheckResult:
     if newest is None:
@@ -136,10 +149,30 @@ def _freshness(r: CheckResult, c: FreshnessCheck, newest: Any, violated: Status,
     if ts is None:
         r.status, r.message = "error", f"column {c.column!r} does not hold timestamps (got {newest!r})"
         return r
-    age = (now or datetime.now(UTC)) - ts
+    now = now or datetime.now(UTC)
+    cal = c.business_calendar()
+    age = now - ts
     r.observed = {"newest": ts.isoformat(), "age_s": round(age.total_seconds(), 1)}
-    if age > c.max_age:
-        r.status, r.message = violated, f"newest row is {format_duration(age)} old (max {format_duration(c.max_age)})"
+    problems = []
+    if c.max_age is not None:
+        counted = cal.business_time(ts, now) if cal else age
+        if cal:
+            r.observed["business_age_s"] = round(counted.total_seconds(), 1)
+        if counted > c.max_age:
+            kind = " of business time" if cal else ""
+            problems.append(f"newest row is {format_duration(counted)}{kind} old (max {format_duration(c.max_age)})")
+    if c.deadline is not None:
+        cal = cal or BusinessCalendar()
+        day, due = cal.last_deadline(now, c.deadline)
+        wanted = day if c.expect == "same_day" else cal.previous_business_day(day)
+        required = cal.start_of(wanted)
+        r.observed.update(deadline=due.isoformat(), required_from=required.isoformat())
+        if ts < required:
+            local = ts.astimezone(cal.zone)
+            problems.append(f"no data for {wanted:%a %Y-%m-%d} by its {c.deadline:%H:%M} {cal.timezone} deadline: "
+                            f"newest row is from {local:%a %Y-%m-%d %H:%M}, {format_duration(age)} ago")
+    if problems:
+        r.status, r.message = violated, "; ".join(problems)
     return r
 
 

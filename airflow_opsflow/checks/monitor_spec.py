@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+from datetime import date
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from airflow_opsflow.checks.spec_base import CheckBase, check_identifier
+from airflow_opsflow.monitors.calendar import WEEKDAYS, BusinessCalendar
 from airflow_opsflow.monitors.detect import Detection
 
 Bucket = Literal["hour", "day", "week", "month"]
@@ -25,6 +27,47 @@ def check_zone(value: str) -> str:
     except Exception:
         raise ValueError(f"unknown time zone {value!r} (use an IANA name such as 'Europe/Berlin')") from None
     return value
+
+
+class CalendarSpec(BaseModel):
+    """Business days for freshness rules.
+
+    :param timezone: an IANA zone; days start at its midnight (default UTC).
+    :param business_days: weekday names (``mon`` ... ``sun``) or numbers (Monday = 0); default Monday-Friday.
+    :param holidays: dates (``2026-12-25``) that are not business days.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    timezone: str = "UTC"
+    business_days: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4], min_length=1)
+    holidays: list[date] = Field(default_factory=list)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        return check_zone(v)
+
+    @field_validator("business_days", mode="before")
+    @classmethod
+    def _days(cls, v: Any) -> Any:
+        if not isinstance(v, list):
+            return v
+        out = []
+        for day in v:
+            if isinstance(day, str):
+                name = day.strip().lower()[:3]
+                if name not in WEEKDAYS:
+                    raise ValueError(f"unknown weekday {day!r}; use {', '.join(WEEKDAYS)}")
+                out.append(WEEKDAYS.index(name))
+            elif isinstance(day, int) and not isinstance(day, bool) and 0 <= day <= 6:
+                out.append(day)
+            else:
+                raise ValueError(f"a weekday is a name (mon) or a number 0-6 (Monday = 0), got {day!r}")
+        return out
+
+    def build(self) -> BusinessCalendar:
+        return BusinessCalendar(self.timezone, frozenset(self.business_days), frozenset(self.holidays))
 
 
 class MetricCheck(CheckBase):

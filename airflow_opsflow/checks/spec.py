@@ -8,13 +8,13 @@ error names the check and the field at fault (see :mod:`airflow_opsflow.checks.l
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import time, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from airflow_opsflow.checks.durations import parse_duration
-from airflow_opsflow.checks.monitor_spec import MetricCheck
+from airflow_opsflow.checks.monitor_spec import CalendarSpec, MetricCheck, check_zone
 from airflow_opsflow.checks.spec_base import (
     CheckBase,
     OnEmpty,
@@ -23,6 +23,7 @@ from airflow_opsflow.checks.spec_base import (
     Tolerance,
     check_identifier,
 )
+from airflow_opsflow.monitors.calendar import BusinessCalendar
 
 __all__ = ["CheckBase", "OnEmpty", "Scalar", "Severity", "Tolerance", "check_identifier"]
 
@@ -141,14 +142,29 @@ class RegexCheck(_ColumnCheck):
 
 
 class FreshnessCheck(_ColumnCheck):
-    """The newest ``column`` timestamp is no older than ``max_age`` (fails on empty data).
+    """The newest ``column`` timestamp is recent enough (fails on empty data).
+
+    Two rules, alone or together:
+
+    * ``max_age``: the newest row is at most this old; with a ``calendar``, only business time counts
+      (Friday 18:00 to Monday 09:00 is 9 business hours, not 63);
+    * ``deadline``: by this local time on every business day of the ``calendar``, that day's data is
+      there: the newest row is from that day (``expect: previous_business_day``: from the business day
+      before, for loads that deliver yesterday's data). Until the next deadline passes, the last one
+      still applies, so a weekend or holiday keeps asking for the last business day's data.
 
     :param max_age: ``"2h"``, ``"90m"``, ``"1d 6h"``, ISO 8601 ``"PT2H"`` or seconds.
+    :param deadline: ``"06:00"``: a local time in the calendar's zone.
+    :param expect: ``same_day`` (default) or ``previous_business_day``: what the deadline asks for.
+    :param calendar: business days, time zone and holidays (default Monday-Friday, UTC).
     :param timezone: zone of naive timestamps in the column (default UTC).
     """
 
     kind: Literal["freshness"]
-    max_age: timedelta
+    max_age: timedelta | None = None
+    deadline: time | None = None
+    expect: Literal["same_day", "previous_business_day"] = "same_day"
+    calendar: CalendarSpec | None = None
     timezone: str = "UTC"
 
     @property
@@ -157,19 +173,31 @@ class FreshnessCheck(_ColumnCheck):
 
     @field_validator("max_age", mode="before")
     @classmethod
-    def _age(cls, v: Any) -> timedelta:
-        return parse_duration(v)
+    def _age(cls, v: Any) -> timedelta | None:
+        return None if v is None else parse_duration(v)
+
+    @field_validator("deadline", mode="before")
+    @classmethod
+    def _deadline(cls, v: Any) -> Any:
+        if isinstance(v, int) and not isinstance(v, bool):  # YAML reads 06:00 as 360 (minutes, base 60)
+            return time(v // 60, v % 60) if 0 <= v < 1440 else v
+        return v
 
     @field_validator("timezone")
     @classmethod
     def _tz(cls, v: str) -> str:
-        from zoneinfo import ZoneInfo
+        return check_zone(v)
 
-        try:
-            ZoneInfo(v)
-        except Exception:
-            raise ValueError(f"unknown time zone {v!r}") from None
-        return v
+    @model_validator(mode="after")
+    def _a_rule(self) -> FreshnessCheck:
+        if self.max_age is None and self.deadline is None:
+            raise ValueError("give max_age (e.g. '2h'), a deadline (e.g. '06:00'), or both")
+        if self.expect != "same_day" and self.deadline is None:
+            raise ValueError("'expect' applies to a deadline: give deadline too")
+        return self
+
+    def business_calendar(self) -> BusinessCalendar | None:
+        return self.calendar.build() if self.calendar else None
 
 
 class DistinctCountCheck(_CountRange, _ColumnCheck):

@@ -57,16 +57,20 @@ class Alert:
     @property
     def violations_text(self) -> str:
         count, share = self.result.get("violating_count"), self.result.get("violating_share")
-        if not count:
+        if not count or self.result.get("kind") == "metric":  # counts series, not rows: its message says it
             return str(self.result.get("message") or "")
         return f"{count} violating row(s)" + (f" ({share:.2%})" if share is not None else "")
 
     def facts(self) -> list[tuple[str, str]]:
         """Label/value pairs shown by every channel, in order."""
         r, inc = self.result, self.incident
-        out = [("Where", self.where), ("Expected", str(r.get("expected") or "-")),
-               ("Observed", _short(r.get("observed")))]
-        if r.get("violating_count") is not None:
+        expected, observed = str(r.get("expected") or "-"), _short(r.get("observed"))
+        o = r.get("observed")
+        if r.get("kind") == "metric" and isinstance(o, dict) and o.get("low") is not None:
+            expected = f"{o['low']:,.6g} to {o['high']:,.6g} ({expected})"
+            observed = f"{o['value']:,.6g} for {o['bucket']} (z {o['z']:+.1f})"
+        out = [("Where", self.where), ("Expected", expected), ("Observed", observed)]
+        if r.get("violating_count") is not None and r.get("kind") != "metric":
             out.append(("Violations", self.violations_text or "0"))
         if r.get("threshold"):
             out.append(("Threshold", str(r["threshold"])))

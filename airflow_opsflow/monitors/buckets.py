@@ -50,7 +50,7 @@ def latest_complete(now: datetime, size: BucketSize, zone: str) -> datetime:
 def between(first: datetime, last: datetime, size: BucketSize, zone: str) -> list[datetime]:
     """Bucket starts from ``first`` to ``last`` inclusive."""
     out, at = [], first
-    while at <= last:
+    while at.timestamp() <= last.timestamp():  # not `<=`: one zone's datetimes compare by wall clock
         out.append(at)
         at = step(at, size, zone)
     return out

@@ -256,7 +256,7 @@ def _fit(segments: list[list[Point]], at: datetime, d: Detection) -> _Model:
     for _ in range(2):  # fit, measure each segment's offset from the fit, fit again without them
         adjusted = [(k, s, p.at, p.value - offsets[k]) for k, s, p in tagged]
         growth = _growth(adjusted, d) if d.trend else None
-        carried = [(k, s, _carry(v, (at - t).total_seconds(), growth)) for k, s, t, v in adjusted]
+        carried = [(k, s, _carry(v, _seconds(at, t), growth)) for k, s, t, v in adjusted]
         level = {s: center([v for _, s2, v in carried if s2 == s]) for s in seasons}
         resid = [(k, v - level[s]) for k, s, v in carried]
         if len(segments) == 1:
@@ -295,13 +295,18 @@ def _extrapolation(tagged: list[tuple[int, int, Point]], at: datetime, d: Detect
     learnt from every season and segment, the level of ``at``'s season from its own points)."""
     groups: dict[tuple[int, int], list[float]] = {}
     for k, s, p in tagged:
-        groups.setdefault((k, s), []).append((p.at - at).total_seconds())
+        groups.setdefault((k, s), []).append(_seconds(p.at, at))
     sxx = 0.0
     for ts in groups.values():
         mean = statistics.fmean(ts)
         sxx += sum((t - mean) ** 2 for t in ts)
     own = [t for (_, s), ts in groups.items() if s == season_of(at, d.seasonality) for t in ts]
     return statistics.fmean(own) ** 2 / sxx if sxx > 0 and own else 0.0
+
+
+def _seconds(later: datetime, earlier: datetime) -> float:
+    """Elapsed seconds (aware datetimes in one zone subtract as wall-clock time, wrong across DST)."""
+    return later.timestamp() - earlier.timestamp()
 
 
 def _t_ratio(z: float, dof: int) -> float:
@@ -338,7 +343,7 @@ def _growth(points: list[tuple[int, int, datetime, float]], d: Detection) -> tup
             ti, vi = pts[i]
             for j in range(i + 1, n, step):
                 tj, vj = pts[j]
-                dt = (tj - ti).total_seconds()
+                dt = _seconds(tj, ti)
                 if dt:
                     slopes.append((math.log(vj / vi) if kind == "rate" else vj - vi) / dt)
     return kind, statistics.median(slopes) if slopes else 0.0

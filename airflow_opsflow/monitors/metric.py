@@ -89,21 +89,22 @@ def run_metric(b: Bound, history: History, key: str, now: datetime, query: Query
         newest = history.newest(key)
         first = buckets.step(latest, c.bucket, zone, -((c.backfill or d.window) - 1))
         if newest is not None:  # compute only what is missing (a paused DAG's gap too), capped by backfill
-            first = max(first, buckets.step(buckets.floor(newest, c.bucket, zone), c.bucket, zone, 1))
-        wanted = buckets.between(min(first, latest), latest, c.bucket, zone)
+            after = buckets.step(buckets.floor(newest, c.bucket, zone), c.bucket, zone, 1)
+            first = max(first, after, key=datetime.timestamp)
+        wanted = buckets.between(min(first, latest, key=datetime.timestamp), latest, c.bucket, zone)
         values, sql = _bucketed(b, wanted, query, dialect)
     else:
         latest = now.astimezone(ZoneInfo(zone))
         values, sql = _per_run(b, latest, query, dialect)
     names = b.segments  # a 'sql' metric's are its leading columns, known once it ran
-    newest_series = {s for s, at in values if at == latest}
+    newest_series = {s for s, at in values if at.timestamp() == latest.timestamp()}
     if len(newest_series) > c.max_series:
         raise MetricError(f"{len(newest_series)} series in the newest bucket, more than max_series={c.max_series} "
                           f"(segment_by {', '.join(names)}): raise max_series or segment by fewer values")
     by_series: dict[Series, list[tuple[datetime, float]]] = {}
-    for (segment, at), value in sorted(values.items(), key=lambda kv: kv[0][1]):
+    for (segment, at), value in sorted(values.items(), key=lambda kv: kv[0][1].timestamp()):
         by_series.setdefault(Series(key, segment), []).append((at, value))
-    earliest = min((at for pts in by_series.values() for at, _ in pts), default=latest)
+    earliest = min((at for pts in by_series.values() for at, _ in pts), default=latest, key=datetime.timestamp)
     past = history.load(list(by_series), earliest, HISTORY_WINDOWS * d.window, zone)
     judged: dict[Series, Verdict] = {}
     stored: list[tuple[Series, Point]] = []
@@ -114,7 +115,7 @@ def run_metric(b: Bound, history: History, key: str, now: datetime, query: Query
             point = Point(at, value, verdict.z, verdict.anomalous, verdict.new_level)
             seen.append(point)
             stored.append((series, point))
-            if at == latest:
+            if at.timestamp() == latest.timestamp():
                 judged[series] = verdict
     history.save(key, stored)
     result = _result(b, d, judged, names, latest)

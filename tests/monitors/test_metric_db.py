@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 from typing import Any
 
 import pytest
@@ -16,33 +16,12 @@ from airflow_opsflow.checks.runner import run_suite
 from airflow_opsflow.state.metrics import MetricRepo
 from airflow_opsflow.state.store import StateStore
 from tests.conftest import Database
-
-START = datetime(2026, 3, 2)  # a Monday
-DAYS = 110
-DROP_DAY = 105  # orders collapse that day: Monday 2026-06-15
-
-
-def orders_per_day(day: int) -> int:
-    weekday = (START + timedelta(days=day)).weekday()
-    base = 60 if weekday >= 5 else 100
-    wobble = (day * 37) % 11 - 5  # deterministic noise, -5..+5
-    return 20 if day == DROP_DAY else base + wobble
+from tests.monitors.orders import DROP_DAY, START, create_orders, orders_per_day
 
 
 @pytest.fixture
 def orders(db: Database) -> Iterator[str]:
-    table = f"metric_orders_{uuid.uuid4().hex[:6]}"
-    db.execute(f"CREATE TABLE {table} (id INTEGER, created_at TIMESTAMP, country VARCHAR(2), amount NUMERIC(10,2))")
-    rows, n = [], 0
-    for day in range(DAYS):
-        for i in range(orders_per_day(day)):
-            at = START + timedelta(days=day, minutes=(i * 613) % 1440)
-            rows.append((n, at.isoformat(sep=" "), "DE" if i % 3 else "FR", 10 + i % 7))
-            n += 1
-    mark = "?" if db.dialect == "sqlite" else "%s"
-    cur = db.conn.cursor()
-    cur.executemany(f"INSERT INTO {table} VALUES ({mark}, {mark}, {mark}, {mark})", rows)
-    db.conn.commit()
+    table = create_orders(db)
     yield table
     db.execute(f"DROP TABLE {table}")
 

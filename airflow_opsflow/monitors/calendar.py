@@ -1,0 +1,79 @@
+"""A business calendar: which days count, in which time zone, for freshness rules such as "today's data
+by 06:00 Europe/Berlin on business days" or "no older than 2 business hours"."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_SEARCH_DAYS = 400  # how far back a deadline is looked for (a calendar with no business day: an error)
+
+
+@dataclass(frozen=True)
+class BusinessCalendar:
+    """Business days in a time zone.
+
+    :param timezone: an IANA zone (``Europe/Berlin``); days start at local midnight.
+    :param business_days: weekday numbers (Monday = 0) that are business days (default Monday-Friday).
+    :param holidays: dates that are not business days although their weekday is.
+    """
+
+    timezone: str = "UTC"
+    business_days: frozenset[int] = frozenset(range(5))
+    holidays: frozenset[date] = field(default_factory=frozenset)
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def is_business_day(self, day: date) -> bool:
+        return day.weekday() in self.business_days and day not in self.holidays
+
+    def start_of(self, day: date) -> datetime:
+        """Local midnight of ``day`` (aware)."""
+        return datetime.combine(day, time(0), tzinfo=self.zone)
+
+    def previous_business_day(self, day: date) -> date:
+        for back in range(1, _SEARCH_DAYS):
+            candidate = day - timedelta(days=back)
+            if self.is_business_day(candidate):
+                return candidate
+        raise ValueError("the calendar has no business day in the last 400 days")
+
+    def last_deadline(self, now: datetime, deadline: time) -> tuple[date, datetime]:
+        """The newest business day whose ``deadline`` (local time) has passed by ``now``, and that instant."""
+        today = now.astimezone(self.zone).date()
+        for back in range(_SEARCH_DAYS):
+            day = today - timedelta(days=back)
+            if not self.is_business_day(day):
+                continue
+            due = datetime.combine(day, deadline, tzinfo=self.zone)
+            if due <= now:
+                return day, due
+        raise ValueError("the calendar has no business day in the last 400 days")
+
+    def business_time(self, since: datetime, until: datetime) -> timedelta:
+        """How much of ``[since, until)`` falls on business days (local days, DST-exact)."""
+        if until <= since:
+            return timedelta(0)
+        total = timedelta(0)
+        day = since.astimezone(self.zone).date()
+        last = until.astimezone(self.zone).date()
+        if (last - day).days > 20 * 366:  # decades stale: the exact figure no longer matters
+            day = last - timedelta(days=20 * 366)
+        while day <= last:
+            if self.is_business_day(day):
+                lo = max(since, self.start_of(day))
+                hi = min(until, self.start_of(day + timedelta(days=1)))
+                if hi > lo:  # in UTC: within one zone, aware datetimes subtract as wall-clock time
+                    total += hi.astimezone(UTC) - lo.astimezone(UTC)
+            day += timedelta(days=1)
+        return total
+
+    def describe(self) -> str:
+        days = [WEEKDAYS[d] for d in sorted(self.business_days)]
+        text = "Mon-Fri" if days == list(WEEKDAYS[:5]) else ",".join(d.capitalize() for d in days)
+        holidays = f", {len(self.holidays)} holiday(s)" if self.holidays else ""
+        return f"{text} {self.timezone}{holidays}"
