@@ -20,7 +20,7 @@ from sqlglot import exp
 
 from airflow_opsflow.checks import sqlparts
 from airflow_opsflow.checks.dialects import REGEX_DIALECTS
-from airflow_opsflow.checks.monitor_spec import MetricCheck
+from airflow_opsflow.checks.monitor_spec import MetricCheck, ReconcileCheck
 from airflow_opsflow.checks.spec import (
     AcceptedValuesCheck,
     BetweenCheck,
@@ -116,7 +116,7 @@ def batch(checks: list[BoundCheck], dialect: str) -> list[PlannedQuery]:
     queries: list[PlannedQuery] = []
     for b in checks:
         scope = (b.table.sql(dialect) if b.table else "", b.filter.sql(dialect) if b.filter else "")
-        if isinstance(b.check, MetricCheck):
+        if isinstance(b.check, (MetricCheck, ReconcileCheck)):
             continue  # judged against its history by airflow_opsflow.monitors.metric, not batched
         if isinstance(b.check, (UniqueCheck, DistinctCountCheck)):
             keyed.setdefault((*scope, tuple(b.columns)), []).append(b)
@@ -137,6 +137,8 @@ def _bind(group: TableChecks, check: CheckBase, dialect: str, resolve: ColumnRes
     if isinstance(check, RegexCheck) and dialect not in REGEX_DIALECTS:
         raise CompileError(f"the {dialect} dialect has no regular-expression support: "
                            f"use an 'expression' with LIKE, or a 'sql' check")
+    if isinstance(check, ReconcileCheck):  # reads its own two sides (airflow_opsflow.monitors.reconcile)
+        return BoundCheck(check, None, None, None, [], [], _limit(group, check), "pass")
     if isinstance(check, MetricCheck) and check.sql is not None:
         q = sqlparts.query(check.sql, dialect, "the metric's 'sql' query")
         return BoundCheck(check, group.table, None, None, [], [], 0, "pass", q)

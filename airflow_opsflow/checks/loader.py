@@ -166,7 +166,8 @@ def _name_and_verify(suite: Suite, context: str) -> Suite:
                 else:
                     name = f"{name}_{seen[name]}"
             seen.setdefault(name, 1)
-            if group.table is None and check.kind != "sql" and getattr(check, "sql", None) is None:
+            tableless = check.kind in ("sql", "reconcile") or getattr(check, "sql", None) is not None
+            if group.table is None and not tableless:
                 problems.append(f"check {name!r} ({check.kind}): no table given")
             checks.append(check.model_copy(update={"name": name}) if name != check.name else check)
         tables.append(group.model_copy(update={"checks": checks}))

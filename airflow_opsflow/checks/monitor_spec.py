@@ -178,3 +178,146 @@ class MetricCheck(CheckBase):
 
     def default_name(self) -> str:
         return "metric"
+
+
+def parse_value_tolerance(value: Any) -> tuple[float, float]:
+    """``0.01`` (absolute) or ``"0.5%"`` (relative to the larger value) -> (absolute, relative)."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number (0.01) or a share ('0.5%'), got {value!r}")
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise ValueError("a tolerance must be >= 0")
+        return float(value), 0.0
+    if isinstance(value, str):
+        m = _SHARE.match(value)
+        if m:
+            return 0.0, float(m.group(1)) / 100
+        try:
+            return parse_value_tolerance(float(value))
+        except ValueError:
+            pass
+    raise ValueError(f"expected a number (0.01) or a share ('0.5%'), got {value!r}")
+
+
+class ReconcileSide(BaseModel):
+    """One side of a reconciliation: a table or a query on a connection.
+
+    :param conn_id: the Airflow connection (default: the operator's ``conn_id``).
+    :param table: the table (``schema.name``), or
+    :param sql: a query (its columns are what the check compares).
+    :param where: a condition on ``table`` (e.g. the day being reconciled).
+    :param label: how reports name this side (default: the table or ``conn_id``).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    conn_id: str | None = None
+    table: str | None = None
+    sql: str | None = None
+    where: str | None = None
+    label: str | None = None
+
+    @field_validator("table")
+    @classmethod
+    def _table(cls, v: str | None) -> str | None:
+        return None if v is None else check_identifier(v, "table")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ReconcileSide:
+        if (self.table is None) == (self.sql is None):
+            raise ValueError("give exactly one of 'table' and 'sql'")
+        if self.where and self.sql:
+            raise ValueError("'where' applies to a table: put the condition in the 'sql' query")
+        return self
+
+    def name(self, default: str) -> str:
+        return self.label or self.table or self.conn_id or default
+
+
+class CompareColumn(BaseModel):
+    """A column compared key by key.
+
+    :param column: its name on the left (and on the right unless ``right_column``).
+    :param right_column: its name on the right.
+    :param tolerance: numbers within this are equal: ``0.01`` (absolute) or ``"0.5%"`` (relative).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    column: str
+    right_column: str | None = None
+    tolerance: tuple[float, float] = (0.0, 0.0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, data: Any) -> Any:
+        return {"column": data} if isinstance(data, str) else data
+
+    @field_validator("column", "right_column")
+    @classmethod
+    def _names(cls, v: str | None) -> str | None:
+        return None if v is None else check_identifier(v, "column")
+
+    @field_validator("tolerance", mode="before")
+    @classmethod
+    def _tolerance(cls, v: Any) -> Any:
+        return v if isinstance(v, tuple) else parse_value_tolerance(v)
+
+    @property
+    def right(self) -> str:
+        return self.right_column or self.column
+
+
+class ReconcileCheck(CheckBase):
+    """Two keyed datasets, on the same or different connections, agree: the ledger in the production
+    database against the processor's settlements in the warehouse.
+
+    Both sides are streamed in key order and merged (memory stays flat on millions of keys): keys only on
+    one side, and keys whose ``compare`` columns differ beyond their tolerance, are the violations
+    (``fail_above``/``warn_above`` count them, or share them out of all keys seen). With ``group_by``,
+    counts and the sums of numeric ``compare`` columns are also reconciled per group, within
+    ``group_tolerance``.
+
+    :param left: the first side (``ReconcileSide``: conn_id, table or sql, where, label).
+    :param right: the other side.
+    :param key: the key columns, named alike on both sides (alias them in ``sql`` otherwise).
+    :param compare: columns compared per key: names, or ``{column, right_column, tolerance}``.
+    :param group_by: columns (on both sides) to reconcile counts and sums by.
+    :param group_tolerance: how far a group's count or sum may differ: ``2`` or ``"0.1%"`` (default 0).
+    """
+
+    kind: Literal["reconcile"]
+    left: ReconcileSide
+    right: ReconcileSide
+    key: list[str] = Field(min_length=1)
+    compare: list[CompareColumn] = Field(default_factory=list)
+    group_by: list[str] = Field(default_factory=list)
+    group_tolerance: tuple[float, float] = (0.0, 0.0)
+
+    @field_validator("key", "group_by", mode="before")
+    @classmethod
+    def _listify(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+    @field_validator("key", "group_by")
+    @classmethod
+    def _names(cls, v: list[str]) -> list[str]:
+        return [check_identifier(c, "column") for c in v]
+
+    @field_validator("group_tolerance", mode="before")
+    @classmethod
+    def _group_tolerance(cls, v: Any) -> Any:
+        return v if isinstance(v, tuple) else parse_value_tolerance(v)
+
+    @model_validator(mode="after")
+    def _distinct_columns(self) -> ReconcileCheck:
+        names = [*self.key, *[c.column for c in self.compare], *self.group_by]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"column(s) {', '.join(twice)} named twice among key, compare and group_by")
+        if self.where:
+            raise ValueError("'where' goes on a side (left.where / right.where) of a reconcile check")
+        return self
+
+    def default_name(self) -> str:
+        return "reconcile"

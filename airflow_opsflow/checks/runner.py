@@ -20,13 +20,14 @@ from airflow_opsflow.checks.compiler import (
     violation_count_query,
 )
 from airflow_opsflow.checks.evaluate import evaluate
-from airflow_opsflow.checks.monitor_spec import MetricCheck
+from airflow_opsflow.checks.monitor_spec import MetricCheck, ReconcileCheck
 from airflow_opsflow.checks.results import CheckResult, json_safe
 from airflow_opsflow.checks.session import QueryError, ReadOnlySession
 from airflow_opsflow.checks.spec import Suite
 
 if TYPE_CHECKING:
     from airflow_opsflow.monitors.metric import History
+    from airflow_opsflow.monitors.reconcile import Connect
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ def run_suite(
     history: History | None = None,
     history_key: str = "",
     metrics_at: datetime | None = None,
+    connect: Connect | None = None,
 ) -> list[CheckResult]:
     """Run every check of ``suite`` on ``conn`` and return one result per check, in spec order.
 
@@ -54,9 +56,13 @@ def run_suite(
     :param history_key: prefix of the metric histories' keys (the DAG and task), unless a check sets one.
     :param metrics_at: the metrics' reference time: their newest complete bucket ends by it, and a
         per-run value is stamped with it (pass the run's data interval end; default ``now``).
+    :param connect: opens the connections ``reconcile`` checks read (conn_id, None for this one ->
+        connection factory and dialect); without it they are errors.
     """
     with ReadOnlySession(conn, dialect, statement_timeout, read_only) as session:
-        return SuiteRun(session, suite, dialect, now, history, history_key, metrics_at).run()
+        run = SuiteRun(session, suite, dialect, now, history, history_key, metrics_at)
+        run.connect = connect
+        return run.run()
 
 
 class SuiteRun:
@@ -65,6 +71,7 @@ class SuiteRun:
         self.session = session
         self.history = history
         self.history_key = history_key
+        self.connect: Connect | None = None
         self.metrics_at = metrics_at or now
         self.suite = suite
         self.dialect = dialect
@@ -83,6 +90,8 @@ class SuiteRun:
         for b in plan.bound.values():
             if isinstance(b.check, MetricCheck):
                 self._metric(b, plan)
+            elif isinstance(b.check, ReconcileCheck):
+                self._reconcile(b, plan)
         for b in plan.bound.values():
             r = self.results.get(b.name)
             if r is not None and r.status in ("warn", "fail"):
@@ -202,6 +211,22 @@ class SuiteRun:
             self._error(b.name, plan, str(e))
         self.sql[b.name] = sql
         self.seconds[b.name] = time.perf_counter() - started
+
+    def _reconcile(self, b: BoundCheck, plan: Plan) -> None:
+        from airflow_opsflow.monitors.reconcile import ReconcileError, run_reconcile
+
+        assert isinstance(b.check, ReconcileCheck)
+        if self.connect is None:
+            self._error(b.name, plan, "reconcile checks open their own connections: run them through "
+                                      "DataCheckOperator (or pass connect= to run_suite)")
+            return
+        try:
+            self.results[b.name] = result = run_reconcile(b.check, self.connect)
+        except ReconcileError as e:
+            self._error(b.name, plan, str(e))
+            return
+        self.sql[b.name] = result.sql
+        self.seconds[b.name] = result.duration_s
 
     def _error(self, name: str, plan: Plan, message: str) -> None:
         b = plan.bound.get(name)

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from airflow_opsflow.checks.durations import parse_duration
-from airflow_opsflow.checks.monitor_spec import CalendarSpec, MetricCheck, check_zone
+from airflow_opsflow.checks.monitor_spec import CalendarSpec, MetricCheck, ReconcileCheck, check_zone
 from airflow_opsflow.checks.spec_base import (
     CheckBase,
     OnEmpty,
@@ -301,12 +301,13 @@ Check = Annotated[
     | ExpressionCheck
     | ForeignKeyCheck
     | SqlCheck
-    | MetricCheck,
+    | MetricCheck
+    | ReconcileCheck,
     Field(discriminator="kind"),
 ]
 CHECK_KINDS = (
     "row_count", "not_null", "unique", "accepted_values", "between", "regex",
-    "freshness", "distinct_count", "expression", "foreign_key", "sql", "metric",
+    "freshness", "distinct_count", "expression", "foreign_key", "sql", "metric", "reconcile",
 )  # fmt: skip
 
 

@@ -159,11 +159,18 @@ class DataCheckOperator(BaseOperator):
         try:
             return run_suite(conn, suite, dialect, statement_timeout=self.statement_timeout,
                              read_only=self.read_only, history=history, history_key=self._history_key(context),
-                             metrics_at=_run_time(context))
+                             metrics_at=_run_time(context), connect=self._connect)
         finally:
             conn.close()
             if store is not None:
                 store.close()
+
+    def _connect(self, conn_id: str | None) -> tuple[Any, str]:
+        """A reconcile side's connection factory and dialect (None: this operator's connection)."""
+        from airflow_opsflow.hooks.db import dialect_of, get_db_hook
+
+        hook = get_db_hook(conn_id or self.conn_id, self._where_am_i())
+        return hook.get_conn, dialect_of(hook, None if conn_id else self.dialect)
 
     def _history_key(self, context: Context | None) -> str:
         """Metric histories belong to the DAG and task (and map index): a retry or the next run finds them."""

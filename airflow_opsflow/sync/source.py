@@ -32,12 +32,16 @@ class SqlSource:
     :param connect: returns a new DB-API connection (``DbApiHook.get_conn``); the source owns it.
     :param dialect: the sqlglot dialect of the connection.
     :param fetch_size: rows per round trip of the server-side cursor.
+    :param exact_text: stream PostgreSQL numerics, dates and timestamps as their exact text (what row
+        hashes need); False keeps the driver's types (Decimal, datetime) for comparisons.
     """
 
-    def __init__(self, connect: Callable[[], Any], dialect: str, fetch_size: int = 10_000) -> None:
+    def __init__(self, connect: Callable[[], Any], dialect: str, fetch_size: int = 10_000,
+                 exact_text: bool = True) -> None:
         self._connect = connect
         self.dialect = dialect
         self.fetch_size = fetch_size
+        self.exact_text = exact_text
         self.conn: Any = None
         self._driver = ""
 
@@ -83,7 +87,7 @@ class SqlSource:
         if self._driver in ("psycopg2", "psycopg"):
             cur = self.conn.cursor(name=f"opsflow_sync_{uuid.uuid4().hex[:12]}")
             cur.itersize = self.fetch_size
-            if self._driver == "psycopg2":
+            if self._driver == "psycopg2" and self.exact_text:
                 _numeric_and_dates_as_text(cur)
             return cur
         if self._driver == "MySQLdb":

@@ -1,0 +1,407 @@
+"""Reconcile two keyed datasets, possibly on two databases, in one streamed merge.
+
+Each side is read once, ordered by the key, through a server-side cursor (memory stays flat on
+millions of keys) and merged like a sort-merge join: keys on one side only, duplicated keys, NULL keys
+and keys whose compared values differ beyond their tolerance are counted and sampled; counts and sums
+per group are added up on the way. Text keys are ordered byte-wise in SQL (``COLLATE "C"`` on
+PostgreSQL, ``BINARY`` on MySQL), which is how Python compares them; a side that still arrives out of
+order (an engine with another collation) stops the check with an error rather than mis-reporting.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from sqlglot import exp
+
+from airflow_opsflow.checks import sqlparts
+from airflow_opsflow.checks.monitor_spec import CompareColumn, ReconcileCheck, ReconcileSide
+from airflow_opsflow.checks.results import CheckResult, Status, json_safe
+from airflow_opsflow.sync.source import SourceError, SqlSource
+
+Connect = Callable[[str | None], tuple[Callable[[], Any], str]]  # conn_id -> (connection factory, dialect)
+MAX_GROUPS = 10_000
+_SRC = "opsflow_side"
+
+
+class ReconcileError(ValueError):
+    """The reconciliation cannot run (the check's result is ``error``)."""
+
+
+@dataclass
+class _Side:
+    spec: ReconcileSide
+    label: str
+    dialect: str
+    source: SqlSource
+    columns: list[str] = field(default_factory=list)  # resolved: key..., compare..., group...
+    rows: int = 0
+    null_keys: int = 0
+
+
+@dataclass
+class _Tally:
+    only_left: int = 0
+    only_right: int = 0
+    mismatched: int = 0
+    duplicates: int = 0
+    matched: int = 0
+    columns_off: dict[str, int] = field(default_factory=dict)
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    groups: dict[tuple[Any, ...], list[Any]] = field(default_factory=dict)  # group -> [count, sums...] x 2
+
+
+def run_reconcile(c: ReconcileCheck, connect: Connect, fetch_size: int = 10_000) -> CheckResult:
+    """Reconcile ``c.left`` against ``c.right``; raise :class:`ReconcileError` when it cannot run."""
+    started = time.perf_counter()
+    sides: list[_Side] = []
+    sql: list[str] = []
+    try:
+        for spec, default in ((c.left, "left"), (c.right, "right")):
+            factory, dialect = connect(spec.conn_id)
+            source = SqlSource(factory, dialect, fetch_size=fetch_size, exact_text=False)
+            side = _Side(spec, spec.name(default), dialect, source)
+            source.__enter__()
+            sides.append(side)
+        for side, on_right in zip(sides, (False, True), strict=True):
+            sql.append(_query(c, side, on_right))
+        left, right = sides
+        tally = _merge(c, left, _rows(left, sql[0]), right, _rows(right, sql[1]))
+    except SourceError as e:
+        raise ReconcileError(str(e)) from e
+    finally:
+        for side in sides:
+            side.source.__exit__(None, None, None)
+    result = _result(c, left, right, tally)
+    result.sql = sql
+    result.duration_s = round(time.perf_counter() - started, 4)
+    return result
+
+
+# -- reading ---------------------------------------------------------------------------------------
+
+
+def _source(side: _Side) -> exp.Expr:
+    spec = side.spec
+    if spec.sql is not None:
+        try:
+            q = sqlparts.query(spec.sql, side.dialect, f"the {side.label} query")
+        except sqlparts.SqlFragmentError as e:
+            raise ReconcileError(str(e)) from None
+        return q.subquery(_SRC)
+    assert spec.table is not None
+    return sqlparts.table_ref(spec.table, side.dialect)
+
+
+def _query(c: ReconcileCheck, side: _Side, on_right: bool) -> str:
+    """``SELECT key, compare, group FROM source [WHERE] ORDER BY key`` with byte-wise text keys."""
+    src = _source(side)
+    probe = exp.select("*").from_(src.copy()).limit(0)
+    names, _ = side.source.query(probe.sql(side.dialect), f"reading the columns of {side.label}")
+    wanted = [*c.key, *[(cc.right if on_right else cc.column) for cc in c.compare], *c.group_by]
+    side.columns = [_resolve(n, names, side.label) for n in wanted]
+    keys = side.columns[: len(c.key)]
+    q = exp.select(*[sqlparts.column(n) for n in side.columns]).from_(src)
+    if side.spec.where:
+        try:
+            q = q.where(sqlparts.condition(side.spec.where, side.dialect, f"{side.label}'s 'where'"))
+        except sqlparts.SqlFragmentError as e:
+            raise ReconcileError(str(e)) from None
+    # Rows with a NULL key come first or last depending on the engine; the merge counts and skips them.
+    q = q.order_by(*[_bytewise(sqlparts.column(k), side.dialect, text) for k, text in
+                     zip(keys, _text_keys(side, src, keys), strict=True)])
+    return q.sql(side.dialect, comments=False)
+
+
+def _text_keys(side: _Side, src: exp.Expr, keys: list[str]) -> list[bool]:
+    """Which key columns hold text (they get a byte-wise order), from one row."""
+    q = exp.select(*[sqlparts.column(k) for k in keys]).from_(src.copy()).where(
+        exp.and_(*[exp.not_(exp.Is(this=sqlparts.column(k), expression=exp.null())) for k in keys])).limit(1)
+    _, rows = side.source.query(q.sql(side.dialect), f"probing the key of {side.label}")
+    return [isinstance(v, str) for v in rows[0]] if rows else [False] * len(keys)
+
+
+def _bytewise(col: exp.Expr, dialect: str, text: bool) -> exp.Expr:
+    if not text:
+        return col
+    if dialect == "postgres":
+        return exp.Collate(this=col, expression=exp.Identifier(this="C", quoted=True))
+    if dialect == "mysql":
+        return exp.Cast(this=col, to=exp.DataType.build("BINARY"))
+    return col  # SQLite compares text byte-wise by default; others are checked while merging
+
+
+def _resolve(name: str, names: list[str], label: str) -> str:
+    if name in names:
+        return name
+    matches = [n for n in names if n.lower() == name.lower()]
+    if len(matches) == 1:
+        return matches[0]
+    raise ReconcileError(f"column {name!r} not found on {label} (columns: {', '.join(names[:30])})")
+
+
+def _rows(side: _Side, sql: str) -> Iterator[tuple[Any, ...]]:
+    for _, chunk in side.source.stream(sql, f"reading {side.label}"):
+        side.rows += len(chunk)
+        yield from chunk
+
+
+# -- merging ---------------------------------------------------------------------------------------
+
+
+def _merge(c: ReconcileCheck, left: _Side, lrows: Iterator[tuple[Any, ...]], right: _Side,
+           rrows: Iterator[tuple[Any, ...]]) -> _Tally:
+    n = len(c.key)
+    t = _Tally()
+    kinds: list[list[str] | None] = [None, None]
+    last: list[tuple[Any, ...] | None] = [None, None]
+
+    def advance(it: Iterator[tuple[Any, ...]], i: int, side: _Side) -> tuple[tuple[Any, ...], tuple[Any, ...]] | None:
+        """The next row with a new, non-NULL key (NULL and repeated keys are counted on the way)."""
+        for row in it:
+            key = tuple(row[:n])
+            if any(v is None for v in key):
+                side.null_keys += 1
+                continue
+            if kinds[i] is None:
+                kinds[i] = [_kind(v) for v in key]
+                _same_key_types(c, left, kinds[0], right, kinds[1])
+            previous = last[i]
+            if previous is not None:
+                try:
+                    out_of_order = key < previous
+                except TypeError:
+                    out_of_order = True
+                if out_of_order:
+                    raise ReconcileError(
+                        f"{side.label} is not in key order as compared here ({previous!r} came before {key!r}): "
+                        "its database sorts the key differently; cast the key in a 'sql' query to a type that "
+                        "sorts alike on both sides")
+                if key == previous:
+                    t.duplicates += 1
+                    _sample(c, t, key, f"key twice on {side.label}")
+                    continue
+            last[i] = key
+            return key, row
+        return None
+
+    a, b = advance(lrows, 0, left), advance(rrows, 1, right)
+    while a is not None or b is not None:
+        if b is None or (a is not None and a[0] < b[0]):
+            assert a is not None
+            t.only_left += 1
+            _sample(c, t, a[0], f"only on {left.label}")
+            _group(c, t, a[1], 0)
+            a = advance(lrows, 0, left)
+        elif a is None or b[0] < a[0]:
+            t.only_right += 1
+            _sample(c, t, b[0], f"only on {right.label}")
+            _group(c, t, b[1], 1)
+            b = advance(rrows, 1, right)
+        else:
+            off = [(cc, a[1][n + j], b[1][n + j]) for j, cc in enumerate(c.compare)
+                   if not _equal(a[1][n + j], b[1][n + j], cc)]
+            if off:
+                t.mismatched += 1
+                for cc, _, _ in off:
+                    t.columns_off[cc.column] = t.columns_off.get(cc.column, 0) + 1
+                _sample(c, t, a[0], "; ".join(f"{cc.column}: {_show(x)} vs {_show(y)}" for cc, x, y in off))
+            else:
+                t.matched += 1
+            _group(c, t, a[1], 0)
+            _group(c, t, b[1], 1)
+            a, b = advance(lrows, 0, left), advance(rrows, 1, right)
+    return t
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float, Decimal)):
+        return "number"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, (dt.date, dt.datetime)):
+        return "date"
+    return type(value).__name__
+
+
+def _same_key_types(c: ReconcileCheck, left: _Side, lk: list[str] | None, right: _Side,
+                    rk: list[str] | None) -> None:
+    if lk is None or rk is None:
+        return
+    for name, x, y in zip(c.key, lk, rk, strict=True):
+        if x != y:
+            raise ReconcileError(f"key column {name!r} holds {x} values on {left.label} but {y} values on "
+                                 f"{right.label}: cast one side in a 'sql' query (e.g. CAST({name} AS VARCHAR))")
+
+
+def _number(value: Any) -> Decimal | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, Decimal):
+        return value
+    if isinstance(value, (int, float)):
+        return Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+    return None
+
+
+def _equal(x: Any, y: Any, cc: CompareColumn) -> bool:
+    if x is None or y is None:
+        return x is None and y is None
+    nx, ny = _number(x), _number(y)
+    if nx is not None and ny is not None:
+        absolute, relative = cc.tolerance
+        diff = abs(nx - ny)
+        return diff <= Decimal(repr(absolute)) or diff <= Decimal(repr(relative)) * max(abs(nx), abs(ny))
+    return _text(x) == _text(y)
+
+
+def _text(value: Any) -> str:
+    """Compare dates and timestamps by their ISO text whichever driver returned them (SQLite gives text)."""
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(dt.UTC).replace(tzinfo=None)
+        return value.isoformat(sep=" ")
+    if isinstance(value, str) and len(value) >= 19 and value[10:11] in ("T", " ") and value[:4].isdigit():
+        try:
+            return _text(dt.datetime.fromisoformat(value.replace("Z", "+00:00")))
+        except ValueError:
+            return value
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return str(value)
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    return str(value) if isinstance(value, Decimal) else str(json_safe(value))  # 49.50 stays 49.50
+
+
+def _sample(c: ReconcileCheck, t: _Tally, key: tuple[Any, ...], difference: str) -> None:
+    limit = c.sample_limit if c.sample_limit is not None else 10
+    if len(t.samples) < limit:
+        t.samples.append({**dict(zip(c.key, json_safe(list(key)), strict=True)), "difference": difference})
+
+
+def _group(c: ReconcileCheck, t: _Tally, row: tuple[Any, ...], side: int) -> None:
+    if not c.group_by:
+        return
+    n, m = len(c.key), len(c.compare)
+    group = tuple(_text(v) if v is not None else None for v in row[n + m:])
+    totals = t.groups.get(group)
+    if totals is None:
+        if len(t.groups) >= MAX_GROUPS:
+            raise ReconcileError(f"more than {MAX_GROUPS} groups in group_by {', '.join(c.group_by)}: group by fewer "
+                                 "values")
+        totals = t.groups[group] = [[0] + [Decimal(0)] * m, [0] + [Decimal(0)] * m]
+    mine = totals[side]
+    mine[0] += 1
+    for j in range(m):
+        value = _number(row[n + j])
+        if value is not None:
+            mine[1 + j] += value
+
+
+# -- the result ------------------------------------------------------------------------------------
+
+
+def _off(x: Decimal, y: Decimal, tolerance: tuple[float, float]) -> bool:
+    absolute, relative = tolerance
+    diff = abs(x - y)
+    return diff > Decimal(repr(absolute)) and diff > Decimal(repr(relative)) * max(abs(x), abs(y))
+
+
+def _groups_off(c: ReconcileCheck, t: _Tally, left: _Side, right: _Side) -> list[dict[str, Any]]:
+    out = []
+    sums = [cc for cc in c.compare]
+    for group, (lt, rt) in sorted(t.groups.items(), key=lambda kv: [str(v) for v in kv[0]]):
+        row: dict[str, Any] = dict(zip(c.group_by, group, strict=True))
+        bad = _off(Decimal(lt[0]), Decimal(rt[0]), c.group_tolerance)
+        row.update({f"{left.label} rows": lt[0], f"{right.label} rows": rt[0]})
+        for j, cc in enumerate(sums):
+            if lt[1 + j] or rt[1 + j]:
+                row.update({f"{left.label} {cc.column}": json_safe(lt[1 + j]),
+                            f"{right.label} {cc.column}": json_safe(rt[1 + j])})
+                bad = bad or _off(lt[1 + j], rt[1 + j], c.group_tolerance)
+        if bad:
+            out.append(row)
+    return out
+
+
+def _result(c: ReconcileCheck, left: _Side, right: _Side, t: _Tally) -> CheckResult:
+    violated: Status = "fail" if c.severity == "error" else "warn"
+    keys = t.matched + t.mismatched + t.only_left + t.only_right
+    violations = t.only_left + t.only_right + t.mismatched + t.duplicates + left.null_keys + right.null_keys
+    groups_off = _groups_off(c, t, left, right)
+    r = CheckResult(name=c.name, kind="reconcile", table=f"{left.label} vs {right.label}", status="pass",
+                    severity=c.severity, description=c.description, owner=c.owner,
+                    expected=_expectation(c, left, right), rows_checked=keys, violating_count=violations,
+                    violating_share=violations / keys if keys else None, samples=t.samples)
+    r.observed = {f"{left.label} rows": left.rows, f"{right.label} rows": right.rows, "matched": t.matched,
+                  f"only on {left.label}": t.only_left, f"only on {right.label}": t.only_right,
+                  "mismatched": t.mismatched}
+    if t.duplicates:
+        r.observed["duplicate keys"] = t.duplicates
+    if left.null_keys or right.null_keys:
+        r.observed["NULL keys"] = left.null_keys + right.null_keys
+    if c.group_by:
+        r.observed["groups"] = len(t.groups)
+        r.observed["groups off"] = groups_off[:20]
+    if keys == 0 and not (left.null_keys or right.null_keys):
+        policy = c.on_empty or "fail"
+        r.status = violated if policy == "fail" else ("warn" if policy == "warn" else "pass")
+        r.message = "both sides are empty: nothing to reconcile" + ("" if policy == "pass" else
+                                                                     " (on_empty: set to 'pass' if expected)")
+        return r
+    parts = []
+    if t.only_left:
+        parts.append(f"{t.only_left} only on {left.label}")
+    if t.only_right:
+        parts.append(f"{t.only_right} only on {right.label}")
+    if t.mismatched:
+        cols = ", ".join(f"{k} {v}" for k, v in sorted(t.columns_off.items(), key=lambda kv: -kv[1]))
+        parts.append(f"{t.mismatched} mismatched ({cols})")
+    if t.duplicates:
+        parts.append(f"{t.duplicates} duplicate keys")
+    if left.null_keys or right.null_keys:
+        parts.append(f"{left.null_keys + right.null_keys} rows with a NULL key")
+    fail_tol, warn_tol = c.fail_tolerance(), c.warn_tolerance()
+    applied = fail_tol or warn_tol
+    if fail_tol is not None and fail_tol.exceeded(violations, keys):
+        r.status, applied = "fail", fail_tol
+    elif warn_tol is not None and warn_tol.exceeded(violations, keys):
+        r.status, applied = "warn", warn_tol
+    r.threshold = f"at most {applied}" if applied else None
+    if groups_off:
+        first = ", ".join(f"{k}={v}" for k, v in groups_off[0].items())
+        parts.append(f"{len(groups_off)} of {len(t.groups)} groups off (first: {first})")
+        if r.status == "pass":
+            r.status = violated
+    r.message = (f"{keys} keys: " + "; ".join(parts)) if parts else f"{keys} keys agree"
+    if parts and r.status == "pass":
+        r.message += f" (within tolerance: {applied})"
+    return r
+
+
+def _expectation(c: ReconcileCheck, left: _Side, right: _Side) -> str:
+    compared = ", ".join(cc.column + (f" ±{_tolerance(cc.tolerance)}" if any(cc.tolerance) else "")
+                         for cc in c.compare)
+    text = f"every {', '.join(c.key)} on both {left.label} and {right.label}"
+    if compared:
+        text += f", with equal {compared}"
+    if c.group_by:
+        text += f"; counts and sums per {', '.join(c.group_by)}" + (
+            f" within {_tolerance(c.group_tolerance)}" if any(c.group_tolerance) else " equal")
+    return text
+
+
+def _tolerance(t: tuple[float, float]) -> str:
+    return f"{t[0]:g}" if t[0] else f"{t[1] * 100:g}%"
+
