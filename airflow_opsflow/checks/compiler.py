@@ -61,6 +61,7 @@ class BoundCheck:
     on_empty: OnEmpty
     condition: exp.Expr | None = None  # parsed `expression` / `sql` query
     where_sql: str | None = None  # the filter as sent, for reports
+    entity_columns: list[str] = field(default_factory=list)  # resolved entity key, amount, since
 
     @property
     def name(self) -> str:
@@ -144,8 +145,8 @@ def _bind(group: TableChecks, check: CheckBase, dialect: str, resolve: ColumnRes
         return BoundCheck(check, group.table, None, None, [], [], 0, "pass", q)
     if isinstance(check, SqlCheck):
         q = sqlparts.query(check.sql, dialect, "the 'sql' query")
-        return BoundCheck(check, group.table, None, None, [], check.sample_columns or [],
-                          _limit(group, check), "pass", q)
+        return BoundCheck(check, group.table, None, None, [], check.sample_columns or [], _limit(group, check),
+                          "pass", q, entity_columns=check.entity.columns() if check.entity else [])
     assert group.table is not None
     table = sqlparts.table_ref(group.table, dialect)
     real = resolve(group.table) if resolve else None
@@ -177,6 +178,7 @@ def _bind(group: TableChecks, check: CheckBase, dialect: str, resolve: ColumnRes
         on_empty=check.on_empty or group.on_empty,
         condition=cond,
         where_sql=exp.and_(*filters).sql(dialect, comments=False) if filters else None,
+        entity_columns=[_resolve(c, real, group.table) for c in check.entity.columns()] if check.entity else [],
     )
 
 
@@ -351,27 +353,40 @@ def sample_query(b: BoundCheck, dialect: str) -> str | None:
     """A query for up to ``sample_limit`` violating rows, or None when the kind has no rows to show."""
     if b.sample_limit <= 0:
         return None
+    q = _violating_rows(b, dialect, [sqlparts.column(s) for s in b.sample_columns])
+    return None if q is None else q.limit(b.sample_limit).sql(dialect, comments=False)
+
+
+def entity_query(b: BoundCheck, dialect: str, limit: int) -> str:
+    """The entity columns (key, amount, since) of up to ``limit`` violating rows, in key order (so that a
+    list cut at the limit is the same list on every run)."""
+    cols: list[exp.Expr] = [sqlparts.column(c) for c in b.entity_columns]
+    q = _violating_rows(b, dialect, cols)
+    assert q is not None, f"check {b.name!r} has no violating rows to track"
+    keys = len(b.check.entity.key)  # type: ignore[union-attr]
+    return q.order_by(*[c.copy() for c in cols[:keys]]).limit(limit).sql(dialect, comments=False)
+
+
+def _violating_rows(b: BoundCheck, dialect: str, picked: list[exp.Expr]) -> exp.Select | None:
     c = b.check
-    picked: list[exp.Expr] = [sqlparts.column(s) for s in b.sample_columns]
     if isinstance(c, SqlCheck):
         assert isinstance(b.condition, exp.Query)
-        q = exp.select(*(picked or [exp.Star()])).from_(b.condition.copy().subquery("opsflow_q"))
-    elif isinstance(c, UniqueCheck):
+        return exp.select(*(picked or [exp.Star()])).from_(b.condition.copy().subquery("opsflow_q"))
+    if isinstance(c, UniqueCheck):
         keys = [sqlparts.column(k) for k in b.columns]
         q = exp.select(*keys, exp.Count(this=exp.Star()).as_("occurrences")).from_(b.source)
         complete = [exp.not_(exp.Is(this=k.copy(), expression=exp.null())) for k in keys]
         q = q.where(exp.and_(*complete, *([b.filter.copy()] if b.filter is not None else [])))
         q = q.group_by(*[k.copy() for k in keys]).having(
             exp.GT(this=exp.Count(this=exp.Star()), expression=exp.Literal.number(1)))
-        q = q.order_by(exp.Ordered(this=exp.Count(this=exp.Star()), desc=True))
-    elif isinstance(c, ForeignKeyCheck):
+        return q.order_by(exp.Ordered(this=exp.Count(this=exp.Star()), desc=True))
+    if isinstance(c, ForeignKeyCheck):
         q, orphan = _foreign_key_join(b, dialect)
-        q = q.select(*picked).where(orphan)
-    else:
-        pred = violation(b)
-        if pred is None or not picked:
-            return None
-        q = exp.select(*picked).from_(b.source).where(pred)
-        if b.filter is not None:
-            q = q.where(b.filter.copy())
-    return q.limit(b.sample_limit).sql(dialect, comments=False)
+        return q.select(*picked).where(orphan)
+    pred = violation(b)
+    if pred is None or not picked:
+        return None
+    q = exp.select(*picked).from_(b.source).where(pred)
+    if b.filter is not None:
+        q = q.where(b.filter.copy())
+    return q

@@ -319,5 +319,9 @@ class ReconcileCheck(CheckBase):
             raise ValueError("'where' goes on a side (left.where / right.where) of a reconcile check")
         return self
 
+    @property
+    def tracks_rows(self) -> bool:
+        return False  # its differences come from two streams, not rows of one query
+
     def default_name(self) -> str:
         return "reconcile"

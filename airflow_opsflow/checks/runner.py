@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow_opsflow.checks import sqlparts
 from airflow_opsflow.checks.compiler import (
@@ -26,10 +28,29 @@ from airflow_opsflow.checks.session import QueryError, ReadOnlySession
 from airflow_opsflow.checks.spec import Suite
 
 if TYPE_CHECKING:
+    from airflow_opsflow.incidents.entities import Changes, Tracked
     from airflow_opsflow.monitors.metric import History
     from airflow_opsflow.monitors.reconcile import Connect
 
 log = logging.getLogger(__name__)
+
+
+class EntityStore(Protocol):
+    """Where checks with ``entity`` keep their open entities (the state store's ``EntityRepo``)."""
+
+    def load(self, subject: str) -> dict[str, Tracked]: ...
+
+    def apply(self, subject: str, changes: Changes) -> None: ...
+
+
+@dataclass
+class EntityTracking:
+    """What entity tracking needs besides the data: the store, the run (a retry of it reports the same
+    entities as new) and the subject of each check (its incident fingerprint)."""
+
+    store: EntityStore
+    run_key: str
+    subject: Callable[[str], str]
 
 
 def run_suite(
@@ -44,6 +65,7 @@ def run_suite(
     history_key: str = "",
     metrics_at: datetime | None = None,
     connect: Connect | None = None,
+    entities: EntityTracking | None = None,
 ) -> list[CheckResult]:
     """Run every check of ``suite`` on ``conn`` and return one result per check, in spec order.
 
@@ -58,10 +80,13 @@ def run_suite(
         per-run value is stamped with it (pass the run's data interval end; default ``now``).
     :param connect: opens the connections ``reconcile`` checks read (conn_id, None for this one ->
         connection factory and dialect); without it they are errors.
+    :param entities: where checks with ``entity`` track their entities; without it they are errors.
+        Ages are measured at ``metrics_at`` (the run's time).
     """
     with ReadOnlySession(conn, dialect, statement_timeout, read_only) as session:
         run = SuiteRun(session, suite, dialect, now, history, history_key, metrics_at)
         run.connect = connect
+        run.entities = entities
         return run.run()
 
 
@@ -72,6 +97,7 @@ class SuiteRun:
         self.history = history
         self.history_key = history_key
         self.connect: Connect | None = None
+        self.entities: EntityTracking | None = None
         self.metrics_at = metrics_at or now
         self.suite = suite
         self.dialect = dialect
@@ -96,6 +122,8 @@ class SuiteRun:
             r = self.results.get(b.name)
             if r is not None and r.status in ("warn", "fail"):
                 self._sample(b, r)
+            if r is not None and b.check.entity is not None and r.status not in ("error", "skipped"):
+                self._track(b, r)
         ordered = [self.results[c.name] for _, c in self.suite.all_checks()]
         for r in ordered:
             r.sql = self.sql.get(r.name, [])
@@ -182,6 +210,60 @@ class SuiteRun:
             r.samples = [json_safe(dict(zip(names, row, strict=True))) for row in rows]
         self.sql.setdefault(b.name, []).append(sql)
         self.seconds[b.name] = self.seconds.get(b.name, 0.0) + time.perf_counter() - started
+
+    def _track(self, b: BoundCheck, r: CheckResult) -> None:
+        """Fetch the violating entities and advance them against the previous runs' (state store)."""
+        from airflow_opsflow.checks.compiler import entity_query
+        from airflow_opsflow.incidents.entities import Seen, key_text, to_amount, to_since, track
+        from airflow_opsflow.state.store import StateStoreError
+
+        rule = b.check.entity
+        assert rule is not None
+        if self.entities is None:
+            self._fail_tracking(r, "entity tracking keeps its state in the state store: set state_conn_id "
+                                   "(or [opsflow] state_conn_id)")
+            return
+        started = time.perf_counter()
+        seen: list[Seen] = []
+        complete = True
+        if r.violating_count:
+            sql = entity_query(b, self.dialect, rule.max_entities + 1)
+            self.sql.setdefault(b.name, []).append(sql)
+            try:
+                _, rows = self.session.query(sql)
+                k = len(rule.key)
+                for row in rows[: rule.max_entities]:
+                    extra = list(row[k:])
+                    amount = to_amount(extra.pop(0)) if rule.amount else None
+                    since = to_since(extra.pop(0)) if rule.since else None
+                    seen.append(Seen(key_text(json_safe(list(row[:k]))), amount, since))
+            except QueryError as e:
+                self._fail_tracking(r, f"fetching its entities ({', '.join(b.entity_columns)}) failed: {e}")
+                return
+            except (TypeError, ValueError) as e:
+                self._fail_tracking(r, f"reading its entities failed: {e}")
+                return
+            complete = len(rows) <= rule.max_entities
+        now = self.metrics_at or datetime.now(UTC)
+        subject = self.entities.subject(b.name)
+        try:
+            changes, report = track(self.entities.store.load(subject), seen, complete, self.entities.run_key,
+                                    now, rule)
+            self.entities.store.apply(subject, changes)
+        except StateStoreError as e:
+            self._fail_tracking(r, f"the state store failed: {e}")
+            return
+        r.entities = json_safe(report.to_dict())
+        r.message = report.text() + (f". {r.message}" if r.message else "")
+        if report.escalation and report.open and r.status in ("pass", "warn"):
+            r.status = "fail"
+            r.message += f". Escalated to error: {report.escalation}"
+        self.seconds[b.name] = self.seconds.get(b.name, 0.0) + time.perf_counter() - started
+
+    @staticmethod
+    def _fail_tracking(r: CheckResult, why: str) -> None:
+        r.status = "error"
+        r.message = f"entity tracking: {why}" + (f" (the check itself: {r.message})" if r.message else "")
 
     def _metric(self, b: BoundCheck, plan: Plan) -> None:
         from airflow_opsflow.monitors.metric import Bound, MetricError, run_metric

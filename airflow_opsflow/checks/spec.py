@@ -98,6 +98,10 @@ class UniqueCheck(CheckBase):
     def columns(self) -> list[str]:
         return list(self.columns_)
 
+    @property
+    def tracks_rows(self) -> bool:
+        return False  # its violations are groups of rows, not rows
+
     def default_name(self) -> str:
         return "unique_" + "_".join(self.columns_)
 

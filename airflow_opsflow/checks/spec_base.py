@@ -12,23 +12,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from airflow_opsflow.checks.entity_spec import EntitySpec
+from airflow_opsflow.checks.identifiers import check_identifier
+
 Severity = Literal["warn", "error"]
 OnEmpty = Literal["fail", "warn", "pass"]
 Scalar = int | float | str | date | datetime
 
-# Identifiers are always quoted by the compiler; these characters are refused outright so that a
-# name carrying SQL ("amount; drop table x") fails validation instead of reaching the database.
-_FORBIDDEN_IN_NAME = re.compile(r"[;'\"`\\\x00-\x1f]|--|/\*|\*/")
 _SHARE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
-
-
-def check_identifier(value: str, what: str) -> str:
-    value = value.strip()
-    if not value:
-        raise ValueError(f"{what} must not be empty")
-    if _FORBIDDEN_IN_NAME.search(value):
-        raise ValueError(f"{what} {value!r} is not a valid identifier (it contains SQL syntax)")
-    return value
 
 
 class Tolerance(BaseModel):
@@ -87,6 +78,8 @@ class CheckBase(BaseModel):
     :param sample_columns: columns shown in violating-row samples (default: the check's own columns and
         the table's ``sample_columns``); keep PII out of it.
     :param sample_limit: violating rows fetched for a failed check (0 disables samples).
+    :param entity: track the violating rows as entities across runs (new, still open, resolved, age,
+        SLA, money at stake): see :class:`~airflow_opsflow.checks.entity_spec.EntitySpec`.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -101,6 +94,7 @@ class CheckBase(BaseModel):
     on_empty: OnEmpty | None = None
     sample_columns: list[str] | None = None
     sample_limit: int | None = Field(default=None, ge=0, le=1000)
+    entity: EntitySpec | None = None
 
     @field_validator("fail_above", "warn_above", mode="before")
     @classmethod
@@ -119,12 +113,20 @@ class CheckBase(BaseModel):
         if not self.row_level and (self.fail_above or self.warn_above):
             raise ValueError(f"fail_above/warn_above do not apply to {self.kind} checks "  # type: ignore[attr-defined]
                              "(they count violating rows); use min/max")
+        if self.entity is not None and not self.tracks_rows:
+            raise ValueError(f"'entity' needs violating rows to track, and {self.kind} checks "  # type: ignore[attr-defined]
+                             "have none (use it on a row-level check such as 'sql' or 'expression')")
         return self
 
     @property
     def row_level(self) -> bool:
         """True when the check counts violating rows (thresholds and samples apply)."""
         return True
+
+    @property
+    def tracks_rows(self) -> bool:
+        """True when the violating rows themselves can be fetched (and tracked as entities)."""
+        return self.row_level
 
     def columns(self) -> list[str]:
         """Columns of the checked table the check needs (for validation and default samples)."""

@@ -15,7 +15,7 @@ MASK = "•••"
 class Alert:
     """One alert.
 
-    :param kind: the transition: ``new``, ``escalated``, ``reminder`` or ``resolved``.
+    :param kind: the transition: ``new``, ``escalated``, ``updated``, ``reminder`` or ``resolved``.
     :param result: the check result (``CheckResult.to_dict()``) of the run that caused the transition.
     :param links: label -> URL (the Airflow task log, the ticket...).
     """
@@ -46,9 +46,13 @@ class Alert:
         """One line saying what happened, for notifications and subjects."""
         subject = self.check_name + (f" [{self.entity_key}]" if self.entity_key else "")
         if self.kind == "resolved":
-            return _one_line(f"Resolved: {subject} ({self.where}) after {self.incident.occurrences} failing run(s)",
-                             250)
-        label = {"new": "", "escalated": "Escalated to ERROR: ", "reminder": "Still failing: "}[self.kind]
+            e = self.result.get("entities") or {}
+            noun = e.get("noun") if e.get("resolved") == 1 else e.get("plural")
+            cleared = f": {e['resolved']} {noun} resolved," if e.get("resolved") else ""
+            return _one_line(f"Resolved: {subject} ({self.where}){cleared} after {self.incident.occurrences} "
+                             "failing run(s)", 250)
+        label = {"new": "", "escalated": "Escalated to ERROR: ", "updated": "Update: ",
+                 "reminder": "Still failing: "}[self.kind]
         level = "ERROR" if self.severity == "error" else "WARN"
         detail = self.violations_text or self.result.get("message", "")
         # One line (an email subject cannot hold a newline; database errors often have several).
@@ -56,6 +60,9 @@ class Alert:
 
     @property
     def violations_text(self) -> str:
+        entities = self.result.get("entities")
+        if entities:
+            return str(entities.get("text") or "")
         count, share = self.result.get("violating_count"), self.result.get("violating_share")
         if not count or self.result.get("kind") == "metric":  # counts series, not rows: its message says it
             return str(self.result.get("message") or "")
@@ -70,7 +77,10 @@ class Alert:
             expected = f"{o['low']:,.6g} to {o['high']:,.6g} ({expected})"
             observed = f"{o['value']:,.6g} for {o['bucket']} (z {o['z']:+.1f})"
         out = [("Where", self.where), ("Expected", expected), ("Observed", observed)]
-        if r.get("violating_count") is not None and r.get("kind") != "metric":
+        entities = r.get("entities")
+        if entities:
+            out += _entity_facts(entities)
+        elif r.get("violating_count") is not None and r.get("kind") != "metric":
             out.append(("Violations", self.violations_text or "0"))
         if r.get("threshold"):
             out.append(("Threshold", str(r["threshold"])))
@@ -79,6 +89,30 @@ class Alert:
         if r.get("owner"):
             out.append(("Owner", str(r["owner"])))
         return out
+
+    def evidence(self, columns: list[str] | None = None, masked: tuple[str, ...] = (),
+                 limit: int = 5) -> tuple[str, list[str], list[list[str]]]:
+        """The table an alert shows, with its title: the open entities of a check tracking them (new ones
+        first in an update, else the oldest first), otherwise the sample of violating rows."""
+        entities = self.result.get("entities")
+        if entities and entities.get("listed") and self.kind != "resolved":
+            listed = list(entities["listed"])
+            if self.kind == "updated":
+                listed.sort(key=lambda e: e["state"] != "new")  # stable: oldest first within each
+            shown = listed[:limit]
+            key_name = str(entities.get("key_name") or "key")
+            header = [key_name, "state", "age"] + [c for c in ("amount", "past_sla") if c in shown[0]]
+            hidden = {m.lower() for m in masked}
+            rows = [[MASK if key_name.lower() in hidden else _short(e["key"], 40), e["state"], e["age"],
+                     *([f"{e['amount']:,.2f}" if e.get("amount") is not None else "NULL"] if "amount" in e else []),
+                     *((["yes" if e["past_sla"] else ""]) if "past_sla" in e else [])] for e in shown]
+            header = [h.replace("past_sla", "past SLA") for h in header]
+            order = "new first" if self.kind == "updated" else "oldest first"
+            return (f"Open {entities['plural']} ({order}, {len(rows)} of {entities.get('open', len(rows))})",
+                    header, rows)
+        header, rows = self.sample_table(columns, masked, limit)
+        total = self.result.get("violating_count") or len(self.result.get("samples") or [])
+        return f"Sample ({len(rows)} of {total})", header, rows
 
     def sample_table(self, columns: list[str] | None = None, masked: tuple[str, ...] = (),
                      limit: int = 5) -> tuple[list[str], list[list[str]]]:
@@ -90,6 +124,23 @@ class Alert:
         hidden = {m.lower() for m in masked}  # Snowflake says EMAIL where the DAG says email
         rows = [[MASK if c.lower() in hidden else _short(s.get(c), 40) for c in header] for s in samples[:limit]]
         return header, rows
+
+
+def _entity_facts(e: dict[str, Any]) -> list[tuple[str, str]]:
+    from airflow_opsflow.incidents.entities import age_text
+
+    out = [("Open", f"{e.get('open', 0)} {e['plural']}: {e.get('new', 0)} new, {e.get('still_open', 0)} still open"
+                    + (f", {e['resolved']} resolved this run" if e.get("resolved") else ""))]
+    if e.get("oldest_age_s") is not None and e.get("open"):
+        out.append(("Oldest", age_text(float(e["oldest_age_s"]))))
+    if e.get("sla_s") is not None:
+        out.append(("SLA", f"{age_text(float(e['sla_s']))}: {e.get('past_sla', 0)} past it"))
+    if e.get("at_stake") is not None:
+        out.append(("At stake", f"{e['at_stake']:,.2f}" + (f" ({e['new_at_stake']:,.2f} new)"
+                                                           if e.get("new_at_stake") else "")))
+    if e.get("escalation"):
+        out.append(("Escalation", str(e["escalation"])))
+    return out
 
 
 def _one_line(text: str, width: int) -> str:

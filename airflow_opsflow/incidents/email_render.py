@@ -12,7 +12,7 @@ def render(alert: Alert, sample_columns: list[str] | None = None, masked: tuple[
     """Return (subject, html, text)."""
     subject = f"[opsflow] {alert.headline}"
     facts = alert.facts() if alert.kind != "resolved" else [("Where", alert.where)]
-    header, rows = alert.sample_table(sample_columns, masked, sample_rows)
+    title, header, rows = alert.evidence(sample_columns, masked, sample_rows)
     description = alert.result.get("description")
 
     text_parts = [alert.headline, ""]
@@ -20,8 +20,7 @@ def render(alert: Alert, sample_columns: list[str] | None = None, masked: tuple[
         text_parts += [str(description), ""]
     text_parts += [f"{label}: {value}" for label, value in facts]
     if rows:
-        text_parts += ["", f"Sample ({len(rows)} of {alert.result.get('violating_count') or len(rows)}):",
-                       fixed_width(header, rows)]
+        text_parts += ["", f"{title}:", fixed_width(header, rows)]
     text_parts += ["", *(f"{label}: {url}" for label, url in alert.links.items() if url)]
 
     cell = 'style="padding:2px 8px;border:1px solid #ddd;text-align:left"'
@@ -31,7 +30,7 @@ def render(alert: Alert, sample_columns: list[str] | None = None, masked: tuple[
     html.append("<table>" + "".join(f"<tr><th {cell}>{escape(k)}</th><td {cell}>{escape(v)}</td></tr>"
                                    for k, v in facts) + "</table>")
     if rows:
-        html.append(f"<p>Sample ({len(rows)} of {alert.result.get('violating_count') or len(rows)}):</p>")
+        html.append(f"<p>{escape(title)}:</p>")
         html.append("<table><tr>" + "".join(f"<th {cell}>{escape(h)}</th>" for h in header) + "</tr>"
                     + "".join("<tr>" + "".join(f"<td {cell}>{escape(v)}</td>" for v in r) + "</tr>" for r in rows)
                     + "</table>")

@@ -27,10 +27,9 @@ def description(alert: Alert, sample_rows: int = 10) -> str:
     if alert.result.get("description"):
         parts.append(_escape(str(alert.result["description"])))
     parts.append("\n".join(f"||{label}|{_escape(value)}|" for label, value in alert.facts()))
-    header, rows = alert.sample_table(limit=sample_rows)
+    title, header, rows = alert.evidence(limit=sample_rows)
     if rows:
-        total = alert.result.get("violating_count") or len(rows)
-        parts.append(f"Sample ({len(rows)} of {total}):\n{{noformat}}\n{fixed_width(header, rows)}\n{{noformat}}")
+        parts.append(f"{_escape(title)}:\n{{noformat}}\n{fixed_width(header, rows)}\n{{noformat}}")
     links = [f"[{label}|{url}]" for label, url in alert.links.items() if url]
     if links:
         parts.append(" · ".join(links))
@@ -43,10 +42,14 @@ def comment(alert: Alert) -> str:
     """A follow-up: still failing, escalated, reopened, or resolved."""
     if alert.kind == "resolved":
         return f"(/) {_escape(alert.headline)}"
-    lead = {"new": "(!) The incident is back", "escalated": "(x) Escalated to ERROR",
+    lead = {"new": "(!) The incident is back", "escalated": "(x) Escalated to ERROR", "updated": "(+) Update",
             "reminder": "(i) Still failing"}[alert.kind]
     facts = "\n".join(f"* {label}: {_escape(value)}" for label, value in alert.facts())
-    return f"{lead}: {_escape(alert.violations_text or alert.result.get('message') or '')}\n{facts}"
+    text = f"{lead}: {_escape(alert.violations_text or alert.result.get('message') or '')}\n{facts}"
+    title, header, rows = alert.evidence(limit=10)
+    if rows and alert.result.get("entities"):  # which entities: the point of an update
+        text += f"\n\n{_escape(title)}:\n{{noformat}}\n{fixed_width(header, rows)}\n{{noformat}}"
+    return text
 
 
 def _escape(text: str) -> str:

@@ -14,7 +14,8 @@ optional entity key; never a run id or try number). Its life::
 * a run is counted once: observing one of the last 20 ``run_key`` again (a task retry, even after a
   later run) changes nothing and emits nothing, so a retried task never duplicates an alert.
 
-Alerts go out on transitions only: ``new``, ``escalated``, ``reminder``, ``resolved``.
+Alerts go out on transitions only: ``new``, ``escalated``, ``updated`` (an open incident of a check
+tracking entities saw new ones), ``reminder``, ``resolved``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 Status = Literal["pending", "open", "resolved"]
-TransitionKind = Literal["new", "escalated", "reminder", "resolved"]
+TransitionKind = Literal["new", "escalated", "updated", "reminder", "resolved"]
 SEVERITY_RANK = {"warn": 1, "error": 2}
 RECENT_RUNS = 20  # run keys remembered per incident, to ignore retries of recent runs
 
@@ -83,12 +84,14 @@ class Observation:
     :param severity: ``warn`` or ``error`` (for escalation).
     :param run_key: identifies the run (DAG run id); the same key observed twice counts once.
     :param summary: evidence to keep with the incident (counts, message, samples...).
+    :param news: something new failed within the incident (new entities): an open incident says so.
     """
 
     failing: bool
     severity: str = "error"
     run_key: str = ""
     summary: dict[str, Any] = field(default_factory=dict)
+    news: bool = False
 
 
 @dataclass(frozen=True)
@@ -134,7 +137,7 @@ def advance(current: Incident, obs: Observation, policy: Policy, now: datetime) 
     s = replace(current, recent_runs=(*current.recent_runs, obs.run_key)[-RECENT_RUNS:]) if obs.run_key else current
     if obs.failing:
         return _on_failure(s, obs, policy, now)
-    return _on_pass(s, policy, now)
+    return _on_pass(s, obs, policy, now)
 
 
 def _on_failure(s: Incident, obs: Observation, policy: Policy, now: datetime) -> tuple[Incident, list[Transition]]:
@@ -154,6 +157,9 @@ def _on_failure(s: Incident, obs: Observation, policy: Policy, now: datetime) ->
     if SEVERITY_RANK.get(obs.severity, 0) > SEVERITY_RANK.get(s.severity, 0):
         s = replace(s, severity=obs.severity, last_alert_at=now, failing_runs_since_alert=0)
         return s, [Transition("escalated", s.incident_id, now)]
+    if obs.news:
+        s = replace(s, last_alert_at=now, failing_runs_since_alert=0)
+        return s, [Transition("updated", s.incident_id, now)]
     if _reminder_due(s, policy, now):
         s = replace(s, last_alert_at=now, failing_runs_since_alert=0)
         return s, [Transition("reminder", s.incident_id, now)]
@@ -167,7 +173,7 @@ def _reminder_due(s: Incident, policy: Policy, now: datetime) -> bool:
     return by_runs or by_time
 
 
-def _on_pass(s: Incident, policy: Policy, now: datetime) -> tuple[Incident, list[Transition]]:
+def _on_pass(s: Incident, obs: Observation, policy: Policy, now: datetime) -> tuple[Incident, list[Transition]]:
     if s.status == "pending":  # never alerted: forget it quietly
         return replace(s, status="resolved", fail_streak=0, pass_streak=0, occurrences=0), []
     if s.status == "resolved":
@@ -175,5 +181,6 @@ def _on_pass(s: Incident, policy: Policy, now: datetime) -> tuple[Incident, list
     s = replace(s, pass_streak=s.pass_streak + 1, fail_streak=0)
     if s.pass_streak < policy.resolve_runs:
         return s, []
-    s = replace(s, status="resolved", resolved_at=now, last_alert_at=now)
+    # The resolving run's evidence (what cleared) replaces the failing one's.
+    s = replace(s, status="resolved", resolved_at=now, last_alert_at=now, summary=obs.summary or s.summary)
     return s, [Transition("resolved", s.incident_id, now)]

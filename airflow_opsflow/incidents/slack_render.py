@@ -9,7 +9,8 @@ from airflow_opsflow.incidents.alert import Alert, fixed_width
 
 MAX_BLOCKS = 50
 MAX_TEXT = 3000
-_ICON = {"new": ":rotating_light:", "escalated": ":red_circle:", "reminder": ":hourglass:",
+_ICON = {"new": ":rotating_light:", "escalated": ":red_circle:", "updated": ":heavy_plus_sign:",
+         "reminder": ":hourglass:",
          "resolved": ":white_check_mark:"}
 
 
@@ -26,11 +27,9 @@ def render(alert: Alert, sample_columns: list[str] | None = None, masked: tuple[
         facts = alert.facts()
         blocks.append({"type": "section", "fields": [
             {"type": "mrkdwn", "text": _cut(f"*{label}*\n{escape(value)}", 2000)} for label, value in facts[:10]]})
-        header, rows = alert.sample_table(sample_columns, masked, sample_rows)
+        title, header, rows = alert.evidence(sample_columns, masked, sample_rows)
         if rows:
-            total = alert.result.get("violating_count") or len(alert.result.get("samples") or [])
-            table = escape(fixed_width(header, rows))
-            blocks.append(_section(f"Sample ({len(rows)} of {total}):\n```{table}```"))
+            blocks.append(_section(f"{escape(title)}:\n```{escape(fixed_width(header, rows))}```"))
     links = [f"<{url}|{label}>" for label, url in alert.links.items() if url]
     if links:
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": _cut(" · ".join(links))}]})

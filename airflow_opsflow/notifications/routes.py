@@ -10,14 +10,15 @@ if TYPE_CHECKING:
     from airflow_opsflow.incidents.alert import Alert
     from airflow_opsflow.state.incidents import Delivery
 
-TRANSITIONS = ("new", "escalated", "reminder", "resolved")
+TRANSITIONS = ("new", "escalated", "updated", "reminder", "resolved")
 
 
 class AlertRoute:
     """Base of the alert routes.
 
     :param min_severity: the least severe incident this route hears about: ``warn`` (default) or ``error``.
-    :param transitions: which transitions it is told about (default all: new, escalated, reminder, resolved).
+    :param transitions: which transitions it is told about (default all: new, escalated, updated, reminder,
+        resolved).
     :param sample_columns: sample columns shown (default: those the check selected).
     :param mask_columns: sample columns shown as ``•••`` (PII).
     :param sample_rows: sample rows shown.

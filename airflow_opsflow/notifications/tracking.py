@@ -62,7 +62,7 @@ def track(results: list[CheckResult], run: TaskRun, routes: list[AlertRoute], po
         evidence["samples"] = evidence["samples"][:SAMPLES_KEPT]
         observations.append((subjects[fp], Observation(
             failing=r.status in ("warn", "fail"), severity="error" if r.status == "fail" else "warn",
-            run_key=run.run_id, summary=evidence)))
+            run_key=run.run_id, summary=evidence, news=bool(r.entities and r.entities.get("new")))))
     try:
         if resolve_unseen:
             for subject in repo.open_subjects(run.dag_id, run.task_key):

@@ -148,18 +148,21 @@ class DataCheckOperator(BaseOperator):
             raise AirflowFailException(str(e)) from None
         hook = get_db_hook(self.conn_id, self._where_am_i())
         dialect = dialect_of(hook, self.dialect)
-        history, store = None, None
-        if any(c.kind == "metric" for _, c in suite.all_checks()):  # type: ignore[attr-defined]
+        history, store, entities = None, None, None
+        stateful = [c for _, c in suite.all_checks() if c.kind == "metric" or c.entity]  # type: ignore[attr-defined]
+        if stateful:
             from airflow_opsflow.hooks.state import state_store
+            from airflow_opsflow.state.entities import EntityRepo
             from airflow_opsflow.state.metrics import MetricRepo
 
             store = state_store(self.state_conn_id, self._where_am_i())
             history = MetricRepo(store)
+            entities = self._entity_tracking(EntityRepo(store), context)
         conn = hook.get_conn()
         try:
             return run_suite(conn, suite, dialect, statement_timeout=self.statement_timeout,
                              read_only=self.read_only, history=history, history_key=self._history_key(context),
-                             metrics_at=_run_time(context), connect=self._connect)
+                             metrics_at=_run_time(context), connect=self._connect, entities=entities)
         finally:
             conn.close()
             if store is not None:
@@ -171,6 +174,19 @@ class DataCheckOperator(BaseOperator):
 
         hook = get_db_hook(conn_id or self.conn_id, self._where_am_i())
         return hook.get_conn, dialect_of(hook, None if conn_id else self.dialect)
+
+    def _entity_tracking(self, repo: Any, context: Context | None) -> Any:
+        """Entities belong to the check's incident (DAG, task, map index, check); a retry of a run reports
+        the entities that run found new as new again."""
+        from airflow_opsflow.checks.runner import EntityTracking
+        from airflow_opsflow.incidents.lifecycle import fingerprint
+        from airflow_opsflow.notifications.tracking import TaskRun
+
+        if context is not None:
+            run = TaskRun.of(context["ti"])
+        else:  # run_checks() outside a task: every call is its own run
+            run = TaskRun(self.dag_id if self.has_dag() else "-", self.task_id, datetime.now().isoformat())
+        return EntityTracking(repo, run.run_id, lambda check: fingerprint(run.dag_id, run.task_key, check))
 
     def _history_key(self, context: Context | None) -> str:
         """Metric histories belong to the DAG and task (and map index): a retry or the next run finds them."""

@@ -16,7 +16,7 @@ import sqlglot
 if TYPE_CHECKING:
     from airflow_opsflow.state.store import StateStore
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _TABLES = {
     "schema_version": """
@@ -120,6 +120,21 @@ _TABLES = {
         updated_at VARCHAR(32) NOT NULL,
         PRIMARY KEY (series_id, bucket)
     """,
+    # One row per (check, entity) a per-entity check tracks: open ones, and those the last run resolved
+    # (kept so that a retry of that run reports the same). Keys are JSON arrays of the key values.
+    "entity_state": """
+        subject VARCHAR(64) NOT NULL,
+        entity_key VARCHAR(512) NOT NULL,
+        status VARCHAR(8) NOT NULL,
+        first_seen VARCHAR(32) NOT NULL,
+        first_run VARCHAR(250) NOT NULL,
+        since VARCHAR(40),
+        amount DOUBLE PRECISION,
+        resolved_at VARCHAR(32),
+        resolved_run VARCHAR(250),
+        updated_at VARCHAR(32) NOT NULL,
+        PRIMARY KEY (subject, entity_key)
+    """,
 }
 # Columns added to an existing table by a later schema version: (table, column, type).
 _ADDED = {3: [("sync_keys", "write_id", "VARCHAR(32)")]}
@@ -135,7 +150,8 @@ _INDEXES = {"deliveries": ("deliveries_pending", "fingerprint, status"),
 _PARTIAL = {"sync_keys": ("sync_id", "status <> 'ok'")}
 # Keys compare byte-wise on PostgreSQL: the key index is hot during a sync, and a locale's collation
 # costs several times more per comparison for nothing (keys are never sorted for people).
-_BYTEWISE = {"sync_keys": ("sync_id", "key_text"), "sync_meta": ("sync_id",), "sync_marks": ("sync_id",)}
+_BYTEWISE = {"sync_keys": ("sync_id", "key_text"), "sync_meta": ("sync_id",), "sync_marks": ("sync_id",),
+             "entity_state": ("subject", "entity_key")}
 
 
 _MYSQL_BINARY = "DEFAULT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
@@ -199,4 +215,8 @@ def _v4(store: StateStore, dialect: str) -> list[str]:
     return [*ddl(store, "metric_series", dialect), *ddl(store, "metric_points", dialect)]
 
 
-MIGRATIONS: dict[int, Callable[[StateStore, str], list[str]]] = {1: _v1, 2: _v2, 3: _v3, 4: _v4}
+def _v5(store: StateStore, dialect: str) -> list[str]:
+    return ddl(store, "entity_state", dialect)
+
+
+MIGRATIONS: dict[int, Callable[[StateStore, str], list[str]]] = {1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5}

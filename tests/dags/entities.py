@@ -1,0 +1,38 @@
+"""Test DAG: stuck deliveries tracked one by one across runs, alerted in Slack and ticketed in Jira."""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import DAG, Param
+
+from airflow_opsflow.notifications.jira import JiraTicket
+from airflow_opsflow.notifications.slack import SlackAlert
+from airflow_opsflow.operators.data_check import DataCheckOperator
+
+with DAG("test_entities", schedule=None, start_date=pendulum.datetime(2024, 1, 1, tz="UTC"), catchup=False,
+         params={"conn_id": Param("opsflow_sqlite", type="string")}) as dag:
+    DataCheckOperator(
+        task_id="deliveries",
+        conn_id="{{ params.conn_id }}",
+        checks="""
+        - kind: sql
+          name: stuck_deliveries
+          description: parcels with the carrier for more than a day
+          owner: logistics-ops
+          severity: warn
+          sql: >
+            SELECT delivery_id, customer, value_eur, shipped_at FROM deliveries
+            WHERE status = 'in_transit'
+              AND shipped_at < '{{ data_interval_end.subtract(hours=24).strftime('%Y-%m-%d %H:%M:%S') }}'
+          entity:
+            key: delivery_id
+            amount: value_eur
+            since: shipped_at
+            sla: 48h
+            noun: stuck delivery
+        """,
+        alerts=[SlackAlert(conn_id="slack_api_default", channel="#ops"),
+                JiraTicket(project="OPS", conn_id="opsflow_jira", unconfirmed_create_wait=5)],
+        retries=1,
+        retry_delay=pendulum.duration(seconds=0),
+    )
