@@ -192,3 +192,48 @@ def test_a_v2_sync_state_is_upgraded_in_place(db: Database, connect: Callable[[]
     repo.mark([("w2", "upsert", ["Ab"], None)])
     assert repo.resolve_marks() == 1 and repo.lookup(["Ab"])["Ab"].status == "pending"
     store.close()
+
+
+def test_a_v3_store_gains_metric_history_and_entities(db: Database, connect: Callable[[], Any]) -> None:
+    # v4 adds the metric history, v5 the per-entity state; an incident kept from v3 survives both.
+    from datetime import timedelta
+
+    from airflow_opsflow.incidents.entities import Changes, Tracked
+    from airflow_opsflow.monitors.detect import Point
+    from airflow_opsflow.monitors.metric import Series
+    from airflow_opsflow.state.entities import EntityRepo
+    from airflow_opsflow.state.metrics import MetricRepo
+
+    if db.name in ("postgres", "mariadb"):
+        db.execute("DROP TABLE IF EXISTS opsflow_sync_keys, opsflow_sync_meta, opsflow_sync_marks, "
+                   "opsflow_metric_series, opsflow_metric_points, opsflow_entity_state")
+    old = StateStore(connect, db.dialect)
+    with old._raw_transaction() as cur:
+        for statement in ddl(old, "schema_version", db.dialect):
+            cur.execute(statement)
+        for version in (1, 2, 3):
+            for statement in MIGRATIONS[version](old, db.dialect):
+                cur.execute(statement)
+        old._set_version(cur, 3)
+    IncidentRepo(old).record([(SUBJECT, Observation(True, "error", "run1"))], Policy(), ["slack"])
+    old.close()
+
+    store = StateStore(connect, db.dialect)
+    assert store.migrate() == SCHEMA_VERSION == 5
+    assert IncidentRepo(store).get(FP).status == "open"  # type: ignore[union-attr]
+    series = Series("dag/task/orders", ("DE",))
+    day = datetime(2026, 3, 2, tzinfo=UTC)
+    MetricRepo(store).save(series.key, [(series, Point(day + timedelta(days=i), 10.0 + i, None, False, False))
+                                        for i in range(3)])
+    loaded = MetricRepo(store).load([series], day + timedelta(days=10), 2, "UTC")[series.series_id]
+    assert [p.value for p in loaded] == [11.0, 12.0]
+    repo = EntityRepo(store)
+    opened = [Tracked(k, "open", day, "run1", None, 1.5) for k in ('["Ab"]', '["ab"]')]  # keys are case-exact
+    repo.apply(FP, Changes(upsert=opened))
+    repo.apply(FP, Changes(upsert=[Tracked('["ab"]', "resolved", day, "run1", None, 1.5, day, "run2")]))
+    state = repo.load(FP)
+    assert {k: t.status for k, t in state.items()} == {'["Ab"]': "open", '["ab"]': "resolved"}
+    assert state['["Ab"]'].first_seen == day and state['["Ab"]'].amount == 1.5
+    repo.apply(FP, Changes(delete=['["ab"]']))
+    assert list(repo.load(FP)) == ['["Ab"]']
+    store.close()
