@@ -51,6 +51,8 @@ bench: venv db-binaries
 	$(PY) bench/checks.py
 	$(PY) bench/tickets.py
 	$(PY) bench/sync.py
+	$(PY) bench/anomaly.py
+	$(PY) bench/reconcile.py
 
 clean:
 	rm -rf $(VENV) .bench .demo build dist *.egg-info

@@ -54,3 +54,56 @@ def test_payments_and_deliveries_scenario(db: Database, fake_slack: FakeSlack, f
     replies = [m for m in fake_slack.messages("#ops") if m.is_reply]
     assert len(replies) == 5 and all((m.text or "").startswith(":white_check_mark: Resolved") for m in replies)
     assert len(fake_jira.issues) == 4 and all(t.status_category == "done" for t in fake_jira.issues)
+
+
+monitors = load_module(EXAMPLES / "business_monitors.py")
+
+
+def test_business_monitors_scenario(sqlite_db: Database, pg_db: Database, fake_slack: FakeSlack,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Orders and revenue judged against 8 weeks of backfilled history, failed payments followed one by one,
+    and the ledger (SQLite) reconciled against the warehouse's settlements (PostgreSQL)."""
+    from datetime import UTC, datetime
+
+    import pendulum
+
+    from airflow_opsflow.testing.sample_metrics import seed_orders, seed_settlements
+
+    monkeypatch.setenv("AIRFLOW__OPSFLOW__STATE_CONN_ID", sqlite_db.conn_id)
+    now = datetime.now(UTC).replace(microsecond=0)
+    seed(sqlite_db.conn, now=now.replace(tzinfo=None), problems=True)
+    seed_orders(sqlite_db.conn, now=now, drop=True)
+    seed_settlements(pg_db.conn, sqlite_db.conn, breaks=True)
+    conf = {"conn_id": sqlite_db.conn_id, "warehouse_conn_id": pg_db.conn_id}
+    run = run_dag(monitors.dag, conf=conf, logical_date=pendulum.instance(now))
+    assert run.task_states == {"daily_metrics": "failed", "failed_payments": "failed",
+                               "ledger_vs_settlements": "failed"}
+
+    metrics = results_by_name(run.xcom("daily_metrics", key="results"))
+    orders = metrics["orders_per_day"]
+    assert orders["status"] == "fail" and "below the expected" in orders["message"]
+    assert orders["observed"]["value"] < 0.5 * orders["observed"]["expected"]
+    revenue = metrics["revenue_per_day_by_country"]
+    assert revenue["status"] == "fail" and {s["country"] for s in revenue["samples"]} == {"DE", "FR", "NL"}
+    assert metrics["orders_loaded_by_6"]["status"] == "pass"
+
+    payments = results_by_name(run.xcom("failed_payments", key="results"))["failed_payments"]
+    e = payments["entities"]
+    assert e["new"] == payments["violating_count"] > 6 and e["still_open"] == 0
+    assert e["past_sla"] > 0 and payments["status"] == "fail"  # escalated: some failed days ago
+    assert "new failed payments" in e["text"] and "at stake" in e["text"]
+
+    books = results_by_name(run.xcom("ledger_vs_settlements", key="results"))["ledger_vs_settlements"]
+    assert books["violating_count"] == 3
+    assert sorted(s["difference"].split(":")[0] for s in books["samples"]) == [
+        "amount", "only on ledger", "only on processor"]
+
+    alerts = fake_slack.messages("#finance-ops")
+    assert len(alerts) == 4  # the two metrics, the failed payments, the books
+    texts = " ".join(m.text or "" for m in alerts)
+    for check in ("orders_per_day", "revenue_per_day_by_country", "failed_payments", "ledger_vs_settlements"):
+        assert check in texts
+
+    again = run_dag(monitors.dag, conf=conf, logical_date=pendulum.instance(now))  # a manual re-run
+    assert results_by_name(again.xcom("failed_payments", key="results"))["failed_payments"]["entities"]["new"] == 0
+    assert len(fake_slack.messages("#finance-ops")) == 4  # nothing new: quiet

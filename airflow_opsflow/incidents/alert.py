@@ -76,13 +76,15 @@ class Alert:
         if r.get("kind") == "metric" and isinstance(o, dict) and o.get("low") is not None:
             expected = f"{o['low']:,.6g} to {o['high']:,.6g} ({expected})"
             observed = f"{o['value']:,.6g} for {o['bucket']} (z {o['z']:+.1f})"
-        out = [("Where", self.where), ("Expected", expected), ("Observed", observed)]
+        out = [("Where", self.where), ("Expected", expected)]
         entities = r.get("entities")
-        if entities:
+        if entities:  # the entity facts say what the count would (Slack shows 10 fields: keep it short)
             out += _entity_facts(entities)
-        elif r.get("violating_count") is not None and r.get("kind") != "metric":
-            out.append(("Violations", self.violations_text or "0"))
-        if r.get("threshold"):
+        else:
+            out.append(("Observed", observed))
+            if r.get("violating_count") is not None and r.get("kind") != "metric":
+                out.append(("Violations", self.violations_text or "0"))
+        if r.get("threshold") and not entities:
             out.append(("Threshold", str(r["threshold"])))
         if inc.first_seen:
             out.append(("Since", f"{inc.first_seen:%Y-%m-%d %H:%M} UTC, {inc.occurrences} failing run(s)"))
@@ -136,8 +138,8 @@ def _entity_facts(e: dict[str, Any]) -> list[tuple[str, str]]:
     if e.get("sla_s") is not None:
         out.append(("SLA", f"{age_text(float(e['sla_s']))}: {e.get('past_sla', 0)} past it"))
     if e.get("at_stake") is not None:
-        out.append(("At stake", f"{e['at_stake']:,.2f}" + (f" ({e['new_at_stake']:,.2f} new)"
-                                                           if e.get("new_at_stake") else "")))
+        partly_new = e.get("new_at_stake") and e["new_at_stake"] != e["at_stake"]
+        out.append(("At stake", f"{e['at_stake']:,.2f}" + (f" ({e['new_at_stake']:,.2f} new)" if partly_new else "")))
     if e.get("escalation"):
         out.append(("Escalation", str(e["escalation"])))
     return out

@@ -134,7 +134,7 @@ class FakeSlack(LocalHTTPService):
 
     :param token: the accepted bot token(s); anything else gets ``invalid_auth``.
     :param channels: ``{"name": "C...ID"}``; default :data:`DEFAULT_CHANNELS` (general, alerts, data-quality,
-        ops, random).
+        ops, finance-ops, random).
     """
 
     service_name = "fake-slack"

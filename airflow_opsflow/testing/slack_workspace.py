@@ -45,6 +45,7 @@ DEFAULT_CHANNELS = {
     "alerts": "C0ALERTS",
     "data-quality": "C0DATAQUALITY",
     "ops": "C0OPS",
+    "finance-ops": "C0FINANCEOPS",
     "random": "C0RANDOM",
 }
 

@@ -1,0 +1,86 @@
+"""Sample data for the monitors: an ``orders`` history with weekly seasonality, and a processor's
+``settlements`` for the sample payments (on another connection) to reconcile against.
+
+Deterministic for a given ``now``. Planted problems:
+
+* ``seed_orders(drop=True)``: yesterday (a Europe/Berlin day) has 40 % of its usual orders;
+* ``seed_settlements(breaks=True)``: one succeeded payment was never settled, one was settled 1.00 short,
+  and one settlement (id 99999) matches no payment.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+BERLIN = ZoneInfo("Europe/Berlin")
+_WEEKDAY_ORDERS = (230, 215, 210, 220, 240, 150, 120)  # Monday .. Sunday
+_COUNTRIES = ("DE", "DE", "DE", "FR", "NL")
+
+
+def _mark(conn: Any) -> str:
+    return "?" if type(conn).__module__.split(".")[0] in ("sqlite3", "_sqlite3") else "%s"
+
+
+def seed_orders(conn: Any, now: datetime | None = None, days: int = 91, drop: bool = True) -> int:
+    """(Re)create ``orders`` with ``days`` Berlin days of history up to ``now`` (UTC timestamps, naive) and
+    today's orders so far. Returns the number of rows."""
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    today = now.astimezone(BERLIN).date()
+    rnd = random.Random(7)
+    rows: list[tuple[Any, ...]] = []
+    for back in range(days, -1, -1):
+        day = today - timedelta(days=back)
+        start = datetime(day.year, day.month, day.day, tzinfo=BERLIN).astimezone(UTC)
+        length = (datetime.combine(day + timedelta(days=1), datetime.min.time(), BERLIN).astimezone(UTC) - start)
+        growth = math.exp(0.002 * (days - back))  # ~ +6 % a month
+        count = round(_WEEKDAY_ORDERS[day.weekday()] * growth * rnd.gauss(1, 0.03))
+        if drop and back == 1:
+            count = round(count * 0.4)
+        for _ in range(count):
+            at = start + timedelta(seconds=rnd.uniform(0, length.total_seconds()))
+            if at >= now - timedelta(minutes=1):
+                continue  # today's orders so far only
+            rows.append((len(rows) + 1, rnd.randint(1, 200), Decimal(str(round(rnd.uniform(15, 180), 2))),
+                         rnd.choice(_COUNTRIES), at.replace(tzinfo=None, microsecond=0).isoformat(sep=" ")))
+    if _mark(conn) == "?":  # sqlite3 binds no Decimal
+        rows = [(*r[:2], str(r[2]), *r[3:]) for r in rows]
+    cur = conn.cursor()
+    cur.execute("DROP TABLE IF EXISTS orders")
+    cur.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, customer_id INTEGER, amount NUMERIC(12,2), "
+                "country VARCHAR(2), created_at TIMESTAMP)")
+    m = _mark(conn)
+    cur.executemany(f"INSERT INTO orders VALUES ({m}, {m}, {m}, {m}, {m})", rows)  # noqa: S608 - our own table
+    conn.commit()
+    cur.close()
+    return len(rows)
+
+
+def seed_settlements(warehouse: Any, ops: Any, breaks: bool = True) -> int:
+    """(Re)create ``settlements`` on the ``warehouse`` connection from the succeeded ``payments`` of the
+    ``ops`` connection (see :func:`airflow_opsflow.testing.sample_data.seed`). Returns the number of rows."""
+    cur = ops.cursor()
+    cur.execute("SELECT id, amount, currency FROM payments WHERE status = 'succeeded' ORDER BY id")
+    paid = [(int(i), Decimal(str(a)), c) for i, a, c in cur.fetchall()]
+    cur.close()
+    rows: list[tuple[Any, ...]] = [(i, a, c, "paid") for i, a, c in paid]
+    if breaks:
+        rows.pop()  # the newest succeeded payment was never settled
+        i, a, c, s = rows[10]
+        rows[10] = (i, a - Decimal("1.00"), c, s)  # settled 1.00 short
+        rows.append((99999, Decimal("42.00"), "EUR", "paid"))  # a settlement for no payment
+    if _mark(warehouse) == "?":
+        rows = [(i, str(a), c, s) for i, a, c, s in rows]
+    cur = warehouse.cursor()
+    cur.execute("DROP TABLE IF EXISTS settlements")
+    cur.execute("CREATE TABLE settlements (payment_id INTEGER PRIMARY KEY, settled_amount NUMERIC(12,2), "
+                "currency VARCHAR(3), status VARCHAR(20))")
+    m = _mark(warehouse)
+    cur.executemany(f"INSERT INTO settlements VALUES ({m}, {m}, {m}, {m})", rows)  # noqa: S608 - our own table
+    warehouse.commit()
+    cur.close()
+    return len(rows)
