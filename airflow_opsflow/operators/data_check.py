@@ -48,7 +48,8 @@ class DataCheckOperator(BaseOperator):
         resolves, not on every failing run. Needs a state database (``state_conn_id``).
     :param incident_policy: when incidents open, remind and resolve (an ``IncidentPolicy`` or its fields as
         a dict: ``pending_runs``, ``resolve_runs``, ``remind_every_runs``, ``remind_every``).
-    :param state_conn_id: the state database (default ``[opsflow] state_conn_id``).
+    :param state_conn_id: the state database (default ``[opsflow] state_conn_id``): incidents, metric
+        history (``metric`` checks) and tracked entities (checks with ``entity``) live there.
     :param on_alert_error: ``fail`` (default: the task fails, and its retry re-sends only what is still
         pending) or ``warn`` (logged, task result unchanged) when an alert cannot be delivered. The
         incident state is kept either way.
