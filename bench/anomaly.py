@@ -36,10 +36,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from _doc import write_section  # noqa: E402
+
 from airflow_opsflow.monitors.detect import Detection, Point, judge  # noqa: E402
 
-DOC = REPO / "docs" / "benchmarks.md"
-START, END = "<!-- bench:anomaly:start -->", "<!-- bench:anomaly:end -->"
 SIZES = (3, 4, 5, 6)
 WARMUP = 98
 ADAPTING = 2  # days after a level shift's onset that are neither normal nor anomalous (see the docstring)
@@ -188,17 +188,6 @@ def report(results: dict[str, Score], n_series: int, days: int, seed: int) -> st
     return "\n".join(lines)
 
 
-def write_doc(text: str) -> None:
-    doc = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    block = f"{START}\n{text}\n{END}"
-    if START in doc:
-        head, rest = doc.split(START, 1)
-        doc = head + block + rest.split(END, 1)[1]
-    else:
-        doc = doc.rstrip() + "\n\n## Anomaly detection\n\n" + block + "\n"
-    DOC.write_text(doc)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--series", type=int, default=120)
@@ -212,7 +201,7 @@ def main() -> None:
     text = report(results, args.series, args.days, args.seed)
     print(text)
     if not args.no_doc:
-        write_doc(text)
+        write_section("anomaly", text, "Anomaly detection")
 
 
 if __name__ == "__main__":

@@ -33,8 +33,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-DOC = REPO / "docs" / "benchmarks.md"
-START, END = "<!-- bench:reconcile:start -->", "<!-- bench:reconcile:end -->"
+from _doc import write_section  # noqa: E402
+
 SPEC = {
     "kind": "reconcile", "name": "ledger_vs_settlements",
     "left": {"conn_id": "ledger", "table": "payments", "label": "ledger"},
@@ -168,17 +168,6 @@ def report(runs: dict[str, list[dict[str, Any]]], keys: int, planted: dict[str, 
     return "\n".join(lines)
 
 
-def write_doc(text: str) -> None:
-    doc = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    block = f"{START}\n{text}\n{END}"
-    if START in doc:
-        head, rest = doc.split(START, 1)
-        doc = head + block + rest.split(END, 1)[1]
-    else:
-        doc = doc.rstrip() + "\n\n## Reconciliation\n\n" + block + "\n"
-    DOC.write_text(doc)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--keys", type=int, default=1_000_000)
@@ -215,7 +204,7 @@ def main() -> None:
     text = report(runs, args.keys, planted, pg)
     print(text)
     if not args.no_doc:
-        write_doc(text)
+        write_section("reconcile", text, "Reconciliation")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import _doc
 import _sync_peers
 import _tpch
 import psycopg2
@@ -37,11 +38,10 @@ from _quiet import OtherLoad, postmaster_of
 from _sync_sink import Sink
 
 REPO = Path(__file__).resolve().parents[1]
-BENCH_DIR, DOC = REPO / ".bench", REPO / "docs" / "benchmarks.md"
+BENCH_DIR = REPO / ".bench"
 LOGS = BENCH_DIR / "logs"
 DRIVER = Path(__file__).resolve().parent / "_sync_opsflow.py"
 PG_SETTINGS = {"shared_buffers": "2GB", "wal_level": "minimal", "max_wal_senders": "0"}
-START, END = "<!-- bench:sync:start -->", "<!-- bench:sync:end -->"
 
 
 def say(message: str) -> None:
@@ -188,17 +188,6 @@ def targets(ours: list[dict[str, Any]], peers: list[dict[str, Any]]) -> str:
     return "Targets (issue 5), this run: " + "; ".join(out) + "."
 
 
-def write_section(body: str) -> None:
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    section = f"{START}\n{body.rstrip()}\n{END}"
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        text = head + section + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    DOC.write_text(text)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -235,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
              f"down). Medians of {args.repeats} (full peer syncs once). Other processes used {other_cpu:.0f} "
              f"CPU-seconds during the run; whole benchmark {time.monotonic() - began:.0f} s."]
     body = report(ours, peers, facts)
-    write_section(body)
+    _doc.write_section("sync", body, "Reverse sync")
     print(body)
     return 0
 

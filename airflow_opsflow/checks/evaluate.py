@@ -75,17 +75,11 @@ def evaluate(b: BoundCheck, m: dict[str, Any], now: datetime | None = None) -> C
     r.rows_checked = None if isinstance(c, SqlCheck) else rows
     total = rows or 0
 
-    fail_tol, warn_tol = c.fail_tolerance(), c.warn_tolerance()
-    applied = fail_tol or warn_tol
-    if fail_tol is not None and fail_tol.exceeded(violations, total):
-        r.status, applied = "fail", fail_tol
-    elif warn_tol is not None and warn_tol.exceeded(violations, total):
-        r.status, applied = "warn", warn_tol
-    r.threshold = f"at most {applied}" if applied else None
+    r.status, r.threshold = c.judge_violations(violations, total)
     if violations:
         share = f" ({r.violating_share:.2%} of {rows})" if r.violating_share is not None else ""
         r.message = f"{violations} violating rows{share}" + (
-            "" if r.status != "pass" else f", within tolerance ({applied})")
+            "" if r.status != "pass" else f", within tolerance ({r.threshold})")
     return r
 
 

@@ -144,3 +144,14 @@ class CheckBase(BaseModel):
         if self.severity == "warn":
             return self.warn_above or Tolerance(count=0)
         return self.warn_above
+
+    def judge_violations(self, violations: int, total: int) -> tuple[Literal["pass", "warn", "fail"], str | None]:
+        """The status for ``violations`` out of ``total`` rows (or keys), and the threshold text that
+        decided it (or the one that applied, when it passed)."""
+        fail_tol, warn_tol = self.fail_tolerance(), self.warn_tolerance()
+        if fail_tol is not None and fail_tol.exceeded(violations, total):
+            return "fail", f"at most {fail_tol}"
+        if warn_tol is not None and warn_tol.exceeded(violations, total):
+            return "warn", f"at most {warn_tol}"
+        applied = fail_tol or warn_tol
+        return "pass", f"at most {applied}" if applied else None

@@ -372,13 +372,7 @@ def _result(c: ReconcileCheck, left: _Side, right: _Side, t: _Tally) -> CheckRes
         parts.append(f"{t.duplicates} duplicate keys")
     if left.null_keys or right.null_keys:
         parts.append(f"{left.null_keys + right.null_keys} rows with a NULL key")
-    fail_tol, warn_tol = c.fail_tolerance(), c.warn_tolerance()
-    applied = fail_tol or warn_tol
-    if fail_tol is not None and fail_tol.exceeded(violations, keys):
-        r.status, applied = "fail", fail_tol
-    elif warn_tol is not None and warn_tol.exceeded(violations, keys):
-        r.status, applied = "warn", warn_tol
-    r.threshold = f"at most {applied}" if applied else None
+    r.status, r.threshold = c.judge_violations(violations, keys)
     if groups_off:
         first = ", ".join(f"{k}={v}" for k, v in groups_off[0].items())
         parts.append(f"{len(groups_off)} of {len(t.groups)} groups off (first: {first})")
@@ -386,7 +380,7 @@ def _result(c: ReconcileCheck, left: _Side, right: _Side, t: _Tally) -> CheckRes
             r.status = violated
     r.message = (f"{keys} keys: " + "; ".join(parts)) if parts else f"{keys} keys agree"
     if parts and r.status == "pass":
-        r.message += f" (within tolerance: {applied})"
+        r.message += f" (within tolerance: {r.threshold})"
     return r
 
 

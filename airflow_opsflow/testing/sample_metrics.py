@@ -47,17 +47,8 @@ def seed_orders(conn: Any, now: datetime | None = None, days: int = 91, drop: bo
                 continue  # today's orders so far only
             rows.append((len(rows) + 1, rnd.randint(1, 200), Decimal(str(round(rnd.uniform(15, 180), 2))),
                          rnd.choice(_COUNTRIES), at.replace(tzinfo=None, microsecond=0).isoformat(sep=" ")))
-    if _mark(conn) == "?":  # sqlite3 binds no Decimal
-        rows = [(*r[:2], str(r[2]), *r[3:]) for r in rows]
-    cur = conn.cursor()
-    cur.execute("DROP TABLE IF EXISTS orders")
-    cur.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, customer_id INTEGER, amount NUMERIC(12,2), "
-                "country VARCHAR(2), created_at TIMESTAMP)")
-    m = _mark(conn)
-    cur.executemany(f"INSERT INTO orders VALUES ({m}, {m}, {m}, {m}, {m})", rows)  # noqa: S608 - our own table
-    conn.commit()
-    cur.close()
-    return len(rows)
+    return _replace(conn, "orders", "id INTEGER PRIMARY KEY, customer_id INTEGER, amount NUMERIC(12,2), "
+                    "country VARCHAR(2), created_at TIMESTAMP", rows)
 
 
 def seed_settlements(warehouse: Any, ops: Any, breaks: bool = True) -> int:
@@ -73,14 +64,18 @@ def seed_settlements(warehouse: Any, ops: Any, breaks: bool = True) -> int:
         i, a, c, s = rows[10]
         rows[10] = (i, a - Decimal("1.00"), c, s)  # settled 1.00 short
         rows.append((99999, Decimal("42.00"), "EUR", "paid"))  # a settlement for no payment
-    if _mark(warehouse) == "?":
-        rows = [(i, str(a), c, s) for i, a, c, s in rows]
-    cur = warehouse.cursor()
-    cur.execute("DROP TABLE IF EXISTS settlements")
-    cur.execute("CREATE TABLE settlements (payment_id INTEGER PRIMARY KEY, settled_amount NUMERIC(12,2), "
-                "currency VARCHAR(3), status VARCHAR(20))")
-    m = _mark(warehouse)
-    cur.executemany(f"INSERT INTO settlements VALUES ({m}, {m}, {m}, {m})", rows)  # noqa: S608 - our own table
-    warehouse.commit()
+    return _replace(warehouse, "settlements", "payment_id INTEGER PRIMARY KEY, settled_amount NUMERIC(12,2), "
+                    "currency VARCHAR(3), status VARCHAR(20)", rows)
+
+
+def _replace(conn: Any, table: str, columns: str, rows: list[tuple[Any, ...]]) -> int:
+    m = _mark(conn)
+    if m == "?":  # sqlite3 binds no Decimal
+        rows = [tuple(str(v) if isinstance(v, Decimal) else v for v in r) for r in rows]
+    cur = conn.cursor()
+    cur.execute(f"DROP TABLE IF EXISTS {table}")
+    cur.execute(f"CREATE TABLE {table} ({columns})")
+    cur.executemany(f"INSERT INTO {table} VALUES ({', '.join([m] * len(rows[0]))})", rows)  # noqa: S608 - ours
+    conn.commit()
     cur.close()
     return len(rows)
