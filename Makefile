@@ -6,7 +6,7 @@ PYTHON ?= python3
 STAMP := $(VENV)/.installed
 APT_GET := $(shell [ "$$(id -u)" = 0 ] && echo apt-get || echo sudo apt-get)
 
-.PHONY: demo test lint unit bench venv build-deps db-binaries clean
+.PHONY: demo test lint unit bench venv build-deps db-binaries dbt clean
 
 venv: $(STAMP)
 
@@ -22,6 +22,17 @@ $(STAMP): pyproject.toml | build-deps
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $@
+
+# dbt-core in its own virtualenv (its pins differ from Airflow's): the dbt example DAG and its test run it.
+# 1.12 fetches its parser from GitHub at install time, so stay below it.
+DBT_VENV ?= .venv-dbt
+$(DBT_VENV)/.installed:
+	@[ -x $(DBT_VENV)/bin/python ] || $(PYTHON) -m venv $(DBT_VENV)
+	$(DBT_VENV)/bin/python -m pip install -q --upgrade pip
+	$(DBT_VENV)/bin/python -m pip install -q "dbt-core>=1.8,<1.12" "dbt-postgres>=1.8,<1.12"
+	@touch $@
+
+dbt: $(DBT_VENV)/.installed
 
 # The Debian PostgreSQL and MariaDB server binaries, for the throwaway test servers.
 db-binaries:
@@ -44,7 +55,7 @@ lint: venv
 unit: venv
 	$(VENV)/bin/pytest -q tests/checks
 
-test: venv db-binaries lint
+test: venv db-binaries dbt lint
 	$(PY) -m airflow_opsflow.testing.services -- $(VENV)/bin/pytest -q -p no:cacheprovider tests
 
 bench: venv db-binaries
@@ -55,4 +66,4 @@ bench: venv db-binaries
 	$(PY) bench/reconcile.py
 
 clean:
-	rm -rf $(VENV) .bench .demo build dist *.egg-info
+	rm -rf $(VENV) $(DBT_VENV) .bench .demo build dist *.egg-info

@@ -90,7 +90,8 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [
             {
                 "integration-name": "opsflow data checks",
-                "python-modules": ["airflow_opsflow.operators.data_check"],
+                "python-modules": ["airflow_opsflow.operators.data_check", "airflow_opsflow.operators.check_results",
+                                   "airflow_opsflow.operators.dbt_results"],
             },
             {
                 "integration-name": "opsflow Jira tickets",

@@ -13,7 +13,7 @@ _TEST_STATUS = {"pass": "pass", "fail": "fail", "warn": "warn", "error": "error"
 TEST_TYPES = ("test", "unit_test")
 
 
-def test_results(run: DbtRun, include_errors: bool = True) -> list[CheckResult]:
+def to_check_results(run: DbtRun, include_errors: bool = True) -> list[CheckResult]:
     """One result per test (and unit test) in the run, in run order, then one per other node that errored
     (``include_errors``). Tests the run did not execute (``--select``) are not reported."""
     out: list[tuple[str, CheckResult]] = []
@@ -121,3 +121,19 @@ def _short(value: Any, width: int = 60) -> str:
 
 def _one_line(text: Any) -> str:
     return " ".join(str(text).split())[:2000] if text else ""
+
+
+def sample_query(result: CheckResult, dialect: str, limit: int) -> str | None:
+    """``SELECT * FROM (<the test's compiled SQL>) LIMIT n``: the failing rows, for tests whose query selects
+    them (generic and singular data tests; not unit tests). None when the SQL does not parse as one query."""
+    from sqlglot import exp
+
+    from airflow_opsflow.checks.sqlparts import SqlFragmentError, query
+
+    if result.kind != "dbt_test" or not result.sql or limit <= 0:
+        return None
+    try:
+        inner = query(result.sql[0], dialect, f"the compiled SQL of {result.name}")
+    except SqlFragmentError:
+        return None
+    return exp.select("*").from_(inner.subquery("opsflow_dbt_failures")).limit(limit).sql(dialect, comments=False)

@@ -6,26 +6,21 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_opsflow.checks.durations import parse_duration
 from airflow_opsflow.checks.jinja import caused_by_placeholder, has_jinja, with_placeholders
 from airflow_opsflow.checks.loader import CheckSpecError, load_suite
-from airflow_opsflow.incidents.lifecycle import Policy as IncidentPolicy
-from airflow_opsflow.links import TICKETS_XCOM, JiraTicketLink
+from airflow_opsflow.operators.check_results import CheckResultsOperator
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_opsflow.checks.results import CheckResult
     from airflow_opsflow.checks.spec import Suite
-    from airflow_opsflow.notifications.routes import AlertRoute
-
-_STATUSES = ("skipped", "warn", "fail", "error")
 
 
-class DataCheckOperator(BaseOperator):
+class DataCheckOperator(CheckResultsOperator):
     """Check critical data where it lives: one task, many checks, one table scan per table and filter.
 
     The spec is validated when the DAG is parsed; the checks run in a read-only transaction (where the
@@ -43,9 +38,9 @@ class DataCheckOperator(BaseOperator):
     :param fail_on: statuses that fail the task (default ``("fail", "error")``; add ``"warn"`` to be strict).
     :param statement_timeout: cancel any single query running longer (``"5m"``, seconds or timedelta).
     :param read_only: run inside a read-only transaction (default True).
-    :param alerts: where incidents are announced: ``[SlackAlert(...), EmailAlert(...)]``. Each failing check
-        is an incident (keyed by DAG, task and check), alerted when it opens, escalates, reminds and
-        resolves, not on every failing run. Needs a state database (``state_conn_id``).
+    :param alerts: where incidents are announced: ``[SlackAlert(...), EmailAlert(...), JiraTicket(...)]``.
+        Each failing check is an incident (keyed by DAG, task and check), alerted when it opens, escalates,
+        gets new entities, reminds and resolves, not on every failing run. Needs a state database.
     :param incident_policy: when incidents open, remind and resolve (an ``IncidentPolicy`` or its fields as
         a dict: ``pending_runs``, ``resolve_runs``, ``remind_every_runs``, ``remind_every``).
     :param state_conn_id: the state database (default ``[opsflow] state_conn_id``): incidents, metric
@@ -58,7 +53,6 @@ class DataCheckOperator(BaseOperator):
     template_fields: Sequence[str] = ("conn_id", "checks", "table", "where")
     template_ext: Sequence[str] = (".yml", ".yaml")
     template_fields_renderers = {"checks": "yaml", "where": "sql"}
-    operator_extra_links = (JiraTicketLink(),)
     ui_color = "#e8f4ea"
 
     def __init__(
@@ -69,13 +63,8 @@ class DataCheckOperator(BaseOperator):
         table: str | None = None,
         where: str | None = None,
         dialect: str | None = None,
-        fail_on: Sequence[str] = ("fail", "error"),
         statement_timeout: str | int | timedelta | None = None,
         read_only: bool = True,
-        alerts: Sequence[AlertRoute] | None = None,
-        incident_policy: IncidentPolicy | dict[str, Any] | None = None,
-        state_conn_id: str | None = None,
-        on_alert_error: str = "fail",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -84,34 +73,13 @@ class DataCheckOperator(BaseOperator):
         self.table = table
         self.where = where
         self.dialect = dialect
-        bad = [s for s in fail_on if s not in _STATUSES]
-        if bad:
-            raise ValueError(f"{self._where_am_i()}: fail_on has unknown statuses {bad}; use {_STATUSES}")
-        self.fail_on = tuple(fail_on)
         try:
             self.statement_timeout = parse_duration(statement_timeout) if statement_timeout else None
         except ValueError as e:
             raise ValueError(f"{self._where_am_i()}: statement_timeout: {e}") from None
         self.read_only = read_only
-        self.alerts = list(alerts or [])
-        self.state_conn_id = state_conn_id
-        if on_alert_error not in ("fail", "warn"):
-            raise ValueError(f"{self._where_am_i()}: on_alert_error must be 'fail' or 'warn'")
-        self.on_alert_error = on_alert_error
-        try:
-            self.incident_policy = IncidentPolicy.of(incident_policy)
-        except (TypeError, ValueError) as e:
-            raise ValueError(f"{self._where_am_i()}: incident_policy: {e}") from None
-        names = [r.name for r in self.alerts]
-        if len(set(names)) != len(names):
-            raise ValueError(f"{self._where_am_i()}: two alert routes share a name {names}; pass name= to tell "
-                             "them apart")
         if not self._is_template_file(checks):
             self._validate()  # fail at DAG parse, not at 3 a.m.
-
-    def _where_am_i(self) -> str:
-        dag_id = self.dag_id if self.has_dag() else None
-        return f"dag {dag_id!r}, task {self.task_id!r}" if dag_id else f"task {self.task_id!r}"
 
     def _is_template_file(self, value: Any) -> bool:
         return isinstance(value, str) and "\n" not in value and value.strip().endswith(tuple(self.template_ext))
@@ -196,52 +164,7 @@ class DataCheckOperator(BaseOperator):
         return f"{dag_id}/{self.task_id}" + (f"[{index}]" if index is not None and index >= 0 else "")
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_opsflow.checks.report import format_report
-        from airflow_opsflow.checks.results import worst
-
-        results = self._run(context)
-        self.log.info("\n%s", format_report(results, title=self._where_am_i()))
-        payload: dict[str, Any] = {
-            "status": worst(results),
-            "conn_id": self.conn_id,
-            "results": [r.to_dict() for r in results],
-        }
-        # Pushed before alerting or failing the task: alerting and ticketing downstream need the evidence.
-        context["ti"].xcom_push(key="results", value=payload)
-        alert_errors: list[tuple[str, str]] = []
-        if self.alerts:
-            incidents, alert_errors = self._alert(results, context)
-            payload["incidents"] = incidents
-            context["ti"].xcom_push(key="incidents", value=incidents)
-            tickets = [t for i in incidents for t in i["tickets"] if i["status"] != "resolved"]
-            context["ti"].xcom_push(key=TICKETS_XCOM, value=tickets)
-        failing = [r for r in results if r.status in self.fail_on]
-        names = ", ".join(f"{r.name} ({r.status})" for r in failing)
-        if alert_errors and self.on_alert_error == "fail":
-            # Retryable on purpose: the retry sends what is still pending (the run is not counted twice).
-            raise AirflowException(
-                f"{len(alert_errors)} alert(s) could not be delivered and are kept pending for the next try or "
-                "run: " + "; ".join(f"{d}: {e}" for d, e in alert_errors)
-                + (f". Data checks that did not pass: {names}" if failing else ""))
-        if failing:
-            if any(r.status != "error" for r in failing):
-                raise AirflowFailException(f"{len(failing)} data check(s) did not pass: {names}")
-            raise AirflowException(f"{len(failing)} data check(s) could not run: {names}")
-        return payload
-
-    def _alert(self, results: list[CheckResult], context: Context) -> tuple[list[dict[str, Any]], list[Any]]:
-        from airflow_opsflow.hooks.state import state_store
-        from airflow_opsflow.notifications.tracking import TaskRun, track
-
-        ti = context["ti"]
-        run = TaskRun.of(ti)
-        summary, report = track(results, run, self.alerts, self.incident_policy,
-                                state_store(self.state_conn_id, self._where_am_i()))
-        for delivery_id, error in report.failed:
-            self.log.warning("alert %s not delivered: %s", delivery_id, error)
-        if report.sent:
-            self.log.info("%d alert(s) delivered", len(report.sent))
-        return summary, report.failed
+        return self.publish(self._run(context), context, conn_id=self.conn_id)
 
 
 def _run_time(context: Context | None) -> datetime | None:

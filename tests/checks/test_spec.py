@@ -135,7 +135,7 @@ def test_engine_imports_no_airflow() -> None:
     code = ("import sys; import airflow_opsflow.checks.runner, airflow_opsflow.checks.loader, "
             "airflow_opsflow.checks.report, airflow_opsflow.checks.condition, airflow_opsflow.monitors.metric, "
             "airflow_opsflow.monitors.reconcile, airflow_opsflow.incidents.entities, airflow_opsflow.state.entities, "
-            "airflow_opsflow.state.metrics; "
+            "airflow_opsflow.state.metrics, airflow_opsflow.dbt.results; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('airflow', 'pandas')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -1,0 +1,118 @@
+"""What every operator producing check results shares: the report in the log, the results in XCom, the
+incidents and their alerts, and the task's outcome (DataCheckOperator, DbtResultsOperator)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+from airflow_opsflow.incidents.lifecycle import Policy as IncidentPolicy
+from airflow_opsflow.links import TICKETS_XCOM, JiraTicketLink
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airflow_opsflow.checks.results import CheckResult
+    from airflow_opsflow.notifications.routes import AlertRoute
+
+STATUSES = ("skipped", "warn", "fail", "error")
+
+
+class CheckResultsOperator(BaseOperator):
+    """Base of the operators whose outcome is a list of check results.
+
+    :param fail_on: statuses that fail the task (default ``("fail", "error")``; add ``"warn"`` to be strict).
+    :param alerts: where incidents are announced: ``[SlackAlert(...), EmailAlert(...), JiraTicket(...)]``. Each
+        failing check is an incident (keyed by DAG, task and check), alerted when it opens, escalates, gets
+        new entities, reminds and resolves, not on every failing run. Needs a state database.
+    :param incident_policy: when incidents open, remind and resolve (an ``IncidentPolicy`` or its fields as
+        a dict: ``pending_runs``, ``resolve_runs``, ``remind_every_runs``, ``remind_every``).
+    :param state_conn_id: the state database (default ``[opsflow] state_conn_id``).
+    :param on_alert_error: ``fail`` (default: the task fails, and its retry re-sends only what is still
+        pending) or ``warn`` (logged, task result unchanged) when an alert cannot be delivered. The
+        incident state is kept either way.
+    """
+
+    operator_extra_links = (JiraTicketLink(),)
+
+    def __init__(
+        self,
+        *,
+        fail_on: Sequence[str] = ("fail", "error"),
+        alerts: Sequence[AlertRoute] | None = None,
+        incident_policy: IncidentPolicy | dict[str, Any] | None = None,
+        state_conn_id: str | None = None,
+        on_alert_error: str = "fail",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        bad = [s for s in fail_on if s not in STATUSES]
+        if bad:
+            raise ValueError(f"{self._where_am_i()}: fail_on has unknown statuses {bad}; use {STATUSES}")
+        self.fail_on = tuple(fail_on)
+        self.alerts = list(alerts or [])
+        self.state_conn_id = state_conn_id
+        if on_alert_error not in ("fail", "warn"):
+            raise ValueError(f"{self._where_am_i()}: on_alert_error must be 'fail' or 'warn'")
+        self.on_alert_error = on_alert_error
+        try:
+            self.incident_policy = IncidentPolicy.of(incident_policy)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{self._where_am_i()}: incident_policy: {e}") from None
+        names = [r.name for r in self.alerts]
+        if len(set(names)) != len(names):
+            raise ValueError(f"{self._where_am_i()}: two alert routes share a name {names}; pass name= to tell "
+                             "them apart")
+
+    def _where_am_i(self) -> str:
+        dag_id = self.dag_id if self.has_dag() else None
+        return f"dag {dag_id!r}, task {self.task_id!r}" if dag_id else f"task {self.task_id!r}"
+
+    def publish(self, results: list[CheckResult], context: Context, what: str = "data check",
+                **extra: Any) -> dict[str, Any]:
+        """Log the report, push the results (XCom ``return_value`` and ``results``), track incidents and
+        deliver their alerts, then fail the task if a result's status is in ``fail_on``: without retry for
+        data failures (retrying does not fix data), with retries when checks could not run or alerts
+        could not be delivered (the retry sends only what is still pending)."""
+        from airflow_opsflow.checks.report import format_report
+        from airflow_opsflow.checks.results import worst
+
+        self.log.info("\n%s", format_report(results, title=self._where_am_i()))
+        payload: dict[str, Any] = {"status": worst(results), **extra, "results": [r.to_dict() for r in results]}
+        # Pushed before alerting or failing the task: alerting and ticketing downstream need the evidence.
+        context["ti"].xcom_push(key="results", value=payload)
+        alert_errors: list[tuple[str, str]] = []
+        if self.alerts:
+            incidents, alert_errors = self._alert(results, context)
+            payload["incidents"] = incidents
+            context["ti"].xcom_push(key="incidents", value=incidents)
+            tickets = [t for i in incidents for t in i["tickets"] if i["status"] != "resolved"]
+            context["ti"].xcom_push(key=TICKETS_XCOM, value=tickets)
+        failing = [r for r in results if r.status in self.fail_on]
+        names = ", ".join(f"{r.name} ({r.status})" for r in failing)
+        if alert_errors and self.on_alert_error == "fail":
+            raise AirflowException(
+                f"{len(alert_errors)} alert(s) could not be delivered and are kept pending for the next try or "
+                "run: " + "; ".join(f"{d}: {e}" for d, e in alert_errors)
+                + (f". Checks that did not pass: {names}" if failing else ""))
+        if failing:
+            if any(r.status != "error" for r in failing):
+                raise AirflowFailException(f"{len(failing)} {what}(s) did not pass: {names}")
+            raise AirflowException(f"{len(failing)} {what}(s) could not run: {names}")
+        return payload
+
+    def _alert(self, results: list[CheckResult], context: Context) -> tuple[list[dict[str, Any]], list[Any]]:
+        from airflow_opsflow.hooks.state import state_store
+        from airflow_opsflow.notifications.tracking import TaskRun, track
+
+        run = TaskRun.of(context["ti"])
+        summary, report = track(results, run, self.alerts, self.incident_policy,
+                                state_store(self.state_conn_id, self._where_am_i()))
+        for delivery_id, error in report.failed:
+            self.log.warning("alert %s not delivered: %s", delivery_id, error)
+        if report.sent:
+            self.log.info("%d alert(s) delivered", len(report.sent))
+        return summary, report.failed
