@@ -26,7 +26,8 @@ def result(uid: str, status: str, failures: int | None = None, message: str | No
 
 NODES = {
     "test.shop.not_null_orders_id.ab12": {
-        "resource_type": "test", "name": "not_null_orders_id", "column_name": "id", "attached_node": "model.shop.orders",
+        "resource_type": "test", "name": "not_null_orders_id", "column_name": "id",
+        "attached_node": "model.shop.orders",
         "test_metadata": {"name": "not_null", "namespace": None, "kwargs": {"column_name": "id", "model": "x"}},
         "config": {"severity": "ERROR", "warn_if": "!= 0", "error_if": "!= 0", "meta": {"owner": "ops"}},
         "original_file_path": "models/schema.yml"},
@@ -88,12 +89,12 @@ def test_tests_unit_tests_skips_and_model_errors(tmp_path: Path) -> None:
 
 
 def test_missing_truncated_foreign_and_stale_artifacts_are_refused(tmp_path: Path) -> None:
-    with pytest.raises(DbtArtifactError, match="run_results.json does not exist: dbt did not finish"):
+    with pytest.raises(DbtArtifactError, match=r"run_results\.json does not exist: dbt did not finish"):
         load(tmp_path / "nothing")
     target = write(tmp_path / "t", [result("test.shop.not_null_orders_id.ab12", "pass", 0)])
     text = (target / "run_results.json").read_text()
     (target / "run_results.json").write_text(text[: len(text) // 2])
-    with pytest.raises(DbtArtifactError, match="is not valid JSON .* truncated or still being written"):
+    with pytest.raises(DbtArtifactError, match=r"is not valid JSON .* truncated or still being written"):
         load(target)
     write(target, [], run_schema="https://schemas.getdbt.com/dbt/run-results/v5.json")
     with pytest.raises(DbtArtifactError, match=r"run-results schema v5 \(dbt 1.10.4\); opsflow reads v6"):
@@ -116,6 +117,7 @@ def test_names_shared_across_packages_are_told_apart(tmp_path: Path) -> None:
     try:
         target = write(tmp_path / "t", [result("test.shop.not_null_orders_id.ab12", "pass", 0),
                                         result("test.other.not_null_orders_id.ff00", "pass", 0)])
-        assert [r.name for r in to_check_results(load(target))] == ["shop.not_null_orders_id", "other.not_null_orders_id"]
+        names = [r.name for r in to_check_results(load(target))]
+        assert names == ["shop.not_null_orders_id", "other.not_null_orders_id"]
     finally:
         del NODES["test.other.not_null_orders_id.ff00"]
