@@ -25,7 +25,9 @@ class DbtResultsOperator(CheckResultsOperator):
     Tests the command did not run (``--select``) say nothing; skipped tests (their model did not build)
     neither open nor resolve incidents; nodes that errored are reported as ``error`` results.
 
-    :param target_path: dbt's ``target`` directory (``run_results.json`` and ``manifest.json``). (templated)
+    :param target_path: dbt's ``target`` directory (``run_results.json`` and ``manifest.json``), or several
+        (a list, or a glob such as ``/tmp/cosmos/*/target`` where an astronomer-cosmos callback copies each
+        task's artifacts): their results are merged, the newest result of a test winning. (templated)
     :param conn_id: a SQL connection to the warehouse dbt built; when given, the failing rows of each
         failing data test are sampled by running its compiled SQL (read-only, ``sample_limit`` rows). (templated)
     :param sample_limit: failing rows fetched per failing test (default 10; 0: none).
@@ -45,7 +47,7 @@ class DbtResultsOperator(CheckResultsOperator):
     def __init__(
         self,
         *,
-        target_path: str,
+        target_path: str | list[str],
         conn_id: str | None = None,
         sample_limit: int = 10,
         current_run_only: bool = True,
@@ -66,17 +68,33 @@ class DbtResultsOperator(CheckResultsOperator):
         from airflow_opsflow.dbt.results import to_check_results
 
         started = getattr(context.get("dag_run"), "start_date", None) if self.current_run_only else None
+        targets = self._targets()
         try:
-            run = load(self.target_path, not_before=started)
+            runs = sorted((load(t, not_before=started) for t in targets), key=lambda r: r.generated_at)
         except DbtArtifactError as e:
             raise AirflowFailException(f"{self._where_am_i()}: {e}") from None
-        results = to_check_results(run, include_errors=self.include_errors)
+        merged: dict[str, CheckResult] = {}
+        for run in runs:  # oldest first: a test run again later reports its latest result
+            merged.update((r.name, r) for r in to_check_results(run, include_errors=self.include_errors))
+        results = list(merged.values())
         if not results:
-            self.log.warning("dbt %s (%s) ran no tests", run.command or "command", run.invocation_id)
+            self.log.warning("dbt ran no tests (%s)", ", ".join(str(t) for t in targets))
         if self.conn_id and self.sample_limit:
             self._sample([r for r in results if r.status in ("fail", "warn")])
-        return self.publish(results, context, what="dbt test", dbt_version=run.dbt_version,
-                            invocation_id=run.invocation_id, command=run.command)
+        last = runs[-1]
+        return self.publish(results, context, what="dbt test", dbt_version=last.dbt_version,
+                            invocation_id=last.invocation_id, command=last.command)
+
+    def _targets(self) -> list[str]:
+        import glob
+
+        paths = [self.target_path] if isinstance(self.target_path, str) else list(self.target_path)
+        found: list[str] = []
+        for p in paths:
+            found += sorted(glob.glob(p)) if glob.has_magic(p) else [p]
+        if not found:
+            raise AirflowFailException(f"{self._where_am_i()}: no dbt target directory matches {paths}")
+        return found
 
     def _sample(self, failing: list[CheckResult]) -> None:
         """The failing rows of each failing test, from its compiled SQL, in one read-only session."""

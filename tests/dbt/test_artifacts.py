@@ -4,7 +4,7 @@ tests, unit tests, skipped tests and failed models become results."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -121,3 +121,23 @@ def test_names_shared_across_packages_are_told_apart(tmp_path: Path) -> None:
         assert names == ["shop.not_null_orders_id", "other.not_null_orders_id"]
     finally:
         del NODES["test.other.not_null_orders_id.ff00"]
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_results_of_several_targets_merge_newest_first(tmp_path: Path) -> None:
+    from airflow_opsflow.testing.dag_runner import run_dag
+    from tests.helpers import DAGS, load_module, results_by_name
+
+    dags = load_module(DAGS / "dbt_targets.py")
+    now = datetime.now(UTC)
+    write(tmp_path / "a" / "target", [result("test.shop.not_null_orders_id.ab12", "fail", 2)],
+          generated=now.isoformat())
+    write(tmp_path / "b" / "target", [result("test.shop.not_null_orders_id.ab12", "pass", 0),
+                                      result("test.shop.assert_totals.ef56", "warn", 1)],
+          generated=(now.replace(microsecond=0) + timedelta(seconds=1)).isoformat())
+    run = run_dag(dags.dag, conf={"targets": str(tmp_path / "*" / "target")})
+    assert run.task_states == {"dbt_tests": "success"}
+    statuses = {n: r["status"] for n, r in results_by_name(run.xcom("dbt_tests")).items()}
+    assert statuses == {"not_null_orders_id": "pass", "assert_totals": "warn"}  # b is newer than a
+    missing = run_dag(dags.dag, conf={"targets": str(tmp_path / "none" / "*")})
+    assert missing.task_states == {"dbt_tests": "failed"} and missing.tries["dbt_tests"] == 1
