@@ -16,7 +16,7 @@ import sqlglot
 if TYPE_CHECKING:
     from airflow_opsflow.state.store import StateStore
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 _TABLES = {
     "schema_version": """
@@ -135,6 +135,16 @@ _TABLES = {
         updated_at VARCHAR(32) NOT NULL,
         PRIMARY KEY (subject, entity_key)
     """,
+    # One row per report delivery a run made (run and destination): a retried report task sends only to
+    # the destinations its earlier tries did not reach.
+    "report_deliveries": """
+        delivery_key VARCHAR(64) NOT NULL PRIMARY KEY,
+        report VARCHAR(250) NOT NULL,
+        run_id VARCHAR(250) NOT NULL,
+        destination VARCHAR(250) NOT NULL,
+        detail TEXT,
+        sent_at VARCHAR(32) NOT NULL
+    """,
 }
 # Columns added to an existing table by a later schema version: (table, column, type).
 _ADDED = {3: [("sync_keys", "write_id", "VARCHAR(32)")]}
@@ -219,4 +229,8 @@ def _v5(store: StateStore, dialect: str) -> list[str]:
     return ddl(store, "entity_state", dialect)
 
 
-MIGRATIONS: dict[int, Callable[[StateStore, str], list[str]]] = {1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5}
+def _v6(store: StateStore, dialect: str) -> list[str]:
+    return ddl(store, "report_deliveries", dialect)
+
+
+MIGRATIONS: dict[int, Callable[[StateStore, str], list[str]]] = {1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5, 6: _v6}

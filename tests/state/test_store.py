@@ -194,8 +194,8 @@ def test_a_v2_sync_state_is_upgraded_in_place(db: Database, connect: Callable[[]
     store.close()
 
 
-def test_a_v3_store_gains_metric_history_and_entities(db: Database, connect: Callable[[], Any]) -> None:
-    # v4 adds the metric history, v5 the per-entity state; an incident kept from v3 survives both.
+def test_a_v3_store_gains_metric_history_entities_and_reports(db: Database, connect: Callable[[], Any]) -> None:
+    # v4 adds the metric history, v5 the per-entity state, v6 report deliveries; a v3 incident survives.
     from datetime import timedelta
 
     from airflow_opsflow.incidents.entities import Changes, Tracked
@@ -206,7 +206,7 @@ def test_a_v3_store_gains_metric_history_and_entities(db: Database, connect: Cal
 
     if db.name in ("postgres", "mariadb"):
         db.execute("DROP TABLE IF EXISTS opsflow_sync_keys, opsflow_sync_meta, opsflow_sync_marks, "
-                   "opsflow_metric_series, opsflow_metric_points, opsflow_entity_state")
+                   "opsflow_metric_series, opsflow_metric_points, opsflow_entity_state, opsflow_report_deliveries")
     old = StateStore(connect, db.dialect)
     with old._raw_transaction() as cur:
         for statement in ddl(old, "schema_version", db.dialect):
@@ -219,7 +219,7 @@ def test_a_v3_store_gains_metric_history_and_entities(db: Database, connect: Cal
     old.close()
 
     store = StateStore(connect, db.dialect)
-    assert store.migrate() == SCHEMA_VERSION == 5
+    assert store.migrate() == SCHEMA_VERSION
     assert IncidentRepo(store).get(FP).status == "open"  # type: ignore[union-attr]
     series = Series("dag/task/orders", ("DE",))
     day = datetime(2026, 3, 2, tzinfo=UTC)
@@ -236,4 +236,11 @@ def test_a_v3_store_gains_metric_history_and_entities(db: Database, connect: Cal
     assert state['["Ab"]'].first_seen == day and state['["Ab"]'].amount == 1.5
     repo.apply(FP, Changes(delete=['["ab"]']))
     assert list(repo.load(FP)) == ['["Ab"]']
+    from airflow_opsflow.state.reports import ReportDeliveryRepo
+
+    reports = ReportDeliveryRepo(store)
+    reports.mark("dag/task", "run1", "slack:#finance", {"ts": "1.2"})
+    reports.mark("dag/task", "run1", "slack:#finance", {"ts": "1.2"})  # a retry marking again: still one row
+    assert reports.sent("dag/task", "run1", ["slack:#finance", "email:cfo"]) == {"slack:#finance"}
+    assert reports.sent("dag/task", "run2", ["slack:#finance"]) == set()
     store.close()

@@ -1,0 +1,119 @@
+"""Run a report's steps over the frames its queries returned (pandas, imported when a report runs)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from airflow_opsflow.reports.spec import (
+    Compute,
+    Concat,
+    Filter,
+    Group,
+    Head,
+    Merge,
+    Pivot,
+    Rename,
+    ReportSpec,
+    Round,
+    Select,
+    Sort,
+    Total,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+TOTAL_ROW = "opsflow_total_row"
+
+
+class ReportBuildError(ValueError):
+    """A step failed on the data (a missing column, a bad expression); the message names the step."""
+
+
+def build(spec: ReportSpec, frames: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """Apply the steps in order; returns every frame (queries' and steps'), the report's under
+    ``spec.result_frame``."""
+    frames = dict(frames)
+    current = spec.queries[0].name
+    for i, step in enumerate(spec.steps):
+        source = step.frame or current
+        try:
+            out = _apply(step, frames[source], frames)
+        except ReportBuildError:
+            raise
+        except Exception as e:  # pandas raises KeyError, ValueError, TypeError, UndefinedVariableError...
+            text = f"{type(e).__name__}: {e}" if not isinstance(e, KeyError) else f"no column {e}"
+            raise ReportBuildError(f"step #{i + 1} ({step.op}) on frame {source!r} failed: {text} "
+                                   f"(columns: {', '.join(map(str, frames[source].columns))})") from None
+        current = step.into or source
+        frames[current] = out
+    return frames
+
+
+def _apply(step: Any, df: pd.DataFrame, frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    import pandas as pd
+
+    if isinstance(step, Merge):
+        return df.merge(frames[step.right], how=step.how, on=step.on, left_on=step.left_on,
+                        right_on=step.right_on, suffixes=step.suffixes)
+    if isinstance(step, Concat):
+        return pd.concat([frames[f] for f in step.frames], ignore_index=True)
+    if isinstance(step, Filter):
+        return df.query(step.query).reset_index(drop=True)
+    if isinstance(step, Compute):
+        out = df.copy()
+        for column, expression in step.columns.items():
+            out[column] = out.eval(expression)
+        return out
+    if isinstance(step, Group):
+        named = {out: (how, out) if isinstance(how, str) else (how[1], how[0]) for out, how in step.agg.items()}
+        return df.groupby(step.by, dropna=False).agg(**{out: (col, func) for out, (func, col) in named.items()}
+                                                     ).reset_index()
+    if isinstance(step, Pivot):
+        out = df.pivot_table(index=step.index, columns=step.columns, values=step.values, aggfunc=step.aggfunc,
+                             fill_value=step.fill_value, observed=True)
+        out.columns = [str(c) for c in out.columns]
+        return out.reset_index()
+    if isinstance(step, Sort):
+        return df.sort_values(step.by, ascending=step.ascending, kind="stable").reset_index(drop=True)
+    if isinstance(step, Head):
+        return df.head(step.n)
+    if isinstance(step, Rename):
+        missing = [c for c in step.columns if c not in df.columns]
+        if missing:
+            raise KeyError(", ".join(map(repr, missing)))
+        return df.rename(columns=step.columns)
+    if isinstance(step, Select):
+        return df[list(step.columns)]
+    if isinstance(step, Total):
+        return _with_total(df, step.label)
+    if isinstance(step, Round):
+        return df.round(step.decimals)
+    raise AssertionError(f"unhandled step {step!r}")
+
+
+def _with_total(df: pd.DataFrame, label: str) -> pd.DataFrame:
+    import pandas as pd
+
+    numeric = df.select_dtypes("number").columns
+    total: dict[str, Any] = {c: df[c].sum() for c in numeric}
+    first = df.columns[0]
+    if first not in numeric:
+        total[first] = label
+    out = pd.concat([df, pd.DataFrame([total], columns=df.columns)], ignore_index=True)
+    out.attrs[TOTAL_ROW] = label  # charts leave it out (pandas carries attrs through later steps)
+    return out
+
+
+def to_numbers(df: pd.DataFrame) -> pd.DataFrame:
+    """Database decimals arrive as objects: make numeric columns numeric so sums and charts work."""
+    import pandas as pd
+
+    out = df.copy()
+    for c in out.columns:
+        if out[c].dtype == object:
+            sample = out[c].dropna().head(50)
+            if len(sample) and all(type(v).__name__ == "Decimal" for v in sample):
+                out[c] = pd.to_numeric(out[c])
+    return out

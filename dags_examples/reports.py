@@ -1,0 +1,89 @@
+"""Scenarios 4, 5 and 7: reports people read, built from more than one database and delivered where they are.
+
+* ``finance_monthly_report`` (the CFO's): payments from the production database merged with the
+  processor's settlements from the warehouse, revenue and what is still unsettled per payment provider,
+  with a total row; an XLSX workbook (report and raw payments), a CSV and a bar chart, emailed to the CFO
+  (finance-ops in copy) and posted to ``#finance-ops``.
+* ``ops_daily_summary`` (the ops team's): the last day's payments per provider and status as one table in
+  ``#ops``, no files.
+
+Connections: ``ops_db`` and ``warehouse`` (any SQL connections; DAG params), ``slack_api_default``,
+``smtp_default``; the state database (``[opsflow] state_conn_id``) records deliveries so a retried task
+does not send twice.
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import DAG, Param
+
+from airflow_opsflow.notifications.reports import EmailReport, SlackReport
+from airflow_opsflow.operators.report import ReportOperator
+
+PERIOD = "the {{ params.days }} day(s) to {{ data_interval_end.strftime('%Y-%m-%d') }}"
+
+with DAG(
+    dag_id="finance_monthly_report",
+    schedule="0 7 1 * *",
+    start_date=pendulum.datetime(2024, 1, 1, tz="Europe/Berlin"),
+    catchup=False,
+    params={"conn_id": Param("ops_db", type="string"), "warehouse_conn_id": Param("warehouse", type="string"),
+            "days": Param(30, type="integer", minimum=1)},
+    tags=["opsflow", "example", "reports", "finance"],
+    doc_md=__doc__,
+) as finance:
+    ReportOperator(
+        task_id="revenue_by_provider",
+        conn_id="{{ params.conn_id }}",
+        queries={
+            "payments": "SELECT id AS payment_id, provider, status, amount FROM payments "
+                        "WHERE created_at >= '{{ (data_interval_end - macros.timedelta(days=params.days))"
+                        ".strftime('%Y-%m-%d %H:%M:%S') }}'",
+            "settlements": {"sql": "SELECT payment_id, settled_amount FROM settlements",
+                            "conn_id": "{{ params.warehouse_conn_id }}"},
+        },
+        steps=[
+            {"op": "merge", "right": "settlements", "on": ["payment_id"], "how": "left", "into": "paid"},
+            {"op": "filter", "query": "status == 'succeeded'"},
+            {"op": "group", "by": ["provider"], "agg": {"payments": ["payment_id", "count"],
+                                                        "revenue": ["amount", "sum"],
+                                                        "settled": ["settled_amount", "sum"]}},
+            {"op": "compute", "columns": {"unsettled": "revenue - settled"}},
+            {"op": "sort", "by": ["revenue"], "ascending": False},
+            {"op": "total"},
+            {"op": "round", "decimals": 2},
+        ],
+        title="Revenue by payment provider, " + PERIOD,
+        description="Succeeded payments (production database) against the processor's settlements (warehouse).",
+        files=("xlsx", "csv"),
+        xlsx_sheets=["payments"],
+        chart={"kind": "bar", "x": "provider", "y": ["revenue", "settled"], "title": "Revenue and settlements"},
+        filename="revenue_by_provider_{{ data_interval_end.strftime('%Y_%m') }}",
+        deliver=[EmailReport(to=["cfo@example.com"], cc=["finance-ops@example.com"]),
+                 SlackReport(channel="#finance-ops")],
+    )
+
+with DAG(
+    dag_id="ops_daily_summary",
+    schedule="0 8 * * *",
+    start_date=pendulum.datetime(2024, 1, 1, tz="Europe/Berlin"),
+    catchup=False,
+    params={"conn_id": Param("ops_db", type="string"), "days": Param(1, type="integer", minimum=1)},
+    tags=["opsflow", "example", "reports", "ops"],
+    doc_md=__doc__,
+) as daily:
+    ReportOperator(
+        task_id="payments_summary",
+        conn_id="{{ params.conn_id }}",
+        queries={"payments": "SELECT provider, status, amount FROM payments "
+                             "WHERE created_at >= '{{ (data_interval_end - macros.timedelta(days=params.days))"
+                             ".strftime('%Y-%m-%d %H:%M:%S') }}'"},
+        steps=[
+            {"op": "pivot", "index": ["provider"], "columns": "status", "values": "amount", "aggfunc": "count"},
+            {"op": "total"},
+        ],
+        title="Payments per provider and status, " + PERIOD,
+        files=(),
+        on_empty="send",
+        deliver=[SlackReport(channel="#ops")],
+    )
