@@ -12,6 +12,9 @@ Each round also runs ``crm_high_priority_accounts`` (reverse ETL): the accounts 
 mirrored into a HubSpot stand-in and the billing API stand-in is called once per broken invoice; the
 second round sends nothing (nothing changed), the third only what the repair changed.
 
+6. deliver the reports: ``finance_monthly_report`` (payments merged with a second database's
+   settlements; XLSX, CSV and a chart by email and to Slack) and ``ops_daily_summary`` (a Slack table).
+
 Airflow's own log goes to .demo/airflow.log so the story stays readable.
 """
 
@@ -86,6 +89,23 @@ def print_sync(result: Any, hubspot: Any, billing: Any, seen: dict[str, int]) ->
     seen["hubspot"], seen["billing"] = len(calls), len(billing.requests)
 
 
+def print_reports(results: list[Any], slack: Any, smtp: Any, seen_slack: int, seen_mail: int) -> None:
+    print("=" * 100)
+    print("Reports: " + ", ".join(f"{r.dag_id} {r.state}" for r in results))
+    print("=" * 100)
+    for m in slack.messages()[seen_slack:]:
+        files = [f for f in slack.files if f.id in (m.files or [])]
+        attached = ", ".join(f"{f.filename} ({f.length:,} bytes)" for f in files)
+        text = m.blocks[0]["text"]["text"] if m.blocks else (m.text or "")
+        print(f"\n-- Slack #{m.channel_name}:" + (f" files {attached}" if attached else ""))
+        print("   " + text.replace("\n", "\n   "))
+    for mail in smtp.mails[seen_mail:]:
+        print(f"\n-- Email to {', '.join(mail.rcpt_tos)}: {mail.subject}")
+        print("   attachments: " + ", ".join(f"{n} ({len(b):,} bytes)" for n, b in mail.attachments.items())
+              + "; the chart inline")
+    print()
+
+
 def main() -> int:
     DEMO.mkdir(exist_ok=True)
     LOG.write_text("")
@@ -154,6 +174,17 @@ def main() -> int:
                 print(f"   {t.key} [{t.status}] {t.summary}")
             print_sync(synced, hubspot, billing, seen)
             print()
+        from reports import daily, finance
+
+        from airflow_opsflow.testing.sample_metrics import seed_settlements
+
+        warehouse = sqlite3.connect(DEMO / "warehouse.db")
+        seed_settlements(warehouse, conn)  # the processor's side, in another database
+        os.environ["AIRFLOW_CONN_WAREHOUSE"] = json.dumps({"conn_type": "sqlite", "host": str(DEMO / "warehouse.db")})
+        seen_slack, seen_mail = len(slack.messages()), len(smtp.mails)
+        with quiet(LOG):
+            reports = [run_dag(finance), run_dag(daily)]
+        print_reports(reports, slack, smtp, seen_slack, seen_mail)
     print(f"Done in {time.monotonic() - started:.0f} s. Airflow's own log: {LOG.relative_to(HERE.parent)}")
     print("Point the same DAG at your own systems: an Airflow connection to your database (any SQL type,")
     print("then trigger with {\"conn_id\": \"<your connection>\"}), `slack_api_default` (type slack, a bot")
