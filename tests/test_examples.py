@@ -107,3 +107,13 @@ def test_business_monitors_scenario(sqlite_db: Database, pg_db: Database, fake_s
     again = run_dag(monitors.dag, conf=conf, logical_date=pendulum.instance(now))  # a manual re-run
     assert results_by_name(again.xcom("failed_payments", key="results"))["failed_payments"]["entities"]["new"] == 0
     assert len(fake_slack.messages("#finance-ops")) == 4  # nothing new: quiet
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_every_example_dag_file_parses() -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(EXAMPLES))
+    assert bag.import_errors == {}
+    assert {"ops_payments_and_deliveries", "ops_business_monitors", "ops_dbt_pipeline", "finance_monthly_report",
+            "ops_daily_summary", "crm_high_priority_accounts", "crm_contacts_sharded"} <= set(bag.dag_ids)
