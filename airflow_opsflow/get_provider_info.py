@@ -91,7 +91,7 @@ def get_provider_info() -> dict[str, Any]:
             {
                 "integration-name": "opsflow data checks",
                 "python-modules": ["airflow_opsflow.operators.data_check", "airflow_opsflow.operators.check_results",
-                                   "airflow_opsflow.operators.dbt_results"],
+                                   "airflow_opsflow.operators.dbt_results", "airflow_opsflow.operators.report"],
             },
             {
                 "integration-name": "opsflow Jira tickets",

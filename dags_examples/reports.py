@@ -1,7 +1,8 @@
 """Scenarios 4, 5 and 7: reports people read, built from more than one database and delivered where they are.
 
-* ``finance_monthly_report`` (the CFO's): payments from the production database merged with the
-  processor's settlements from the warehouse, revenue and what is still unsettled per payment provider,
+* ``finance_monthly_report`` (the CFO's, on the 1st for the previous calendar month, or any
+  ``period`` param): payments from the production database merged with the processor's settlements
+  from the warehouse, revenue and what is still unsettled per payment provider,
   with a total row; an XLSX workbook (report and raw payments), a CSV and a bar chart, emailed to the CFO
   (finance-ops in copy) and posted to ``#finance-ops``.
 * ``ops_daily_summary`` (the ops team's): the last day's payments per provider and status as one table in
@@ -14,13 +15,32 @@ does not send twice.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pendulum
 from airflow.sdk import DAG, Param
 
 from airflow_opsflow.notifications.reports import EmailReport, SlackReport
 from airflow_opsflow.operators.report import ReportOperator
 
-PERIOD = "the {{ params.days }} day(s) to {{ data_interval_end.strftime('%Y-%m-%d') }}"
+
+def report_window(end: datetime, period: str) -> tuple[str, str, str]:
+    """(since, until, label) of a report period ending at the run's data interval end: ``previous_month``
+    (calendar months in Berlin) or ``last_N_days``. Bounds are UTC text, as the sample tables store them."""
+    end = pendulum.instance(end).in_timezone("Europe/Berlin")
+    if period == "previous_month":
+        until = end.start_of("month")
+        since, label = until.subtract(months=1), until.subtract(months=1).format("MMMM YYYY")
+    else:
+        days = int(period.removeprefix("last_").removesuffix("_days"))
+        until, since = end, end.subtract(days=days)
+        label = f"{since:%Y-%m-%d} to {until:%Y-%m-%d}"
+    utc = "%Y-%m-%d %H:%M:%S"
+    return since.in_timezone("UTC").strftime(utc), until.in_timezone("UTC").strftime(utc), label
+
+
+PERIODS = ["previous_month", "last_1_days", "last_7_days", "last_30_days"]
+LABEL = "{{ report_window(data_interval_end, params.period)[2] }}"
 
 with DAG(
     dag_id="finance_monthly_report",
@@ -28,7 +48,8 @@ with DAG(
     start_date=pendulum.datetime(2024, 1, 1, tz="Europe/Berlin"),
     catchup=False,
     params={"conn_id": Param("ops_db", type="string"), "warehouse_conn_id": Param("warehouse", type="string"),
-            "days": Param(30, type="integer", minimum=1)},
+            "period": Param("previous_month", enum=PERIODS)},
+    user_defined_macros={"report_window": report_window},
     tags=["opsflow", "example", "reports", "finance"],
     doc_md=__doc__,
 ) as finance:
@@ -37,8 +58,8 @@ with DAG(
         conn_id="{{ params.conn_id }}",
         queries={
             "payments": "SELECT id AS payment_id, provider, status, amount FROM payments "
-                        "WHERE created_at >= '{{ (data_interval_end - macros.timedelta(days=params.days))"
-                        ".strftime('%Y-%m-%d %H:%M:%S') }}'",
+                        "WHERE created_at >= '{{ report_window(data_interval_end, params.period)[0] }}' "
+                        "AND created_at < '{{ report_window(data_interval_end, params.period)[1] }}'",
             "settlements": {"sql": "SELECT payment_id, settled_amount FROM settlements",
                             "conn_id": "{{ params.warehouse_conn_id }}"},
         },
@@ -53,12 +74,12 @@ with DAG(
             {"op": "total"},
             {"op": "round", "decimals": 2},
         ],
-        title="Revenue by payment provider, " + PERIOD,
+        title=f"Revenue by payment provider, {LABEL}",
         description="Succeeded payments (production database) against the processor's settlements (warehouse).",
         files=("xlsx", "csv"),
         xlsx_sheets=["payments"],
         chart={"kind": "bar", "x": "provider", "y": ["revenue", "settled"], "title": "Revenue and settlements"},
-        filename="revenue_by_provider_{{ data_interval_end.strftime('%Y_%m') }}",
+        filename="revenue_by_provider_{{ report_window(data_interval_end, params.period)[0][:10] }}",
         deliver=[EmailReport(to=["cfo@example.com"], cc=["finance-ops@example.com"]),
                  SlackReport(channel="#finance-ops")],
     )
@@ -68,7 +89,8 @@ with DAG(
     schedule="0 8 * * *",
     start_date=pendulum.datetime(2024, 1, 1, tz="Europe/Berlin"),
     catchup=False,
-    params={"conn_id": Param("ops_db", type="string"), "days": Param(1, type="integer", minimum=1)},
+    params={"conn_id": Param("ops_db", type="string"), "period": Param("last_1_days", enum=PERIODS)},
+    user_defined_macros={"report_window": report_window},
     tags=["opsflow", "example", "reports", "ops"],
     doc_md=__doc__,
 ) as daily:
@@ -76,13 +98,13 @@ with DAG(
         task_id="payments_summary",
         conn_id="{{ params.conn_id }}",
         queries={"payments": "SELECT provider, status, amount FROM payments "
-                             "WHERE created_at >= '{{ (data_interval_end - macros.timedelta(days=params.days))"
-                             ".strftime('%Y-%m-%d %H:%M:%S') }}'"},
+                             "WHERE created_at >= '{{ report_window(data_interval_end, params.period)[0] }}' "
+                             "AND created_at < '{{ report_window(data_interval_end, params.period)[1] }}'"},
         steps=[
             {"op": "pivot", "index": ["provider"], "columns": "status", "values": "amount", "aggfunc": "count"},
             {"op": "total"},
         ],
-        title="Payments per provider and status, " + PERIOD,
+        title=f"Payments per provider and status, {LABEL}",
         files=(),
         on_empty="send",
         deliver=[SlackReport(channel="#ops")],

@@ -1,5 +1,5 @@
 """Read dbt's ``run_results.json`` and ``manifest.json`` (dbt-core >= 1.8), refusing what we cannot trust:
-a missing or truncated file, a schema version we do not know, results from another invocation.
+a missing or truncated file, a schema version we do not know, results older than the run.
 
 dbt writes ``run_results.json`` once, when the command ends (also when some nodes errored, and with what
 finished when interrupted), but not at all when parsing or compiling fails: then the file left in
@@ -23,6 +23,10 @@ _VERSION = re.compile(r"/dbt/([a-z-]+)/v(\d+)\.json$")
 
 class DbtArtifactError(ValueError):
     """The artifacts cannot be read or trusted; the message names the file and why."""
+
+
+class StaleResultsError(DbtArtifactError):
+    """``run_results.json`` was written before the run that should have written it."""
 
 
 @dataclass
@@ -56,7 +60,7 @@ def load(target: str | Path, not_before: datetime | None = None) -> DbtRun:
     meta = run_results.get("metadata") or {}
     generated = _timestamp(meta.get("generated_at"), target / "run_results.json")
     if not_before is not None and generated < not_before:
-        raise DbtArtifactError(
+        raise StaleResultsError(
             f"{target / 'run_results.json'} was written at {generated:%Y-%m-%d %H:%M:%S} UTC, before this run "
             f"started ({not_before.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC): the dbt command of this run wrote no "
             "results (did it fail to parse or compile? its log says why)")
@@ -115,3 +119,17 @@ def _timestamp(value: Any, path: Path) -> datetime:
     except ValueError:
         raise DbtArtifactError(f"{path}: metadata.generated_at {value!r} is not a timestamp") from None
     return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+def merge(runs: list[DbtRun]) -> DbtRun:
+    """Several invocations' results as one (e.g. one per astronomer-cosmos task): per ``unique_id`` the
+    newest result wins, so a model rebuilt later is no longer an error."""
+    ordered = sorted(runs, key=lambda r: r.generated_at)
+    last = ordered[-1]
+    merged = DbtRun(last.path, last.dbt_version, last.invocation_id, last.generated_at, last.command, {},
+                    project=last.project)
+    for run in ordered:
+        merged.results.update(run.results)
+        merged.nodes.update(run.nodes)
+        merged.sources.update(run.sources)
+    return merged

@@ -16,6 +16,10 @@ SLACK_SECTION = 3000  # characters of a section block's text, and of what we put
 SLACK_MAX_FILE = 1_000_000_000  # Slack's own per-file limit
 
 
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 class ReportDestination:
     """Base of the report destinations.
 
@@ -73,6 +77,8 @@ class SlackReport(ReportDestination):
     def check(self, report: RenderedReport) -> None:
         from airflow_opsflow.reports.output import ReportTooLarge
 
+        if len(self.text(report)) > SLACK_SECTION:  # cannot happen by construction; never let Slack refuse it
+            raise ReportTooLarge(f"the message for {self.name} is over Slack's {SLACK_SECTION:,} characters")
         for a in report.attachments:
             if len(a.content) > self.max_file_bytes:
                 raise ReportTooLarge(f"{a.filename} is {len(a.content):,} bytes, over the {self.max_file_bytes:,} "
@@ -83,13 +89,21 @@ class SlackReport(ReportDestination):
         from airflow_opsflow.incidents.slack_render import escape
         from airflow_opsflow.reports.render import text_table
 
-        head = f"*{escape(report.title)}*" + (f"\n{escape(report.description)}" if report.description else "")
+        head = f"*{escape(_cut(report.title, 300))}*"
+        if report.description:
+            head += f"\n{escape(_cut(report.description, 700))}"
         if report.empty:
             return head + "\n_No rows for this report._"
-        budget = SLACK_SECTION - len(head) - 200
-        table, shown = text_table(report.frame, self.max_rows, max(budget, 0))
+        budget = SLACK_SECTION - len(head) - 150  # the code fences and the "more rows" note
+        rows = self.max_rows
+        while True:  # escaping (&, <, >) lengthens the table: measure what is sent
+            table, shown = text_table(report.frame, rows, budget)
+            body = escape(table)
+            if len(body) <= budget or shown == 0:
+                break
+            rows = shown - max(1, shown // 4)
         note = report.more_rows_note(shown)
-        return head + (f"\n```{escape(table)}```" if shown else "") + (f"\n_{escape(note)}_" if note else "")
+        return head + (f"\n```{body}```" if shown else "") + (f"\n_{escape(note)}_" if note else "")
 
     def deliver(self, report: RenderedReport) -> dict[str, Any]:
         from airflow.providers.slack.hooks.slack import SlackHook
@@ -105,6 +119,13 @@ class SlackReport(ReportDestination):
         response = hook.client.chat_postMessage(channel=self.channel, text=report.title, unfurl_links=False,
                                                 blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": text}}])
         return {"channel": response["channel"], "ts": response["ts"]}
+
+
+def _addresses(value: list[str] | str) -> list[str]:
+    """Addresses from a list or a comma-separated string (``"Doe, J" <j@x>`` stays one address)."""
+    from email.utils import getaddresses
+
+    return [addr for _, addr in getaddresses([value] if isinstance(value, str) else list(value)) if addr]
 
 
 class EmailReport(ReportDestination):
@@ -123,8 +144,7 @@ class EmailReport(ReportDestination):
                  from_email: str | None = None, max_bytes: int = 20_000_000, max_rows: int = 50,
                  **kwargs: Any) -> None:
         super().__init__(max_rows=max_rows, **kwargs)
-        self.to = [a.strip() for a in to.split(",")] if isinstance(to, str) else list(to)
-        self.cc = ([a.strip() for a in cc.split(",")] if isinstance(cc, str) else list(cc)) if cc else []
+        self.to, self.cc = _addresses(to), _addresses(cc or [])
         if not self.to:
             raise ValueError("EmailReport needs at least one recipient in to=")
         self.conn_id = conn_id
@@ -161,15 +181,16 @@ class EmailReport(ReportDestination):
                 lines.append(note)
                 html.append(f"<p><em>{escape(note)}</em></p>")
         chart = report.chart
+        cid = make_msgid("chart")
         if chart:
-            html.append(f'<p><img src="cid:{chart.filename}" alt="{escape(report.title)}" style="max-width:100%"></p>')
+            html.append(f'<p><img src="cid:{cid[1:-1]}" alt="{escape(report.title)}" style="max-width:100%"></p>')
         msg.set_content("\n".join(lines))
         msg.add_alternative("\n".join(html), subtype="html")
         if chart:  # inline, referenced by the HTML part's cid
             html_part = msg.get_payload()[1]  # type: ignore[index]
             assert isinstance(html_part, EmailMessage)
-            html_part.add_related(chart.content, maintype="image", subtype="png", cid=f"<{chart.filename}>",
-                                  filename=chart.filename)
+            html_part.add_related(chart.content, maintype="image", subtype="png", cid=cid, filename=chart.filename,
+                                  disposition="inline")
         for a in report.attachments:
             if a is not chart:
                 maintype, subtype = a.mime.split("/", 1)
@@ -193,5 +214,13 @@ class EmailReport(ReportDestination):
             client = hook._smtp_client
             if not isinstance(client, smtplib.SMTP):
                 raise RuntimeError(f"SMTP connection {self.conn_id!r} did not open a synchronous client")
-            client.send_message(msg, from_addr=sender, to_addrs=self.to + self.cc)
-        return {"message_id": msg["Message-ID"]}
+            refused = client.send_message(msg, from_addr=sender, to_addrs=self.to + self.cc)
+        if refused:  # the others have it: a retry would send it to them twice
+            self.log_refused(refused)
+        return {"message_id": msg["Message-ID"], "refused": sorted(refused)}
+
+    def log_refused(self, refused: dict[str, Any]) -> None:
+        import logging
+
+        logging.getLogger(__name__).warning("%s: the server refused %s; the other recipients got the report",
+                                            self.name, ", ".join(f"{a} ({c})" for a, c in refused.items()))

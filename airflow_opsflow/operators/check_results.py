@@ -72,11 +72,12 @@ class CheckResultsOperator(BaseOperator):
         return f"dag {dag_id!r}, task {self.task_id!r}" if dag_id else f"task {self.task_id!r}"
 
     def publish(self, results: list[CheckResult], context: Context, what: str = "data check",
-                **extra: Any) -> dict[str, Any]:
+                retry_errors: bool = True, **extra: Any) -> dict[str, Any]:
         """Log the report, push the results (XCom ``return_value`` and ``results``), track incidents and
         deliver their alerts, then fail the task if a result's status is in ``fail_on``: without retry for
         data failures (retrying does not fix data), with retries when checks could not run or alerts
-        could not be delivered (the retry sends only what is still pending)."""
+        could not be delivered (the retry sends only what is still pending). ``retry_errors=False``: checks
+        that could not run fail without retry too (their cause is already written down, e.g. dbt's)."""
         from airflow_opsflow.checks.report import format_report
         from airflow_opsflow.checks.results import worst
 
@@ -99,7 +100,7 @@ class CheckResultsOperator(BaseOperator):
                 "run: " + "; ".join(f"{d}: {e}" for d, e in alert_errors)
                 + (f". Checks that did not pass: {names}" if failing else ""))
         if failing:
-            if any(r.status != "error" for r in failing):
+            if any(r.status != "error" for r in failing) or not retry_errors:
                 raise AirflowFailException(f"{len(failing)} {what}(s) did not pass: {names}")
             raise AirflowException(f"{len(failing)} {what}(s) could not run: {names}")
         return payload

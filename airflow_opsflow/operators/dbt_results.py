@@ -27,12 +27,13 @@ class DbtResultsOperator(CheckResultsOperator):
 
     :param target_path: dbt's ``target`` directory (``run_results.json`` and ``manifest.json``), or several
         (a list, or a glob such as ``/tmp/cosmos/*/target`` where an astronomer-cosmos callback copies each
-        task's artifacts): their results are merged, the newest result of a test winning. (templated)
+        task's artifacts): their results are merged, the newest result of each node winning. (templated)
     :param conn_id: a SQL connection to the warehouse dbt built; when given, the failing rows of each
         failing data test are sampled by running its compiled SQL (read-only, ``sample_limit`` rows). (templated)
     :param sample_limit: failing rows fetched per failing test (default 10; 0: none).
-    :param current_run_only: refuse results written before this DAG run started (default True): when dbt
-        fails to parse or compile it writes nothing, and the file in ``target`` is an earlier run's.
+    :param current_run_only: refuse results written before this DAG run (default True): when dbt fails to
+        parse or compile it writes nothing, and the file in ``target`` is an earlier run's. With several
+        targets, earlier runs' are skipped (a task that did not run this time) unless all are.
     :param include_errors: report models, seeds and snapshots that errored (default True).
     :param fail_on: statuses that fail this task (default ``("fail", "error")``).
     :param alerts: routes for the tests' incidents (``SlackAlert``, ``EmailAlert``, ``JiraTicket``).
@@ -64,26 +65,35 @@ class DbtResultsOperator(CheckResultsOperator):
         self.include_errors = include_errors
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_opsflow.dbt.artifacts import DbtArtifactError, load
+        from airflow_opsflow.dbt.artifacts import DbtArtifactError, StaleResultsError, load, merge
         from airflow_opsflow.dbt.results import to_check_results
 
-        started = getattr(context.get("dag_run"), "start_date", None) if self.current_run_only else None
+        dag_run = context.get("dag_run")
+        # run_after, not start_date: clearing the task alone restarts a finished run's start_date.
+        started = (getattr(dag_run, "run_after", None) or getattr(dag_run, "start_date", None)
+                   if self.current_run_only else None)
         targets = self._targets()
-        try:
-            runs = sorted((load(t, not_before=started) for t in targets), key=lambda r: r.generated_at)
-        except DbtArtifactError as e:
-            raise AirflowFailException(f"{self._where_am_i()}: {e}") from None
-        merged: dict[str, CheckResult] = {}
-        for run in runs:  # oldest first: a test run again later reports its latest result
-            merged.update((r.name, r) for r in to_check_results(run, include_errors=self.include_errors))
-        results = list(merged.values())
+        runs = []
+        for target in targets:
+            try:
+                runs.append(load(target, not_before=started))
+            except StaleResultsError as e:
+                if len(targets) == 1:
+                    raise AirflowFailException(f"{self._where_am_i()}: {e}") from None
+                self.log.warning("skipping %s: %s", target, e)  # e.g. a cosmos task that did not run this time
+            except DbtArtifactError as e:
+                raise AirflowFailException(f"{self._where_am_i()}: {e}") from None
+        if not runs:
+            raise AirflowFailException(f"{self._where_am_i()}: every dbt target is from an earlier run: "
+                                       + ", ".join(targets))
+        run = merge(runs)
+        results = to_check_results(run, include_errors=self.include_errors)
         if not results:
             self.log.warning("dbt ran no tests (%s)", ", ".join(str(t) for t in targets))
         if self.conn_id and self.sample_limit:
             self._sample([r for r in results if r.status in ("fail", "warn")])
-        last = runs[-1]
-        return self.publish(results, context, what="dbt test", dbt_version=last.dbt_version,
-                            invocation_id=last.invocation_id, command=last.command)
+        return self.publish(results, context, what="dbt test", retry_errors=False, dbt_version=run.dbt_version,
+                            invocation_id=run.invocation_id, command=run.command)
 
     def _targets(self) -> list[str]:
         import glob

@@ -127,9 +127,17 @@ class ReportOperator(BaseOperator):
 
     def _spec(self) -> ReportSpec:
         try:
-            spec = parse(self.queries, self.steps, self.report_frame, context=self._where_am_i())
+            # A transform may produce the report frame: only it knows the name.
+            spec = parse(self.queries, self.steps, None if self.transform else self.report_frame,
+                         context=self._where_am_i())
         except ReportSpecError as e:
             raise ValueError(str(e)) from None
+        if self.transform is None:
+            known = {q.name for q in spec.queries} | {s.into for s in spec.steps if s.into}
+            unknown = [f for f in self.xlsx_sheets if f not in known]
+            if unknown:
+                raise ValueError(f"{self._where_am_i()}: xlsx_sheets names frames the report does not have: "
+                                 f"{unknown} (frames: {', '.join(sorted(known))})")
         missing = [q.name for q in spec.queries if not (q.conn_id or self.conn_id)]
         if missing:
             raise ValueError(f"{self._where_am_i()}: queries {missing} name no conn_id and the operator has none")
@@ -143,8 +151,12 @@ class ReportOperator(BaseOperator):
         except ValueError as e:
             raise AirflowFailException(str(e)) from None
         frames, output = self._build(spec, self._query(spec), context)
-        report = render_report(frames, output, self.title, self.description, self.files,  # type: ignore[arg-type]
-                               self.chart, self.filename, self.xlsx_sheets)
+        try:
+            report = render_report(frames, output, self.title, self.description,
+                                   self.files, self.chart, self.filename, self.xlsx_sheets)  # type: ignore[arg-type]
+        except (ValueError, TypeError, KeyError, RuntimeError) as e:  # a chart column missing, a value Excel refuses
+            raise AirflowFailException(f"{self._where_am_i()}: rendering the report failed: {e}; nothing was "
+                                       "sent") from None
         summary: dict[str, Any] = {"title": self.title, "rows": report.rows, "columns": [str(c) for c in
                                                                                          report.frame.columns],
                                    "files": [{"name": a.filename, "bytes": len(a.content)}
@@ -183,6 +195,10 @@ class ReportOperator(BaseOperator):
                                        f"{e}; nothing was sent") from None
             finally:
                 conn.close()
+            doubles = sorted({n for n in names if names.count(n) > 1})
+            if doubles:
+                raise AirflowFailException(f"{self._where_am_i()}: query {q.name!r} returns several columns named "
+                                           f"{doubles}: give them distinct aliases")
             if len(rows) > self.max_query_rows:
                 raise AirflowFailException(f"{self._where_am_i()}: query {q.name!r} returned more than "
                                            f"{self.max_query_rows:,} rows (max_query_rows); nothing was sent")
@@ -215,7 +231,8 @@ class ReportOperator(BaseOperator):
     def _send(self, report: RenderedReport, context: Context) -> list[str]:
         repo = self._deliveries()
         ti = context["ti"]
-        key = f"{ti.dag_id}/{ti.task_id}" + (f"[{ti.map_index}]" if (ti.map_index or -1) >= 0 else "")
+        mapped = ti.map_index is not None and ti.map_index >= 0
+        key = f"{ti.dag_id}/{ti.task_id}" + (f"[{ti.map_index}]" if mapped else "")
         done = repo.sent(key, ti.run_id, [d.name for d in self.deliver]) if repo else set()
         sent: list[str] = []
         for d in self.deliver:

@@ -96,12 +96,14 @@ def _apply(step: Any, df: pd.DataFrame, frames: dict[str, pd.DataFrame]) -> pd.D
 def _with_total(df: pd.DataFrame, label: str) -> pd.DataFrame:
     import pandas as pd
 
-    numeric = df.select_dtypes("number").columns
-    total: dict[str, Any] = {c: df[c].sum() for c in numeric}
+    if df.empty or not len(df.columns):  # no rows: no total (an empty report stays empty)
+        return df
     first = df.columns[0]
-    if first not in numeric:
-        total[first] = label
-    out = pd.concat([df, pd.DataFrame([total], columns=df.columns)], ignore_index=True)
+    numeric = [c for c in df.select_dtypes("number").columns if c != first]
+    total: dict[str, Any] = {c: df[c].sum() for c in numeric}
+    total[first] = label  # the label column holds text, even when it was a number (a year)
+    body = df.astype({first: object})
+    out = pd.concat([body, pd.DataFrame([total], columns=df.columns)], ignore_index=True)
     out.attrs[TOTAL_ROW] = label  # charts leave it out (pandas carries attrs through later steps)
     return out
 

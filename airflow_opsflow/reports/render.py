@@ -4,8 +4,8 @@ CSV, XLSX and a PNG chart. Numbers are formatted for people (thousands separator
 from __future__ import annotations
 
 import io
-import math
 import numbers
+from datetime import date, datetime, time
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 
 def cell(value: Any) -> str:
     """One value as shown: ``12,345``, ``1,234.50``, ``2026-11-01``, empty for NULL/NaN/NaT."""
-    if value is None or (isinstance(value, float) and math.isnan(value)) or str(value) in ("NaT", "<NA>"):
+    if value is None or str(value) in ("NaT", "<NA>") or (isinstance(value, numbers.Real | Decimal)
+                                                           and value != value):  # NaN, of any kind
         return ""
     if isinstance(value, bool):
         return str(value)
@@ -25,9 +26,10 @@ def cell(value: Any) -> str:
         return f"{int(value):,}"
     if isinstance(value, numbers.Real | Decimal):
         return f"{float(value):,.2f}"
-    if hasattr(value, "isoformat"):
-        text = value.isoformat(sep=" ") if hasattr(value, "hour") else value.isoformat()
-        return text.removesuffix(" 00:00:00")
+    if isinstance(value, datetime):  # pandas' Timestamp too
+        return value.isoformat(sep=" ").removesuffix(" 00:00:00")
+    if isinstance(value, date | time):
+        return value.isoformat()
     return str(value)
 
 
@@ -88,15 +90,38 @@ def xlsx_bytes(sheets: dict[str, pd.DataFrame]) -> bytes:
 
     buffer = io.BytesIO()
     with pd.ExcelWriter(buffer, engine="openpyxl") as writer:
+        used: set[str] = set()
         for name, frame in sheets.items():
             sheet = name[:31]
-            frame.to_excel(writer, sheet_name=sheet, index=False)
+            n = 2
+            while sheet.lower() in used:  # Excel compares sheet names case-blind, cut at 31 characters
+                sheet = f"{name[:27]}_{n}"
+                n += 1
+            used.add(sheet.lower())
+            _naive(frame).to_excel(writer, sheet_name=sheet, index=False)
             ws = writer.sheets[sheet]
             ws.freeze_panes = "A2"
             for column in ws.columns:
                 width = max(len(str(c.value)) if c.value is not None else 0 for c in column)
                 ws.column_dimensions[column[0].column_letter].width = min(max(width + 2, 8), 60)
     return buffer.getvalue()
+
+
+def _naive(df: pd.DataFrame) -> pd.DataFrame:
+    """Excel has no time zones: aware timestamps become naive UTC (the header does not say so; ISO text
+    would lose Excel's date handling)."""
+    import pandas as pd
+
+    out = df
+    for c in df.columns:
+        col = df[c]
+        aware = isinstance(col.dtype, pd.DatetimeTZDtype) or (
+            col.dtype == object and len(col.dropna()) and all(isinstance(v, datetime) and v.tzinfo is not None
+                                                                for v in col.dropna().head(50)))
+        if aware:
+            out = out.copy() if out is df else out
+            out[c] = pd.to_datetime(col, utc=True).dt.tz_convert(None)
+    return out
 
 
 def png_bytes(df: pd.DataFrame, chart: Chart, title: str) -> bytes:
@@ -115,7 +140,8 @@ def png_bytes(df: pd.DataFrame, chart: Chart, title: str) -> bytes:
     y = chart.y or [c for c in df.columns if c != chart.x and df[c].dtype.kind in "iuf"]
     missing = [c for c in [chart.x, *y] if c not in df.columns]
     if missing:
-        raise ValueError(f"the chart's columns {missing} are not in the report (columns: {', '.join(df.columns)})")
+        raise ValueError(f"the chart's columns {missing} are not in the report "
+                         f"(columns: {', '.join(map(str, df.columns))})")
     if not y:
         raise ValueError("the chart has no numeric column to plot: give 'y'")
     fig, ax = plt.subplots(figsize=(9, 4.8), dpi=110)

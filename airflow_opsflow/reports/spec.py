@@ -127,7 +127,7 @@ class Pivot(_Step):
     columns: str
     values: str
     aggfunc: Agg = "sum"
-    fill_value: float | None = 0
+    fill_value: int | float | None = 0
 
 
 class Sort(_Step):
@@ -219,8 +219,13 @@ class ReportSpec(BaseModel):
 def parse(queries: Any, steps: Any = None, output: str | None = None, context: str = "") -> ReportSpec:
     """Validate a report from its parts: ``queries`` as ``{name: sql}``, ``{name: {sql, conn_id}}`` or a
     list of query dicts; ``steps`` as a list of step dicts."""
+    who = f" ({context})" if context else ""
     if isinstance(queries, dict):
         queries = [{"name": n, **(q if isinstance(q, dict) else {"sql": q})} for n, q in queries.items()]
+    for i, step in enumerate(steps or []):
+        if not isinstance(step, dict):
+            raise ReportSpecError(f"invalid report spec{who}:\n  - step #{i + 1}: a step is a mapping such as "
+                                  f"{{'op': 'sort', 'by': ['amount']}}, got {step!r}")
     try:
         return ReportSpec.model_validate({"queries": queries, "steps": steps or [], "output": output})
     except ValidationError as e:
@@ -241,7 +246,6 @@ def parse(queries: Any, steps: Any = None, output: str | None = None, context: s
             if err["type"] == "union_tag_invalid":
                 msg = f"unknown op; use one of {', '.join(OPS)}"
             lines.append(f"  - {where}{': ' if where else ''}{field}{msg}")
-        who = f" ({context})" if context else ""
         raise ReportSpecError(f"invalid report spec{who}:\n" + "\n".join(lines)) from None
 
 

@@ -141,3 +141,34 @@ def test_results_of_several_targets_merge_newest_first(tmp_path: Path) -> None:
     assert statuses == {"not_null_orders_id": "pass", "assert_totals": "warn"}  # b is newer than a
     missing = run_dag(dags.dag, conf={"targets": str(tmp_path / "none" / "*")})
     assert missing.task_states == {"dbt_tests": "failed"} and missing.tries["dbt_tests"] == 1
+
+
+def test_merged_targets_take_each_nodes_newest_result(tmp_path: Path) -> None:
+    from airflow_opsflow.dbt.artifacts import merge
+
+    old = write(tmp_path / "a", [result("model.shop.invoices", "error", None, "relation missing"),
+                                 result("test.shop.not_null_orders_id.ab12", "fail", 2)],
+                generated="2026-11-21T06:00:00Z")
+    new = write(tmp_path / "b", [result("model.shop.invoices", "success"),
+                                 result("test.shop.assert_totals.ef56", "pass", 0)], generated="2026-11-21T06:05:00Z")
+    run = merge([load(new), load(old)])
+    statuses = {r.name: r.status for r in to_check_results(run)}
+    assert statuses == {"not_null_orders_id": "fail", "assert_totals": "pass"}  # the model was rebuilt: no error
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_targets_from_earlier_runs_are_skipped_unless_all_are(tmp_path: Path) -> None:
+    from airflow_opsflow.testing.dag_runner import run_dag
+    from tests.helpers import DAGS, load_module, results_by_name
+
+    dags = load_module(DAGS / "dbt_targets.py")
+    now = datetime.now(UTC)
+    write(tmp_path / "old" / "target", [result("test.shop.assert_totals.ef56", "fail", 3)],
+          generated=(now - timedelta(days=1)).isoformat())
+    write(tmp_path / "new" / "target", [result("test.shop.not_null_orders_id.ab12", "pass", 0)],
+          generated=(now + timedelta(hours=1)).isoformat())  # written during the run below
+    run = run_dag(dags.current_dag, conf={"targets": str(tmp_path / "*" / "target")})
+    assert run.task_states == {"dbt_tests": "success"}
+    assert list(results_by_name(run.xcom("dbt_tests"))) == ["not_null_orders_id"]  # yesterday's is not news
+    stale = run_dag(dags.current_dag, conf={"targets": str(tmp_path / "old" / "target")})
+    assert stale.task_states == {"dbt_tests": "failed"} and stale.tries["dbt_tests"] == 1

@@ -5,6 +5,7 @@ repaired; the mart's high-priority accounts reach the CRM stand-in."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,7 +34,8 @@ def dbt_bin() -> str:
 
 
 @pytest.fixture
-def pipeline(pg_db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_hubspot: FakeHubSpot) -> object:
+def pipeline(pg_db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+             fake_hubspot: FakeHubSpot) -> Iterator[object]:
     monkeypatch.setenv("OPSFLOW_DBT_BIN", dbt_bin())
     monkeypatch.setenv("OPSFLOW_DBT_TARGET", str(tmp_path / "target"))
     monkeypatch.setenv("AIRFLOW__OPSFLOW__STATE_CONN_ID", pg_db.conn_id)
@@ -42,7 +44,8 @@ def pipeline(pg_db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, f
     seed(pg_db.conn, problems=True)
     for name, kind in (("opsflow_account_id", "string"), ("plan", "string"), ("total_spend", "number")):
         fake_hubspot.define_property("companies", name, kind, unique=name == "opsflow_account_id")
-    return load_module(EXAMPLES / "dbt_pipeline.py")
+    yield load_module(EXAMPLES / "dbt_pipeline.py")
+    pg_db.execute("DROP SCHEMA IF EXISTS analytics CASCADE")  # its views hold on to the sample tables
 
 
 def test_dbt_failures_become_incidents_and_resolve(pipeline: object, pg_db: Database, fake_slack: FakeSlack,

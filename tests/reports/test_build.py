@@ -67,3 +67,46 @@ def test_rendering_for_people() -> None:
     html = html_table(df, 1)
     assert html.count("<tr>") == 2 and "aaaaaaaaaa" in html and "40,000" not in html
     assert (cell(None), cell(float("nan")), cell(pd.Timestamp("2026-11-01"))) == ("", "", "2026-11-01")
+
+
+def test_totals_on_empty_and_numeric_label_columns() -> None:
+    spec = parse({"sales": "q"}, [{"op": "group", "by": ["year"], "agg": {"revenue": "sum"}}, {"op": "total"}])
+    empty = build(spec, {"sales": pd.DataFrame({"year": [], "revenue": []})})["sales"]
+    assert empty.empty  # an empty report stays empty: on_empty decides
+    years = build(spec, {"sales": pd.DataFrame({"year": [2025, 2026], "revenue": [1.0, 2.0]})})["sales"]
+    assert years.to_dict("records")[-1] == {"year": "Total", "revenue": 3.0}  # the years are not summed
+
+
+def test_excel_gets_naive_times_and_distinct_sheet_names() -> None:
+    import io
+    from datetime import UTC, datetime
+
+    from airflow_opsflow.reports.render import xlsx_bytes
+
+    aware = pd.DataFrame({"at": pd.to_datetime(["2026-01-01T05:00Z"]), "obj": [datetime(2026, 1, 1, tzinfo=UTC)]})
+    book = pd.read_excel(io.BytesIO(xlsx_bytes({"report": aware, "Report": aware, "x" * 40: aware})),
+                         sheet_name=None)
+    assert list(book) == ["report", "Report_2", "x" * 31]
+    assert book["report"]["at"][0] == pd.Timestamp("2026-01-01 05:00")
+
+
+def test_slack_text_stays_within_slack_limits_whatever_the_data() -> None:
+    from airflow_opsflow.notifications.reports import SlackReport
+    from airflow_opsflow.reports.output import render_report
+
+    df = pd.DataFrame({"note": ["<&>" * 30] * 100, "n": range(100)})
+    report = render_report({"r": df}, "r", "T" * 2000, "D" * 1500, ("csv",), None)
+    text = SlackReport(channel="#ops", max_rows=100).text(report)
+    assert len(text) <= 3000 and "&lt;&amp;&gt;" in text and "more row(s) in t" in text
+    SlackReport(channel="#ops").check(report)  # within limits: no error
+
+
+def test_email_addresses_and_non_mapping_steps() -> None:
+    from airflow_opsflow.notifications.reports import EmailReport
+    from airflow_opsflow.reports.spec import ReportSpecError
+
+    assert EmailReport(to='"Doe, J" <j@example.com>, ops@example.com, ').to == ["j@example.com", "ops@example.com"]
+    with pytest.raises(ValueError, match="at least one recipient"):
+        EmailReport(to=" , ")
+    with pytest.raises(ReportSpecError, match="step #1: a step is a mapping"):
+        parse({"q": "select 1"}, ["sort by amount"])

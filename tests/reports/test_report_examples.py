@@ -22,6 +22,7 @@ from tests.helpers import EXAMPLES, load_module
 pytestmark = pytest.mark.usefixtures("airflow_db", "slack_conn", "smtp_conn")
 reports = load_module(EXAMPLES / "reports.py")
 NOW = pendulum.instance(datetime.now(UTC).replace(microsecond=0))
+SINCE = NOW.in_timezone("Europe/Berlin").subtract(days=30)
 
 
 @pytest.fixture
@@ -34,7 +35,7 @@ def books(sqlite_db: Database, pg_db: Database, monkeypatch: pytest.MonkeyPatch)
 
 def test_cfo_report_reaches_slack_and_email_with_files(books: dict[str, str], sqlite_db: Database,
                                                         fake_slack: FakeSlack, fake_smtp: FakeSmtp) -> None:
-    run = run_dag(reports.finance, conf=books, logical_date=NOW)
+    run = run_dag(reports.finance, conf={**books, "period": "last_30_days"}, logical_date=NOW)
     assert run.task_states == {"revenue_by_provider": "success"}
     summary = run.xcom("revenue_by_provider")
     assert summary["delivered"] == ["email:cfo@example.com", "slack:slack_api_default/#finance-ops"]
@@ -43,10 +44,10 @@ def test_cfo_report_reaches_slack_and_email_with_files(books: dict[str, str], sq
 
     # Slack: one message carrying the three files, its comment the title and the table
     [message] = fake_slack.messages("#finance-ops")
-    assert (message.text or "").startswith("*Revenue by payment provider, the 30 day(s) to ")
+    assert (message.text or "").startswith(f"*Revenue by payment provider, {SINCE:%Y-%m-%d} to {NOW:%Y-%m-%d}*")
     assert "provider" in (message.text or "") and "Total" in (message.text or "")
     files = {f.filename: f for f in fake_slack.files}
-    month = NOW.strftime("%Y_%m")
+    month = f"{SINCE:%Y-%m-%d}"
     assert set(files) == {f"revenue_by_provider_{month}.{ext}" for ext in ("xlsx", "csv", "png")}
     rows = list(csv.DictReader(io.StringIO(files[f"revenue_by_provider_{month}.csv"].content.decode())))
     assert [r["provider"] for r in rows][-1] == "Total" and len(rows) == len(expected) + 1
@@ -69,7 +70,9 @@ def test_cfo_report_reaches_slack_and_email_with_files(books: dict[str, str], sq
     assert sorted(mail.rcpt_tos) == ["cfo@example.com", "finance-ops@example.com"]
     assert mail.subject.startswith("Revenue by payment provider")
     html = mail.body("html")
-    assert "<table" in html and "Total" in html and f'src="cid:revenue_by_provider_{month}.png"' in html
+    assert "<table" in html and "Total" in html
+    [png] = [p for p in mail.message.walk() if p.get_content_type() == "image/png"]
+    assert png.get_content_disposition() == "inline" and f'src="cid:{png["Content-ID"].strip("<>")}"' in html
     attached = mail.attachments
     assert {f"revenue_by_provider_{month}.xlsx", f"revenue_by_provider_{month}.csv"} <= set(attached)
     assert attached[f"revenue_by_provider_{month}.csv"] == files[f"revenue_by_provider_{month}.csv"].content
@@ -80,5 +83,7 @@ def test_ops_daily_summary_is_a_slack_table(books: dict[str, str], fake_slack: F
     assert run.task_states == {"payments_summary": "success"}
     [message] = fake_slack.messages("#ops")
     text = str(message.blocks)
-    assert "Payments per provider and status, the 1 day(s) to" in text and "succeeded" in text and "Total" in text
+    since = NOW.in_timezone("Europe/Berlin").subtract(days=1)
+    assert f"Payments per provider and status, {since:%Y-%m-%d} to" in text
+    assert "succeeded" in text and "Total" in text
     assert fake_slack.files == []
