@@ -116,4 +116,5 @@ def test_every_example_dag_file_parses() -> None:
     bag = DagBag(dag_folder=str(EXAMPLES))
     assert bag.import_errors == {}
     assert {"ops_payments_and_deliveries", "ops_business_monitors", "ops_dbt_pipeline", "finance_monthly_report",
-            "ops_daily_summary", "crm_high_priority_accounts", "crm_contacts_sharded"} <= set(bag.dag_ids)
+            "ops_daily_summary", "crm_high_priority_accounts", "crm_contacts_sharded", "cs_churn_signals",
+            "cs_account_review", "sales_demo_requests"} <= set(bag.dag_ids)

@@ -40,6 +40,35 @@ class HubSpotHook(BaseHook):
         extra: dict[str, Any] = self.get_connection(self.hubspot_conn_id).extra_dejson
         return int(extra.get("requests_per_10s", 100))
 
+    def objects(self, object_type: str, properties: list[str], limit: int = 100_000) -> list[dict[str, Any]]:
+        """Every record of a CRM object type (``companies``, ``contacts``...) with these properties, as
+        ``{"id": ..., **properties}`` (values as HubSpot returns them: text), 100 per request, waiting out
+        rate limits. For reports that join CRM data with the database's (``ReportOperator(transform=...)``)."""
+        import time
+        from urllib.parse import urlencode
+
+        from airflow_opsflow.sync.destinations.transport import HttpTransport, TransientError
+
+        transport = HttpTransport(self.target(), max_connections=1, what="HubSpot")
+        out: list[dict[str, Any]] = []
+        after: str | None = None
+        while len(out) < limit:
+            query = {"limit": 100, "properties": ",".join(properties), **({"after": after} if after else {})}
+            for attempt in range(5):
+                try:
+                    page = transport.request("GET", f"/crm/v3/objects/{object_type}?{urlencode(query)}").json()
+                    break
+                except TransientError as e:  # 429 and 5xx: wait as told, then again
+                    if attempt == 4:
+                        raise
+                    time.sleep(min(e.retry_after or 2 ** attempt, 30))
+            out += [{"id": r["id"], **{p: (r.get("properties") or {}).get(p) for p in properties}}
+                    for r in page.get("results") or []]
+            after = ((page.get("paging") or {}).get("next") or {}).get("after")
+            if not after:
+                break
+        return out[:limit]
+
     def test_connection(self) -> tuple[bool, str]:
         from airflow_opsflow.sync.destinations.transport import HttpTransport
 

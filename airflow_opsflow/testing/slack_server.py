@@ -134,7 +134,7 @@ class FakeSlack(LocalHTTPService):
 
     :param token: the accepted bot token(s); anything else gets ``invalid_auth``.
     :param channels: ``{"name": "C...ID"}``; default :data:`DEFAULT_CHANNELS` (general, alerts, data-quality,
-        ops, finance-ops, random).
+        ops, finance-ops, customer-success, sales, random).
     """
 
     service_name = "fake-slack"

@@ -46,6 +46,8 @@ DEFAULT_CHANNELS = {
     "data-quality": "C0DATAQUALITY",
     "ops": "C0OPS",
     "finance-ops": "C0FINANCEOPS",
+    "customer-success": "C0CUSTOMERSUCCESS",
+    "sales": "C0SALES",
     "random": "C0RANDOM",
 }
 
