@@ -6,7 +6,7 @@ PYTHON ?= python3
 STAMP := $(VENV)/.installed
 APT_GET := $(shell [ "$$(id -u)" = 0 ] && echo apt-get || echo sudo apt-get)
 
-.PHONY: demo test lint unit bench venv build-deps db-binaries dbt clean
+.PHONY: demo test lint unit bench docs venv build-deps db-binaries dbt clean
 
 venv: $(STAMP)
 
@@ -57,6 +57,10 @@ unit: venv
 
 test: venv db-binaries dbt lint
 	$(PY) -m airflow_opsflow.testing.services -- $(VENV)/bin/pytest -q -p no:cacheprovider tests
+
+# The documentation site (MkDocs, strict: a broken link or reference fails); tests/test_docs.py builds it too.
+docs: venv
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
 bench: venv db-binaries
 	$(PY) bench/checks.py

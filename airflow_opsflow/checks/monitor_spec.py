@@ -91,9 +91,10 @@ class MetricCheck(CheckBase):
     :param backfill: buckets computed from the source on the first run (default: the training window).
     :param history_key: names the history in the state store (default: the DAG, task and check name);
         set it to keep the history when renaming them.
-    :param method, sensitivity, training, min_training, seasonality, direction, min_change,
-        min_relative_change, trend, adapt_after: see :class:`airflow_opsflow.monitors.detect.Detection`;
-        ``min_relative_change`` also takes ``"5%"``.
+
+    The detection fields ``method``, ``sensitivity``, ``training``, ``min_training``, ``seasonality``,
+    ``direction``, ``min_change``, ``min_relative_change``, ``trend`` and ``adapt_after`` are those of
+    :class:`airflow_opsflow.monitors.detect.Detection` (``min_relative_change`` also takes ``"5%"``).
     """
 
     kind: Literal["metric"]

@@ -16,6 +16,8 @@ class HttpEndpoint(SyncDestination):
     :param endpoint: path under the base URL; a Jinja template per record when ``batch_size=1``
         (``/accounts/{{ record.account_id }}``).
     :param method: HTTP method for new and changed records (``insert_method``/``update_method`` override).
+    :param insert_method: HTTP method for new records only (e.g. ``POST`` where changes are ``PATCH``).
+    :param update_method: HTTP method for changed records only.
     :param batch_size: records per request (1: one request per record, e.g. "call this API for each row").
     :param body: optional Jinja template of the JSON body: ``records`` (batched) or ``record`` and ``key``
         (per record), ``op``, ``sync_id``; the default body is the record or a JSON array of records.
