@@ -89,7 +89,7 @@ with DAG(
             "sql": """
                 SELECT id, customer_id, amount, provider, created_at FROM payments
                 WHERE status = 'failed'
-                  AND created_at >= '{{ (data_interval_end - macros.timedelta(days=7)).strftime('%Y-%m-%d') }}'
+                  AND created_at >= '{{ (dag_run.run_after - macros.timedelta(days=7)).strftime('%Y-%m-%d') }}'
             """,
             "entity": {"key": "id", "amount": "amount", "since": "created_at", "sla": "24h",
                        "escalate_above": 5000, "noun": "failed payment"},

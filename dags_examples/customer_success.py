@@ -48,7 +48,7 @@ with DAG(
         task_id="churn_risk_to_crm",
         conn_id="{{ params.conn_id }}",
         sql="SELECT email, name, lifetime_spend, CASE WHEN payments >= 5 AND last_payment_at < "
-            "'{{ (data_interval_end - macros.timedelta(days=params.quiet_days)).strftime('%Y-%m-%d %H:%M:%S') }}' "
+            "'{{ (dag_run.run_after - macros.timedelta(days=params.quiet_days)).strftime('%Y-%m-%d %H:%M:%S') }}' "
             "THEN 'high' ELSE 'low' END AS churn_risk FROM ({{ customer_spend }}) AS spend",
         primary_key="email",
         mode="upsert",  # every customer has a risk; only the ones whose risk or spend changed are sent
@@ -65,7 +65,7 @@ with DAG(
             "description": "Regular payers (5+ payments) who have not paid for a while: call them",
             "severity": "warn",
             "sql": "SELECT account_id, name, plan, lifetime_spend, last_payment_at FROM ({{ customer_spend }}) AS "
-                   "spend WHERE payments >= 5 AND last_payment_at < '{{ (data_interval_end - "
+                   "spend WHERE payments >= 5 AND last_payment_at < '{{ (dag_run.run_after - "
                    "macros.timedelta(days=params.quiet_days)).strftime('%Y-%m-%d %H:%M:%S') }}'",
             "entity": {"key": "account_id", "amount": "lifetime_spend", "noun": "customer at risk",
                        "plural": "customers at risk"},
@@ -104,7 +104,7 @@ with DAG(
         conn_id="{{ params.conn_id }}",
         queries={"accounts": "SELECT * FROM ({{ customer_spend }}) AS spend ORDER BY lifetime_spend DESC LIMIT 25"},
         transform=with_crm,
-        title="Top 25 accounts and what the CRM says, week of {{ data_interval_end.strftime('%Y-%m-%d') }}",
+        title="Top 25 accounts and what the CRM says, week of {{ dag_run.run_after.strftime('%Y-%m-%d') }}",
         files=("xlsx",),
         deliver=[SlackReport(channel="#customer-success"), EmailReport(to=["account-managers@example.com"])],
     )

@@ -30,7 +30,7 @@ OPS_SLACK = SlackAlert(conn_id="slack_api_default", channel="#ops", mask_columns
 PAYMENTS_EMAIL = EmailAlert(to=["payments-ops@example.com"], conn_id="smtp_default", min_severity="error")
 FINANCE_EMAIL = EmailAlert(to=["finance-ops@example.com"], conn_id="smtp_default")
 OPS_TICKETS = JiraTicket(project="OPS", conn_id="opsflow_jira_default", min_severity="error", labels=("ops",))
-CUTOFF_48H = "{{ (data_interval_end - macros.timedelta(hours=48)).strftime('%Y-%m-%d %H:%M:%S') }}"
+CUTOFF_48H = "{{ (dag_run.run_after - macros.timedelta(hours=48)).strftime('%Y-%m-%d %H:%M:%S') }}"
 
 with DAG(
     dag_id="ops_payments_and_deliveries",

@@ -25,8 +25,10 @@ from airflow_opsflow.operators.report import ReportOperator
 
 
 def report_window(end: datetime, period: str) -> tuple[str, str, str]:
-    """(since, until, label) of a report period ending at the run's data interval end: ``previous_month``
-    (calendar months in Berlin) or ``last_N_days``. Bounds are UTC text, as the sample tables store them."""
+    """(since, until, label) of a report period ending when the run is due (``dag_run.run_after``: set for
+    scheduled and manual runs alike, where Airflow 3 leaves a manual run without a data interval):
+    ``previous_month`` (calendar months in Berlin) or ``last_N_days``. Bounds are UTC text, as the sample
+    tables store them."""
     end = pendulum.instance(end).in_timezone("Europe/Berlin")
     if period == "previous_month":
         until = end.start_of("month")
@@ -40,7 +42,7 @@ def report_window(end: datetime, period: str) -> tuple[str, str, str]:
 
 
 PERIODS = ["previous_month", "last_1_days", "last_7_days", "last_30_days"]
-LABEL = "{{ report_window(data_interval_end, params.period)[2] }}"
+LABEL = "{{ report_window(dag_run.run_after, params.period)[2] }}"
 
 with DAG(
     dag_id="finance_monthly_report",
@@ -58,8 +60,8 @@ with DAG(
         conn_id="{{ params.conn_id }}",
         queries={
             "payments": "SELECT id AS payment_id, provider, status, amount FROM payments "
-                        "WHERE created_at >= '{{ report_window(data_interval_end, params.period)[0] }}' "
-                        "AND created_at < '{{ report_window(data_interval_end, params.period)[1] }}'",
+                        "WHERE created_at >= '{{ report_window(dag_run.run_after, params.period)[0] }}' "
+                        "AND created_at < '{{ report_window(dag_run.run_after, params.period)[1] }}'",
             "settlements": {"sql": "SELECT payment_id, settled_amount FROM settlements",
                             "conn_id": "{{ params.warehouse_conn_id }}"},
         },
@@ -79,7 +81,7 @@ with DAG(
         files=("xlsx", "csv"),
         xlsx_sheets=["payments"],
         chart={"kind": "bar", "x": "provider", "y": ["revenue", "settled"], "title": "Revenue and settlements"},
-        filename="revenue_by_provider_{{ report_window(data_interval_end, params.period)[0][:10] }}",
+        filename="revenue_by_provider_{{ report_window(dag_run.run_after, params.period)[0][:10] }}",
         deliver=[EmailReport(to=["cfo@example.com"], cc=["finance-ops@example.com"]),
                  SlackReport(channel="#finance-ops")],
     )
@@ -98,8 +100,8 @@ with DAG(
         task_id="payments_summary",
         conn_id="{{ params.conn_id }}",
         queries={"payments": "SELECT provider, status, amount FROM payments "
-                             "WHERE created_at >= '{{ report_window(data_interval_end, params.period)[0] }}' "
-                             "AND created_at < '{{ report_window(data_interval_end, params.period)[1] }}'"},
+                             "WHERE created_at >= '{{ report_window(dag_run.run_after, params.period)[0] }}' "
+                             "AND created_at < '{{ report_window(dag_run.run_after, params.period)[1] }}'"},
         steps=[
             {"op": "pivot", "index": ["provider"], "columns": "status", "values": "amount", "aggfunc": "count"},
             {"op": "total"},
