@@ -6,7 +6,7 @@ PYTHON ?= python3
 STAMP := $(VENV)/.installed
 APT_GET := $(shell [ "$$(id -u)" = 0 ] && echo apt-get || echo sudo apt-get)
 
-.PHONY: demo test lint unit bench docs venv build-deps db-binaries dbt clean
+.PHONY: demo test lint unit bench docs ui-test venv build-deps db-binaries dbt browser clean
 
 venv: $(STAMP)
 
@@ -34,6 +34,12 @@ $(DBT_VENV)/.installed:
 
 dbt: $(DBT_VENV)/.installed
 
+# Debian's Chromium for the Airflow UI test (Playwright drives it; no browser download).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+		echo "installing the Debian package chromium (the Airflow UI test)"; \
+		$(APT_GET) update -qq && DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq chromium >/dev/null; }
+
 # The Debian PostgreSQL and MariaDB server binaries, for the throwaway test servers.
 db-binaries:
 	@missing=""; \
@@ -55,8 +61,13 @@ lint: venv
 unit: venv
 	$(VENV)/bin/pytest -q tests/checks
 
-test: venv db-binaries dbt lint
+test: venv db-binaries dbt browser lint
 	$(PY) -m airflow_opsflow.testing.services -- $(VENV)/bin/pytest -q -p no:cacheprovider tests
+
+# Only the Airflow UI test: airflow standalone with the example DAGs, driven in headless Chromium;
+# screenshots in build/ui-screenshots. `make test` runs it with everything else.
+ui-test: venv db-binaries dbt browser
+	$(PY) -m airflow_opsflow.testing.services -- $(VENV)/bin/pytest -q -p no:cacheprovider tests/ui
 
 # The documentation site (MkDocs, strict: a broken link or reference fails); tests/test_docs.py builds it too.
 docs: venv

@@ -1,0 +1,173 @@
+"""Airflow for real (``airflow standalone``: api-server, scheduler, dag-processor, triggerer) with the example
+DAGs and the provider installed, driven through its REST API and its UI in headless Chromium (Debian's,
+through Playwright): the dbt example DAG runs and succeeds, the dbt test report is in the task log, the
+"Jira ticket(s)" extra link points at the tickets opsflow opened, and the connection form of the
+``opsflow_jira`` type shows our fields. Screenshots go to ``build/ui-screenshots``."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_opsflow.testing.hubspot_server import FakeHubSpot
+from airflow_opsflow.testing.jira_server import FakeJira
+from airflow_opsflow.testing.sample_data import seed
+from airflow_opsflow.testing.slack_server import FakeSlack
+from tests.conftest import Database
+
+REPO = Path(__file__).resolve().parents[2]
+SHOTS = REPO / "build" / "ui-screenshots"
+CHROMIUM = os.environ.get("OPSFLOW_CHROMIUM", "/usr/bin/chromium")
+DAG = "ops_dbt_pipeline"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Airflow:
+    """A running ``airflow standalone`` and its REST API (the simple auth manager with everyone admin)."""
+
+    def __init__(self, base: str, process: subprocess.Popen[bytes], log: Path) -> None:
+        self.base, self.process, self.log = base, process, log
+
+    def call(self, method: str, path: str, body: Any = None) -> Any:
+        request = urllib.request.Request(self.base + path, method=method, headers={"Content-Type": "application/json"},
+                                         data=None if body is None else json.dumps(body).encode())
+        with urllib.request.urlopen(request, timeout=30) as r:
+            return json.loads(r.read() or b"null")
+
+    def wait(self, what: str, check: Any, timeout: float) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"airflow standalone exited: see {self.log}")
+            try:
+                found = check()
+                if found:
+                    return found
+            except Exception:  # not up yet, DAG not parsed yet...
+                pass
+            time.sleep(1)
+        raise AssertionError(f"timed out waiting for {what}; see {self.log}")
+
+
+@pytest.fixture
+def airflow(tmp_path: Path, pg_db: Database, pg_uri: str, fake_slack: FakeSlack, fake_jira: FakeJira,
+            fake_hubspot: FakeHubSpot) -> Iterator[Airflow]:
+    from tests.dbt.test_dbt_pipeline import dbt_bin
+
+    pg_db.execute("DROP SCHEMA IF EXISTS analytics CASCADE")
+    seed(pg_db.conn, problems=True)
+    for name, kind in (("opsflow_account_id", "string"), ("plan", "string"), ("total_spend", "number")):
+        fake_hubspot.define_property("companies", name, kind, unique=name == "opsflow_account_id")
+    home = tmp_path / "airflow"
+    home.mkdir()
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "_AIRFLOW"))}
+    env.update({
+        "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags_examples"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor", "AIRFLOW__API__HOST": "127.0.0.1", "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}", "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(_free_port()),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(_free_port()),
+        "AIRFLOW__OPSFLOW__STATE_CONN_ID": "opsflow_state",
+        "AIRFLOW_CONN_OPSFLOW_STATE": json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "state.db")}),
+        "AIRFLOW_CONN_WAREHOUSE": pg_uri,
+        "OPSFLOW_DBT_BIN": dbt_bin(), "OPSFLOW_DBT_TARGET": str(tmp_path / "dbt-target"),
+        "PATH": f"{Path(os.sys.executable).parent}:{env.get('PATH', '')}",
+        "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost",
+    })
+    env.update(fake_slack.slack_connection("slack_api_default"))
+    env.update(fake_jira.jira_connection("opsflow_jira_default"))
+    env.update(fake_hubspot.hubspot_connection("hubspot_default"))
+    log = home / "standalone.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen([str(Path(os.sys.executable).parent / "airflow"), "standalone"], env=env,
+                                   stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    running = Airflow(f"http://127.0.0.1:{port}", process, log)
+    try:
+        running.wait("the api-server and scheduler",
+                     lambda: running.call("GET", "/api/v2/monitor/health")["scheduler"]["status"] == "healthy", 240)
+        yield running
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+        pg_db.execute("DROP SCHEMA IF EXISTS analytics CASCADE")
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        shutil.copy(log, SHOTS / "airflow-standalone.log")
+
+
+def test_the_dbt_example_in_the_airflow_ui(airflow: Airflow, fake_jira: FakeJira) -> None:
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: `make test` installs Debian's chromium"
+    airflow.wait(f"the DAG {DAG} to be parsed", lambda: airflow.call("GET", f"/api/v2/dags/{DAG}"), 180)
+    airflow.call("PATCH", f"/api/v2/dags/{DAG}", {"is_paused": False})
+    run_id = airflow.call("POST", f"/api/v2/dags/{DAG}/dagRuns", {"logical_date": None})["dag_run_id"]
+    run_path = f"/api/v2/dags/{DAG}/dagRuns/{urllib.parse.quote(run_id)}"
+    state = airflow.wait("the run to finish", lambda: airflow.call("GET", run_path)["state"] in ("success", "failed")
+                         and airflow.call("GET", run_path)["state"], 420)
+    tickets = fake_jira.issues
+    assert state == "success" and len(tickets) == 2  # two dbt tests warn: one ticket each
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.goto(f"{airflow.base}/dags/{DAG}/runs/{run_id}")
+        page.get_by_text("dbt_tests").first.wait_for(timeout=60_000)
+        page.screenshot(path=SHOTS / "1-dag-run.png", full_page=True)
+        assert "Success" in page.inner_text("body") or "success" in page.inner_text("body")
+
+        page.goto(f"{airflow.base}/dags/{DAG}/runs/{run_id}/tasks/dbt_tests")
+        page.get_by_text("assert_payment_amounts_positive").first.wait_for(timeout=60_000)  # the report's row
+        page.screenshot(path=SHOTS / "2-task-log-report.png", full_page=True)
+        assert re.search(r"task 'dbt_tests': \d+ checks, \d+ pass, 2 warn", page.inner_text("body"))
+
+        page.goto(f"{airflow.base}/dags/{DAG}/runs/{run_id}/tasks/dbt_tests/details")
+        link = page.get_by_role("link", name="Jira ticket(s)")
+        link.wait_for(timeout=60_000)
+        page.screenshot(path=SHOTS / "3-extra-link.png", full_page=True)
+        href = link.get_attribute("href") or ""
+        keys = sorted(t.key for t in tickets)
+        assert href.startswith(fake_jira.url) and all(k in urllib.parse.unquote(href) for k in keys)
+
+        page.goto(f"{airflow.base}/connections")
+        page.get_by_text("Add Connection").first.click()
+        page.get_by_role("combobox").first.click()
+        page.keyboard.type("opsflow_jira")
+        page.keyboard.press("Enter")
+        page.get_by_text("Jira URL").wait_for(timeout=30_000)
+        page.screenshot(path=SHOTS / "4-jira-connection-form.png", full_page=True)
+        standard = page.inner_text("body")
+        page.get_by_text("Extra Fields", exact=True).click()  # the form's sections open one at a time
+        page.get_by_text("Verify TLS").wait_for(timeout=30_000)
+        page.screenshot(path=SHOTS / "5-jira-connection-extra-fields.png", full_page=True)
+        extra = page.inner_text("body")
+        for label, body in (("Jira URL", standard), ("Email (Jira Cloud; empty for Server/Data Center)", standard),
+                            ("Deployment", extra), ("Verify TLS", extra), ("Timeout (seconds)", extra)):
+            assert label in body, f"{label!r} not on the opsflow_jira connection form"
+        assert "Schema" not in standard and "Port" not in standard  # hidden: Jira does not use them
+        browser.close()
