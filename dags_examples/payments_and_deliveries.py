@@ -6,7 +6,8 @@ invoices (totals that do not add up, duplicate numbers). Checks are read-only an
 scanned once, however many checks it has.
 
 Each failing check is an incident: Slack (``#ops``) and email hear about it once when it opens, and
-again when it resolves, in the same Slack thread; error-level incidents also get one Jira ticket (project
+again when it resolves, in the same Slack thread (stuck deliveries are tracked one by one: new ones
+update the incident, each resolves when delivered); error-level incidents also get one Jira ticket (project
 OPS), closed when the data is fixed. Incidents live in the state database named by
 ``[opsflow] state_conn_id``.
 
@@ -75,6 +76,9 @@ with DAG(
                 "sample_columns": ["id", "order_ref", "carrier", "status_changed_at"],
                 "description": "Deliveries in transit for more than 48 hours (SLA breach)",
                 "owner": "logistics-ops",
+                # Each stuck delivery is followed on its own: the alert says how many are new, how many
+                # still stuck and for how long; a delivery getting stuck later updates the incident.
+                "entity": {"key": "id", "since": "status_changed_at", "sla": "48h", "noun": "stuck delivery"},
             },
             {"name": "known_delivery_status", "kind": "accepted_values", "column": "status",
              "values": ["created", "in_transit", "delivered", "returned"]},
