@@ -24,11 +24,11 @@ from airflow_opsflow.notifications.reports import EmailReport, SlackReport
 from airflow_opsflow.operators.report import ReportOperator
 
 
-def report_window(end: datetime, period: str) -> tuple[str, str, str]:
+def report_window(end: datetime, period: str) -> tuple[str, str, str, str]:
     """(since, until, label) of a report period ending when the run is due (``dag_run.run_after``: set for
     scheduled and manual runs alike, where Airflow 3 leaves a manual run without a data interval):
     ``previous_month`` (calendar months in Berlin) or ``last_N_days``. Bounds are UTC text, as the sample
-    tables store them."""
+    tables store them; then a label and the period's first local day (for file names)."""
     end = pendulum.instance(end).in_timezone("Europe/Berlin")
     if period == "previous_month":
         until = end.start_of("month")
@@ -38,7 +38,7 @@ def report_window(end: datetime, period: str) -> tuple[str, str, str]:
         until, since = end, end.subtract(days=days)
         label = f"{since:%Y-%m-%d} to {until:%Y-%m-%d}"
     utc = "%Y-%m-%d %H:%M:%S"
-    return since.in_timezone("UTC").strftime(utc), until.in_timezone("UTC").strftime(utc), label
+    return since.in_timezone("UTC").strftime(utc), until.in_timezone("UTC").strftime(utc), label, f"{since:%Y-%m-%d}"
 
 
 PERIODS = ["previous_month", "last_1_days", "last_7_days", "last_30_days"]
@@ -81,7 +81,7 @@ with DAG(
         files=("xlsx", "csv"),
         xlsx_sheets=["payments"],
         chart={"kind": "bar", "x": "provider", "y": ["revenue", "settled"], "title": "Revenue and settlements"},
-        filename="revenue_by_provider_{{ report_window(dag_run.run_after, params.period)[0][:10] }}",
+        filename="revenue_by_provider_{{ report_window(dag_run.run_after, params.period)[3] }}",
         deliver=[EmailReport(to=["cfo@example.com"], cc=["finance-ops@example.com"]),
                  SlackReport(channel="#finance-ops")],
     )

@@ -358,13 +358,25 @@ def sample_query(b: BoundCheck, dialect: str) -> str | None:
 
 
 def entity_query(b: BoundCheck, dialect: str, limit: int) -> str:
-    """The entity columns (key, amount, since) of up to ``limit`` violating rows, in key order (so that a
-    list cut at the limit is the same list on every run)."""
+    """One row per violating entity (key, total amount, earliest since), at most ``limit``, in key order
+    (so that a list cut at the limit is the same list on every run). Rows with a NULL key are no entity."""
     cols: list[exp.Expr] = [sqlparts.column(c) for c in b.entity_columns]
-    q = _violating_rows(b, dialect, cols)
-    assert q is not None, f"check {b.name!r} has no violating rows to track"
-    keys = len(b.check.entity.key)  # type: ignore[union-attr]
-    return q.order_by(*[c.copy() for c in cols[:keys]]).limit(limit).sql(dialect, comments=False)
+    inner = _violating_rows(b, dialect, cols)
+    assert inner is not None, f"check {b.name!r} has no violating rows to track"
+    rule = b.check.entity
+    assert rule is not None
+    n = len(rule.key)
+    keys = [sqlparts.column(c) for c in b.entity_columns[:n]]
+    rest = b.entity_columns[n:]
+    picked: list[exp.Expr] = [k.copy() for k in keys]
+    if rule.amount:
+        picked.append(exp.Sum(this=sqlparts.column(rest.pop(0))).as_("opsflow_amount"))
+    if rule.since:
+        picked.append(exp.Min(this=sqlparts.column(rest.pop(0))).as_("opsflow_since"))
+    q = exp.select(*picked).from_(inner.subquery("opsflow_violations"))
+    q = q.where(exp.and_(*[exp.not_(exp.Is(this=k.copy(), expression=exp.null())) for k in keys]))
+    q = q.group_by(*[k.copy() for k in keys]).order_by(*[k.copy() for k in keys]).limit(limit)
+    return q.sql(dialect, comments=False)
 
 
 def _violating_rows(b: BoundCheck, dialect: str, picked: list[exp.Expr]) -> exp.Select | None:

@@ -240,7 +240,7 @@ class SuiteRun:
             except QueryError as e:
                 self._fail_tracking(r, f"fetching its entities ({', '.join(b.entity_columns)}) failed: {e}")
                 return
-            except (TypeError, ValueError) as e:
+            except (TypeError, ValueError, AttributeError) as e:
                 self._fail_tracking(r, f"reading its entities failed: {e}")
                 return
             complete = len(rows) <= rule.max_entities

@@ -105,7 +105,8 @@ class Alert:
             key_name = str(entities.get("key_name") or "key")
             header = [key_name, "state", "age"] + [c for c in ("amount", "past_sla") if c in shown[0]]
             hidden = {m.lower() for m in masked}
-            rows = [[MASK if key_name.lower() in hidden else _short(e["key"], 40), e["state"], e["age"],
+            masked_key = any(part.lower() in hidden for part in key_name.split("/"))
+            rows = [[MASK if masked_key else _short(e["key"], 40), e["state"], e["age"],
                      *([f"{e['amount']:,.2f}" if e.get("amount") is not None else "NULL"] if "amount" in e else []),
                      *((["yes" if e["past_sla"] else ""]) if "past_sla" in e else [])] for e in shown]
             header = [h.replace("past_sla", "past SLA") for h in header]

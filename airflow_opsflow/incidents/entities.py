@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -226,8 +227,10 @@ def to_since(value: Any) -> datetime | None:
         return None
     if isinstance(value, str):
         value = datetime.fromisoformat(value.strip().replace(" ", "T", 1))
-    if not isinstance(value, datetime):  # a DATE
-        value = datetime(value.year, value.month, value.day)
+    if not isinstance(value, datetime):
+        if not hasattr(value, "year"):  # an epoch number, say: say what is expected rather than guess a unit
+            raise ValueError(f"the since value {value!r} is not a timestamp or date")
+        value = datetime(value.year, value.month, value.day)  # a DATE
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
@@ -237,5 +240,6 @@ def to_amount(value: Any) -> float | None:
         return None
     if isinstance(value, bool) or (not isinstance(value, (int, float)) and not hasattr(value, "as_integer_ratio")):
         raise ValueError(f"the amount {value!r} is not a number")
-    return float(value)
+    amount = float(value)
+    return amount if math.isfinite(amount) else None  # NaN is no money at stake
 

@@ -153,8 +153,9 @@ class DataCheckOperator(CheckResultsOperator):
 
         if context is not None:
             run = TaskRun.of(context["ti"])
-        else:  # run_checks() outside a task: every call is its own run
-            run = TaskRun(self.dag_id if self.has_dag() else "-", self.task_id, datetime.now().isoformat())
+        else:  # run_checks() outside a task: its own entities, so the task's are left alone
+            dag_id = self.dag_id if self.has_dag() else "-"
+            run = TaskRun(dag_id, f"{self.task_id} (ad hoc)", datetime.now().isoformat())
         return EntityTracking(repo, run.run_id, lambda check: fingerprint(run.dag_id, run.task_key, check))
 
     def _history_key(self, context: Context | None) -> str:

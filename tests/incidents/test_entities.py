@@ -89,3 +89,33 @@ def test_labels_and_values() -> None:
     assert EntitySpec(key="id", noun="box").plural_noun == "boxes"
     with pytest.raises(ValueError, match="not a number"):
         to_amount("12.50 EUR")
+
+
+def test_duplicate_and_null_keys_are_one_entity_each_on_a_real_database(tmp_path: object) -> None:
+    """Several rows of one key are one entity (amounts summed, the earliest since); NULL keys are none; the
+    cut is counted in entities, not rows."""
+    import sqlite3
+    from pathlib import Path
+
+    from airflow_opsflow.checks.loader import load_suite
+    from airflow_opsflow.checks.runner import EntityTracking, run_suite
+    from airflow_opsflow.state.entities import EntityRepo
+    from airflow_opsflow.state.store import StateStore
+
+    path = Path(str(tmp_path))
+    data = sqlite3.connect(path / "ops.db")
+    data.execute("CREATE TABLE lines (pid TEXT, amount NUMERIC, failed_at TEXT)")
+    data.executemany("INSERT INTO lines VALUES (?, ?, ?)", [
+        ("A", 10, "2026-03-01 10:00:00"), ("A", 5, "2026-03-01 08:00:00"), ("B", 1, "2026-03-02 00:00:00"),
+        (None, 7, "2026-03-01 00:00:00"), (None, 8, "2026-03-01 00:00:00")])
+    data.commit()
+    suite = load_suite([{"kind": "sql", "name": "failed", "sql": "SELECT * FROM lines",
+                         "entity": {"key": "pid", "amount": "amount", "since": "failed_at", "max_entities": 2}}])
+    store = StateStore(lambda: sqlite3.connect(path / "state.db"), "sqlite")
+    tracking = EntityTracking(EntityRepo(store), "run1", lambda check: f"subject-{check}")
+    [r] = run_suite(data, suite, "sqlite", history=None, metrics_at=NOW, entities=tracking)
+    e = r.entities or {}
+    assert (e["new"], e["complete"], e["at_stake"]) == (2, True, 16.0)  # A (10 + 5) and B; the NULLs are none
+    earliest = datetime(2026, 3, 1, 8, tzinfo=UTC)  # A's earliest failed_at
+    assert e["listed"][0]["key"] == "A" and e["oldest_age_s"] == (NOW - earliest).total_seconds()
+    store.close()

@@ -6,6 +6,7 @@ through Playwright): the dbt example DAG runs and succeeds, the dbt test report 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -36,10 +37,13 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-sync", "--no-first-run", "--disable-quic"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def _free_ports(n: int) -> list[int]:
+    """``n`` distinct free ports (all bound at once, so none is handed out twice)."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(n)]
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in sockets]
 
 
 class Airflow:
@@ -80,15 +84,15 @@ def airflow(tmp_path: Path, pg_db: Database, pg_uri: str, fake_slack: FakeSlack,
         fake_hubspot.define_property("companies", name, kind, unique=name == "opsflow_account_id")
     home = tmp_path / "airflow"
     home.mkdir()
-    port = _free_port()
+    port, worker_logs, trigger_logs = _free_ports(3)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "_AIRFLOW"))}
     env.update({
         "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags_examples"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor", "AIRFLOW__API__HOST": "127.0.0.1", "AIRFLOW__API__PORT": str(port),
         "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}", "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(_free_port()),
-        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(_free_port()),
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(worker_logs),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(trigger_logs),
         "AIRFLOW__OPSFLOW__STATE_CONN_ID": "opsflow_state",
         "AIRFLOW_CONN_OPSFLOW_STATE": json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "state.db")}),
         "AIRFLOW_CONN_WAREHOUSE": pg_uri,
@@ -109,14 +113,32 @@ def airflow(tmp_path: Path, pg_db: Database, pg_uri: str, fake_slack: FakeSlack,
                      lambda: running.call("GET", "/api/v2/monitor/health")["scheduler"]["status"] == "healthy", 240)
         yield running
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-        pg_db.execute("DROP SCHEMA IF EXISTS analytics CASCADE")
+        _stop(process)
+        pg_db.execute("SET lock_timeout = '30s'", "DROP SCHEMA IF EXISTS analytics CASCADE")
         SHOTS.mkdir(parents=True, exist_ok=True)
         shutil.copy(log, SHOTS / "airflow-standalone.log")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """Stop standalone and everything it started: task runners put themselves in process groups of their
+    own, so the group signal alone would leave them (and their dbt) behind."""
+    import psutil
+
+    try:
+        family = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        family = []
+    for p in family:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.terminate()
+    _, alive = psutil.wait_procs(family, timeout=30)
+    for p in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.kill()
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(10)
 
 
 def test_the_dbt_example_in_the_airflow_ui(airflow: Airflow, fake_jira: FakeJira) -> None:
