@@ -11,6 +11,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airflow_opsflow.incidents.lifecycle import Policy as IncidentPolicy
 from airflow_opsflow.links import TICKETS_XCOM, JiraTicketLink
+from airflow_opsflow.operators.naming import where_am_i
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -68,8 +69,7 @@ class CheckResultsOperator(BaseOperator):
                              "them apart")
 
     def _where_am_i(self) -> str:
-        dag_id = self.dag_id if self.has_dag() else None
-        return f"dag {dag_id!r}, task {self.task_id!r}" if dag_id else f"task {self.task_id!r}"
+        return where_am_i(self)
 
     def publish(self, results: list[CheckResult], context: Context, what: str = "data check",
                 retry_errors: bool = True, **extra: Any) -> dict[str, Any]:

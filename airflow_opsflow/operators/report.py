@@ -11,6 +11,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airflow_opsflow.checks.durations import parse_duration
 from airflow_opsflow.checks.jinja import has_jinja
+from airflow_opsflow.operators.naming import where_am_i
 from airflow_opsflow.reports.output import FORMATS
 from airflow_opsflow.reports.spec import Chart, ReportSpec, ReportSpecError, parse
 
@@ -122,8 +123,7 @@ class ReportOperator(BaseOperator):
             self._spec()  # fail at DAG parse: unknown ops, missing fields, frames no step produces
 
     def _where_am_i(self) -> str:
-        dag_id = self.dag_id if self.has_dag() else None
-        return f"dag {dag_id!r}, task {self.task_id!r}" if dag_id else f"task {self.task_id!r}"
+        return where_am_i(self)
 
     def _spec(self) -> ReportSpec:
         try:

@@ -10,6 +10,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airflow_opsflow.destinations.base import SyncDestination
+from airflow_opsflow.operators.naming import where_am_i
 from airflow_opsflow.sync.spec import SyncSpec, SyncSpecError
 
 if TYPE_CHECKING:
@@ -124,8 +125,7 @@ class ReverseSyncOperator(BaseOperator):
         self._spec(dry_run=False, full_resync=False)  # fail at DAG parse, not at 3 a.m.
 
     def _where_am_i(self) -> str:
-        dag_id = self.dag_id if self.has_dag() else None
-        return f"dag {dag_id!r}, task {self.task_id!r}" if dag_id else f"task {self.task_id!r}"
+        return where_am_i(self)
 
     def _spec(self, dry_run: bool, full_resync: bool) -> SyncSpec:
         sync_id = self.sync_id or (f"{self.dag_id}.{self.task_id}" if self.has_dag() else self.task_id)

@@ -17,13 +17,11 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from airflow_opsflow.testing.sample_data import _placeholder
+
 BERLIN = ZoneInfo("Europe/Berlin")
 _WEEKDAY_ORDERS = (230, 215, 210, 220, 240, 150, 120)  # Monday .. Sunday
 _COUNTRIES = ("DE", "DE", "DE", "FR", "NL")
-
-
-def _mark(conn: Any) -> str:
-    return "?" if type(conn).__module__.split(".")[0] in ("sqlite3", "_sqlite3") else "%s"
 
 
 def seed_orders(conn: Any, now: datetime | None = None, days: int = 91, drop: bool = True) -> int:
@@ -69,7 +67,7 @@ def seed_settlements(warehouse: Any, ops: Any, breaks: bool = True) -> int:
 
 
 def _replace(conn: Any, table: str, columns: str, rows: list[tuple[Any, ...]]) -> int:
-    m = _mark(conn)
+    m = _placeholder(conn)
     if m == "?":  # sqlite3 binds no Decimal
         rows = [tuple(str(v) if isinstance(v, Decimal) else v for v in r) for r in rows]
     cur = conn.cursor()

@@ -9,6 +9,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from airflow_opsflow.testing.sample_data import _placeholder
+
 _REQUESTS = (  # (id, company, email, minutes before now, contacted minutes before now)
     (1, "Acme Logistics", "ops@acme.example", 26 * 60, 25 * 60),
     (2, "Globex Payments", "cfo@globex.example", 8 * 60, 7 * 60 + 30),
@@ -24,7 +26,7 @@ def seed_demo_requests(conn: Any, now: datetime | None = None) -> int:
     now = (now or datetime.utcnow()).replace(microsecond=0, tzinfo=None)
     ts = lambda minutes: None if minutes is None else (now - timedelta(minutes=minutes)).isoformat(sep=" ")  # noqa: E731
     rows = [(i, company, email, ts(asked), ts(done)) for i, company, email, asked, done in _REQUESTS]
-    mark = "?" if type(conn).__module__.split(".")[0] in ("sqlite3", "_sqlite3") else "%s"
+    mark = _placeholder(conn)
     cur = conn.cursor()
     cur.execute("DROP TABLE IF EXISTS demo_requests")
     cur.execute("CREATE TABLE demo_requests (id INTEGER PRIMARY KEY, company VARCHAR(100), email VARCHAR(200), "
@@ -38,7 +40,7 @@ def seed_demo_requests(conn: Any, now: datetime | None = None) -> int:
 def contact(conn: Any, request_ids: list[int], at: datetime | None = None) -> None:
     """Sales answered these requests."""
     at = (at or datetime.utcnow()).replace(microsecond=0, tzinfo=None)
-    mark = "?" if type(conn).__module__.split(".")[0] in ("sqlite3", "_sqlite3") else "%s"
+    mark = _placeholder(conn)
     cur = conn.cursor()
     cur.executemany(f"UPDATE demo_requests SET contacted_at = {mark} WHERE id = {mark}",  # noqa: S608
                     [(at.isoformat(sep=" "), i) for i in request_ids])
