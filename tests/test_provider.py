@@ -37,7 +37,7 @@ def test_dag_files_pay_no_heavy_imports() -> None:
             "import airflow_opsflow.operators.reverse_sync, airflow_opsflow.destinations; "
             "new = set(sys.modules) - before; "
             "print(sorted(m for m in new if m.split('.')[0] in ('pandas', 'jira', 'slack_sdk', 'sqlglot', "
-            "'numpy', 'psycopg2', 'urllib3', 'hubspot')))")
+            "'numpy', 'psycopg2', 'urllib3', 'pycurl', 'hubspot')))")
     out = subprocess.run([sys.executable, "-c", code], env={**os.environ, **AIRFLOW_ENV},
                          capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "[]"

@@ -11,18 +11,21 @@ Two ways, same answers:
   keep a key, never delete one).
 
 Rows with a null key, a duplicate key or a value that cannot be cast are *invalid*: counted, sampled
-with the reason, never sent.
+with the reason, never sent. The changes come out as the records to deliver (mapped, with their
+operation): a full sync turns over a million rows into records here, one object each.
 """
 
 from __future__ import annotations
 
 from array import array
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_opsflow.state.syncs import RESEND, KeyState, SyncRepo
+from airflow_opsflow.sync.deliver import Item
+from airflow_opsflow.sync.destinations.base import Operation
 from airflow_opsflow.sync.plan import (
     HASH,
     KEY,
@@ -41,24 +44,11 @@ MAX_KEY_LENGTH = 512
 SMALL_DIFF = 20_000  # changes fetched in one go (with parallel workers) before falling back to a cursor
 
 
-@dataclass(slots=True)
-class Change:
-    """A source row the destination lacks: ``added`` (key never confirmed) or ``changed``."""
-
-    kind: str
-    key: str
-    key_values: tuple[Any, ...]
-    values: tuple[Any, ...]  # the plan's selected columns
-    row_hash: str
-    ref: str | None
-    stored: bool  # the state store has a row for the key
-    write_id: str | None = None  # an earlier write to repeat (failed, or maybe applied by a killed run)
-
-
 @dataclass
 class DiffCounts:
     read: int = 0
     unchanged: int = 0
+    skipped: int = 0  # changes the mode does not send (insert mode: changed rows)
     invalid: Counter[str] = field(default_factory=Counter)  # reason -> rows
     invalid_samples: list[dict[str, Any]] = field(default_factory=list)
     max_cursor: Any = None
@@ -77,13 +67,19 @@ class Differ:
     :param repo: the sync's state (lookups in streaming mode).
     :param state_table: the qualified ``sync_keys`` table when the diff runs in the source database.
     :param duplicates: key texts present more than once in the source (found beforehand), never sent.
+    :param to_record: maps a row (the plan's selected columns first) to the destination record; raises
+        ValueError for a value it cannot cast.
+    :param ops: the operation for each kind of change (``added``, ``changed``); None: not sent.
     :param resend_all: treat every row as changed (a forced full resync).
     :param track_keys: remember every key seen (streaming mode, for deletes).
     """
 
     def __init__(self, plan: Plan, source: SqlSource, repo: SyncRepo, state_table: str | None,
-                 duplicates: dict[str, int], resend_all: bool = False, track_keys: bool = False) -> None:
+                 duplicates: dict[str, int], to_record: Callable[[Any], dict[str, Any]],
+                 ops: Mapping[str, Operation | None], resend_all: bool = False, track_keys: bool = False) -> None:
         self.plan = plan
+        self.to_record = to_record
+        self.ops = ops
         self.source = source
         self.repo = repo
         self.state_table = state_table
@@ -100,66 +96,69 @@ class Differ:
     # -- changes -------------------------------------------------------------------------------------
 
     def changes(self, since: Any = None, keys: list[str] | None = None,
-                role: str = "the source query") -> Iterator[list[Change]]:
-        """The changes, a chunk (list) per fetch: a full sync handles 1.5M rows here, so per-row work is
-        kept to a list comprehension's worth."""
+                role: str = "the source query") -> Iterator[list[Item]]:
+        """The records to send, a chunk (list) per fetch: a full sync handles 1.5M rows here, so per-row work
+        is kept to a list comprehension's worth."""
         if self.state_table is not None and keys is None:
             yield from self._pushdown(since, role)
         else:
             yield from self._stream(since, keys, role)
 
-    def _pushdown(self, since: Any, role: str) -> Iterator[list[Change]]:
+    def _pushdown(self, since: Any, role: str) -> Iterator[list[Item]]:
         sql = self.plan.pushdown_sql(self.state_table or "", self.repo.sync_id, since, self.resend_all, RESEND)
         for names, rows in self.source.stream(sql, role, small=SMALL_DIFF):
             at = {n: i for i, n in enumerate(names)}
             ki, hi, oh, orf, ost, ow = at[KEY], at[HASH], at[OLD_HASH], at[OLD_REF], at[OLD_STATUS], at[OLD_WRITE]
             if self._plain():  # the common case, in one tight loop
-                yield self._plain_changes(rows, ki, hi, oh, orf, ost, ow)
+                yield self._plain_items(rows, ki, hi, oh, orf, ost, ow)
                 continue
-            out = []
+            out: list[Item] = []
             for row in rows:
                 status = row[ost]
                 old = KeyState(row[oh], row[orf], status, row[ow]) if status is not None else None
-                change = self._classify(row, row[ki], row[hi], old)
-                if change is not None:
-                    out.append(change)
+                self._classify(out, row, row[ki], row[hi], old)
             yield out
 
     def _plain(self) -> bool:
         """No duplicate keys, no cursor to follow, no key tracking: only the checks every row needs."""
         return not self.duplicates and self._cur_idx is None and self._seen is None
 
-    def _plain_changes(self, rows: list[tuple[Any, ...]], ki: int, hi: int, oh: int, orf: int, ost: int,
-                       ow: int) -> list[Change]:
-        c, width, kidx, resend, resend_all = self.counts, self._width, self._key_idx, RESEND, self.resend_all
+    def _plain_items(self, rows: list[tuple[Any, ...]], ki: int, hi: int, oh: int, orf: int, ost: int,
+                     ow: int) -> list[Item]:
+        c, kidx, resend, resend_all = self.counts, self._key_idx, RESEND, self.resend_all
+        to_record, new_op = self.to_record, self.ops["added"]
         single = kidx[0] if len(kidx) == 1 else None
         c.read += len(rows)
-        out: list[Change] = []
+        out: list[Item] = []
         add = out.append
         for row in rows:
             key = row[ki]
-            if key is None or len(key) > MAX_KEY_LENGTH:
-                change = self._classify(row, key, row[hi], None if row[ost] is None else
-                                        KeyState(row[oh], row[orf], row[ost], row[ow]), counted=True)
-                if change is not None:
-                    add(change)
-                continue
             status = row[ost]
-            if status is None:
-                add(Change("added", key, (row[single],) if single is not None else tuple([row[i] for i in kidx]),
-                           row[:width], row[hi], None, False))
+            if key is None or len(key) > MAX_KEY_LENGTH:
+                self._classify(out, row, key, row[hi], None if status is None else
+                               KeyState(row[oh], row[orf], status, row[ow]), counted=True)
+                continue
+            if status is None:  # never sent
+                if new_op is None:
+                    c.skipped += 1
+                    continue
+                try:
+                    fields = to_record(row)
+                except ValueError as e:
+                    c.reject("uncastable value", key, str(e))
+                    continue
+                add(Item(key, (row[single],) if single is not None else tuple([row[i] for i in kidx]), fields,
+                         row[hi], None, False, "", new_op, "added"))
                 continue
             row_hash, old_hash = row[hi], row[oh]
             again = status in resend
             if old_hash == row_hash and not again and not resend_all:
                 c.unchanged += 1
                 continue
-            add(Change("changed" if old_hash is not None else "added", key,
-                       (row[single],) if single is not None else tuple([row[i] for i in kidx]), row[:width],
-                       row_hash, row[orf], True, row[ow] if again else None))
+            self._emit(out, row, key, row_hash, old_hash is not None, row[orf], True, row[ow] if again else None)
         return out
 
-    def _stream(self, since: Any, keys: list[str] | None, role: str) -> Iterator[list[Change]]:
+    def _stream(self, since: Any, keys: list[str] | None, role: str) -> Iterator[list[Item]]:
         plan, sql_side = self.plan, self.plan.in_sql
         wanted = set(keys) if keys is not None and not sql_side else None  # Python-side keys: filter here
         for _names, rows in self.source.stream(plan.select_sql(since, keys), role):
@@ -176,41 +175,54 @@ class Differ:
                     row_hash = py_hash(plan.digest, [row[i] for i in self._val_idx])
                 batch.append((row, key, row_hash))
             known = self.repo.lookup([k for _, k, _ in batch if k is not None])
-            out = []
+            out: list[Item] = []
             for row, key, row_hash in batch:
-                change = self._classify(row, key, row_hash, known.get(key) if key is not None else None)
-                if change is not None:
-                    out.append(change)
+                self._classify(out, row, key, row_hash, known.get(key) if key is not None else None)
             yield out
 
-    def _classify(self, row: tuple[Any, ...], key: str | None, row_hash: str, old: KeyState | None,
-                  counted: bool = False) -> Change | None:
+    def _classify(self, out: list[Item], row: tuple[Any, ...], key: str | None, row_hash: str,
+                  old: KeyState | None, counted: bool = False) -> None:
         c = self.counts
         if not counted:
             c.read += 1
-        key_values = tuple(row[i] for i in self._key_idx)
         if self._cur_idx is not None:
             value = row[self._cur_idx]
             if value is not None and (c.max_cursor is None or value > c.max_cursor):
                 c.max_cursor = value
         if key is None:
-            c.reject("null key", list(key_values))
-            return None
+            c.reject("null key", [row[i] for i in self._key_idx])
+            return
         if self._seen is not None:
             self._seen.append(hash(key))
         if key in self.duplicates:
             c.reject("duplicate key", key, f"{self.duplicates[key]} rows share this key")
-            return None
+            return
         if len(key) > MAX_KEY_LENGTH:
             c.reject("key too long", key[:80] + "...", f"over {MAX_KEY_LENGTH} characters")
-            return None
+            return
         again = old is not None and old.status in RESEND
         if old is not None and old.row_hash == row_hash and not again and not self.resend_all:
             c.unchanged += 1
-            return None
-        kind = "changed" if old is not None and old.row_hash is not None else "added"
-        return Change(kind, key, key_values, tuple(row[: self._width]), row_hash, old.dest_ref if old else None,
-                      old is not None, old.write_id if again and old is not None else None)
+            return
+        self._emit(out, row, key, row_hash, old is not None and old.row_hash is not None,
+                   old.dest_ref if old else None, old is not None, old.write_id if again and old else None)
+
+    def _emit(self, out: list[Item], row: tuple[Any, ...], key: str, row_hash: str, confirmed: bool,
+              ref: str | None, stored: bool, write_id: str | None) -> None:
+        """Append the record for a change: ``changed`` when the destination confirmed a value before, else
+        ``added``; ``write_id``: an earlier write to repeat (failed, or maybe applied by a killed run)."""
+        kind = "changed" if confirmed else "added"
+        op = self.ops[kind]
+        if op is None:
+            self.counts.skipped += 1
+            return
+        try:
+            fields = self.to_record(row)
+        except ValueError as e:
+            self.counts.reject("uncastable value", key, str(e))
+            return
+        out.append(Item(key, tuple([row[i] for i in self._key_idx]), fields, row_hash, ref, stored, write_id or "",
+                        op, kind))
 
     # -- deletes ---------------------------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ from airflow_opsflow.state.store import StateStore
 from airflow_opsflow.state.syncs import PENDING, SyncRepo
 from airflow_opsflow.sync.deliver import Deliverer, DeliveryPolicy, DeliveryStats, Group, Item
 from airflow_opsflow.sync.destinations.base import Destination, Operation
-from airflow_opsflow.sync.diff import Change, Differ
+from airflow_opsflow.sync.diff import Differ
 from airflow_opsflow.sync.mapping import Mapping
 from airflow_opsflow.sync.plan import Plan, py_key
 from airflow_opsflow.sync.ratelimit import RateLimiter
@@ -141,8 +141,10 @@ class SyncRun:
         if problems:
             raise SyncSpecError(f"destination {self.dest.name}: " + "; ".join(problems))
         digest = config_digest(mapping, spec.primary_key, self.dest)
+        types = src.column_types(probe, "probing the source's column types")
+        timestamps, zoned = src.timestamp_columns(types)
         plan = Plan(src.dialect, self.source_sql, spec.primary_key, tuple(mapping.source_columns), digest,
-                    spec.cursor, spec.shard, src.hashable_columns(probe, "probing the source's column types"))
+                    spec.cursor, spec.shard, src.hashable_columns(types), timestamps, zoned)
         return plan, mapping
 
     def _pushdown(self, plan: Plan) -> bool:
@@ -177,9 +179,9 @@ class SyncRun:
                 raise SyncRefused(f"sync {spec.state_id!r}: {report.refused}", report)
         high = src.query(plan.max_cursor_sql(since), "reading the cursor's maximum")[1][0][0] if plan.cursor else None
         differ = Differ(plan, src, repo, store.table("sync_keys") if pushdown else None, duplicates,
-                        resend_all=spec.full_resync, track_keys=spec.mode == "mirror" and full and not pushdown)
-        to_record = mapping.compile(plan.selected)
-        chunks = self._items(differ, to_record, since, failed_keys, full, repo, report)
+                        mapping.compile(plan.selected), OPS[spec.mode], resend_all=spec.full_resync,
+                        track_keys=spec.mode == "mirror" and full and not pushdown)
+        chunks = self._items(differ, since, failed_keys, full, repo, report)
         if spec.dry_run:
             self._dry(chunks, report)
         else:
@@ -195,6 +197,7 @@ class SyncRun:
         report.rows_read = total if total is not None else c.read
         report.counts["unchanged"] = (total - c.read + c.unchanged) if pushdown and total is not None else c.unchanged
         report.counts["invalid"] = sum(c.invalid.values())
+        report.counts["skipped"] += c.skipped
         report.invalid, report.invalid_reasons = c.invalid_samples, dict(c.invalid)
         if not spec.dry_run:
             mark = _to_json(high) if plan.cursor else None
@@ -242,34 +245,25 @@ class SyncRun:
 
     # -- what to send -----------------------------------------------------------------------------------
 
-    def _items(self, differ: Differ, to_record: Callable[[Any], dict[str, Any]], since: Any,
-               failed_keys: list[str], full: bool, repo: SyncRepo, report: SyncReport) -> Iterator[Group]:
+    def _items(self, differ: Differ, since: Any, failed_keys: list[str], full: bool, repo: SyncRepo,
+               report: SyncReport) -> Iterator[Group]:
         """What to send, in groups of items sharing an operation and a write (see Deliverer.run)."""
-        spec, ops = self.spec, OPS[self.spec.mode]
+        spec = self.spec
         retried: set[str] = set()
 
-        def as_items(chunks: Iterator[list[Change]]) -> Iterator[Group]:
+        def as_items(chunks: Iterator[list[Item]]) -> Iterator[Group]:
             for chunk in chunks:
+                if retried:
+                    chunk = [i for i in chunk if i.key not in retried]
+                if not chunk:
+                    continue
+                first = chunk[0]
+                if all(i.op is first.op and i.write_id == first.write_id for i in chunk):  # the common case
+                    yield first.op, first.write_id, chunk
+                    continue
                 groups: dict[tuple[Operation, str], list[Item]] = {}
-                for ch in chunk:
-                    if retried and ch.key in retried:
-                        continue
-                    op = ops[ch.kind]
-                    if op is None:
-                        report.counts["skipped"] += 1
-                        continue
-                    try:
-                        fields = to_record(ch.values)
-                    except ValueError as e:
-                        differ.counts.reject("uncastable value", ch.key, str(e))
-                        continue
-                    write_id = ch.write_id or ""
-                    slot = (op, write_id)
-                    group = groups.get(slot)
-                    if group is None:
-                        group = groups[slot] = []
-                    group.append(Item(ch.key, ch.key_values, fields, ch.row_hash, ch.ref, ch.stored, write_id, op,
-                                      ch.kind))
+                for item in chunk:
+                    groups.setdefault((item.op, item.write_id), []).append(item)
                 for (op, write_id), group in groups.items():
                     yield op, write_id, group
 

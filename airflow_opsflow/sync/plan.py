@@ -93,6 +93,9 @@ class Plan:
     :param shard: ``(index, count)``: this run reads only keys whose hash falls in the shard.
     :param hashable: PostgreSQL 14+: the columns hashed by value (the others by their text); None: the
         whole row is hashed as text (the scheme before, and on older servers).
+    :param timestamps: PostgreSQL: timestamp columns the database formats as ISO-8601 text (``zoned``: those
+        with a time zone), exactly as Python's ``isoformat()`` would: a driver-side conversion per value
+        costs more than the rest of a record's reading.
     """
 
     dialect: str
@@ -103,6 +106,8 @@ class Plan:
     cursor: str | None = None
     shard: tuple[int, int] | None = None
     hashable: frozenset[str] | None = None
+    timestamps: frozenset[str] = frozenset()
+    zoned: frozenset[str] = frozenset()
 
     @property
     def in_sql(self) -> bool:
@@ -178,10 +183,26 @@ class Plan:
 
     def select_sql(self, since: Any = None, keys: Sequence[str] | None = None) -> str:
         """Rows to diff: the selected columns, then KEY and HASH when the database computes them."""
-        cols = [f"s.{self._q(c)}" for c in self.selected]
+        cols = [self._value_sql(c) for c in self.selected]
         if self.in_sql:
             cols += [f"{self.key_sql()} AS {self._q(KEY)}", f"{self.hash_sql()} AS {self._q(HASH)}"]
         return f"SELECT {', '.join(cols)} FROM ({self.source}) AS s{self._where(since, keys)}"
+
+    def _value_sql(self, name: str) -> str:
+        col = f"s.{self._q(name)}"
+        if name not in self.timestamps or self.dialect != "postgres":
+            return col
+        # isoformat(): 'YYYY-MM-DDTHH:MM:SS', '.ffffff' only when there are microseconds, '+00:00' with a
+        # time zone (the session's is UTC). Infinities and years outside 1-9999 (which Python's datetime
+        # cannot hold) keep PostgreSQL's own text.
+        kind, zone = ("TIMESTAMPTZ", "TZH:TZM") if name in self.zoned else ("TIMESTAMP", "")
+        utc = "+00" if zone else ""
+        low, high = f"{kind} '0001-01-01 00:00:00{utc}'", f"{kind} '10000-01-01 00:00:00{utc}'"
+        whole, micro = _lit(f'YYYY-MM-DD"T"HH24:MI:SS{zone}', "postgres"), \
+            _lit(f'YYYY-MM-DD"T"HH24:MI:SS.US{zone}', "postgres")
+        return (f"CASE WHEN {col} >= {low} AND {col} < {high} THEN CASE WHEN DATE_TRUNC('second', {col}) = {col} "
+                f"THEN TO_CHAR({col}, {whole}) ELSE TO_CHAR({col}, {micro}) END ELSE CAST({col} AS TEXT) END "
+                f"AS {self._q(name)}")
 
     def pushdown_sql(self, state_table: str, sync_id: str, since: Any = None, resend_all: bool = False,
                      resend: Sequence[str] = ()) -> str:

@@ -184,19 +184,32 @@ class SqlSource:
                 except queue.Empty:
                     thread.join(0.05)
 
-    def hashable_columns(self, sql: str, role: str) -> frozenset[str] | None:
-        """PostgreSQL 14+: the columns of ``sql`` whose type hashes by value (``hash_record_extended``),
-        None elsewhere (rows are then hashed by their text form)."""
-        if self.dialect != "postgres" or self._driver != "psycopg2" or self.conn.server_version < 140000:
+    def column_types(self, sql: str, role: str) -> dict[str, int] | None:
+        """PostgreSQL (psycopg2): the type OID of each column of ``sql``; None elsewhere."""
+        if self.dialect != "postgres" or self._driver != "psycopg2":
             return None
         cur = self.conn.cursor()
         try:
             cur.execute(sql)
-            return frozenset(d[0] for d in cur.description or [] if d[1] in _HASHABLE)
+            return {d[0]: d[1] for d in cur.description or []}
         except Exception as e:
             raise SourceError(f"{role} failed: {_describe(e)}") from e
         finally:
             cur.close()
+
+    def hashable_columns(self, types: dict[str, int] | None) -> frozenset[str] | None:
+        """PostgreSQL 14+: the columns whose type hashes by value (``hash_record_extended``), None elsewhere
+        (rows are then hashed by their text form)."""
+        if types is None or self.conn.server_version < 140000:
+            return None
+        return frozenset(name for name, oid in types.items() if oid in _HASHABLE)
+
+    def timestamp_columns(self, types: dict[str, int] | None) -> tuple[frozenset[str], frozenset[str]]:
+        """The timestamp columns the database may format as ISO text (all, those with a time zone)."""
+        if types is None or not self.exact_text:
+            return frozenset(), frozenset()
+        return (frozenset(n for n, oid in types.items() if oid in (_TIMESTAMP, _TIMESTAMPTZ)),
+                frozenset(n for n, oid in types.items() if oid == _TIMESTAMPTZ))
 
     def query(self, sql: str, role: str) -> tuple[list[str], list[tuple[Any, ...]]]:
         """A small query, fetched whole, values typed by the driver (a cursor watermark stays a datetime)."""

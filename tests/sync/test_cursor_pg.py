@@ -113,3 +113,35 @@ def test_streamed_values_are_what_the_auto_cast_makes_of_the_driver_values(uri: 
     assert streamed == [tuple(auto(v) for v in row) for row in typed]
     assert streamed[0][:2] == ("2024-01-02T03:04:05", "2024-01-02T03:04:05+00:00")
     assert streamed[1][0] == "2024-01-02T03:04:05.100000"
+
+
+def test_timestamps_the_database_formats_are_exactly_isoformat(uri: str) -> None:
+    # Timestamp columns of the data queries come formatted by PostgreSQL (a Python conversion per value
+    # cost more than the rest of reading a record): the text must be what `auto` makes of the driver's
+    # datetime. Infinities and BC dates, which datetime cannot hold, keep PostgreSQL's text.
+    finite = ("(1, TIMESTAMP '2024-01-02 03:04:05'), (2, TIMESTAMP '2024-01-02 03:04:05.1'), "
+              "(3, TIMESTAMP '2024-12-31 23:59:59.999999'), (4, TIMESTAMP '1999-01-01 00:00:00.000001'), "
+              "(5, TIMESTAMP '0044-03-15 12:00:00.5'), (6, TIMESTAMP '0001-01-01 00:00:00'), "
+              "(7, TIMESTAMP '9999-12-31 23:59:59.999999'), (8, NULL), (9, TIMESTAMP '2024-06-01 00:00:00.120')")
+    odd = "(10, TIMESTAMP 'infinity'), (11, TIMESTAMP '-infinity'), (12, TIMESTAMP '0044-03-15 12:00:00 BC')"
+    from airflow_opsflow.sync.mapping import CASTS
+    from airflow_opsflow.sync.plan import Plan
+
+    def source(rows: str) -> str:
+        return f"SELECT i, ts, ts AT TIME ZONE 'UTC' AS tstz FROM (VALUES {rows}) AS t(i, ts)"
+
+    with SqlSource(lambda: psycopg2.connect(uri), "postgres") as src:
+        types = src.column_types(f"SELECT * FROM ({source(finite)}) AS s WHERE 1 = 0", "t")
+        timestamps, zoned = src.timestamp_columns(types)
+        assert (timestamps, zoned) == ({"ts", "tstz"}, {"tstz"})
+
+        def formatted(rows: str) -> list[tuple[object, ...]]:
+            plan = Plan("postgres", source(rows), ("i",), ("ts", "tstz"), "d", timestamps=timestamps, zoned=zoned)
+            return sorted((r[2], r[0], r[1]) for _, chunk in src.stream(plan.select_sql(), "t") for r in chunk)
+
+        _, typed = src.query(source(finite), "t")
+        auto = CASTS["auto"]
+        assert formatted(finite) == sorted(tuple(auto(v) for v in row) for row in typed)
+        assert formatted(odd) == [(10, "infinity", "infinity"), (11, "-infinity", "-infinity"),
+                                  (12, "0044-03-15 12:00:00 BC", "0044-03-15 12:00:00+00 BC")]
+        assert formatted(finite)[1][1:] == ("2024-01-02T03:04:05.100000", "2024-01-02T03:04:05.100000+00:00")

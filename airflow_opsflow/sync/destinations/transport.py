@@ -1,21 +1,29 @@
-"""HTTP for destinations: pooled keep-alive connections (urllib3), answers classified for the engine.
+"""HTTP for destinations: pooled keep-alive connections (libcurl through pycurl), answers classified.
 
-urllib3 rather than a ``requests.Session``: the same connection pool without the per-request session
-machinery, which at a thousand small requests a second is most of the client's CPU. Retries are the
-engine's (it knows about rate limits and splitting), so urllib3's own are off.
+pycurl rather than urllib3 or a ``requests.Session``: a sync sends a thousand small batches a second from
+a few threads, and libcurl does the request, the wait and the answer's parsing in C without the GIL:
+measured on 31 KB batches, about 50 µs of CPU a request against 340 µs for urllib3 (and 180 µs for
+``http.client``), time the rest of the sync (reading, diffing, recording) gets back. Retries are the
+engine's (it knows about rate limits and splitting), so nothing is retried here.
 
 * 2xx: done. 429: rate limited (``Retry-After`` honoured). 408/425/5xx, timeouts, resets: transient; so is
   409 to a request with an ``Idempotency-Key`` (the same key still in progress).
 * 401/403: the run stops (no batch can succeed). Other 4xx: the batch is refused (the engine splits it).
 
-Headers (they carry credentials) never appear in errors or logs.
+Headers (they carry credentials) never appear in errors or logs. Proxies come from the usual environment
+variables (``https_proxy``, ``no_proxy``...), read as Python's ``urllib`` reads them; TLS certificates are
+checked against the system's trust store (as Python's ``ssl`` finds it) unless ``verify`` says otherwise.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
+import queue
+import threading
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -59,15 +67,14 @@ class HttpTransport:
     """Thread-safe JSON requests against one base URL.
 
     :param target: the base URL, headers and TLS settings.
-    :param max_connections: pooled keep-alive connections (the sync's concurrency).
+    :param max_connections: pooled keep-alive connections (the sync's concurrency); a request waits for
+        a free one.
     :param limiter: the request budget shared by every sender.
     :param what: names the destination in errors.
     """
 
     def __init__(self, target: HttpTarget, max_connections: int = 4, limiter: RateLimiter | None = None,
                  what: str = "destination") -> None:
-        import urllib3
-
         self.target = target
         self.limiter = limiter or RateLimiter()
         self.what = what
@@ -75,20 +82,14 @@ class HttpTransport:
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError(f"{what}: base URL must be http(s)://host[:port][/path], got {target.base_url!r}")
         self._prefix = parts.path.rstrip("/")
-        origin = f"{parts.scheme}://{parts.netloc}"
-        tls: dict[str, Any] = {}
-        if parts.scheme == "https":
-            tls = {"cert_reqs": "CERT_REQUIRED" if target.verify else "CERT_NONE"}
-            if isinstance(target.verify, str):
-                tls["ca_certs"] = target.verify
-        timeout = urllib3.Timeout(connect=min(10.0, target.timeout), read=target.timeout)
-        proxy = _proxy_for(origin)
-        manager: Any = (urllib3.ProxyManager(proxy, num_pools=1, maxsize=max_connections, block=True, **tls)
-                        if proxy else urllib3.PoolManager(num_pools=1, maxsize=max_connections, block=True, **tls))
-        self._pool = manager.connection_from_url(origin)
-        self._timeout = timeout
+        self._origin = f"{parts.scheme}://{parts.netloc}"
+        self._proxy = _proxy_for(self._origin) or ""  # "": no proxy (libcurl would read the environment itself)
+        self._https = parts.scheme == "https"
         self._headers = {"Content-Type": "application/json", "Accept": "application/json",
                          "User-Agent": "airflow-opsflow", **target.headers}
+        self._idle: queue.LifoQueue[Any] = queue.LifoQueue()  # the most recent handle has a live connection
+        self._slots = threading.BoundedSemaphore(max(1, max_connections))
+        self._closed = False
 
     def url(self, path: str) -> str:
         return f"{self._prefix}/{path.lstrip('/')}" if path else (self._prefix or "/")
@@ -96,20 +97,14 @@ class HttpTransport:
     def request(self, method: str, path: str, body: Any = None, headers: Mapping[str, str] | None = None,
                 raw: bytes | None = None) -> Answer:
         """One request; raises TransientError/BatchRejected/DestinationFailed unless the answer is 2xx."""
-        import urllib3
+        import pycurl
 
         data = raw if raw is not None else (None if body is None else encode_json(body))
         sent = {**self._headers, **(headers or {})}
         self.limiter.acquire()
-        try:
-            r = self._pool.urlopen(method, self.url(path), body=data, headers=sent, retries=False,
-                                   timeout=self._timeout, redirect=False, preload_content=True)
-        except (urllib3.exceptions.TimeoutError, urllib3.exceptions.ProtocolError,
-                urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError, OSError) as e:
-            raise TransientError(f"{self.what}: {method} {path}: {type(e).__name__}: {_first(e)}") from None
-        except urllib3.exceptions.HTTPError as e:
-            raise TransientError(f"{self.what}: {method} {path}: {type(e).__name__}: {_first(e)}") from None
-        answer = Answer(r.status, r.headers, r.data or b"")
+        with self._handle() as curl:
+            status, answer_headers, chunks = self._perform(curl, method, path, data, sent, pycurl)
+        answer = Answer(status, answer_headers, b"".join(chunks))
         self.limiter.observe(answer.headers)
         if answer.status == 409 and "Idempotency-Key" in sent:
             # The same key is still being processed (a request of a killed run, say): try again later.
@@ -117,6 +112,83 @@ class HttpTransport:
                                  "Idempotency-Key is still in progress",
                                  parse_retry_after(answer.headers.get("Retry-After")))
         return self.check(method, path, answer)
+
+    def _perform(self, curl: Any, method: str, path: str, data: bytes | None, sent: Mapping[str, str],
+                 pycurl: Any) -> tuple[int, Headers, list[bytes]]:
+        chunks: list[bytes] = []
+        answer_headers = Headers()
+        curl.setopt(pycurl.URL, self._origin + self.url(path))
+        # "Expect:" stops libcurl from asking for a 100-continue before bodies over 1 KB (a round trip).
+        curl.setopt(pycurl.HTTPHEADER, [f"{k}: {v}" for k, v in sent.items()] + ["Expect:"])
+        curl.setopt(pycurl.WRITEFUNCTION, chunks.append)
+        curl.setopt(pycurl.HEADERFUNCTION, answer_headers.feed)
+        if data is not None:
+            curl.setopt(pycurl.POSTFIELDS, data)  # a POST with this body and its length...
+            if method != "POST":
+                curl.setopt(pycurl.CUSTOMREQUEST, method)  # ... under another verb
+        elif method == "HEAD":
+            curl.setopt(pycurl.NOBODY, 1)
+        elif method != "GET":
+            curl.setopt(pycurl.CUSTOMREQUEST, method)  # a DELETE, say: no body
+        try:
+            curl.perform()
+        except pycurl.error as e:
+            code, message = e.args[0], (e.args[1] if len(e.args) > 1 else "")
+            kind = _CURL_ERRORS.get(code, "ConnectionError")
+            raise TransientError(f"{self.what}: {method} {path}: {kind}: {str(message)[:200]}") from None
+        return int(curl.getinfo(pycurl.RESPONSE_CODE)), answer_headers, chunks
+
+    @contextlib.contextmanager
+    def _handle(self) -> Iterator[Any]:
+        """A curl handle (its connection kept alive between requests) for this request alone."""
+        import pycurl
+
+        self._slots.acquire()
+        try:
+            try:
+                curl = self._idle.get_nowait()
+            except queue.Empty:
+                curl = self._new_handle(pycurl)
+            try:
+                yield curl
+            finally:
+                if self._closed:
+                    curl.close()
+                else:
+                    curl.reset()  # per-request options go; the live connection stays
+                    self._configure(curl, pycurl)
+                    self._idle.put(curl)
+        finally:
+            self._slots.release()
+
+    def _new_handle(self, pycurl: Any) -> Any:
+        if self._closed:
+            raise TransientError(f"{self.what}: the connection pool is closed")
+        curl = pycurl.Curl()
+        self._configure(curl, pycurl)
+        return curl
+
+    def _configure(self, curl: Any, pycurl: Any) -> None:
+        """The options every request of this transport shares."""
+        t = self.target
+        curl.setopt(pycurl.NOSIGNAL, 1)  # threads: no SIGALRM for timeouts
+        curl.setopt(pycurl.CONNECTTIMEOUT_MS, int(min(10.0, t.timeout) * 1000))
+        # A read timeout, as urllib3's: the answer must progress at least every ``timeout`` seconds (libcurl
+        # counts whole seconds here); and a hard limit on the whole exchange for answers that never end.
+        curl.setopt(pycurl.LOW_SPEED_LIMIT, 1)
+        curl.setopt(pycurl.LOW_SPEED_TIME, max(1, math.ceil(t.timeout)))
+        curl.setopt(pycurl.TIMEOUT_MS, int(max(t.timeout, 1.0) * 1000) * 4)
+        curl.setopt(pycurl.FOLLOWLOCATION, 0)
+        curl.setopt(pycurl.PROXY, self._proxy)
+        curl.setopt(pycurl.NOPROXY, "")
+        if self._https:
+            curl.setopt(pycurl.SSL_VERIFYPEER, 1 if t.verify else 0)
+            curl.setopt(pycurl.SSL_VERIFYHOST, 2 if t.verify else 0)
+            cafile, capath = (t.verify, None) if isinstance(t.verify, str) else _system_cas()
+            if cafile:
+                curl.setopt(pycurl.CAINFO, cafile)
+            if capath:
+                curl.setopt(pycurl.CAPATH, capath)
 
     def check(self, method: str, path: str, a: Answer) -> Answer:
         if 200 <= a.status < 300:
@@ -132,7 +204,59 @@ class HttpTransport:
         raise BatchRejected(f"HTTP {a.status}: {a.snippet()}")
 
     def close(self) -> None:
-        self._pool.close()
+        """Close every connection (handles in use close when their request ends)."""
+        self._closed = True
+        while True:
+            try:
+                self._idle.get_nowait().close()
+            except queue.Empty:
+                return
+
+
+class Headers(dict[str, str]):
+    """An answer's headers, looked up case-insensitively (the last value of a repeated header wins)."""
+
+    def feed(self, line: bytes) -> None:
+        """libcurl's header callback: one raw header line (status lines start a new header block)."""
+        text = line.decode("iso-8859-1").strip()
+        if text.startswith("HTTP/"):
+            self.clear()  # an interim answer's (100 Continue) or a proxy's headers
+        elif ":" in text:
+            name, _, value = text.partition(":")
+            self[name.strip().lower()] = value.strip()
+
+    def __getitem__(self, name: str) -> str:
+        return super().__getitem__(name.lower())
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return super().get(name.lower(), default)
+
+    def __contains__(self, name: object) -> bool:
+        return super().__contains__(name.lower() if isinstance(name, str) else name)
+
+
+# libcurl error codes, named as the exceptions other clients raise (the message says the rest).
+_CURL_ERRORS = {5: "ProxyError", 6: "NameResolutionError", 7: "ConnectionRefusedError", 28: "TimeoutError",
+                35: "SSLError", 52: "RemoteDisconnected", 55: "ConnectionResetError", 56: "ConnectionResetError",
+                58: "SSLError", 60: "SSLCertVerificationError", 77: "SSLError", 97: "ProxyError"}
+
+
+def _system_cas() -> tuple[str | None, str | None]:
+    """The trust store Python's ``ssl`` uses (libcurl's bundled build might look elsewhere)."""
+    import os
+    import ssl
+
+    paths = ssl.get_default_verify_paths()
+    cafile = paths.cafile or (paths.openssl_cafile if os.path.exists(paths.openssl_cafile) else None)
+    capath = paths.capath or (paths.openssl_capath if os.path.isdir(paths.openssl_capath) else None)
+    if cafile is None and capath is None:
+        try:
+            import certifi
+
+            cafile = certifi.where()
+        except ImportError:
+            pass
+    return cafile, capath
 
 
 def _proxy_for(origin: str) -> str | None:
