@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import logging
+import operator
 import queue
 import random
 import threading
@@ -26,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from airflow_opsflow.state.syncs import DELETE_FAILED, FAILED, MISSING, OK, Answers
+from airflow_opsflow.sync.destinations import base
 from airflow_opsflow.sync.destinations.base import (
     BatchRejected,
     Destination,
@@ -36,6 +38,8 @@ from airflow_opsflow.sync.destinations.base import (
     TransientError,
 )
 from airflow_opsflow.sync.ratelimit import RateLimiter
+
+CONFIRMED = base.OK  # the outcome of a record the destination took
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +81,8 @@ class Item(Record):
 
 
 Group = tuple[Operation, str, list[Item]]  # (op, write id to repeat or "", items)
+Answered = tuple[list[Item], list[Outcome]]  # a batch's items and the destination's outcome for each
+_KIND = operator.attrgetter("kind")
 
 
 @dataclass
@@ -134,7 +140,7 @@ class Deliverer:
         # Marks are committed for half a window at a time: the senders work through one half while the
         # next is marked.
         self._mark_every = max(1, window // 2) * policy.batch_size
-        self._answers: queue.Queue[tuple[list[tuple[Item, Outcome]], Answers] | None] = queue.Queue()
+        self._answers: queue.Queue[tuple[Answered, Answers] | None] = queue.Queue()
         self._abort: BaseException | None = None
         self._exhausted_in_a_row = 0
 
@@ -206,7 +212,7 @@ class Deliverer:
     # -- senders -------------------------------------------------------------------------------------
 
     def _work(self, batch: list[Item]) -> None:
-        answers: list[tuple[Item, Outcome]] = []
+        answers: Answered = ([], [])
         try:
             if self._abort is None:
                 answers = self._deliver(batch)
@@ -214,19 +220,21 @@ class Deliverer:
             self._stop(e if isinstance(e, DestinationDown) else DestinationDown(
                 f"{self.dest.name}: {type(e).__name__}: {e}"))
         finally:
-            self._answers.put((answers, self._tabulate(answers)))
+            self._answers.put((answers, self._tabulate(*answers)))
 
-    def _deliver(self, batch: list[Item]) -> list[tuple[Item, Outcome]]:
+    def _deliver(self, batch: list[Item]) -> Answered:
+        """Send ``batch`` (splitting it when refused as a whole): its items and their outcomes, in order."""
         op = batch[0].op
         try:
             outcomes = self._send(op, batch)
         except BatchRejected as e:
             if len(batch) == 1:
-                return [(batch[0], Outcome("error", str(e)))]
+                return batch, [Outcome("error", str(e))]
             with self._lock:
                 self.stats.splits += 1
             mid = len(batch) // 2
-            return self._deliver(batch[:mid]) + self._deliver(batch[mid:])
+            (left, left_out), (right, right_out) = self._deliver(batch[:mid]), self._deliver(batch[mid:])
+            return left + right, left_out + right_out
         except _Exhausted as e:
             with self._lock:
                 self._exhausted_in_a_row += 1
@@ -234,15 +242,15 @@ class Deliverer:
             if down:
                 self._stop(DestinationDown(f"{self.dest.name} kept failing: {e}; stopped after "
                                            f"{self.policy.breaker} batches in a row gave up"))
-            return [(i, Outcome("error", str(e))) for i in batch]
+            return batch, [Outcome("error", str(e))] * len(batch)
         except DestinationFailed as e:
             self._stop(DestinationDown(f"{self.dest.name}: {e}"))
-            return []
+            return [], []
         with self._lock:
             self._exhausted_in_a_row = 0
         if len(outcomes) != len(batch):
             raise DestinationDown(f"{self.dest.name} answered {len(outcomes)} results for {len(batch)} records")
-        return list(zip(batch, outcomes, strict=True))
+        return batch, outcomes
 
     def _send(self, op: Operation, records: Sequence[Record]) -> list[Outcome]:
         attempts, waited = 0, 0.0
@@ -307,8 +315,8 @@ class Deliverer:
                 if len(table) and (self._abort is None or isinstance(self._abort, DestinationDown)):
                     record(table)
                     with self._lock:
-                        for pairs, _ in batches:
-                            self._count(pairs)
+                        for (items, outcomes), _ in batches:
+                            self._count(items, outcomes)
             except BaseException as e:
                 self._stop(e)
             finally:
@@ -316,17 +324,16 @@ class Deliverer:
                     self._slots.release()
 
     @staticmethod
-    def _tabulate(pairs: list[tuple[Item, Outcome]]) -> Answers:
+    def _tabulate(items: list[Item], outcomes: list[Outcome]) -> Answers:
         """The answers as the state store takes them (built in the sender thread, off the recorder's)."""
         table = Answers()
-        if not pairs:
+        if not items:
             return table
-        if pairs[0][0].op != "delete" and all(o.status == "ok" for _, o in pairs):  # the common case
-            table.confirmed = [(r.key, r.row_hash, o.ref or r.ref, OK, r.write_id, not r.stored)
-                               for r, o in pairs]
+        if items[0].op != "delete" and outcomes.count(CONFIRMED) == len(outcomes):  # the common case
+            table.confirmed = [(r.key, r.row_hash, r.ref, OK, r.write_id, not r.stored) for r in items]
             return table
-        for item, o in pairs:
-            r, delete = item, item.op == "delete"
+        for r, o in zip(items, outcomes, strict=True):
+            delete = r.op == "delete"
             if o.status == "error":
                 table.rejected.append((r.key, o.ref or r.ref, DELETE_FAILED if delete else FAILED,
                                        o.error or "rejected", r.write_id))
@@ -337,12 +344,12 @@ class Deliverer:
                                         r.write_id, not r.stored))
         return table
 
-    def _count(self, answers: list[tuple[Item, Outcome]]) -> None:
+    def _count(self, items: list[Item], outcomes: list[Outcome]) -> None:
         s = self.stats
-        if all(o.status == "ok" for _, o in answers):  # the common case: one tally per kind
-            s.delivered.update(item.kind for item, _ in answers)
+        if outcomes.count(CONFIRMED) == len(outcomes):  # the common case: one tally per kind
+            s.delivered.update(map(_KIND, items))
             return
-        for item, o in answers:
+        for item, o in zip(items, outcomes, strict=True):
             if o.status == "error":
                 s.failed[item.kind] += 1
                 if len(s.failures) < 100:

@@ -51,7 +51,6 @@ class DiffCounts:
     skipped: int = 0  # changes the mode does not send (insert mode: changed rows)
     invalid: Counter[str] = field(default_factory=Counter)  # reason -> rows
     invalid_samples: list[dict[str, Any]] = field(default_factory=list)
-    max_cursor: Any = None
 
     def reject(self, reason: str, key: Any, detail: str = "") -> None:
         self.invalid[reason] += 1
@@ -90,7 +89,6 @@ class Differ:
         sel = plan.selected
         self._key_idx = [sel.index(k) for k in plan.key]
         self._val_idx = [sel.index(v) for v in plan.values]
-        self._cur_idx = sel.index(plan.cursor) if plan.cursor else None
         self._width = len(sel)
 
     # -- changes -------------------------------------------------------------------------------------
@@ -120,8 +118,8 @@ class Differ:
             yield out
 
     def _plain(self) -> bool:
-        """No duplicate keys, no cursor to follow, no key tracking: only the checks every row needs."""
-        return not self.duplicates and self._cur_idx is None and self._seen is None
+        """No duplicate keys, no key tracking: only the checks every row needs."""
+        return not self.duplicates and self._seen is None
 
     def _plain_items(self, rows: list[tuple[Any, ...]], ki: int, hi: int, oh: int, orf: int, ost: int,
                      ow: int) -> list[Item]:
@@ -185,10 +183,6 @@ class Differ:
         c = self.counts
         if not counted:
             c.read += 1
-        if self._cur_idx is not None:
-            value = row[self._cur_idx]
-            if value is not None and (c.max_cursor is None or value > c.max_cursor):
-                c.max_cursor = value
         if key is None:
             c.reject("null key", [row[i] for i in self._key_idx])
             return

@@ -109,9 +109,9 @@ class SyncRun:
                         log.warning("sync %r: a previous run stopped before recording %d write(s) it had "
                                     "started; those records are sent again (or deleted)", spec.state_id, pending)
                 with self.source as src, _fewer_gc_passes():
-                    plan, mapping = self._plan(src)
+                    plan, to_record = self._plan(src)
                     pushdown = self._pushdown(plan)
-                    report = self._run_locked(src, repo, plan, mapping, pushdown, store)
+                    report = self._run_locked(src, repo, plan, to_record, pushdown, store)
             finally:
                 repo.unlock()
         finally:
@@ -119,7 +119,8 @@ class SyncRun:
         report.seconds = time.monotonic() - started
         return self._judge(report)
 
-    def _plan(self, src: SqlSource) -> tuple[Plan, Mapping]:
+    def _plan(self, src: SqlSource) -> tuple[Plan, Callable[[Any], dict[str, Any]]]:
+        """Check the source, the mapping and the destination; the plan and the row-to-record function."""
         spec = self.spec
         probe = Plan(src.dialect, self.source_sql, spec.primary_key, (), "").probe_sql()
         columns, _ = src.query(probe, "probing the source's columns")
@@ -142,10 +143,11 @@ class SyncRun:
             raise SyncSpecError(f"destination {self.dest.name}: " + "; ".join(problems))
         digest = config_digest(mapping, spec.primary_key, self.dest)
         types = src.column_types(probe, "probing the source's column types")
-        timestamps, zoned = src.timestamp_columns(types)
+        as_text, stamps, zoned = src.text_columns(types)
         plan = Plan(src.dialect, self.source_sql, spec.primary_key, tuple(mapping.source_columns), digest,
-                    spec.cursor, spec.shard, src.hashable_columns(types), timestamps, zoned)
-        return plan, mapping
+                    spec.cursor, spec.shard, src.hashable_columns(types), as_text, stamps, zoned,
+                    src.plain_columns(types))
+        return plan, mapping.compile(plan.selected, plan.plain)
 
     def _pushdown(self, plan: Plan) -> bool:
         if self.spec.diff == "streaming":
@@ -155,8 +157,8 @@ class SyncRun:
                                 "and a source that computes MD5 (PostgreSQL, MySQL/MariaDB)")
         return self.pushdown_ok and plan.in_sql
 
-    def _run_locked(self, src: SqlSource, repo: SyncRepo, plan: Plan, mapping: Mapping, pushdown: bool,
-                    store: StateStore) -> SyncReport:
+    def _run_locked(self, src: SqlSource, repo: SyncRepo, plan: Plan, to_record: Callable[[Any], dict[str, Any]],
+                    pushdown: bool, store: StateStore) -> SyncReport:
         spec = self.spec
         meta = repo.meta()
         if meta.hash_kind and meta.hash_kind != plan.hash_kind:
@@ -179,7 +181,7 @@ class SyncRun:
                 raise SyncRefused(f"sync {spec.state_id!r}: {report.refused}", report)
         high = src.query(plan.max_cursor_sql(since), "reading the cursor's maximum")[1][0][0] if plan.cursor else None
         differ = Differ(plan, src, repo, store.table("sync_keys") if pushdown else None, duplicates,
-                        mapping.compile(plan.selected), OPS[spec.mode], resend_all=spec.full_resync,
+                        to_record, OPS[spec.mode], resend_all=spec.full_resync,
                         track_keys=spec.mode == "mirror" and full and not pushdown)
         chunks = self._items(differ, since, failed_keys, full, repo, report)
         if spec.dry_run:

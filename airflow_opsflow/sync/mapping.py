@@ -18,7 +18,7 @@ Casts (``None`` always stays ``None``/JSON null):
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from collections.abc import Mapping as MappingABC
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
@@ -192,17 +192,23 @@ class Mapping:
             raise MappingError(f"mapped columns missing from the source: {', '.join(missing)} "
                                f"(the source has: {', '.join(columns)})")
 
-    def compile(self, columns: Sequence[str]) -> Callable[[Sequence[Any]], dict[str, Any]]:
+    def compile(self, columns: Sequence[str],
+                plain: Collection[str] = ()) -> Callable[[Sequence[Any]], dict[str, Any]]:
         """A function turning a source row (values in ``columns`` order) into the destination record.
 
         Raises ``ValueError`` naming the field when a value cannot be cast (the record is then invalid).
         The function is generated once per run (a sync calls it for every changed row): plain values
-        and datetimes pass through ``auto`` without a call, every other cast is one call.
+        and datetimes pass through ``auto`` without a call, every other cast is one call. ``plain``: columns
+        whose values are known to be JSON-ready (str, int, float, bool or None: from the source's column
+        types), read as they are.
         """
         index = {c: i for i, c in enumerate(columns)}
         env: dict[str, Any] = {"_PLAIN": _PLAIN, "_auto": _auto, "_datetime": datetime}
         reads, items = [], []
         for j, (dest, f) in enumerate(self.fields):
+            if f.type == "auto" and f.column in plain:
+                items.append(f"{dest!r}: row[{index[f.column]}]")
+                continue
             reads.append(f"    v{j} = row[{index[f.column]}]")
             if f.type == "auto":
                 items.append(f"{dest!r}: v{j} if v{j}.__class__ in _PLAIN else v{j}.isoformat() "
@@ -210,7 +216,7 @@ class Mapping:
             else:
                 env[f"c{j}"] = CASTS[f.type]
                 items.append(f"{dest!r}: None if v{j} is None else c{j}(v{j})")
-        source = "def fast(row):\n" + "\n".join(reads) + "\n    return {" + ", ".join(items) + "}\n"
+        source = "def fast(row):\n" + "".join(r + "\n" for r in reads) + "    return {" + ", ".join(items) + "}\n"
         exec(compile(source, "<opsflow mapping>", "exec"), env)  # generated from repr()'d names and ints only
         fast: Callable[[Sequence[Any]], dict[str, Any]] = env["fast"]
         names = [dest for dest, _ in self.fields]

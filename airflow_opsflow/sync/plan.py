@@ -93,9 +93,11 @@ class Plan:
     :param shard: ``(index, count)``: this run reads only keys whose hash falls in the shard.
     :param hashable: PostgreSQL 14+: the columns hashed by value (the others by their text); None: the
         whole row is hashed as text (the scheme before, and on older servers).
-    :param timestamps: PostgreSQL: timestamp columns the database formats as ISO-8601 text (``zoned``: those
-        with a time zone), exactly as Python's ``isoformat()`` would: a driver-side conversion per value
-        costs more than the rest of a record's reading.
+    :param as_text: PostgreSQL: numeric and date columns the data queries read as their text (what the
+        database sends anyway; a driver-side conversion costs a Python call per value).
+    :param timestamps: PostgreSQL: timestamp columns the database formats as ``isoformat()`` text (``zoned``:
+        those with a time zone): cheaper there than a Python conversion per value.
+    :param plain: columns the data queries return as str, int, float, bool or None.
     """
 
     dialect: str
@@ -106,8 +108,10 @@ class Plan:
     cursor: str | None = None
     shard: tuple[int, int] | None = None
     hashable: frozenset[str] | None = None
+    as_text: frozenset[str] = frozenset()
     timestamps: frozenset[str] = frozenset()
     zoned: frozenset[str] = frozenset()
+    plain: frozenset[str] = frozenset()
 
     @property
     def in_sql(self) -> bool:
@@ -190,16 +194,17 @@ class Plan:
 
     def _value_sql(self, name: str) -> str:
         col = f"s.{self._q(name)}"
+        if name in self.as_text:
+            return f"CAST({col} AS TEXT) AS {self._q(name)}"
         if name not in self.timestamps or self.dialect != "postgres":
             return col
         # isoformat(): 'YYYY-MM-DDTHH:MM:SS', '.ffffff' only when there are microseconds, '+00:00' with a
         # time zone (the session's is UTC). Infinities and years outside 1-9999 (which Python's datetime
         # cannot hold) keep PostgreSQL's own text.
-        kind, zone = ("TIMESTAMPTZ", "TZH:TZM") if name in self.zoned else ("TIMESTAMP", "")
-        utc = "+00" if zone else ""
+        kind, zone, utc = ("TIMESTAMPTZ", "TZH:TZM", "+00") if name in self.zoned else ("TIMESTAMP", "", "")
         low, high = f"{kind} '0001-01-01 00:00:00{utc}'", f"{kind} '10000-01-01 00:00:00{utc}'"
-        whole, micro = _lit(f'YYYY-MM-DD"T"HH24:MI:SS{zone}', "postgres"), \
-            _lit(f'YYYY-MM-DD"T"HH24:MI:SS.US{zone}', "postgres")
+        whole = _lit(f'YYYY-MM-DD"T"HH24:MI:SS{zone}', "postgres")
+        micro = _lit(f'YYYY-MM-DD"T"HH24:MI:SS.US{zone}', "postgres")
         return (f"CASE WHEN {col} >= {low} AND {col} < {high} THEN CASE WHEN DATE_TRUNC('second', {col}) = {col} "
                 f"THEN TO_CHAR({col}, {whole}) ELSE TO_CHAR({col}, {micro}) END ELSE CAST({col} AS TEXT) END "
                 f"AS {self._q(name)}")

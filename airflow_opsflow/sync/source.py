@@ -204,11 +204,20 @@ class SqlSource:
             return None
         return frozenset(name for name, oid in types.items() if oid in _HASHABLE)
 
-    def timestamp_columns(self, types: dict[str, int] | None) -> tuple[frozenset[str], frozenset[str]]:
-        """The timestamp columns the database may format as ISO text (all, those with a time zone)."""
+    def plain_columns(self, types: dict[str, int] | None) -> frozenset[str]:
+        """The columns data queries return as str, int, float, bool or None (nothing for a mapping to convert)."""
+        if types is None:
+            return frozenset()
+        plain = _PLAIN | (_AS_TEXT if self.exact_text else frozenset())
+        return frozenset(name for name, oid in types.items() if oid in plain)
+
+    def text_columns(self, types: dict[str, int] | None) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
+        """The columns data queries may read as text: numeric and date (their own text), timestamps (as
+        isoformat text) and the timestamps with a time zone among them."""
         if types is None or not self.exact_text:
-            return frozenset(), frozenset()
-        return (frozenset(n for n, oid in types.items() if oid in (_TIMESTAMP, _TIMESTAMPTZ)),
+            return frozenset(), frozenset(), frozenset()
+        return (frozenset(n for n, oid in types.items() if oid in (_NUMERIC, _DATE)),
+                frozenset(n for n, oid in types.items() if oid in (_TIMESTAMP, _TIMESTAMPTZ)),
                 frozenset(n for n, oid in types.items() if oid == _TIMESTAMPTZ))
 
     def query(self, sql: str, role: str) -> tuple[list[str], list[tuple[Any, ...]]]:
@@ -225,6 +234,10 @@ class SqlSource:
 
 
 _NUMERIC, _DATE, _TIMESTAMP, _TIMESTAMPTZ = 1700, 1082, 1114, 1184
+# Types psycopg2 returns as Python str/int/float/bool: bool, name, int8/2/4, text, oid, float4/8, bpchar,
+# varchar; and, read as text by the data queries, numeric, date and timestamps (see Plan.timestamps).
+_PLAIN = frozenset({16, 19, 20, 21, 23, 25, 26, 700, 701, 1042, 1043})
+_AS_TEXT = frozenset({_NUMERIC, _DATE, _TIMESTAMP, _TIMESTAMPTZ})
 # PostgreSQL's timestamp text (DateStyle ISO): date, time, up to 6 fraction digits (trailing zeros
 # dropped), offset as +HH[:MM[:SS]].
 _PG_TIMESTAMP = re.compile(r"(\d{4}-\d\d-\d\d) (\d\d:\d\d:\d\d)(?:\.(\d{1,6}))?([+-]\d\d)?(:\d\d(?::\d\d)?)?")

@@ -115,33 +115,44 @@ def test_streamed_values_are_what_the_auto_cast_makes_of_the_driver_values(uri: 
     assert streamed[1][0] == "2024-01-02T03:04:05.100000"
 
 
-def test_timestamps_the_database_formats_are_exactly_isoformat(uri: str) -> None:
-    # Timestamp columns of the data queries come formatted by PostgreSQL (a Python conversion per value
-    # cost more than the rest of reading a record): the text must be what `auto` makes of the driver's
-    # datetime. Infinities and BC dates, which datetime cannot hold, keep PostgreSQL's text.
+def test_values_the_database_formats_are_exactly_what_auto_makes_of_the_driver_values(uri: str) -> None:
+    # The data queries read numeric and date columns as their text and timestamps formatted by PostgreSQL
+    # as isoformat() writes them (a driver-side conversion costs a Python call per value): the values must
+    # be exactly what `auto` makes of the driver's Decimal, date and datetime. Infinities and BC dates,
+    # which datetime cannot hold, keep PostgreSQL's text.
     finite = ("(1, TIMESTAMP '2024-01-02 03:04:05'), (2, TIMESTAMP '2024-01-02 03:04:05.1'), "
               "(3, TIMESTAMP '2024-12-31 23:59:59.999999'), (4, TIMESTAMP '1999-01-01 00:00:00.000001'), "
               "(5, TIMESTAMP '0044-03-15 12:00:00.5'), (6, TIMESTAMP '0001-01-01 00:00:00'), "
               "(7, TIMESTAMP '9999-12-31 23:59:59.999999'), (8, NULL), (9, TIMESTAMP '2024-06-01 00:00:00.120')")
     odd = "(10, TIMESTAMP 'infinity'), (11, TIMESTAMP '-infinity'), (12, TIMESTAMP '0044-03-15 12:00:00 BC')"
-    from airflow_opsflow.sync.mapping import CASTS
+    from airflow_opsflow.sync.mapping import CASTS, Mapping
     from airflow_opsflow.sync.plan import Plan
 
     def source(rows: str) -> str:
-        return f"SELECT i, ts, ts AT TIME ZONE 'UTC' AS tstz FROM (VALUES {rows}) AS t(i, ts)"
+        return (f"SELECT i, ts, ts AT TIME ZONE 'UTC' AS tstz, i * 1.50 AS n, CAST(ts AS DATE) AS d "
+                f"FROM (VALUES {rows}) AS t(i, ts)")
 
+    columns = ["ts", "tstz", "n", "d"]
     with SqlSource(lambda: psycopg2.connect(uri), "postgres") as src:
         types = src.column_types(f"SELECT * FROM ({source(finite)}) AS s WHERE 1 = 0", "t")
-        timestamps, zoned = src.timestamp_columns(types)
-        assert (timestamps, zoned) == ({"ts", "tstz"}, {"tstz"})
+        as_text, stamps, zoned = src.text_columns(types)
+        assert (as_text, stamps, zoned) == ({"n", "d"}, {"ts", "tstz"}, {"tstz"})
+        assert src.plain_columns(types) == {"i", *columns}
 
-        def formatted(rows: str) -> list[tuple[object, ...]]:
-            plan = Plan("postgres", source(rows), ("i",), ("ts", "tstz"), "d", timestamps=timestamps, zoned=zoned)
-            return sorted((r[2], r[0], r[1]) for _, chunk in src.stream(plan.select_sql(), "t") for r in chunk)
+        def records(rows: str) -> list[dict[str, object]]:
+            plan = Plan("postgres", source(rows), ("i",), tuple(columns), "x", as_text=as_text, timestamps=stamps,
+                        zoned=zoned, plain=src.plain_columns(types))
+            to_record = Mapping.identity(columns).compile(plan.selected, plan.plain)
+            at = plan.selected.index("i")
+            got = [(r[at], to_record(r)) for _, chunk in src.stream(plan.select_sql(), "t") for r in chunk]
+            return [record for _, record in sorted(got, key=lambda pair: pair[0])]
 
         _, typed = src.query(source(finite), "t")
         auto = CASTS["auto"]
-        assert formatted(finite) == sorted(tuple(auto(v) for v in row) for row in typed)
-        assert formatted(odd) == [(10, "infinity", "infinity"), (11, "-infinity", "-infinity"),
-                                  (12, "0044-03-15 12:00:00 BC", "0044-03-15 12:00:00+00 BC")]
-        assert formatted(finite)[1][1:] == ("2024-01-02T03:04:05.100000", "2024-01-02T03:04:05.100000+00:00")
+        expected = [dict(zip(columns, (auto(v) for v in row[1:]), strict=True)) for row in sorted(typed)]
+        assert records(finite) == expected
+        assert records(finite)[1] == {"ts": "2024-01-02T03:04:05.100000", "tstz": "2024-01-02T03:04:05.100000+00:00",
+                                      "n": "3.00", "d": "2024-01-02"}
+        assert [(r["ts"], r["tstz"]) for r in records(odd)] == [
+            ("infinity", "infinity"), ("-infinity", "-infinity"),
+            ("0044-03-15 12:00:00 BC", "0044-03-15 12:00:00+00 BC")]
