@@ -221,8 +221,9 @@ def main(argv: list[str] | None = None) -> int:
         other_cpu = others.stop()
     facts = [f"Machine: {os.cpu_count()} cores; PostgreSQL from the Debian packages (throwaway cluster); "
              f"sink: bench/_sync_sink.py in its own process. State store = the source database (diff pushed "
-             f"down). Medians of {args.repeats} (full peer syncs once). Other processes used {other_cpu:.0f} "
-             f"CPU-seconds during the run; whole benchmark {time.monotonic() - began:.0f} s."]
+             f"down). Medians of {args.repeats} (a peer's full sync once when it takes over a minute). Other "
+             f"processes used {other_cpu:.0f} CPU-seconds during the run; whole benchmark "
+             f"{time.monotonic() - began:.0f} s."]
     body = report(ours, peers, facts)
     _doc.write_section("sync", body, "Reverse sync")
     print(body)

@@ -156,3 +156,21 @@ def test_values_the_database_formats_are_exactly_what_auto_makes_of_the_driver_v
         assert [(r["ts"], r["tstz"]) for r in records(odd)] == [
             ("infinity", "infinity"), ("-infinity", "-infinity"),
             ("0044-03-15 12:00:00 BC", "0044-03-15 12:00:00+00 BC")]
+
+
+def test_the_source_session_raises_work_mem_for_the_diff_never_lowers_it(uri: str) -> None:
+    # The pushed-down diff hashes the sync's stored keys: at PostgreSQL's default 4 MB they spill to disk.
+    with SqlSource(lambda: psycopg2.connect(uri), "postgres") as src:
+        assert src.query("SHOW work_mem", "t")[1] == [("32MB",)]
+
+    def generous() -> object:
+        conn = psycopg2.connect(uri)
+        with conn.cursor() as cur:
+            cur.execute("SET work_mem = '256MB'")
+        conn.commit()
+        return conn
+
+    with SqlSource(generous, "postgres") as src:
+        assert src.query("SHOW work_mem", "t")[1] == [("256MB",)]
+    with SqlSource(lambda: psycopg2.connect(uri), "postgres", work_mem=None) as src:
+        assert src.query("SHOW work_mem", "t")[1] == [("4MB",)]

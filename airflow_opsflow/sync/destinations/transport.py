@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import queue
 import threading
 import urllib.request
@@ -53,7 +52,7 @@ class HttpTarget:
 
     :param base_url: ``https://host[:port][/prefix]``.
     :param headers: sent with every request (credentials included; never logged).
-    :param timeout: seconds to connect and to read each answer.
+    :param timeout: seconds to connect (at most 10), and then to send a request and read its answer.
     :param verify: verify TLS certificates (or a CA bundle path).
     """
 
@@ -134,8 +133,10 @@ class HttpTransport:
             curl.perform()
         except pycurl.error as e:
             code, message = e.args[0], (e.args[1] if len(e.args) > 1 else "")
-            kind = _CURL_ERRORS.get(code, "ConnectionError")
-            raise TransientError(f"{self.what}: {method} {path}: {kind}: {str(message)[:200]}") from None
+            where = f"{self.what}: {method} {path}: {_CURL_ERRORS.get(code, 'ConnectionError')}: {str(message)[:200]}"
+            if code in _TLS_REFUSED:  # no retry can fix a certificate the trust store refuses
+                raise DestinationFailed(f"{where} (check the connection's TLS settings)") from None
+            raise TransientError(where) from None
         return int(curl.getinfo(pycurl.RESPONSE_CODE)), answer_headers, chunks
 
     @contextlib.contextmanager
@@ -172,12 +173,9 @@ class HttpTransport:
         """The options every request of this transport shares."""
         t = self.target
         curl.setopt(pycurl.NOSIGNAL, 1)  # threads: no SIGALRM for timeouts
-        curl.setopt(pycurl.CONNECTTIMEOUT_MS, int(min(10.0, t.timeout) * 1000))
-        # A read timeout, as urllib3's: the answer must progress at least every ``timeout`` seconds (libcurl
-        # counts whole seconds here); and a hard limit on the whole exchange for answers that never end.
-        curl.setopt(pycurl.LOW_SPEED_LIMIT, 1)
-        curl.setopt(pycurl.LOW_SPEED_TIME, max(1, math.ceil(t.timeout)))
-        curl.setopt(pycurl.TIMEOUT_MS, int(max(t.timeout, 1.0) * 1000) * 4)
+        connect = min(10.0, t.timeout)
+        curl.setopt(pycurl.CONNECTTIMEOUT_MS, int(connect * 1000))
+        curl.setopt(pycurl.TIMEOUT_MS, int((connect + t.timeout) * 1000))  # connecting, then the exchange
         curl.setopt(pycurl.FOLLOWLOCATION, 0)
         curl.setopt(pycurl.PROXY, self._proxy)
         curl.setopt(pycurl.NOPROXY, "")
@@ -236,6 +234,7 @@ class Headers(dict[str, str]):
 
 
 # libcurl error codes, named as the exceptions other clients raise (the message says the rest).
+_TLS_REFUSED = frozenset({58, 60, 77})  # client certificate, peer certificate, CA bundle
 _CURL_ERRORS = {5: "ProxyError", 6: "NameResolutionError", 7: "ConnectionRefusedError", 28: "TimeoutError",
                 35: "SSLError", 52: "RemoteDisconnected", 55: "ConnectionResetError", 56: "ConnectionResetError",
                 58: "SSLError", 60: "SSLCertVerificationError", 77: "SSLError", 97: "ProxyError"}
