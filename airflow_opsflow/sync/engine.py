@@ -260,7 +260,7 @@ class SyncRun:
                 if not chunk:
                     continue
                 first = chunk[0]
-                if all(i.op is first.op and i.write_id == first.write_id for i in chunk):  # the common case
+                if all(i.op == first.op and i.write_id == first.write_id for i in chunk):  # the common case
                     yield first.op, first.write_id, chunk
                     continue
                 groups: dict[tuple[Operation, str], list[Item]] = {}

@@ -129,3 +129,12 @@ def test_tls_certificates_are_verified_unless_told_otherwise(tls_server: tuple[s
         untrusted.request("POST", "/x", {"id": 1})
     assert HttpTransport(HttpTarget(url, verify=str(cert)), 1).request("POST", "/x", {"id": 1}).status == 200
     assert HttpTransport(HttpTarget(url, verify=False), 1).request("POST", "/x", {"id": 1}).status == 200
+
+
+def test_headers_cannot_smuggle_other_headers(api: RecordingHTTPServer) -> None:
+    with pytest.raises(ValueError, match="items API: header 'X-A' has a line break"):
+        HttpTransport(HttpTarget(api.url, {"X-A": "v\r\nX-Injected: 1"}), 1, what="items API")
+    t = transport(api)
+    with pytest.raises(ValueError, match="header 'X-B'"):
+        t.request("POST", "/items", [{"id": 1}], headers={"X-B": "a\nb"})
+    assert api.requests == []

@@ -85,7 +85,7 @@ class HttpTransport:
         self._proxy = _proxy_for(self._origin) or ""  # "": no proxy (libcurl would read the environment itself)
         self._https = parts.scheme == "https"
         self._headers = {"Content-Type": "application/json", "Accept": "application/json",
-                         "User-Agent": "airflow-opsflow", **target.headers}
+                         "User-Agent": "airflow-opsflow", **_checked(target.headers, what)}
         self._idle: queue.LifoQueue[Any] = queue.LifoQueue()  # the most recent handle has a live connection
         self._slots = threading.BoundedSemaphore(max(1, max_connections))
         self._closed = False
@@ -99,7 +99,7 @@ class HttpTransport:
         import pycurl
 
         data = raw if raw is not None else (None if body is None else encode_json(body))
-        sent = {**self._headers, **(headers or {})}
+        sent = {**self._headers, **_checked(headers, self.what)} if headers else self._headers
         self.limiter.acquire()
         with self._handle() as curl:
             status, answer_headers, chunks = self._perform(curl, method, path, data, sent, pycurl)
@@ -238,6 +238,15 @@ _TLS_REFUSED = frozenset({58, 60, 77})  # client certificate, peer certificate, 
 _CURL_ERRORS = {5: "ProxyError", 6: "NameResolutionError", 7: "ConnectionRefusedError", 28: "TimeoutError",
                 35: "SSLError", 52: "RemoteDisconnected", 55: "ConnectionResetError", 56: "ConnectionResetError",
                 58: "SSLError", 60: "SSLCertVerificationError", 77: "SSLError", 97: "ProxyError"}
+
+
+def _checked(headers: Mapping[str, str] | None, what: str) -> Mapping[str, str]:
+    """Headers as libcurl sends them, one line each: a name or value with a line break would smuggle
+    another header in (http.client refuses those too)."""
+    for name, value in (headers or {}).items():
+        if not name or any(c in f"{name}{value}" for c in "\r\n\0") or ":" in name:
+            raise ValueError(f"{what}: header {name!r} has a line break, NUL or colon in its name or value")
+    return headers or {}
 
 
 def _system_cas() -> tuple[str | None, str | None]:
