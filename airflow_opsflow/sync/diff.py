@@ -85,6 +85,7 @@ class Differ:
         self.duplicates = duplicates
         self.resend_all = resend_all
         self.counts = DiffCounts()
+        self.exclude: set[str] = set()  # keys already handled this run (retried by key): passed over
         self._seen: array[int] | None = array("q") if track_keys else None
         sel = plan.selected
         self._key_idx = [sel.index(k) for k in plan.key]
@@ -124,13 +125,15 @@ class Differ:
     def _plain_items(self, rows: list[tuple[Any, ...]], ki: int, hi: int, oh: int, orf: int, ost: int,
                      ow: int) -> list[Item]:
         c, kidx, resend, resend_all = self.counts, self._key_idx, RESEND, self.resend_all
-        to_record, new_op = self.to_record, self.ops["added"]
+        to_record, new_op, exclude = self.to_record, self.ops["added"], self.exclude
         single = kidx[0] if len(kidx) == 1 else None
         c.read += len(rows)
         out: list[Item] = []
         add = out.append
         for row in rows:
             key = row[ki]
+            if exclude and key in exclude:
+                continue
             status = row[ost]
             if key is None or len(key) > MAX_KEY_LENGTH:
                 self._classify(out, row, key, row[hi], None if status is None else
@@ -185,6 +188,8 @@ class Differ:
             c.read += 1
         if key is None:
             c.reject("null key", [row[i] for i in self._key_idx])
+            return
+        if key in self.exclude:
             return
         if self._seen is not None:
             self._seen.append(hash(key))

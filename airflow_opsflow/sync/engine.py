@@ -251,12 +251,9 @@ class SyncRun:
                report: SyncReport) -> Iterator[Group]:
         """What to send, in groups of items sharing an operation and a write (see Deliverer.run)."""
         spec = self.spec
-        retried: set[str] = set()
 
         def as_items(chunks: Iterator[list[Item]]) -> Iterator[Group]:
             for chunk in chunks:
-                if retried:
-                    chunk = [i for i in chunk if i.key not in retried]
                 if not chunk:
                     continue
                 first = chunk[0]
@@ -273,7 +270,7 @@ class SyncRun:
         for start in range(0, len(failed_keys), _RETRY_CHUNK):
             chunk = failed_keys[start:start + _RETRY_CHUNK]
             yield from as_items(differ.changes(keys=chunk, role="re-reading previously rejected records"))
-            retried.update(chunk)
+            differ.exclude.update(chunk)  # the main read passes over them (neither sent nor counted twice)
         yield from as_items(differ.changes(since))
         if spec.mode == "mirror" and full:
             deletes = list(self._deletes(differ, repo, report))

@@ -199,15 +199,19 @@ class Plan:
         if name not in self.timestamps or self.dialect != "postgres":
             return col
         # isoformat(): 'YYYY-MM-DDTHH:MM:SS', '.ffffff' only when there are microseconds, '+00:00' with a
-        # time zone (the session's is UTC). Infinities and years outside 1-9999 (which Python's datetime
-        # cannot hold) keep PostgreSQL's own text.
+        # time zone (the session's is UTC). Infinities become datetime.max and .min, as the driver makes
+        # them; years outside 1-9999 (BC, five digits), which a datetime cannot hold, keep PostgreSQL's text.
         kind, zone, utc = ("TIMESTAMPTZ", "TZH:TZM", "+00") if name in self.zoned else ("TIMESTAMP", "", "")
         low, high = f"{kind} '0001-01-01 00:00:00{utc}'", f"{kind} '10000-01-01 00:00:00{utc}'"
         whole = _lit(f'YYYY-MM-DD"T"HH24:MI:SS{zone}', "postgres")
         micro = _lit(f'YYYY-MM-DD"T"HH24:MI:SS.US{zone}', "postgres")
+        offset = "+00:00" if zone else ""
+        top, bottom = _lit(f"9999-12-31T23:59:59.999999{offset}", "postgres"), \
+            _lit(f"0001-01-01T00:00:00{offset}", "postgres")
         return (f"CASE WHEN {col} >= {low} AND {col} < {high} THEN CASE WHEN DATE_TRUNC('second', {col}) = {col} "
-                f"THEN TO_CHAR({col}, {whole}) ELSE TO_CHAR({col}, {micro}) END ELSE CAST({col} AS TEXT) END "
-                f"AS {self._q(name)}")
+                f"THEN TO_CHAR({col}, {whole}) ELSE TO_CHAR({col}, {micro}) END "
+                f"WHEN {col} = {kind} 'infinity' THEN {top} WHEN {col} = {kind} '-infinity' THEN {bottom} "
+                f"ELSE CAST({col} AS TEXT) END AS {self._q(name)}")
 
     def pushdown_sql(self, state_table: str, sync_id: str, since: Any = None, resend_all: bool = False,
                      resend: Sequence[str] = ()) -> str:

@@ -68,7 +68,7 @@ class SqlSource:
                 # Every result is read to its end: plan cursors for all their rows, not a fast start (a
                 # fast-start anti-join of the deletes query is quadratic).
                 cur.execute("SET LOCAL cursor_tuple_fraction = 1.0")
-                if self.work_mem:
+                if self.work_mem and getattr(self.conn, "server_version", 0) >= 90600:  # pg_size_bytes
                     cur.execute("SELECT set_config('work_mem', %s, true) WHERE pg_size_bytes(current_setting("
                                 "'work_mem')) < pg_size_bytes(%s)", (self.work_mem, self.work_mem))
             elif self.dialect == "mysql":

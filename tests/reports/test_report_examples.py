@@ -21,21 +21,29 @@ from tests.helpers import EXAMPLES, load_module
 
 pytestmark = pytest.mark.usefixtures("airflow_db", "slack_conn", "smtp_conn")
 reports = load_module(EXAMPLES / "reports.py")
-NOW = pendulum.instance(datetime.now(UTC).replace(microsecond=0))
-SINCE = NOW.in_timezone("Europe/Berlin").subtract(days=30)
 
 
 @pytest.fixture
-def books(sqlite_db: Database, pg_db: Database, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+def now() -> pendulum.DateTime:
+    """The test's clock, read when it starts (the reports' periods are Berlin days ending at the run)."""
+    return pendulum.instance(datetime.now(UTC).replace(microsecond=0))
+
+
+@pytest.fixture
+def books(sqlite_db: Database, pg_db: Database, monkeypatch: pytest.MonkeyPatch,
+          now: pendulum.DateTime) -> dict[str, str]:
     monkeypatch.setenv("AIRFLOW__OPSFLOW__STATE_CONN_ID", sqlite_db.conn_id)
-    seed(sqlite_db.conn, now=NOW.replace(tzinfo=None), problems=True)
+    seed(sqlite_db.conn, now=now.replace(tzinfo=None), problems=True)
     seed_settlements(pg_db.conn, sqlite_db.conn, breaks=True)
     return {"conn_id": sqlite_db.conn_id, "warehouse_conn_id": pg_db.conn_id}
 
 
 def test_cfo_report_reaches_slack_and_email_with_files(books: dict[str, str], sqlite_db: Database,
-                                                        fake_slack: FakeSlack, fake_smtp: FakeSmtp) -> None:
-    run = run_dag(reports.finance, conf={**books, "period": "last_30_days"}, logical_date=NOW)
+                                                        fake_slack: FakeSlack, fake_smtp: FakeSmtp,
+                                                        now: pendulum.DateTime) -> None:
+    run = run_dag(reports.finance, conf={**books, "period": "last_30_days"}, logical_date=now)
+    until = now.in_timezone("Europe/Berlin")
+    since = until.subtract(days=30)
     assert run.task_states == {"revenue_by_provider": "success"}
     summary = run.xcom("revenue_by_provider")
     assert summary["delivered"] == ["email:cfo@example.com", "slack:slack_api_default/#finance-ops"]
@@ -44,10 +52,10 @@ def test_cfo_report_reaches_slack_and_email_with_files(books: dict[str, str], sq
 
     # Slack: one message carrying the three files, its comment the title and the table
     [message] = fake_slack.messages("#finance-ops")
-    assert (message.text or "").startswith(f"*Revenue by payment provider, {SINCE:%Y-%m-%d} to {NOW:%Y-%m-%d}*")
+    assert (message.text or "").startswith(f"*Revenue by payment provider, {since:%Y-%m-%d} to {until:%Y-%m-%d}*")
     assert "provider" in (message.text or "") and "Total" in (message.text or "")
     files = {f.filename: f for f in fake_slack.files}
-    month = f"{SINCE:%Y-%m-%d}"
+    month = f"{since:%Y-%m-%d}"
     assert set(files) == {f"revenue_by_provider_{month}.{ext}" for ext in ("xlsx", "csv", "png")}
     rows = list(csv.DictReader(io.StringIO(files[f"revenue_by_provider_{month}.csv"].content.decode())))
     assert [r["provider"] for r in rows][-1] == "Total" and len(rows) == len(expected) + 1
@@ -78,12 +86,13 @@ def test_cfo_report_reaches_slack_and_email_with_files(books: dict[str, str], sq
     assert attached[f"revenue_by_provider_{month}.csv"] == files[f"revenue_by_provider_{month}.csv"].content
 
 
-def test_ops_daily_summary_is_a_slack_table(books: dict[str, str], fake_slack: FakeSlack) -> None:
-    run = run_dag(reports.daily, conf={"conn_id": books["conn_id"]}, logical_date=NOW)
+def test_ops_daily_summary_is_a_slack_table(books: dict[str, str], fake_slack: FakeSlack,
+                                            now: pendulum.DateTime) -> None:
+    run = run_dag(reports.daily, conf={"conn_id": books["conn_id"]}, logical_date=now)
     assert run.task_states == {"payments_summary": "success"}
     [message] = fake_slack.messages("#ops")
     text = str(message.blocks)
-    since = NOW.in_timezone("Europe/Berlin").subtract(days=1)
+    since = now.in_timezone("Europe/Berlin").subtract(days=1)
     assert f"Payments per provider and status, {since:%Y-%m-%d} to" in text
     assert "succeeded" in text and "Total" in text
     assert fake_slack.files == []

@@ -118,19 +118,21 @@ def test_streamed_values_are_what_the_auto_cast_makes_of_the_driver_values(uri: 
 def test_values_the_database_formats_are_exactly_what_auto_makes_of_the_driver_values(uri: str) -> None:
     # The data queries read numeric and date columns as their text and timestamps formatted by PostgreSQL
     # as isoformat() writes them (a driver-side conversion costs a Python call per value): the values must
-    # be exactly what `auto` makes of the driver's Decimal, date and datetime. Infinities and BC dates,
-    # which datetime cannot hold, keep PostgreSQL's text.
+    # be exactly what `auto` makes of the driver's Decimal, date and datetime (infinities included). BC
+    # dates, which a datetime cannot hold (the driver fails on them), keep PostgreSQL's text.
     finite = ("(1, TIMESTAMP '2024-01-02 03:04:05'), (2, TIMESTAMP '2024-01-02 03:04:05.1'), "
               "(3, TIMESTAMP '2024-12-31 23:59:59.999999'), (4, TIMESTAMP '1999-01-01 00:00:00.000001'), "
               "(5, TIMESTAMP '0044-03-15 12:00:00.5'), (6, TIMESTAMP '0001-01-01 00:00:00'), "
-              "(7, TIMESTAMP '9999-12-31 23:59:59.999999'), (8, NULL), (9, TIMESTAMP '2024-06-01 00:00:00.120')")
-    odd = "(10, TIMESTAMP 'infinity'), (11, TIMESTAMP '-infinity'), (12, TIMESTAMP '0044-03-15 12:00:00 BC')"
+              "(7, TIMESTAMP '9999-12-31 23:59:59.999999'), (8, NULL), (9, TIMESTAMP '2024-06-01 00:00:00.120'), "
+              "(10, TIMESTAMP 'infinity'), (11, TIMESTAMP '-infinity')")  # the driver: datetime.max and .min
+    odd = "(12, TIMESTAMP '0044-03-15 12:00:00 BC')"
     from airflow_opsflow.sync.mapping import CASTS, Mapping
     from airflow_opsflow.sync.plan import Plan
 
     def source(rows: str) -> str:
-        return (f"SELECT i, ts, ts AT TIME ZONE 'UTC' AS tstz, i * 1.50 AS n, CAST(ts AS DATE) AS d "
-                f"FROM (VALUES {rows}) AS t(i, ts)")
+        # (An infinite date stays 'infinity', as the driver-side text caster always left it.)
+        return (f"SELECT i, ts, ts AT TIME ZONE 'UTC' AS tstz, i * 1.50 AS n, "
+                f"CASE WHEN isfinite(ts) THEN CAST(ts AS DATE) END AS d FROM (VALUES {rows}) AS t(i, ts)")
 
     columns = ["ts", "tstz", "n", "d"]
     with SqlSource(lambda: psycopg2.connect(uri), "postgres") as src:
@@ -153,9 +155,8 @@ def test_values_the_database_formats_are_exactly_what_auto_makes_of_the_driver_v
         assert records(finite) == expected
         assert records(finite)[1] == {"ts": "2024-01-02T03:04:05.100000", "tstz": "2024-01-02T03:04:05.100000+00:00",
                                       "n": "3.00", "d": "2024-01-02"}
-        assert [(r["ts"], r["tstz"]) for r in records(odd)] == [
-            ("infinity", "infinity"), ("-infinity", "-infinity"),
-            ("0044-03-15 12:00:00 BC", "0044-03-15 12:00:00+00 BC")]
+        assert records(finite)[9]["tstz"] == "9999-12-31T23:59:59.999999+00:00"
+        assert [(r["ts"], r["tstz"]) for r in records(odd)] == [("0044-03-15 12:00:00 BC", "0044-03-15 12:00:00+00 BC")]
 
 
 def test_the_source_session_raises_work_mem_for_the_diff_never_lowers_it(uri: str) -> None:
@@ -174,3 +175,31 @@ def test_the_source_session_raises_work_mem_for_the_diff_never_lowers_it(uri: st
         assert src.query("SHOW work_mem", "t")[1] == [("256MB",)]
     with SqlSource(lambda: psycopg2.connect(uri), "postgres", work_mem=None) as src:
         assert src.query("SHOW work_mem", "t")[1] == [("4MB",)]
+
+
+def test_a_rejected_key_read_again_by_the_cursor_is_handled_and_counted_once(uri: str) -> None:
+    # A cursor run re-reads rejected keys by key, then what changed since the watermark: a key in both
+    # reads (here: now with a value the mapping cannot cast) is one invalid record, not two.
+    dest = Store()
+    sql(uri, "UPDATE cursor_items SET v = CAST(id AS TEXT)")
+    mapping = {"id": "id", "n": {"column": "v", "type": "integer"}}
+
+    def go() -> Any:
+        spec = SyncSpec.build("cursor-once", "id", mapping, max_failed=None, cursor="updated_at",
+                              cursor_lookback=timedelta(minutes=5))
+        return SyncRun(spec, SqlSource(lambda: psycopg2.connect(uri), "postgres"),
+                       source_query("postgres", None, "cursor_items", "t"),
+                       lambda: StateStore(lambda: psycopg2.connect(uri), "postgres"), dest,
+                       DeliveryPolicy(batch_size=50, concurrency=2, backoff=0.01), pushdown_ok=True,
+                       source_table="cursor_items").run()
+
+    assert go().counts["added"] == 500
+    dest.reject = {"3"}
+    sql(uri, "UPDATE cursor_items SET v = '33', updated_at = TIMESTAMP '2024-02-01' WHERE id = 3")
+    assert go().counts["failed"] == 1
+    dest.reject = set()
+    sql(uri, "UPDATE cursor_items SET v = 'x', updated_at = TIMESTAMP '2024-02-02' WHERE id = 3")
+    again = go()
+    assert again.counts["invalid"] == 1 and again.invalid == [
+        {"key": "3", "reason": "uncastable value", "detail": again.invalid[0]["detail"]}]
+    assert "field 'n'" in again.invalid[0]["detail"] and again.counts["failed"] == 0

@@ -138,3 +138,17 @@ def test_headers_cannot_smuggle_other_headers(api: RecordingHTTPServer) -> None:
     with pytest.raises(ValueError, match="header 'X-B'"):
         t.request("POST", "/items", [{"id": 1}], headers={"X-B": "a\nb"})
     assert api.requests == []
+
+
+def test_paths_are_percent_encoded_and_bodiless_writes_say_so(api: RecordingHTTPServer) -> None:
+    # Keys end up in templated paths: spaces and non-ASCII characters go out percent-encoded (UTF-8).
+    t = transport(api)
+    assert t.request("PUT", "/items/a b", {"v": 1}).status in (200, 201)
+    assert t.request("PUT", "/items/José", {"v": 2}).status in (200, 201)
+    assert t.request("POST", "/archive", headers={"X-Empty": ""}).status == 200
+    sent = api.requests
+    assert [r.path for r in sent] == ["/v1/items/a b", "/v1/items/José", "/v1/archive"]  # as the server decodes
+    assert sorted(api.state("/v1/items")) == ["José", "a b"]
+    assert sent[2].headers["Content-Length"] == "0" and sent[2].headers["X-Empty"] == ""
+    with pytest.raises(ValueError, match="not Latin-1"):
+        t.request("POST", "/items", [{"id": 1}], headers={"X-Name": "Łukasz"})

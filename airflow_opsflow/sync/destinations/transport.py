@@ -25,7 +25,7 @@ import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from airflow_opsflow.sync.destinations.base import BatchRejected, DestinationFailed, TransientError
 from airflow_opsflow.sync.ratelimit import RateLimiter, parse_retry_after
@@ -88,10 +88,14 @@ class HttpTransport:
                          "User-Agent": "airflow-opsflow", **_checked(target.headers, what)}
         self._idle: queue.LifoQueue[Any] = queue.LifoQueue()  # the most recent handle has a live connection
         self._slots = threading.BoundedSemaphore(max(1, max_connections))
+        self._lock = threading.Lock()
         self._closed = False
 
     def url(self, path: str) -> str:
-        return f"{self._prefix}/{path.lstrip('/')}" if path else (self._prefix or "/")
+        """The request target for ``path``: spaces and non-ASCII characters percent-encoded (UTF-8), as
+        urllib3 and requests send them (a key in a templated path may hold either)."""
+        raw = f"{self._prefix}/{path.lstrip('/')}" if path else (self._prefix or "/")
+        return quote(raw, safe=_PATH_SAFE)
 
     def request(self, method: str, path: str, body: Any = None, headers: Mapping[str, str] | None = None,
                 raw: bytes | None = None) -> Answer:
@@ -118,9 +122,13 @@ class HttpTransport:
         answer_headers = Headers()
         curl.setopt(pycurl.URL, self._origin + self.url(path))
         # "Expect:" stops libcurl from asking for a 100-continue before bodies over 1 KB (a round trip).
-        curl.setopt(pycurl.HTTPHEADER, [f"{k}: {v}" for k, v in sent.items()] + ["Expect:"])
+        # "Name;" is how libcurl sends a header with an empty value ("Name:" would remove the header).
+        curl.setopt(pycurl.HTTPHEADER, [(f"{k}: {v}" if v != "" else f"{k};").encode("latin-1")
+                                        for k, v in sent.items()] + [b"Expect:"])
         curl.setopt(pycurl.WRITEFUNCTION, chunks.append)
         curl.setopt(pycurl.HEADERFUNCTION, answer_headers.feed)
+        if data is None and method in _BODY_METHODS:
+            data = b""  # "Content-Length: 0", as http.client sends (some servers answer 411 without)
         if data is not None:
             curl.setopt(pycurl.POSTFIELDS, data)  # a POST with this body and its length...
             if method != "POST":
@@ -153,12 +161,13 @@ class HttpTransport:
             try:
                 yield curl
             finally:
-                if self._closed:
-                    curl.close()
-                else:
-                    curl.reset()  # per-request options go; the live connection stays
-                    self._configure(curl, pycurl)
-                    self._idle.put(curl)
+                curl.reset()  # per-request options go; the live connection stays
+                self._configure(curl, pycurl)
+                with self._lock:  # close() either finds the handle idle or sees it closed here
+                    if self._closed:
+                        curl.close()
+                    else:
+                        self._idle.put(curl)
         finally:
             self._slots.release()
 
@@ -203,12 +212,13 @@ class HttpTransport:
 
     def close(self) -> None:
         """Close every connection (handles in use close when their request ends)."""
-        self._closed = True
-        while True:
-            try:
-                self._idle.get_nowait().close()
-            except queue.Empty:
-                return
+        with self._lock:
+            self._closed = True
+            while True:
+                try:
+                    self._idle.get_nowait().close()
+                except queue.Empty:
+                    return
 
 
 class Headers(dict[str, str]):
@@ -233,6 +243,10 @@ class Headers(dict[str, str]):
         return super().__contains__(name.lower() if isinstance(name, str) else name)
 
 
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+# Kept as they are in a request target: RFC 3986's reserved and unreserved characters, and "%" (a path
+# template may hold escapes already).
+_PATH_SAFE = "/?#[]@!$&'()*+,;=:%~-._"
 # libcurl error codes, named as the exceptions other clients raise (the message says the rest).
 _TLS_REFUSED = frozenset({58, 60, 77})  # client certificate, peer certificate, CA bundle
 _CURL_ERRORS = {5: "ProxyError", 6: "NameResolutionError", 7: "ConnectionRefusedError", 28: "TimeoutError",
@@ -244,8 +258,12 @@ def _checked(headers: Mapping[str, str] | None, what: str) -> Mapping[str, str]:
     """Headers as libcurl sends them, one line each: a name or value with a line break would smuggle
     another header in (http.client refuses those too)."""
     for name, value in (headers or {}).items():
-        if not name or any(c in f"{name}{value}" for c in "\r\n\0") or ":" in name:
+        if not name or any(c in f"{name}{value}" for c in "\r\n\0") or ":" in name or ";" in name:
             raise ValueError(f"{what}: header {name!r} has a line break, NUL or colon in its name or value")
+        try:
+            f"{name}{value}".encode("latin-1")
+        except UnicodeEncodeError:
+            raise ValueError(f"{what}: header {name!r} is not Latin-1 text (HTTP headers cannot carry it)") from None
     return headers or {}
 
 
