@@ -18,6 +18,7 @@ checked against the system's trust store (as Python's ``ssl`` finds it) unless `
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import queue
 import threading
@@ -267,6 +268,7 @@ def _checked(headers: Mapping[str, str] | None, what: str) -> Mapping[str, str]:
     return headers or {}
 
 
+@functools.cache  # handles are reconfigured after every request: look the paths up once
 def _system_cas() -> tuple[str | None, str | None]:
     """The trust store Python's ``ssl`` uses (libcurl's bundled build might look elsewhere)."""
     import os
