@@ -5,7 +5,10 @@
   every engine can run as a parallel scan (no ``COUNT(DISTINCT)``: it forces PostgreSQL onto one core).
 * ``unique`` and ``distinct_count`` checks on the same key columns and filter share one
   ``GROUP BY key`` sub-query, the parallel-friendly way to count distinct values.
-* ``foreign_key`` checks are one hash anti-join each; ``sql`` checks count the rows of their query.
+* ``foreign_key`` checks are one hash anti-join each.
+* A ``sql`` check's query runs once: one statement returns its row count (a window over the whole result)
+  with the first rows as samples, or, with ``entity``, its violating entities: whatever the query costs or
+  does, it happens once.
 
 Each query returns one row; ``PlannedQuery.outputs`` says which column holds which metric of which
 check, so a query can be re-run for one check alone when the batch fails.
@@ -21,6 +24,7 @@ from sqlglot import exp
 from airflow_opsflow.checks import sqlparts
 from airflow_opsflow.checks.dialects import REGEX_DIALECTS
 from airflow_opsflow.checks.monitor_spec import MetricCheck, ReconcileCheck
+from airflow_opsflow.checks.sample_policy import default_key
 from airflow_opsflow.checks.spec import (
     AcceptedValuesCheck,
     BetweenCheck,
@@ -40,6 +44,7 @@ from airflow_opsflow.checks.spec import (
 
 ROWS = "n_rows"  # aliases avoid reserved words (rows, distinct) in every dialect
 BREACHED = "breached"  # 1 when MIN/MAX show some row out of bounds: count the violations then
+SQL_TOTAL = "opsflow_violations"  # a sql check's row count, first column of its one statement
 ColumnResolver = Callable[[str], list[str]]
 
 
@@ -83,6 +88,7 @@ class PlannedQuery:
     sql: str
     table: str | None
     outputs: dict[str, dict[str, str]] = field(default_factory=dict)  # check -> metric role -> column
+    rows: bool = False  # a sql check's statement: every row after the first column is a sample/entity
 
     @property
     def checks(self) -> list[str]:
@@ -164,9 +170,10 @@ def _bind(group: TableChecks, check: CheckBase, dialect: str, resolve: ColumnRes
         for c in check.to_columns:
             _resolve(c, ref_real, check.to_table)
     samples = check.sample_columns
-    if samples is None:
+    if samples is None:  # see sample_policy: a key to find the row, then the check's own columns
         own = columns + sorted(sqlparts.referenced_columns(cond) if cond is not None else [])
-        samples = list(dict.fromkeys([*group.sample_columns, *own]))
+        key = group.sample_columns or ([k] if real and (k := default_key(real, group.table)) else [])
+        samples = list(dict.fromkeys([*key, *own]))
     return BoundCheck(
         check=check,
         table_name=group.table,
@@ -344,9 +351,18 @@ def _foreign_key_query(b: BoundCheck, dialect: str) -> PlannedQuery:
 
 
 def _sql_check_query(b: BoundCheck, dialect: str) -> PlannedQuery:
+    """The check's one statement: ``COUNT(*) OVER ()`` beside its first rows (at most ``sample_limit``,
+    at least one to carry the count), or beside its entities when it tracks them."""
     assert isinstance(b.condition, exp.Query)
-    q = exp.select(exp.Count(this=exp.Star()).as_("violations")).from_(b.condition.copy().subquery("opsflow_q"))
-    return PlannedQuery(q.sql(dialect, comments=False), b.table_name, {b.name: {"violations": "violations"}})
+    if b.check.entity is not None:
+        q = _entities(b, exp.select().from_(b.condition.copy().subquery("opsflow_q")), b.entity_columns,
+                      b.check.entity.max_entities + 1, total=True)
+    else:
+        picked = [sqlparts.column(s) for s in b.sample_columns] or [exp.Column(this=exp.Star(),
+                                                                              table=exp.to_identifier("opsflow_q"))]
+        total = exp.Window(this=exp.Count(this=exp.Star())).as_(SQL_TOTAL)
+        q = exp.select(total, *picked).from_(b.condition.copy().subquery("opsflow_q")).limit(max(b.sample_limit, 1))
+    return PlannedQuery(q.sql(dialect, comments=False), b.table_name, {b.name: {"violations": SQL_TOTAL}}, rows=True)
 
 
 def sample_query(b: BoundCheck, dialect: str) -> str | None:
@@ -363,20 +379,34 @@ def entity_query(b: BoundCheck, dialect: str, limit: int) -> str:
     cols: list[exp.Expr] = [sqlparts.column(c) for c in b.entity_columns]
     inner = _violating_rows(b, dialect, cols)
     assert inner is not None, f"check {b.name!r} has no violating rows to track"
+    q = _entities(b, exp.select().from_(inner.subquery("opsflow_violations")), b.entity_columns, limit)
+    return q.sql(dialect, comments=False)
+
+
+def _entities(b: BoundCheck, source: exp.Select, columns: list[str], limit: int, total: bool = False) -> exp.Select:
+    """Group ``source``'s rows by the entity key (total amount, earliest since) in key order. Without
+    ``total``, rows with a NULL key are left out; with it, the first column counts every row (window over
+    the groups) and the NULL-key groups come last, to be dropped by the reader."""
     rule = b.check.entity
     assert rule is not None
     n = len(rule.key)
-    keys = [sqlparts.column(c) for c in b.entity_columns[:n]]
-    rest = b.entity_columns[n:]
+    keys = [sqlparts.column(c) for c in columns[:n]]
+    rest = columns[n:]
     picked: list[exp.Expr] = [k.copy() for k in keys]
     if rule.amount:
         picked.append(exp.Sum(this=sqlparts.column(rest.pop(0))).as_("opsflow_amount"))
     if rule.since:
         picked.append(exp.Min(this=sqlparts.column(rest.pop(0))).as_("opsflow_since"))
-    q = exp.select(*picked).from_(inner.subquery("opsflow_violations"))
-    q = q.where(exp.and_(*[exp.not_(exp.Is(this=k.copy(), expression=exp.null())) for k in keys]))
-    q = q.group_by(*[k.copy() for k in keys]).order_by(*[k.copy() for k in keys]).limit(limit)
-    return q.sql(dialect, comments=False)
+    complete = exp.and_(*[exp.not_(exp.Is(this=k.copy(), expression=exp.null())) for k in keys])
+    order: list[exp.Expr] = [k.copy() for k in keys]
+    if total:
+        rows = exp.Window(this=exp.Sum(this=exp.Count(this=exp.Star()))).as_(SQL_TOTAL)
+        q = source.select(rows, *picked)
+        order.insert(0, exp.Case(ifs=[exp.If(this=complete, true=exp.Literal.number(0))],
+                                 default=exp.Literal.number(1)))
+    else:
+        q = source.select(*picked).where(complete)
+    return q.group_by(*[k.copy() for k in keys]).order_by(*order).limit(limit)
 
 
 def _violating_rows(b: BoundCheck, dialect: str, picked: list[exp.Expr]) -> exp.Select | None:

@@ -106,6 +106,7 @@ class SuiteRun:
         self.results: dict[str, CheckResult] = {}
         self.sql: dict[str, list[str]] = {}
         self.seconds: dict[str, float] = {}
+        self.rows: dict[str, tuple[list[str], list[tuple[Any, ...]]]] = {}  # a sql check's samples/entities
 
     def run(self) -> list[CheckResult]:
         plan = compile_suite(self.suite, self.dialect, self._resolve)
@@ -162,6 +163,11 @@ class SuiteRun:
                 self._error(q.checks[0], plan, str(e))
             return
         elapsed = time.perf_counter() - started
+        if q.rows:  # a sql check's one statement: its count first, then its samples or entities
+            name = q.checks[0]
+            self.rows[name] = (names[1:], [r[1:] for r in rows])
+            rows = [(int(rows[0][0]) if rows else 0,)]
+            names = names[:1]
         row = dict(zip(names, rows[0], strict=True)) if rows else {}
         found = {name: {role: row.get(col) for role, col in roles.items()} for name, roles in q.outputs.items()}
         for name in q.outputs:
@@ -198,6 +204,9 @@ class SuiteRun:
     def _sample(self, b: BoundCheck, r: CheckResult) -> None:
         from airflow_opsflow.checks.compiler import sample_query
 
+        if b.name in self.rows:
+            self._sql_samples(b, r)
+            return
         sql = sample_query(b, self.dialect)
         if sql is None or not r.violating_count:
             return
@@ -210,6 +219,26 @@ class SuiteRun:
             r.samples = [json_safe(dict(zip(names, row, strict=True))) for row in rows]
         self.sql.setdefault(b.name, []).append(sql)
         self.seconds[b.name] = self.seconds.get(b.name, 0.0) + time.perf_counter() - started
+
+    def _sql_samples(self, b: BoundCheck, r: CheckResult) -> None:
+        """A sql check's samples, from the rows its one statement returned (see sample_policy)."""
+        from airflow_opsflow.checks.sample_policy import looks_personal
+
+        names, rows = self.rows[b.name]
+        if b.check.entity is not None:
+            rows = [row for row in rows if all(v is not None for v in row[: len(b.check.entity.key)])]
+        if b.sample_limit <= 0 or not r.violating_count:
+            return
+        keep = list(range(len(names)))
+        if b.check.sample_columns is None and b.check.entity is None:
+            keep = [i for i, n in enumerate(names) if not looks_personal(n)]
+            left_out = [n for i, n in enumerate(names) if i not in keep]
+            if left_out:
+                r.message += (f" (samples leave out {', '.join(left_out)}: they look like personal data; "
+                              "list the columns to show in sample_columns)")
+        shown = [names[i] for i in keep]
+        r.samples = [json_safe(dict(zip(shown, (row[i] for i in keep), strict=True)))
+                     for row in rows[: b.sample_limit]]
 
     def _track(self, b: BoundCheck, r: CheckResult) -> None:
         """Fetch the violating entities and advance them against the previous runs' (state store)."""
@@ -227,11 +256,14 @@ class SuiteRun:
         seen: list[Seen] = []
         complete = True
         if r.violating_count:
-            sql = entity_query(b, self.dialect, rule.max_entities + 1)
-            self.sql.setdefault(b.name, []).append(sql)
+            k = len(rule.key)
             try:
-                _, rows = self.session.query(sql)
-                k = len(rule.key)
+                if b.name in self.rows:  # a sql check: its one statement returned the entities
+                    rows = [row for row in self.rows[b.name][1] if all(v is not None for v in row[:k])]
+                else:
+                    sql = entity_query(b, self.dialect, rule.max_entities + 1)
+                    self.sql.setdefault(b.name, []).append(sql)
+                    _, rows = self.session.query(sql)
                 for row in rows[: rule.max_entities]:
                     extra = list(row[k:])
                     amount = to_amount(extra.pop(0)) if rule.amount else None

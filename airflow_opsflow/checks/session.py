@@ -3,10 +3,12 @@
 Checks run on production databases, so every query runs inside a read-only transaction where the
 database supports one, with an optional per-statement timeout:
 
-* PostgreSQL: ``BEGIN ... READ ONLY`` at REPEATABLE READ (one snapshot for the whole suite),
-  ``SET LOCAL statement_timeout``; each query under a savepoint so one failure does not abort the rest.
+* PostgreSQL: ``BEGIN ... READ ONLY`` at REPEATABLE READ (one snapshot for the whole suite); each query
+  under a savepoint so one failure does not abort the rest, with ``SET LOCAL statement_timeout`` set
+  again inside that savepoint: a statement that changed the timeout (``set_config`` in a function, say)
+  changes it for nothing but itself.
 * MySQL/MariaDB: ``START TRANSACTION READ ONLY``; ``max_statement_time`` (MariaDB) or
-  ``max_execution_time`` (MySQL).
+  ``max_execution_time`` (MySQL), set again before every query for the same reason.
 * SQLite: ``PRAGMA query_only``; the timeout interrupts the statement through a progress handler.
 * Other dialects: queries run as they are (we cannot enforce read-only there), said once in the log.
 """
@@ -14,6 +16,7 @@ database supports one, with an optional per-statement timeout:
 from __future__ import annotations
 
 import logging
+import math
 import sqlite3
 import time
 from datetime import timedelta
@@ -44,18 +47,21 @@ class ReadOnlySession:
         self.read_only = read_only
         self.queries = 0
         self._cur: Any = None
+        self.description: list[Any] = []  # the last query's cursor description (reports type columns by it)
         self._savepoints = dialect == "postgres"
+        # Rounded up: 0 means "no timeout" to every database, so a tiny timeout must never round down to it.
+        self._ms = math.ceil(self.timeout.total_seconds() * 1000) if self.timeout else 0
+        self._deadline: list[float] | None = None
+        self._mysql_var: str | None = None  # which timeout variable this server knows
 
     def __enter__(self) -> ReadOnlySession:
         self._cur = self.conn.cursor()
-        ms = int(self.timeout.total_seconds() * 1000) if self.timeout else 0
+        ms = self._ms
         if self.dialect == "postgres":
             if getattr(self.conn, "autocommit", False):
                 self._exec("BEGIN")
             mode = "ISOLATION LEVEL REPEATABLE READ" + (", READ ONLY" if self.read_only else "")
             self._exec(f"SET TRANSACTION {mode}")
-            if ms:
-                self._exec(f"SET LOCAL statement_timeout = {ms}")
         elif self.dialect == "mysql":
             if ms:
                 self._mysql_timeout(ms)
@@ -72,10 +78,17 @@ class ReadOnlySession:
         return self
 
     def _mysql_timeout(self, ms: int) -> None:
-        try:  # MariaDB: seconds, all statements
+        if self._mysql_var is None:
+            try:  # MariaDB: seconds, all statements
+                self._exec(f"SET SESSION max_statement_time = {ms / 1000:.3f}")
+                self._mysql_var = "max_statement_time"
+            except Exception:
+                self._exec(f"SET SESSION max_execution_time = {ms}")  # MySQL: milliseconds, SELECT only
+                self._mysql_var = "max_execution_time"
+        elif self._mysql_var == "max_statement_time":
             self._exec(f"SET SESSION max_statement_time = {ms / 1000:.3f}")
-        except Exception:
-            self._exec(f"SET SESSION max_execution_time = {ms}")  # MySQL: milliseconds, SELECT only
+        else:
+            self._exec(f"SET SESSION max_execution_time = {ms}")
 
     def _exec(self, sql: str) -> None:
         self._cur.execute(sql)
@@ -83,20 +96,27 @@ class ReadOnlySession:
     def query(self, sql: str, limit: int | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
         """Run one query; return column names and rows (at most ``limit``). Raises QueryError."""
         self.queries += 1
+        # The timeout is set again before every statement: an earlier statement may have changed it
+        # (``set_config('statement_timeout', '0', true)`` inside a function survives its savepoint).
         if self._savepoints:
             self._exec("SAVEPOINT opsflow_q")
-        if hasattr(self, "_deadline") and self.timeout:
+            if self._ms:
+                self._exec(f"SET LOCAL statement_timeout = {self._ms}")
+        elif self.dialect == "mysql" and self._ms:
+            self._mysql_timeout(self._ms)
+        if self._deadline is not None and self.timeout:
             self._deadline[0] = time.monotonic() + self.timeout.total_seconds()
         try:
             self._cur.execute(sql)
-            names = [d[0] for d in self._cur.description or []]
+            self.description = list(self._cur.description or [])
+            names = [d[0] for d in self.description]
             rows = self._cur.fetchmany(limit) if limit is not None else self._cur.fetchall()
         except Exception as e:
             if self._savepoints:
                 self._exec("ROLLBACK TO SAVEPOINT opsflow_q")
             raise QueryError(_describe(e, self.timeout)) from e
         finally:
-            if hasattr(self, "_deadline"):
+            if self._deadline is not None:
                 self._deadline[0] = float("inf")
         return names, [tuple(r) for r in rows]
 

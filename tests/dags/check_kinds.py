@@ -58,3 +58,8 @@ with DAG("test_check_fail_no_retry", schedule=None, **ARGS) as fail_dag:
 with DAG("test_check_missing_conn", schedule=None, **ARGS) as missing_conn_dag:
     DataCheckOperator(task_id="nowhere", conn_id="no_such_connection", table="payments",
                       checks=[{"kind": "row_count"}])
+
+with DAG("test_check_unreachable", schedule=None, **ARGS) as unreachable_dag:
+    # Retryable: a database that is down now may be up at the next try.
+    DataCheckOperator(task_id="unreachable", conn_id=CONN, table="payments", retries=1,
+                      retry_delay=pendulum.duration(seconds=0), checks=[{"kind": "row_count"}])

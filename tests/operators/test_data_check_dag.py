@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from airflow_opsflow.testing.dag_runner import run_dag
@@ -56,19 +58,19 @@ def test_every_kind_catches_its_violation(db: Database) -> None:
     assert {n: r["status"] for n, r in results.items()} == {n: "fail" for n in results}
     assert results["rows"]["observed"] == 904
     assert results["amount_nn"]["violating_count"] == 1
-    assert results["amount_nn"]["samples"] == [{"amount": None}]
+    assert results["amount_nn"]["samples"] == [{"id": 3001, "amount": None}]  # with the key to find the row
     assert results["id_unique"]["observed"] == {"duplicate_keys": 1, "duplicate_rows": 2}
     assert results["id_unique"]["samples"] == [{"id": 5, "occurrences": 2}]
     assert results["pay_key_unique"]["violating_count"] == 2
-    assert results["status_known"]["samples"] == [{"status": "weird"}]
+    assert results["status_known"]["samples"] == [{"id": 3001, "status": "weird"}]
     assert results["amount_range"]["violating_count"] == 1
     assert results["amount_range"]["observed"]["min"] == -5
-    assert results["created_range"]["samples"] == [{"created_at": "1999-01-01 00:00:00"}] or \
-        results["created_range"]["samples"] == [{"created_at": "1999-01-01T00:00:00"}]
+    assert results["created_range"]["samples"] == [{"id": 3001, "created_at": "1999-01-01 00:00:00"}] or \
+        results["created_range"]["samples"] == [{"id": 3001, "created_at": "1999-01-01T00:00:00"}]
     assert "old" in results["fresh"]["message"]
     assert results["providers"]["observed"] == 4
     assert results["amount_positive"]["violating_count"] == 1  # NULL amount is not_null's business
-    assert results["customer_fk"]["samples"] == [{"customer_id": 9999}]
+    assert results["customer_fk"]["samples"] == [{"id": 3001, "customer_id": 9999}]
     assert results["no_huge_refunds"]["violating_count"] == 1
     assert results["no_huge_refunds"]["samples"] == [{"id": 3003}]
 
@@ -81,7 +83,8 @@ def test_regex_on_postgres(pg_db: Database) -> None:
     run = run_dag(dags.regex_dag, conf={"conn_id": pg_db.conn_id})
     result = run.xcom("regex", key="results")["results"][0]
     assert (run.task_states["regex"], result["status"], result["violating_count"]) == ("failed", "fail", 2)
-    assert result["samples"] == [{"email": "not an email"}] * 2
+    assert sorted(result["samples"], key=lambda s: s["id"]) == [{"id": 3, "email": "not an email"},
+                                                               {"id": 4, "email": "not an email"}]
 
 
 def test_regex_on_sqlite_is_a_clear_error(sqlite_db: Database) -> None:
@@ -118,3 +121,29 @@ def test_missing_connection_names_task_and_connection(sqlite_db: Database,
     assert run.task_states == {"nowhere": "failed"}
     out = capfd.readouterr()
     assert "connection 'no_such_connection' is not defined" in out.out + out.err
+
+
+@pytest.mark.parametrize("uri", [
+    "postgresql://opsflow:s3cr3t-pw@127.0.0.1:{port}/opsflow",  # nothing listens there
+    "sqlite:////{tmp}/ops.db",  # SQLAlchemy's four slashes: Airflow's sqlite provider adds one more
+], ids=["refused", "sqlite-four-slashes"])
+def test_unopenable_connection_names_task_and_connection(uri: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch,
+                                                         capfd: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("AIRFLOW_CONN_OPSFLOW_DOWN", uri.format(port=port, tmp=str(tmp_path).lstrip("/")))
+    run = run_dag(dags.unreachable_dag, conf={"conn_id": "opsflow_down"})
+    assert run.task_states == {"unreachable": "failed"}
+    out = capfd.readouterr()
+    text = out.out + out.err
+    assert "dag 'test_check_unreachable', task 'unreachable': cannot open connection 'opsflow_down'" in text
+    assert "s3cr3t-pw" not in text
+    if uri.startswith("sqlite"):
+        assert "AIRFLOW_CONN_OPSFLOW_DOWN='sqlite:///" in text  # the form that works
+        assert run.tries["unreachable"] == 1  # a configuration error: not retried
+    else:
+        assert "Connection refused" in text
+        assert run.tries["unreachable"] == 2  # retried: the database may be back
