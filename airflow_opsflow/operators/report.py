@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -144,7 +145,7 @@ class ReportOperator(BaseOperator):
         return spec
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_opsflow.reports.output import ReportTooLarge, render_report
+        from airflow_opsflow.reports.output import ReportRenderError, ReportTooLarge, render_report
 
         try:
             spec = self._spec()
@@ -154,13 +155,19 @@ class ReportOperator(BaseOperator):
         try:
             report = render_report(frames, output, self.title, self.description,
                                    self.files, self.chart, self.filename, self.xlsx_sheets)  # type: ignore[arg-type]
-        except (ValueError, TypeError, KeyError, RuntimeError) as e:  # a chart column missing, a value Excel refuses
-            raise AirflowFailException(f"{self._where_am_i()}: rendering the report failed: {e}; nothing was "
-                                       "sent") from None
+        except ReportRenderError as e:  # a chart column missing, a value a file cannot take: names file and column
+            raise AirflowFailException(f"{self._where_am_i()}: rendering the report (frame {output!r}) failed: {e}; "
+                                       "nothing was sent") from None
+        except Exception as e:  # whatever else: the same data fails again, so no retry
+            raise AirflowFailException(f"{self._where_am_i()}: rendering the report (frame {output!r}) failed: "
+                                       f"{type(e).__name__}: {e}; nothing was sent") from e
+        for note in report.notes:  # what a file could not carry as it is: also under the report's description
+            self.log.warning("%s", note)
         summary: dict[str, Any] = {"title": self.title, "rows": report.rows, "columns": [str(c) for c in
                                                                                          report.frame.columns],
                                    "files": [{"name": a.filename, "bytes": len(a.content)}
-                                             for a in report.attachments], "delivered": [], "skipped": False}
+                                             for a in report.attachments], "notes": report.notes,
+                                   "delivered": [], "skipped": False}
         if report.empty and self.on_empty != "send":
             if self.on_empty == "fail":
                 raise AirflowFailException(f"{self._where_am_i()}: the report {self.title!r} has no rows")
@@ -176,25 +183,26 @@ class ReportOperator(BaseOperator):
 
     def _query(self, spec: ReportSpec) -> dict[str, pd.DataFrame]:
         """Each query on its connection (read-only): a frame per query, or an error naming the query."""
-        import pandas as pd
-
         from airflow_opsflow.checks.session import QueryError, ReadOnlySession
         from airflow_opsflow.hooks.db import dialect_of, get_db_hook
-        from airflow_opsflow.reports.build import to_numbers
+        from airflow_opsflow.reports.build import column_kinds, frame_of
 
         frames: dict[str, pd.DataFrame] = {}
         for q in spec.queries:
             conn_id = str(q.conn_id or self.conn_id)
             hook = get_db_hook(conn_id, self._where_am_i())
-            conn = hook.get_conn()
+            dialect = dialect_of(hook)
+            conn = hook.get_conn()  # a connection that cannot be opened: a retryable error naming it (hooks.db)
             try:
-                with ReadOnlySession(conn, dialect_of(hook), self.statement_timeout, True) as session:
+                with ReadOnlySession(conn, dialect, self.statement_timeout, True) as session:
                     names, rows = session.query(q.sql, limit=self.max_query_rows + 1)
+                    kinds = column_kinds(dialect, session.description)
             except QueryError as e:
                 raise AirflowException(f"{self._where_am_i()}: query {q.name!r} on connection {conn_id!r} failed: "
                                        f"{e}; nothing was sent") from None
             finally:
-                conn.close()
+                with contextlib.suppress(Exception):  # a connection already lost has nothing to close
+                    conn.close()
             doubles = sorted({n for n in names if names.count(n) > 1})
             if doubles:
                 raise AirflowFailException(f"{self._where_am_i()}: query {q.name!r} returns several columns named "
@@ -202,7 +210,7 @@ class ReportOperator(BaseOperator):
             if len(rows) > self.max_query_rows:
                 raise AirflowFailException(f"{self._where_am_i()}: query {q.name!r} returned more than "
                                            f"{self.max_query_rows:,} rows (max_query_rows); nothing was sent")
-            frames[q.name] = to_numbers(pd.DataFrame.from_records(rows, columns=names))
+            frames[q.name] = frame_of(names, rows, kinds)
             self.log.info("query %r on %s: %d rows", q.name, conn_id, len(rows))
         return frames
 
@@ -219,7 +227,12 @@ class ReportOperator(BaseOperator):
             raise AirflowFailException(f"{self._where_am_i()}: {e}") from None
         if self.transform is None:
             return frames, spec.result_frame
-        out = self.transform(frames, context)
+        try:
+            out = self.transform(frames, context)
+        except Exception as e:  # the DAG author's code: say whose it is (retried as before); the traceback follows
+            raise AirflowException(f"{self._where_am_i()}: transform "
+                                   f"{getattr(self.transform, '__name__', self.transform)!r} failed: "
+                                   f"{type(e).__name__}: {e}") from e
         if isinstance(out, pd.DataFrame):
             return {**frames, "transform": out}, "transform"
         if isinstance(out, dict) and out and all(isinstance(v, pd.DataFrame) for v in out.values()):

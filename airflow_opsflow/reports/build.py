@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow_opsflow.reports.spec import (
@@ -25,6 +26,18 @@ if TYPE_CHECKING:
 
 
 TOTAL_ROW = "opsflow_total_row"
+NUMERIC_AGGS = ("sum", "mean", "median")
+
+# A column's kind from the driver's type code (cursor.description), for columns whose values cannot tell
+# it (an empty result, all NULL): without it an empty week is all `object` and `revenue - settled` fails.
+# PostgreSQL: the built-in type OIDs (psycopg 2 and 3); MySQL/MariaDB: FIELD_TYPE (MySQLdb, PyMySQL).
+# SQLite's driver gives no types: see _untyped.
+_KINDS: dict[str, dict[int, str]] = {
+    "postgres": {16: "bool", 20: "int", 21: "int", 23: "int", 26: "int", 700: "float", 701: "float",
+                 1700: "float", 1114: "datetime", 1184: "datetime_tz"},
+    "mysql": {0: "float", 4: "float", 5: "float", 246: "float", 1: "int", 2: "int", 3: "int", 8: "int", 9: "int",
+              13: "int", 7: "datetime", 12: "datetime"},
+}
 
 
 class ReportBuildError(ValueError):
@@ -51,6 +64,39 @@ def build(spec: ReportSpec, frames: dict[str, pd.DataFrame]) -> dict[str, pd.Dat
     return frames
 
 
+def column_kinds(dialect: str, description: Sequence[Sequence[Any]] | None) -> list[str | None]:
+    """Each result column's kind (``int``, ``float``, ``bool``, ``datetime``, ``datetime_tz``) from a
+    cursor description, ``None`` where the driver does not say."""
+    codes = _KINDS.get(dialect, {})
+    return [codes.get(d[1]) if isinstance(d[1], int) else None for d in description or []]
+
+
+def frame_of(names: list[str], rows: list[tuple[Any, ...]], kinds: Sequence[str | None] = ()) -> pd.DataFrame:
+    """A query's rows as a frame: decimals as numbers, and the columns no value types (no rows, all
+    NULL) typed from the driver's ``kinds``, so an empty result keeps its numbers and times."""
+    import pandas as pd
+
+    df = to_numbers(pd.DataFrame.from_records(rows, columns=names))
+    for i, kind in enumerate(kinds):
+        col = df.iloc[:, i]
+        if kind is None or col.dtype != object or col.notna().any():
+            continue
+        if kind == "int":
+            dtype = "int64" if df.empty else "float64"  # NULLs: pandas' integers with NaN are floats
+        elif kind == "bool":
+            dtype = "bool" if df.empty else "object"
+        else:
+            dtype = {"float": "float64", "datetime": "datetime64[us]", "datetime_tz": "datetime64[us, UTC]"}[kind]
+        df.isetitem(i, col.astype(dtype))
+    return df
+
+
+def _untyped(df: pd.DataFrame) -> list[Any]:
+    """Columns without a value to tell their type (no rows, or all NULL, from a driver that gives no
+    types): arithmetic and numeric aggregates read them as numbers (NaN), not as Python objects."""
+    return [c for c in df.columns if df[c].dtype == object and not df[c].notna().any()]
+
+
 def _apply(step: Any, df: pd.DataFrame, frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
     import pandas as pd
 
@@ -63,14 +109,19 @@ def _apply(step: Any, df: pd.DataFrame, frames: dict[str, pd.DataFrame]) -> pd.D
         return df.query(step.query).reset_index(drop=True)
     if isinstance(step, Compute):
         out = df.copy()
+        typed = out.astype(dict.fromkeys(_untyped(out), "float64"))  # what the expressions read
         for column, expression in step.columns.items():
-            out[column] = out.eval(expression)
+            out[column] = typed[column] = typed.eval(expression)
         return out
     if isinstance(step, Group):
         named = {out: (how, out) if isinstance(how, str) else (how[1], how[0]) for out, how in step.agg.items()}
+        summed = {col for func, col in named.values() if func in NUMERIC_AGGS} - set(step.by)
+        df = df.astype({c: "float64" for c in _untyped(df) if c in summed})
         return df.groupby(step.by, dropna=False).agg(**{out: (col, func) for out, (func, col) in named.items()}
                                                      ).reset_index()
     if isinstance(step, Pivot):
+        if step.aggfunc in NUMERIC_AGGS and step.values in _untyped(df):
+            df = df.astype({step.values: "float64"})
         out = df.pivot_table(index=step.index, columns=step.columns, values=step.values, aggfunc=step.aggfunc,
                              fill_value=step.fill_value, observed=True)
         out.columns = [str(c) for c in out.columns]

@@ -4,8 +4,10 @@ anything is sent (so a report too large for a channel fails whole, not half-sent
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from functools import partial
+from typing import TYPE_CHECKING, Any, Literal
 
 from airflow_opsflow.reports import render
 
@@ -20,6 +22,11 @@ FORMATS = ("csv", "xlsx")
 
 class ReportTooLarge(ValueError):
     """A destination cannot take the report; nothing was sent."""
+
+
+class ReportRenderError(ValueError):
+    """A file or the chart could not be made from the report; the message names the file (and the sheet
+    and column when one is at fault)."""
 
 
 @dataclass(frozen=True)
@@ -38,6 +45,7 @@ class RenderedReport:
     description: str | None
     frame: pd.DataFrame
     attachments: list[Attachment] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the files could not carry as it is (also in description)
 
     @property
     def rows(self) -> int:
@@ -70,18 +78,37 @@ def slug(text: str) -> str:
 def render_report(frames: dict[str, pd.DataFrame], output: str, title: str, description: str | None,
                   files: tuple[FileFormat, ...], chart: Chart | None, filename: str | None = None,
                   sheets: list[str] | None = None) -> RenderedReport:
-    """Render the ``output`` frame. XLSX gets the report as its first sheet, then ``sheets`` frames."""
+    """Render the ``output`` frame. XLSX gets the report as its first sheet, then ``sheets`` frames.
+    What a file had to change (text Excel cannot hold) is in the report's ``notes`` and, for the people
+    reading it, under the description."""
     df = frames[output]
     base = filename or slug(title)
     attachments: list[Attachment] = []
+    notes: list[str] = []
     if not df.empty:
         for kind in files:
+            name = f"{base}.{kind}"
             if kind == "csv":
-                attachments.append(Attachment(f"{base}.csv", render.csv_bytes(df), "text/csv"))
+                attachments.append(Attachment(name, _rendered(name, render.csv_bytes, df), "text/csv"))
             else:
                 book = {"report": df, **{s: frames[s] for s in sheets or [] if s != output}}
-                attachments.append(Attachment(f"{base}.xlsx", render.xlsx_bytes(book),
+                changed: list[tuple[str, str]] = []
+                content = _rendered(name, partial(render.xlsx_bytes, notes=changed), book)
+                whole = f"; {base}.csv has them as they are" if "csv" in files else ""
+                notes += [f"{name}: {what}{whole if sheet == 'report' else ''}" for sheet, what in changed]
+                attachments.append(Attachment(name, content,
                                               "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"))
         if chart is not None:
-            attachments.append(Attachment(f"{base}.png", render.png_bytes(df, chart, title), "image/png"))
-    return RenderedReport(title, description, df, attachments)
+            name = f"{base}.png"
+            attachments.append(Attachment(name, _rendered(name, lambda d: render.png_bytes(d, chart, title), df),
+                                          "image/png"))
+    shown = "\n".join(x for x in [description, *notes] if x) or None
+    return RenderedReport(title, shown, df, attachments, notes)
+
+
+def _rendered(name: str, make: Callable[[Any], bytes], data: Any) -> bytes:
+    try:
+        return make(data)
+    except Exception as e:  # a value a format cannot take, a library's own error: name the file
+        text = str(e) if isinstance(e, ValueError | RuntimeError) else f"{type(e).__name__}: {e}"
+        raise ReportRenderError(f"{name}: {text}") from e

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import numbers
+from collections.abc import Callable
 from datetime import date, datetime, time
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -76,12 +77,64 @@ def html_table(df: pd.DataFrame, max_rows: int) -> str:
             + "".join(f"<th {th}>{escape(h)}</th>" for h in header) + f"</tr>{body}</table>")
 
 
+EXCEL_CELL_MAX = 32_767  # characters Excel keeps in a cell (openpyxl would cut longer text silently)
+EXCEL_ROWS, EXCEL_COLUMNS = 1_048_576, 16_384
+
+
+class RenderError(ValueError):
+    """A value a file format cannot take; the message names the sheet and column."""
+
+
+def file_values(df: pd.DataFrame) -> pd.DataFrame:
+    """The numbers files carry, as people read them: a float column of decimals (money summed or
+    subtracted in floating point) at its decimals, ``3225.78`` and ``772.74`` as in the message, not
+    ``3225.7799999999997`` and ``772.739999999998``; other floats to 15 significant digits (as Excel shows
+    them)."""
+    out = df
+    for i in range(df.shape[1]):
+        col = df.iloc[:, i]
+        if col.dtype.kind != "f":
+            continue
+        out = out.copy() if out is df else out
+        decimals = _decimals(col.to_numpy(dtype="float64", na_value=float("nan")))
+        if decimals is not None:
+            out.isetitem(i, col.round(decimals))
+        else:
+            fmt = f"{{:.{6 if col.dtype == 'float32' else 15}g}}"
+            out.isetitem(i, col.map(lambda v, f=fmt: float(f.format(v)), na_action="ignore"))
+    return out
+
+
+def _decimals(values: Any) -> int | None:
+    """The fewest decimals (up to 9) every value of a column has, but for floating-point noise: a
+    difference from them below 1e-12 of the column's largest value (float arithmetic's error, far above
+    what a real digit at that magnitude could be). None when the values have more."""
+    import numpy as np
+
+    finite = values[np.isfinite(values)]
+    if not finite.size:
+        return None
+    noise = float(np.abs(finite).max()) * 1e-12
+    for d in range(10):
+        if noise * 100 >= 10.0**-d:  # digits this fine are noise at this magnitude: not a decimal column
+            return None
+        if np.all(np.abs(finite - np.round(finite, d)) <= noise):
+            return d
+    return None
+
+
 def csv_bytes(df: pd.DataFrame) -> bytes:
-    return df.to_csv(index=False).encode("utf-8")
+    try:
+        return file_values(df).to_csv(index=False).encode("utf-8")
+    except Exception as e:  # a value pandas cannot write (an object whose text fails): say which column
+        column = _failing_column(df, lambda part: part.to_csv(index=False).encode("utf-8"))
+        raise RenderError(f"{_at(None, column)}{type(e).__name__}: {e}") from e
 
 
-def xlsx_bytes(sheets: dict[str, pd.DataFrame]) -> bytes:
-    """One sheet per frame (Excel caps sheet names at 31 characters), header row bold and frozen."""
+def xlsx_bytes(sheets: dict[str, pd.DataFrame], notes: list[tuple[str, str]] | None = None) -> bytes:
+    """One sheet per frame (Excel caps sheet names at 31 characters), header row bold and frozen. Text
+    Excel cannot hold is made to fit and said in ``notes`` (``(sheet, what)``): control characters (but
+    tab and line breaks) are removed, cells over 32,767 characters cut (ending in "…")."""
     try:
         import openpyxl  # noqa: F401 - pandas' engine; fail here with the fix, not deep inside pandas
     except ImportError:
@@ -98,13 +151,89 @@ def xlsx_bytes(sheets: dict[str, pd.DataFrame]) -> bytes:
                 sheet = f"{name[:27]}_{n}"
                 n += 1
             used.add(sheet.lower())
-            _naive(frame).to_excel(writer, sheet_name=sheet, index=False)
+            if len(frame) >= EXCEL_ROWS or frame.shape[1] > EXCEL_COLUMNS:
+                raise RenderError(f"sheet {sheet!r} has {len(frame):,} rows and {frame.shape[1]:,} columns; Excel "
+                                  f"holds {EXCEL_ROWS - 1:,} rows under the header and {EXCEL_COLUMNS:,} columns: "
+                                  "send a CSV (files=['csv'])")
+            ready = _excel_text(_naive(file_values(frame)), sheet, notes if notes is not None else [])
+            try:
+                ready.to_excel(writer, sheet_name=sheet, index=False)
+            except Exception as e:
+                column = _failing_column(ready, _scratch_xlsx)
+                raise RenderError(f"{_at(sheet, column)}{type(e).__name__}: {e}") from e
             ws = writer.sheets[sheet]
             ws.freeze_panes = "A2"
             for column in ws.columns:
                 width = max(len(str(c.value)) if c.value is not None else 0 for c in column)
                 ws.column_dimensions[column[0].column_letter].width = min(max(width + 2, 8), 60)
     return buffer.getvalue()
+
+
+def _excel_text(df: pd.DataFrame, sheet: str, notes: list[tuple[str, str]]) -> pd.DataFrame:
+    import pandas as pd
+    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE, KNOWN_TYPES
+
+    def fit(value: Any, counts: list[int]) -> Any:
+        if not isinstance(value, KNOWN_TYPES):  # a PostgreSQL array or JSON, a UUID: its text, as in the CSV
+            value = str(value)
+        if not isinstance(value, str):
+            return value
+        if ILLEGAL_CHARACTERS_RE.search(value):
+            value = ILLEGAL_CHARACTERS_RE.sub("", value)
+            counts[0] += 1
+        if len(value) > EXCEL_CELL_MAX:
+            value = value[: EXCEL_CELL_MAX - 1] + "…"
+            counts[1] += 1
+        return value
+
+    out = df
+    header = [0, 0]
+    names = [fit(c, header) for c in df.columns]
+    if header != [0, 0]:
+        out = df.set_axis(names, axis=1)
+        notes.append((sheet, f"control characters removed from column names (sheet {sheet!r})"))
+    for i in range(df.shape[1]):
+        col = out.iloc[:, i]
+        if col.dtype != object and not isinstance(col.dtype, pd.StringDtype):
+            continue
+        counts = [0, 0]
+        fitted = col.map(lambda v, c=counts: fit(v, c), na_action="ignore")
+        if counts == [0, 0]:
+            continue
+        out = out.copy() if out is df else out
+        out.isetitem(i, fitted)
+        where = f"column {str(out.columns[i])!r} (sheet {sheet!r})"
+        if counts[0]:
+            notes.append((sheet, f"control characters Excel cannot store removed from {counts[0]:,} cell(s) "
+                                 f"of {where}"))
+        if counts[1]:
+            notes.append((sheet, f"{counts[1]:,} cell(s) of {where} longer than Excel's {EXCEL_CELL_MAX:,} "
+                                 "characters cut"))
+    return out
+
+
+def _scratch_xlsx(df: pd.DataFrame) -> None:
+    import pandas as pd
+
+    with pd.ExcelWriter(io.BytesIO(), engine="openpyxl") as writer:
+        df.to_excel(writer, index=False)
+
+
+def _failing_column(df: pd.DataFrame, write: Callable[[pd.DataFrame], object]) -> str | None:
+    """The first column that fails alone (to name it in the error); None when none or all do (then the
+    cause is not a column's)."""
+    failing = []
+    for i in range(df.shape[1]):
+        try:
+            write(df.iloc[:, [i]])
+        except Exception:
+            failing.append(str(df.columns[i]))
+    return failing[0] if len(failing) == 1 or 0 < len(failing) < df.shape[1] else None
+
+
+def _at(sheet: str | None, column: str | None) -> str:
+    where = ([f"sheet {sheet!r}"] if sheet else []) + ([f"column {column!r}"] if column else [])
+    return f"{', '.join(where)}: " if where else ""
 
 
 def _naive(df: pd.DataFrame) -> pd.DataFrame:

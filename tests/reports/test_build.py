@@ -110,3 +110,66 @@ def test_email_addresses_and_non_mapping_steps() -> None:
         EmailReport(to=" , ")
     with pytest.raises(ReportSpecError, match="step #1: a step is a mapping"):
         parse({"q": "select 1"}, ["sort by amount"])
+
+
+EVERY_STEP = [
+    {"op": "merge", "right": "costs", "on": ["month"], "how": "left"},
+    {"op": "concat", "frames": ["sales", "sales"], "into": "twice"},
+    {"op": "filter", "query": "country == 'DE' and revenue > 1", "frame": "sales"},
+    {"op": "compute", "columns": {"margin": "revenue - costs", "share": "revenue / revenue.sum()"}},
+    {"op": "group", "by": ["month"], "agg": {"revenue": "sum", "avg": ["revenue", "mean"], "n": ["country", "count"],
+                                             "costs": "max"}, "into": "monthly"},
+    {"op": "pivot", "frame": "sales", "index": ["month"], "columns": "country", "values": "revenue",
+     "into": "pivoted"},
+    {"op": "sort", "frame": "monthly", "by": ["revenue"], "ascending": False},
+    {"op": "head", "n": 5},
+    {"op": "rename", "columns": {"avg": "average"}},
+    {"op": "select", "columns": ["month", "revenue", "average", "n", "costs"]},
+    {"op": "total"},
+    {"op": "round", "decimals": 2},
+]
+
+
+@pytest.mark.parametrize("typed", [True, False], ids=["typed", "untyped"])
+def test_every_step_keeps_numbers_numeric_on_empty_input(typed: bool) -> None:
+    """An empty week: typed columns (PostgreSQL, MariaDB) or none (SQLite's driver gives no types)."""
+    sales, costs = SALES.head(0), COSTS.head(0)
+    if not typed:
+        sales, costs = sales.astype(object), costs.astype(object)
+    spec = parse({"sales": "q", "costs": "q"}, EVERY_STEP)
+    frames = build(spec, {"sales": sales, "costs": costs})
+    out = frames["monthly"]
+    assert out.empty and list(out.columns) == ["month", "revenue", "average", "n", "costs"]
+    assert all(out[c].dtype.kind in "if" for c in ("revenue", "average", "n")), out.dtypes
+    assert frames["sales"]["margin"].dtype.kind == "f" and frames["pivoted"].empty
+    if typed:
+        assert out["costs"].dtype.kind == "f"
+    # and a column of NULLs among rows (no settlement this month) subtracts as NaN
+    nulls = build(parse({"sales": "q"}, [{"op": "compute", "columns": {"left": "revenue - settled"}}]),
+                  {"sales": SALES.assign(settled=None)})["sales"]
+    assert nulls["left"].isna().all() and nulls["left"].dtype.kind == "f"
+
+
+def test_files_carry_decimals_without_float_noise() -> None:
+    from airflow_opsflow.reports.render import csv_bytes
+
+    df = pd.DataFrame({"revenue": [63279.27, 3000.01 + 225.77], "unsettled": [63279.27 - 62506.53, 0.1 + 0.2],
+                       "rate": [1 / 3, 0.125], "tiny": [1e-13 + 1, 2.0], "huge": [1e20, 1.5]})
+    assert csv_bytes(df).decode().splitlines() == [
+        "revenue,unsettled,rate,tiny,huge",
+        "63279.27,772.74,0.333333333333333,1.0,1e+20",  # a column of decimals at its decimals; others 15 digits
+        "3225.78,0.3,0.125,2.0,1.5"]
+
+
+def test_a_value_no_file_can_take_names_its_column() -> None:
+    import io
+    from datetime import UTC, time
+
+    from airflow_opsflow.reports.output import ReportRenderError, render_report
+
+    df = pd.DataFrame({"n": [1], "opens": [time(10, tzinfo=UTC)], "tags": [["a", "b"]]})
+    with pytest.raises(ReportRenderError, match=r"^r\.xlsx: sheet 'report', column 'opens': ValueError: Excel "):
+        render_report({"r": df}, "r", "R", None, ("xlsx",), None)
+    fine = render_report({"r": df.drop(columns="opens")}, "r", "R", None, ("csv", "xlsx"), None)
+    book = pd.read_excel(io.BytesIO(fine.attachments[1].content))
+    assert book["tags"].tolist() == ["['a', 'b']"]  # an array's text, as in the CSV
