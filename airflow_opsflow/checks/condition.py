@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from airflow_opsflow.checks.spec import Suite
@@ -19,9 +19,10 @@ def condition_holds(
     sql: str | None = None,
     suite: Suite | None = None,
     statement_timeout: timedelta | None = None,
+    now: datetime | None = None,
 ) -> tuple[bool, str]:
     """Return (holds, detail). With ``sql``: the first column of the first row is truthy. With
-    ``suite``: every check passes."""
+    ``suite``: every check passes, its time-based checks judged at ``now`` (the run's time)."""
     from airflow_opsflow.checks.runner import run_suite
     from airflow_opsflow.checks.session import QueryError, ReadOnlySession
     from airflow_opsflow.checks.sqlparts import SqlFragmentError, query
@@ -40,7 +41,7 @@ def condition_holds(
         holds = _truthy(value)
         return holds, f"first value: {value!r}"
     assert suite is not None
-    results = run_suite(conn, suite, dialect, statement_timeout=statement_timeout)
+    results = run_suite(conn, suite, dialect, statement_timeout=statement_timeout, now=now)
     errors = [f"{r.name}: {r.message}" for r in results if r.status == "error"]
     if errors:
         raise ConditionError("; ".join(errors))

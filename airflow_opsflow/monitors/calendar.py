@@ -1,5 +1,6 @@
-"""A business calendar: which days count, in which time zone, for freshness rules such as "today's data
-by 06:00 Europe/Berlin on business days" or "no older than 2 business hours"."""
+"""A business calendar: which days (and, optionally, which hours of them) count, in which time zone, for
+freshness rules such as "today's data by 06:00 Europe/Berlin on business days" or "no older than 2
+business hours"."""
 
 from __future__ import annotations
 
@@ -18,11 +19,14 @@ class BusinessCalendar:
     :param timezone: an IANA zone (``Europe/Berlin``); days start at local midnight.
     :param business_days: weekday numbers (Monday = 0) that are business days (default Monday-Friday).
     :param holidays: dates that are not business days although their weekday is.
+    :param hours: the business hours of a business day, ``(start, end)`` in local time (``end`` None:
+        midnight at the day's end); None: the whole day counts.
     """
 
     timezone: str = "UTC"
     business_days: frozenset[int] = frozenset(range(5))
     holidays: frozenset[date] = field(default_factory=frozenset)
+    hours: tuple[time, time | None] | None = None
 
     @property
     def zone(self) -> ZoneInfo:
@@ -55,7 +59,9 @@ class BusinessCalendar:
         raise ValueError("the calendar has no business day in the last 400 days")
 
     def business_time(self, since: datetime, until: datetime) -> timedelta:
-        """How much of ``[since, until)`` falls on business days (local days, DST-exact)."""
+        """How much of ``[since, until)`` falls in business time: the business hours of business days, or
+        their whole (local, DST-exact) days without ``hours``."""
+        since, until = since.astimezone(UTC), until.astimezone(UTC)
         if until <= since:
             return timedelta(0)
         total = timedelta(0)
@@ -65,15 +71,26 @@ class BusinessCalendar:
             day = last - timedelta(days=20 * 366)
         while day <= last:
             if self.is_business_day(day):
-                lo = max(since, self.start_of(day))
-                hi = min(until, self.start_of(day + timedelta(days=1)))
-                if hi > lo:  # in UTC: within one zone, aware datetimes subtract as wall-clock time
-                    total += hi.astimezone(UTC) - lo.astimezone(UTC)
+                opens, closes = self.open_hours(day)
+                lo, hi = max(since, opens), min(until, closes)
+                if hi > lo:  # both in UTC: aware datetimes of one zone would subtract as wall-clock time
+                    total += hi - lo
             day += timedelta(days=1)
         return total
+
+    def open_hours(self, day: date) -> tuple[datetime, datetime]:
+        """When business time starts and ends on ``day`` (in UTC)."""
+        start, end = self.hours or (time(0), None)
+        opens = datetime.combine(day, start, tzinfo=self.zone)
+        next_day = self.start_of(day + timedelta(days=1))
+        closes = next_day if end is None else datetime.combine(day, end, tzinfo=self.zone)
+        return opens.astimezone(UTC), closes.astimezone(UTC)
 
     def describe(self) -> str:
         days = [WEEKDAYS[d] for d in sorted(self.business_days)]
         text = "Mon-Fri" if days == list(WEEKDAYS[:5]) else ",".join(d.capitalize() for d in days)
+        if self.hours:
+            start, end = self.hours
+            text += f" {start:%H:%M}-" + ("24:00" if end is None else f"{end:%H:%M}")
         holidays = f", {len(self.holidays)} holiday(s)" if self.holidays else ""
         return f"{text} {self.timezone}{holidays}"

@@ -232,7 +232,15 @@ def _judge(recent: list[Point], starts: list[int], at: datetime, value: float, d
     change = abs(diff)
     big_enough = change >= d.min_change and change >= d.min_relative_change * abs(expected)
     status: Literal["ok", "anomalous"] = "anomalous" if outside and big_enough else "ok"
-    reason = "the change is below the minimum change" if outside and not big_enough else ""
+    reason = ""
+    if abs(z) > d.sensitivity and not outside:
+        reason = f"only {d.direction}s are watched"
+    elif outside and not big_enough:
+        floors = [f"{d.min_change:g}" if d.min_change else "",
+                  f"{d.min_relative_change:.0%}" if d.min_relative_change else ""]
+        rel = f", {diff / expected:+.1%}" if expected else ""
+        reason = (f"the change of {diff:+.4g}{rel} is below the minimum change of "
+                  + " and ".join(f for f in floors if f))
     return Verdict(status, value, expected, low, high, z, in_season, False, reason)
 
 

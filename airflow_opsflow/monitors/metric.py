@@ -14,7 +14,7 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
@@ -84,6 +84,7 @@ def run_metric(b: Bound, history: History, key: str, now: datetime, query: Query
     """Compute, judge and store; return the check's result (errors raise :class:`MetricError`)."""
     c, d = b.check, b.check.detection()
     zone = c.timezone
+    no_data = "no series had a value"
     if b.time_column:
         latest = buckets.latest_complete(now, c.bucket, zone)
         newest = history.newest(key)
@@ -92,7 +93,16 @@ def run_metric(b: Bound, history: History, key: str, now: datetime, query: Query
             after = buckets.step(buckets.floor(newest, c.bucket, zone), c.bucket, zone, 1)
             first = max(first, after, key=datetime.timestamp)
         wanted = buckets.between(min(first, latest, key=datetime.timestamp), latest, c.bucket, zone)
-        values, sql = _bucketed(b, wanted, query, dialect)
+        sql: list[str] = []
+        if newest is None:  # a first run: buckets before the table's first row are no data, not zeros
+            starts, sql = _first_row(b, query, dialect)
+            cut = buckets.floor(starts, c.bucket, zone).timestamp() if starts else math.inf
+            wanted = [at for at in wanted if at.timestamp() >= cut]
+            if cut > latest.timestamp():
+                no_data = ("the table has no rows yet" if starts is None else
+                           f"the table's data starts {starts.astimezone(ZoneInfo(zone)):%Y-%m-%d %H:%M} {zone}")
+        values, computed = _bucketed(b, wanted, query, dialect)
+        sql += computed
     else:
         latest = now.astimezone(ZoneInfo(zone))
         values, sql = _per_run(b, latest, query, dialect)
@@ -118,7 +128,7 @@ def run_metric(b: Bound, history: History, key: str, now: datetime, query: Query
             if at.timestamp() == latest.timestamp():
                 judged[series] = verdict
     history.save(key, stored)
-    result = _result(b, d, judged, names, latest)
+    result = _result(b, d, judged, names, latest, no_data)
     result.sql = sql
     return result
 
@@ -167,6 +177,32 @@ def _bucketed(b: Bound, wanted: list[datetime], query: Query,
             if value is not None:
                 values[(segment, at)] = value
     return values, sql_run
+
+
+def _first_row(b: Bound, query: Query, dialect: str) -> tuple[datetime | None, list[str]]:
+    """When the table's data starts (its earliest time, whatever the check's filter: after it, a bucket
+    without rows is a real zero); None for an empty table."""
+    assert b.table is not None and b.time_column is not None
+    time_col: exp.Expr = sqlparts.column(b.time_column)
+    if dialect == "sqlite":
+        time_col = exp.Anonymous(this="datetime", expressions=[time_col])
+    sql = exp.select(exp.Min(this=time_col)).from_(b.table.copy()).sql(dialect, comments=False)
+    _, rows = query(sql)
+    value = rows[0][0] if rows and rows[0] else None
+    if value is None:
+        return None, [sql]
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise MetricError(f"time_column {b.time_column!r} does not hold timestamps (got {value!r})") from None
+    elif isinstance(value, date) and not isinstance(value, datetime):
+        value = datetime.combine(value, time(0))
+    if not isinstance(value, datetime):
+        raise MetricError(f"time_column {b.time_column!r} does not hold timestamps (got {value!r})")
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=ZoneInfo(b.check.column_timezone))
+    return value, [sql]
 
 
 def _per_run(b: Bound, at: datetime, query: Query,
@@ -247,7 +283,8 @@ def _number(value: Any, b: Bound, at: datetime) -> float | None:
 # -- the result ----------------------------------------------------------------------------------
 
 
-def _result(b: Bound, d: Detection, judged: dict[Series, Verdict], names: list[str], at: datetime) -> CheckResult:
+def _result(b: Bound, d: Detection, judged: dict[Series, Verdict], names: list[str], at: datetime,
+            no_data: str) -> CheckResult:
     c = b.check
     violated: Status = "fail" if c.severity == "error" else "warn"
     r = CheckResult(name=c.name, kind="metric", table=b.table.sql() if b.table is not None else None,
@@ -255,7 +292,7 @@ def _result(b: Bound, d: Detection, judged: dict[Series, Verdict], names: list[s
                     expected=describe(c, d))
     when = _when(at, c)
     if not judged:
-        r.status, r.message = "skipped", f"no value for {when} (no series had a value)"
+        r.status, r.message = "skipped", f"no value for {when} ({no_data})"
         return r
     anomalous = {s: v for s, v in judged.items() if v.anomalous}
     unknown = [s for s, v in judged.items() if v.status == "insufficient"]
@@ -326,16 +363,40 @@ def _observed(v: Verdict, when: str) -> dict[str, Any]:
 
 def _sentence(v: Verdict, when: str, name: str, with_when: bool = True) -> str:
     at = f" for {when}" if with_when else ""
-    band = f"{_fmt(v.low)} to {_fmt(v.high)}"
+    value, low, high = _shown(v.value, v.low, v.high)
+    band = f"{low} to {high}"
     change = v.value - (v.expected or 0)
     rel = f", {change / v.expected:+.0%}" if v.expected else ""
+    # Where the value lies, from the real numbers (not from the verdict: a value outside the band can
+    # pass, on a side nobody watches or below the minimum change).
+    side = ("above" if v.high is not None and v.value > v.high else
+            "below" if v.low is not None and v.value < v.low else None)
     if v.anomalous:
-        side = "above" if change > 0 else "below"
-        return f"{_fmt(v.value)}{at}, {side} the expected {band} ({v.z:+.1f} sigma{rel})"
+        return f"{value}{at}, {side or ('above' if change > 0 else 'below')} the expected {band} " \
+               f"({v.z:+.1f} sigma{rel})"
     if v.new_level:
-        return f"{_fmt(v.value)}{at}: the metric has settled at a new level ({v.reason}); now expected {band}"
+        return f"{value}{at}: the metric has settled at a new level ({v.reason}); now expected {band}"
+    if side:
+        return f"{value}{at}, {side} the expected {band} but not an anomaly ({v.reason or 'within tolerance'})"
     note = f" ({v.reason})" if v.reason else ""
-    return f"{_fmt(v.value)}{at}, within the expected {band}{note}"
+    return f"{value}{at}, within the expected {band}{note}"
+
+
+def _shown(value: float, low: float | None, high: float | None) -> tuple[str, str, str]:
+    """The value and its band as text, with enough decimals that a value outside the band also reads as
+    outside it (217.6 above a band ending at 217.4 is not shown as "218 ... to 217" nor "217 ... to 217")."""
+    numbers = (value, low, high)
+    texts = [_fmt(x) for x in numbers]
+    decimals = 0
+    while decimals < 6 and ((high is not None and value > high and _parse(texts[0]) <= _parse(texts[2]))
+                            or (low is not None and value < low and _parse(texts[0]) >= _parse(texts[1]))):
+        decimals += 1
+        texts = ["?" if x is None else f"{x:,.{decimals}f}" for x in numbers]
+    return texts[0], texts[1], texts[2]
+
+
+def _parse(text: str) -> float:
+    return math.nan if text == "?" else float(text.replace(",", ""))
 
 
 def _round(x: float | None) -> float | None:

@@ -3,7 +3,8 @@
 Each side is read once, ordered by the key, through a server-side cursor (memory stays flat on
 millions of keys) and merged like a sort-merge join: keys on one side only, duplicated keys, NULL keys
 and keys whose compared values differ beyond their tolerance are counted and sampled; counts and sums
-per group are added up on the way. Text keys are ordered byte-wise in SQL (``COLLATE "C"`` on
+per group are added up on the way, over every row read (duplicates and NULL keys too, as a ``GROUP BY``
+of each side would count them). Text keys are ordered byte-wise in SQL (``COLLATE "C"`` on
 PostgreSQL, ``BINARY`` on MySQL), which is how Python compares them; a side that still arrives out of
 order (an engine with another collation) stops the check with an error rather than mis-reporting.
 """
@@ -167,6 +168,8 @@ def _merge(c: ReconcileCheck, left: _Side, lrows: Iterator[tuple[Any, ...]], rig
             key = tuple(row[:n])
             if any(v is None for v in key):
                 side.null_keys += 1
+                _sample(c, t, key, f"NULL key on {side.label}")
+                _group(c, t, row, i)  # not compared, but a row of its group all the same
                 continue
             if kinds[i] is None:
                 kinds[i] = [_kind(v) for v in key]
@@ -185,6 +188,7 @@ def _merge(c: ReconcileCheck, left: _Side, lrows: Iterator[tuple[Any, ...]], rig
                 if key == previous:
                     t.duplicates += 1
                     _sample(c, t, key, f"key twice on {side.label}")
+                    _group(c, t, row, i)
                     continue
             last[i] = key
             return key, row
@@ -351,6 +355,7 @@ def _result(c: ReconcileCheck, left: _Side, right: _Side, t: _Tally) -> CheckRes
         r.observed["duplicate keys"] = t.duplicates
     if left.null_keys or right.null_keys:
         r.observed["NULL keys"] = left.null_keys + right.null_keys
+        r.observed.update({f"NULL keys on {s.label}": s.null_keys for s in (left, right) if s.null_keys})
     if c.group_by:
         r.observed["groups"] = len(t.groups)
         r.observed["groups off"] = groups_off[:20]
@@ -371,7 +376,8 @@ def _result(c: ReconcileCheck, left: _Side, right: _Side, t: _Tally) -> CheckRes
     if t.duplicates:
         parts.append(f"{t.duplicates} duplicate keys")
     if left.null_keys or right.null_keys:
-        parts.append(f"{left.null_keys + right.null_keys} rows with a NULL key")
+        where = ", ".join(f"{s.null_keys} on {s.label}" for s in (left, right) if s.null_keys)
+        parts.append(f"{left.null_keys + right.null_keys} rows with a NULL key, not compared ({where})")
     r.status, r.threshold = c.judge_violations(violations, keys)
     if groups_off:
         first = ", ".join(f"{k}={v}" for k, v in groups_off[0].items())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
@@ -25,6 +25,7 @@ class DataConditionTrigger(BaseTrigger):
     :param statement_timeout: seconds after which one poll's query is cancelled.
     :param deadline: a Unix time after which the trigger stops waiting and fires a ``timeout`` event
         (the sensor's own timeout, kept here so it holds wherever the trigger runs).
+    :param run_time: the run's time (ISO 8601) at which freshness rules are judged (None: the current time).
     """
 
     def __init__(
@@ -36,9 +37,11 @@ class DataConditionTrigger(BaseTrigger):
         poll_interval: float = 60.0,
         statement_timeout: float | None = None,
         deadline: float | None = None,
+        run_time: str | None = None,
     ) -> None:
         super().__init__()
         self.deadline = deadline
+        self.run_time = run_time
         self.conn_id = conn_id
         self.dialect = dialect
         self.sql = sql
@@ -57,6 +60,7 @@ class DataConditionTrigger(BaseTrigger):
                 "poll_interval": self.poll_interval,
                 "statement_timeout": self.statement_timeout,
                 "deadline": self.deadline,
+                "run_time": self.run_time,
             },
         )
 
@@ -86,16 +90,18 @@ class DataConditionTrigger(BaseTrigger):
             await asyncio.sleep(self.poll_interval)
 
     def _poll(self) -> tuple[bool, str]:
-        return poll_condition(self.conn_id, self.dialect, self.sql, self.checks, self.statement_timeout)
+        return poll_condition(self.conn_id, self.dialect, self.sql, self.checks, self.statement_timeout,
+                              datetime.fromisoformat(self.run_time) if self.run_time else None)
 
 
 def poll_condition(
     conn_id: str, dialect: str | None, sql: str | None, checks: dict[str, Any] | None,
-    statement_timeout: float | None,
+    statement_timeout: float | None, run_time: datetime | None = None,
 ) -> tuple[bool, str]:
     """Evaluate the condition once on a fresh connection (shared by the sensor's poke and the trigger).
 
-    ``dialect`` overrides the one the connection type implies."""
+    ``dialect`` overrides the one the connection type implies; ``run_time`` is the time freshness rules
+    are judged at (the run's, so a retry or a backfill waits for the same data)."""
     from airflow_opsflow.checks.condition import condition_holds
     from airflow_opsflow.checks.loader import load_suite
     from airflow_opsflow.hooks.db import dialect_of, get_db_hook
@@ -109,6 +115,7 @@ def poll_condition(
             sql=sql,
             suite=load_suite(checks) if checks is not None else None,
             statement_timeout=timedelta(seconds=statement_timeout) if statement_timeout else None,
+            now=run_time,
         )
     finally:
         conn.close()

@@ -60,7 +60,7 @@ def test_first_run_backfills_later_runs_add_a_bucket(db: Database, orders: str, 
     first = run(db, orders, history, [DAILY], day=DROP_DAY - 1 + 0.1)["daily_orders"]
     assert first.status == "pass", first.message
     assert points(history) == 98  # the training window: 14 weeks of days
-    assert len(first.sql) == 2  # 98 buckets in queries of 50
+    assert len(first.sql) == 3  # where the table's data starts, then 98 buckets in queries of 50
     assert first.observed["value"] == orders_per_day(DROP_DAY - 2)  # the newest complete day
     assert first.observed["low"] < first.observed["value"] < first.observed["high"]
 
