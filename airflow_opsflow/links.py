@@ -18,7 +18,7 @@ class JiraTicketLink(BaseOperatorLink):
     """"Jira ticket(s)": the incident's ticket, or a Jira search listing all of them.
 
     The task pushes ``[{"key", "url"}, ...]`` to XCom key ``tickets``; Airflow 3 computes the link on the
-    worker when the task ends and keeps it for the UI.
+    worker when the task ends (for every task carrying it, tickets or not) and keeps it for the UI.
     """
 
     name = "Jira ticket(s)"
@@ -26,7 +26,15 @@ class JiraTicketLink(BaseOperatorLink):
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
         from airflow.providers.common.compat.sdk import XCom
 
-        tickets: list[dict[str, Any]] = XCom.get_value(ti_key=ti_key, key=TICKETS_XCOM) or []
+        # A missing key is normal (no alerts, or the task failed first), but reading one by key logs an
+        # "XCom not found" error; the task's values of all map indexes are read without that.
+        pushed = XCom.get_all(key=TICKETS_XCOM, dag_id=ti_key.dag_id, task_id=ti_key.task_id, run_id=ti_key.run_id)
+        if not pushed:
+            return ""
+        if ti_key.map_index is None or ti_key.map_index < 0:
+            tickets: list[dict[str, Any]] = pushed[0] or []
+        else:  # a mapped task: this instance's own value
+            tickets = XCom.get_value(ti_key=ti_key, key=TICKETS_XCOM) or []
         return ticket_url(tickets)
 
 

@@ -5,14 +5,17 @@ incident's fingerprint; a new incident searches for it (open, or resolved within
 and comments/reopens, or creates; follow-ups comment; resolution comments and transitions to done,
 leaving tickets resolved as "Won't Fix" alone. The jira library's session would re-send a create whose
 answer was lost (a duplicate ticket), so creates run without client retries and a failed or unanswered
-create is followed by a search before any new create. Jira Cloud's search is eventually consistent:
-known ticket ids are passed as ``reconcileIssues``, and after an unconfirmed create the search is
-repeated for a while before creating again.
+create is followed by a search before any new create, except after a 429: a rate-limited create was
+refused unprocessed, so its ``Retry-After`` is waited out and the create sent again. Jira's search lags
+behind writes (on Cloud by design): an incident that comes back reads its previous ticket by key
+(consistent everywhere) before searching, known ticket ids are passed as ``reconcileIssues``, and after an
+unconfirmed create the search is repeated for a while before creating again.
 """
 
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow_opsflow.incidents import jira_render
@@ -26,6 +29,11 @@ if TYPE_CHECKING:
     from airflow_opsflow.state.incidents import Delivery
 
 FIELDS = "status,resolution,resolutiondate,labels,summary"
+RATE_LIMIT_RETRIES = 5  # 429s on one create waited out before this try gives up (the task retries)
+
+
+class TicketNotCreated(Exception):
+    """Jira refused the create unprocessed (rate limited): no ticket exists that a search could find."""
 
 
 def ticket_label(fingerprint: str) -> str:
@@ -50,6 +58,8 @@ class JiraTicket(AlertRoute):
         created when its incident comes back (default 7; 0 always creates).
     :param unconfirmed_create_wait: seconds to keep searching for a ticket whose create was not
         confirmed before creating it again (search lags behind writes, on Jira Cloud by design).
+    :param rate_limit_wait: at most this many seconds waited in all on ``Retry-After`` of rate-limited
+        (429) creates before the try gives up (default 120); a 429 means nothing was created.
 
     Other parameters: see :class:`~airflow_opsflow.notifications.routes.AlertRoute`.
     """
@@ -60,7 +70,7 @@ class JiraTicket(AlertRoute):
                  priorities: dict[str, str] | None = None, labels: tuple[str, ...] = (),
                  components: tuple[str, ...] = (), assignee: str | None = None, fields: dict[str, Any] | None = None,
                  done_transition: str = "Done", reopen_transition: str | None = None, reopen_window_days: int = 7,
-                 unconfirmed_create_wait: float = 30.0, **kwargs: Any) -> None:
+                 unconfirmed_create_wait: float = 30.0, rate_limit_wait: float = 120.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if any(" " in label for label in labels):
             raise ValueError(f"Jira labels cannot contain spaces: {labels}")
@@ -76,6 +86,7 @@ class JiraTicket(AlertRoute):
         self.reopen_transition = reopen_transition
         self.reopen_window_days = reopen_window_days
         self.unconfirmed_create_wait = unconfirmed_create_wait
+        self.rate_limit_wait = rate_limit_wait
 
     def destination(self) -> str:
         return f"{self.conn_id}/{self.project}"
@@ -123,8 +134,16 @@ class JiraTicket(AlertRoute):
               label: str) -> dict[str, Any]:
         if refs.get("key"):  # created by an earlier try of this delivery and confirmed
             return refs
-        found = self._search(client, cloud, label, refs, fresh=bool(delivery.attempts))
-        if found is None and delivery.attempts:
+        # The previous occurrence's ticket, read by key: a search may not see it yet, or see it still open.
+        found = previous = self._previous(client, label, refs)
+        if previous is None or _is_done(previous):  # an open ticket with the label wins over a reopen
+            searched = self._search(client, cloud, label, refs, fresh=bool(delivery.attempts))
+            if previous is None or (searched is not None and searched.key != previous.key
+                                    and not _is_done(searched)):
+                found = searched
+        # An earlier try's create may have happened unanswered, unless Jira refused it (429).
+        unconfirmed = delivery.attempts and not (delivery.last_error or "").startswith(TicketNotCreated.__name__)
+        if found is None and unconfirmed:
             found = self._search_until_visible(client, cloud, label, refs)
         if found is not None:
             if _is_done(found):
@@ -133,6 +152,30 @@ class JiraTicket(AlertRoute):
             return self._refs(client, found, refs)
         issue = self._create(client, alert, label)
         return self._refs(client, issue, refs)
+
+    def _previous(self, client: JIRA, label: str, refs: dict[str, Any]) -> Any:
+        """The ticket of the incident's previous occurrence if it is still the one to use: same project and
+        label, not Won't Fix, open or resolved within the reopen window; None otherwise."""
+        from jira.exceptions import JIRAError
+
+        key = str((refs.get("previous") or {}).get("key") or "")
+        if not key:
+            return None
+        try:
+            issue = client.issue(key, fields=FIELDS)
+        except JIRAError as e:
+            if e.status_code == 404:  # deleted, or moved where we cannot see it
+                return None
+            raise
+        if (str(issue.key).rpartition("-")[0] != self.project or label not in (issue.fields.labels or [])
+                or _wont_fix(issue)):
+            return None
+        if _is_done(issue):
+            resolved = _jira_time(getattr(issue.fields, "resolutiondate", None))
+            window = timedelta(days=self.reopen_window_days)
+            if self.reopen_window_days <= 0 or resolved is None or datetime.now(UTC) - resolved > window:
+                return None
+        return issue
 
     def _search(self, client: JIRA, cloud: bool, label: str, refs: dict[str, Any],
                 fresh: bool = False) -> Any:
@@ -188,11 +231,27 @@ class JiraTicket(AlertRoute):
         if self.assignee:
             fields["assignee"] = {"accountId": self.assignee} if client._is_cloud else {"name": self.assignee}
         # No client retries for the create: a retried POST whose first answer was lost is a duplicate.
+        # A 429 is different: Jira refused it unprocessed, so it is sent again once Retry-After has passed.
+        from jira.exceptions import JIRAError
+
         session = client._session
         retries = session.max_retries
         session.max_retries = 0
+        waited = 0.0
         try:
-            return client.create_issue(fields=fields, prefetch=False)
+            for attempt in range(RATE_LIMIT_RETRIES + 1):
+                try:
+                    return client.create_issue(fields=fields, prefetch=False)
+                except JIRAError as e:
+                    if e.status_code != 429:
+                        raise
+                    delay = _retry_after(e.response, attempt)
+                    if attempt == RATE_LIMIT_RETRIES or waited + delay > self.rate_limit_wait:
+                        raise TicketNotCreated(f"{self.project}: Jira rate-limited the create {attempt + 1} "
+                                               f"time(s) (429); nothing was created, the next try creates it") from e
+                    time.sleep(delay)
+                    waited += delay
+            raise AssertionError("unreachable")
         finally:
             session.max_retries = retries
 
@@ -234,6 +293,23 @@ class JiraTicket(AlertRoute):
 def _known_ids(refs: dict[str, Any]) -> list[str]:
     previous = refs.get("previous") or {}
     return [str(i) for i in [*previous.get("known_ids", []), *refs.get("known_ids", [])]]
+
+
+def _retry_after(response: Any, attempt: int) -> float:
+    """Seconds a 429 asks to wait (``Retry-After``), or an exponential back-off when it does not say."""
+    value = getattr(response, "headers", {}).get("Retry-After") if response is not None else None
+    try:
+        return max(0.0, float(str(value)))
+    except (TypeError, ValueError):  # absent, or an HTTP date (Jira sends seconds)
+        return float(2 ** attempt)
+
+
+def _jira_time(value: Any) -> datetime | None:
+    """A Jira timestamp (``2024-05-01T12:00:00.000+0000``) as an aware datetime."""
+    try:
+        return datetime.fromisoformat(str(value)) if value else None
+    except ValueError:
+        return None
 
 
 def _is_done(issue: Any) -> bool:

@@ -98,6 +98,10 @@ class IncidentRepo:
         found = self._load(cur, subject.fingerprint)
         current, version = found if found else (Incident(subject.fingerprint), None)
         new, transitions = advance(current, obs, policy, now)
+        if current.refs and not new.refs:
+            # A new occurrence starts without refs; keep the last ones, which dispatch hands to each route as
+            # "previous" (Jira reopens that ticket rather than create one its lagging search cannot see yet).
+            new = replace(new, refs=current.refs)
         if new != current:
             self._save(cur, subject, new, version, now)
         for t in transitions:

@@ -35,3 +35,12 @@ with DAG("test_tickets_remind", schedule=None, start_date=pendulum.datetime(2024
         retries=3,
         retry_delay=pendulum.duration(seconds=0),
     )
+
+with DAG("test_tickets_none", schedule=None, start_date=pendulum.datetime(2024, 1, 1, tz="UTC"), catchup=False,
+         params={"conn_id": Param("opsflow_sqlite", type="string")}) as no_alerts_dag:
+    DataCheckOperator(  # carries the Jira extra link, but without alerts it never has tickets
+        task_id="check_payments",
+        conn_id="{{ params.conn_id }}",
+        table="payments",
+        checks=[{"name": "amount_positive", "kind": "between", "column": "amount", "min": 0, "min_exclusive": True}],
+    )

@@ -54,7 +54,7 @@ def test_lifecycle_with_the_state_on_postgres(jira: FakeJira, payments: Database
 
 
 def test_a_429_storm_leaves_the_ticket_pending_until_jira_answers(jira: FakeJira, payments: Database) -> None:
-    jira.fail_next("create", status=429, retry_after=0, times=20)
+    jira.fail_next("create", status=429, retry_after=0, times=100)
     run = run_dag(dags.dag, conf={"conn_id": payments.conn_id})
     assert run.task_states == {"check_payments": "failed"} and jira.issues == []
     jira.reset()
@@ -91,6 +91,42 @@ def _walk_the_lifecycle(jira: FakeJira, payments: Database, fake_slack: FakeSlac
     assert reopened.status_category != "done" and "The incident is back" in reopened.comments[-1].body
 
 
+def test_an_incident_back_within_the_search_lag_reopens_its_ticket(jira: FakeJira, payments: Database) -> None:
+    # Jira Cloud's search lags behind writes: within the lag neither the new ticket nor its resolution is
+    # searchable, so only what opsflow remembers of the ticket (read by key, or as reconcileIssues) finds it.
+    jira.search_delay(600)
+    conf = {"conn_id": payments.conn_id}
+    run_dag(dags.dag, conf=conf)
+    [ticket] = jira.issues
+    repair(payments.conn)
+    run_dag(dags.dag, conf=conf)
+    assert jira.issue(ticket.key).status_category == "done"
+
+    _break_again(payments)
+    mark = jira.mark()
+    run = run_dag(dags.dag, conf=conf)
+    assert [i.key for i in jira.issues] == [ticket.key]  # no second ticket with the same label
+    assert jira.calls(name="issue", since=mark)[0].path.endswith(f"/issue/{ticket.key}")  # read by key first
+    if jira.cloud:  # and the search for an open ticket reads the known one consistently
+        assert jira.calls(name="search", since=mark)[-1].body["reconcileIssues"] == [ticket.id]
+    reopened = jira.issue(ticket.key)
+    assert reopened.status_category != "done" and "The incident is back" in reopened.comments[-1].body
+    assert [t.to_status for t in reopened.transitions][-2:] == ["Done", "To Do"]
+    url = f"{jira.url}/browse/{ticket.key}"
+    assert run.xcom("check_payments", key="tickets") == [{"key": ticket.key, "url": url}]
+
+
+def test_a_rate_limited_create_waits_out_retry_after_and_creates_once(jira: FakeJira, payments: Database) -> None:
+    # A 429 is refused before processing: nothing was created, so no search for a ticket that may exist.
+    jira.search_delay(600)
+    jira.fail_next("create", status=429, retry_after=1, times=2)
+    run = run_dag(dags.dag, conf={"conn_id": payments.conn_id})
+    assert run.tries["check_payments"] == 1  # no task retry: the alert was delivered in the first try
+    assert len(jira.issues) == 1
+    assert [r.status for r in jira.calls(name="create")] == [429, 429, 201]
+    assert len(jira.calls(name="search")) == 1  # the run's one batched search, no unconfirmed-create loop
+
+
 def test_a_lost_create_answer_never_duplicates_the_ticket(jira: FakeJira, payments: Database) -> None:
     jira.search_delay(2)  # Cloud: a new ticket is not searchable at once
     jira.drop_response_next("create")
@@ -104,6 +140,17 @@ def test_wont_fix_tickets_are_left_alone(jira: FakeJira, payments: Database) -> 
     run_dag(dags.dag, conf={"conn_id": payments.conn_id})
     assert len(jira.issues) == 2  # a new ticket, the Won't Fix one untouched
     assert jira.issues[0].comments == []
+
+
+def test_a_check_without_tickets_logs_no_missing_xcom_error(payments: Database,
+                                                           capfd: pytest.CaptureFixture[str]) -> None:
+    # The Jira extra link is computed for every task that carries it, tickets or not.
+    capfd.readouterr()
+    run = run_dag(dags.no_alerts_dag, conf={"conn_id": payments.conn_id})
+    out = capfd.readouterr()
+    assert run.task_states == {"check_payments": "failed"}
+    assert "XCom not found" not in out.out + out.err
+    assert run.xcom("check_payments", key="_link_JiraTicketLink") == ""
 
 
 def test_ticket_url_for_several_tickets() -> None:
