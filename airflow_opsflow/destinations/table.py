@@ -41,7 +41,7 @@ class DatabaseTable(SyncDestination):
         hook = get_db_hook(self.conn_id, owner)
         keys = [self.key] if isinstance(self.key, str) else list(self.key)
         dest = TableDestination(hook.get_conn, dialect_of(hook), self.table, keys,
-                                name=f"table {self.table} ({self.conn_id})")
+                                name=f"table {self.table!r} on connection {self.conn_id!r}")
         return Opened(dest, RateLimiter(), self.batch_size)
 
     def describe(self) -> str:

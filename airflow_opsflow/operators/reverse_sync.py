@@ -50,7 +50,8 @@ class ReverseSyncOperator(BaseOperator):
     :param full_resync: send every row whatever was sent before. (templated)
     :param dry_run: report counts, field-level diffs for a sample and the expected requests; send nothing
         and leave the state untouched. (templated)
-    :param max_delete_share: mirror refuses to delete more than this share of the synced records (0.2).
+    :param max_delete_share: mirror refuses to delete more than this share of the synced records (0.2)...
+    :param max_delete_rows: ... unless they are at most this many records (10): a small sync may lose a few keys.
     :param allow_empty_source: let mirror delete everything when the source returns no rows.
     :param max_failed: fail the task when more records than this are rejected (default 0; None: no limit).
     :param max_failed_share: fail only above this share of rejected records (with ``max_failed``, both must
@@ -87,6 +88,7 @@ class ReverseSyncOperator(BaseOperator):
         full_resync: bool | str = False,
         dry_run: bool | str = False,
         max_delete_share: float = 0.2,
+        max_delete_rows: int = 10,
         allow_empty_source: bool = False,
         max_failed: int | None = 0,
         max_failed_share: float | None = None,
@@ -118,7 +120,8 @@ class ReverseSyncOperator(BaseOperator):
         self.shard = tuple(shard) if shard is not None else None
         self._settings = {
             "mode": mode, "cursor": cursor, "cursor_lookback": cursor_lookback, "full_diff_every": full_diff_every,
-            "max_delete_share": max_delete_share, "allow_empty_source": allow_empty_source,
+            "max_delete_share": max_delete_share, "max_delete_rows": max_delete_rows,
+            "allow_empty_source": allow_empty_source,
             "max_failed": max_failed, "max_failed_share": max_failed_share, "diff": diff,
         }
         self.primary_key, self.mapping = primary_key, mapping
@@ -137,9 +140,12 @@ class ReverseSyncOperator(BaseOperator):
             raise ValueError(f"{self._where_am_i()}: {e}") from None
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from airflow.sdk import conf
+
         from airflow_opsflow.hooks.db import dialect_of, get_db_hook
         from airflow_opsflow.hooks.state import state_store
         from airflow_opsflow.state.store import StateStoreError
+        from airflow_opsflow.state.syncs import SyncBusyError
         from airflow_opsflow.sync.deliver import DeliveryPolicy, DestinationDown
         from airflow_opsflow.sync.engine import SyncFailed, SyncRefused, SyncRun
         from airflow_opsflow.sync.plan import source_query
@@ -153,12 +159,19 @@ class ReverseSyncOperator(BaseOperator):
             sql = source_query(dialect, self.sql, self.table, where)
         except ValueError as e:
             raise AirflowFailException(str(e)) from None
-        state_conn = self.state_conn_id
+        state_conn = self.state_conn_id or conf.get("opsflow", "state_conn_id", fallback="") or None
+        if not state_conn:
+            raise AirflowFailException(
+                f"{where}: a sync keeps its per-key state (what the destination confirmed for each key, so that "
+                "only changes are sent) in opsflow's state database, and none is configured: pass "
+                "state_conn_id= to ReverseSyncOperator, or set [opsflow] state_conn_id (env "
+                "AIRFLOW__OPSFLOW__STATE_CONN_ID) to a PostgreSQL, MySQL/MariaDB or SQLite connection "
+                "(docs/sync.md, 'The state database')")
 
         def store() -> Any:
             return state_store(state_conn, where)
 
-        store()  # no state database configured: a clear error now, before anything is read
+        store()  # an undefined or non-SQL state connection: a clear error now, before anything is read
         same_db = _same_database(self.conn_id, state_conn)
         if dialect == "sqlite" and same_db:
             raise AirflowFailException(f"{where}: the SQLite source and the state store are the same file; SQLite "
@@ -169,19 +182,37 @@ class ReverseSyncOperator(BaseOperator):
         if policy.batch_size > opened.destination.max_batch:
             raise AirflowFailException(f"{where}: batch_size {policy.batch_size} is over what "
                                        f"{opened.destination.name} takes ({opened.destination.max_batch})")
-        run = SyncRun(spec, SqlSource(hook.get_conn, dialect, self.fetch_size), sql, store, opened.destination,
-                      policy, pushdown_ok=same_db, source_table=self.table, limiter=opened.limiter)
+        source = SqlSource(hook.get_conn, dialect, self.fetch_size, label=f"connection {self.conn_id!r}")
+        run = SyncRun(spec, source, sql, store, opened.destination, policy, pushdown_ok=same_db,
+                      source_table=self.table, limiter=opened.limiter)
         self.log.info("syncing %s -> %s (%s, sync id %r)", self.table or "query", self.destination.describe(),
                       spec.mode, spec.state_id)
         try:
             report = run.run()
         except (SyncFailed, SyncRefused) as e:
             self._publish(context, e.report)
-            raise AirflowFailException(str(e)) from None
+            raise AirflowFailException(f"{where}: {e}") from None
         except SyncSpecError as e:
             raise AirflowFailException(f"{where}: {e}") from None
+        except SyncBusyError as e:
+            raise AirflowException(f"{where}: {e}") from None
         except (DestinationDown, StateStoreError, SourceError) as e:
-            raise AirflowException(f"{where}: {e}") from None  # retryable: nothing confirmed is lost
+            # Retryable: what the destination confirmed is recorded, and what was sent unrecorded is marked
+            # (the next try sends it again); a database that dropped the connection may be back by then.
+            check = {StateStoreError: "Check that the state database is up and reachable from the worker",
+                     SourceError: "Check that the source database is up and reachable from the worker, and that "
+                                  "the source query runs there",
+                     DestinationDown: "Check that the destination is up and reachable from the worker"}
+            # A connection the hook could not open is already named, with what to check, and the task too.
+            reason = str(e).replace(f"{where}: ", "").replace("AirflowException: ", "").rstrip(".")
+            reason = reason.replace("AirflowFailException: ", "")
+            if isinstance(e.__cause__, AirflowFailException):  # a connection no retry can open (a bad URI)
+                raise AirflowFailException(f"{where}: {reason}") from None
+            if "Check that" not in reason:  # (else the hook said what to check, and that the task is retried)
+                advice = next(text for kind, text in check.items() if isinstance(e, kind))
+                reason += f". {advice}; the task is retried"
+            raise AirflowException(f"{where}: {reason} (what the destination confirmed is kept, the rest is sent "
+                                   "again)") from None
         finally:
             opened.destination.close()
         return self._publish(context, report)

@@ -15,7 +15,7 @@ import sqlite3
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 from airflow_opsflow.state.schema import MIGRATIONS, SCHEMA_VERSION, already_applied, ddl
@@ -59,6 +59,7 @@ class StateStore:
         self._migrated = False
         self._paramstyle = paramstyle
         self._where = where
+        self.label = label
 
     # -- connection and transactions ---------------------------------------------------------------
 
@@ -75,8 +76,9 @@ class StateStore:
 
     def close(self) -> None:
         if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+            conn, self._conn = self._conn, None
+            with suppress(Exception):  # a connection the server dropped: nothing left to close
+                conn.close()
 
     def table(self, name: str) -> str:
         """The qualified name of an opsflow table (identifiers validated in __init__)."""

@@ -19,10 +19,12 @@ import json
 import os
 import socket
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from airflow_opsflow.state.dberrors import describe, is_connection_lost, is_driver_error
 from airflow_opsflow.state.store import Cursor, StateStore, StateStoreError
 
 OK, FAILED, DELETE_FAILED, MISSING, PENDING = "ok", "failed", "delfail", "missing", "pending"
@@ -98,6 +100,22 @@ class SyncRepo:
         self._locked = False
         self._async_commit = False
 
+    @contextmanager
+    def _transaction(self, doing: str) -> Iterator[Cursor]:
+        """``store.transaction()``, a driver's error turned into a StateStoreError naming the database and the
+        step (the connection may have been dropped mid-run: the run stops, its marks tell the next one what
+        may have been sent)."""
+        try:
+            with self.store.transaction() as cur:
+                yield cur
+        except Exception as e:
+            if not is_driver_error(e):
+                raise
+            what = f" ({self.store.label})" if self.store.label else ""
+            lost = "lost the connection" if is_connection_lost(e) else "failed"
+            raise StateStoreError(f"the state database{what} {lost} while {doing} for sync {self.sync_id!r}: "
+                                  f"{describe(e)}") from e
+
     # -- one run at a time -------------------------------------------------------------------------
 
     def lock(self) -> None:
@@ -108,7 +126,7 @@ class SyncRepo:
         process is gone (same host) or stale.
         """
         digest = hashlib.md5(self.sync_id.encode(), usedforsecurity=False).hexdigest()
-        with self.store.transaction() as cur:
+        with self._transaction("taking the sync's lock") as cur:
             self._ensure_meta(cur)
             if self.store.dialect == "postgres":
                 cur.execute("SELECT pg_try_advisory_lock(?)", (int(digest[:15], 16),))
@@ -128,7 +146,7 @@ class SyncRepo:
             return
         self._locked = False
         digest = hashlib.md5(self.sync_id.encode(), usedforsecurity=False).hexdigest()
-        with self.store.transaction() as cur:
+        with self._transaction("releasing the sync's lock") as cur:
             if self.store.dialect == "postgres":
                 cur.execute("SELECT pg_advisory_unlock(?)", (int(digest[:15], 16),))
             elif self.store.dialect == "mysql":
@@ -159,7 +177,7 @@ class SyncRepo:
             cur.execute(f"INSERT INTO {self._meta} (sync_id, hash_kind) VALUES (?, ?)", (self.sync_id, ""))
 
     def meta(self) -> SyncMeta:
-        with self.store.transaction() as cur:
+        with self._transaction("reading the sync's run record") as cur:
             self._ensure_meta(cur)
             cur.execute(f"SELECT hash_kind, watermark, last_full_at, last_run_at, last_counts FROM {self._meta} "
                         "WHERE sync_id = ?", (self.sync_id,))
@@ -180,7 +198,7 @@ class SyncRepo:
         if full:
             sets.append("last_full_at = ?")
             params.append(_now())
-        with self.store.transaction() as cur:
+        with self._transaction("recording the finished run") as cur:
             cur.execute(f"UPDATE {self._meta} SET {', '.join(sets)} WHERE sync_id = ?", (*params, self.sync_id))
 
     def reset_hash_kind(self, hash_kind: str) -> None:
@@ -188,7 +206,7 @@ class SyncRepo:
 
         Confirmed keys keep a placeholder hash rather than none: every record is sent again, and keys
         that left the source are still known to be at the destination (mirror deletes them)."""
-        with self.store.transaction() as cur:
+        with self._transaction("resetting the stored hashes") as cur:
             cur.execute(f"UPDATE {self._keys} SET row_hash = ? WHERE sync_id = ? AND row_hash IS NOT NULL",
                         (STALE_HASH, self.sync_id))
             cur.execute(f"UPDATE {self._meta} SET hash_kind = ?, watermark = NULL WHERE sync_id = ?",
@@ -198,7 +216,7 @@ class SyncRepo:
 
     def lookup(self, keys: Sequence[str]) -> dict[str, KeyState]:
         """The stored state of ``keys`` (absent keys were never sent)."""
-        with self.store.transaction() as cur:
+        with self._transaction("looking up stored keys") as cur:
             return self._lookup(cur, keys)
 
     def _lookup(self, cur: Cursor, keys: Sequence[str]) -> dict[str, KeyState]:
@@ -215,7 +233,7 @@ class SyncRepo:
     def failed_keys(self, limit: int = 1_000_000) -> list[str]:
         """Keys whose last send was rejected or may not have arrived (pending): re-read by key even when an
         incremental read skips them."""
-        with self.store.transaction() as cur:
+        with self._transaction("reading the keys to retry") as cur:
             cur.execute(f"SELECT key_text FROM {self._keys} WHERE sync_id = ? AND status <> 'ok' "
                         f"AND status IN (?, ?) LIMIT {int(limit)}", (self.sync_id, *RESEND))
             return [r[0] for r in cur.fetchall()]
@@ -224,7 +242,7 @@ class SyncRepo:
         """Every stored (key, row_hash, dest_ref, status), in pages by key (for deletes in streamed diffs)."""
         after = ""
         while True:
-            with self.store.transaction() as cur:
+            with self._transaction("reading the stored keys") as cur:
                 cur.execute(f"SELECT key_text, row_hash, dest_ref, status FROM {self._keys} WHERE sync_id = ? "
                             f"AND key_text > ? ORDER BY key_text LIMIT {int(page)}", (self.sync_id, after))
                 rows = cur.fetchall()
@@ -235,13 +253,13 @@ class SyncRepo:
 
     def counts(self) -> dict[str, int]:
         """How many keys are confirmed, failed and awaiting a delete."""
-        with self.store.transaction() as cur:
+        with self._transaction("counting the stored keys") as cur:
             cur.execute(f"SELECT status, COUNT(*) FROM {self._keys} WHERE sync_id = ? GROUP BY status", (self.sync_id,))
             return {str(s): int(n) for s, n in cur.fetchall()}
 
     def synced_count(self) -> int:
         """Keys the destination holds (confirmed at least once, or possibly written by a killed run)."""
-        with self.store.transaction() as cur:
+        with self._transaction("counting the synced keys") as cur:
             cur.execute(f"SELECT COUNT(*) FROM {self._keys} WHERE sync_id = ? AND (row_hash IS NOT NULL "
                         "OR status = ?)", (self.sync_id, PENDING))
             return int(cur.fetchone()[0])
@@ -255,7 +273,7 @@ class SyncRepo:
             return
         rows = [(self.sync_id, write_id, op, _json_list(keys), None if refs is None else _json_list(refs))
                 for write_id, op, keys, refs in batches]
-        with self.store.transaction() as cur:
+        with self._transaction("committing write-ahead marks") as cur:
             for start in range(0, len(rows), _CHUNK):
                 part = rows[start:start + _CHUNK]
                 cur.execute(f"INSERT INTO {self._marks} (sync_id, write_id, op, key_list, ref_list) VALUES "
@@ -267,7 +285,7 @@ class SyncRepo:
 
         A write is recorded when the key's row carries its write id (confirmed, or rejected); a delete is
         also done when the key's row is gone."""
-        with self.store.transaction() as cur:
+        with self._transaction("resolving a previous run's marks") as cur:
             cur.execute(f"SELECT write_id, op, key_list, ref_list FROM {self._marks} WHERE sync_id = ?",
                         (self.sync_id,))
             marks = cur.fetchall()
@@ -289,7 +307,7 @@ class SyncRepo:
 
     def clear_marks(self) -> None:
         """The run recorded an answer for every write it marked: its marks are done with."""
-        with self.store.transaction() as cur:
+        with self._transaction("clearing the run's marks") as cur:
             cur.execute(f"DELETE FROM {self._marks} WHERE sync_id = ?", (self.sync_id,))
 
     def record(self, answers: Answers) -> None:
@@ -299,7 +317,7 @@ class SyncRepo:
         oks = answers.confirmed
         bad = [(sid, key, None, ref, status, 1, error[:2000], now, wid)
                for key, ref, status, error, wid in answers.rejected]
-        with self.store.transaction() as cur:
+        with self._transaction("recording the destination's answers") as cur:
             if self.store.dialect == "postgres" and hasattr(cur.raw, "copy_expert") and oks:
                 if not self._async_commit:
                     # Confirmations may be lost in a database crash, never half-written: those records are

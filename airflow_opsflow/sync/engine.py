@@ -20,8 +20,8 @@ from typing import Any
 
 from airflow_opsflow.state.store import StateStore
 from airflow_opsflow.state.syncs import PENDING, SyncRepo
-from airflow_opsflow.sync.deliver import Deliverer, DeliveryPolicy, DeliveryStats, Group, Item
-from airflow_opsflow.sync.destinations.base import Destination, Operation
+from airflow_opsflow.sync.deliver import Deliverer, DeliveryPolicy, DeliveryStats, DestinationDown, Group, Item
+from airflow_opsflow.sync.destinations.base import Destination, Operation, TransientError
 from airflow_opsflow.sync.diff import Differ
 from airflow_opsflow.sync.mapping import Mapping
 from airflow_opsflow.sync.plan import Plan, py_key
@@ -112,8 +112,13 @@ class SyncRun:
                     plan, to_record = self._plan(src)
                     pushdown = self._pushdown(plan)
                     report = self._run_locked(src, repo, plan, to_record, pushdown, store)
-            finally:
-                repo.unlock()
+            except BaseException:
+                # The lock dies with the connection (PostgreSQL, MySQL): a state database that dropped it
+                # must not hide the error that stopped the run behind the unlock's own.
+                with contextlib.suppress(Exception):
+                    repo.unlock()
+                raise
+            repo.unlock()
         finally:
             store.close()
         report.seconds = time.monotonic() - started
@@ -134,7 +139,10 @@ class SyncRun:
             mapping.check_columns(columns)
         except ValueError as e:
             raise SyncSpecError(f"mapping: {e}") from None
-        problems = self.dest.preflight([dest for dest, _ in mapping.fields], spec.mode)
+        try:
+            problems = self.dest.preflight([dest for dest, _ in mapping.fields], spec.mode)
+        except TransientError as e:  # e.g. the destination database is unreachable: retryable
+            raise DestinationDown(str(e) if str(e).startswith(self.dest.name) else f"{self.dest.name}: {e}") from None
         if spec.mode == "mirror" and "delete" not in self.dest.operations:
             problems.append(f"{self.dest.name} cannot delete records, so mode='mirror' is not possible")
         needed = {op for op in OPS[spec.mode].values() if op}
@@ -175,10 +183,13 @@ class SyncRun:
         total = None
         if pushdown or spec.mode == "mirror":
             total = int(src.query(plan.count_sql(since), "counting source rows")[1][0][0])
+            report.rows_read = total
             if spec.mode == "mirror" and full and total == 0 and not spec.allow_empty_source:
                 report.refused = ("the source returned no rows: mirror would delete every synced record "
                                   "(pass allow_empty_source=True if that is intended)")
-                raise SyncRefused(f"sync {spec.state_id!r}: {report.refused}", report)
+                if not spec.dry_run:
+                    raise SyncRefused(f"sync {spec.state_id!r}: {report.refused}", report)
+                report.refused = f"a real run would be refused: {report.refused}"  # the dry run shows the deletes
         high = src.query(plan.max_cursor_sql(since), "reading the cursor's maximum")[1][0][0] if plan.cursor else None
         differ = Differ(plan, src, repo, store.table("sync_keys") if pushdown else None, duplicates,
                         to_record, OPS[spec.mode], resend_all=spec.full_resync,
@@ -190,9 +201,14 @@ class SyncRun:
             # Two writers where the database takes parallel commits (SQLite has one writer at a time).
             writers = [SyncRepo(self.store_factory(), spec.state_id)
                        for _ in range(1 if store.dialect == "sqlite" else 2)]
-            stats = Deliverer(self.dest, self.policy, writers[0].record, self.limiter, finish=writers[0].store.close,
-                              mark=repo.mark, run_id=uuid.uuid4().hex[:16],
-                              more_recorders=[(w.record, w.store.close) for w in writers[1:]]).run(chunks)
+            deliverer = Deliverer(self.dest, self.policy, writers[0].record, self.limiter,
+                                  finish=writers[0].store.close, mark=repo.mark, run_id=uuid.uuid4().hex[:16],
+                                  more_recorders=[(w.record, w.store.close) for w in writers[1:]])
+            try:
+                stats = deliverer.run(chunks)
+            except SyncRefused:
+                self._tally(deliverer.stats, report)  # what went before the deletes were refused
+                raise
             self._tally(stats, report)
             repo.clear_marks()  # every marked write was answered and recorded
         c = differ.counts
@@ -279,22 +295,39 @@ class SyncRun:
 
     def _deletes(self, differ: Differ, repo: SyncRepo, report: SyncReport) -> Iterator[Item]:
         spec = self.spec
-        synced = repo.synced_count()
-        limit = int(synced * spec.max_delete_share)
         gone, never_sent = [], []
         for key, row_hash, ref, status in differ.deletes():
             if row_hash is None and ref is None and status != PENDING:
                 never_sent.append(key)  # the destination never confirmed it: nothing to delete there
                 continue
             gone.append((key, row_hash, ref))
-            if len(gone) > limit:
-                report.refused = (f"mirror would delete over {limit:,} of {synced:,} synced records "
-                                  f"(max_delete_share={spec.max_delete_share:g}); no record was deleted")
+        if gone:
+            refused = self._delete_guard(len(gone), repo.synced_count())
+            if spec.dry_run:
+                report.delete_keys = [key for key, _, _ in gone[:100]]
+                if refused and not report.refused:
+                    report.refused = f"a real run would be refused: {refused}"
+            elif refused:
+                report.refused = f"{refused}; no record was deleted"
                 raise SyncRefused(f"sync {spec.state_id!r}: {report.refused}", report)
         if never_sent and not spec.dry_run:
             repo.forget(never_sent)
         for key, row_hash, ref in gone:
             yield Item(key, (), None, row_hash, ref, op="delete", kind="deleted")
+
+    def _delete_guard(self, deletes: int, synced: int) -> str | None:
+        """Why mirror must not delete ``deletes`` of ``synced`` records, or None.
+
+        Refused only over both limits: the share (compared as a share, so a small sync is not held to a
+        rounded-down count of zero) and the absolute ``max_delete_rows`` that is always allowed."""
+        spec = self.spec
+        share = deletes / synced if synced else 1.0
+        if deletes <= spec.max_delete_rows or share <= spec.max_delete_share:
+            return None
+        return (f"mirror would delete {deletes:,} of {synced:,} synced records ({share:.1%}), over both limits: "
+                f"max_delete_share={spec.max_delete_share:g} (at most {int(synced * spec.max_delete_share):,} "
+                f"of {synced:,}) and max_delete_rows={spec.max_delete_rows:,}; raise either if the deletes are "
+                f"intended")
 
     # -- dry runs and outcomes ---------------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ class SyncReport:
     invalid: list[dict[str, Any]] = field(default_factory=list)
     invalid_reasons: dict[str, int] = field(default_factory=dict)
     preview: list[dict[str, Any]] = field(default_factory=list)  # dry run: sample of what would change
+    delete_keys: list[str] = field(default_factory=list)  # dry run: keys mirror would delete (first 100)
     requests: dict[str, int] = field(default_factory=dict)  # dry run: expected; else made
     retries: int = 0
     rate_limited: int = 0
@@ -64,6 +65,11 @@ class SyncReport:
             lines.append(f"  ... {c['failed'] - 10:,} more failed records (XCom 'failures' lists up to 100)")
         for p in self.preview[:10]:
             lines.append(f"  would {p['op']} {p['key']}: {p['diff']}")
+        if self.delete_keys:
+            more = c["deleted"] - 10
+            lines.append(f"  would delete {c['deleted']:,} record{'s' if c['deleted'] != 1 else ''}: "
+                         f"{', '.join(self.delete_keys[:10])}"
+                         + (f" and {more:,} more (XCom 'delete_keys' lists up to 100)" if more > 0 else ""))
         if self.refused:
-            lines.append(f"  REFUSED: {self.refused}")
+            lines.append(f"  {'WOULD BE REFUSED' if self.dry_run else 'REFUSED'}: {self.refused}")
         return "\n".join(lines)

@@ -19,6 +19,8 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from airflow_opsflow.state.dberrors import is_connection_lost, is_driver_error
+
 log = logging.getLogger(__name__)
 
 
@@ -38,11 +40,13 @@ class SqlSource:
         server's). The pushed-down diff hashes the sync's stored keys: at the default 4 MB a 1.5M-key
         sync spills them to disk in 128 batches, a third of a no-change run; from 32 MB on it does not
         gain more (measured).
+    :param label: names the database in errors (``connection 'warehouse'``).
     """
 
     def __init__(self, connect: Callable[[], Any], dialect: str, fetch_size: int = 10_000,
-                 exact_text: bool = True, work_mem: str | None = "32MB") -> None:
+                 exact_text: bool = True, work_mem: str | None = "32MB", label: str = "") -> None:
         self._connect = connect
+        self.label = label
         self.dialect = dialect
         self.fetch_size = fetch_size
         self.exact_text = exact_text
@@ -54,7 +58,9 @@ class SqlSource:
         try:
             self.conn = self._connect()
         except Exception as e:
-            raise SourceError(f"the source database is unreachable: {type(e).__name__}: {e}") from e
+            # (not a driver's: an Airflow hook's own error, which names the connection and what to check)
+            reason = _describe(e) if is_driver_error(e) else " ".join(str(e).split())
+            raise SourceError(f"the source database{self._where} is unreachable: {reason}") from e
         self._driver = type(self.conn).__module__.split(".")[0]
         cur = self.conn.cursor()
         try:
@@ -80,6 +86,16 @@ class SqlSource:
         finally:
             cur.close()
         return self
+
+    @property
+    def _where(self) -> str:
+        return f" ({self.label})" if self.label else ""
+
+    def _failed(self, role: str, e: BaseException, when: str = "") -> SourceError:
+        if self.label and is_connection_lost(e):
+            return SourceError(f"the source database{self._where} lost the connection{when} ({role}): {_describe(e)}")
+        return SourceError(f"{role} failed{when}{' on the source database' + self._where if self.label else ''}: "
+                           f"{_describe(e)}")
 
     def __exit__(self, *exc: object) -> None:
         try:
@@ -130,7 +146,7 @@ class SqlSource:
                 rows = cur.fetchall()
                 names = [d[0] for d in cur.description or []]
             except Exception as e:
-                raise SourceError(f"{role} failed: {_describe(e)}") from e
+                raise self._failed(role, e) from e
             finally:
                 cur.close()
             if len(rows) <= small:
@@ -144,7 +160,7 @@ class SqlSource:
                 rows = cur.fetchmany(self.fetch_size)
                 names = [d[0] for d in cur.description or []]
             except Exception as e:
-                raise SourceError(f"{role} failed: {_describe(e)}") from e
+                raise self._failed(role, e) from e
             # (SQLite connections belong to their thread; its reads are local anyway.)
             if rows and len(rows) == self.fetch_size and self._driver != "sqlite3":
                 yield names, rows
@@ -180,7 +196,7 @@ class SqlSource:
             while True:
                 item = chunks.get()
                 if isinstance(item, BaseException):
-                    raise SourceError(f"{role} failed while streaming: {_describe(item)}") from item
+                    raise self._failed(role, item, " while streaming") from item
                 if not item:
                     return
                 yield item
@@ -201,7 +217,7 @@ class SqlSource:
             cur.execute(sql)
             return {d[0]: d[1] for d in cur.description or []}
         except Exception as e:
-            raise SourceError(f"{role} failed: {_describe(e)}") from e
+            raise self._failed(role, e) from e
         finally:
             cur.close()
 
@@ -236,7 +252,7 @@ class SqlSource:
             names = [d[0] for d in cur.description or []]
             return names, list(cur.fetchall())
         except Exception as e:
-            raise SourceError(f"{role} failed: {_describe(e)}") from e
+            raise self._failed(role, e) from e
         finally:
             cur.close()
 

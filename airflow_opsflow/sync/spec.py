@@ -34,7 +34,8 @@ class SyncSpec:
     :param full_diff_every: with a cursor, read everything again when the last full diff is older.
     :param full_resync: send every row, whatever the state says.
     :param dry_run: report what would be sent; send nothing, leave state untouched.
-    :param max_delete_share: mirror refuses to delete more than this share of the synced keys.
+    :param max_delete_share: mirror refuses to delete more than this share of the synced keys...
+    :param max_delete_rows: ... unless they are at most this many (a small sync may lose a few keys).
     :param allow_empty_source: let mirror delete everything when the source returns no rows.
     :param max_failed: fail the task when more records than this are rejected (None: no count limit).
     :param max_failed_share: ... or when more than this share of the records sent is rejected.
@@ -53,6 +54,7 @@ class SyncSpec:
     full_resync: bool = False
     dry_run: bool = False
     max_delete_share: float = 0.2
+    max_delete_rows: int = 10
     allow_empty_source: bool = False
     max_failed: int | None = 0
     max_failed_share: float | None = None
@@ -84,6 +86,9 @@ class SyncSpec:
             raise SyncSpecError(f"diff must be auto, pushdown or streaming, got {self.diff!r}")
         if not 0 <= self.max_delete_share <= 1:
             raise SyncSpecError(f"max_delete_share must be between 0 and 1, got {self.max_delete_share!r}")
+        if isinstance(self.max_delete_rows, bool) or not isinstance(self.max_delete_rows, int) \
+                or self.max_delete_rows < 0:
+            raise SyncSpecError(f"max_delete_rows must be an integer >= 0, got {self.max_delete_rows!r}")
         if self.max_failed is not None and self.max_failed < 0:
             raise SyncSpecError(f"max_failed must be >= 0 or None, got {self.max_failed!r}")
         if self.max_failed_share is not None and not 0 <= self.max_failed_share <= 1:

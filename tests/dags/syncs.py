@@ -70,3 +70,23 @@ with DAG("test_sync_per_invoice", schedule=None, start_date=START, catchup=False
                                  batch_size=1, idempotency_key=True,
                                  body='{"account": {{ record.account | tojson }}, "amount": "{{ record.amount }}"}'),
     )
+
+# A sync whose task is retried at once (a lost connection is retryable; the retry finishes the job).
+with DAG("test_sync_retried", schedule=None, start_date=START, catchup=False,
+         params={**PARAMS, "source": Param(HIGH_PRIORITY, type="string")}) as retried_dag:
+    ReverseSyncOperator(
+        task_id="push_accounts", conn_id="{{ params.conn_id }}", sql="{{ params.source }}", primary_key="account_id",
+        mapping=MAPPING, retries=1, retry_delay=pendulum.duration(seconds=0),
+        destination=HttpEndpoint("http_default", endpoint="/v1/accounts", batch_size=20, idempotency_key=True),
+    )
+
+# Destination tables that are not there (or lack a mapped column): configuration errors, never retried.
+with DAG("test_sync_table_missing", schedule=None, start_date=START, catchup=False, params=PARAMS) as missing_dag:
+    for task_id, conn_id, table, mapping in (
+            ("missing_pg", "opsflow_pg", "crm_missing", {"account_id": "account_id", "name": "name"}),
+            ("missing_sqlite", "opsflow_sqlite", "crm_missing", {"account_id": "account_id", "name": "name"}),
+            ("missing_column", "opsflow_pg", "crm_accounts", {"account_id": "account_id", "email": "email"})):
+        ReverseSyncOperator(task_id=task_id, conn_id="{{ params.conn_id }}", table="accounts",
+                            primary_key="account_id", mapping=mapping, retries=2,
+                            retry_delay=pendulum.duration(seconds=0),
+                            destination=DatabaseTable(conn_id, table, key="account_id"))

@@ -152,6 +152,34 @@ def test_mirror_guard_and_dry_run(dbs: tuple[Path, Path]) -> None:
         run(dbs, dest, mode="mirror", max_delete_share=1.0)
 
 
+def test_mirror_guard_on_a_small_sync(dbs: tuple[Path, Path]) -> None:
+    execute(dbs, "DELETE FROM accounts WHERE id > 3")
+    dest = Store()
+    run(dbs, dest, mode="mirror")
+    execute(dbs, "DELETE FROM accounts WHERE id = 2")
+    with pytest.raises(SyncRefused) as refused:  # the share alone (no rows always allowed): 1 of 3 is over 20 %
+        run(dbs, dest, mode="mirror", max_delete_rows=0)
+    report = refused.value.report
+    assert report.refused == ("mirror would delete 1 of 3 synced records (33.3%), over both limits: "
+                              "max_delete_share=0.2 (at most 0 of 3) and max_delete_rows=0; raise either if the "
+                              "deletes are intended; no record was deleted")
+    assert "full read of 2 rows" in report.summary() and "\n  REFUSED: mirror would delete 1 of 3" in report.summary()
+    dry = run(dbs, dest, mode="mirror", max_delete_rows=0, dry_run=True)  # shows the deletes, does not fail
+    assert dry.counts["deleted"] == 1 and dry.delete_keys == ["2"] and dry.requests == {"delete": 1}
+    assert "\n  would delete 1 record: 2" in dry.summary()
+    assert "\n  WOULD BE REFUSED: a real run would be refused: mirror would delete 1 of 3" in dry.summary()
+    assert len(dest.rows) == 3
+    # Compared as a share, not as a count rounded down (int(3 * 0.4) = 1 would refuse 2 of 3 at 40 %, too).
+    assert run(dbs, dest, mode="mirror", max_delete_share=0.4, max_delete_rows=0).counts["deleted"] == 1
+    execute(dbs, "DELETE FROM accounts", *(f"INSERT INTO accounts VALUES ({i}, 'a{i}', {i}, 'g')"
+                                           for i in range(10, 30)))
+    replaced = run(dbs, dest, mode="mirror").counts  # 2 of 2 synced go: few enough (max_delete_rows=10)
+    assert (replaced["added"], replaced["deleted"]) == (20, 2)
+    execute(dbs, "DELETE FROM accounts WHERE id >= 20")  # 10 of 20: half, but within max_delete_rows
+    assert run(dbs, dest, mode="mirror").counts["deleted"] == 10 and sorted(dest.rows, key=int) == [
+        str(i) for i in range(10, 20)]
+
+
 def test_invalid_rows_are_never_sent(dbs: tuple[Path, Path]) -> None:
     execute(dbs, "INSERT INTO accounts VALUES (NULL, 'n', 1, 'g')", "INSERT INTO accounts VALUES (5, 'd', 1, 'g')",
             "INSERT INTO accounts VALUES (300, 'bad', 'not a number', 'g')")

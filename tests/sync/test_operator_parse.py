@@ -28,6 +28,8 @@ def build(**kwargs: Any) -> ReverseSyncOperator:
     ({"shard": (4, 4)}, "shard must be (index, count)"),
     ({"mapping": {"amount": {"column": "a", "type": "money"}}}, "mapping: mapping of 'amount': unknown type"),
     ({"max_delete_share": 2}, "max_delete_share must be between 0 and 1"),
+    ({"max_delete_rows": -1}, "max_delete_rows must be an integer >= 0, got -1"),
+    ({"max_delete_rows": 0.5}, "max_delete_rows must be an integer >= 0, got 0.5"),
     ({"destination": "https://crm"}, "destination must be HttpEndpoint"),
     ({"mode": "mirror", "cursor": "updated_at", "full_diff_every": None}, "mirror with a cursor needs full_diff_every"),
 ])

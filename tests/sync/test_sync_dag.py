@@ -102,13 +102,36 @@ def test_mirror_refuses_mass_delete_and_empty_source(api: RecordingHTTPServer, p
     run = run_dag(dags.dags["mirror"], conf=CONF)
     assert run.task_states == {"push_accounts": "failed"}
     assert run.tries["push_accounts"] == 1  # a refusal is not retried
-    assert "max_delete_share=0.2" in run.xcom("push_accounts", key="sync")["refused"]
+    report = run.xcom("push_accounts", key="sync")
+    assert report["refused"] == ("mirror would delete 60 of 71 synced records (84.5%), over both limits: "
+                                 "max_delete_share=0.2 (at most 14 of 71) and max_delete_rows=10; raise either if "
+                                 "the deletes are intended; no record was deleted")
+    assert report["rows_read"] == 11  # the summary's "full read of 11 rows"
     assert len(api.requests_to(PATH, "DELETE")) == 0 and len(api.state(PATH)) == 71
+
+    # A dry run shows what the real run would delete, and that it would be refused; it does not fail.
+    dry = sync("mirror", dry_run=True)
+    assert dry["counts"]["deleted"] == 60 and dry["requests"] == {"delete": 60}
+    assert sorted(dry["delete_keys"], key=int) == [str(i) for i in range(61, 121)]
+    assert dry["refused"].startswith("a real run would be refused: mirror would delete 60 of 71 synced records")
+    assert len(api.requests_to(PATH, "DELETE")) == 0
 
     pg_source.execute("DELETE FROM accounts")
     run = run_dag(dags.dags["mirror"], conf=CONF)
     assert run.task_states == {"push_accounts": "failed"}
     assert "no rows" in run.xcom("push_accounts", key="sync")["refused"] and len(api.state(PATH)) == 71
+    dry = sync("mirror", dry_run=True)
+    assert dry["counts"]["deleted"] == 71 and dry["refused"].startswith("a real run would be refused: the source")
+
+
+def test_mirror_deletes_in_a_small_sync(api: RecordingHTTPServer, pg_source: Database) -> None:
+    pg_source.execute("DELETE FROM accounts WHERE account_id > 52")  # 3 high-priority accounts: 50, 51, 52
+    assert sync("mirror")["counts"]["added"] == 3
+    pg_source.execute("DELETE FROM accounts WHERE account_id = 51")
+    # 1 of 3 is a third of the sync, but one record: within max_delete_rows (10), it goes.
+    result = sync("mirror")
+    assert result["counts"]["deleted"] == 1 and result["refused"] is None and result["rows_read"] == 2
+    assert sorted(api.state(PATH)) == ["50", "52"]
 
 
 def test_rejected_records_are_isolated_and_retried(api: RecordingHTTPServer, pg_source: Database) -> None:

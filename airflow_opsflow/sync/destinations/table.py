@@ -3,8 +3,9 @@
 Each batch is one transaction: a multi-row ``INSERT ... ON CONFLICT DO UPDATE`` (PostgreSQL, SQLite) or
 ``ON DUPLICATE KEY UPDATE`` (MySQL/MariaDB) for upserts, ``DO NOTHING``/``INSERT IGNORE`` for inserts,
 per-row ``UPDATE``/``DELETE`` by key otherwise. Upserts by key make a re-sent batch harmless.
-Identifiers are quoted by sqlglot; values are always parameters. Connection-level errors are transient;
-data errors (constraints, types) refuse the batch, which the engine splits down to the bad row.
+Identifiers are quoted by sqlglot; values are always parameters. Connection-level errors are transient (a
+dropped connection is replaced); data errors (constraints, types) refuse the batch, which the engine splits
+down to the bad row. A missing table or column stops the run: checked before anything is sent.
 """
 
 from __future__ import annotations
@@ -18,20 +19,32 @@ from typing import Any, ClassVar
 from sqlglot import exp
 
 from airflow_opsflow.checks.sqlparts import table_ref
+from airflow_opsflow.state.dberrors import describe, is_connection_lost, is_driver_error, is_undefined_object
 from airflow_opsflow.state.store import Cursor, _paramstyle
 from airflow_opsflow.sync.destinations.base import (
     OK,
     BatchRejected,
     Destination,
+    DestinationFailed,
     Operation,
     Outcome,
     Record,
     TransientError,
 )
 
-_TRANSIENT = ("OperationalError", "InterfaceError", "TransactionRollbackError", "SerializationFailure",
-              "DeadlockDetected", "LockNotAvailable", "AdminShutdown")
+# Retried on the same connection (the connection errors are retried on a new one: see dberrors).
+_TRANSIENT = frozenset({"OperationalError", "TransactionRollbackError", "SerializationFailure", "DeadlockDetected",
+                        "LockNotAvailable", "QueryCanceled"})
 SUPPORTED = ("postgres", "mysql", "sqlite")
+
+
+class _ConnectFailed(TransientError):
+    """No connection to the destination database (retried like any transient error)."""
+
+    def __init__(self, name: str, error: Exception) -> None:
+        reason = describe(error) if is_driver_error(error) else " ".join(str(error).split())
+        super().__init__(f"{name}: cannot connect: {reason}")
+        self.error = error
 
 
 class TableDestination(Destination):
@@ -68,25 +81,68 @@ class TableDestination(Destination):
         return exp.to_identifier(name, quoted=True).sql(dialect=self.dialect)
 
     def preflight(self, fields: Sequence[str], mode: str) -> list[str]:
+        """The key is mapped, the table exists and has every mapped column (probed before anything is sent:
+        a missing table is a configuration error, not a reason to retry every batch)."""
         missing = [k for k in self.key if k not in fields]
-        return [f"key column(s) {missing} must be mapped"] if missing else []
+        if missing:
+            return [f"key column(s) {missing} must be mapped"]
+        try:
+            conn, cur = self._cursor()
+        except _ConnectFailed as e:
+            if not is_driver_error(e.error):  # already an error of its own (the hook's, naming the connection)
+                raise e.error from None
+            raise
+        try:
+            cur.execute(f"SELECT * FROM {self._ref} WHERE 1 = 0")
+            columns = [d[0] for d in cur.raw.description or []]
+        except Exception as e:
+            self._drop(conn)
+            if is_connection_lost(e):
+                raise TransientError(f"{self.name}: {describe(e)}") from None
+            if is_undefined_object(e):
+                return [f"the table does not exist ({describe(e)}): create it, or fix table="]
+            return [f"the table cannot be read ({describe(e)}): check it exists and this connection's user may "
+                    "read and write it"]
+        with contextlib.suppress(Exception):
+            conn.rollback()
+        fold = (lambda c: c) if self.dialect == "postgres" else str.lower  # quoted: exact on PostgreSQL only
+        have = {fold(c) for c in columns}
+        absent = [f for f in fields if fold(f) not in have]
+        if absent:
+            return [f"the table has no column(s) {absent} (it has {columns}): add them, or fix the mapping"]
+        return []
 
     def fingerprint(self) -> Any:
         return ["table", self.table, self.key]
 
     def _cursor(self) -> tuple[Any, Cursor]:
         conn = getattr(self._local, "conn", None)
-        if conn is None:
+        if conn is not None:
             try:
-                conn = self._connect()
-            except Exception as e:
-                raise TransientError(f"{self.name}: cannot connect: {type(e).__name__}: {e}") from None
+                return conn, Cursor(conn.cursor(), _paramstyle(conn))
+            except Exception:  # closed under us (the server dropped it): connect again
+                self._drop(conn)
+        try:
+            conn = self._connect()
             if self.dialect == "postgres" and getattr(conn, "autocommit", False):
                 conn.autocommit = False
-            self._local.conn = conn
-            with self._lock:
-                self._conns.append(conn)
-        return conn, Cursor(conn.cursor(), _paramstyle(conn))
+            cur = Cursor(conn.cursor(), _paramstyle(conn))
+        except Exception as e:
+            raise _ConnectFailed(self.name, e) from None
+        self._local.conn = conn
+        with self._lock:
+            self._conns.append(conn)
+        return conn, cur
+
+    def _drop(self, conn: Any) -> None:
+        """Forget this thread's connection (the next batch connects again)."""
+        if getattr(self._local, "conn", None) is conn:
+            self._local.conn = None
+        with self._lock:
+            if conn in self._conns:
+                self._conns.remove(conn)
+        with contextlib.suppress(Exception):
+            conn.close()
 
     def send(self, op: Operation, records: Sequence[Record]) -> list[Outcome]:
         conn, cur = self._cursor()
@@ -95,14 +151,18 @@ class TableDestination(Destination):
             conn.commit()
             return outcomes
         except Exception as e:
+            lost = is_connection_lost(e) or bool(getattr(conn, "closed", 0))
             try:
                 conn.rollback()
             except Exception:
-                self._local.conn = None
-            if type(e).__name__ in _TRANSIENT or isinstance(e, TransientError):
-                self._local.conn = None if type(e).__name__ in ("InterfaceError", "OperationalError") else conn
-                raise TransientError(f"{self.name}: {type(e).__name__}: {_first(e)}") from None
-            raise BatchRejected(f"{type(e).__name__}: {_first(e)}") from None
+                lost = True
+            if lost:  # a dropped connection: the batch is sent again on a new one (an upsert by key is harmless)
+                self._drop(conn)
+            if is_undefined_object(e):  # the table or a column went away mid-run: no batch can succeed
+                raise DestinationFailed(f"{self.name}: {describe(e)}") from None
+            if lost or _TRANSIENT & {c.__name__ for c in type(e).__mro__}:
+                raise TransientError(f"{self.name}: {describe(e)}") from None
+            raise BatchRejected(describe(e)) from None
 
     def _columns(self, records: Sequence[Record]) -> list[str]:
         return list((records[0].fields or {}).keys())
@@ -194,7 +254,3 @@ def _plain(row: Sequence[Any]) -> list[Any]:
     from airflow_opsflow.sync.mapping import CASTS
 
     return [CASTS["auto"](v) for v in row]
-
-
-def _first(e: BaseException) -> str:
-    return " ".join(str(e).split())[:300]
