@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from airflow_opsflow.checks.durations import parse_duration
 from airflow_opsflow.checks.identifiers import check_identifier
+from airflow_opsflow.checks.values import Float, Int
 
 MAX_TRACKED = 100_000
 
@@ -45,10 +46,10 @@ class EntitySpec(BaseModel):
     since: str | None = None
     sla: timedelta | None = None
     escalate_after: timedelta | None = None
-    escalate_above: float | None = Field(default=None, ge=0)
+    escalate_above: Float | None = Field(default=None, ge=0)
     noun: str = Field(default="entity", min_length=1, max_length=60)
     plural: str | None = Field(default=None, min_length=1, max_length=60)
-    max_entities: int = Field(default=10_000, ge=1, le=MAX_TRACKED)
+    max_entities: Int = Field(default=10_000, ge=1, le=MAX_TRACKED)
 
     @field_validator("key", mode="before")
     @classmethod

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import math
 import re
-from datetime import date
+from datetime import date, time
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from airflow_opsflow.checks.identifiers import check_table_name
 from airflow_opsflow.checks.spec_base import CheckBase, check_identifier
+from airflow_opsflow.checks.values import Float, Int
 from airflow_opsflow.monitors.calendar import WEEKDAYS, BusinessCalendar
 from airflow_opsflow.monitors.detect import Detection
 
@@ -35,6 +38,8 @@ class CalendarSpec(BaseModel):
     :param timezone: an IANA zone; days start at its midnight (default UTC).
     :param business_days: weekday names (``mon`` ... ``sun``) or numbers (Monday = 0); default Monday-Friday.
     :param holidays: dates (``2026-12-25``) that are not business days.
+    :param business_hours: ``"09:00-18:00"``: only these local hours of business days are business time
+        (``max_age``); default: the whole day.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -42,6 +47,7 @@ class CalendarSpec(BaseModel):
     timezone: str = "UTC"
     business_days: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4], min_length=1)
     holidays: list[date] = Field(default_factory=list)
+    business_hours: str | None = None
 
     @field_validator("timezone")
     @classmethod
@@ -66,8 +72,31 @@ class CalendarSpec(BaseModel):
                 raise ValueError(f"a weekday is a name (mon) or a number 0-6 (Monday = 0), got {day!r}")
         return out
 
+    @field_validator("business_hours")
+    @classmethod
+    def _hours(cls, v: str | None) -> str | None:
+        if v is not None:
+            _business_hours(v)
+        return v
+
     def build(self) -> BusinessCalendar:
-        return BusinessCalendar(self.timezone, frozenset(self.business_days), frozenset(self.holidays))
+        hours = _business_hours(self.business_hours) if self.business_hours else None
+        return BusinessCalendar(self.timezone, frozenset(self.business_days), frozenset(self.holidays), hours)
+
+
+_HOURS = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
+
+
+def _business_hours(text: str) -> tuple[time, time | None]:
+    """``"09:00-18:00"`` -> (09:00, 18:00); an end of ``24:00`` is the day's end (None)."""
+    m = _HOURS.match(text)
+    h1, m1, h2, m2 = (int(g) for g in m.groups()) if m else (-1, 0, 0, 0)
+    if not m or h1 > 23 or m1 > 59 or h2 > 24 or m2 > 59 or (h2 == 24 and m2):
+        raise ValueError(f"business hours are 'HH:MM-HH:MM' in 24-hour local time (e.g. '09:00-18:00'), got {text!r}")
+    start, end = time(h1, m1), (None if h2 == 24 else time(h2, m2))
+    if end is not None and end <= start:
+        raise ValueError(f"business hours {text!r} end before they start (hours across midnight are not supported)")
+    return start, end
 
 
 class MetricCheck(CheckBase):
@@ -105,19 +134,19 @@ class MetricCheck(CheckBase):
     timezone: str = "UTC"
     column_timezone: str = "UTC"
     segment_by: list[str] = Field(default_factory=list)
-    max_series: int = Field(default=50, ge=1, le=10_000)
-    backfill: int | None = Field(default=None, ge=1, le=5_000)
+    max_series: Int = Field(default=50, ge=1, le=10_000)
+    backfill: Int | None = Field(default=None, ge=1, le=5_000)
     history_key: str | None = None
     method: Literal["robust", "zscore"] = "zscore"
-    sensitivity: float = Field(default=3.0, gt=0)
-    training: int = Field(default=14, ge=2, le=1000)
-    min_training: int = Field(default=7, ge=2)
+    sensitivity: Float = Field(default=3.0, gt=0)
+    training: Int = Field(default=14, ge=2, le=1000)
+    min_training: Int = Field(default=7, ge=2, le=1000)
     seasonality: Literal["day_of_week", "hour_of_day", "hour_of_week"] | None = None
     direction: Literal["both", "spike", "drop"] = "both"
-    min_change: float = Field(default=0.0, ge=0)
-    min_relative_change: float = Field(default=0.0, ge=0)
+    min_change: Float = Field(default=0.0, ge=0)
+    min_relative_change: Float = Field(default=0.0, ge=0)
     trend: bool = True
-    adapt_after: int | None = Field(default=3, ge=2)
+    adapt_after: Int | None = Field(default=3, ge=2, le=100_000)
 
     @property
     def row_level(self) -> bool:
@@ -186,10 +215,14 @@ def parse_value_tolerance(value: Any) -> tuple[float, float]:
     if isinstance(value, bool):
         raise ValueError(f"expected a number (0.01) or a share ('0.5%'), got {value!r}")
     if isinstance(value, (int, float)):
+        if isinstance(value, int) and value > 10**38:
+            raise ValueError("a tolerance must be at most 1e38")
+        if not math.isfinite(value):
+            raise ValueError(f"a tolerance must be a finite number, got {value!r}")
         if value < 0:
             raise ValueError("a tolerance must be >= 0")
         return float(value), 0.0
-    if isinstance(value, str):
+    if isinstance(value, str) and len(value) <= 40:
         m = _SHARE.match(value)
         if m:
             return 0.0, float(m.group(1)) / 100
@@ -221,7 +254,7 @@ class ReconcileSide(BaseModel):
     @field_validator("table")
     @classmethod
     def _table(cls, v: str | None) -> str | None:
-        return None if v is None else check_identifier(v, "table")
+        return None if v is None else check_table_name(v, "table")
 
     @model_validator(mode="after")
     def _one_source(self) -> ReconcileSide:

@@ -8,12 +8,13 @@ error names the check and the field at fault (see :mod:`airflow_opsflow.checks.l
 from __future__ import annotations
 
 import re
-from datetime import time, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from airflow_opsflow.checks.durations import parse_duration
+from airflow_opsflow.checks.identifiers import check_table_name
 from airflow_opsflow.checks.monitor_spec import CalendarSpec, MetricCheck, ReconcileCheck, check_zone
 from airflow_opsflow.checks.spec_base import (
     CheckBase,
@@ -23,6 +24,7 @@ from airflow_opsflow.checks.spec_base import (
     Tolerance,
     check_identifier,
 )
+from airflow_opsflow.checks.values import Count, Int, check_literal, order_key
 from airflow_opsflow.monitors.calendar import BusinessCalendar
 
 __all__ = ["CheckBase", "OnEmpty", "Scalar", "Severity", "Tolerance", "check_identifier"]
@@ -46,8 +48,8 @@ class _ColumnCheck(CheckBase):
 class _CountRange(CheckBase):
     """A count (rows, distinct values) within ``min``..``max``: a table-level verdict, no row thresholds."""
 
-    min: int | None = Field(default=None, ge=0)
-    max: int | None = Field(default=None, ge=0)
+    min: Count | None = None
+    max: Count | None = None
 
     @property
     def row_level(self) -> bool:
@@ -110,7 +112,20 @@ class AcceptedValuesCheck(_ColumnCheck):
     """Every non-NULL ``column`` value is one of ``values``."""
 
     kind: Literal["accepted_values"]
-    values: list[Scalar] = Field(min_length=1)
+    values: list[Scalar] = Field(min_length=1, max_length=10_000)
+
+    @field_validator("values", mode="before")
+    @classmethod
+    def _literals(cls, v: Any) -> Any:
+        if not isinstance(v, list):
+            return v
+        for value in v:
+            check_literal(value, "accepted value", allow_empty=True)
+        kinds = {order_key(value)[0] for value in v if not isinstance(value, (date, datetime))}
+        if kinds == {"number", "text"}:
+            raise ValueError("values mix numbers and text: a column holds one or the other (quote the numbers "
+                             "if the column is text)")
+        return v
 
 
 class BetweenCheck(_ColumnCheck):
@@ -122,10 +137,25 @@ class BetweenCheck(_ColumnCheck):
     min_exclusive: bool = False
     max_exclusive: bool = False
 
+    @field_validator("min", "max", mode="before")
+    @classmethod
+    def _literal(cls, v: Any) -> Any:
+        return None if v is None else check_literal(v, "a bound")
+
     @model_validator(mode="after")
     def _bounds(self) -> BetweenCheck:
         if self.min is None and self.max is None:
             raise ValueError("give at least one of 'min' and 'max'")
+        if self.min is not None and self.max is not None:
+            (lo_kind, lo), (hi_kind, hi) = order_key(self.min), order_key(self.max)
+            if lo_kind != hi_kind:
+                raise ValueError(f"min ({self.min!r}) and max ({self.max!r}) are not of the same type "
+                                 f"({lo_kind} and {hi_kind})")
+            if lo_kind != "text":  # text order depends on the database's collation
+                if lo > hi:
+                    raise ValueError(f"min ({self.min}) is greater than max ({self.max}): no value can pass")
+                if lo == hi and (self.min_exclusive or self.max_exclusive):
+                    raise ValueError(f"min and max are both {self.min} and a bound is exclusive: no value can pass")
         return self
 
 
@@ -151,7 +181,8 @@ class FreshnessCheck(_ColumnCheck):
     Two rules, alone or together:
 
     * ``max_age``: the newest row is at most this old; with a ``calendar``, only business time counts
-      (Friday 18:00 to Monday 09:00 is 9 business hours, not 63);
+      (Friday 18:00 to Monday 09:00 is 15 business hours of Mon-Fri days, not 63; with the calendar's
+      ``business_hours: "09:00-18:00"``, 0);
     * ``deadline``: by this local time on every business day of the ``calendar``, that day's data is
       there: the newest row is from that day (``expect: previous_business_day``: from the business day
       before, for loads that deliver yesterday's data). Until the next deadline passes, the last one
@@ -183,9 +214,7 @@ class FreshnessCheck(_ColumnCheck):
     @field_validator("deadline", mode="before")
     @classmethod
     def _deadline(cls, v: Any) -> Any:
-        if isinstance(v, int) and not isinstance(v, bool):  # YAML reads 06:00 as 360 (minutes, base 60)
-            return time(v // 60, v % 60) if 0 <= v < 1440 else v
-        return v
+        return None if v is None else parse_deadline(v)
 
     @field_validator("timezone")
     @classmethod
@@ -202,6 +231,35 @@ class FreshnessCheck(_ColumnCheck):
 
     def business_calendar(self) -> BusinessCalendar | None:
         return self.calendar.build() if self.calendar else None
+
+
+_CLOCK = re.compile(r"^(\d{1,2}):(\d{2})(?::(\d{2}))?$")
+_CLOCK_HINT = "write a local time from '00:00' to '23:59', quoted in YAML: deadline: \"06:00\""
+
+
+def parse_deadline(value: Any) -> time:
+    """A deadline: ``"06:00"``, ``"6:00"``, ``"06:00:30"``, a naive ``datetime.time``, or minutes after
+    midnight (0..1439: how YAML 1.1 reads an unquoted ``6:00``)."""
+    if isinstance(value, time):
+        if value.tzinfo is not None:
+            raise ValueError(f"deadline {value} has a UTC offset: a deadline is a local time in the calendar's "
+                             "time zone (set calendar.timezone instead)")
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        if 0 <= value < 1440:
+            return time(value // 60, value % 60)
+        raise ValueError(f"deadline {value if abs(value) < 10**9 else '<a huge number>'} is not a time of day "
+                         f"(as minutes after midnight it must be 0 to 1439; YAML 1.1 reads an unquoted 25:00 as "
+                         f"1500): {_CLOCK_HINT}")
+    if isinstance(value, str):
+        m = _CLOCK.match(value.strip())
+        if m:
+            hour, minute, second = int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
+            if hour <= 23 and minute <= 59 and second <= 59:
+                return time(hour, minute, second)
+            raise ValueError(f"deadline {value!r} is not a time of day: {_CLOCK_HINT}")
+    shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+    raise ValueError(f"deadline {shown} is not a time of day: {_CLOCK_HINT}")
 
 
 class DistinctCountCheck(_CountRange, _ColumnCheck):
@@ -257,7 +315,7 @@ class ForeignKeyCheck(CheckBase):
     @field_validator("to_table")
     @classmethod
     def _table(cls, v: str) -> str:
-        return check_identifier(v, "to_table")
+        return check_table_name(v, "to_table")
 
     @model_validator(mode="after")
     def _arity(self) -> ForeignKeyCheck:
@@ -331,14 +389,14 @@ class TableChecks(BaseModel):
     table: str | None = None
     where: str | None = None
     sample_columns: list[str] = Field(default_factory=list)
-    sample_limit: int = Field(default=10, ge=0, le=1000)
+    sample_limit: Int = Field(default=10, ge=0, le=1000)
     on_empty: OnEmpty = "fail"
-    checks: list[Check] = Field(min_length=1)
+    checks: list[Check] = Field(min_length=1, max_length=10_000)
 
     @field_validator("table")
     @classmethod
     def _table(cls, v: str | None) -> str | None:
-        return None if v is None else check_identifier(v, "table")
+        return None if v is None else check_table_name(v, "table")
 
     @field_validator("sample_columns")
     @classmethod
@@ -347,11 +405,16 @@ class TableChecks(BaseModel):
 
 
 class Suite(BaseModel):
-    """A validated suite: table groups whose checks have unique, non-empty names."""
+    """A validated suite: table groups whose checks have unique, non-empty names.
+
+    :param allow_functions: functions its SQL may call although :mod:`~airflow_opsflow.checks.sql_safety`
+        refuses them (as the operators' ``allow_functions``).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     tables: list[TableChecks] = Field(min_length=1)
+    allow_functions: list[str] = Field(default_factory=list, max_length=100)
 
     def all_checks(self) -> list[tuple[TableChecks, CheckBase]]:
         return [(t, c) for t in self.tables for c in t.checks]

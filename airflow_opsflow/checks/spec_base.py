@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from airflow_opsflow.checks.entity_spec import EntitySpec
 from airflow_opsflow.checks.identifiers import check_identifier
+from airflow_opsflow.checks.values import MAX_COUNT, Int
 
 Severity = Literal["warn", "error"]
 OnEmpty = Literal["fail", "warn", "pass"]
@@ -40,17 +41,20 @@ class Tolerance(BaseModel):
         if isinstance(value, int):
             if value < 0:
                 raise ValueError("a row count must be >= 0")
+            if value > MAX_COUNT:
+                raise ValueError(f"a row count must be at most {MAX_COUNT}")
             return cls(count=value)
-        if isinstance(value, str):
+        if isinstance(value, str) and len(value) <= 40:
             m = _SHARE.match(value)
             if m:
                 share = float(m.group(1)) / 100
                 if share > 1:
                     raise ValueError(f"share {value!r} is above 100%")
                 return cls(share=share)
-            if value.strip().isdigit():
-                return cls(count=int(value))
-        raise ValueError(f"expected a row count (e.g. 0) or a share (e.g. '0.1%'), got {value!r}")
+            if value.strip().isascii() and value.strip().isdigit():
+                return cls.parse(int(value))
+        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+        raise ValueError(f"expected a row count (e.g. 0) or a share (e.g. '0.1%'), got {shown}")
 
     def exceeded(self, violations: int, rows: int) -> bool:
         if self.count is not None:
@@ -93,7 +97,7 @@ class CheckBase(BaseModel):
     warn_above: Tolerance | None = None
     on_empty: OnEmpty | None = None
     sample_columns: list[str] | None = None
-    sample_limit: int | None = Field(default=None, ge=0, le=1000)
+    sample_limit: Int | None = Field(default=None, ge=0, le=1000)
     entity: EntitySpec | None = None
 
     @field_validator("fail_above", "warn_above", mode="before")
@@ -113,6 +117,12 @@ class CheckBase(BaseModel):
         if not self.row_level and (self.fail_above or self.warn_above):
             raise ValueError(f"fail_above/warn_above do not apply to {self.kind} checks "  # type: ignore[attr-defined]
                              "(they count violating rows); use min/max")
+        fail, warn = self.fail_above, self.warn_above
+        if fail is not None and warn is not None and (
+                (fail.count is not None and warn.count is not None and warn.count > fail.count)
+                or (fail.share is not None and warn.share is not None and warn.share > fail.share)):
+            raise ValueError(f"warn_above ({warn}) is above fail_above ({fail}): the check would fail before it "
+                             "ever warns")
         if self.entity is not None and not self.tracks_rows:
             raise ValueError(f"'entity' needs violating rows to track, and {self.kind} checks "  # type: ignore[attr-defined]
                              "have none (use it on a row-level check such as 'sql' or 'expression')")

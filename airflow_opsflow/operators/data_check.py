@@ -8,8 +8,13 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_opsflow.checks.durations import parse_duration
-from airflow_opsflow.checks.jinja import caused_by_placeholder, has_jinja, with_placeholders
+from airflow_opsflow.checks.durations import parse_statement_timeout
+from airflow_opsflow.checks.jinja import (
+    has_jinja_anywhere,
+    template_errors,
+    with_placeholders,
+    with_placeholders_anywhere,
+)
 from airflow_opsflow.checks.loader import CheckSpecError, load_suite
 from airflow_opsflow.operators.check_results import CheckResultsOperator
 
@@ -34,7 +39,12 @@ class DataCheckOperator(CheckResultsOperator):
     :param table: default table of a single-table spec. (templated)
     :param where: a SQL condition applied to every check of a single-table spec, e.g.
         ``"created_at >= '{{ data_interval_start }}'"``. (templated)
-    :param dialect: the sqlglot dialect, when the connection type does not tell it.
+    :param dialect: the sqlglot dialect, when the connection type does not tell it. Given, the spec's SQL
+        is parsed in it when the DAG is parsed, and only that dialect's refused functions apply;
+        otherwise that happens with the connection's dialect at run time, after a first parse that
+        accepts any common dialect and refuses every family of functions.
+    :param allow_functions: functions the spec may call although opsflow refuses them as side effects
+        (``["set_config"]``; see "What is refused when the DAG is parsed" in docs/checks.md).
     :param fail_on: statuses that fail the task (default ``("fail", "error")``; add ``"warn"`` to be strict).
     :param statement_timeout: cancel any single query running longer (``"5m"``, seconds or timedelta).
     :param read_only: run inside a read-only transaction (default True).
@@ -65,6 +75,7 @@ class DataCheckOperator(CheckResultsOperator):
         dialect: str | None = None,
         statement_timeout: str | int | timedelta | None = None,
         read_only: bool = True,
+        allow_functions: Sequence[str] = (),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -73,10 +84,13 @@ class DataCheckOperator(CheckResultsOperator):
         self.table = table
         self.where = where
         self.dialect = dialect
+        where_am_i = self._where_am_i()
         try:
-            self.statement_timeout = parse_duration(statement_timeout) if statement_timeout else None
+            self.statement_timeout = parse_statement_timeout(statement_timeout) if statement_timeout else None
         except ValueError as e:
-            raise ValueError(f"{self._where_am_i()}: statement_timeout: {e}") from None
+            raise CheckSpecError([f"field 'statement_timeout': {e}"], where_am_i) from None
+        self.allow_functions = _function_names(allow_functions, where_am_i)
+        self._parse_dialect = _sqlglot_dialect(dialect, where_am_i)
         self.read_only = read_only
         if not self._is_template_file(checks):
             self._validate()  # fail at DAG parse, not at 3 a.m.
@@ -86,19 +100,38 @@ class DataCheckOperator(CheckResultsOperator):
 
     def prepare_template(self) -> None:
         # Called after template files are read at DAG parse: validate the YAML file's content too.
-        if not self._is_template_file(self.checks):
-            self._validate()
+        if self._is_template_file(self.checks):
+            # Airflow could not read the file (it logs why and leaves the path): it would fail at run time.
+            env = self._template_env()
+            searched = [str(p) for p in getattr(getattr(env, "loader", None), "searchpath", [])]
+            raise CheckSpecError([f"field 'checks': check file {self.checks.strip()!r} not found (paths are "
+                                  f"relative to the DAG's folder or template_searchpath: {searched})"],
+                                 self._where_am_i())
+        self._validate()
+
+    def _template_env(self) -> Any:
+        try:
+            return self.get_template_env()
+        except Exception:  # no DAG yet, or a DAG whose Jinja settings fail: the default environment
+            return None
 
     def _validate(self) -> Suite | None:
-        """Validate the spec's structure now. Jinja (rendered only at run time) is replaced by a
-        placeholder; an error on a placeholder value waits for the run, any other error is raised."""
-        templated = has_jinja(self.table) or (isinstance(self.checks, str) and has_jinja(self.checks))
-        checks = with_placeholders(self.checks) if isinstance(self.checks, str) else self.checks
+        """Validate the spec now: Jinja syntax, structure, SQL. Jinja expressions (rendered only at run
+        time) are replaced by a placeholder; an error that may come from a placeholder waits for the run,
+        any other error is raised."""
+        where_am_i = self._where_am_i()
+        env = self._template_env()
+        broken = [p for field in self.template_fields for p in template_errors(getattr(self, field), field, env)]
+        if broken:
+            raise CheckSpecError(broken, where_am_i)
+        templated = any(has_jinja_anywhere(getattr(self, field)) for field in self.template_fields)
         table = with_placeholders(self.table) if self.table else None
+        where = with_placeholders(self.where) if self.where else None
         try:
-            return load_suite(checks, table=table, where=self.where, context=self._where_am_i())
+            return load_suite(with_placeholders_anywhere(self.checks), table=table, where=where, context=where_am_i,
+                              dialect=self._parse_dialect, allow_functions=self.allow_functions)
         except CheckSpecError as e:
-            if not (templated and caused_by_placeholder(e.inputs)):
+            if not (templated and e.only_placeholders()):
                 raise
             self.log.debug("spec validation deferred to run time (templated spec): %s", e)
             return None
@@ -111,12 +144,14 @@ class DataCheckOperator(CheckResultsOperator):
         from airflow_opsflow.checks.runner import run_suite
         from airflow_opsflow.hooks.db import dialect_of, get_db_hook
 
-        try:
-            suite = load_suite(self.checks, table=self.table, where=self.where, context=self._where_am_i())
-        except CheckSpecError as e:
-            raise AirflowFailException(str(e)) from None
         hook = get_db_hook(self.conn_id, self._where_am_i())
         dialect = dialect_of(hook, self.dialect)
+        try:  # the rendered spec, its SQL parsed in the connection's dialect: before any query is sent
+            suite = load_suite(self.checks, table=self.table, where=self.where, context=self._where_am_i(),
+                               dialect=dialect, allow_functions=self.allow_functions,
+                               dialect_of_conn=lambda conn_id: self._connect(conn_id)[1])
+        except CheckSpecError as e:
+            raise AirflowFailException(str(e)) from None  # a spec error does not heal by retrying
         history, store, entities = None, None, None
         stateful = [c for _, c in suite.all_checks() if c.kind == "metric" or c.entity]  # type: ignore[attr-defined]
         if stateful:
@@ -128,10 +163,12 @@ class DataCheckOperator(CheckResultsOperator):
             history = MetricRepo(store)
             entities = self._entity_tracking(EntityRepo(store), context)
         conn = hook.get_conn()
+        at = _run_time(context)  # every time-based check is judged at the run's time, not the wall clock
         try:
             return run_suite(conn, suite, dialect, statement_timeout=self.statement_timeout,
-                             read_only=self.read_only, history=history, history_key=self._history_key(context),
-                             metrics_at=_run_time(context), connect=self._connect, entities=entities)
+                             read_only=self.read_only, now=at, history=history,
+                             history_key=self._history_key(context), metrics_at=at, connect=self._connect,
+                             entities=entities)
         finally:
             conn.close()
             if store is not None:
@@ -168,9 +205,27 @@ class DataCheckOperator(CheckResultsOperator):
         return self.publish(self._run(context), context, conn_id=self.conn_id)
 
 
+def _function_names(names: Any, where_am_i: str) -> tuple[str, ...]:
+    """``allow_functions``: a list of function names (a bare string would allow its letters)."""
+    if isinstance(names, str) or not all(isinstance(n, str) and n.strip() for n in names):
+        raise CheckSpecError([f"field 'allow_functions': expected a list of function names such as "
+                              f"['set_config'], got {names!r}"], where_am_i)
+    return tuple(n.strip().lower() for n in names)
+
+
+def _sqlglot_dialect(name: str | None, where_am_i: str) -> str | None:
+    from airflow_opsflow.checks.dialects import to_sqlglot_dialect
+
+    try:
+        return to_sqlglot_dialect(name) if name else None
+    except ValueError as e:
+        raise CheckSpecError([f"field 'dialect': {e}"], where_am_i) from None
+
+
 def _run_time(context: Context | None) -> datetime | None:
-    """The time a run's metrics are stamped with: the end of its data interval (a retry or a backfill of
-    that run judges the same buckets), else when the run was due."""
+    """The time a run is judged at (freshness deadlines and ages, metric buckets, entity ages): the end of
+    its data interval (a retry or a backfill of that run judges the same way), else its logical date, else
+    when the run was due. None outside a run: the current time."""
     if context is None:
         return None
     for key in ("data_interval_end", "logical_date"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -87,8 +88,16 @@ def test_sqlite_timeout_applies_to_every_statement(sqlite_db: Database) -> None:
 # -- a sql check's query runs once ----------------------------------------------------------------
 
 
-def test_sql_check_runs_once_postgres(pg_db: Database) -> None:
-    pg_db.execute("DROP TABLE IF EXISTS payments", *PAYMENTS)
+@pytest.fixture
+def pg_payments(pg_db: Database) -> Iterator[Database]:
+    pg_db.execute("DROP FUNCTION IF EXISTS opsflow_test_failed()", "DROP TABLE IF EXISTS payments", *PAYMENTS)
+    yield pg_db
+    pg_db.conn.rollback()  # leave the shared server as other tests expect it: no function on payments
+    pg_db.execute("DROP FUNCTION IF EXISTS opsflow_test_failed()", "DROP TABLE IF EXISTS payments")
+
+
+def test_sql_check_runs_once_postgres(pg_payments: Database) -> None:
+    pg_db = pg_payments
     # A set-returning function that says each time it runs: psycopg2 collects the notices.
     pg_db.execute(
         "CREATE OR REPLACE FUNCTION opsflow_test_failed() RETURNS SETOF payments LANGUAGE plpgsql AS $$ "
