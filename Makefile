@@ -6,7 +6,7 @@ PYTHON ?= python3
 STAMP := $(VENV)/.installed
 APT_GET := $(shell [ "$$(id -u)" = 0 ] && echo apt-get || echo sudo apt-get)
 
-.PHONY: demo test lint unit bench docs ui-test venv build-deps db-binaries dbt browser clean
+.PHONY: demo test lint unit bench docs ui-test venv build-deps db-binaries dbt browser faketime clean
 
 venv: $(STAMP)
 
@@ -40,6 +40,12 @@ browser:
 		echo "installing the Debian package chromium (the Airflow UI test)"; \
 		$(APT_GET) update -qq && DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq chromium >/dev/null; }
 
+# Debian's faketime, to run the clock-sensitive tests with the process's wall clock at hard instants too.
+faketime:
+	@command -v faketime >/dev/null 2>&1 || { \
+		echo "installing the Debian package faketime (the clock-instant tests)"; \
+		$(APT_GET) update -qq && DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq faketime >/dev/null; }
+
 # The Debian PostgreSQL and MariaDB server binaries, for the throwaway test servers.
 db-binaries:
 	@missing=""; \
@@ -61,8 +67,11 @@ lint: venv
 unit: venv
 	$(VENV)/bin/pytest -q tests/checks
 
-test: venv db-binaries dbt browser lint
+# Then the tests marked `clock` again at hard instants (Berlin past midnight while UTC is not, DST switches,
+# Feb 29, New Year's Eve): tests/clock_instants.py, a few minutes.
+test: venv db-binaries dbt browser faketime lint
 	$(PY) -m airflow_opsflow.testing.services -- $(VENV)/bin/pytest -q -p no:cacheprovider tests
+	$(PY) -m airflow_opsflow.testing.services -- $(PY) tests/clock_instants.py
 
 # Only the Airflow UI test: airflow standalone with the example DAGs, driven in headless Chromium;
 # screenshots in build/ui-screenshots. `make test` runs it with everything else.

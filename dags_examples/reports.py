@@ -5,8 +5,11 @@
   from the warehouse, revenue and what is still unsettled per payment provider,
   with a total row; an XLSX workbook (report and raw payments), a CSV and a bar chart, emailed to the CFO
   (finance-ops in copy) and posted to ``#finance-ops``.
-* ``ops_daily_summary`` (the ops team's): the last day's payments per provider and status as one table in
-  ``#ops``, no files.
+* ``ops_daily_summary`` (the ops team's): yesterday's payments (a Berlin day) per provider and status as one
+  table in ``#ops``, no files.
+
+Periods are whole Berlin days before the run (``report_window``): ``last_30_days`` at 00:45 on 7 December
+in Berlin (23:45 on the 6th in UTC) is 7 November to 6 December.
 
 Connections: ``ops_db`` and ``warehouse`` (any SQL connections; DAG params), ``slack_api_default``,
 ``smtp_default``; the state database (``[opsflow] state_conn_id``) records deliveries so a retried task
@@ -24,19 +27,26 @@ from airflow_opsflow.notifications.reports import EmailReport, SlackReport
 from airflow_opsflow.operators.report import ReportOperator
 
 
-def report_window(end: datetime, period: str) -> tuple[str, str, str, str]:
-    """(since, until, label) of a report period ending when the run is due (``dag_run.run_after``: set for
-    scheduled and manual runs alike, where Airflow 3 leaves a manual run without a data interval):
-    ``previous_month`` (calendar months in Berlin) or ``last_N_days``. Bounds are UTC text, as the sample
-    tables store them; then a label and the period's first local day (for file names)."""
-    end = pendulum.instance(end).in_timezone("Europe/Berlin")
+def report_window(end: datetime, period: str, tz: str = "Europe/Berlin") -> tuple[str, str, str, str]:
+    """The period a report covers, in whole days of the business's time zone ``tz``, before ``end``: when the
+    run is due (``dag_run.run_after``: set for scheduled and manual runs alike, where Airflow 3 leaves a
+    manual run without a data interval), never the wall clock, so a retry reports on the same days.
+
+    ``previous_month``: the calendar month before the one ``end`` falls in; ``last_N_days``: the N days before
+    ``end``'s day (that day is not over: at 00:45 in Berlin, "the last 30 days" are the 30 days up to
+    yesterday in Berlin, whatever day it is in UTC). Returns the bounds [since, until) as UTC text, as the
+    sample tables store them, a label naming the first and last day, and the first day (for file names)."""
+    local = pendulum.instance(end).in_timezone(tz)
     if period == "previous_month":
-        until = end.start_of("month")
-        since, label = until.subtract(months=1), until.subtract(months=1).format("MMMM YYYY")
+        until = local.start_of("month")
+        since = until.subtract(months=1)
+        label = since.format("MMMM YYYY")
     else:
         days = int(period.removeprefix("last_").removesuffix("_days"))
-        until, since = end, end.subtract(days=days)
-        label = f"{since:%Y-%m-%d} to {until:%Y-%m-%d}"
+        until = local.start_of("day")
+        since = until.subtract(days=days)  # calendar days: 00:00 local, also across a DST switch
+        last = until.subtract(days=1)
+        label = f"{since:%Y-%m-%d}" if days == 1 else f"{since:%Y-%m-%d} to {last:%Y-%m-%d}"
     utc = "%Y-%m-%d %H:%M:%S"
     return since.in_timezone("UTC").strftime(utc), until.in_timezone("UTC").strftime(utc), label, f"{since:%Y-%m-%d}"
 

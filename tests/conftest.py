@@ -1,4 +1,4 @@
-"""Shared fixtures: an isolated Airflow, the throwaway PostgreSQL and a SQLite database per test.
+"""Shared fixtures: an isolated Airflow, the throwaway PostgreSQL, a SQLite database per test and the clock.
 
 Airflow reads its settings once, at import, so the environment of a private AIRFLOW_HOME is set here,
 before any test module imports airflow. The metadata DB is migrated lazily, only for tests that run
@@ -13,9 +13,11 @@ import sqlite3
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pendulum
 import pytest
 
 from airflow_opsflow.testing import mariadb
@@ -34,6 +36,31 @@ os.environ.update(AIRFLOW_ENV)
 
 PG_CONN_ID = "opsflow_pg"
 SQLITE_CONN_ID = "opsflow_sqlite"
+# The instant every clock-sensitive test takes as "now" (ISO 8601, e.g. 2026-12-06T23:45:00Z); unset, the
+# wall clock. `make test` runs the tests marked `clock` again at hard instants (tests/clock_instants.py).
+CLOCK_ENV = "OPSFLOW_TEST_NOW"
+
+
+def clock_now() -> datetime:
+    """``OPSFLOW_TEST_NOW`` as an aware UTC datetime, else the wall clock; whole seconds either way."""
+    text = os.environ.get(CLOCK_ENV, "").strip()
+    if not text:
+        return datetime.now(UTC).replace(microsecond=0)
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise pytest.UsageError(f"{CLOCK_ENV}={text!r}: not an ISO 8601 instant like 2026-12-06T23:45:00Z") from None
+    if value.tzinfo is None:
+        raise pytest.UsageError(f"{CLOCK_ENV}={text!r} needs a UTC offset (e.g. 2026-12-06T23:45:00Z)")
+    return value.astimezone(UTC).replace(microsecond=0)
+
+
+@pytest.fixture
+def clock() -> pendulum.DateTime:
+    """The test's "now": an aware UTC ``pendulum.DateTime`` (``OPSFLOW_TEST_NOW`` when set). Seed data from it
+    and pass it to ``run_dag(..., logical_date=clock)`` so the DAG run (its logical date and run_after) sees
+    the same instant; never read the wall clock in a test."""
+    return pendulum.instance(clock_now())
 
 
 @pytest.fixture(scope="session")

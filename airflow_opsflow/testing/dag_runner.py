@@ -98,8 +98,13 @@ def run_dag(
     conf: dict[str, Any] | None = None,
     logical_date: datetime | None = None,
     conn_file_path: str | None = None,
+    run_after: datetime | None = None,
 ) -> DagRunResult:
     """``dag.test()`` and read the run back: its state, every task's state and every XCom.
+
+    ``run_after`` (``dag_run.run_after``, when the run is due) defaults to ``logical_date`` when that is
+    given, else to now: a run pinned to an instant has it as logical date, data interval end and run_after
+    (its run id comes from run_after: give a later one for a second run at the same logical date).
 
     The DAG is copied first: ``dag.test()`` renders templates onto the task objects it runs, and a
     second run of the same object would otherwise see the first run's rendered values (a worker parses
@@ -114,6 +119,8 @@ def run_dag(
     kwargs: dict[str, Any] = {"run_conf": conf, "conn_file_path": conn_file_path}
     if logical_date is not None:
         kwargs["logical_date"] = logical_date
+    if run_after is not None or logical_date is not None:
+        kwargs["run_after"] = run_after or logical_date
     dr = copy.deepcopy(dag).test(**kwargs)
     result = DagRunResult(dag_id=dag.dag_id, run_id=dr.run_id, state=str(dr.state))
     with create_session() as session:

@@ -3,8 +3,9 @@
 
 Deterministic for a given ``now``. Planted problems:
 
-* ``seed_orders(drop=True)``: yesterday (a Europe/Berlin day) has 25 % of its usual orders (deep enough
-  that every country's revenue series sees it, whatever the weekday);
+* ``seed_orders(drop=True)``: yesterday (a Europe/Berlin day) has 25 % of its usual orders: the orders and
+  the German revenue fall below their bands whatever the weekday; the French and Dutch revenue (a fifth
+  of the orders each) do too, except on a Sunday, whose small values sit in bands as wide as a weekday's;
 * ``seed_settlements(breaks=True)``: one succeeded payment was never settled, one was settled 1.00 short,
   and one settlement (id 99999) matches no payment.
 """
@@ -28,7 +29,7 @@ _COUNTRIES = ("DE", "DE", "DE", "FR", "NL")
 def seed_orders(conn: Any, now: datetime | None = None, days: int = 91, drop: bool = True) -> int:
     """(Re)create ``orders`` with ``days`` Berlin days of history up to ``now`` (UTC timestamps, naive) and
     today's orders so far. Returns the number of rows."""
-    now = (now or datetime.now(UTC)).astimezone(UTC)
+    now = datetime.fromtimestamp((now or datetime.now(UTC)).timestamp(), UTC)  # a plain datetime (pendulum's too)
     today = now.astimezone(BERLIN).date()
     rnd = random.Random(7)
     rows: list[tuple[Any, ...]] = []

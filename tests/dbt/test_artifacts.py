@@ -124,22 +124,22 @@ def test_names_shared_across_packages_are_told_apart(tmp_path: Path) -> None:
 
 
 @pytest.mark.usefixtures("airflow_db")
-def test_results_of_several_targets_merge_newest_first(tmp_path: Path) -> None:
+def test_results_of_several_targets_merge_newest_first(tmp_path: Path, clock: datetime) -> None:
     from airflow_opsflow.testing.dag_runner import run_dag
     from tests.helpers import DAGS, load_module, results_by_name
 
     dags = load_module(DAGS / "dbt_targets.py")
-    now = datetime.now(UTC)
     write(tmp_path / "a" / "target", [result("test.shop.not_null_orders_id.ab12", "fail", 2)],
-          generated=now.isoformat())
+          generated=clock.isoformat())
     write(tmp_path / "b" / "target", [result("test.shop.not_null_orders_id.ab12", "pass", 0),
                                       result("test.shop.assert_totals.ef56", "warn", 1)],
-          generated=(now.replace(microsecond=0) + timedelta(seconds=1)).isoformat())
-    run = run_dag(dags.dag, conf={"targets": str(tmp_path / "*" / "target")})
+          generated=(clock + timedelta(seconds=1)).isoformat())
+    run = run_dag(dags.dag, conf={"targets": str(tmp_path / "*" / "target")}, logical_date=clock)
     assert run.task_states == {"dbt_tests": "success"}
     statuses = {n: r["status"] for n, r in results_by_name(run.xcom("dbt_tests")).items()}
     assert statuses == {"not_null_orders_id": "pass", "assert_totals": "warn"}  # b is newer than a
-    missing = run_dag(dags.dag, conf={"targets": str(tmp_path / "none" / "*")})
+    missing = run_dag(dags.dag, conf={"targets": str(tmp_path / "none" / "*")},
+                      logical_date=clock + timedelta(minutes=1))
     assert missing.task_states == {"dbt_tests": "failed"} and missing.tries["dbt_tests"] == 1
 
 
@@ -157,18 +157,18 @@ def test_merged_targets_take_each_nodes_newest_result(tmp_path: Path) -> None:
 
 
 @pytest.mark.usefixtures("airflow_db")
-def test_targets_from_earlier_runs_are_skipped_unless_all_are(tmp_path: Path) -> None:
+def test_targets_from_earlier_runs_are_skipped_unless_all_are(tmp_path: Path, clock: datetime) -> None:
     from airflow_opsflow.testing.dag_runner import run_dag
     from tests.helpers import DAGS, load_module, results_by_name
 
     dags = load_module(DAGS / "dbt_targets.py")
-    now = datetime.now(UTC)
     write(tmp_path / "old" / "target", [result("test.shop.assert_totals.ef56", "fail", 3)],
-          generated=(now - timedelta(days=1)).isoformat())
+          generated=(clock - timedelta(days=1)).isoformat())
     write(tmp_path / "new" / "target", [result("test.shop.not_null_orders_id.ab12", "pass", 0)],
-          generated=(now + timedelta(hours=1)).isoformat())  # written during the run below
-    run = run_dag(dags.current_dag, conf={"targets": str(tmp_path / "*" / "target")})
+          generated=(clock + timedelta(hours=1)).isoformat())  # written during the run below
+    run = run_dag(dags.current_dag, conf={"targets": str(tmp_path / "*" / "target")}, logical_date=clock)
     assert run.task_states == {"dbt_tests": "success"}
     assert list(results_by_name(run.xcom("dbt_tests"))) == ["not_null_orders_id"]  # yesterday's is not news
-    stale = run_dag(dags.current_dag, conf={"targets": str(tmp_path / "old" / "target")})
+    stale = run_dag(dags.current_dag, conf={"targets": str(tmp_path / "old" / "target")},
+                    logical_date=clock + timedelta(minutes=1))
     assert stale.task_states == {"dbt_tests": "failed"} and stale.tries["dbt_tests"] == 1

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 
 import pendulum
 import pytest
@@ -24,9 +24,7 @@ def orders(db: Database, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     if db.name == "postgres":  # a fresh state store: no history or incidents from earlier tests
         db.execute("DROP TABLE IF EXISTS opsflow_metric_points, opsflow_metric_series, opsflow_incidents, "
                    "opsflow_deliveries, opsflow_schema_version")
-    table = create_orders(db)
-    now = datetime.now(UTC).replace(tzinfo=None, microsecond=0) - timedelta(minutes=5)
-    db.execute(f"INSERT INTO {table} VALUES (-1, '{now.isoformat(sep=' ')}', 'DE', 1)")  # today's data is in
+    table = create_orders(db)  # the runs below are in its time span: each is judged at its own time
     yield table
     db.execute(f"DROP TABLE {table}")
 
@@ -53,7 +51,8 @@ def test_an_anomaly_alerts_once_and_resolves(db: Database, orders: str, fake_sla
     [alert] = fake_slack.messages("#data-quality")
     assert "orders_per_day" in (alert.text or "") and "below the expected" in (alert.text or "")
 
-    again = run_dag(dags.dag, conf=conf, logical_date=on_day(DROP_DAY + 1.1))  # e.g. a manual re-run
+    again = run_dag(dags.dag, conf=conf, logical_date=on_day(DROP_DAY + 1.1),
+                    run_after=on_day(DROP_DAY + 1.1) + timedelta(minutes=1))  # a manual re-run, not a retry
     assert again.task_states == {"daily_orders": "failed"}
     assert len(fake_slack.messages("#data-quality")) == 1  # the incident is open: no second alert
 
@@ -66,8 +65,10 @@ def test_an_anomaly_alerts_once_and_resolves(db: Database, orders: str, fake_sla
 
 
 def test_late_data_misses_the_business_day_deadline(db: Database, orders: str, fake_slack: FakeSlack) -> None:
-    db.execute(f"DELETE FROM {orders} WHERE id = -1")  # nothing newer than June
-    run = run_dag(dags.dag, conf={"conn_id": db.conn_id, "table": orders}, logical_date=on_day(DROP_DAY - 1.1))
+    friday = pendulum.datetime(2026, 6, 19, tz="Europe/Berlin")
+    db.execute(f"DELETE FROM {orders} WHERE created_at >= '{friday.in_timezone('UTC'):%Y-%m-%d %H:%M:%S}'")
+    run = run_dag(dags.dag, conf={"conn_id": db.conn_id, "table": orders},
+                  logical_date=friday.add(hours=9))  # Friday 09:00 Berlin: nothing of Friday's by 06:00
     assert run.task_states == {"daily_orders": "failed"}
     result = results_by_name(run.xcom("daily_orders", key="results"))["orders_arrive"]
     assert result["status"] == "fail" and "06:00 Europe/Berlin deadline" in result["message"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import UTC, datetime
 
 import pandas as pd
 import pendulum
@@ -19,40 +18,45 @@ from airflow_opsflow.testing.smtp_server import FakeSmtp
 from tests.conftest import Database
 from tests.helpers import EXAMPLES, load_module
 
-pytestmark = pytest.mark.usefixtures("airflow_db", "slack_conn", "smtp_conn")
+# The reports' periods are whole Berlin days before the run: they move at Berlin's midnight, not UTC's.
+pytestmark = [pytest.mark.usefixtures("airflow_db", "slack_conn", "smtp_conn"), pytest.mark.clock]
 reports = load_module(EXAMPLES / "reports.py")
+UTC_TEXT = "%Y-%m-%d %H:%M:%S"
 
 
-@pytest.fixture
-def now() -> pendulum.DateTime:
-    """The test's clock, read when it starts (the reports' periods are Berlin days ending at the run)."""
-    return pendulum.instance(datetime.now(UTC).replace(microsecond=0))
+def berlin_days(now: pendulum.DateTime, days: int) -> tuple[pendulum.DateTime, pendulum.DateTime]:
+    """The ``days`` whole Berlin days before ``now``'s Berlin day: [first midnight, last midnight)."""
+    today = now.in_timezone("Europe/Berlin").start_of("day")
+    return today.subtract(days=days), today
 
 
 @pytest.fixture
 def books(sqlite_db: Database, pg_db: Database, monkeypatch: pytest.MonkeyPatch,
-          now: pendulum.DateTime) -> dict[str, str]:
+          clock: pendulum.DateTime) -> dict[str, str]:
     monkeypatch.setenv("AIRFLOW__OPSFLOW__STATE_CONN_ID", sqlite_db.conn_id)
-    seed(sqlite_db.conn, now=now.replace(tzinfo=None), problems=True)
+    seed(sqlite_db.conn, now=clock.naive(), problems=True)  # payments over the 30 days up to the clock
     seed_settlements(pg_db.conn, sqlite_db.conn, breaks=True)
     return {"conn_id": sqlite_db.conn_id, "warehouse_conn_id": pg_db.conn_id}
 
 
 def test_cfo_report_reaches_slack_and_email_with_files(books: dict[str, str], sqlite_db: Database,
                                                         fake_slack: FakeSlack, fake_smtp: FakeSmtp,
-                                                        now: pendulum.DateTime) -> None:
-    run = run_dag(reports.finance, conf={**books, "period": "last_30_days"}, logical_date=now)
-    until = now.in_timezone("Europe/Berlin")
-    since = until.subtract(days=30)
+                                                        clock: pendulum.DateTime) -> None:
+    run = run_dag(reports.finance, conf={**books, "period": "last_30_days"}, logical_date=clock)
+    since, until = berlin_days(clock, 30)  # at 00:45 in Berlin, yesterday is the last day, whatever UTC says
     assert run.task_states == {"revenue_by_provider": "success"}
     summary = run.xcom("revenue_by_provider")
     assert summary["delivered"] == ["email:cfo@example.com", "slack:slack_api_default/#finance-ops"]
     expected = pd.read_sql("SELECT provider, SUM(amount) AS revenue, COUNT(*) AS n FROM payments "
-                           "WHERE status = 'succeeded' GROUP BY provider", sqlite_db.conn)
+                           "WHERE status = 'succeeded' AND created_at >= ? AND created_at < ? GROUP BY provider",
+                           sqlite_db.conn, params=(f"{since.in_timezone('UTC'):{UTC_TEXT}}",
+                                                   f"{until.in_timezone('UTC'):{UTC_TEXT}}"))
+    assert expected["n"].sum() > 0
 
     # Slack: one message carrying the three files, its comment the title and the table
     [message] = fake_slack.messages("#finance-ops")
-    assert (message.text or "").startswith(f"*Revenue by payment provider, {since:%Y-%m-%d} to {until:%Y-%m-%d}*")
+    last = until.subtract(days=1)
+    assert (message.text or "").startswith(f"*Revenue by payment provider, {since:%Y-%m-%d} to {last:%Y-%m-%d}*")
     assert "provider" in (message.text or "") and "Total" in (message.text or "")
     files = {f.filename: f for f in fake_slack.files}
     month = f"{since:%Y-%m-%d}"
@@ -87,12 +91,12 @@ def test_cfo_report_reaches_slack_and_email_with_files(books: dict[str, str], sq
 
 
 def test_ops_daily_summary_is_a_slack_table(books: dict[str, str], fake_slack: FakeSlack,
-                                            now: pendulum.DateTime) -> None:
-    run = run_dag(reports.daily, conf={"conn_id": books["conn_id"]}, logical_date=now)
+                                            clock: pendulum.DateTime) -> None:
+    run = run_dag(reports.daily, conf={"conn_id": books["conn_id"]}, logical_date=clock)
     assert run.task_states == {"payments_summary": "success"}
     [message] = fake_slack.messages("#ops")
     text = str(message.blocks)
-    since = now.in_timezone("Europe/Berlin").subtract(days=1)
-    assert f"Payments per provider and status, {since:%Y-%m-%d} to" in text
+    yesterday, _ = berlin_days(clock, 1)
+    assert f"Payments per provider and status, {yesterday:%Y-%m-%d}" in text
     assert "succeeded" in text and "Total" in text
     assert fake_slack.files == []

@@ -10,7 +10,7 @@ only way to pass ``reconcileIssues``. Both first fetch ``GET /field`` once, to m
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from jira import JIRA, JIRAError
@@ -29,8 +29,9 @@ def keys(c: JIRA, jql: str, **kwargs: object) -> list[str]:
     return [i.key for i in c.search_issues(jql, **kwargs)]  # type: ignore[call-overload]
 
 
-def seed(fake: FakeJira) -> None:
-    now = datetime.now(UTC)
+def seed(fake: FakeJira, now: datetime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Six issues dated back from ``now``, the fake's clock from then on (relative JQL like ``-7d`` reads it)."""
+    monkeypatch.setattr(fake.tracker, "now", lambda: now)
     fake.add_issue("OPS", "open alert A", labels=["ALERT{a}", "opsflow"], created=now - timedelta(days=5))  # OPS-1
     fake.add_issue("OPS", "alert A resolved 3 days ago", labels=["ALERT{a}"], status="Done",
                    created=now - timedelta(days=6), resolved=now - timedelta(days=3))  # OPS-2
@@ -79,14 +80,16 @@ JQL_CASES = [
 
 @BOTH
 @pytest.mark.parametrize(("jql", "expected"), JQL_CASES, ids=lambda v: str(v)[:40])
-def test_jql_subset(fake_jira: FakeJira, jql: str, expected: list[str]) -> None:
-    seed(fake_jira)
+def test_jql_subset(fake_jira: FakeJira, jql: str, expected: list[str], clock: datetime,
+                    monkeypatch: pytest.MonkeyPatch) -> None:
+    seed(fake_jira, clock, monkeypatch)
     assert keys(client(fake_jira), jql) == expected
 
 
 @BOTH
-def test_search_endpoint_per_deployment(fake_jira: FakeJira) -> None:
-    seed(fake_jira)
+def test_search_endpoint_per_deployment(fake_jira: FakeJira, clock: datetime,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    seed(fake_jira, clock, monkeypatch)
     c = client(fake_jira)
     start = fake_jira.mark()
     found = c.search_issues("statusCategory != Done", maxResults=2, fields="summary,status")
@@ -183,8 +186,9 @@ def test_cloud_paging(fake_jira: FakeJira) -> None:
     ("created >= startOfDay()", "The function 'startOfDay()' is not supported here"),
     ("priority > Low", "The operator '>' on the field 'priority' is not supported here"),
 ], ids=lambda v: str(v)[:30])
-def test_bad_or_unsupported_jql_is_a_400(fake_jira: FakeJira, jql: str, message: str) -> None:
-    seed(fake_jira)
+def test_bad_or_unsupported_jql_is_a_400(fake_jira: FakeJira, jql: str, message: str, clock: datetime,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    seed(fake_jira, clock, monkeypatch)
     with pytest.raises(JIRAError) as caught:
         client(fake_jira).search_issues(jql)
     assert caught.value.status_code == 400 and message in caught.value.text
@@ -192,8 +196,9 @@ def test_bad_or_unsupported_jql_is_a_400(fake_jira: FakeJira, jql: str, message:
 
 
 @pytest.mark.parametrize("fake_jira", ["server"], indirect=True)
-def test_server_validate_query_false_warns(fake_jira: FakeJira) -> None:
-    seed(fake_jira)
+def test_server_validate_query_false_warns(fake_jira: FakeJira, clock: datetime,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    seed(fake_jira, clock, monkeypatch)
     c = client(fake_jira)
     raw = c.search_issues("project = OPS AND labels = opsflow OR project = NOPE", validate_query=False,
                           json_result=True)
