@@ -67,11 +67,11 @@ lint: venv
 unit: venv
 	$(VENV)/bin/pytest -q tests/checks
 
-# Then the tests marked `clock` again at hard instants (Berlin past midnight while UTC is not, DST switches,
-# Feb 29, New Year's Eve): tests/clock_instants.py, a few minutes.
+# First the tests marked `clock` at hard instants (Berlin past midnight while UTC is not, DST switches,
+# Feb 29, New Year's Eve): tests/clock_instants.py, a few minutes; then the whole suite at today's time.
 test: venv db-binaries dbt browser faketime lint
-	$(PY) -m airflow_opsflow.testing.services -- $(VENV)/bin/pytest -q -p no:cacheprovider tests
 	$(PY) -m airflow_opsflow.testing.services -- $(PY) tests/clock_instants.py
+	$(PY) -m airflow_opsflow.testing.services -- $(VENV)/bin/pytest -q -p no:cacheprovider tests
 
 # Only the Airflow UI test: airflow standalone with the example DAGs, driven in headless Chromium;
 # screenshots in build/ui-screenshots. `make test` runs it with everything else.

@@ -24,7 +24,7 @@ from sqlglot import exp
 from airflow_opsflow.checks import sqlparts
 from airflow_opsflow.checks.dialects import REGEX_DIALECTS
 from airflow_opsflow.checks.monitor_spec import MetricCheck, ReconcileCheck
-from airflow_opsflow.checks.sample_policy import default_key
+from airflow_opsflow.checks.sample_policy import default_key, looks_personal
 from airflow_opsflow.checks.spec import (
     AcceptedValuesCheck,
     BetweenCheck,
@@ -65,6 +65,8 @@ class BoundCheck:
     sample_limit: int
     on_empty: OnEmpty
     condition: exp.Expr | None = None  # parsed `expression` / `sql` query
+    hidden_columns: list[str] = field(default_factory=list)  # a sql check's columns kept out of samples
+    sample_exprs: list[exp.Expr] = field(default_factory=list)  # a sql check's default sample columns
     where_sql: str | None = None  # the filter as sent, for reports
     entity_columns: list[str] = field(default_factory=list)  # resolved entity key, amount, since
 
@@ -151,8 +153,21 @@ def _bind(group: TableChecks, check: CheckBase, dialect: str, resolve: ColumnRes
         return BoundCheck(check, group.table, None, None, [], [], 0, "pass", q)
     if isinstance(check, SqlCheck):
         q = sqlparts.query(check.sql, dialect, "the 'sql' query")
-        return BoundCheck(check, group.table, None, None, [], check.sample_columns or [], _limit(group, check),
-                          "pass", q, entity_columns=check.entity.columns() if check.entity else [])
+        shown: list[exp.Expr] = []
+        hidden: list[str] = []
+        outputs = [_output_name(e) for e in q.selects]
+        names = [o.name.lower() for o in outputs if o is not None]
+        if check.sample_columns is None and check.entity is None and all(outputs) and len(set(names)) == len(names):
+            # Known output columns: the statement carries only those a sample may show (see sample_policy),
+            # which keeps what its window buffers narrow. Identifiers as written: the database folds them.
+            for ident in outputs:
+                assert ident is not None
+                (hidden.append(ident.name) if looks_personal(ident.name) else
+                 shown.append(exp.Column(this=ident.copy())))
+        b = BoundCheck(check, group.table, None, None, [], check.sample_columns or [], _limit(group, check), "pass",
+                       q, hidden_columns=hidden, entity_columns=check.entity.columns() if check.entity else [])
+        b.sample_exprs = shown
+        return b
     assert group.table is not None
     table = sqlparts.table_ref(group.table, dialect)
     real = resolve(group.table) if resolve else None
@@ -358,11 +373,21 @@ def _sql_check_query(b: BoundCheck, dialect: str) -> PlannedQuery:
         q = _entities(b, exp.select().from_(b.condition.copy().subquery("opsflow_q")), b.entity_columns,
                       b.check.entity.max_entities + 1, total=True)
     else:
-        picked = [sqlparts.column(s) for s in b.sample_columns] or [exp.Column(this=exp.Star(),
-                                                                              table=exp.to_identifier("opsflow_q"))]
+        picked: list[exp.Expr] = ([sqlparts.column(s) for s in b.sample_columns] or [e.copy() for e in b.sample_exprs]
+                  or [exp.Column(this=exp.Star(), table=exp.to_identifier("opsflow_q"))])
         total = exp.Window(this=exp.Count(this=exp.Star())).as_(SQL_TOTAL)
         q = exp.select(total, *picked).from_(b.condition.copy().subquery("opsflow_q")).limit(max(b.sample_limit, 1))
     return PlannedQuery(q.sql(dialect, comments=False), b.table_name, {b.name: {"violations": SQL_TOTAL}}, rows=True)
+
+
+def _output_name(e: exp.Expr) -> exp.Identifier | None:
+    """The identifier a select-list item is known by (``email``, ``x AS e``), or None (``*``, ``a + 1``)."""
+    if isinstance(e, exp.Alias):
+        alias = e.args.get("alias")
+        return alias if isinstance(alias, exp.Identifier) else None
+    if isinstance(e, exp.Column) and isinstance(e.this, exp.Identifier):
+        return e.this
+    return None
 
 
 def sample_query(b: BoundCheck, dialect: str) -> str | None:

@@ -259,9 +259,12 @@ def _spec_loader() -> Any:
 
     resolvers: dict[Any, list[Any]] = {}
     for first, entries in yaml.SafeLoader.yaml_implicit_resolvers.items():
-        resolvers[first] = [(tag, regexp) for tag, regexp in entries
-                            if tag not in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")]
+        resolvers[first] = [(tag, regexp) for tag, regexp in entries if tag not in _REDEFINED]
     SpecLoader.yaml_implicit_resolvers = resolvers
+    # YAML 1.2's booleans: only true/false. "yes"/"no"/"on"/"off" stay text, so `values: [yes, no]` checks a
+    # text column instead of turning into [True, False]; boolean fields still read them (pydantic does).
+    SpecLoader.add_implicit_resolver(
+        "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
     # YAML 1.1's int and float forms, without the base-60 ones ("190:20:30").
     SpecLoader.add_implicit_resolver(
         "tag:yaml.org,2002:int",
@@ -274,6 +277,9 @@ def _spec_loader() -> Any:
         list("-+0123456789."))
     _LOADER = SpecLoader
     return SpecLoader
+
+
+_REDEFINED = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool")
 
 
 def _check_size(raw: Any, context: str) -> None:

@@ -232,7 +232,7 @@ class SuiteRun:
         keep = list(range(len(names)))
         if b.check.sample_columns is None and b.check.entity is None:
             keep = [i for i, n in enumerate(names) if not looks_personal(n)]
-            left_out = [n for i, n in enumerate(names) if i not in keep]
+            left_out = b.hidden_columns + [n for i, n in enumerate(names) if i not in keep]
             if left_out:
                 r.message += (f" (samples leave out {', '.join(left_out)}: they look like personal data; "
                               "list the columns to show in sample_columns)")

@@ -13,24 +13,32 @@ from __future__ import annotations
 
 import re
 
-# Matched against whole underscore-separated words of a column name, case-insensitively.
+# Matched against the name's last words (``customer_email``, ``billing_address``, ``card_number``) once it is
+# written in snake case: ``userEmail`` and ``E-Mail`` too. A name that only starts with such a word
+# (``token_count``, ``card_type``, ``ip_count``) is a fact about the data, not the data.
 _PERSONAL = re.compile(
-    r"(?:^|_)(?:e_?mail|email_address|phone|phone_number|mobile|fax|msisdn|"
-    r"first_?name|last_?name|full_?name|given_?name|family_?name|surname|middle_?name|"
-    r"customer_name|contact_name|name|"
+    r"(?:^|_)(?:e_?mail|mail|email_address|mail_address|phone|phone_number|phone_no|mobile|mobile_number|fax|"
+    r"msisdn|first_?name|last_?name|full_?name|given_?name|family_?name|surname|middle_?name|name|"
     r"birth_?date|date_of_birth|dob|birthday|gender|"
-    r"ssn|social_security|passport|national_id|tax_id|vat_id|"
-    r"iban|bic|swift|account_number|card|card_number|pan|cvv|cvc|"
+    r"ssn|social_security_number|passport|passport_number|national_id|tax_id|vat_id|"
+    r"iban|bic|swift|account_number|card|card_number|card_no|pan|cvv|cvc|"
     r"password|passwd|secret|token|api_key|"
-    r"address|street|address_line\d*|postcode|postal_code|zip|zip_code|"
-    r"ip|ip_address|ipaddr|user_agent|latitude|longitude|lat|lon|lng)(?:$|_)",
+    r"address|addr|street|address_line\d*|postcode|postal_code|zip|zip_code|"
+    r"ip|ip_address|ipaddr|ip_addr|user_agent|latitude|longitude|lat|lon|lng)$",
     re.IGNORECASE,
 )
 
 
+def _snake(name: str) -> str:
+    """``userEmail`` -> ``user_email``, ``E-Mail`` -> ``e_mail``, ``IPAddress`` -> ``ip_address``."""
+    name = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", name.strip())
+    name = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name)
+    return re.sub(r"[^0-9A-Za-z]+", "_", name).strip("_").lower()
+
+
 def looks_personal(column: str) -> bool:
     """True when a column's name suggests personal data (``email``, ``billing_address``, ``card_number``)."""
-    return bool(_PERSONAL.search(column))
+    return bool(_PERSONAL.search(_snake(column)))
 
 
 def default_key(columns: list[str], table: str) -> str | None:

@@ -8,7 +8,7 @@ error names the check and the field at fault (see :mod:`airflow_opsflow.checks.l
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, time, timedelta
+from datetime import time, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -112,17 +112,20 @@ class AcceptedValuesCheck(_ColumnCheck):
     """Every non-NULL ``column`` value is one of ``values``."""
 
     kind: Literal["accepted_values"]
-    values: list[Scalar] = Field(min_length=1, max_length=10_000)
+    values: list[bool | Scalar] = Field(min_length=1, max_length=10_000)
 
     @field_validator("values", mode="before")
     @classmethod
     def _literals(cls, v: Any) -> Any:
         if not isinstance(v, list):
             return v
-        for value in v:
+        flags = [value for value in v if isinstance(value, bool)]
+        if flags and len(flags) == len(v):
+            return v  # a boolean column: [true, false]
+        for value in v:  # a boolean among other values is YAML's yes/no trap: check_literal says so
             check_literal(value, "accepted value", allow_empty=True)
-        kinds = {order_key(value)[0] for value in v if not isinstance(value, (date, datetime))}
-        if kinds == {"number", "text"}:
+        # Only real numbers beside text are a mix ("10" and "S" are both text: sizes, HTTP codes as text).
+        if any(isinstance(x, (int, float)) for x in v) and any(isinstance(x, str) for x in v):
             raise ValueError("values mix numbers and text: a column holds one or the other (quote the numbers "
                              "if the column is text)")
         return v

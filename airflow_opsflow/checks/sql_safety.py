@@ -55,7 +55,7 @@ FAMILIES: dict[str, Family] = {
         "pg_terminate_backend", "pg_cancel_backend", "pg_reload_conf", "pg_rotate_logfile*", "pg_switch_wal",
         "pg_switch_xlog", "pg_promote", "pg_*backup*", "pg_create_restore_point", "pg_wal_replay_*",
         "pg_xlog_replay_*", "pg_log_backend_memory_contexts", "pg_stat_reset*", "pg_import_system_collations",
-        "pg_truncate_visibility_map",
+        "pg_truncate_visibility_map", "pg_stat_statements_reset",
     ), "end other sessions, reload or reconfigure the server, reset statistics"),
     "settings": Family(_PG, ("set_config",),
                        "changes a setting for the rest of the transaction: the statement timeout, the search "
@@ -234,21 +234,34 @@ def _checked(parse: Callable[[str], exp.Expr], text: str, dialect: str | None, a
 
 
 def _parse(parse: Callable[[str], exp.Expr], dialect: str | None) -> exp.Expr:
-    """Parse in ``dialect``; without one, in the first of the common dialects that accepts the text
-    (so nothing valid on the real connection is refused), reporting the generic dialect's error."""
+    """Parse in ``dialect``; without one, in the first of the common dialects that accepts the text, then
+    in any other dialect sqlglot knows (Snowflake's ``payload:id``, T-SQL's ``TOP``): nothing valid on the
+    real connection is refused at parse, and the run parses it again in the connection's own dialect.
+    Text no dialect reads is refused with the generic dialect's error."""
     if dialect:
         return _guarded(parse, dialect)
     first: SqlFragmentError | None = None
-    for candidate in FALLBACK_DIALECTS:
+    for candidate in (*FALLBACK_DIALECTS, *_other_dialects()):
         try:
-            return _guarded(parse, candidate)
+            tree = _guarded(parse, candidate)
         except UnsafeSqlError:
             raise
         except SqlFragmentError as e:
             first = first or e
+            continue
+        # A permissive dialect reads almost anything ("25:00" is a Snowflake path on 25): accept its reading
+        # only when it reads data, a column or a table.
+        if candidate in FALLBACK_DIALECTS or tree.find(exp.Column, exp.Table) is not None:
+            return tree
     assert first is not None
-    raise SqlFragmentError(f"{first} [read as generic SQL, PostgreSQL, MySQL and SQLite: if your database's "
-                           "dialect reads it, pass dialect= to the operator]") from None
+    raise SqlFragmentError(f"{first} [no SQL dialect reads it]") from None
+
+
+def _other_dialects() -> list[str]:
+    from sqlglot.dialects.dialect import Dialects
+
+    # prql and dax are not SQL; tried last, only for text the common dialects refuse.
+    return [d.value for d in Dialects if d.value not in (*FALLBACK_DIALECTS, "prql", "dax")]
 
 
 def _guarded(parse: Callable[[str], exp.Expr], dialect: str) -> exp.Expr:

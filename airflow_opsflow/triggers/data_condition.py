@@ -107,13 +107,16 @@ def poll_condition(
     from airflow_opsflow.hooks.db import dialect_of, get_db_hook
 
     hook = get_db_hook(conn_id)
+    real = dialect_of(hook, dialect)
+    # Loaded in the connection's dialect: only that dialect's refused functions apply (as the sensor checked).
+    suite = load_suite(checks, dialect=real) if checks is not None else None
     conn = hook.get_conn()
     try:
         return condition_holds(
             conn,
-            dialect_of(hook, dialect),
+            real,
             sql=sql,
-            suite=load_suite(checks) if checks is not None else None,
+            suite=suite,
             statement_timeout=timedelta(seconds=statement_timeout) if statement_timeout else None,
             now=run_time,
         )

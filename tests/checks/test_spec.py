@@ -172,7 +172,7 @@ def test_statement_timeouts_are_bounded(value: object, expected: str) -> None:
     ("1440", "deadline 1440 is not a time of day"),
     ("24:00", "deadline '24:00' is not a time of day"),
     ("'06:00+02:00'", "deadline '06:00+02:00' is not a time of day"),
-    ("yes", "deadline True is not a time of day"),
+    ("yes", "deadline 'yes' is not a time of day"),
 ])
 def test_deadlines_that_are_not_a_time_of_day(yaml_value: str, expected: str) -> None:
     text = _error(f"table: p\nchecks:\n  - name: f\n    kind: freshness\n    column: a\n    deadline: {yaml_value}\n")
@@ -213,9 +213,16 @@ def test_accepted_values_that_make_no_sense(values: list[object], expected: str)
     assert "check 'v' (accepted_values): field 'values'" in text and expected in text
 
 
-def test_yaml_yes_no_in_accepted_values_is_refused_not_turned_into_1() -> None:
-    text = _error("table: p\nchecks:\n  - name: v\n    kind: accepted_values\n    column: s\n    values: [yes, no]\n")
-    assert "YAML reads yes/no/on/off/true/false as booleans" in text
+def test_yaml_yes_no_in_accepted_values_is_text_not_turned_into_1() -> None:
+    # YAML 1.2 booleans: yes/no stay text (a text column's values); true/false are a boolean column's.
+    text = load_suite("table: p\nchecks:\n  - {name: v, kind: accepted_values, column: s, values: [yes, no]}\n")
+    assert text.tables[0].checks[0].values == ["yes", "no"]  # type: ignore[attr-defined]
+    flags = load_suite("table: p\nchecks:\n  - {name: v, kind: accepted_values, column: s, values: [true, false]}\n")
+    assert flags.tables[0].checks[0].values == [True, False]  # type: ignore[attr-defined]
+    assert "is a boolean" in _error({"table": "p", "checks": [{"kind": "accepted_values", "column": "s",
+                                                               "values": ["maybe", True]}]})
+    both = load_suite("table: p\nchecks:\n  - {kind: between, column: a, min: 0, max: 1, min_exclusive: yes}\n")
+    assert both.tables[0].checks[0].min_exclusive is True  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("check,expected", [
@@ -336,3 +343,19 @@ def test_a_spec_can_carry_its_own_opt_out() -> None:
     spec = "allow_functions: [set_config]\nchecks:\n  - kind: sql\n    sql: SELECT set_config('a', 'b', true)\n"
     assert load_suite(spec).allow_functions == ["set_config"]
     assert "set_config (" in _error(spec.replace("allow_functions: [set_config]\n", ""))
+
+
+@pytest.mark.parametrize("values", [["S", "M", "L", "10", "12"], ["200", "404", "unknown"], [True, False], [1, 2]])
+def test_accepted_values_people_write_load(values: list[object]) -> None:
+    suite = load_suite({"table": "p", "checks": [{"kind": "accepted_values", "column": "s", "values": values}]})
+    assert suite.tables[0].checks[0].values == values  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("text", ["payload:customer.id IS NOT NULL", "IS_NULL_VALUE(v:a)"])
+def test_sql_other_dialects_read_is_not_refused_at_parse(text: str) -> None:
+    # Snowflake paths: no common dialect reads them, Snowflake does; the run parses them again in the
+    # connection's own dialect.
+    load_suite({"table": "p", "checks": [{"kind": "expression", "expression": text}]})
+    load_suite({"checks": [{"kind": "sql", "sql": "SELECT TOP 10 id FROM p"}]})
+    with pytest.raises(CheckSpecError, match="no SQL dialect reads it"):
+        load_suite({"table": "p", "checks": [{"kind": "expression", "expression": "((("}]})
