@@ -26,6 +26,7 @@ from sqlglot.errors import SqlglotError
 from airflow_opsflow.checks import sqlparts
 from airflow_opsflow.checks.monitor_spec import MetricCheck
 from airflow_opsflow.checks.results import CheckResult, Status, json_safe
+from airflow_opsflow.checks.session import QueryError
 from airflow_opsflow.monitors import buckets
 from airflow_opsflow.monitors.detect import Detection, Point, Verdict, judge
 
@@ -95,7 +96,7 @@ def run_metric(b: Bound, history: History, key: str, now: datetime, query: Query
         wanted = buckets.between(min(first, latest, key=datetime.timestamp), latest, c.bucket, zone)
         sql: list[str] = []
         if newest is None:  # a first run: buckets before the table's first row are no data, not zeros
-            starts, sql = _first_row(b, query, dialect)
+            starts, sql = _first_row(b, first, query, dialect)
             cut = buckets.floor(starts, c.bucket, zone).timestamp() if starts else math.inf
             wanted = [at for at in wanted if at.timestamp() >= cut]
             if cut > latest.timestamp():
@@ -179,18 +180,29 @@ def _bucketed(b: Bound, wanted: list[datetime], query: Query,
     return values, sql_run
 
 
-def _first_row(b: Bound, query: Query, dialect: str) -> tuple[datetime | None, list[str]]:
-    """When the table's data starts (its earliest time, whatever the check's filter: after it, a bucket
-    without rows is a real zero); None for an empty table."""
+def _first_row(b: Bound, window: datetime, query: Query, dialect: str) -> tuple[datetime | None, list[str]]:
+    """When the table's data starts, as far as the backfill (from ``window``) can see: ``window`` if any row
+    is older, else its earliest time (whatever the check's filter: after it, a bucket without rows is a
+    real zero); None for an empty table.
+
+    Both queries compare the raw time column with a bound (no function around it), so an index, a BRIN
+    index or partition pruning applies; a table's unbounded MIN would scan a big one on each first run.
+    The older-rows probe goes first: on a table older than the window it stops at its first row, and no
+    minimum is asked at all."""
     assert b.table is not None and b.time_column is not None
-    time_col: exp.Expr = sqlparts.column(b.time_column)
-    if dialect == "sqlite":
-        time_col = exp.Anonymous(this="datetime", expressions=[time_col])
-    sql = exp.select(exp.Min(this=time_col)).from_(b.table.copy()).sql(dialect, comments=False)
-    _, rows = query(sql)
+    start = exp.Literal.string(buckets.sql_literal(window, b.check.column_timezone, dialect))
+    older = (exp.select(exp.Literal.number(1)).from_(b.table.copy())
+             .where(exp.LT(this=sqlparts.column(b.time_column), expression=start.copy())).limit(1))
+    sql = [older.sql(dialect, comments=False)]
+    if _ask(b, window, sql[0], query):
+        return window, sql
+    earliest = (exp.select(exp.Min(this=sqlparts.column(b.time_column))).from_(b.table.copy())
+                .where(exp.GTE(this=sqlparts.column(b.time_column), expression=start)))
+    sql.append(earliest.sql(dialect, comments=False))
+    rows = _ask(b, window, sql[1], query)
     value = rows[0][0] if rows and rows[0] else None
     if value is None:
-        return None, [sql]
+        return None, sql
     if isinstance(value, str):
         try:
             value = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
@@ -202,7 +214,21 @@ def _first_row(b: Bound, query: Query, dialect: str) -> tuple[datetime | None, l
         raise MetricError(f"time_column {b.time_column!r} does not hold timestamps (got {value!r})")
     if value.tzinfo is None:
         value = value.replace(tzinfo=ZoneInfo(b.check.column_timezone))
-    return value, [sql]
+    return value, sql
+
+
+def _ask(b: Bound, window: datetime, sql: str, query: Query) -> list[tuple[Any, ...]]:
+    """Run a first-run query; a failure says what it was for and what to do, as it repeats on every run
+    until one succeeds (the history stays empty, so each run is a first run again)."""
+    try:
+        return query(sql)[1]
+    except QueryError as e:
+        raise MetricError(
+            f"the first run (no history stored yet) could not find where the table's data starts within the "
+            f"backfill window (rows with time_column {b.time_column!r} from {window.isoformat()} on): {e}. Every "
+            f"run fails here until this succeeds once: index {b.time_column!r} (or partition by it), or set a "
+            f"smaller 'backfill' (now {b.check.backfill or b.check.detection().window} buckets), or raise the "
+            f"statement timeout") from e
 
 
 def _per_run(b: Bound, at: datetime, query: Query,

@@ -11,6 +11,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import sqlglot
+from sqlglot import exp
 
 from airflow_opsflow.checks.loader import load_suite
 from airflow_opsflow.checks.results import CheckResult
@@ -45,10 +47,12 @@ def history(db: Database, tmp_path: Any, pg_uri: str) -> Iterator[MetricRepo]:
     store.close()
 
 
-def run(db: Database, table: str, history: MetricRepo, check: dict[str, Any], day: float) -> CheckResult:
+def run(db: Database, table: str, history: MetricRepo, check: dict[str, Any], day: float,
+        timeout: timedelta | None = None) -> CheckResult:
     suite = load_suite({"table": table, "checks": [check]})
     at = (START + timedelta(days=day)).replace(tzinfo=UTC)
-    (result,) = run_suite(db.conn, suite, db.dialect, history=history, history_key="dag/task", metrics_at=at)
+    (result,) = run_suite(db.conn, suite, db.dialect, history=history, history_key="dag/task", metrics_at=at,
+                          statement_timeout=timeout)
     return result
 
 
@@ -97,3 +101,53 @@ def test_a_table_that_starts_later_than_the_judged_day(db: Database, orders: str
     db.execute(f"DELETE FROM {orders}")
     empty = run(db, orders, history, {**DAILY, "name": "empty"}, day=DAYS + 0.1)
     assert empty.status == "skipped" and "(the table has no rows yet)" in empty.message
+
+
+def bound(sql: str, dialect: str) -> tuple[type[exp.Expr], str]:
+    """The statement's one condition on the time column: its operator and the literal it compares with."""
+    (cond,) = [c for c in sqlglot.parse_one(sql, read=dialect).find_all(exp.LT, exp.GTE)]
+    # The raw column, no datetime() or cast around it: an index, BRIN or partition pruning can serve it.
+    assert isinstance(cond.this, exp.Column) and cond.this.name == "created_at", sql
+    assert isinstance(cond.expression, exp.Literal), sql
+    return type(cond), cond.expression.this
+
+
+def test_the_first_row_is_looked_for_within_the_backfill_window(db: Database, orders: str,
+                                                                 history: MetricRepo) -> None:
+    result = run(db, orders, history, DAILY, day=DAYS + 0.1)
+    # The window: the 98 days of the training window up to the judged day (START + 59), in the column's form.
+    start = START + timedelta(days=DAYS - 1 - 97)
+    literal = f"{start:%Y-%m-%d} 00:00:00" + ("" if db.dialect == "sqlite" else "+00:00")
+    older, earliest = result.sql[:2]
+    assert bound(older, db.dialect) == (exp.LT, literal) and "LIMIT 1" in older.upper()
+    assert bound(earliest, db.dialect) == (exp.GTE, literal) and "MIN(" in earliest.upper()
+    assert min(stored(history, DAILY)) == START  # still the table's first day
+
+
+def test_a_table_older_than_the_window_needs_no_minimum(db: Database, orders: str, history: MetricRepo) -> None:
+    check = {**DAILY, "backfill": 20}
+    result = run(db, orders, history, check, day=DAYS + 0.1)
+    # Rows exist before the window's start: the one probe for them is enough, no MIN over the table.
+    assert bound(result.sql[0], db.dialect)[0] is exp.LT
+    assert not any("MIN(" in sql.upper() for sql in result.sql), result.sql
+    points = stored(history, check)
+    assert min(points) == START + timedelta(days=DAYS - 20) and len(points) == 20
+
+
+def test_a_first_run_timeout_says_what_to_do(db: Database, orders: str, history: MetricRepo) -> None:
+    if db.dialect != "postgres":
+        pytest.skip("a statement timeout on a slow table needs a server (pg_sleep)")
+    slow = f"{orders}_slow"
+    db.execute(f"CREATE VIEW {slow} AS SELECT * FROM {orders} WHERE pg_sleep(0.5) IS NOT NULL")
+    try:
+        for _ in range(2):  # the history stays empty: the next run is a first run again, failing the same way
+            result = run(db, slow, history, DAILY, day=DAYS + 0.1, timeout=timedelta(milliseconds=100))
+            assert result.status == "error"
+            assert "the first run (no history stored yet) could not find where the table's data starts" \
+                   in result.message, result.message
+            assert "statement timeout" in result.message
+            assert "index 'created_at'" in result.message and "smaller 'backfill' (now 98 buckets)" in result.message
+            assert stored(history, DAILY) == {}
+    finally:
+        db.conn.rollback()
+        db.execute(f"DROP VIEW {slow}")
