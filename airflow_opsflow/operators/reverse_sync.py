@@ -51,7 +51,9 @@ class ReverseSyncOperator(BaseOperator):
     :param dry_run: report counts, field-level diffs for a sample and the expected requests; send nothing
         and leave the state untouched. (templated)
     :param max_delete_share: mirror refuses to delete more than this share of the synced records (0.2)...
-    :param max_delete_rows: ... unless they are at most this many records (10): a small sync may lose a few keys.
+    :param max_delete_rows: ... unless they are at most this many records (default 1: a single delete always
+        goes, so a small sync can lose a key; beyond one the share applies, so 10 of 11 is refused). 0: the
+        share alone.
     :param allow_empty_source: let mirror delete everything when the source returns no rows.
     :param max_failed: fail the task when more records than this are rejected (default 0; None: no limit).
     :param max_failed_share: fail only above this share of rejected records (with ``max_failed``, both must
@@ -88,7 +90,7 @@ class ReverseSyncOperator(BaseOperator):
         full_resync: bool | str = False,
         dry_run: bool | str = False,
         max_delete_share: float = 0.2,
-        max_delete_rows: int = 10,
+        max_delete_rows: int = 1,
         allow_empty_source: bool = False,
         max_failed: int | None = 0,
         max_failed_share: float | None = None,

@@ -33,6 +33,9 @@ from airflow_opsflow.sync.spec import SyncSpec, SyncSpecError
 log = logging.getLogger(__name__)
 MAX_DUPLICATE_KEYS = 100_000
 _RETRY_CHUNK = 500
+_DELETE_SAMPLE = 100  # keys a mirror's report lists of those it would delete
+_DRY_DELETE_CHUNK = 10_000  # a dry run counts its deletes in groups of this many
+_NO_LIMIT = 2**63
 
 OPS: dict[str, dict[str, Operation | None]] = {  # mode -> change kind -> operation (None: not sent)
     "upsert": {"added": "upsert", "changed": "upsert"},
@@ -194,7 +197,10 @@ class SyncRun:
         differ = Differ(plan, src, repo, store.table("sync_keys") if pushdown else None, duplicates,
                         to_record, OPS[spec.mode], resend_all=spec.full_resync,
                         track_keys=spec.mode == "mirror" and full and not pushdown)
-        chunks = self._items(differ, since, failed_keys, full, repo, report)
+        # Counted before anything is sent: the guard's share must not depend on how many of this run's
+        # new records were recorded by the time the deletes are read.
+        synced = repo.synced_count() if spec.mode == "mirror" and full else 0
+        chunks = self._items(differ, since, failed_keys, full, repo, report, synced)
         if spec.dry_run:
             self._dry(chunks, report)
         else:
@@ -264,7 +270,7 @@ class SyncRun:
     # -- what to send -----------------------------------------------------------------------------------
 
     def _items(self, differ: Differ, since: Any, failed_keys: list[str], full: bool, repo: SyncRepo,
-               report: SyncReport) -> Iterator[Group]:
+               report: SyncReport, synced: int) -> Iterator[Group]:
         """What to send, in groups of items sharing an operation and a write (see Deliverer.run)."""
         spec = self.spec
 
@@ -289,44 +295,76 @@ class SyncRun:
             differ.exclude.update(chunk)  # the main read passes over them (neither sent nor counted twice)
         yield from as_items(differ.changes(since))
         if spec.mode == "mirror" and full:
-            deletes = list(self._deletes(differ, repo, report))
-            if deletes:
-                yield "delete", "", deletes
+            yield from self._deletes(differ, synced, repo, report)
 
-    def _deletes(self, differ: Differ, repo: SyncRepo, report: SyncReport) -> Iterator[Item]:
+    def _deletes(self, differ: Differ, synced: int, repo: SyncRepo, report: SyncReport) -> Iterator[Group]:
+        """The deletes, guarded: a real run holds them (at most the allowed number) until all were counted.
+
+        ``synced`` is known before the deletes are read, and so is the allowed number: beyond it only a
+        count and the first keys are kept, so a broken source on a large mirror is refused without holding
+        every synced key in memory. A dry run streams them."""
         spec = self.spec
-        gone, never_sent = [], []
+        allowed = self._allowed_deletes(synced)
+        kept: list[Item] = []  # real run: the deletes to send, while within the limits
+        never_sent: list[str] = []
+        sample: list[str] = []
+        count = 0
         for key, row_hash, ref, status in differ.deletes():
             if row_hash is None and ref is None and status != PENDING:
-                never_sent.append(key)  # the destination never confirmed it: nothing to delete there
+                if count <= allowed:  # a refused run forgets nothing
+                    never_sent.append(key)  # the destination never confirmed it: nothing to delete there
                 continue
-            gone.append((key, row_hash, ref))
-        if gone:
-            refused = self._delete_guard(len(gone), repo.synced_count())
+            count += 1
+            if len(sample) < _DELETE_SAMPLE:
+                sample.append(key)
             if spec.dry_run:
-                report.delete_keys = [key for key, _, _ in gone[:100]]
-                if refused and not report.refused:
-                    report.refused = f"a real run would be refused: {refused}"
-            elif refused:
-                report.refused = f"{refused}; no record was deleted"
-                raise SyncRefused(f"sync {spec.state_id!r}: {report.refused}", report)
+                kept.append(Item(key, (), None, row_hash, ref, op="delete", kind="deleted"))
+                if len(kept) >= _DRY_DELETE_CHUNK:
+                    yield "delete", "", kept
+                    kept = []
+            elif count <= allowed:
+                kept.append(Item(key, (), None, row_hash, ref, op="delete", kind="deleted"))
+            elif kept or never_sent:  # over the limits: refused; only counted from here on
+                kept, never_sent = [], []
+        refused = self._delete_guard(count, synced) if count > allowed else None
+        if spec.dry_run or refused:
+            report.delete_keys = sample  # what it would delete
+        if spec.dry_run:
+            if refused and not report.refused:
+                report.refused = f"a real run would be refused: {refused}"
+        elif refused:
+            report.refused = f"{refused}; no record was deleted"
+            raise SyncRefused(f"sync {spec.state_id!r}: {report.refused}", report)
         if never_sent and not spec.dry_run:
             repo.forget(never_sent)
-        for key, row_hash, ref in gone:
-            yield Item(key, (), None, row_hash, ref, op="delete", kind="deleted")
+        if kept:
+            yield "delete", "", kept
 
-    def _delete_guard(self, deletes: int, synced: int) -> str | None:
-        """Why mirror must not delete ``deletes`` of ``synced`` records, or None.
+    def _allowed_deletes(self, synced: int) -> int:
+        """The most deletes mirror may make of ``synced`` records: ``max_delete_rows`` (default 1), or more
+        while within ``max_delete_share``. Refused beyond it."""
+        return max(self.spec.max_delete_rows, self._share_allows(synced))
 
-        Refused only over both limits: the share (compared as a share, so a small sync is not held to a
-        rounded-down count of zero) and the absolute ``max_delete_rows`` that is always allowed."""
+    def _share_allows(self, synced: int) -> int:
+        """The most deletes within ``max_delete_share`` of ``synced``, compared as a share (so that
+        2 of 10 pass at 0.2 whatever the float product's rounding)."""
+        share = self.spec.max_delete_share
+        if share >= 1:
+            return _NO_LIMIT
+        n = int(synced * share)
+        while n < synced and (n + 1) / synced <= share:
+            n += 1
+        while n > 0 and n / synced > share:
+            n -= 1
+        return n
+
+    def _delete_guard(self, deletes: int, synced: int) -> str:
+        """Why mirror must not delete ``deletes`` of ``synced`` records (over both limits)."""
         spec = self.spec
         share = deletes / synced if synced else 1.0
-        if deletes <= spec.max_delete_rows or share <= spec.max_delete_share:
-            return None
         return (f"mirror would delete {deletes:,} of {synced:,} synced records ({share:.1%}), over both limits: "
-                f"max_delete_share={spec.max_delete_share:g} (at most {int(synced * spec.max_delete_share):,} "
-                f"of {synced:,}) and max_delete_rows={spec.max_delete_rows:,}; raise either if the deletes are "
+                f"max_delete_share={spec.max_delete_share:g} (at most {self._share_allows(synced):,} of "
+                f"{synced:,}) and max_delete_rows={spec.max_delete_rows:,}; raise either if the deletes are "
                 f"intended")
 
     # -- dry runs and outcomes ---------------------------------------------------------------------------

@@ -28,7 +28,7 @@ class SyncReport:
     invalid: list[dict[str, Any]] = field(default_factory=list)
     invalid_reasons: dict[str, int] = field(default_factory=dict)
     preview: list[dict[str, Any]] = field(default_factory=list)  # dry run: sample of what would change
-    delete_keys: list[str] = field(default_factory=list)  # dry run: keys mirror would delete (first 100)
+    delete_keys: list[str] = field(default_factory=list)  # mirror: keys it would delete (first 100; dry or refused)
     requests: dict[str, int] = field(default_factory=dict)  # dry run: expected; else made
     retries: int = 0
     rate_limited: int = 0
@@ -65,7 +65,10 @@ class SyncReport:
             lines.append(f"  ... {c['failed'] - 10:,} more failed records (XCom 'failures' lists up to 100)")
         for p in self.preview[:10]:
             lines.append(f"  would {p['op']} {p['key']}: {p['diff']}")
-        if self.delete_keys:
+        if self.delete_keys and not self.dry_run:  # refused: the count is in the refusal
+            lines.append(f"  refused deletes, e.g. {', '.join(self.delete_keys[:10])}"
+                         + (" (XCom 'delete_keys' lists up to 100)" if len(self.delete_keys) > 10 else ""))
+        elif self.delete_keys:
             more = c["deleted"] - 10
             lines.append(f"  would delete {c['deleted']:,} record{'s' if c['deleted'] != 1 else ''}: "
                          f"{', '.join(self.delete_keys[:10])}"

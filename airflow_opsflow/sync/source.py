@@ -168,6 +168,13 @@ class SqlSource:
                     yield names, chunk
             elif rows:
                 yield names, rows
+                while len(rows) == self.fetch_size:  # SQLite: the rest in this thread
+                    try:
+                        rows = cur.fetchmany(self.fetch_size)
+                    except Exception as e:
+                        raise self._failed(role, e, " while streaming") from e
+                    if rows:
+                        yield names, rows
         finally:
             try:
                 cur.close()

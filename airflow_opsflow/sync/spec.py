@@ -35,7 +35,8 @@ class SyncSpec:
     :param full_resync: send every row, whatever the state says.
     :param dry_run: report what would be sent; send nothing, leave state untouched.
     :param max_delete_share: mirror refuses to delete more than this share of the synced keys...
-    :param max_delete_rows: ... unless they are at most this many (a small sync may lose a few keys).
+    :param max_delete_rows: ... unless they are at most this many (default 1: a single delete always goes,
+        so a small sync can lose a key; beyond it the share applies). 0: the share alone.
     :param allow_empty_source: let mirror delete everything when the source returns no rows.
     :param max_failed: fail the task when more records than this are rejected (None: no count limit).
     :param max_failed_share: ... or when more than this share of the records sent is rejected.
@@ -54,7 +55,7 @@ class SyncSpec:
     full_resync: bool = False
     dry_run: bool = False
     max_delete_share: float = 0.2
-    max_delete_rows: int = 10
+    max_delete_rows: int = 1
     allow_empty_source: bool = False
     max_failed: int | None = 0
     max_failed_share: float | None = None

@@ -26,6 +26,7 @@ from airflow_opsflow.sync.engine import SyncFailed, SyncRefused, SyncRun
 from airflow_opsflow.sync.mapping import Field, Mapping, MappingError
 from airflow_opsflow.sync.plan import Plan, source_query
 from airflow_opsflow.sync.ratelimit import RateLimiter, parse_retry_after
+from airflow_opsflow.sync.report import SyncReport
 from airflow_opsflow.sync.source import SqlSource
 from airflow_opsflow.sync.spec import SyncSpec, SyncSpecError
 
@@ -173,11 +174,93 @@ def test_mirror_guard_on_a_small_sync(dbs: tuple[Path, Path]) -> None:
     assert run(dbs, dest, mode="mirror", max_delete_share=0.4, max_delete_rows=0).counts["deleted"] == 1
     execute(dbs, "DELETE FROM accounts", *(f"INSERT INTO accounts VALUES ({i}, 'a{i}', {i}, 'g')"
                                            for i in range(10, 30)))
-    replaced = run(dbs, dest, mode="mirror").counts  # 2 of 2 synced go: few enough (max_delete_rows=10)
+    with pytest.raises(SyncRefused, match=r"delete 2 of 2 synced records \(100\.0%\)") as refused:
+        run(dbs, dest, mode="mirror")  # both synced keys leave: over one record and over the share
+    assert {"1", "3"} <= set(dest.rows)
+    replaced = run(dbs, dest, mode="mirror", max_delete_rows=2).counts  # intended: allowed
     assert (replaced["added"], replaced["deleted"]) == (20, 2)
-    execute(dbs, "DELETE FROM accounts WHERE id >= 20")  # 10 of 20: half, but within max_delete_rows
-    assert run(dbs, dest, mode="mirror").counts["deleted"] == 10 and sorted(dest.rows, key=int) == [
-        str(i) for i in range(10, 20)]
+    execute(dbs, "DELETE FROM accounts WHERE id >= 26")  # 4 of 20 is 20 %: within the share
+    assert run(dbs, dest, mode="mirror").counts["deleted"] == 4 and sorted(dest.rows, key=int) == [
+        str(i) for i in range(10, 26)]
+
+
+def test_mirror_guard_refuses_most_of_a_small_sync_by_default(dbs: tuple[Path, Path]) -> None:
+    """A broken source query that still returns one row must not empty a small mirror (10 of 11 is 91 %)."""
+    execute(dbs, "DELETE FROM accounts WHERE id > 11")
+    dest = Store()
+    assert run(dbs, dest, mode="mirror").counts["added"] == 11
+    execute(dbs, "DELETE FROM accounts WHERE id > 1")
+    with pytest.raises(SyncRefused) as refused:
+        run(dbs, dest, mode="mirror")
+    report = refused.value.report
+    assert report.refused == ("mirror would delete 10 of 11 synced records (90.9%), over both limits: "
+                              "max_delete_share=0.2 (at most 2 of 11) and max_delete_rows=1; raise either if the "
+                              "deletes are intended; no record was deleted")
+    assert sorted(report.delete_keys, key=int) == [str(i) for i in range(2, 12)] and len(dest.rows) == 11
+    assert "\n  refused deletes, e.g. " in report.summary()
+    execute(dbs, *(f"INSERT INTO accounts VALUES ({i}, 'a{i}', {i * 10}, 'gold')" for i in (2, 3)))
+    with pytest.raises(SyncRefused, match="delete 8 of 11"):
+        run(dbs, dest, mode="mirror")
+    execute(dbs, *(f"INSERT INTO accounts VALUES ({i}, 'a{i}', {i * 10}, 'gold')" for i in range(4, 10)))
+    assert run(dbs, dest, mode="mirror").counts["deleted"] == 2  # 2 of 11 (18 %): within the share
+    execute(dbs, "DELETE FROM accounts WHERE id > 1")
+    assert run(dbs, dest, mode="mirror", max_delete_rows=10).counts["deleted"] == 8  # raised: intended
+    assert list(dest.rows) == ["1"]
+
+
+def test_a_mass_delete_is_refused_with_bounded_keys(dbs: tuple[Path, Path]) -> None:
+    """A broken source on a large mirror: the refusal counts every delete but keeps only the first keys."""
+    execute(dbs, *(f"INSERT INTO accounts VALUES ({i}, 'a{i}', {i}, 'g')" for i in range(201, 20_001)))
+    dest = Store()
+    src, state = dbs
+
+    def sync(**settings: Any) -> Any:
+        spec = SyncSpec.build("s", "id", {"id": "id", "name": "name"}, mode="mirror", max_failed=None, **settings)
+        return SyncRun(spec, SqlSource(lambda: sqlite3.connect(src), "sqlite"),
+                       source_query("sqlite", None, "accounts", "t"),
+                       lambda: StateStore(lambda: sqlite3.connect(state), "sqlite"), dest,
+                       DeliveryPolicy(batch_size=1000, concurrency=2, backoff=0.01)).run()
+
+    assert sync().counts["added"] == 20_000
+    execute(dbs, "DELETE FROM accounts WHERE id > 10")
+    with pytest.raises(SyncRefused) as refused:
+        sync()
+    report = refused.value.report
+    assert report.refused.startswith("mirror would delete 19,990 of 20,000 synced records (100.0%), over both "
+                                     "limits: max_delete_share=0.2 (at most 4,000 of 20,000) and max_delete_rows=1")
+    assert len(report.delete_keys) == 100 and len(dest.rows) == 20_000
+    dry = sync(dry_run=True)  # streams its deletes: the full count, the first keys
+    assert dry.counts["deleted"] == 19_990 and dry.requests == {"delete": 20} and len(dry.delete_keys) == 100
+    assert dry.refused.startswith("a real run would be refused: mirror would delete 19,990 of 20,000")
+
+
+def test_the_delete_guard_keeps_a_count_not_the_keys() -> None:
+    """Past the allowed number the engine keeps a count and 100 keys, whatever the number of deletes."""
+    import tracemalloc
+
+    class Deletes:  # the state's answer to "which synced keys left the source", for a 500,000-key mirror
+        def deletes(self) -> Any:
+            return ((f"customer-{i:012d}", f"{i:032x}", None, "ok") for i in range(500_000))
+
+    spec = SyncSpec.build("big", "id", mode="mirror", max_delete_share=0.01)  # allowed: 10,000
+    engine = SyncRun(spec, None, "", lambda: None, Store(), DeliveryPolicy())  # type: ignore[arg-type]
+    report = SyncReport("big", "mirror", "streaming", True)
+    tracemalloc.start()
+    try:
+        with pytest.raises(SyncRefused, match=r"delete 500,000 of 1,000,000 synced records \(50\.0%\)"):
+            list(engine._deletes(Deletes(), 1_000_000, None, report))  # type: ignore[arg-type]
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(report.delete_keys) == 100 and report.delete_keys[0] == "customer-000000000000"
+    assert peak < 15_000_000, f"{peak:,} bytes"  # keeping every delete took over 90 MB
+
+    report = SyncReport("big", "mirror", "streaming", True, dry_run=True)
+    dry = SyncRun(SyncSpec.build("big", "id", mode="mirror", dry_run=True), None, "", lambda: None,  # type: ignore[arg-type]
+                  Store(), DeliveryPolicy())
+    groups = dry._deletes(Deletes(), 1_000_000, None, report)  # type: ignore[arg-type]
+    assert sum(len(items) for _, _, items in groups) == 500_000 and report.refused.startswith(
+        "a real run would be refused: mirror would delete 500,000 of 1,000,000")
 
 
 def test_invalid_rows_are_never_sent(dbs: tuple[Path, Path]) -> None:
@@ -351,3 +434,11 @@ def test_a_killed_delete_is_repeated_or_undone(dbs: tuple[Path, Path]) -> None:
     assert dest.rows["1"]["name"] == "a1" and "2" not in dest.rows  # 1 sent again, 2 deleted (again)
     again = run(dbs, dest, mode="mirror").counts
     assert (again["added"], again["changed"], again["deleted"]) == (0, 0, 0)
+
+
+def test_a_sqlite_source_is_read_past_its_first_fetch(dbs: tuple[Path, Path]) -> None:
+    """A SQLite source streamed in chunks: every chunk is read, not only the first (a mirror would
+    otherwise see every row past the first fetch as gone)."""
+    with SqlSource(lambda: sqlite3.connect(dbs[0]), "sqlite", fetch_size=64) as src:
+        chunks = list(src.stream("SELECT id FROM accounts ORDER BY id", "reading the accounts"))
+    assert [r[0] for _, rows in chunks for r in rows] == list(range(1, 201)) and len(chunks) == 4

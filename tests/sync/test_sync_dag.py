@@ -104,7 +104,7 @@ def test_mirror_refuses_mass_delete_and_empty_source(api: RecordingHTTPServer, p
     assert run.tries["push_accounts"] == 1  # a refusal is not retried
     report = run.xcom("push_accounts", key="sync")
     assert report["refused"] == ("mirror would delete 60 of 71 synced records (84.5%), over both limits: "
-                                 "max_delete_share=0.2 (at most 14 of 71) and max_delete_rows=10; raise either if "
+                                 "max_delete_share=0.2 (at most 14 of 71) and max_delete_rows=1; raise either if "
                                  "the deletes are intended; no record was deleted")
     assert report["rows_read"] == 11  # the summary's "full read of 11 rows"
     assert len(api.requests_to(PATH, "DELETE")) == 0 and len(api.state(PATH)) == 71
@@ -128,7 +128,7 @@ def test_mirror_deletes_in_a_small_sync(api: RecordingHTTPServer, pg_source: Dat
     pg_source.execute("DELETE FROM accounts WHERE account_id > 52")  # 3 high-priority accounts: 50, 51, 52
     assert sync("mirror")["counts"]["added"] == 3
     pg_source.execute("DELETE FROM accounts WHERE account_id = 51")
-    # 1 of 3 is a third of the sync, but one record: within max_delete_rows (10), it goes.
+    # 1 of 3 is a third of the sync, but one record: within max_delete_rows (1), it goes.
     result = sync("mirror")
     assert result["counts"]["deleted"] == 1 and result["refused"] is None and result["rows_read"] == 2
     assert sorted(api.state(PATH)) == ["50", "52"]
