@@ -55,6 +55,14 @@ def clock_now() -> datetime:
     return value.astimezone(UTC).replace(microsecond=0)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that takes its time from the ``clock`` fixture is clock-sensitive by definition: it is marked
+    ``clock``, so `make test` reruns it at the hard instants (tests/clock_instants.py)."""
+    for item in items:
+        if "clock" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.clock)
+
+
 @pytest.fixture
 def clock() -> pendulum.DateTime:
     """The test's "now": an aware UTC ``pendulum.DateTime`` (``OPSFLOW_TEST_NOW`` when set). Seed data from it

@@ -174,7 +174,7 @@ def check_query(text: str, dialect: str | None, allow: Collection[str] = ()) -> 
 
 def check_aggregate(text: str, dialect: str | None, allow: Collection[str] = ()) -> exp.Expr:
     """A metric: one aggregate expression over the table's rows, no subquery, only reading."""
-    return _checked(lambda d: _aggregate(text, d), text, dialect, allow)
+    return _checked(lambda d: sqlparts.aggregate(text, d), text, dialect, allow)
 
 
 def check_table(name: str, dialect: str | None) -> None:
@@ -202,23 +202,6 @@ def _refuse_writes(tree: exp.Expr) -> None:
         what = "FOR UPDATE/SHARE" if isinstance(bad, exp.Lock) else "SELECT ... INTO" if isinstance(
             bad, exp.Into) else bad.key.upper()
         raise UnsafeSqlError(f"{what} is not allowed: a check only reads")
-
-
-def _aggregate(text: str, dialect: str) -> exp.Expr:
-    try:
-        parsed = sqlglot.parse_one(f"SELECT {text}", read=dialect)
-    except SqlglotError as e:
-        raise SqlFragmentError(f"not a valid SQL expression: {text!r} ({str(e).splitlines()[0][:200]})") from None
-    select_list = parsed.expressions if isinstance(parsed, exp.Select) else []
-    extra = [k for k, v in parsed.args.items() if v and k != "expressions"]
-    if len(select_list) != 1 or extra:
-        raise SqlFragmentError(f"must be one aggregate expression such as COUNT(*) or SUM(amount), got {text!r}")
-    expr = select_list[0]
-    if expr.find(exp.AggFunc) is None:
-        raise SqlFragmentError(f"must aggregate the rows (COUNT, SUM, AVG, MIN, MAX...), got {text!r}")
-    if expr.find(exp.Subquery, exp.Select) is not None:
-        raise SqlFragmentError(f"must not contain a subquery, got {text!r}: use 'sql' instead")
-    return expr
 
 
 def _checked(parse: Callable[[str], exp.Expr], text: str, dialect: str | None, allow: Collection[str]) -> exp.Expr:

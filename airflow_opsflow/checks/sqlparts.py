@@ -118,6 +118,26 @@ def referenced_columns(node: exp.Expr) -> set[str]:
     return names
 
 
+def aggregate(text: str, dialect: str) -> exp.Expr:
+    """Parse a metric: one expression holding an aggregate (``SUM(amount)``), no subquery, no alias."""
+    try:
+        parsed = sqlglot.parse_one(f"SELECT {text}", read=dialect)
+    except SqlglotError as e:
+        raise SqlFragmentError(f"not a valid SQL expression: {text!r} ({_first_line(e)})") from None
+    select_list = parsed.expressions if isinstance(parsed, exp.Select) else []
+    extra = [k for k, v in parsed.args.items() if v and k != "expressions"]
+    if len(select_list) != 1 or extra:
+        raise SqlFragmentError(f"must be one aggregate expression such as COUNT(*) or SUM(amount), got {text!r}")
+    expr = select_list[0]
+    if isinstance(expr, exp.Alias):
+        expr = expr.this
+    if expr.find(exp.AggFunc) is None:
+        raise SqlFragmentError(f"must aggregate the rows (COUNT, SUM, AVG, MIN, MAX...), got {text!r}")
+    if expr.find(exp.Subquery, exp.Select) is not None:
+        raise SqlFragmentError(f"must not contain a subquery, got {text!r}: use 'sql' instead")
+    return _strip_comments(expr)
+
+
 def _strip_comments(node: exp.Expr) -> exp.Expr:
     node = node.copy()
     for n in node.walk():

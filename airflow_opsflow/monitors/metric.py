@@ -19,9 +19,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-import sqlglot
 from sqlglot import exp
-from sqlglot.errors import SqlglotError
 
 from airflow_opsflow.checks import sqlparts
 from airflow_opsflow.checks.monitor_spec import MetricCheck
@@ -268,22 +266,9 @@ def _per_run(b: Bound, at: datetime, query: Query,
 def _aggregate(text: str, dialect: str) -> exp.Expr:
     """Parse the metric expression: one expression holding an aggregate, nothing else."""
     try:
-        parsed = sqlglot.parse_one(f"SELECT {text}", read=dialect)
-    except SqlglotError as e:
-        raise MetricError(f"'metric' is not a valid SQL expression: {text!r} ({str(e).splitlines()[0]})") from None
-    select_list = parsed.expressions if isinstance(parsed, exp.Select) else []
-    extra = [k for k, v in parsed.args.items() if v and k != "expressions"]
-    if len(select_list) != 1 or extra:
-        raise MetricError(f"'metric' must be one aggregate expression such as COUNT(*) or SUM(amount), got {text!r}")
-    expr = select_list[0]
-    if isinstance(expr, exp.Alias):
-        expr = expr.this
-    if expr.find(exp.AggFunc) is None:
-        raise MetricError(f"'metric' must aggregate the rows (COUNT, SUM, AVG, MIN, MAX...), got {text!r}")
-    if expr.find(exp.Subquery, exp.Select) is not None:
-        raise MetricError(f"'metric' must not contain a subquery, got {text!r}: use 'sql' instead")
-    return sqlparts._strip_comments(expr)
-
+        return sqlparts.aggregate(text, dialect)
+    except sqlparts.SqlFragmentError as e:
+        raise MetricError(f"'metric' {e}") from None
 
 def _number(value: Any, b: Bound, at: datetime) -> float | None:
     if value is None:
