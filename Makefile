@@ -63,9 +63,10 @@ lint: venv
 	$(VENV)/bin/ruff check airflow_opsflow tests bench dags_examples
 	$(VENV)/bin/mypy
 
-# Unit tests of the engines only: no Airflow, no database server (milliseconds each).
+# Tests that need neither a DAG run nor a database server nor a build (markers set by tests/conftest.py
+# from the fixtures a test uses): the engines, the fakes, the specs. Under two minutes.
 unit: venv
-	$(VENV)/bin/pytest -q tests/checks
+	$(VENV)/bin/pytest -q -p no:cacheprovider -m "not airflow and not postgres and not mariadb and not slow" tests
 
 # First the tests marked `clock` at hard instants (Berlin past midnight while UTC is not, DST switches,
 # Feb 29, New Year's Eve): tests/clock_instants.py, a few minutes; then the whole suite at today's time.

@@ -55,12 +55,25 @@ def clock_now() -> datetime:
     return value.astimezone(UTC).replace(microsecond=0)
 
 
+# Fixtures that say what a test needs, and the marker that selects it (`make unit` runs none of them).
+_NEEDS = {"airflow_db": "airflow", "pg_uri": "postgres", "pg_db": "postgres", "mariadb_uri": "mariadb",
+          "mariadb_db": "mariadb", "mariadb_grants": "mariadb", "clock": "clock"}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """A test that takes its time from the ``clock`` fixture is clock-sensitive by definition: it is marked
-    ``clock``, so `make test` reruns it at the hard instants (tests/clock_instants.py)."""
+    """Mark each test by what its fixtures need: ``airflow`` (real DAG runs), ``postgres``/``mariadb`` (the
+    throwaway servers; ``db`` runs on PostgreSQL in its ``pg`` case) and ``clock`` (it takes its time from the
+    clock fixture, so `make test` reruns it at the hard instants, tests/clock_instants.py)."""
     for item in items:
-        if "clock" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.clock)
+        names = set(getattr(item, "fixturenames", ()))
+        marks = {mark for fixture, mark in _NEEDS.items() if fixture in names}
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if params.get("db") == "pg":
+            marks.add("postgres")
+        if item.path.is_relative_to(ROOT / "tests" / "ui"):
+            marks.add("airflow")
+        for mark in sorted(marks):
+            item.add_marker(getattr(pytest.mark, mark))
 
 
 @pytest.fixture

@@ -8,7 +8,11 @@ import tarfile
 import zipfile
 from pathlib import Path
 
+import pytest
+
 import airflow_opsflow
+
+pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 CHECK = """
