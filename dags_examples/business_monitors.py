@@ -6,7 +6,8 @@ Every morning, after the nightly loads:
 * **daily_metrics**: orders and revenue per Berlin day, each judged against its own history (trend and
   day-of-week seasonality learnt from the state store; the first run backfills 8 weeks from the table),
   revenue per country as separate series; changes under 10 % never alert. Today's orders must be there
-  by 06:00 Berlin time on business days (weekends and the listed holidays excepted).
+  by 06:00 Berlin time on business days (weekends, Berlin's public holidays and the office's own days
+  off excepted).
 * **failed_payments**: each failed payment of the last week is an entity: the alert says how many are
   new, how many are still open, the oldest, and the money at stake; the incident escalates to an error
   when one is older than a day or more than 5,000 EUR are at stake.
@@ -73,7 +74,9 @@ with DAG(
           deadline: "06:00"
           calendar:
             timezone: Europe/Berlin
-            holidays: [2026-12-24, 2026-12-25, 2026-12-26, 2027-01-01]
+            country: DE
+            subdivision: BE
+            holidays: [2026-12-24, 2026-12-31]
         """,
         alerts=[FINANCE_SLACK],
     )

@@ -37,9 +37,11 @@ class CalendarSpec(BaseModel):
 
     :param timezone: an IANA zone; days start at its midnight (default UTC).
     :param business_days: weekday names (``mon`` ... ``sun``) or numbers (Monday = 0); default Monday-Friday.
-    :param holidays: dates (``2026-12-25``) that are not business days.
+    :param holidays: dates (``2026-12-25``) that are not business days, beside the country's.
     :param business_hours: ``"09:00-18:00"``: only these local hours of business days are business time
         (``max_age``); default: the whole day.
+    :param country: take public holidays from the ``holidays`` library for this country (``DE``).
+    :param subdivision: and this subdivision of it (``BE``: Berlin; regional holidays differ).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -48,6 +50,24 @@ class CalendarSpec(BaseModel):
     business_days: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4], min_length=1)
     holidays: list[date] = Field(default_factory=list)
     business_hours: str | None = None
+    country: str | None = None
+    subdivision: str | None = None
+
+    @model_validator(mode="after")
+    def _country(self) -> CalendarSpec:
+        if self.subdivision is not None and self.country is None:
+            raise ValueError("'subdivision' needs 'country' (e.g. country: DE, subdivision: BE)")
+        if self.country is not None:
+            import holidays  # only for calendars that name a country
+
+            supported = holidays.list_supported_countries()
+            if self.country not in supported:
+                raise ValueError(f"country {self.country!r} is not known to the holidays library: use an ISO 3166 "
+                                 "code such as DE, FR, US, GB")
+            if self.subdivision is not None and self.subdivision not in supported[self.country]:
+                raise ValueError(f"{self.country} has no subdivision {self.subdivision!r}; it has: "
+                                 f"{', '.join(supported[self.country])}")
+        return self
 
     @field_validator("timezone")
     @classmethod
@@ -81,7 +101,8 @@ class CalendarSpec(BaseModel):
 
     def build(self) -> BusinessCalendar:
         hours = _business_hours(self.business_hours) if self.business_hours else None
-        return BusinessCalendar(self.timezone, frozenset(self.business_days), frozenset(self.holidays), hours)
+        return BusinessCalendar(self.timezone, frozenset(self.business_days), frozenset(self.holidays), hours,
+                                self.country, self.subdivision)
 
 
 _HOURS = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")

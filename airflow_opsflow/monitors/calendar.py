@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from functools import cached_property
+from typing import Any
 from zoneinfo import ZoneInfo
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -18,22 +20,35 @@ class BusinessCalendar:
 
     :param timezone: an IANA zone (``Europe/Berlin``); days start at local midnight.
     :param business_days: weekday numbers (Monday = 0) that are business days (default Monday-Friday).
-    :param holidays: dates that are not business days although their weekday is.
+    :param holidays: dates that are not business days although their weekday is (beside the country's).
     :param hours: the business hours of a business day, ``(start, end)`` in local time (``end`` None:
         midnight at the day's end); None: the whole day counts.
+    :param country: public holidays of this country (ISO 3166 code, ``DE``), from the ``holidays`` library.
+    :param subdivision: and of this subdivision (``BE`` for Berlin): regional holidays differ.
     """
 
     timezone: str = "UTC"
     business_days: frozenset[int] = frozenset(range(5))
     holidays: frozenset[date] = field(default_factory=frozenset)
     hours: tuple[time, time | None] | None = None
+    country: str | None = None
+    subdivision: str | None = None
 
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
+    @cached_property
+    def _public(self) -> Any:
+        """The country's public holidays (the library fills in each year when it is first asked about)."""
+        if self.country is None:
+            return ()
+        import holidays  # imported on first use: DAG files parse without it
+
+        return holidays.country_holidays(self.country, subdiv=self.subdivision)
+
     def is_business_day(self, day: date) -> bool:
-        return day.weekday() in self.business_days and day not in self.holidays
+        return day.weekday() in self.business_days and day not in self.holidays and day not in self._public
 
     def start_of(self, day: date) -> datetime:
         """Local midnight of ``day`` (aware)."""
@@ -93,4 +108,7 @@ class BusinessCalendar:
             start, end = self.hours
             text += f" {start:%H:%M}-" + ("24:00" if end is None else f"{end:%H:%M}")
         holidays = f", {len(self.holidays)} holiday(s)" if self.holidays else ""
+        if self.country:
+            place = f"{self.country}-{self.subdivision}" if self.subdivision else self.country
+            holidays = f", {place} public holidays" + holidays.replace(", ", " and ", 1)
         return f"{text} {self.timezone}{holidays}"

@@ -56,6 +56,26 @@ def test_holidays_are_not_business_days() -> None:
     assert freshness(berlin(2026, 12, 23, 23), christmas, **rule).status == "fail"
 
 
+def test_public_holidays_of_a_country_and_its_subdivision() -> None:
+    berlin_cal = BusinessCalendar("Europe/Berlin", country="DE", subdivision="BE",
+                                  holidays=frozenset({date(2026, 12, 24)}))
+    bavaria = BusinessCalendar("Europe/Berlin", country="DE", subdivision="BY")
+    assert not berlin_cal.is_business_day(date(2026, 5, 1))  # Labour Day, a Friday
+    assert BusinessCalendar("Europe/Berlin").is_business_day(date(2026, 5, 1))  # without a country: a Friday
+    assert not berlin_cal.is_business_day(date(2027, 3, 8))  # International Women's Day: Berlin only
+    assert bavaria.is_business_day(date(2027, 3, 8))
+    assert not bavaria.is_business_day(date(2027, 1, 6))  # Epiphany: Bavaria, not Berlin
+    assert berlin_cal.is_business_day(date(2027, 1, 6))
+    assert not berlin_cal.is_business_day(date(2026, 12, 24))  # an explicit day off on top of the country's
+    assert berlin_cal.previous_business_day(date(2026, 12, 28)) == date(2026, 12, 23)  # 24th off, 25/26 public
+    # Through a spec: Good Friday 2027 (26 March) asks for nothing new; Thursday's data is what is due.
+    rule = {"deadline": "06:00", "calendar": {"timezone": "Europe/Berlin", "country": "DE", "subdivision": "BE"}}
+    good_friday = berlin(2027, 3, 26, 12)
+    assert freshness(berlin(2027, 3, 25, 5), good_friday, **rule).status == "pass"
+    late = freshness(berlin(2027, 3, 24, 23), good_friday, **rule)
+    assert late.status == "fail" and "DE-BE public holidays" in (late.expected or "")
+
+
 def test_previous_business_day_loads() -> None:
     rule = {"deadline": "06:00", "expect": "previous_business_day", "calendar": CAL}
     monday_7am = berlin(2026, 11, 23, 7)
@@ -102,6 +122,9 @@ def test_day_buckets_follow_the_zone() -> None:
     ({"deadline": "06:00", "calendar": {"timezone": "Europe/Berlinn"}}, "unknown time zone 'Europe/Berlinn'"),
     ({"deadline": "06:00", "calendar": {"business_days": ["mon", "funday"]}}, "unknown weekday 'funday'"),
     ({"max_age": "2h", "expect": "previous_business_day"}, "give deadline too"),
+    ({"deadline": "06:00", "calendar": {"country": "XX"}}, "country 'XX' is not known"),
+    ({"deadline": "06:00", "calendar": {"country": "DE", "subdivision": "ZZ"}}, "DE has no subdivision 'ZZ'"),
+    ({"deadline": "06:00", "calendar": {"subdivision": "BE"}}, "'subdivision' needs 'country'"),
 ])
 def test_bad_calendars_name_the_field(rule: dict[str, object], message: str) -> None:
     with pytest.raises(CheckSpecError, match=message) as e:
