@@ -1,6 +1,7 @@
 """TicketStatusTrigger: wait in the triggerer until Jira tickets reach a status category.
 
-The ``jira`` library is synchronous, so the trigger talks to Jira's REST API itself with ``httpx.AsyncClient``.
+The ``jira`` library is synchronous, so the trigger talks to Jira's REST API itself with the
+``httpx.AsyncClient`` of JiraTicketHook (one reading of the connection for both).
 The pure helpers (ticket keys, JQL, status categories, Jira's error answers) are shared with TicketSensor's
 poke, which goes through JiraTicketHook.
 """
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import ast
 import asyncio
-import base64
 import json
 import re
 import time
@@ -21,7 +21,6 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 if TYPE_CHECKING:
     import httpx
-    from airflow.sdk import Connection
 
 ISSUE_KEY = re.compile(r"[A-Z][A-Z0-9_]*-[1-9][0-9]*")
 UNKNOWN_KEY = re.compile(r"An issue with key '([^']+)' does not exist")
@@ -196,29 +195,27 @@ class TicketStatusTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        from airflow.sdk import BaseHook
+        from airflow_opsflow.hooks.jira import JiraConnectionError, JiraTicketHook
 
         if not self.tickets:
             yield TriggerEvent({"status": "success", "tickets": {}, "polls": 0})
             return
+        hook = JiraTicketHook(self.jira_conn_id)
         try:
-            conn = await BaseHook.aget_connection(self.jira_conn_id)
+            settings = await hook.aget_settings()
             # Building the client loads CA certificates from disk: off the event loop.
-            client, base = await asyncio.to_thread(self._client, conn)
+            client = await asyncio.to_thread(hook.get_async_client, settings)
         except Exception as e:
-            yield TriggerEvent({"status": "error", "message": f"connection {self.jira_conn_id!r}: {e}", "polls": 0})
+            message = str(e) if isinstance(e, JiraConnectionError) else f"connection {self.jira_conn_id!r}: {e}"
+            yield TriggerEvent({"status": "error", "message": message, "polls": 0})
             return
         async with client:
-            async for event in self._wait(client, base, conn):
+            async for event in self._wait(client, settings.url, settings.cloud):
                 yield event
 
-    async def _wait(self, client: httpx.AsyncClient, base: str, conn: Connection) -> AsyncIterator[TriggerEvent]:
+    async def _wait(self, client: httpx.AsyncClient, base: str, cloud: bool | None) -> AsyncIterator[TriggerEvent]:
         polls = 0
         statuses: dict[str, TicketStatus] = {}
-        cloud: bool | None = None
-        deployment = str(conn.extra_dejson.get("deployment", "auto")).lower()
-        if deployment in ("cloud", "server"):
-            cloud = deployment == "cloud"
         while True:
             polls += 1
             wait, why = self.poll_interval, ""
@@ -317,42 +314,6 @@ class TicketStatusTrigger(BaseTrigger):
         except ValueError:
             raise TicketLookupError(f"Jira at {base} answered {method} {path} with no JSON (HTTP "
                                     f"{response.status_code}): is the connection's host the Jira URL?") from None
-
-    def _client(self, conn: Connection) -> tuple[httpx.AsyncClient, str]:
-        import ssl
-
-        import httpx
-        from airflow.sdk.log import mask_secret
-
-        if not conn.host:
-            raise ValueError("host must be the Jira base URL")
-        if not conn.password:
-            raise ValueError("the password must hold the API token (Cloud) or personal access token "
-                             "(Server/Data Center)")
-        mask_secret(conn.password)
-        base = conn.host if "://" in conn.host else f"https://{conn.host}"
-        if conn.port:
-            base = f"{base.rstrip('/')}:{conn.port}"
-        base = base.rstrip("/")
-        if conn.login:  # Cloud: account email + API token
-            auth = "Basic " + base64.b64encode(f"{conn.login}:{conn.password}".encode()).decode()
-        else:  # Server/Data Center: personal access token
-            auth = f"Bearer {conn.password}"
-        extra = conn.extra_dejson
-        verify: Any = extra.get("verify", True)
-        if isinstance(verify, str) and verify.lower() in ("true", "false"):
-            verify = verify.lower() == "true"
-        elif isinstance(verify, str):  # a CA bundle
-            verify = ssl.create_default_context(cafile=verify)
-        elif not isinstance(verify, bool):
-            verify = True
-        client = httpx.AsyncClient(
-            base_url=base,
-            headers={"Authorization": auth, "Accept": "application/json"},
-            timeout=float(extra.get("timeout") or 30),
-            verify=verify,
-        )
-        return client, base
 
 
 def _messages(response: httpx.Response) -> list[str]:
