@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_opsflow.incidents import jira_render
 from airflow_opsflow.notifications.routes import AlertRoute
+from airflow_opsflow.retry_after import parse_retry_after
 
 if TYPE_CHECKING:
     from jira import JIRA
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 
 FIELDS = "status,resolution,resolutiondate,labels,summary"
 RATE_LIMIT_RETRIES = 5  # 429s on one create waited out before this try gives up (the task retries)
+RETRY_AFTER_MAX = 86_400.0  # cuts only absurd values: anything over rate_limit_wait gives up at once anyway
 
 
 class TicketNotCreated(Exception):
@@ -298,10 +300,8 @@ def _known_ids(refs: dict[str, Any]) -> list[str]:
 def _retry_after(response: Any, attempt: int) -> float:
     """Seconds a 429 asks to wait (``Retry-After``), or an exponential back-off when it does not say."""
     value = getattr(response, "headers", {}).get("Retry-After") if response is not None else None
-    try:
-        return max(0.0, float(str(value)))
-    except (TypeError, ValueError):  # absent, or an HTTP date (Jira sends seconds)
-        return float(2 ** attempt)
+    seconds = parse_retry_after(value, maximum=RETRY_AFTER_MAX)
+    return float(2 ** attempt) if seconds is None else seconds
 
 
 def _jira_time(value: Any) -> datetime | None:

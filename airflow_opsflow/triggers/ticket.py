@@ -14,10 +14,11 @@ import json
 import re
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
-from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_opsflow.retry_after import parse_retry_after
 
 if TYPE_CHECKING:
     import httpx
@@ -27,6 +28,7 @@ UNKNOWN_KEY = re.compile(r"An issue with key '([^']+)' does not exist")
 # Jira's category keys; the names its UI shows are accepted too.
 STATUS_CATEGORIES = {"done": "done", "new": "new", "to do": "new", "indeterminate": "indeterminate",
                      "in progress": "indeterminate", "not done": "not done"}
+RETRY_AFTER_MAX = 3600.0  # a longer ask is read as an hour: the poll's deadline decides from there
 PAGE = 100  # results asked per search page; Jira may cap it lower, the search pages on either way
 
 
@@ -135,20 +137,6 @@ def jira_error(status: int, messages: Iterable[str], conn_id: str) -> TicketLook
 def unknown_tickets(keys: list[str]) -> TicketLookupError:
     return TicketLookupError(f"no such Jira ticket(s): {', '.join(keys)} (or the connection's user may not see "
                              "them)", keys)
-
-
-def retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (seconds or an HTTP date); None when absent or unreadable."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
 
 
 class TicketStatusTrigger(BaseTrigger):
@@ -304,7 +292,7 @@ class TicketStatusTrigger(BaseTrigger):
                                     f"{type(e).__name__}: {e}") from None
         if response.status_code in (429, 503):
             raise RetryLater(f"Jira answered HTTP {response.status_code}",
-                             retry_after(response.headers.get("Retry-After")))
+                             parse_retry_after(response.headers.get("Retry-After"), maximum=RETRY_AFTER_MAX))
         if response.status_code == 404 and missing_ok:
             return None
         if response.status_code >= 400:

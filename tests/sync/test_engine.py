@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from airflow_opsflow.retry_after import parse_retry_after
 from airflow_opsflow.state.store import StateStore
 from airflow_opsflow.sync.deliver import DeliveryPolicy, DestinationDown
 from airflow_opsflow.sync.destinations.base import (
@@ -25,7 +26,7 @@ from airflow_opsflow.sync.destinations.table import TableDestination
 from airflow_opsflow.sync.engine import SyncFailed, SyncRefused, SyncRun
 from airflow_opsflow.sync.mapping import Field, Mapping, MappingError
 from airflow_opsflow.sync.plan import Plan, source_query
-from airflow_opsflow.sync.ratelimit import RateLimiter, parse_retry_after
+from airflow_opsflow.sync.ratelimit import RateLimiter
 from airflow_opsflow.sync.report import SyncReport
 from airflow_opsflow.sync.source import SqlSource
 from airflow_opsflow.sync.spec import SyncSpec, SyncSpecError
@@ -311,8 +312,8 @@ def test_plan_quotes_identifiers_and_values() -> None:
 
 
 def test_retry_after_and_rate_limit_headers() -> None:
-    assert parse_retry_after("3") == 3.0
-    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == 10.0
+    assert parse_retry_after("3", maximum=60) == 3.0
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", maximum=60, now=1445412470.0) == 10.0
     limiter = RateLimiter()
     limiter.observe({"X-HubSpot-RateLimit-Remaining": "0", "X-HubSpot-RateLimit-Interval-Milliseconds": "200"})
     import time

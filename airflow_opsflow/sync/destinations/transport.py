@@ -28,10 +28,14 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from airflow_opsflow.retry_after import parse_retry_after
 from airflow_opsflow.sync.destinations.base import BatchRejected, DestinationFailed, TransientError
-from airflow_opsflow.sync.ratelimit import RateLimiter, parse_retry_after
+from airflow_opsflow.sync.ratelimit import RateLimiter
 
 TRANSIENT = frozenset({408, 425, 500, 502, 503, 504, 507, 509, 520, 521, 522, 523, 524})
+# Only cuts absurd Retry-After values (they could not even be slept): the delivery policy's own limits
+# (max_rate_limit_wait) give up far sooner.
+RETRY_AFTER_MAX = 86_400.0
 
 
 @dataclass
@@ -114,7 +118,7 @@ class HttpTransport:
             # The same key is still being processed (a request of a killed run, say): try again later.
             raise TransientError(f"{self.what}: {method} {path} answered HTTP 409: a request with this "
                                  "Idempotency-Key is still in progress",
-                                 parse_retry_after(answer.headers.get("Retry-After")))
+                                 _retry_after(answer))
         return self.check(method, path, answer)
 
     def _perform(self, curl: Any, method: str, path: str, data: bytes | None, sent: Mapping[str, str],
@@ -203,10 +207,9 @@ class HttpTransport:
             return a
         where = f"{self.what}: {method} {path} answered HTTP {a.status}"
         if a.status == 429:
-            raise TransientError(f"{where} (rate limited)", parse_retry_after(a.headers.get("Retry-After")),
-                                 rate_limited=True)
+            raise TransientError(f"{where} (rate limited)", _retry_after(a), rate_limited=True)
         if a.status in TRANSIENT:
-            raise TransientError(f"{where}: {a.snippet()}", parse_retry_after(a.headers.get("Retry-After")))
+            raise TransientError(f"{where}: {a.snippet()}", _retry_after(a))
         if a.status in (401, 403):
             raise DestinationFailed(f"{where}: the credentials were refused ({a.snippet()})")
         raise BatchRejected(f"HTTP {a.status}: {a.snippet()}")
@@ -253,6 +256,10 @@ _TLS_REFUSED = frozenset({58, 60, 77})  # client certificate, peer certificate, 
 _CURL_ERRORS = {5: "ProxyError", 6: "NameResolutionError", 7: "ConnectionRefusedError", 28: "TimeoutError",
                 35: "SSLError", 52: "RemoteDisconnected", 55: "ConnectionResetError", 56: "ConnectionResetError",
                 58: "SSLError", 60: "SSLCertVerificationError", 77: "SSLError", 97: "ProxyError"}
+
+
+def _retry_after(answer: Answer) -> float | None:
+    return parse_retry_after(answer.headers.get("Retry-After"), maximum=RETRY_AFTER_MAX)
 
 
 def _checked(headers: Mapping[str, str] | None, what: str) -> Mapping[str, str]:
