@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from airflow_opsflow.checks.results import CheckResult, worst
+from airflow_opsflow.text import cut
 
 _ICON = {"pass": "PASS", "skipped": "SKIP", "warn": "WARN", "fail": "FAIL", "error": "ERROR"}
 
@@ -67,7 +68,7 @@ def _short(value: Any, width: int = 40) -> str:
     if value is None:
         return "NULL"
     text = value if isinstance(value, str) else json.dumps(value, default=str)
-    return text if len(text) <= width else text[: width - 3] + "..."
+    return cut(text, width, "...")
 
 
 def _table(rows: list[list[str]]) -> list[str]:

@@ -8,6 +8,7 @@ from typing import Any
 
 from airflow_opsflow.checks.results import CheckResult
 from airflow_opsflow.dbt.artifacts import DbtRun
+from airflow_opsflow.text import cut
 
 _TEST_STATUS = {"pass": "pass", "fail": "fail", "warn": "warn", "error": "error", "skipped": "skipped"}
 TEST_TYPES = ("test", "unit_test")
@@ -96,7 +97,7 @@ def _expected(node: dict[str, Any], meta: dict[str, Any], model: str | None, col
     if meta.get("name"):
         namespace = f"{meta['namespace']}." if meta.get("namespace") else ""
         args = {k: v for k, v in (meta.get("kwargs") or {}).items() if k not in ("model", "column_name")}
-        shown = ", ".join(f"{k}={_short(v)}" for k, v in args.items())
+        shown = ", ".join(f"{k}={cut(str(v), 60)}" for k, v in args.items())
         return f"{namespace}{meta['name']}{f'({shown})' if shown else ''}{where}"
     path = node.get("original_file_path")
     return f"singular test {path or node.get('name') or uid}{where}: the query returns no rows"
@@ -112,11 +113,6 @@ def _owner(node: dict[str, Any]) -> str | None:
     meta = node.get("meta") or (node.get("config") or {}).get("meta") or {}
     owner = meta.get("owner")
     return str(owner) if owner else None
-
-
-def _short(value: Any, width: int = 60) -> str:
-    text = str(value)
-    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _one_line(text: Any) -> str:

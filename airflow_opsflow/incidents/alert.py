@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_opsflow.incidents.lifecycle import Incident, TransitionKind
+from airflow_opsflow.text import cut
 
 MASK = "•••"
 
@@ -147,15 +148,14 @@ def _entity_facts(e: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def _one_line(text: str, width: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[: width - 1] + "…"
+    return cut(" ".join(text.split()), width)
 
 
 def _short(value: Any, width: int = 80) -> str:
     if value is None:
         return "NULL"
     text = ", ".join(f"{k} {_short(v, width)}" for k, v in value.items()) if isinstance(value, dict) else str(value)
-    return text if len(text) <= width else text[: width - 1] + "…"
+    return cut(text, width)
 
 
 def fixed_width(header: list[str], rows: list[list[str]]) -> str:

@@ -9,15 +9,13 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import TYPE_CHECKING, Any
 
+from airflow_opsflow.text import cut
+
 if TYPE_CHECKING:
     from airflow_opsflow.reports.output import RenderedReport
 
 SLACK_SECTION = 3000  # characters of a section block's text, and of what we put in a file's comment
 SLACK_MAX_FILE = 1_000_000_000  # Slack's own per-file limit
-
-
-def _cut(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 class ReportDestination:
@@ -89,9 +87,9 @@ class SlackReport(ReportDestination):
         from airflow_opsflow.incidents.slack_render import escape
         from airflow_opsflow.reports.render import text_table
 
-        head = f"*{escape(_cut(report.title, 300))}*"
+        head = f"*{escape(cut(report.title, 300))}*"
         if report.description:
-            head += f"\n{escape(_cut(report.description, 700))}"
+            head += f"\n{escape(cut(report.description, 700))}"
         if report.empty:
             return head + "\n_No rows for this report._"
         budget = SLACK_SECTION - len(head) - 150  # the code fences and the "more rows" note
