@@ -4,8 +4,6 @@ table started is a real zero for a count. On SQLite and PostgreSQL, with a real 
 
 from __future__ import annotations
 
-import sqlite3
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,7 +17,6 @@ from airflow_opsflow.checks.results import CheckResult
 from airflow_opsflow.checks.runner import run_suite
 from airflow_opsflow.monitors.metric import Series
 from airflow_opsflow.state.metrics import MetricRepo
-from airflow_opsflow.state.store import StateStore
 from tests.conftest import Database
 from tests.monitors.orders import START, create_orders, orders_per_day
 
@@ -33,18 +30,6 @@ def orders(db: Database) -> Iterator[str]:
     table = create_orders(db, days=DAYS)
     yield table
     db.execute(f"DROP TABLE {table}")
-
-
-@pytest.fixture
-def history(db: Database, tmp_path: Any, pg_uri: str) -> Iterator[MetricRepo]:
-    if db.dialect == "sqlite":
-        store = StateStore(lambda: sqlite3.connect(tmp_path / "state.db"), "sqlite")
-    else:
-        import psycopg2
-
-        store = StateStore(lambda: psycopg2.connect(pg_uri), "postgres", prefix=f"h{uuid.uuid4().hex[:6]}_")
-    yield MetricRepo(store)
-    store.close()
 
 
 def run(db: Database, table: str, history: MetricRepo, check: dict[str, Any], day: float,
