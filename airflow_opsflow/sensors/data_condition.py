@@ -172,6 +172,13 @@ class DataConditionSensor(BaseSensorOperator):
         dumped["allow_functions"] = sorted({*suite.allow_functions, *self.allow_functions})
         return dumped
 
+    def _checked(self) -> dict[str, Any] | None:
+        """:meth:`_checks` in the connection's dialect, once per try: the rendered spec does not change
+        between pokes, so neither the connection lookup nor the parse is repeated every poke_interval."""
+        if not hasattr(self, "_checked_spec"):
+            self._checked_spec = self._checks(self._dialect())
+        return self._checked_spec
+
     def _dialect(self) -> str:
         from airflow_opsflow.hooks.db import dialect_of, get_db_hook
 
@@ -182,7 +189,7 @@ class DataConditionSensor(BaseSensorOperator):
         from airflow_opsflow.operators.data_check import _run_time
         from airflow_opsflow.triggers.data_condition import poll_condition
 
-        checks = self._checks(self._dialect())  # before any query: a bad spec is not worth a poll
+        checks = self._checked()  # before any query: a bad spec is not worth a poll
         try:
             holds, detail = poll_condition(self.conn_id, self.dialect, self.sql, checks,
                                            self.statement_timeout_s, _run_time(context))
@@ -202,7 +209,7 @@ class DataConditionSensor(BaseSensorOperator):
         deadline = time.time() + self.timeout if self.timeout is not None else None
         at = _run_time(context)
         self.defer(
-            trigger=DataConditionTrigger(self.conn_id, self.dialect, self.sql, self._checks(self._dialect()),
+            trigger=DataConditionTrigger(self.conn_id, self.dialect, self.sql, self._checked(),
                                          float(self.poke_interval), self.statement_timeout_s, deadline,
                                          at.isoformat() if at is not None else None),
             method_name="execute_complete",

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
 
+from airflow_opsflow.state.dberrors import describe, is_connection_lost, is_driver_error
 from airflow_opsflow.state.schema import MIGRATIONS, SCHEMA_VERSION, already_applied, ddl
 
 ConnectionFactory = Callable[[], Any]
@@ -106,11 +107,14 @@ class StateStore:
                 cur.execute("START TRANSACTION")
             yield Cursor(cur, self._paramstyle or _paramstyle(conn))
             conn.commit() if self.dialect != "sqlite" else cur.execute("COMMIT")
-        except BaseException:
+        except BaseException as e:
             try:
                 conn.rollback() if self.dialect != "sqlite" else cur.execute("ROLLBACK")
             except Exception:  # the connection is gone; the database rolled back for us
                 self.close()
+            if is_driver_error(e):  # every repository's errors name the database, none leaves raw
+                lost = "lost the connection" if is_connection_lost(e) else "failed"
+                raise StateStoreError(f"the state database{self._where} {lost}: {describe(e)}") from e
             raise
         finally:
             try:

@@ -108,13 +108,14 @@ class SyncRepo:
         try:
             with self.store.transaction() as cur:
                 yield cur
-        except Exception as e:
-            if not is_driver_error(e):
+        except StateStoreError as e:
+            cause = e.__cause__
+            if cause is None or not is_driver_error(cause):  # not the store's wrapping of a driver error
                 raise
             what = f" ({self.store.label})" if self.store.label else ""
-            lost = "lost the connection" if is_connection_lost(e) else "failed"
+            lost = "lost the connection" if is_connection_lost(cause) else "failed"
             raise StateStoreError(f"the state database{what} {lost} while {doing} for sync {self.sync_id!r}: "
-                                  f"{describe(e)}") from e
+                                  f"{describe(cause)}") from cause
 
     # -- one run at a time -------------------------------------------------------------------------
 

@@ -122,3 +122,22 @@ def test_without_a_state_store_a_metric_is_an_error(db: Database, orders: str) -
     suite = load_suite({"table": orders, "checks": [DAILY]})
     (result,) = run_suite(db.conn, suite, db.dialect)
     assert result.status == "error" and "state_conn_id" in result.message
+
+
+def test_a_state_database_lost_mid_run_is_a_named_check_error(sqlite_db: Database, pg_uri: str) -> None:
+    """The metric history's connection is terminated between two runs: the check is an error naming the state
+    database, not a raw driver exception out of the runner."""
+    import psycopg2
+
+    from airflow_opsflow.state.store import StateStore
+
+    table = create_orders(sqlite_db)
+    store = StateStore(lambda: psycopg2.connect(pg_uri), "postgres", prefix="lost_", label="connection 'ops_state'")
+    history = MetricRepo(store)
+    assert run(sqlite_db, table, history, [DAILY], day=60)["daily_orders"].status != "error"
+    with psycopg2.connect(pg_uri) as admin, admin.cursor() as cur:  # the store keeps its connection: kill it
+        cur.execute("SELECT pg_terminate_backend(%s)", (store._conn.get_backend_pid(),))
+    result = run(sqlite_db, table, history, [DAILY], day=61)["daily_orders"]
+    assert result.status == "error"
+    assert "the state database (connection 'ops_state') lost the connection" in result.message
+    store.close()
