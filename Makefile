@@ -16,11 +16,11 @@ build-deps:
 		echo "installing build dependencies (Debian packages pkg-config libmariadb-dev)"; \
 		$(APT_GET) update -qq && DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq pkg-config libmariadb-dev >/dev/null; }
 
-$(STAMP): pyproject.toml | build-deps
+$(STAMP): pyproject.toml airflow-opsflow-testing/pyproject.toml | build-deps
 	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { $(APT_GET) update -qq && $(APT_GET) install -y -qq python3-venv python3-pip; }
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev]' -e './airflow-opsflow-testing[postgres,mariadb,hubspot]'
 	@touch $@
 
 # dbt-core in its own virtualenv (its pins differ from Airflow's): the dbt example DAG and its test run it.
@@ -60,7 +60,7 @@ demo: venv
 	$(PY) dags_examples/run_demo.py
 
 lint: venv
-	$(VENV)/bin/ruff check airflow_opsflow tests bench dags_examples
+	$(VENV)/bin/ruff check airflow_opsflow airflow-opsflow-testing tests bench dags_examples
 	$(VENV)/bin/mypy
 
 # Tests that need neither a DAG run nor a database server nor a build (markers set by tests/conftest.py
@@ -71,13 +71,13 @@ unit: venv
 # First the tests marked `clock` at hard instants (Berlin past midnight while UTC is not, DST switches,
 # Feb 29, New Year's Eve): tests/clock_instants.py, a few minutes; then the whole suite at today's time.
 test: venv db-binaries dbt browser faketime lint
-	$(PY) -m airflow_opsflow.testing.services -- $(PY) tests/clock_instants.py
-	$(PY) -m airflow_opsflow.testing.services -- $(VENV)/bin/pytest -q -p no:cacheprovider tests
+	$(PY) -m airflow_opsflow_testing.services -- $(PY) tests/clock_instants.py
+	$(PY) -m airflow_opsflow_testing.services -- $(VENV)/bin/pytest -q -p no:cacheprovider tests
 
 # Only the Airflow UI test: airflow standalone with the example DAGs, driven in headless Chromium;
 # screenshots in build/ui-screenshots. `make test` runs it with everything else.
 ui-test: venv db-binaries dbt browser
-	$(PY) -m airflow_opsflow.testing.services -- $(VENV)/bin/pytest -q -p no:cacheprovider tests/ui
+	$(PY) -m airflow_opsflow_testing.services -- $(VENV)/bin/pytest -q -p no:cacheprovider tests/ui
 
 # The documentation site (MkDocs, strict: a broken link or reference fails); tests/test_docs.py builds it too.
 docs: venv

@@ -143,7 +143,7 @@ def get_provider_info() -> dict[str, Any]:
             }
         },
         "extra-links": ["airflow_opsflow.links.JiraTicketLink"],
-        "notifications": ["airflow_opsflow.notifications.notifier.IncidentNotifier"],
+        "notifications": ["airflow_opsflow.notifiers.incident.IncidentNotifier"],
         "triggers": [
             {
                 "integration-name": "opsflow data checks",

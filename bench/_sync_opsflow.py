@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import psycopg2
 
+from airflow_opsflow.core.sql_source import SqlSource
 from airflow_opsflow.state.store import StateStore
 from airflow_opsflow.sync.deliver import DeliveryPolicy
 from airflow_opsflow.sync.destinations.http import HttpDestination
@@ -28,7 +29,6 @@ from airflow_opsflow.sync.destinations.transport import HttpTarget, HttpTranspor
 from airflow_opsflow.sync.engine import SyncRun
 from airflow_opsflow.sync.plan import source_query
 from airflow_opsflow.sync.ratelimit import RateLimiter
-from airflow_opsflow.sync.source import SqlSource
 from airflow_opsflow.sync.spec import SyncSpec
 
 

@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.pg_uri:
             uri = args.pg_uri
         else:
-            from airflow_opsflow.testing.postgres import ThrowawayPostgres
+            from airflow_opsflow_testing.postgres import ThrowawayPostgres
 
             uri = stack.enter_context(ThrowawayPostgres(database="bench", settings=PG_SETTINGS)).uri
         loaded = _tpch.load_orders(uri, csv_path)

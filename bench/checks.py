@@ -278,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.pg_uri:
             uri = args.pg_uri
         else:
-            from airflow_opsflow.testing.postgres import ThrowawayPostgres
+            from airflow_opsflow_testing.postgres import ThrowawayPostgres
 
             started = time.monotonic()
             uri = stack.enter_context(ThrowawayPostgres(database="bench", settings=PG_SETTINGS)).uri

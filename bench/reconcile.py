@@ -184,7 +184,7 @@ def main() -> None:
     with ExitStack() as stack:
         uri = args.pg_uri
         if uri is None:
-            from airflow_opsflow.testing.postgres import ThrowawayPostgres
+            from airflow_opsflow_testing.postgres import ThrowawayPostgres
 
             uri = stack.enter_context(ThrowawayPostgres(database="bench", settings={"shared_buffers": "512MB"})).uri
         _say(f"loading {args.keys:,} keys per side")

@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     builds = None if args.no_peers else _sync_peers.start_builds(BENCH_DIR, LOGS)
     csv_path, _ = _tpch.generate_orders(BENCH_DIR, LOGS / "tpchgen.log")
     with ExitStack() as stack:
-        from airflow_opsflow.testing.postgres import ThrowawayPostgres
+        from airflow_opsflow_testing.postgres import ThrowawayPostgres
 
         uri = stack.enter_context(ThrowawayPostgres(database="bench", settings=PG_SETTINGS)).uri
         _tpch.load_orders(uri, csv_path)

@@ -23,12 +23,13 @@ START, END = "<!-- bench:tickets:start -->", "<!-- bench:tickets:end -->"
 
 
 def run(k: int, mode: str) -> dict[str, Counter[str]]:
+    from airflow_opsflow_testing.jira_server import FakeJira
+
+    from airflow_opsflow.alerts.jira import JiraTicket
+    from airflow_opsflow.flows.deliver_alerts import deliver_pending, routes_for
     from airflow_opsflow.incidents.lifecycle import Observation, Policy, fingerprint
-    from airflow_opsflow.notifications.dispatch import deliver_pending, routes_for
-    from airflow_opsflow.notifications.jira import JiraTicket
-    from airflow_opsflow.state.incidents import IncidentRepo, Subject
+    from airflow_opsflow.incidents.repo import IncidentRepo, Subject
     from airflow_opsflow.state.store import StateStore
-    from airflow_opsflow.testing.jira_server import FakeJira
 
     phases: dict[str, Counter[str]] = {}
     with FakeJira(mode=mode) as jira, tempfile.TemporaryDirectory() as tmp:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import DAG, Param
 
-from airflow_opsflow.notifications.slack import SlackAlert
+from airflow_opsflow.alerts.slack import SlackAlert
 from airflow_opsflow.operators.data_check import DataCheckOperator
 
 FINANCE_SLACK = SlackAlert(conn_id="slack_api_default", channel="#finance-ops")

@@ -16,12 +16,12 @@ from typing import Any
 import pendulum
 from airflow.sdk import DAG, Param
 
+from airflow_opsflow.alerts.slack import SlackAlert
 from airflow_opsflow.destinations import HubSpotObjects
-from airflow_opsflow.notifications.reports import EmailReport, SlackReport
-from airflow_opsflow.notifications.slack import SlackAlert
 from airflow_opsflow.operators.data_check import DataCheckOperator
 from airflow_opsflow.operators.report import ReportOperator
 from airflow_opsflow.operators.reverse_sync import ReverseSyncOperator
+from airflow_opsflow.report_deliveries import EmailReport, SlackReport
 from airflow_opsflow.sync.mapping import Field
 
 # Spend per customer, shared by the queries as a DAG macro: {{ customer_spend }}.

@@ -27,9 +27,9 @@ import pendulum
 from airflow.providers.standard.operators.bash import BashOperator
 from airflow.sdk import DAG, Param
 
+from airflow_opsflow.alerts.jira import JiraTicket
+from airflow_opsflow.alerts.slack import SlackAlert
 from airflow_opsflow.destinations import HubSpotObjects
-from airflow_opsflow.notifications.jira import JiraTicket
-from airflow_opsflow.notifications.slack import SlackAlert
 from airflow_opsflow.operators.data_check import DataCheckOperator
 from airflow_opsflow.operators.dbt_results import DbtResultsOperator
 from airflow_opsflow.operators.reverse_sync import ReverseSyncOperator

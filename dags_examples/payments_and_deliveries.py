@@ -20,9 +20,9 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import DAG, Param
 
-from airflow_opsflow.notifications.email import EmailAlert
-from airflow_opsflow.notifications.jira import JiraTicket
-from airflow_opsflow.notifications.slack import SlackAlert
+from airflow_opsflow.alerts.email import EmailAlert
+from airflow_opsflow.alerts.jira import JiraTicket
+from airflow_opsflow.alerts.slack import SlackAlert
 from airflow_opsflow.operators.data_check import DataCheckOperator
 from airflow_opsflow.sensors.data_condition import DataConditionSensor
 

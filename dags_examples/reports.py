@@ -23,8 +23,8 @@ from datetime import datetime
 import pendulum
 from airflow.sdk import DAG, Param
 
-from airflow_opsflow.notifications.reports import EmailReport, SlackReport
 from airflow_opsflow.operators.report import ReportOperator
+from airflow_opsflow.report_deliveries import EmailReport, SlackReport
 
 
 def report_window(end: datetime, period: str, tz: str = "Europe/Berlin") -> tuple[str, str, str, str]:

@@ -1,7 +1,7 @@
 """`make demo`: run the example check DAG for real on an embedded SQLite database and tell the story.
 
 1. seed a SQLite database with payments, deliveries and invoices carrying planted problems;
-2. start local stand-ins for Slack and SMTP (``airflow_opsflow.testing``) and point the Airflow
+2. start local stand-ins for Slack and SMTP (``airflow_opsflow_testing``) and point the Airflow
    connections at them; incidents are kept in a SQLite state database;
 3. run the ``ops_payments_and_deliveries`` DAG with Airflow's ``dag.test()`` (temporary AIRFLOW_HOME)
    and print each check task's report and the alerts the stand-ins received;
@@ -109,7 +109,7 @@ def print_reports(results: list[Any], slack: Any, smtp: Any, seen_slack: int, se
 def main() -> int:
     DEMO.mkdir(exist_ok=True)
     LOG.write_text("")
-    from airflow_opsflow.testing.sample_data import repair, seed
+    from airflow_opsflow_testing.sample_data import repair, seed
 
     conn = sqlite3.connect(DB)
     counts = seed(conn)
@@ -122,12 +122,12 @@ def main() -> int:
     os.environ["AIRFLOW_CONN_OPSFLOW_STATE"] = json.dumps({"conn_type": "sqlite", "host": str(state)})
     os.environ["AIRFLOW__OPSFLOW__STATE_CONN_ID"] = "opsflow_state"
 
-    from airflow_opsflow.testing.dag_runner import airflow_home, run_dag
-    from airflow_opsflow.testing.hubspot_server import FakeHubSpot
-    from airflow_opsflow.testing.jira_server import FakeJira
-    from airflow_opsflow.testing.recording_http import RecordingHTTPServer
-    from airflow_opsflow.testing.slack_server import FakeSlack
-    from airflow_opsflow.testing.smtp_server import FakeSmtp
+    from airflow_opsflow_testing.dag_runner import airflow_home, run_dag
+    from airflow_opsflow_testing.hubspot_server import FakeHubSpot
+    from airflow_opsflow_testing.jira_server import FakeJira
+    from airflow_opsflow_testing.recording_http import RecordingHTTPServer
+    from airflow_opsflow_testing.slack_server import FakeSlack
+    from airflow_opsflow_testing.smtp_server import FakeSmtp
 
     started = time.monotonic()
     with FakeSlack() as slack, FakeSmtp() as smtp, FakeJira() as jira, FakeHubSpot() as hubspot, \
@@ -148,7 +148,7 @@ def main() -> int:
         from reverse_sync import dag as sync_dag
 
         from airflow_opsflow.checks.report import format_report
-        from airflow_opsflow.checks.results import CheckResult
+        from airflow_opsflow.core.results import CheckResult
 
         runs = ((1, "Run 1: the data as it is"), (2, "Run 2: 15 minutes later, nothing fixed yet"),
                 (3, "Run 3: after the ops team repaired the data"))
@@ -174,9 +174,8 @@ def main() -> int:
                 print(f"   {t.key} [{t.status}] {t.summary}")
             print_sync(synced, hubspot, billing, seen)
             print()
+        from airflow_opsflow_testing.sample_metrics import seed_settlements
         from reports import daily, finance
-
-        from airflow_opsflow.testing.sample_metrics import seed_settlements
 
         warehouse = sqlite3.connect(DEMO / "warehouse.db")
         seed_settlements(warehouse, conn)  # the processor's side, in another database

@@ -19,10 +19,9 @@ from typing import Any
 
 import pendulum
 import pytest
-
-from airflow_opsflow.testing import mariadb
-from airflow_opsflow.testing.dag_runner import airflow_env, migrate
-from airflow_opsflow.testing.postgres import ENV_URI, ThrowawayPostgres
+from airflow_opsflow_testing import mariadb
+from airflow_opsflow_testing.dag_runner import airflow_env, migrate
+from airflow_opsflow_testing.postgres import ENV_URI, ThrowawayPostgres
 
 ROOT = Path(__file__).resolve().parent.parent
 _HOME = Path(tempfile.mkdtemp(prefix="opsflow-test-airflow-"))

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pendulum
 import pytest
+from airflow_opsflow_testing.dag_runner import run_dag
+from airflow_opsflow_testing.jira_server import FakeJira
+from airflow_opsflow_testing.sample_data import repair, seed
+from airflow_opsflow_testing.slack_server import FakeSlack
+from airflow_opsflow_testing.smtp_server import FakeSmtp
 
-from airflow_opsflow.testing.dag_runner import run_dag
-from airflow_opsflow.testing.jira_server import FakeJira
-from airflow_opsflow.testing.sample_data import repair, seed
-from airflow_opsflow.testing.slack_server import FakeSlack
-from airflow_opsflow.testing.smtp_server import FakeSmtp
 from tests.conftest import Database
 from tests.helpers import EXAMPLES, load_module, results_by_name
 
@@ -66,7 +66,7 @@ def test_business_monitors_scenario(sqlite_db: Database, pg_db: Database, fake_s
                                     monkeypatch: pytest.MonkeyPatch, clock: pendulum.DateTime) -> None:
     """Orders and revenue judged against 8 weeks of backfilled history, failed payments followed one by one,
     and the ledger (SQLite) reconciled against the warehouse's settlements (PostgreSQL)."""
-    from airflow_opsflow.testing.sample_metrics import seed_orders, seed_settlements
+    from airflow_opsflow_testing.sample_metrics import seed_orders, seed_settlements
 
     monkeypatch.setenv("AIRFLOW__OPSFLOW__STATE_CONN_ID", sqlite_db.conn_id)
     seed(sqlite_db.conn, now=clock.naive(), problems=True)

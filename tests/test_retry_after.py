@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import pytest
 import requests
+from airflow_opsflow_testing.recording_http import RecordingHTTPServer
 from hypothesis import given
 from hypothesis import strategies as st
 
-from airflow_opsflow.notifications.jira import RETRY_AFTER_MAX as JIRA_MAX
-from airflow_opsflow.notifications.jira import _retry_after as jira_retry_after
-from airflow_opsflow.retry_after import parse_retry_after
+from airflow_opsflow.alerts.jira import RETRY_AFTER_MAX as JIRA_MAX
+from airflow_opsflow.alerts.jira import _retry_after as jira_retry_after
+from airflow_opsflow.core.retry_after import parse_retry_after
 from airflow_opsflow.sync.destinations.base import TransientError
 from airflow_opsflow.sync.destinations.transport import RETRY_AFTER_MAX, HttpTarget, HttpTransport
-from airflow_opsflow.testing.recording_http import RecordingHTTPServer
 
 NOW = 1445412470.0  # Wed, 21 Oct 2015 07:27:50 GMT
 

@@ -7,13 +7,13 @@ from datetime import timedelta
 
 import pendulum
 import pytest
+from airflow_opsflow_testing.dag_runner import run_dag
+from airflow_opsflow_testing.hubspot_server import FakeHubSpot
+from airflow_opsflow_testing.sample_data import seed
+from airflow_opsflow_testing.sample_sales import contact, seed_demo_requests
+from airflow_opsflow_testing.slack_server import FakeSlack
+from airflow_opsflow_testing.smtp_server import FakeSmtp
 
-from airflow_opsflow.testing.dag_runner import run_dag
-from airflow_opsflow.testing.hubspot_server import FakeHubSpot
-from airflow_opsflow.testing.sample_data import seed
-from airflow_opsflow.testing.sample_sales import contact, seed_demo_requests
-from airflow_opsflow.testing.slack_server import FakeSlack
-from airflow_opsflow.testing.smtp_server import FakeSmtp
 from tests.conftest import Database
 from tests.helpers import EXAMPLES, load_module, results_by_name
 

@@ -21,8 +21,6 @@ from dataclasses import dataclass, field
 
 from sqlglot import exp
 
-from airflow_opsflow.checks import sqlparts
-from airflow_opsflow.checks.dialects import REGEX_DIALECTS
 from airflow_opsflow.checks.monitor_spec import MetricCheck, ReconcileCheck
 from airflow_opsflow.checks.sample_policy import default_key, looks_personal
 from airflow_opsflow.checks.spec import (
@@ -41,6 +39,8 @@ from airflow_opsflow.checks.spec import (
     TableChecks,
     UniqueCheck,
 )
+from airflow_opsflow.core import sqlparts
+from airflow_opsflow.core.dialects import REGEX_DIALECTS
 
 ROWS = "n_rows"  # aliases avoid reserved words (rows, distinct) in every dialect
 BREACHED = "breached"  # 1 when MIN/MAX show some row out of bounds: count the violations then

@@ -8,9 +8,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from airflow_opsflow.checks.durations import parse_duration
-from airflow_opsflow.checks.identifiers import check_identifier
 from airflow_opsflow.checks.values import Float, Int
+from airflow_opsflow.core.durations import parse_duration
+from airflow_opsflow.core.identifiers import check_identifier
 
 MAX_TRACKED = 100_000
 

@@ -11,8 +11,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from airflow_opsflow.checks.compiler import ROWS, BoundCheck
-from airflow_opsflow.checks.durations import format_duration
-from airflow_opsflow.checks.results import CheckResult, Status, json_safe
 from airflow_opsflow.checks.spec import (
     AcceptedValuesCheck,
     BetweenCheck,
@@ -26,7 +24,9 @@ from airflow_opsflow.checks.spec import (
     SqlCheck,
     UniqueCheck,
 )
-from airflow_opsflow.monitors.calendar import BusinessCalendar
+from airflow_opsflow.core.calendar import BusinessCalendar
+from airflow_opsflow.core.durations import format_duration
+from airflow_opsflow.core.results import CheckResult, Status, json_safe
 
 
 def evaluate(b: BoundCheck, m: dict[str, Any], now: datetime | None = None) -> CheckResult:

@@ -9,9 +9,9 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from airflow_opsflow.checks.jinja import PLACEHOLDER
 from airflow_opsflow.checks.monitor_spec import MetricCheck, ReconcileCheck
 from airflow_opsflow.checks.spec import CHECK_KINDS, CheckBase, ExpressionCheck, ForeignKeyCheck, SqlCheck, Suite
+from airflow_opsflow.core.jinja import PLACEHOLDER
 
 # Far beyond any real spec; deeper or bigger input (YAML anchors can multiply it) is refused before
 # anything walks it recursively.
@@ -102,7 +102,7 @@ def verify_sql(
     :class:`CheckSpecError` naming the table, check and field of each problem."""
     # sqlglot is imported here, not with the module: a DAG file that only imports the operator pays nothing.
     from airflow_opsflow.checks import sql_safety
-    from airflow_opsflow.checks.sqlparts import SqlFragmentError
+    from airflow_opsflow.core.sqlparts import SqlFragmentError
 
     problems: list[str] = []
     inputs: list[object] = []

@@ -9,11 +9,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from airflow_opsflow.checks.identifiers import check_table_name
+from airflow_opsflow.checks.detection import Detection
 from airflow_opsflow.checks.spec_base import CheckBase, check_identifier
 from airflow_opsflow.checks.values import Float, Int
-from airflow_opsflow.monitors.calendar import WEEKDAYS, BusinessCalendar
-from airflow_opsflow.monitors.detect import Detection
+from airflow_opsflow.core.calendar import WEEKDAYS, BusinessCalendar
+from airflow_opsflow.core.identifiers import check_table_name
 
 Bucket = Literal["hour", "day", "week", "month"]
 _SHARE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
@@ -144,7 +144,7 @@ class MetricCheck(CheckBase):
 
     The detection fields ``method``, ``sensitivity``, ``training``, ``min_training``, ``seasonality``,
     ``direction``, ``min_change``, ``min_relative_change``, ``trend`` and ``adapt_after`` are those of
-    :class:`airflow_opsflow.monitors.detect.Detection` (``min_relative_change`` also takes ``"5%"``).
+    :class:`airflow_opsflow.checks.detection.Detection` (``min_relative_change`` also takes ``"5%"``).
     """
 
     kind: Literal["metric"]

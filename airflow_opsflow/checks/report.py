@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from airflow_opsflow.checks.results import CheckResult, worst
-from airflow_opsflow.text import cut
+from airflow_opsflow.core.results import CheckResult, worst
+from airflow_opsflow.core.text import cut
 
 _ICON = {"pass": "PASS", "skipped": "SKIP", "warn": "WARN", "fail": "FAIL", "error": "ERROR"}
 
@@ -49,7 +49,7 @@ def _observed(r: CheckResult) -> str:
     if r.kind == "freshness" and isinstance(o, dict):
         from datetime import timedelta
 
-        from airflow_opsflow.checks.durations import format_duration
+        from airflow_opsflow.core.durations import format_duration
 
         return f"age {format_duration(timedelta(seconds=o.get('age_s', 0)))}"
     if r.kind == "between" and isinstance(o, dict):

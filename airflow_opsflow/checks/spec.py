@@ -13,8 +13,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from airflow_opsflow.checks.durations import parse_duration
-from airflow_opsflow.checks.identifiers import check_table_name
 from airflow_opsflow.checks.monitor_spec import CalendarSpec, MetricCheck, ReconcileCheck, check_zone
 from airflow_opsflow.checks.spec_base import (
     CheckBase,
@@ -25,7 +23,9 @@ from airflow_opsflow.checks.spec_base import (
     check_identifier,
 )
 from airflow_opsflow.checks.values import Count, Int, check_literal, order_key
-from airflow_opsflow.monitors.calendar import BusinessCalendar
+from airflow_opsflow.core.calendar import BusinessCalendar
+from airflow_opsflow.core.durations import parse_duration
+from airflow_opsflow.core.identifiers import check_table_name
 
 __all__ = ["CheckBase", "OnEmpty", "Scalar", "Severity", "Tolerance", "check_identifier"]
 

@@ -13,8 +13,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from airflow_opsflow.checks.entity_spec import EntitySpec
-from airflow_opsflow.checks.identifiers import check_identifier
 from airflow_opsflow.checks.values import MAX_COUNT, Int
+from airflow_opsflow.core.identifiers import check_identifier
 
 Severity = Literal["warn", "error"]
 OnEmpty = Literal["fail", "warn", "pass"]

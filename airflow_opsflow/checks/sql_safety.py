@@ -33,8 +33,8 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
-from airflow_opsflow.checks import sqlparts
-from airflow_opsflow.checks.sqlparts import SqlFragmentError
+from airflow_opsflow.core import sqlparts
+from airflow_opsflow.core.sqlparts import SqlFragmentError
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""dbt results as :class:`~airflow_opsflow.checks.results.CheckResult`: tests and unit tests by name, with
+"""dbt results as :class:`~airflow_opsflow.core.results.CheckResult`: tests and unit tests by name, with
 their model, column, failures, severity and compiled SQL; nodes that errored (a model that did not build)
 as ``error`` results, so the report says why their tests were skipped."""
 
@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow_opsflow.checks.results import CheckResult
+from airflow_opsflow.core.results import CheckResult
+from airflow_opsflow.core.text import cut
 from airflow_opsflow.dbt.artifacts import DbtRun
-from airflow_opsflow.text import cut
 
 _TEST_STATUS = {"pass": "pass", "fail": "fail", "warn": "warn", "error": "error", "skipped": "skipped"}
 TEST_TYPES = ("test", "unit_test")
@@ -124,7 +124,7 @@ def sample_query(result: CheckResult, dialect: str, limit: int) -> str | None:
     them (generic and singular data tests; not unit tests). None when the SQL does not parse as one query."""
     from sqlglot import exp
 
-    from airflow_opsflow.checks.sqlparts import SqlFragmentError, query
+    from airflow_opsflow.core.sqlparts import SqlFragmentError, query
 
     if result.kind != "dbt_test" or not result.sql or limit <= 0:
         return None

@@ -65,7 +65,7 @@ class HttpEndpoint(SyncDestination):
     def open(self, owner: str, sync_id: str, concurrency: int) -> Opened:
         from dataclasses import replace
 
-        from airflow_opsflow.hooks.http_target import http_target
+        from airflow_opsflow.connections.http import http_target
         from airflow_opsflow.sync.destinations.http import HttpDestination
         from airflow_opsflow.sync.destinations.transport import HttpTransport
         from airflow_opsflow.sync.ratelimit import RateLimiter

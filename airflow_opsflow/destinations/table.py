@@ -34,7 +34,7 @@ class DatabaseTable(SyncDestination):
         return self.batch_size
 
     def open(self, owner: str, sync_id: str, concurrency: int) -> Opened:
-        from airflow_opsflow.hooks.db import dialect_of, get_db_hook
+        from airflow_opsflow.connections.sql import dialect_of, get_db_hook
         from airflow_opsflow.sync.destinations.table import TableDestination
         from airflow_opsflow.sync.ratelimit import RateLimiter
 

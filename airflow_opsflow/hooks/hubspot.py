@@ -6,7 +6,7 @@ from typing import Any
 
 from airflow.sdk import BaseHook
 
-from airflow_opsflow.hooks.http_target import http_target
+from airflow_opsflow.connections.http import http_target
 from airflow_opsflow.sync.destinations.transport import HttpTarget
 
 HUBSPOT_API = "https://api.hubapi.com"

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from airflow_opsflow.core.text import cut
 from airflow_opsflow.incidents.lifecycle import Incident, TransitionKind
-from airflow_opsflow.text import cut
 
 MASK = "•••"
 

@@ -61,7 +61,7 @@ class Policy:
             return value
         values = dict(value)
         if values.get("remind_every") is not None:
-            from airflow_opsflow.checks.durations import parse_duration
+            from airflow_opsflow.core.durations import parse_duration
 
             values["remind_every"] = parse_duration(values["remind_every"])
         return cls(**values)

@@ -21,10 +21,10 @@ from zoneinfo import ZoneInfo
 
 from sqlglot import exp
 
-from airflow_opsflow.checks import sqlparts
 from airflow_opsflow.checks.monitor_spec import MetricCheck
-from airflow_opsflow.checks.results import CheckResult, Status, json_safe
 from airflow_opsflow.checks.session import QueryError
+from airflow_opsflow.core import sqlparts
+from airflow_opsflow.core.results import CheckResult, Status, json_safe
 from airflow_opsflow.monitors import buckets
 from airflow_opsflow.monitors.detect import Detection, Point, Verdict, judge
 
@@ -55,7 +55,7 @@ class Series:
 
 
 class History(Protocol):
-    """Where metric points live (the state store: :class:`airflow_opsflow.state.metrics.MetricRepo`)."""
+    """Where metric points live (the state store: :class:`airflow_opsflow.monitors.repo.MetricRepo`)."""
 
     def newest(self, key: str) -> datetime | None:
         """The newest bucket stored for any series of ``key`` (aware, UTC)."""

@@ -20,10 +20,10 @@ from typing import Any
 
 from sqlglot import exp
 
-from airflow_opsflow.checks import sqlparts
 from airflow_opsflow.checks.monitor_spec import CompareColumn, ReconcileCheck, ReconcileSide
-from airflow_opsflow.checks.results import CheckResult, Status, json_safe
-from airflow_opsflow.sync.source import SourceError, SqlSource
+from airflow_opsflow.core import sqlparts
+from airflow_opsflow.core.results import CheckResult, Status, json_safe
+from airflow_opsflow.core.sql_source import SourceError, SqlSource
 
 Connect = Callable[[str | None], tuple[Callable[[], Any], str]]  # conn_id -> (connection factory, dialect)
 MAX_GROUPS = 10_000

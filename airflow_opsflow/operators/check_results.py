@@ -16,8 +16,8 @@ from airflow_opsflow.operators.naming import where_am_i
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_opsflow.checks.results import CheckResult
-    from airflow_opsflow.notifications.routes import AlertRoute
+    from airflow_opsflow.core.results import CheckResult
+    from airflow_opsflow.incidents.route import AlertRoute
 
 STATUSES = ("skipped", "warn", "fail", "error")
 
@@ -79,7 +79,7 @@ class CheckResultsOperator(BaseOperator):
         could not be delivered (the retry sends only what is still pending). ``retry_errors=False``: checks
         that could not run fail without retry too (their cause is already written down, e.g. dbt's)."""
         from airflow_opsflow.checks.report import format_report
-        from airflow_opsflow.checks.results import worst
+        from airflow_opsflow.core.results import worst
 
         self.log.info("\n%s", format_report(results, title=self._where_am_i()))
         payload: dict[str, Any] = {"status": worst(results), **extra, "results": [r.to_dict() for r in results]}
@@ -106,8 +106,8 @@ class CheckResultsOperator(BaseOperator):
         return payload
 
     def _alert(self, results: list[CheckResult], context: Context) -> tuple[list[dict[str, Any]], list[Any]]:
-        from airflow_opsflow.hooks.state import state_store
-        from airflow_opsflow.notifications.tracking import TaskRun, track
+        from airflow_opsflow.connections.state import state_store
+        from airflow_opsflow.flows.track_incidents import TaskRun, track
 
         run = TaskRun.of(context["ti"])
         summary, report = track(results, run, self.alerts, self.incident_policy,

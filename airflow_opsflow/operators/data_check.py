@@ -8,21 +8,21 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_opsflow.checks.durations import parse_statement_timeout
-from airflow_opsflow.checks.jinja import (
+from airflow_opsflow.checks.loader import CheckSpecError, load_suite
+from airflow_opsflow.core.durations import parse_statement_timeout
+from airflow_opsflow.core.jinja import (
     has_jinja_anywhere,
     template_errors,
     with_placeholders,
     with_placeholders_anywhere,
 )
-from airflow_opsflow.checks.loader import CheckSpecError, load_suite
 from airflow_opsflow.operators.check_results import CheckResultsOperator
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_opsflow.checks.results import CheckResult
     from airflow_opsflow.checks.spec import Suite
+    from airflow_opsflow.core.results import CheckResult
 
 
 class DataCheckOperator(CheckResultsOperator):
@@ -141,8 +141,8 @@ class DataCheckOperator(CheckResultsOperator):
         return [r.to_dict() for r in self._run(context)]
 
     def _run(self, context: Context | None = None) -> list[CheckResult]:
-        from airflow_opsflow.checks.runner import run_suite
-        from airflow_opsflow.hooks.db import dialect_of, get_db_hook
+        from airflow_opsflow.connections.sql import dialect_of, get_db_hook
+        from airflow_opsflow.flows.check_suite import run_suite
 
         hook = get_db_hook(self.conn_id, self._where_am_i())
         dialect = dialect_of(hook, self.dialect)
@@ -155,9 +155,9 @@ class DataCheckOperator(CheckResultsOperator):
         history, store, entities = None, None, None
         stateful = [c for _, c in suite.all_checks() if c.kind == "metric" or c.entity]  # type: ignore[attr-defined]
         if stateful:
-            from airflow_opsflow.hooks.state import state_store
-            from airflow_opsflow.state.entities import EntityRepo
-            from airflow_opsflow.state.metrics import MetricRepo
+            from airflow_opsflow.connections.state import state_store
+            from airflow_opsflow.incidents.entity_repo import EntityRepo
+            from airflow_opsflow.monitors.repo import MetricRepo
 
             store = state_store(self.state_conn_id, self._where_am_i())
             history = MetricRepo(store)
@@ -176,7 +176,7 @@ class DataCheckOperator(CheckResultsOperator):
 
     def _connect(self, conn_id: str | None) -> tuple[Any, str]:
         """A reconcile side's connection factory and dialect (None: this operator's connection)."""
-        from airflow_opsflow.hooks.db import dialect_of, get_db_hook
+        from airflow_opsflow.connections.sql import dialect_of, get_db_hook
 
         hook = get_db_hook(conn_id or self.conn_id, self._where_am_i())
         return hook.get_conn, dialect_of(hook, None if conn_id else self.dialect)
@@ -184,9 +184,9 @@ class DataCheckOperator(CheckResultsOperator):
     def _entity_tracking(self, repo: Any, context: Context | None) -> Any:
         """Entities belong to the check's incident (DAG, task, map index, check); a retry of a run reports
         the entities that run found new as new again."""
-        from airflow_opsflow.checks.runner import EntityTracking
+        from airflow_opsflow.flows.check_suite import EntityTracking
+        from airflow_opsflow.flows.track_incidents import TaskRun
         from airflow_opsflow.incidents.lifecycle import fingerprint
-        from airflow_opsflow.notifications.tracking import TaskRun
 
         if context is not None:
             run = TaskRun.of(context["ti"])
@@ -214,7 +214,7 @@ def _function_names(names: Any, where_am_i: str) -> tuple[str, ...]:
 
 
 def _sqlglot_dialect(name: str | None, where_am_i: str) -> str | None:
-    from airflow_opsflow.checks.dialects import to_sqlglot_dialect
+    from airflow_opsflow.core.dialects import to_sqlglot_dialect
 
     try:
         return to_sqlglot_dialect(name) if name else None

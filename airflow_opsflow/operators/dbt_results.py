@@ -12,7 +12,7 @@ from airflow_opsflow.operators.check_results import CheckResultsOperator
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_opsflow.checks.results import CheckResult
+    from airflow_opsflow.core.results import CheckResult
 
 
 class DbtResultsOperator(CheckResultsOperator):
@@ -108,10 +108,10 @@ class DbtResultsOperator(CheckResultsOperator):
 
     def _sample(self, failing: list[CheckResult]) -> None:
         """The failing rows of each failing test, from its compiled SQL, in one read-only session."""
-        from airflow_opsflow.checks.results import json_safe
         from airflow_opsflow.checks.session import QueryError, ReadOnlySession
+        from airflow_opsflow.connections.sql import dialect_of, get_db_hook
+        from airflow_opsflow.core.results import json_safe
         from airflow_opsflow.dbt.results import sample_query
-        from airflow_opsflow.hooks.db import dialect_of, get_db_hook
 
         if not failing:
             return

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from airflow_opsflow.checks.durations import parse_duration
-from airflow_opsflow.checks.jinja import has_jinja
+from airflow_opsflow.core.durations import parse_duration
+from airflow_opsflow.core.jinja import has_jinja
 from airflow_opsflow.operators.naming import where_am_i
 from airflow_opsflow.reports.output import FORMATS
 from airflow_opsflow.reports.spec import Chart, ReportSpec, ReportSpecError, parse
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from airflow.sdk import Context
 
-    from airflow_opsflow.notifications.reports import ReportDestination
+    from airflow_opsflow.report_deliveries import ReportDelivery
     from airflow_opsflow.reports.output import RenderedReport
 
 Transform = Callable[[dict[str, "pd.DataFrame"], Any], "pd.DataFrame | dict[str, pd.DataFrame]"]
@@ -70,7 +70,7 @@ class ReportOperator(BaseOperator):
         *,
         queries: Any,
         title: str,
-        deliver: Sequence[ReportDestination],
+        deliver: Sequence[ReportDelivery],
         conn_id: str | None = None,
         steps: list[dict[str, Any]] | None = None,
         transform: Transform | None = None,
@@ -184,7 +184,7 @@ class ReportOperator(BaseOperator):
     def _query(self, spec: ReportSpec) -> dict[str, pd.DataFrame]:
         """Each query on its connection (read-only): a frame per query, or an error naming the query."""
         from airflow_opsflow.checks.session import QueryError, ReadOnlySession
-        from airflow_opsflow.hooks.db import dialect_of, get_db_hook
+        from airflow_opsflow.connections.sql import dialect_of, get_db_hook
         from airflow_opsflow.reports.build import column_kinds, frame_of
 
         frames: dict[str, pd.DataFrame] = {}
@@ -271,7 +271,7 @@ class ReportOperator(BaseOperator):
         if not (self.state_conn_id or conf.get("opsflow", "state_conn_id", fallback="")):
             self.log.info("no state database: a retry of this task re-sends the report to every destination")
             return None
-        from airflow_opsflow.hooks.state import state_store
-        from airflow_opsflow.state.reports import ReportDeliveryRepo
+        from airflow_opsflow.connections.state import state_store
+        from airflow_opsflow.reports.repo import ReportDeliveryRepo
 
         return ReportDeliveryRepo(state_store(self.state_conn_id, self._where_am_i()))

@@ -144,14 +144,14 @@ class ReverseSyncOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow.sdk import conf
 
-        from airflow_opsflow.hooks.db import dialect_of, get_db_hook
-        from airflow_opsflow.hooks.state import state_store
+        from airflow_opsflow.connections.sql import dialect_of, get_db_hook
+        from airflow_opsflow.connections.state import state_store
+        from airflow_opsflow.core.sql_source import SourceError, SqlSource
         from airflow_opsflow.state.store import StateStoreError
-        from airflow_opsflow.state.syncs import SyncBusyError
         from airflow_opsflow.sync.deliver import DeliveryPolicy, DestinationDown
         from airflow_opsflow.sync.engine import SyncFailed, SyncRefused, SyncRun
         from airflow_opsflow.sync.plan import source_query
-        from airflow_opsflow.sync.source import SourceError, SqlSource
+        from airflow_opsflow.sync.repo import SyncBusyError
 
         where = self._where_am_i()
         spec = self._spec(_truthy(self.sync_dry_run), _truthy(self.full_resync))

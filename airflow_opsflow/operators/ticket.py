@@ -14,8 +14,8 @@ from airflow_opsflow.links import TICKETS_XCOM, JiraTicketLink
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_opsflow.checks.results import CheckResult
-    from airflow_opsflow.notifications.jira import JiraTicket
+    from airflow_opsflow.alerts.jira import JiraTicket
+    from airflow_opsflow.core.results import CheckResult
 
 GROUPINGS = ("check", "task", "entity")
 
@@ -86,8 +86,8 @@ class TicketOperator(BaseOperator):
         self.state_conn_id = state_conn_id
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
-        from airflow_opsflow.hooks.state import state_store
-        from airflow_opsflow.notifications.tracking import TaskRun, track
+        from airflow_opsflow.connections.state import state_store
+        from airflow_opsflow.flows.track_incidents import TaskRun, track
 
         results = self._results(context)
         entities: list[str | None] | None = None
@@ -111,7 +111,7 @@ class TicketOperator(BaseOperator):
         return incidents
 
     def _results(self, context: Context) -> list[CheckResult]:
-        from airflow_opsflow.checks.results import CheckResult, worst
+        from airflow_opsflow.core.results import CheckResult, worst
 
         if self.summary is not None:
             return [CheckResult(name=self.summary[:200], kind="ticket", table=None,

@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator, conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout, AirflowSkipException
 
-from airflow_opsflow.checks.durations import parse_duration, parse_statement_timeout
-from airflow_opsflow.checks.jinja import has_jinja_anywhere, template_errors, with_placeholders_anywhere
 from airflow_opsflow.checks.loader import CheckSpecError, load_suite
+from airflow_opsflow.core.durations import parse_duration, parse_statement_timeout
+from airflow_opsflow.core.jinja import has_jinja_anywhere, template_errors, with_placeholders_anywhere
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -111,9 +111,9 @@ class DataConditionSensor(BaseSensorOperator):
 
     def _validate(self) -> None:
         """Validate the condition now, Jinja replaced by placeholders as DataCheckOperator does."""
-        from airflow_opsflow.checks.dialects import to_sqlglot_dialect
         from airflow_opsflow.checks.sql_safety import UnsafeSqlError, check_query
-        from airflow_opsflow.checks.sqlparts import SqlFragmentError
+        from airflow_opsflow.core.dialects import to_sqlglot_dialect
+        from airflow_opsflow.core.sqlparts import SqlFragmentError
 
         who = f"task {self.task_id!r}"
         try:
@@ -153,7 +153,7 @@ class DataConditionSensor(BaseSensorOperator):
         """The rendered condition as JSON-able check spec (None in ``sql`` mode), its SQL checked in
         ``dialect``; a spec error fails the task without retry (waiting does not fix it)."""
         from airflow_opsflow.checks.sql_safety import check_query
-        from airflow_opsflow.checks.sqlparts import SqlFragmentError
+        from airflow_opsflow.core.sqlparts import SqlFragmentError
 
         who = f"task {self.task_id!r}"
         if self.sql is not None:
@@ -180,12 +180,12 @@ class DataConditionSensor(BaseSensorOperator):
         return self._checked_spec
 
     def _dialect(self) -> str:
-        from airflow_opsflow.hooks.db import dialect_of, get_db_hook
+        from airflow_opsflow.connections.sql import dialect_of, get_db_hook
 
         return dialect_of(get_db_hook(self.conn_id, f"task {self.task_id!r}"), self.dialect)
 
     def poke(self, context: Context) -> bool:
-        from airflow_opsflow.checks.condition import ConditionError
+        from airflow_opsflow.flows.condition import ConditionError
         from airflow_opsflow.operators.data_check import _run_time
         from airflow_opsflow.triggers.data_condition import poll_condition
 

@@ -9,12 +9,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import sqlglot
 
-if TYPE_CHECKING:
-    from airflow_opsflow.state.store import StateStore
+
+class TableNames(Protocol):
+    """What the DDL needs to know of the store (its table prefix and schema); the store passes itself."""
+
+    prefix: str
+    schema: str | None
+
+    def table(self, name: str) -> str: ...
 
 SCHEMA_VERSION = 6
 
@@ -167,7 +173,7 @@ _BYTEWISE = {"sync_keys": ("sync_id", "key_text"), "sync_meta": ("sync_id",), "s
 _MYSQL_BINARY = "DEFAULT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
 
 
-def ddl(store: StateStore, table: str, dialect: str) -> list[str]:
+def ddl(store: TableNames, table: str, dialect: str) -> list[str]:
     """``CREATE TABLE IF NOT EXISTS`` (and its indexes) for one of our tables, in ``dialect``."""
     neutral = f"CREATE TABLE IF NOT EXISTS {store.table(table)} ({_TABLES[table]})"
     (statement,) = sqlglot.transpile(neutral, read="postgres", write=dialect)
@@ -196,15 +202,15 @@ def ddl(store: StateStore, table: str, dialect: str) -> list[str]:
     return [statement, f"CREATE INDEX IF NOT EXISTS {name} ON {store.table(table)} ({columns}){where}"]
 
 
-def _v1(store: StateStore, dialect: str) -> list[str]:
+def _v1(store: TableNames, dialect: str) -> list[str]:
     return [*ddl(store, "incidents", dialect), *ddl(store, "deliveries", dialect)]
 
 
-def _v2(store: StateStore, dialect: str) -> list[str]:
+def _v2(store: TableNames, dialect: str) -> list[str]:
     return [*ddl(store, "sync_meta", dialect), *ddl(store, "sync_keys", dialect)]
 
 
-def _v3(store: StateStore, dialect: str) -> list[str]:
+def _v3(store: TableNames, dialect: str) -> list[str]:
     exists = " IF NOT EXISTS" if dialect == "postgres" else ""  # the others: see already_applied
     added = [f"ALTER TABLE {store.table(t)} ADD COLUMN{exists} {c} {kind}" for t, c, kind in _ADDED[3]]
     if dialect == "mysql":  # v2 created them in the server's default character set (idempotent)
@@ -221,16 +227,16 @@ def already_applied(dialect: str, statement: str, error: Exception) -> bool:
             and "duplicate column" in str(error).lower())
 
 
-def _v4(store: StateStore, dialect: str) -> list[str]:
+def _v4(store: TableNames, dialect: str) -> list[str]:
     return [*ddl(store, "metric_series", dialect), *ddl(store, "metric_points", dialect)]
 
 
-def _v5(store: StateStore, dialect: str) -> list[str]:
+def _v5(store: TableNames, dialect: str) -> list[str]:
     return ddl(store, "entity_state", dialect)
 
 
-def _v6(store: StateStore, dialect: str) -> list[str]:
+def _v6(store: TableNames, dialect: str) -> list[str]:
     return ddl(store, "report_deliveries", dialect)
 
 
-MIGRATIONS: dict[int, Callable[[StateStore, str], list[str]]] = {1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5, 6: _v6}
+MIGRATIONS: dict[int, Callable[[TableNames, str], list[str]]] = {1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5, 6: _v6}

@@ -12,13 +12,13 @@ mid-update leaves the previous committed state.
 from __future__ import annotations
 
 import sqlite3
-import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
-from airflow_opsflow.state.dberrors import describe, is_connection_lost, is_driver_error
+from airflow_opsflow.core.cursor import Cursor, paramstyle_of
+from airflow_opsflow.core.dberrors import describe, is_connection_lost, is_driver_error
 from airflow_opsflow.state.schema import MIGRATIONS, SCHEMA_VERSION, already_applied, ddl
 
 ConnectionFactory = Callable[[], Any]
@@ -105,7 +105,7 @@ class StateStore:
                 cur.execute("BEGIN IMMEDIATE")
             elif self.dialect == "mysql":
                 cur.execute("START TRANSACTION")
-            yield Cursor(cur, self._paramstyle or _paramstyle(conn))
+            yield Cursor(cur, self._paramstyle or paramstyle_of(conn))
             conn.commit() if self.dialect != "sqlite" else cur.execute("COMMIT")
         except BaseException as e:
             try:
@@ -198,7 +198,7 @@ class StateStore:
     def _read_version(self) -> int:
         """The recorded version, 0 with an empty table, -1 when the table does not exist yet."""
         conn = self._connection()
-        cur = Cursor(conn.cursor(), self._paramstyle or _paramstyle(conn))
+        cur = Cursor(conn.cursor(), self._paramstyle or paramstyle_of(conn))
         try:
             return self._version(cur)
         except Exception:
@@ -214,39 +214,3 @@ class StateStore:
         cur.execute(f"UPDATE {table} SET version = ? WHERE component = ?", (version, "state"))
         if cur.rowcount == 0:
             cur.execute(f"INSERT INTO {table} (component, version) VALUES (?, ?)", ("state", version))
-
-
-class Cursor:
-    """A DB-API cursor that takes ``?`` placeholders whatever the driver's paramstyle."""
-
-    def __init__(self, cur: Any, paramstyle: str) -> None:
-        self._cur = cur
-        self._paramstyle = paramstyle
-
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
-        if self._paramstyle in ("format", "pyformat"):
-            sql = sql.replace("%", "%%").replace("?", "%s")
-        elif self._paramstyle == "numeric":
-            parts = sql.split("?")
-            sql = parts[0] + "".join(f":{i}{p}" for i, p in enumerate(parts[1:], start=1))
-        self._cur.execute(sql, tuple(params)) if params else self._cur.execute(sql)
-
-    @property
-    def raw(self) -> Any:
-        """The driver's cursor (for driver-specific fast paths such as COPY)."""
-        return self._cur
-
-    def fetchone(self) -> Any:
-        return self._cur.fetchone()
-
-    def fetchall(self) -> list[Any]:
-        return list(self._cur.fetchall())
-
-    @property
-    def rowcount(self) -> int:
-        return int(self._cur.rowcount)
-
-
-def _paramstyle(conn: Any) -> str:
-    module = sys.modules.get(type(conn).__module__.split(".")[0])
-    return str(getattr(module, "paramstyle", "qmark"))

@@ -26,7 +26,6 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from airflow_opsflow.state.syncs import DELETE_FAILED, FAILED, MISSING, OK, Answers
 from airflow_opsflow.sync.destinations import base
 from airflow_opsflow.sync.destinations.base import (
     BatchRejected,
@@ -38,6 +37,7 @@ from airflow_opsflow.sync.destinations.base import (
     TransientError,
 )
 from airflow_opsflow.sync.ratelimit import RateLimiter
+from airflow_opsflow.sync.repo import DELETE_FAILED, FAILED, MISSING, OK, Answers
 
 CONFIRMED = base.OK  # the outcome of a record the destination took
 

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_opsflow.state.syncs import RESEND, KeyState, SyncRepo
+from airflow_opsflow.core.sql_source import SqlSource
 from airflow_opsflow.sync.deliver import Item
 from airflow_opsflow.sync.destinations.base import Operation
 from airflow_opsflow.sync.plan import (
@@ -38,7 +38,7 @@ from airflow_opsflow.sync.plan import (
     py_key,
     py_shard,
 )
-from airflow_opsflow.sync.source import SqlSource
+from airflow_opsflow.sync.repo import RESEND, KeyState, SyncRepo
 
 MAX_KEY_LENGTH = 512
 SMALL_DIFF = 20_000  # changes fetched in one go (with parallel workers) before falling back to a cursor

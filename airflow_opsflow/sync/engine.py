@@ -18,16 +18,16 @@ from collections.abc import Callable, Iterator
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from airflow_opsflow.core.sql_source import SqlSource
 from airflow_opsflow.state.store import StateStore
-from airflow_opsflow.state.syncs import PENDING, SyncRepo
 from airflow_opsflow.sync.deliver import Deliverer, DeliveryPolicy, DeliveryStats, DestinationDown, Group, Item
 from airflow_opsflow.sync.destinations.base import Destination, Operation, TransientError
 from airflow_opsflow.sync.diff import Differ
 from airflow_opsflow.sync.mapping import Mapping
 from airflow_opsflow.sync.plan import Plan, py_key
 from airflow_opsflow.sync.ratelimit import RateLimiter
+from airflow_opsflow.sync.repo import PENDING, SyncRepo
 from airflow_opsflow.sync.report import SyncReport
-from airflow_opsflow.sync.source import SqlSource
 from airflow_opsflow.sync.spec import SyncSpec, SyncSpecError
 
 log = logging.getLogger(__name__)

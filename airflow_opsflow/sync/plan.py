@@ -21,8 +21,8 @@ from typing import Any
 
 from sqlglot import exp
 
-from airflow_opsflow.checks.sqlparts import literal, table_ref
-from airflow_opsflow.checks.sqlparts import query as parse_query
+from airflow_opsflow.core.sqlparts import literal, table_ref
+from airflow_opsflow.core.sqlparts import query as parse_query
 
 KEY, HASH = "__opsflow_key", "__opsflow_hash"
 OLD_HASH, OLD_REF, OLD_STATUS = "__opsflow_old_hash", "__opsflow_old_ref", "__opsflow_old_status"

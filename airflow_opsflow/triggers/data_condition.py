@@ -102,9 +102,9 @@ def poll_condition(
 
     ``dialect`` overrides the one the connection type implies; ``run_time`` is the time freshness rules
     are judged at (the run's, so a retry or a backfill waits for the same data)."""
-    from airflow_opsflow.checks.condition import condition_holds
     from airflow_opsflow.checks.loader import load_suite
-    from airflow_opsflow.hooks.db import dialect_of, get_db_hook
+    from airflow_opsflow.connections.sql import dialect_of, get_db_hook
+    from airflow_opsflow.flows.condition import condition_holds
 
     hook = get_db_hook(conn_id)
     real = dialect_of(hook, dialect)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_opsflow.retry_after import parse_retry_after
+from airflow_opsflow.core.retry_after import parse_retry_after
 
 if TYPE_CHECKING:
     import httpx

@@ -8,8 +8,8 @@ import sqlglot
 from sqlglot import exp
 
 from airflow_opsflow.checks.compiler import compile_suite, sample_query
-from airflow_opsflow.checks.dialects import UnsupportedDialectError, to_sqlglot_dialect
 from airflow_opsflow.checks.loader import load_suite
+from airflow_opsflow.core.dialects import UnsupportedDialectError, to_sqlglot_dialect
 
 LINEITEM = {"table": "lineitem", "checks": [
     {"kind": "row_count", "min": 1001},

@@ -1,8 +1,8 @@
 """The least-privilege recipes of docs/security.md, applied verbatim on real servers.
 
 For PostgreSQL and MariaDB: create the example database ``shop`` and its owner, apply the recipe's SQL
-exactly as the docs show it (airflow_opsflow/testing/least_privilege.py), then connect as the checks
-login and assert what it can do (read the tables, run a DataCheckOperator suite) and what it cannot
+exactly as the docs show it (airflow_opsflow_testing/least_privilege.py in the testing kit), then connect
+as the checks login and assert what it can do (read the tables, run a DataCheckOperator suite) and what it cannot
 (write, read server files, signal other sessions, open a second connection). The assertions on what
 stays possible (own sessions, set_config, advisory locks...) pin the claims the docs make about them.
 """
@@ -19,13 +19,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from airflow_opsflow_testing import least_privilege as lp
+from airflow_opsflow_testing import mariadb
+from airflow_opsflow_testing.dag_runner import run_dag
+from airflow_opsflow_testing.sample_data import seed
 
 from airflow_opsflow.state.schema import SCHEMA_VERSION
 from airflow_opsflow.state.store import StateStore
-from airflow_opsflow.testing import least_privilege as lp
-from airflow_opsflow.testing import mariadb
-from airflow_opsflow.testing.dag_runner import run_dag
-from airflow_opsflow.testing.sample_data import seed
 from tests.conftest import ROOT
 from tests.helpers import DAGS, load_module, results_by_name
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from airflow_opsflow.checks.durations import format_duration, parse_duration
 from airflow_opsflow.checks.loader import CheckSpecError, load_suite
 from airflow_opsflow.checks.spec import NotNullCheck, TableChecks, Tolerance
+from airflow_opsflow.core.durations import format_duration, parse_duration
 
 CTX = "dag 'ops', task 'check_payments'"
 
@@ -132,10 +132,11 @@ def test_format_duration() -> None:
 
 
 def test_engine_imports_no_airflow() -> None:
-    code = ("import sys; import airflow_opsflow.checks.runner, airflow_opsflow.checks.loader, "
-            "airflow_opsflow.checks.report, airflow_opsflow.checks.condition, airflow_opsflow.monitors.metric, "
-            "airflow_opsflow.monitors.reconcile, airflow_opsflow.incidents.entities, airflow_opsflow.state.entities, "
-            "airflow_opsflow.state.metrics, airflow_opsflow.dbt.results; "
+    code = ("import sys; import airflow_opsflow.flows.check_suite, airflow_opsflow.checks.loader, "
+            "airflow_opsflow.checks.report, airflow_opsflow.flows.condition, airflow_opsflow.monitors.metric, "
+            "airflow_opsflow.monitors.reconcile, airflow_opsflow.incidents.entities, "
+            "airflow_opsflow.incidents.entity_repo, "
+            "airflow_opsflow.monitors.repo, airflow_opsflow.dbt.results; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('airflow', 'pandas')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
@@ -159,7 +160,7 @@ def test_durations_that_overflowed_are_named(max_age: object, expected: str) -> 
     ("30d", "too long"),
 ])
 def test_statement_timeouts_are_bounded(value: object, expected: str) -> None:
-    from airflow_opsflow.checks.durations import parse_statement_timeout
+    from airflow_opsflow.core.durations import parse_statement_timeout
 
     with pytest.raises(ValueError, match=expected):
         parse_statement_timeout(value)

@@ -122,7 +122,7 @@ def _deep(depth: int) -> Any:
 
 def _nonsense(suite: Any) -> list[str]:
     """Invariants of a loaded suite; each violation is nonsense accepted silently."""
-    from airflow_opsflow.checks import sqlparts
+    from airflow_opsflow.core import sqlparts
 
     found = []
     for group, check in suite.all_checks():
@@ -169,7 +169,7 @@ def _comparable(lo: Any, hi: Any) -> bool:
 
 
 def _parses(text: str, how: str) -> bool:
-    from airflow_opsflow.checks import sqlparts
+    from airflow_opsflow.core import sqlparts
 
     for dialect in ("", "postgres", "mysql", "sqlite"):
         try:

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from airflow_opsflow.checks.loader import load_suite
-from airflow_opsflow.checks.results import CheckResult
-from airflow_opsflow.checks.runner import run_suite
+from airflow_opsflow.core.results import CheckResult
+from airflow_opsflow.flows.check_suite import run_suite
 from tests.conftest import Database
 
 
@@ -144,7 +144,7 @@ def test_sql_check_runs_once_mariadb(mariadb_db: Database) -> None:
 
 
 def test_sql_check_with_entities_runs_once_and_keeps_null_keys_counted(sqlite_db: Database) -> None:
-    from airflow_opsflow.checks.runner import EntityTracking
+    from airflow_opsflow.flows.check_suite import EntityTracking
     from airflow_opsflow.incidents.entities import Changes, Tracked
 
     class Memory:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import DAG, Param
 
-from airflow_opsflow.notifications.email import EmailAlert
-from airflow_opsflow.notifications.slack import SlackAlert
+from airflow_opsflow.alerts.email import EmailAlert
+from airflow_opsflow.alerts.slack import SlackAlert
 from airflow_opsflow.operators.data_check import DataCheckOperator
 
 with DAG("test_alerts", schedule=None, start_date=pendulum.datetime(2024, 1, 1, tz="UTC"), catchup=False,

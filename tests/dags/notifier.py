@@ -8,8 +8,8 @@ import pendulum
 from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk import DAG, Param
 
-from airflow_opsflow.notifications.notifier import send_incident_alert
-from airflow_opsflow.notifications.slack import SlackAlert
+from airflow_opsflow.alerts.slack import SlackAlert
+from airflow_opsflow.notifiers.incident import send_incident_alert
 
 ALERTS = [SlackAlert(conn_id="slack_default")]
 

@@ -9,8 +9,8 @@ import pandas as pd
 import pendulum
 from airflow.sdk import DAG, Param
 
-from airflow_opsflow.notifications.reports import EmailReport, SlackReport
 from airflow_opsflow.operators.report import ReportOperator
+from airflow_opsflow.report_deliveries import EmailReport, SlackReport
 
 QUERY = "SELECT id, provider, status, amount FROM payments"
 START = pendulum.datetime(2024, 1, 1, tz="UTC")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import DAG, Param
 
-from airflow_opsflow.notifications.jira import JiraTicket
+from airflow_opsflow.alerts.jira import JiraTicket
 from airflow_opsflow.operators.data_check import DataCheckOperator
 from airflow_opsflow.operators.ticket import TicketOperator
 

@@ -125,7 +125,8 @@ def test_names_shared_across_packages_are_told_apart(tmp_path: Path) -> None:
 
 @pytest.mark.usefixtures("airflow_db")
 def test_results_of_several_targets_merge_newest_first(tmp_path: Path, clock: datetime) -> None:
-    from airflow_opsflow.testing.dag_runner import run_dag
+    from airflow_opsflow_testing.dag_runner import run_dag
+
     from tests.helpers import DAGS, load_module, results_by_name
 
     dags = load_module(DAGS / "dbt_targets.py")
@@ -158,7 +159,8 @@ def test_merged_targets_take_each_nodes_newest_result(tmp_path: Path) -> None:
 
 @pytest.mark.usefixtures("airflow_db")
 def test_targets_from_earlier_runs_are_skipped_unless_all_are(tmp_path: Path, clock: datetime) -> None:
-    from airflow_opsflow.testing.dag_runner import run_dag
+    from airflow_opsflow_testing.dag_runner import run_dag
+
     from tests.helpers import DAGS, load_module, results_by_name
 
     dags = load_module(DAGS / "dbt_targets.py")

@@ -9,14 +9,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from airflow_opsflow_testing.dag_runner import run_dag
+from airflow_opsflow_testing.hubspot_server import FakeHubSpot
+from airflow_opsflow_testing.jira_server import FakeJira
+from airflow_opsflow_testing.sample_data import repair, seed
+from airflow_opsflow_testing.slack_server import FakeSlack
 
+from airflow_opsflow.alerts.jira import ticket_label
 from airflow_opsflow.incidents.lifecycle import fingerprint
-from airflow_opsflow.notifications.jira import ticket_label
-from airflow_opsflow.testing.dag_runner import run_dag
-from airflow_opsflow.testing.hubspot_server import FakeHubSpot
-from airflow_opsflow.testing.jira_server import FakeJira
-from airflow_opsflow.testing.sample_data import repair, seed
-from airflow_opsflow.testing.slack_server import FakeSlack
 from tests.conftest import Database
 from tests.helpers import EXAMPLES, load_module, results_by_name
 

@@ -11,14 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from airflow_opsflow_testing.jira_server import FakeJira
 
+from airflow_opsflow.alerts.jira import JiraTicket
+from airflow_opsflow.flows.deliver_alerts import deliver_pending
 from airflow_opsflow.hooks.jira import JiraTicketHook
 from airflow_opsflow.incidents.lifecycle import Observation, Policy, fingerprint
-from airflow_opsflow.notifications.dispatch import deliver_pending
-from airflow_opsflow.notifications.jira import JiraTicket
-from airflow_opsflow.state.incidents import IncidentRepo, Subject
+from airflow_opsflow.incidents.repo import IncidentRepo, Subject
 from airflow_opsflow.state.store import StateStore
-from airflow_opsflow.testing.jira_server import FakeJira
 from airflow_opsflow.triggers.ticket import TicketStatusTrigger
 
 BOTH = pytest.mark.parametrize("fake_jira", ["cloud", "server"], indirect=True)

@@ -98,8 +98,8 @@ def test_duplicate_and_null_keys_are_one_entity_each_on_a_real_database(tmp_path
     from pathlib import Path
 
     from airflow_opsflow.checks.loader import load_suite
-    from airflow_opsflow.checks.runner import EntityTracking, run_suite
-    from airflow_opsflow.state.entities import EntityRepo
+    from airflow_opsflow.flows.check_suite import EntityTracking, run_suite
+    from airflow_opsflow.incidents.entity_repo import EntityRepo
     from airflow_opsflow.state.store import StateStore
 
     path = Path(str(tmp_path))

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from airflow_opsflow.state.metrics import MetricRepo
+from airflow_opsflow.monitors.repo import MetricRepo
 from airflow_opsflow.state.store import StateStore
 from tests.conftest import Database
 

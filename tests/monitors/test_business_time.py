@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from airflow_opsflow.checks.loader import CheckSpecError, load_suite
-from airflow_opsflow.checks.results import CheckResult
-from airflow_opsflow.checks.runner import run_suite
+from airflow_opsflow.core.results import CheckResult
+from airflow_opsflow.flows.check_suite import run_suite
 
 TOKYO, BERLIN = ZoneInfo("Asia/Tokyo"), ZoneInfo("Europe/Berlin")
 WEEKDAYS = ["mon", "tue", "wed", "thu", "fri"]

@@ -9,10 +9,10 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from airflow_opsflow.checks.loader import CheckSpecError, load_suite
-from airflow_opsflow.checks.results import CheckResult
-from airflow_opsflow.checks.runner import run_suite
+from airflow_opsflow.core.calendar import BusinessCalendar
+from airflow_opsflow.core.results import CheckResult
+from airflow_opsflow.flows.check_suite import run_suite
 from airflow_opsflow.monitors import buckets
-from airflow_opsflow.monitors.calendar import BusinessCalendar
 
 BERLIN = ZoneInfo("Europe/Berlin")
 CAL = {"timezone": "Europe/Berlin", "business_days": ["mon", "tue", "wed", "thu", "fri"],

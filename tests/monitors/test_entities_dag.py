@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import pendulum
 import pytest
+from airflow_opsflow_testing.dag_runner import run_dag
+from airflow_opsflow_testing.jira_server import FakeJira
+from airflow_opsflow_testing.slack_server import FakeSlack
 
-from airflow_opsflow.testing.dag_runner import run_dag
-from airflow_opsflow.testing.jira_server import FakeJira
-from airflow_opsflow.testing.slack_server import FakeSlack
 from tests.conftest import Database
 from tests.helpers import DAGS, load_module, results_by_name
 

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from airflow_opsflow.checks.loader import load_suite
-from airflow_opsflow.checks.results import CheckResult
-from airflow_opsflow.checks.runner import run_suite
-from airflow_opsflow.state.metrics import MetricRepo
+from airflow_opsflow.core.results import CheckResult
+from airflow_opsflow.flows.check_suite import run_suite
+from airflow_opsflow.monitors.repo import MetricRepo
 from tests.conftest import Database
 from tests.monitors.orders import DROP_DAY, START, create_orders, orders_per_day
 

@@ -13,10 +13,10 @@ import sqlglot
 from sqlglot import exp
 
 from airflow_opsflow.checks.loader import load_suite
-from airflow_opsflow.checks.results import CheckResult
-from airflow_opsflow.checks.runner import run_suite
+from airflow_opsflow.core.results import CheckResult
+from airflow_opsflow.flows.check_suite import run_suite
 from airflow_opsflow.monitors.metric import Series
-from airflow_opsflow.state.metrics import MetricRepo
+from airflow_opsflow.monitors.repo import MetricRepo
 from tests.conftest import Database
 from tests.monitors.orders import START, create_orders, orders_per_day
 

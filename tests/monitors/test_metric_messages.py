@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow_opsflow.checks.loader import load_suite
-from airflow_opsflow.checks.runner import run_suite
+from airflow_opsflow.flows.check_suite import run_suite
 from airflow_opsflow.monitors.detect import Verdict
 from airflow_opsflow.monitors.metric import _sentence
-from airflow_opsflow.state.metrics import MetricRepo
+from airflow_opsflow.monitors.repo import MetricRepo
 from airflow_opsflow.state.store import StateStore
 
 START = datetime(2026, 3, 2)  # a Monday

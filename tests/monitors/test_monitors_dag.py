@@ -7,9 +7,9 @@ from datetime import UTC, timedelta
 
 import pendulum
 import pytest
+from airflow_opsflow_testing.dag_runner import run_dag
+from airflow_opsflow_testing.slack_server import FakeSlack
 
-from airflow_opsflow.testing.dag_runner import run_dag
-from airflow_opsflow.testing.slack_server import FakeSlack
 from tests.conftest import Database
 from tests.helpers import DAGS, load_module, results_by_name
 from tests.monitors.orders import DROP_DAY, START, create_orders

@@ -8,11 +8,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from airflow_opsflow_testing.dag_runner import run_dag
 
 from airflow_opsflow.checks.loader import CheckSpecError, load_suite
-from airflow_opsflow.checks.results import CheckResult
-from airflow_opsflow.checks.runner import run_suite
-from airflow_opsflow.testing.dag_runner import run_dag
+from airflow_opsflow.core.results import CheckResult
+from airflow_opsflow.flows.check_suite import run_suite
 from tests.conftest import Database
 from tests.helpers import DAGS, load_module, results_by_name
 

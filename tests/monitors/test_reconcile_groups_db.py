@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from airflow_opsflow.checks.loader import load_suite
-from airflow_opsflow.checks.results import CheckResult
-from airflow_opsflow.checks.runner import run_suite
+from airflow_opsflow.core.results import CheckResult
+from airflow_opsflow.flows.check_suite import run_suite
 from tests.conftest import Database
 
 

@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 
 import pendulum
 import pytest
+from airflow_opsflow_testing.dag_runner import run_dag
 
-from airflow_opsflow.testing.dag_runner import run_dag
 from airflow_opsflow.triggers.data_condition import DataConditionTrigger, poll_condition
 from tests.conftest import Database
 from tests.helpers import DAGS, load_module, results_by_name

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from airflow_opsflow_testing.dag_runner import run_dag
+from airflow_opsflow_testing.sample_data import repair, seed
+from airflow_opsflow_testing.slack_server import FakeSlack
+from airflow_opsflow_testing.smtp_server import FakeSmtp
 
-from airflow_opsflow.testing.dag_runner import run_dag
-from airflow_opsflow.testing.sample_data import repair, seed
-from airflow_opsflow.testing.slack_server import FakeSlack
-from airflow_opsflow.testing.smtp_server import FakeSmtp
 from tests.conftest import Database
 from tests.helpers import DAGS, load_module
 
@@ -120,7 +120,7 @@ def test_a_429_storm_keeps_the_alert_pending_until_slack_answers(db: Database, f
 
 def test_an_unknown_channel_is_a_clear_error(db: Database, fake_slack: FakeSlack,
                                              capfd: pytest.CaptureFixture[str]) -> None:
-    from airflow_opsflow.notifications.slack import SlackAlert
+    from airflow_opsflow.alerts.slack import SlackAlert
 
     seed(db.conn, problems=True)
     task = dags.dag.get_task("check_payments")

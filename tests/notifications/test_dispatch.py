@@ -7,13 +7,13 @@ import threading
 from pathlib import Path
 
 import pytest
+from airflow_opsflow_testing.slack_server import FakeSlack
 
+from airflow_opsflow.alerts.slack import SlackAlert
+from airflow_opsflow.flows.deliver_alerts import DeliveryReport, deliver_pending
 from airflow_opsflow.incidents.lifecycle import Observation, Policy, fingerprint
-from airflow_opsflow.notifications.dispatch import DeliveryReport, deliver_pending
-from airflow_opsflow.notifications.slack import SlackAlert
-from airflow_opsflow.state.incidents import IncidentRepo, Subject
+from airflow_opsflow.incidents.repo import IncidentRepo, Subject
 from airflow_opsflow.state.store import StateStore
-from airflow_opsflow.testing.slack_server import FakeSlack
 
 pytestmark = pytest.mark.usefixtures("slack_conn")
 FP = fingerprint("d", "t", "c")

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from airflow_opsflow_testing.dag_runner import run_dag
+from airflow_opsflow_testing.sample_data import repair, seed
+from airflow_opsflow_testing.slack_server import FakeSlack
+from airflow_opsflow_testing.smtp_server import FakeSmtp
 
-from airflow_opsflow.testing.dag_runner import run_dag
-from airflow_opsflow.testing.sample_data import repair, seed
-from airflow_opsflow.testing.slack_server import FakeSlack
-from airflow_opsflow.testing.smtp_server import FakeSmtp
 from tests.conftest import Database
 from tests.helpers import DAGS, load_module
 

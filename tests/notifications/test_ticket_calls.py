@@ -6,13 +6,13 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from airflow_opsflow_testing.jira_server import FakeJira
 
+from airflow_opsflow.alerts.jira import JiraTicket
+from airflow_opsflow.flows.deliver_alerts import deliver_pending, routes_for
 from airflow_opsflow.incidents.lifecycle import Observation, Policy, fingerprint
-from airflow_opsflow.notifications.dispatch import deliver_pending, routes_for
-from airflow_opsflow.notifications.jira import JiraTicket
-from airflow_opsflow.state.incidents import IncidentRepo, Subject
+from airflow_opsflow.incidents.repo import IncidentRepo, Subject
 from airflow_opsflow.state.store import StateStore
-from airflow_opsflow.testing.jira_server import FakeJira
 
 pytestmark = pytest.mark.usefixtures("jira_conn")
 RESULT = {"table": "payments", "status": "fail", "violating_count": 3, "expected": "no NULL values"}

@@ -151,7 +151,8 @@ def test_spec_error_at_run_time_fails_without_retry_and_before_any_query(
     never opens the connection (nothing listens on it: a connection attempt would be a retryable error)."""
     import socket
 
-    from airflow_opsflow.testing.dag_runner import run_dag
+    from airflow_opsflow_testing.dag_runner import run_dag
+
     from tests.helpers import DAGS, load_module
 
     with socket.socket() as s:

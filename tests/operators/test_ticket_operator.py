@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from airflow_opsflow_testing.dag_runner import run_dag
+from airflow_opsflow_testing.jira_server import FakeJira
+from airflow_opsflow_testing.sample_data import repair, seed
 
-from airflow_opsflow.testing.dag_runner import run_dag
-from airflow_opsflow.testing.jira_server import FakeJira
-from airflow_opsflow.testing.sample_data import repair, seed
 from tests.conftest import Database
 from tests.helpers import DAGS, load_module
 

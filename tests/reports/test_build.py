@@ -91,7 +91,7 @@ def test_excel_gets_naive_times_and_distinct_sheet_names() -> None:
 
 
 def test_slack_text_stays_within_slack_limits_whatever_the_data() -> None:
-    from airflow_opsflow.notifications.reports import SlackReport
+    from airflow_opsflow.report_deliveries import SlackReport
     from airflow_opsflow.reports.output import render_report
 
     df = pd.DataFrame({"note": ["<&>" * 30] * 100, "n": range(100)})
@@ -102,7 +102,7 @@ def test_slack_text_stays_within_slack_limits_whatever_the_data() -> None:
 
 
 def test_email_addresses_and_non_mapping_steps() -> None:
-    from airflow_opsflow.notifications.reports import EmailReport
+    from airflow_opsflow.report_deliveries import EmailReport
     from airflow_opsflow.reports.spec import ReportSpecError
 
     assert EmailReport(to='"Doe, J" <j@example.com>, ops@example.com, ').to == ["j@example.com", "ops@example.com"]

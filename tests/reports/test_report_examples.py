@@ -9,12 +9,12 @@ import io
 import pandas as pd
 import pendulum
 import pytest
+from airflow_opsflow_testing.dag_runner import run_dag
+from airflow_opsflow_testing.sample_data import seed
+from airflow_opsflow_testing.sample_metrics import seed_settlements
+from airflow_opsflow_testing.slack_server import FakeSlack
+from airflow_opsflow_testing.smtp_server import FakeSmtp
 
-from airflow_opsflow.testing.dag_runner import run_dag
-from airflow_opsflow.testing.sample_data import seed
-from airflow_opsflow.testing.sample_metrics import seed_settlements
-from airflow_opsflow.testing.slack_server import FakeSlack
-from airflow_opsflow.testing.smtp_server import FakeSmtp
 from tests.conftest import Database
 from tests.helpers import EXAMPLES, load_module
 

@@ -10,13 +10,13 @@ import pandas as pd
 import pendulum
 import pytest
 from airflow.sdk import DAG
+from airflow_opsflow_testing.dag_runner import run_dag
+from airflow_opsflow_testing.sample_data import seed
+from airflow_opsflow_testing.slack_server import FakeSlack
+from airflow_opsflow_testing.smtp_server import FakeSmtp
 
-from airflow_opsflow.notifications.reports import SlackReport
 from airflow_opsflow.operators.report import ReportOperator
-from airflow_opsflow.testing.dag_runner import run_dag
-from airflow_opsflow.testing.sample_data import seed
-from airflow_opsflow.testing.slack_server import FakeSlack
-from airflow_opsflow.testing.smtp_server import FakeSmtp
+from airflow_opsflow.report_deliveries import SlackReport
 from tests.conftest import Database
 from tests.helpers import DAGS, load_module
 

@@ -7,9 +7,9 @@ import threading
 import time
 
 import pytest
+from airflow_opsflow_testing.dag_runner import run_dag
+from airflow_opsflow_testing.sample_data import seed
 
-from airflow_opsflow.testing.dag_runner import run_dag
-from airflow_opsflow.testing.sample_data import seed
 from airflow_opsflow.triggers.data_condition import DataConditionTrigger
 from tests.conftest import Database
 from tests.helpers import DAGS, load_module

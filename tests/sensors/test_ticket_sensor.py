@@ -12,10 +12,10 @@ from collections.abc import Callable
 from typing import Any, cast
 
 import pytest
+from airflow_opsflow_testing.dag_runner import run_dag
+from airflow_opsflow_testing.jira_server import FakeJira
 
 from airflow_opsflow.sensors.ticket import TicketSensor
-from airflow_opsflow.testing.dag_runner import run_dag
-from airflow_opsflow.testing.jira_server import FakeJira
 from airflow_opsflow.triggers.ticket import TicketStatusTrigger, ticket_keys
 from tests.helpers import DAGS, load_module
 

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from airflow_opsflow.incidents.lifecycle import Observation, Policy, fingerprint
-from airflow_opsflow.state.incidents import IncidentRepo, Subject
+from airflow_opsflow.incidents.repo import IncidentRepo, Subject
 from airflow_opsflow.state.schema import MIGRATIONS, SCHEMA_VERSION, ddl
 from airflow_opsflow.state.store import StateStore, StateStoreError
-from airflow_opsflow.state.syncs import Answers, SyncRepo
+from airflow_opsflow.sync.repo import Answers, SyncRepo
 from tests.conftest import Database
 
 FP = fingerprint("payments", "check_payments", "amount_positive")
@@ -199,10 +199,10 @@ def test_a_v3_store_gains_metric_history_entities_and_reports(db: Database, conn
     from datetime import timedelta
 
     from airflow_opsflow.incidents.entities import Changes, Tracked
+    from airflow_opsflow.incidents.entity_repo import EntityRepo
     from airflow_opsflow.monitors.detect import Point
     from airflow_opsflow.monitors.metric import Series
-    from airflow_opsflow.state.entities import EntityRepo
-    from airflow_opsflow.state.metrics import MetricRepo
+    from airflow_opsflow.monitors.repo import MetricRepo
 
     if db.name in ("postgres", "mariadb"):
         db.execute("DROP TABLE IF EXISTS opsflow_sync_keys, opsflow_sync_meta, opsflow_sync_marks, "
@@ -236,7 +236,7 @@ def test_a_v3_store_gains_metric_history_entities_and_reports(db: Database, conn
     assert state['["Ab"]'].first_seen == day and state['["Ab"]'].amount == 1.5
     repo.apply(FP, Changes(delete=['["ab"]']))
     assert list(repo.load(FP)) == ['["Ab"]']
-    from airflow_opsflow.state.reports import ReportDeliveryRepo
+    from airflow_opsflow.reports.repo import ReportDeliveryRepo
 
     reports = ReportDeliveryRepo(store)
     reports.mark("dag/task", "run1", "slack:#finance", {"ts": "1.2"})

@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script 
 
 import psycopg2
 
+from airflow_opsflow.core.sql_source import SqlSource
 from airflow_opsflow.state.store import StateStore
-from airflow_opsflow.state.syncs import SyncBusyError
 from airflow_opsflow.sync.deliver import DeliveryPolicy
 from airflow_opsflow.sync.destinations.base import Operation, Outcome, Record
 from airflow_opsflow.sync.destinations.http import HttpDestination
@@ -31,7 +31,7 @@ from airflow_opsflow.sync.destinations.transport import HttpTarget, HttpTranspor
 from airflow_opsflow.sync.engine import SyncRun
 from airflow_opsflow.sync.plan import source_query
 from airflow_opsflow.sync.ratelimit import RateLimiter
-from airflow_opsflow.sync.source import SqlSource
+from airflow_opsflow.sync.repo import SyncBusyError
 from airflow_opsflow.sync.spec import SyncSpec
 
 BATCH, CONCURRENCY, BUSY = 50, 4, 75

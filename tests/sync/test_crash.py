@@ -30,9 +30,9 @@ from typing import Any
 
 import psycopg2
 import pytest
+from airflow_opsflow_testing.recording_http import RecordingHTTPServer
 
 from airflow_opsflow.state.store import StateStore
-from airflow_opsflow.testing.recording_http import RecordingHTTPServer
 from tests.sync.crash_worker import BATCH, BUSY, CONCURRENCY
 
 pytestmark = pytest.mark.postgres

@@ -9,11 +9,11 @@ from typing import Any
 import psycopg2
 import pytest
 
+from airflow_opsflow.core.sql_source import SqlSource
 from airflow_opsflow.state.store import StateStore
 from airflow_opsflow.sync.deliver import DeliveryPolicy
 from airflow_opsflow.sync.engine import SyncRun
 from airflow_opsflow.sync.plan import source_query
-from airflow_opsflow.sync.source import SqlSource
 from airflow_opsflow.sync.spec import SyncSpec
 from tests.sync.test_engine import Store
 

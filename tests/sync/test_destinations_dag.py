@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from airflow_opsflow_testing.dag_runner import run_dag
+from airflow_opsflow_testing.hubspot_server import FakeHubSpot
+from airflow_opsflow_testing.recording_http import RecordingHTTPServer
 
-from airflow_opsflow.testing.dag_runner import run_dag
-from airflow_opsflow.testing.hubspot_server import FakeHubSpot
-from airflow_opsflow.testing.recording_http import RecordingHTTPServer
 from tests.conftest import Database
 from tests.helpers import DAGS, load_module
 

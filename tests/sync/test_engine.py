@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from airflow_opsflow.retry_after import parse_retry_after
+from airflow_opsflow.core.retry_after import parse_retry_after
+from airflow_opsflow.core.sql_source import SqlSource
 from airflow_opsflow.state.store import StateStore
 from airflow_opsflow.sync.deliver import DeliveryPolicy, DestinationDown
 from airflow_opsflow.sync.destinations.base import (
@@ -28,7 +29,6 @@ from airflow_opsflow.sync.mapping import Field, Mapping, MappingError
 from airflow_opsflow.sync.plan import Plan, source_query
 from airflow_opsflow.sync.ratelimit import RateLimiter
 from airflow_opsflow.sync.report import SyncReport
-from airflow_opsflow.sync.source import SqlSource
 from airflow_opsflow.sync.spec import SyncSpec, SyncSpecError
 
 
@@ -357,9 +357,10 @@ def test_unreachable_state_store_sends_nothing(dbs: tuple[Path, Path]) -> None:
 
 
 def test_http_errors_never_carry_credentials() -> None:
+    from airflow_opsflow_testing.recording_http import RecordingHTTPServer
+
     from airflow_opsflow.sync.destinations.base import DestinationFailed
     from airflow_opsflow.sync.destinations.transport import HttpTarget, HttpTransport
-    from airflow_opsflow.testing.recording_http import RecordingHTTPServer
 
     with RecordingHTTPServer() as api:
         api.require_auth("Bearer right-token")

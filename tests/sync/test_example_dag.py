@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+from airflow_opsflow_testing.dag_runner import run_dag
+from airflow_opsflow_testing.hubspot_server import FakeHubSpot
+from airflow_opsflow_testing.recording_http import RecordingHTTPServer
+from airflow_opsflow_testing.sample_data import repair, seed
 
-from airflow_opsflow.testing.dag_runner import run_dag
-from airflow_opsflow.testing.hubspot_server import FakeHubSpot
-from airflow_opsflow.testing.recording_http import RecordingHTTPServer
-from airflow_opsflow.testing.sample_data import repair, seed
 from tests.conftest import Database
 from tests.helpers import EXAMPLES, load_module
 

@@ -12,9 +12,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
 import pytest
+from airflow_opsflow_testing.dag_runner import DagRunResult, run_dag
+from airflow_opsflow_testing.recording_http import RecordingHTTPServer
 
-from airflow_opsflow.testing.dag_runner import DagRunResult, run_dag
-from airflow_opsflow.testing.recording_http import RecordingHTTPServer
 from tests.conftest import Database
 from tests.helpers import DAGS, load_module
 from tests.sync.test_sync_dag import CONF, PATH, expected

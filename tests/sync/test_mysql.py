@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from airflow_opsflow.core.sql_source import SqlSource
 from airflow_opsflow.state.store import StateStore, StateStoreError
 from airflow_opsflow.sync.deliver import DeliveryPolicy, DestinationDown
 from airflow_opsflow.sync.destinations.base import Operation, Outcome, Record
@@ -16,7 +17,6 @@ from airflow_opsflow.sync.destinations.table import TableDestination
 from airflow_opsflow.sync.engine import SyncRun
 from airflow_opsflow.sync.mapping import Field
 from airflow_opsflow.sync.plan import source_query
-from airflow_opsflow.sync.source import SqlSource
 from airflow_opsflow.sync.spec import SyncSpec, SyncSpecError
 
 pytestmark = pytest.mark.mariadb

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from airflow_opsflow_testing.dag_runner import run_dag
+from airflow_opsflow_testing.recording_http import RecordingHTTPServer
 
-from airflow_opsflow.testing.dag_runner import run_dag
-from airflow_opsflow.testing.recording_http import RecordingHTTPServer
 from tests.conftest import Database
 from tests.helpers import DAGS, load_module
 

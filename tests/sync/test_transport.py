@@ -12,10 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from airflow_opsflow_testing.recording_http import RecordingHTTPServer
 
 from airflow_opsflow.sync.destinations.base import BatchRejected, DestinationFailed, TransientError
 from airflow_opsflow.sync.destinations.transport import HttpTarget, HttpTransport
-from airflow_opsflow.testing.recording_http import RecordingHTTPServer
 
 SECRET = "Bearer s3cret-token"
 

@@ -14,9 +14,8 @@ import time
 import pytest
 import requests
 import urllib3
+from airflow_opsflow_testing.hubspot_server import DEFAULT_TOKEN, FakeHubSpot
 from hubspot.crm.objects import ApiException
-
-from airflow_opsflow.testing.hubspot_server import DEFAULT_TOKEN, FakeHubSpot
 
 
 def upsert(fake: FakeHubSpot, object_type: str, inputs: list[dict], **kwargs: object) -> object:

@@ -14,9 +14,8 @@ import time
 
 import pytest
 import requests
+from airflow_opsflow_testing.jira_server import FakeJira
 from jira import JIRAError
-
-from airflow_opsflow.testing.jira_server import FakeJira
 
 BOTH = pytest.mark.parametrize("fake_jira", ["cloud", "server"], indirect=True)
 ALERT = {"project": {"key": "OPS"}, "issuetype": {"name": "Incident"}, "summary": "payments: 3 checks failed",

@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from airflow_opsflow_testing.jira_server import AUTH_FAILED, NOT_AUTHENTICATED, FakeJira
 from jira import JIRA, JIRAError
-
-from airflow_opsflow.testing.jira_server import AUTH_FAILED, NOT_AUTHENTICATED, FakeJira
 
 BOTH = pytest.mark.parametrize("fake_jira", ["cloud", "server"], indirect=True)
 TASK = {"project": {"key": "OPS"}, "issuetype": {"name": "Task"}}

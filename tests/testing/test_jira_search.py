@@ -13,9 +13,8 @@ import time
 from datetime import datetime, timedelta
 
 import pytest
+from airflow_opsflow_testing.jira_server import FakeJira
 from jira import JIRA, JIRAError
-
-from airflow_opsflow.testing.jira_server import FakeJira
 
 BOTH = pytest.mark.parametrize("fake_jira", ["cloud", "server"], indirect=True)
 TASK = {"project": {"key": "OPS"}, "issuetype": {"name": "Task"}}

@@ -11,11 +11,11 @@ import time
 import pytest
 import requests
 import urllib3
+from airflow_opsflow_testing.recording_http import RecordingHTTPServer
 
 from airflow_opsflow.sync.destinations.base import OK, Record, TransientError
 from airflow_opsflow.sync.destinations.http import HttpDestination
 from airflow_opsflow.sync.destinations.transport import HttpTarget, HttpTransport
-from airflow_opsflow.testing.recording_http import RecordingHTTPServer
 
 CUSTOMERS = "/v1/customers"
 

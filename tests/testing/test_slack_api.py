@@ -10,10 +10,9 @@ import pytest
 from airflow.providers.slack.hooks.slack import SlackHook
 from airflow.providers.slack.hooks.slack_webhook import SlackWebhookHook
 from airflow.providers.slack.notifications.slack import SlackNotifier
+from airflow_opsflow_testing.slack_server import FakeSlack
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
-
-from airflow_opsflow.testing.slack_server import FakeSlack
 
 
 def client(conn_id: str) -> WebClient:

@@ -14,6 +14,7 @@ from http.client import RemoteDisconnected
 import pytest
 from airflow.providers.slack.hooks.slack import SlackHook
 from airflow.providers.slack.hooks.slack_webhook import SlackWebhookHook
+from airflow_opsflow_testing.slack_server import FakeSlack
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry import (
     ConnectionErrorRetryHandler,
@@ -21,8 +22,6 @@ from slack_sdk.http_retry import (
     RateLimitErrorRetryHandler,
     RetryHandler,
 )
-
-from airflow_opsflow.testing.slack_server import FakeSlack
 
 
 def test_rate_limit_retried_after_retry_after(fake_slack: FakeSlack, slack_conn: str) -> None:

@@ -8,9 +8,8 @@ from urllib.request import Request, urlopen
 import pytest
 from airflow.providers.common.compat.sdk import AirflowException
 from airflow.providers.slack.hooks.slack_webhook import SlackWebhookHook
+from airflow_opsflow_testing.slack_server import FakeSlack
 from slack_sdk import WebhookClient
-
-from airflow_opsflow.testing.slack_server import FakeSlack
 
 BLOCKS = [{"type": "section", "text": {"type": "mrkdwn", "text": "*payments*: 3 checks failed"}}]
 

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 from airflow.providers.smtp.hooks.smtp import SmtpHook
-
-from airflow_opsflow.testing.smtp_server import FakeSmtp
+from airflow_opsflow_testing.smtp_server import FakeSmtp
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256))
 

@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from airflow_opsflow_testing.hubspot_server import FakeHubSpot
+from airflow_opsflow_testing.jira_server import FakeJira
+from airflow_opsflow_testing.sample_data import seed
+from airflow_opsflow_testing.slack_server import FakeSlack
 
-from airflow_opsflow.testing.hubspot_server import FakeHubSpot
-from airflow_opsflow.testing.jira_server import FakeJira
-from airflow_opsflow.testing.sample_data import seed
-from airflow_opsflow.testing.slack_server import FakeSlack
 from tests.conftest import Database
 
 REPO = Path(__file__).resolve().parents[2]

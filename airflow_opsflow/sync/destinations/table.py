@@ -18,9 +18,9 @@ from typing import Any, ClassVar
 
 from sqlglot import exp
 
-from airflow_opsflow.checks.sqlparts import table_ref
-from airflow_opsflow.state.dberrors import describe, is_connection_lost, is_driver_error, is_undefined_object
-from airflow_opsflow.state.store import Cursor, _paramstyle
+from airflow_opsflow.core.cursor import Cursor, paramstyle_of
+from airflow_opsflow.core.dberrors import describe, is_connection_lost, is_driver_error, is_undefined_object
+from airflow_opsflow.core.sqlparts import table_ref
 from airflow_opsflow.sync.destinations.base import (
     OK,
     BatchRejected,
@@ -119,14 +119,14 @@ class TableDestination(Destination):
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             try:
-                return conn, Cursor(conn.cursor(), _paramstyle(conn))
+                return conn, Cursor(conn.cursor(), paramstyle_of(conn))
             except Exception:  # closed under us (the server dropped it): connect again
                 self._drop(conn)
         try:
             conn = self._connect()
             if self.dialect == "postgres" and getattr(conn, "autocommit", False):
                 conn.autocommit = False
-            cur = Cursor(conn.cursor(), _paramstyle(conn))
+            cur = Cursor(conn.cursor(), paramstyle_of(conn))
         except Exception as e:
             raise _ConnectFailed(self.name, e) from None
         self._local.conn = conn

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from airflow_opsflow.retry_after import parse_retry_after
+from airflow_opsflow.core.retry_after import parse_retry_after
 from airflow_opsflow.sync.destinations.base import BatchRejected, DestinationFailed, TransientError
 from airflow_opsflow.sync.ratelimit import RateLimiter
 

@@ -1,0 +1,85 @@
+"""From check results to incidents to alerts, for one task run (used by DataCheckOperator)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from airflow_opsflow.flows.deliver_alerts import DeliveryReport, deliver_pending, routes_for
+from airflow_opsflow.incidents.lifecycle import Observation, Policy, fingerprint
+from airflow_opsflow.incidents.repo import IncidentRepo, Subject
+
+if TYPE_CHECKING:
+    from airflow_opsflow.core.results import CheckResult
+    from airflow_opsflow.incidents.route import AlertRoute
+    from airflow_opsflow.state.store import StateStore
+
+
+SAMPLES_KEPT = 20  # sample rows kept with an incident (alerts show fewer)
+
+
+@dataclass
+class TaskRun:
+    """The run the results come from: fingerprints use dag/task, never the run id."""
+
+    dag_id: str
+    task_id: str
+    run_id: str
+    log_url: str | None = None
+    map_index: int = -1  # mapped instances (expand) are separate incidents
+
+    @classmethod
+    def of(cls, ti: Any) -> TaskRun:
+        """The run of a (runtime) task instance."""
+        return cls(ti.dag_id, ti.task_id, ti.run_id, getattr(ti, "log_url", None), getattr(ti, "map_index", -1))
+
+    @property
+    def task_key(self) -> str:
+        return self.task_id if self.map_index is None or self.map_index < 0 else f"{self.task_id}[{self.map_index}]"
+
+
+def track(results: list[CheckResult], run: TaskRun, routes: list[AlertRoute], policy: Policy,
+          store: StateStore, entities: list[str | None] | None = None,
+          resolve_unseen: frozenset[str] = frozenset()) -> tuple[list[dict[str, Any]], DeliveryReport]:
+    """Advance one incident per check (or per check and entity) and deliver the alerts its transitions owe.
+
+    Checks that could not run (status ``error``) or gave no verdict (``skipped``) say nothing about the
+    data: they neither open nor resolve an incident. With ``entities`` (one key per result), incidents
+    are per entity; for the checks in ``resolve_unseen`` (whose failing entities this run saw
+    completely), open entity incidents not seen failing now count as passing. Returns a summary per
+    incident (for XCom) and what was delivered.
+    """
+    repo = IncidentRepo(store)
+    subjects: dict[str, Subject] = {}
+    observations = []
+    for index, r in enumerate(results):
+        if r.status in ("error", "skipped"):  # says nothing about the data: neither opens nor resolves
+            continue
+        entity = entities[index] if entities else None
+        fp = fingerprint(run.dag_id, run.task_key, r.name, entity)
+        subjects[fp] = Subject(fp, run.dag_id, run.task_key, r.name, entity)
+        evidence = {k: v for k, v in r.to_dict().items() if k != "sql"}
+        evidence["samples"] = evidence["samples"][:SAMPLES_KEPT]
+        observations.append((subjects[fp], Observation(
+            failing=r.status in ("warn", "fail"), severity="error" if r.status == "fail" else "warn",
+            run_key=run.run_id, summary=evidence, news=bool(r.entities and r.entities.get("new")))))
+    try:
+        if resolve_unseen:
+            for subject in repo.open_subjects(run.dag_id, run.task_key):
+                if subject.check_name in resolve_unseen and subject.fingerprint not in subjects:
+                    subjects[subject.fingerprint] = subject
+                    observations.append((subject, Observation(failing=False, run_key=run.run_id)))
+        recorded = repo.record(observations, policy, routes_for(routes))
+        links = {"Task log": run.log_url} if run.log_url else {}
+        report = deliver_pending(repo, routes, subjects, links)
+        summary = []
+        for (s, _), (inc, transitions) in zip(observations, recorded, strict=True):
+            latest = repo.get(s.fingerprint) or inc  # with the refs the deliveries just stored
+            tickets = [{"key": r["key"], "url": r["url"]} for r in latest.refs.values()
+                       if isinstance(r, dict) and r.get("url") and r.get("incident_id") == latest.incident_id]
+            summary.append({"check": s.check_name, "entity": s.entity_key, "incident_id": latest.incident_id,
+                            "status": latest.status,
+                            "transitions": [t.kind for t in transitions], "tickets": tickets})
+    finally:
+        store.close()
+    return summary, report

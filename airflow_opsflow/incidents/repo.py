@@ -1,0 +1,237 @@
+"""Incidents and their alert outbox in the state store.
+
+``record()`` advances every fingerprint a run observed and writes, in the same transaction, one outbox
+row per (transition, route). Delivery happens after the commit; each route marks its row sent. So a
+crash or a failed delivery never loses the incident state, and a retried task re-sends only what is
+still pending (the lifecycle ignores a run it already counted).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, fields, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from airflow_opsflow.core.cursor import Cursor
+from airflow_opsflow.incidents.lifecycle import Incident, Observation, Policy, Transition, advance
+from airflow_opsflow.state.store import ConflictError, StateStore
+
+RoutesFor = Callable[[Incident, Transition], list[str]]
+_TIMES = ("first_seen", "last_seen", "opened_at", "resolved_at", "last_alert_at")
+_INTS = ("cycle", "fail_streak", "pass_streak", "occurrences", "failing_runs_since_alert")
+
+
+@dataclass(frozen=True)
+class Subject:
+    """What an incident is about (stored for people and for listing; the fingerprint is the key)."""
+
+    fingerprint: str
+    dag_id: str
+    task_id: str
+    check_name: str
+    entity_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One alert owed to one route for one transition."""
+
+    delivery_id: str
+    fingerprint: str
+    incident_id: str
+    transition: str
+    route: str
+    status: str  # pending | sent | failed
+    attempts: int
+    last_error: str | None
+    result: dict[str, Any]
+    created_at: datetime | None = None
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.astimezone(UTC).isoformat() if value else None
+
+
+def _dt(value: Any) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+class IncidentRepo:
+    """Read and advance incidents; keep the outbox.
+
+    :param store: the state store (tables are created on first use).
+    """
+
+    def __init__(self, store: StateStore) -> None:
+        self.store = store
+        self.incidents = store.table("incidents")
+        self.deliveries = store.table("deliveries")
+
+    def get(self, fingerprint: str) -> Incident | None:
+        with self.store.transaction() as cur:
+            found = self._load(cur, fingerprint)
+        return found[0] if found else None
+
+    def record(
+        self,
+        observations: list[tuple[Subject, Observation]],
+        policy: Policy,
+        routes: list[str] | RoutesFor,
+        now: datetime | None = None,
+    ) -> list[tuple[Incident, list[Transition]]]:
+        """Advance each observed fingerprint and queue its alerts, atomically; retried on conflicts.
+
+        :param routes: route names to alert, or a function of (incident, transition) choosing them
+            (e.g. by severity)."""
+        now = now or datetime.now(UTC)
+        for _ in self.store.retrying():
+            try:
+                with self.store.transaction() as cur:
+                    return [self._advance(cur, subject, obs, policy, routes, now) for subject, obs in observations]
+            except ConflictError:
+                continue
+        raise AssertionError("unreachable")  # retrying() raises when it gives up
+
+    def _advance(self, cur: Cursor, subject: Subject, obs: Observation, policy: Policy,
+                 routes: list[str] | RoutesFor, now: datetime) -> tuple[Incident, list[Transition]]:
+        found = self._load(cur, subject.fingerprint)
+        current, version = found if found else (Incident(subject.fingerprint), None)
+        new, transitions = advance(current, obs, policy, now)
+        if current.refs and not new.refs:
+            # A new occurrence starts without refs; keep the last ones, which dispatch hands to each route as
+            # "previous" (Jira reopens that ticket rather than create one its lagging search cannot see yet).
+            new = replace(new, refs=current.refs)
+        if new != current:
+            self._save(cur, subject, new, version, now)
+        for t in transitions:
+            for route in routes(new, t) if callable(routes) else routes:
+                cur.execute(
+                    f"INSERT INTO {self.deliveries} (delivery_id, fingerprint, incident_id, transition, route, "
+                    "status, attempts, created_at) VALUES (?, ?, ?, ?, ?, 'pending', 0, ?)",
+                    (f"{t.incident_id}:{t.kind}:{_iso(t.at)}:{route}", subject.fingerprint, t.incident_id, t.kind,
+                     route, _iso(now)),
+                )
+        return new, transitions
+
+    def _load(self, cur: Cursor, fingerprint: str) -> tuple[Incident, int] | None:
+        names = [f.name for f in fields(Incident)]
+        cur.execute(f"SELECT {', '.join(names)}, row_version FROM {self.incidents} WHERE fingerprint = ?",
+                    (fingerprint,))
+        row = cur.fetchone()
+        if row is None:
+            return None
+        data = dict(zip(names, row[:-1], strict=True))
+        for k in _TIMES:
+            data[k] = _dt(data[k])
+        for k in _INTS:
+            data[k] = int(data[k])
+        data["summary"] = json.loads(data["summary"] or "{}")
+        data["refs"] = json.loads(data["refs"] or "{}")
+        data["recent_runs"] = tuple(json.loads(data["recent_runs"] or "[]"))
+        return Incident(**data), int(row[-1])
+
+    def _save(self, cur: Cursor, subject: Subject, inc: Incident, version: int | None, now: datetime) -> None:
+        values: dict[str, Any] = {f.name: getattr(inc, f.name) for f in fields(Incident)}
+        for k in _TIMES:
+            values[k] = _iso(values[k])
+        values["summary"] = json.dumps(values["summary"], default=str)
+        values["refs"] = json.dumps(values["refs"], default=str)
+        values["recent_runs"] = json.dumps(list(values["recent_runs"]))
+        values.update(dag_id=subject.dag_id, task_id=subject.task_id, check_name=subject.check_name,
+                      entity_key=subject.entity_key, updated_at=_iso(now))
+        if version is None:
+            values["row_version"] = 1
+            cols = list(values)
+            try:
+                cur.execute(f"INSERT INTO {self.incidents} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                            [values[c] for c in cols])
+            except Exception as e:
+                if _is_duplicate_key(e):  # a concurrent writer inserted the same fingerprint first
+                    raise ConflictError(str(e)) from e
+                raise
+            return
+        values.pop("fingerprint")
+        values["row_version"] = version + 1
+        sets = ", ".join(f"{c} = ?" for c in values)
+        cur.execute(f"UPDATE {self.incidents} SET {sets} WHERE fingerprint = ? AND row_version = ?",
+                    [*values.values(), inc.fingerprint, version])
+        if cur.rowcount != 1:
+            raise ConflictError(f"incident {inc.fingerprint} changed concurrently")
+
+    def set_refs(self, fingerprint: str, refs: dict[str, Any]) -> Incident:
+        """Merge ``refs`` (e.g. the Slack message of the incident) into the incident's references."""
+        for _ in self.store.retrying():
+            try:
+                with self.store.transaction() as cur:
+                    found = self._load(cur, fingerprint)
+                    if found is None:
+                        raise KeyError(fingerprint)
+                    inc, version = found
+                    new = replace(inc, refs={**inc.refs, **refs})
+                    cur.execute(f"UPDATE {self.incidents} SET refs = ?, row_version = ? "
+                                "WHERE fingerprint = ? AND row_version = ?",
+                                (json.dumps(new.refs, default=str), version + 1, fingerprint, version))
+                    if cur.rowcount != 1:
+                        raise ConflictError(fingerprint)
+                    return new
+            except ConflictError:
+                continue
+        raise AssertionError("unreachable")
+
+    def open_subjects(self, dag_id: str, task_id: str) -> list[Subject]:
+        """The incidents of a task that are pending or open (e.g. to resolve entities no longer failing)."""
+        with self.store.transaction() as cur:
+            cur.execute(f"SELECT fingerprint, check_name, entity_key FROM {self.incidents} "
+                        "WHERE dag_id = ? AND task_id = ? AND status IN ('pending', 'open')", (dag_id, task_id))
+            rows = cur.fetchall()
+        return [Subject(r[0], dag_id, task_id, r[1], r[2]) for r in rows]
+
+    # -- the outbox -----------------------------------------------------------------------------------
+
+    def pending(self, fingerprints: list[str]) -> list[Delivery]:
+        """Deliveries not yet confirmed for these fingerprints, oldest first (claim one before sending)."""
+        if not fingerprints:
+            return []
+        marks = ", ".join("?" * len(fingerprints))
+        with self.store.transaction() as cur:
+            cur.execute(
+                "SELECT delivery_id, fingerprint, incident_id, transition, route, status, attempts, last_error, "
+                f"result, created_at FROM {self.deliveries} WHERE status IN ('pending', 'sending', 'failed') "
+                f"AND fingerprint IN ({marks}) ORDER BY created_at, delivery_id", fingerprints)
+            rows = cur.fetchall()
+        return [Delivery(delivery_id=r[0], fingerprint=r[1], incident_id=r[2], transition=r[3], route=r[4],
+                         status=r[5], attempts=int(r[6]), last_error=r[7], result=json.loads(r[8] or "{}"),
+                         created_at=_dt(r[9]))
+                for r in rows]
+
+    def claim(self, delivery: Delivery, stale_after: timedelta = timedelta(minutes=10)) -> bool:
+        """Take ``delivery`` for sending. False when another sender holds it (a concurrent run of the
+        same task) or it was confirmed meanwhile; a claim older than ``stale_after`` (its sender died)
+        can be taken over."""
+        now = datetime.now(UTC)
+        with self.store.transaction() as cur:
+            cur.execute(
+                f"UPDATE {self.deliveries} SET status = 'sending', attempts = attempts + 1, claimed_at = ? "
+                "WHERE delivery_id = ? AND attempts = ? AND (status IN ('pending', 'failed') "
+                "OR (status = 'sending' AND claimed_at < ?))",
+                (_iso(now), delivery.delivery_id, delivery.attempts, _iso(now - stale_after)))
+            return cur.rowcount == 1
+
+    def mark_sent(self, delivery_id: str, result: dict[str, Any] | None = None) -> None:
+        with self.store.transaction() as cur:
+            cur.execute(f"UPDATE {self.deliveries} SET status = 'sent', result = ?, sent_at = ?, last_error = NULL "
+                        "WHERE delivery_id = ? AND status = 'sending'",
+                        (json.dumps(result or {}, default=str), _iso(datetime.now(UTC)), delivery_id))
+
+    def mark_failed(self, delivery_id: str, error: str, give_up: bool = False) -> None:
+        """Record a failed send; ``give_up`` (too many attempts) stops retrying it: status ``abandoned``."""
+        with self.store.transaction() as cur:
+            cur.execute(f"UPDATE {self.deliveries} SET status = ?, last_error = ? "
+                        "WHERE delivery_id = ? AND status = 'sending'",
+                        ("abandoned" if give_up else "failed", error[:2000], delivery_id))
+
+def _is_duplicate_key(error: Exception) -> bool:
+    """A unique-key violation, whatever the driver (all raise a DB-API IntegrityError subclass)."""
+    return any(cls.__name__ == "IntegrityError" for cls in type(error).__mro__)
