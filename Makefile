@@ -62,6 +62,7 @@ demo: venv
 lint: venv
 	$(VENV)/bin/ruff check airflow_opsflow airflow-opsflow-testing tests bench dags_examples
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports  # the layer map (docs/architecture.md; contracts in pyproject.toml)
 
 # Tests that need neither a DAG run nor a database server nor a build (markers set by tests/conftest.py
 # from the fixtures a test uses): the engines, the fakes, the specs. Under two minutes.

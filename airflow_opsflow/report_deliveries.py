@@ -95,7 +95,7 @@ class SlackReport(ReportDelivery):
         budget = SLACK_SECTION - len(head) - 150  # the code fences and the "more rows" note
         rows = self.max_rows
         while True:  # escaping (&, <, >) lengthens the table: measure what is sent
-            table, shown = text_table(report.frame, rows, budget)
+            table, shown = text_table(report.frame, rows, budget, fence="```")  # no cell ends the code block
             body = escape(table)
             if len(body) <= budget or shown == 0:
                 break

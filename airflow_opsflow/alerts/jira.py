@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow_opsflow.core.retry_after import parse_retry_after
 from airflow_opsflow.incidents import jira_render
@@ -24,6 +24,7 @@ from airflow_opsflow.incidents.route import AlertRoute
 
 if TYPE_CHECKING:
     from jira import JIRA
+    from tenacity import RetryCallState
 
     from airflow_opsflow.hooks.jira import JiraTicketHook
     from airflow_opsflow.incidents.alert import Alert
@@ -93,6 +94,10 @@ class JiraTicket(AlertRoute):
     def where(self) -> str:
         return f"{self.conn_id}/{self.project}"
 
+    def _comment(self, alert: Alert) -> str:
+        # The route's sample settings apply to tickets as to Slack and email: masked columns stay hidden.
+        return jira_render.comment(alert, self.sample_columns, self.mask_columns, self.sample_rows)
+
     def prepare(self, deliveries: list[Delivery]) -> None:
         """One search for the tickets of every new incident in this run (``labels in (...)``), instead of
         one per incident; ``_search`` answers from it."""
@@ -127,7 +132,7 @@ class JiraTicket(AlertRoute):
         if alert.kind == "resolved":
             self._resolve(client, key, alert)
         else:
-            client.add_comment(key, jira_render.comment(alert))
+            client.add_comment(key, self._comment(alert))
         return {**refs, "key": key}
 
     # -- new incident: find, reopen or create ------------------------------------------------------------
@@ -150,7 +155,7 @@ class JiraTicket(AlertRoute):
         if found is not None:
             if _is_done(found):
                 self._reopen(client, found.key)
-            client.add_comment(found.key, jira_render.comment(alert))
+            client.add_comment(found.key, self._comment(alert))
             return self._refs(client, found, refs)
         issue = self._create(client, alert, label)
         return self._refs(client, issue, refs)
@@ -221,7 +226,7 @@ class JiraTicket(AlertRoute):
             "project": {"key": self.project},
             "issuetype": {"name": self.issue_type},
             "summary": jira_render.summary(alert),
-            "description": jira_render.description(alert),
+            "description": jira_render.description(alert, self.sample_columns, self.mask_columns, self.sample_rows),
             "labels": [label, "opsflow", *self.labels],
             **self.fields,
         }
@@ -235,25 +240,23 @@ class JiraTicket(AlertRoute):
         # No client retries for the create: a retried POST whose first answer was lost is a duplicate.
         # A 429 is different: Jira refused it unprocessed, so it is sent again once Retry-After has passed.
         from jira.exceptions import JIRAError
+        from tenacity import Retrying, retry_if_exception
+
+        def stop(state: RetryCallState) -> bool:  # upcoming_sleep: the wait tenacity computed for this 429
+            return (state.attempt_number > RATE_LIMIT_RETRIES
+                    or state.idle_for + state.upcoming_sleep > self.rate_limit_wait)
+
+        def give_up(state: RetryCallState) -> NoReturn:
+            raise TicketNotCreated(f"{self.project}: Jira rate-limited the create {state.attempt_number} "
+                                   "time(s) (429); nothing was created, the next try creates it") from _error(state)
 
         session = client._session
         retries = session.max_retries
         session.max_retries = 0
-        waited = 0.0
         try:
-            for attempt in range(RATE_LIMIT_RETRIES + 1):
-                try:
-                    return client.create_issue(fields=fields, prefetch=False)
-                except JIRAError as e:
-                    if e.status_code != 429:
-                        raise
-                    delay = _retry_after(e.response, attempt)
-                    if attempt == RATE_LIMIT_RETRIES or waited + delay > self.rate_limit_wait:
-                        raise TicketNotCreated(f"{self.project}: Jira rate-limited the create {attempt + 1} "
-                                               f"time(s) (429); nothing was created, the next try creates it") from e
-                    time.sleep(delay)
-                    waited += delay
-            raise AssertionError("unreachable")
+            return Retrying(retry=retry_if_exception(lambda e: isinstance(e, JIRAError) and e.status_code == 429),
+                            wait=_rate_limit_wait, stop=stop, retry_error_callback=give_up, sleep=time.sleep,
+                            )(client.create_issue, fields=fields, prefetch=False)
         finally:
             session.max_retries = retries
 
@@ -269,7 +272,7 @@ class JiraTicket(AlertRoute):
         if _is_done(issue):  # already resolved by someone (or as Won't Fix): leave it
             return
         transition = self._transition_id(client, key, self.done_transition, to_done=True)
-        client.transition_issue(key, transition, comment=jira_render.comment(alert))
+        client.transition_issue(key, transition, comment=self._comment(alert))
 
     def _reopen(self, client: JIRA, key: str) -> None:
         self._transition_id(client, key, self.reopen_transition, to_done=False, apply=True)
@@ -295,6 +298,15 @@ class JiraTicket(AlertRoute):
 def _known_ids(refs: dict[str, Any]) -> list[str]:
     previous = refs.get("previous") or {}
     return [str(i) for i in [*previous.get("known_ids", []), *refs.get("known_ids", [])]]
+
+
+def _error(state: RetryCallState) -> BaseException | None:
+    return state.outcome.exception() if state.outcome is not None else None
+
+
+def _rate_limit_wait(state: RetryCallState) -> float:
+    """Tenacity's wait after a rate-limited create: ``Retry-After``, or the back-off of this attempt."""
+    return _retry_after(getattr(_error(state), "response", None), state.attempt_number - 1)
 
 
 def _retry_after(response: Any, attempt: int) -> float:

@@ -29,7 +29,7 @@ def no_bool(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"expected a finite number, got {value!r}")
     if isinstance(value, int) and abs(value) > MAX_COUNT:
-        raise ValueError(f"number {_short(value)} is out of range (at most {MAX_COUNT})")
+        raise ValueError(f"number {_int_text(value)} is out of range (at most {MAX_COUNT})")
     return value
 
 
@@ -48,7 +48,7 @@ def check_literal(value: Any, what: str, *, allow_empty: bool = False) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"{what} {value!r} is not a finite number")
     if isinstance(value, int) and abs(value) >= MAX_LITERAL:
-        raise ValueError(f"{what} {_short(value)} is out of range (at most 38 digits)")
+        raise ValueError(f"{what} {_int_text(value)} is out of range (at most 38 digits)")
     if isinstance(value, str):
         if not value.strip() and not allow_empty:
             raise ValueError(f"{what} must not be an empty string")
@@ -92,7 +92,7 @@ def _non_finite_text(text: str) -> bool:
     return text.strip().lower().lstrip("+-") in ("nan", "inf", "infinity")
 
 
-def _short(value: int) -> str:
+def _int_text(value: int) -> str:
     """An integer as text, abbreviated when long (``str()`` refuses integers over 4,300 digits)."""
     if abs(value) < 10**24:
         return str(value)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from airflow_opsflow.core.text import cut
+
 _JINJA = re.compile(r"{{.*?}}|{%.*?%}|{#.*?#}", re.DOTALL)
 
 
@@ -60,7 +62,7 @@ def template_errors(value: Any, field: str, env: Any = None) -> list[str]:
             env.parse(text)
         except jinja2.TemplateSyntaxError as e:
             line = f" (line {e.lineno})" if e.lineno and "\n" in text else ""
-            problems.append(f"field {where!r}: broken Jinja template{line}: {e.message}; got {_short(text)}")
+            problems.append(f"field {where!r}: broken Jinja template{line}: {e.message}; got {cut(text, 80, '...')!r}")
         except RecursionError:
             problems.append(f"field {where!r}: the Jinja template nests too deeply")
     return problems
@@ -84,7 +86,3 @@ def _strings(value: Any, where: str, depth: int = 0) -> list[tuple[str, str]]:
         for i, v in enumerate(value):
             found += _strings(v, f"{where}[{i}]", depth + 1)
     return found
-
-
-def _short(text: str) -> str:
-    return repr(text) if len(text) <= 80 else repr(text[:77] + "...")

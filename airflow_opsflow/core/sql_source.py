@@ -287,13 +287,14 @@ def _numeric_and_dates_as_text(cur: Any) -> None:
     import psycopg2.extensions as ext
 
     ext.register_type(ext.new_type((_NUMERIC, _DATE), "OPSFLOW_AS_TEXT", lambda value, _cur: value), cur)
-    ext.register_type(ext.new_type((_TIMESTAMP,), "OPSFLOW_TS_ISO", _iso(ext.PYDATETIME)), cur)
-    ext.register_type(ext.new_type((_TIMESTAMPTZ,), "OPSFLOW_TSTZ_ISO", _iso(ext.PYDATETIMETZ)), cur)
+    ext.register_type(ext.new_type((_TIMESTAMP,), "OPSFLOW_TS_ISO", _isoformat_caster(ext.PYDATETIME)), cur)
+    ext.register_type(ext.new_type((_TIMESTAMPTZ,), "OPSFLOW_TSTZ_ISO", _isoformat_caster(ext.PYDATETIMETZ)), cur)
 
 
-def _iso(fallback: Any) -> Callable[[str | None, Any], str | None]:
+def _isoformat_caster(fallback: Any) -> Callable[[str | None, Any], str | None]:
     """A caster of PostgreSQL timestamp text to exactly ``datetime.isoformat()``'s text; anything else
-    (infinity, BC, five-digit years) through psycopg2's own caster."""
+    (infinity, BC, five-digit years) through psycopg2's own caster. Source values, not the state store's
+    UTC text (:mod:`airflow_opsflow.core.timestamps`): a naive timestamp stays naive, an offset is kept."""
 
     def cast(value: str | None, cur: Any) -> str | None:
         if value is None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from airflow_opsflow.sync.destinations.base import Destination
+    from airflow_opsflow.sync.destinations.base import DestinationClient
     from airflow_opsflow.sync.ratelimit import RateLimiter
 
 
@@ -15,13 +15,16 @@ if TYPE_CHECKING:
 class Opened:
     """An engine destination ready to send, with its shared request budget and batch size."""
 
-    destination: Destination
+    destination: DestinationClient
     limiter: RateLimiter
     batch_size: int
 
 
 class SyncDestination(ABC):
-    """Settings of a destination; :meth:`open` resolves connections when the task runs."""
+    """A destination as declared in a DAG (``HttpEndpoint``, ``HubSpotObjects``, ``DatabaseTable``): settings only;
+    :meth:`open` resolves connections when the task runs and returns its engine side, the
+    :class:`~airflow_opsflow.sync.destinations.base.DestinationClient` of the same stem
+    (``destinations/http.py`` opens ``sync/destinations/http.py``)."""
 
     default_batch_size: int = 100
 

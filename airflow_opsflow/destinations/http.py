@@ -9,7 +9,8 @@ from airflow_opsflow.destinations.base import Opened, SyncDestination
 
 @dataclass(frozen=True)
 class HttpEndpoint(SyncDestination):
-    """Send records to an HTTP API through an Airflow ``http`` connection.
+    """Send records to an HTTP API through an Airflow ``http`` connection. Declared in the DAG; opens
+    :class:`~airflow_opsflow.sync.destinations.http.HttpEndpointClient` when the task runs.
 
     :param http_conn_id: the connection: host (base URL), login/password (basic auth; a password alone is a
         bearer token), extra = headers.
@@ -66,7 +67,7 @@ class HttpEndpoint(SyncDestination):
         from dataclasses import replace
 
         from airflow_opsflow.connections.http import http_target
-        from airflow_opsflow.sync.destinations.http import HttpDestination
+        from airflow_opsflow.sync.destinations.http import HttpEndpointClient
         from airflow_opsflow.sync.destinations.transport import HttpTransport
         from airflow_opsflow.sync.ratelimit import RateLimiter
 
@@ -77,7 +78,7 @@ class HttpEndpoint(SyncDestination):
         limiter = RateLimiter(max(1, int(rps)) if rps and rps >= 1 else (1 if rps else None),
                               1.0 if not rps or rps >= 1 else 1.0 / rps)
         transport = HttpTransport(target, concurrency, limiter, what=f"HTTP {self.http_conn_id}")
-        dest = HttpDestination(transport, self.endpoint, self.method, self.batch_size, self.body,
+        dest = HttpEndpointClient(transport, self.endpoint, self.method, self.batch_size, self.body,
                                self.delete_endpoint, self.delete_method, self.insert_method, self.update_method,
                                self.idempotency_key, sync_id, dict(self.headers),
                                name=f"HTTP endpoint {self.http_conn_id}{self.endpoint and ' ' + self.endpoint}")

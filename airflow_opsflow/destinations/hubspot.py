@@ -9,7 +9,8 @@ from airflow_opsflow.destinations.base import Opened, SyncDestination
 
 @dataclass(frozen=True)
 class HubSpotObjects(SyncDestination):
-    """Upsert (and, in mirror mode, archive) HubSpot CRM objects, 100 per request.
+    """Upsert (and, in mirror mode, archive) HubSpot CRM objects, 100 per request. Declared in the DAG; opens
+    :class:`~airflow_opsflow.sync.destinations.hubspot.HubSpotObjectsClient` when the task runs.
 
     :param object_type: ``contacts``, ``companies``, ``deals``, ... or a custom object's type id.
     :param id_property: the unique property identifying a record (``email`` for contacts, or your own
@@ -34,14 +35,14 @@ class HubSpotObjects(SyncDestination):
 
     def open(self, owner: str, sync_id: str, concurrency: int) -> Opened:
         from airflow_opsflow.hooks.hubspot import HubSpotHook
-        from airflow_opsflow.sync.destinations.hubspot import MAX_INPUTS, HubSpotDestination
+        from airflow_opsflow.sync.destinations.hubspot import MAX_INPUTS, HubSpotObjectsClient
         from airflow_opsflow.sync.destinations.transport import HttpTransport
         from airflow_opsflow.sync.ratelimit import RateLimiter
 
         hook = HubSpotHook(self.hubspot_conn_id)
         limiter = RateLimiter(self.requests_per_10s or hook.requests_per_10s(), 10.0)
         transport = HttpTransport(hook.target(owner), concurrency, limiter, what=f"HubSpot {self.object_type}")
-        return Opened(HubSpotDestination(transport, self.object_type, self.id_property), limiter, MAX_INPUTS)
+        return Opened(HubSpotObjectsClient(transport, self.object_type, self.id_property), limiter, MAX_INPUTS)
 
     def describe(self) -> str:
         return f"HubSpot {self.object_type} by {self.id_property}"

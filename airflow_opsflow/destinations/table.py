@@ -10,7 +10,8 @@ from airflow_opsflow.destinations.base import Opened, SyncDestination
 
 @dataclass(frozen=True)
 class DatabaseTable(SyncDestination):
-    """Write records into a table (PostgreSQL, MySQL/MariaDB or SQLite).
+    """Write records into a table (PostgreSQL, MySQL/MariaDB or SQLite). Declared in the DAG; opens
+    :class:`~airflow_opsflow.sync.destinations.table.DatabaseTableClient` when the task runs.
 
     :param conn_id: the destination database's connection.
     :param table: ``[schema.]table``; it must exist, with a unique index on ``key``.
@@ -35,12 +36,12 @@ class DatabaseTable(SyncDestination):
 
     def open(self, owner: str, sync_id: str, concurrency: int) -> Opened:
         from airflow_opsflow.connections.sql import dialect_of, get_db_hook
-        from airflow_opsflow.sync.destinations.table import TableDestination
+        from airflow_opsflow.sync.destinations.table import DatabaseTableClient
         from airflow_opsflow.sync.ratelimit import RateLimiter
 
         hook = get_db_hook(self.conn_id, owner)
         keys = [self.key] if isinstance(self.key, str) else list(self.key)
-        dest = TableDestination(hook.get_conn, dialect_of(hook), self.table, keys,
+        dest = DatabaseTableClient(hook.get_conn, dialect_of(hook), self.table, keys,
                                 name=f"table {self.table!r} on connection {self.conn_id!r}")
         return Opened(dest, RateLimiter(), self.batch_size)
 

@@ -18,14 +18,21 @@ from airflow_opsflow.checks.compiler import (
     PlannedQuery,
     batch,
     compile_suite,
+    entity_query,
+    sample_query,
     violation_count_query,
 )
 from airflow_opsflow.checks.evaluate import evaluate
 from airflow_opsflow.checks.monitor_spec import MetricCheck, ReconcileCheck
+from airflow_opsflow.checks.sample_policy import looks_personal
 from airflow_opsflow.checks.session import QueryError, ReadOnlySession
 from airflow_opsflow.checks.spec import Suite
 from airflow_opsflow.core import sqlparts
 from airflow_opsflow.core.results import CheckResult, json_safe
+from airflow_opsflow.incidents.entities import Seen, key_text, to_amount, to_since, track
+from airflow_opsflow.monitors.metric import Bound, MetricError, run_metric
+from airflow_opsflow.monitors.reconcile import ReconcileError, run_reconcile
+from airflow_opsflow.state.store import StateStoreError
 
 if TYPE_CHECKING:
     from airflow_opsflow.incidents.entities import Changes, Tracked
@@ -202,7 +209,6 @@ class SuiteRun:
             self.seconds[n] += (time.perf_counter() - started) / len(names)
 
     def _sample(self, b: BoundCheck, r: CheckResult) -> None:
-        from airflow_opsflow.checks.compiler import sample_query
 
         if b.name in self.rows:
             self._sql_samples(b, r)
@@ -222,7 +228,6 @@ class SuiteRun:
 
     def _sql_samples(self, b: BoundCheck, r: CheckResult) -> None:
         """A sql check's samples, from the rows its one statement returned (see sample_policy)."""
-        from airflow_opsflow.checks.sample_policy import looks_personal
 
         names, rows = self.rows[b.name]
         if b.check.entity is not None:
@@ -242,9 +247,6 @@ class SuiteRun:
 
     def _track(self, b: BoundCheck, r: CheckResult) -> None:
         """Fetch the violating entities and advance them against the previous runs' (state store)."""
-        from airflow_opsflow.checks.compiler import entity_query
-        from airflow_opsflow.incidents.entities import Seen, key_text, to_amount, to_since, track
-        from airflow_opsflow.state.store import StateStoreError
 
         rule = b.check.entity
         assert rule is not None
@@ -298,8 +300,6 @@ class SuiteRun:
         r.message = f"entity tracking: {why}" + (f" (the check itself: {r.message})" if r.message else "")
 
     def _metric(self, b: BoundCheck, plan: Plan) -> None:
-        from airflow_opsflow.monitors.metric import Bound, MetricError, run_metric
-        from airflow_opsflow.state.store import StateStoreError
 
         c = b.check
         assert isinstance(c, MetricCheck)
@@ -327,7 +327,6 @@ class SuiteRun:
         self.seconds[b.name] = time.perf_counter() - started
 
     def _reconcile(self, b: BoundCheck, plan: Plan) -> None:
-        from airflow_opsflow.monitors.reconcile import ReconcileError, run_reconcile
 
         assert isinstance(b.check, ReconcileCheck)
         if self.connect is None:

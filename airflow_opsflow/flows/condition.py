@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from airflow_opsflow.checks.spec import Suite
+from airflow_opsflow.core.truth import truth
 
 
 class ConditionError(RuntimeError):
@@ -21,7 +22,8 @@ def condition_holds(
     statement_timeout: timedelta | None = None,
     now: datetime | None = None,
 ) -> tuple[bool, str]:
-    """Return (holds, detail). With ``sql``: the first column of the first row is truthy. With
+    """Return (holds, detail). With ``sql``: the first column of the first row is truthy (NULL, no row, zero,
+    and false/no/off/0 as text are false; see :func:`airflow_opsflow.core.truth.truth`; any other value is true). With
     ``suite``: every check passes, its time-based checks judged at ``now`` (the run's time)."""
     from airflow_opsflow.checks.session import QueryError, ReadOnlySession
     from airflow_opsflow.core.sqlparts import SqlFragmentError, query
@@ -38,7 +40,10 @@ def condition_holds(
             except QueryError as e:
                 raise ConditionError(str(e)) from None
         value = rows[0][0] if rows and rows[0] else None
-        holds = _truthy(value)
+        try:
+            holds = truth(value)
+        except ValueError:  # a date, a name...: a value is there, which the sensor documents as true
+            holds = True
         return holds, f"first value: {value!r}"
     assert suite is not None
     results = run_suite(conn, suite, dialect, statement_timeout=statement_timeout, now=now)
@@ -47,9 +52,3 @@ def condition_holds(
         raise ConditionError("; ".join(errors))
     waiting = [f"{r.name}: {r.message or r.expected}" for r in results if r.status != "pass"]
     return not waiting, "; ".join(waiting) or "all conditions hold"
-
-
-def _truthy(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() not in ("", "0", "f", "false", "n", "no")
-    return bool(value)

@@ -47,21 +47,23 @@ class HubSpotHook(BaseHook):
         import time
         from urllib.parse import urlencode
 
+        from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+
         from airflow_opsflow.sync.destinations.transport import HttpTransport, TransientError
 
+        def wait(state: RetryCallState) -> float:  # Retry-After if any, else 2 ** attempt; at most 30 s
+            error = state.outcome.exception() if state.outcome is not None else None
+            return float(min(getattr(error, "retry_after", None) or 2 ** (state.attempt_number - 1), 30))
+
+        # 429 and 5xx: 5 tries in all, then the last TransientError is raised.
+        retrying = Retrying(retry=retry_if_exception_type(TransientError), stop=stop_after_attempt(5), wait=wait,
+                            reraise=True, sleep=time.sleep)
         transport = HttpTransport(self.target(), max_connections=1, what="HubSpot")
         out: list[dict[str, Any]] = []
         after: str | None = None
         while len(out) < limit:
             query = {"limit": 100, "properties": ",".join(properties), **({"after": after} if after else {})}
-            for attempt in range(5):
-                try:
-                    page = transport.request("GET", f"/crm/v3/objects/{object_type}?{urlencode(query)}").json()
-                    break
-                except TransientError as e:  # 429 and 5xx: wait as told, then again
-                    if attempt == 4:
-                        raise
-                    time.sleep(min(e.retry_after or 2 ** attempt, 30))
+            page = retrying(transport.request, "GET", f"/crm/v3/objects/{object_type}?{urlencode(query)}").json()
             out += [{"id": r["id"], **{p: (r.get("properties") or {}).get(p) for p in properties}}
                     for r in page.get("results") or []]
             after = ((page.get("paging") or {}).get("next") or {}).get("after")

@@ -1,5 +1,5 @@
 """What an alert says: one transition of one incident, with its evidence. Rendered per channel by
-:mod:`slack_render` and :mod:`email_render`."""
+:mod:`slack_render`, :mod:`email_render` and :mod:`jira_render` (tables by :mod:`airflow_opsflow.core.tables`)."""
 
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ class Alert:
     def facts(self) -> list[tuple[str, str]]:
         """Label/value pairs shown by every channel, in order."""
         r, inc = self.result, self.incident
-        expected, observed = str(r.get("expected") or "-"), _short(r.get("observed"))
+        expected, observed = str(r.get("expected") or "-"), _value_text(r.get("observed"))
         o = r.get("observed")
         if r.get("kind") == "metric" and isinstance(o, dict) and o.get("low") is not None:
             expected = f"{o['low']:,.6g} to {o['high']:,.6g} ({expected})"
@@ -107,7 +107,7 @@ class Alert:
             header = [key_name, "state", "age"] + [c for c in ("amount", "past_sla") if c in shown[0]]
             hidden = {m.lower() for m in masked}
             masked_key = any(part.lower() in hidden for part in key_name.split("/"))
-            rows = [[MASK if masked_key else _short(e["key"], 40), e["state"], e["age"],
+            rows = [[MASK if masked_key else _value_text(e["key"], 40), e["state"], e["age"],
                      *([f"{e['amount']:,.2f}" if e.get("amount") is not None else "NULL"] if "amount" in e else []),
                      *((["yes" if e["past_sla"] else ""]) if "past_sla" in e else [])] for e in shown]
             header = [h.replace("past_sla", "past SLA") for h in header]
@@ -126,7 +126,7 @@ class Alert:
             return [], []
         header = [c for c in (columns or list(samples[0])) if c in samples[0]]
         hidden = {m.lower() for m in masked}  # Snowflake says EMAIL where the DAG says email
-        rows = [[MASK if c.lower() in hidden else _short(s.get(c), 40) for c in header] for s in samples[:limit]]
+        rows = [[MASK if c.lower() in hidden else _value_text(s.get(c), 40) for c in header] for s in samples[:limit]]
         return header, rows
 
 
@@ -151,16 +151,10 @@ def _one_line(text: str, width: int) -> str:
     return cut(" ".join(text.split()), width)
 
 
-def _short(value: Any, width: int = 80) -> str:
+def _value_text(value: Any, width: int = 80) -> str:
+    """A value as an alert shows it, cut to ``width``: NULL for None, a dict as ``min -120, max 899.65``."""
     if value is None:
         return "NULL"
-    text = ", ".join(f"{k} {_short(v, width)}" for k, v in value.items()) if isinstance(value, dict) else str(value)
+    text = (", ".join(f"{k} {_value_text(v, width)}" for k, v in value.items()) if isinstance(value, dict)
+            else str(value))
     return cut(text, width)
-
-
-def fixed_width(header: list[str], rows: list[list[str]]) -> str:
-    """A monospace table (Slack code block, plain-text email)."""
-    widths = [max(len(x) for x in col) for col in zip(header, *rows, strict=True)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in rows]
-    return "\n".join(line.rstrip() for line in lines)

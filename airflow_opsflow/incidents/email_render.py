@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from html import escape
 
-from airflow_opsflow.incidents.alert import Alert, fixed_width
+from airflow_opsflow.core.tables import html_table, text_table
+from airflow_opsflow.incidents.alert import Alert
+
+_CELL = "padding:2px 8px;border:1px solid #ddd"
 
 
 def render(alert: Alert, sample_columns: list[str] | None = None, masked: tuple[str, ...] = (),
@@ -20,10 +23,10 @@ def render(alert: Alert, sample_columns: list[str] | None = None, masked: tuple[
         text_parts += [str(description), ""]
     text_parts += [f"{label}: {value}" for label, value in facts]
     if rows:
-        text_parts += ["", f"{title}:", fixed_width(header, rows)]
+        text_parts += ["", f"{title}:", text_table(header, rows)]
     text_parts += ["", *(f"{label}: {url}" for label, url in alert.links.items() if url)]
 
-    cell = 'style="padding:2px 8px;border:1px solid #ddd;text-align:left"'
+    cell = f'style="{_CELL};text-align:left"'
     html = [f"<h3>{escape(alert.headline)}</h3>"]
     if description:
         html.append(f"<p>{escape(str(description))}</p>")
@@ -31,9 +34,7 @@ def render(alert: Alert, sample_columns: list[str] | None = None, masked: tuple[
                                    for k, v in facts) + "</table>")
     if rows:
         html.append(f"<p>{escape(title)}:</p>")
-        html.append("<table><tr>" + "".join(f"<th {cell}>{escape(h)}</th>" for h in header) + "</tr>"
-                    + "".join("<tr>" + "".join(f"<td {cell}>{escape(v)}</td>" for v in r) + "</tr>" for r in rows)
-                    + "</table>")
+        html.append(html_table(header, rows, th_style=_CELL, td_style=_CELL))
     links = [f'<a href="{escape(url)}">{escape(label)}</a>' for label, url in alert.links.items() if url]
     if links:
         html.append("<p>" + " · ".join(links) + "</p>")

@@ -6,22 +6,13 @@ run's state, and the retry recomputes the same changes.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
+from airflow_opsflow.core.timestamps import from_text, now_text, to_text
 from airflow_opsflow.incidents.entities import Changes, Tracked
 from airflow_opsflow.state.store import StateStore
 
 _CHUNK = 200  # keys per IN (...) list and rows per multi-row INSERT
 _COLUMNS = ("subject", "entity_key", "status", "first_seen", "first_run", "since", "amount", "resolved_at",
             "resolved_run", "updated_at")
-
-
-def _iso(at: datetime | None) -> str | None:
-    return None if at is None else (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
-
-
-def _at(text: str | None) -> datetime | None:
-    return None if text is None else datetime.fromisoformat(text)
 
 
 class EntityRepo:
@@ -39,17 +30,17 @@ class EntityRepo:
             cur.execute(f"SELECT entity_key, status, first_seen, first_run, since, amount, resolved_at, resolved_run "
                         f"FROM {self.table} WHERE subject = ?", (subject,))
             rows = cur.fetchall()
-        return {key: Tracked(key, status, _at(first_seen), first_run, _at(since),  # type: ignore[arg-type]
-                             None if amount is None else float(amount), _at(resolved_at), resolved_run)
+        return {key: Tracked(key, status, from_text(first_seen), first_run, from_text(since),  # type: ignore[arg-type]
+                             None if amount is None else float(amount), from_text(resolved_at), resolved_run)
                 for key, status, first_seen, first_run, since, amount, resolved_at, resolved_run in rows}
 
     def apply(self, subject: str, changes: Changes) -> None:
         if not changes.upsert and not changes.delete:
             return
-        now = datetime.now(UTC).isoformat()
+        now = now_text()
         gone = [*changes.delete, *(t.key for t in changes.upsert)]
-        rows = [(subject, t.key, t.status, _iso(t.first_seen), t.first_run, _iso(t.since), t.amount,
-                 _iso(t.resolved_at), t.resolved_run, now) for t in changes.upsert]
+        rows = [(subject, t.key, t.status, to_text(t.first_seen), t.first_run, to_text(t.since), t.amount,
+                 to_text(t.resolved_at), t.resolved_run, now) for t in changes.upsert]
         with self.store.transaction() as cur:
             for i in range(0, len(gone), _CHUNK):
                 chunk = gone[i:i + _CHUNK]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from airflow_opsflow.incidents.alert import Alert, fixed_width
+from airflow_opsflow.core.tables import text_table
+from airflow_opsflow.core.text import cut
+from airflow_opsflow.incidents.alert import Alert
 
 _SUMMARY_MAX = 250  # Jira's limit is 255
 
@@ -15,11 +17,12 @@ def summary(alert: Alert) -> str:
         text = f"[opsflow] {alert.check_name}{entity} failing in {alert.dag_id}/{alert.task_id}"
         if alert.table:
             text += f" ({alert.table})"
-    return text if len(text) <= _SUMMARY_MAX else text[: _SUMMARY_MAX - 1] + "…"
+    return cut(text, _SUMMARY_MAX)
 
 
-def description(alert: Alert, sample_rows: int = 10) -> str:
-    """The evidence: what failed, where, observed vs expected, samples, links."""
+def description(alert: Alert, sample_columns: list[str] | None = None, masked: tuple[str, ...] = (),
+                sample_rows: int = 10) -> str:
+    """The evidence: what failed, where, observed vs expected, samples (``masked`` columns hidden), links."""
     if alert.result.get("kind") == "ticket":  # TicketOperator(summary=..., description=...)
         link_line = " · ".join(f"[{label}|{url}]" for label, url in alert.links.items() if url)
         return "\n\n".join(p for p in (str(alert.result.get("description") or ""), link_line) if p)
@@ -27,9 +30,9 @@ def description(alert: Alert, sample_rows: int = 10) -> str:
     if alert.result.get("description"):
         parts.append(_escape(str(alert.result["description"])))
     parts.append("\n".join(f"||{label}|{_escape(value)}|" for label, value in alert.facts()))
-    title, header, rows = alert.evidence(limit=sample_rows)
+    title, header, rows = alert.evidence(sample_columns, masked, sample_rows)
     if rows:
-        parts.append(f"{_escape(title)}:\n{{noformat}}\n{fixed_width(header, rows)}\n{{noformat}}")
+        parts.append(f"{_escape(title)}:\n{_noformat(header, rows)}")
     links = [f"[{label}|{url}]" for label, url in alert.links.items() if url]
     if links:
         parts.append(" · ".join(links))
@@ -38,7 +41,8 @@ def description(alert: Alert, sample_rows: int = 10) -> str:
     return "\n\n".join(parts)
 
 
-def comment(alert: Alert) -> str:
+def comment(alert: Alert, sample_columns: list[str] | None = None, masked: tuple[str, ...] = (),
+            sample_rows: int = 10) -> str:
     """A follow-up: still failing, escalated, reopened, or resolved."""
     if alert.kind == "resolved":
         return f"(/) {_escape(alert.headline)}"
@@ -46,10 +50,15 @@ def comment(alert: Alert) -> str:
             "reminder": "(i) Still failing"}[alert.kind]
     facts = "\n".join(f"* {label}: {_escape(value)}" for label, value in alert.facts())
     text = f"{lead}: {_escape(alert.violations_text or alert.result.get('message') or '')}\n{facts}"
-    title, header, rows = alert.evidence(limit=10)
+    title, header, rows = alert.evidence(sample_columns, masked, sample_rows)
     if rows and alert.result.get("entities"):  # which entities: the point of an update
-        text += f"\n\n{_escape(title)}:\n{{noformat}}\n{fixed_width(header, rows)}\n{{noformat}}"
+        text += f"\n\n{_escape(title)}:\n{_noformat(header, rows)}"
     return text
+
+
+def _noformat(header: list[str], rows: list[list[str]]) -> str:
+    """A monospace table in a {noformat} block (shown as is), which a cell saying "{noformat}" cannot end."""
+    return f"{{noformat}}\n{text_table(header, rows, fence='{noformat}')}\n{{noformat}}"
 
 
 def _escape(text: str) -> str:

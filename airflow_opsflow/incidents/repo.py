@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow_opsflow.core.cursor import Cursor
+from airflow_opsflow.core.timestamps import from_text, now_text, to_text
 from airflow_opsflow.incidents.lifecycle import Incident, Observation, Policy, Transition, advance
 from airflow_opsflow.state.store import ConflictError, StateStore
 
@@ -50,14 +51,6 @@ class Delivery:
     created_at: datetime | None = None
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.astimezone(UTC).isoformat() if value else None
-
-
-def _dt(value: Any) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
-
-
 class IncidentRepo:
     """Read and advance incidents; keep the outbox.
 
@@ -86,6 +79,8 @@ class IncidentRepo:
         :param routes: route names to alert, or a function of (incident, transition) choosing them
             (e.g. by severity)."""
         now = now or datetime.now(UTC)
+        if now.tzinfo is None:  # naive means UTC, as in the store (not the host's zone)
+            now = now.replace(tzinfo=UTC)
         for _ in self.store.retrying():
             try:
                 with self.store.transaction() as cur:
@@ -110,8 +105,8 @@ class IncidentRepo:
                 cur.execute(
                     f"INSERT INTO {self.deliveries} (delivery_id, fingerprint, incident_id, transition, route, "
                     "status, attempts, created_at) VALUES (?, ?, ?, ?, ?, 'pending', 0, ?)",
-                    (f"{t.incident_id}:{t.kind}:{_iso(t.at)}:{route}", subject.fingerprint, t.incident_id, t.kind,
-                     route, _iso(now)),
+                    (f"{t.incident_id}:{t.kind}:{to_text(t.at)}:{route}", subject.fingerprint, t.incident_id, t.kind,
+                     route, to_text(now)),
                 )
         return new, transitions
 
@@ -124,7 +119,7 @@ class IncidentRepo:
             return None
         data = dict(zip(names, row[:-1], strict=True))
         for k in _TIMES:
-            data[k] = _dt(data[k])
+            data[k] = from_text(data[k])
         for k in _INTS:
             data[k] = int(data[k])
         data["summary"] = json.loads(data["summary"] or "{}")
@@ -135,12 +130,12 @@ class IncidentRepo:
     def _save(self, cur: Cursor, subject: Subject, inc: Incident, version: int | None, now: datetime) -> None:
         values: dict[str, Any] = {f.name: getattr(inc, f.name) for f in fields(Incident)}
         for k in _TIMES:
-            values[k] = _iso(values[k])
+            values[k] = to_text(values[k])
         values["summary"] = json.dumps(values["summary"], default=str)
         values["refs"] = json.dumps(values["refs"], default=str)
         values["recent_runs"] = json.dumps(list(values["recent_runs"]))
         values.update(dag_id=subject.dag_id, task_id=subject.task_id, check_name=subject.check_name,
-                      entity_key=subject.entity_key, updated_at=_iso(now))
+                      entity_key=subject.entity_key, updated_at=to_text(now))
         if version is None:
             values["row_version"] = 1
             cols = list(values)
@@ -203,7 +198,7 @@ class IncidentRepo:
             rows = cur.fetchall()
         return [Delivery(delivery_id=r[0], fingerprint=r[1], incident_id=r[2], transition=r[3], route=r[4],
                          status=r[5], attempts=int(r[6]), last_error=r[7], result=json.loads(r[8] or "{}"),
-                         created_at=_dt(r[9]))
+                         created_at=from_text(r[9]))
                 for r in rows]
 
     def claim(self, delivery: Delivery, stale_after: timedelta = timedelta(minutes=10)) -> bool:
@@ -216,14 +211,14 @@ class IncidentRepo:
                 f"UPDATE {self.deliveries} SET status = 'sending', attempts = attempts + 1, claimed_at = ? "
                 "WHERE delivery_id = ? AND attempts = ? AND (status IN ('pending', 'failed') "
                 "OR (status = 'sending' AND claimed_at < ?))",
-                (_iso(now), delivery.delivery_id, delivery.attempts, _iso(now - stale_after)))
+                (to_text(now), delivery.delivery_id, delivery.attempts, to_text(now - stale_after)))
             return cur.rowcount == 1
 
     def mark_sent(self, delivery_id: str, result: dict[str, Any] | None = None) -> None:
         with self.store.transaction() as cur:
             cur.execute(f"UPDATE {self.deliveries} SET status = 'sent', result = ?, sent_at = ?, last_error = NULL "
                         "WHERE delivery_id = ? AND status = 'sending'",
-                        (json.dumps(result or {}, default=str), _iso(datetime.now(UTC)), delivery_id))
+                        (json.dumps(result or {}, default=str), now_text(), delivery_id))
 
     def mark_failed(self, delivery_id: str, error: str, give_up: bool = False) -> None:
         """Record a failed send; ``give_up`` (too many attempts) stops retrying it: status ``abandoned``."""

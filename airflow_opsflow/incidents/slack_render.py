@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow_opsflow.incidents.alert import Alert, fixed_width
+from airflow_opsflow.core.tables import text_table
+from airflow_opsflow.incidents.alert import Alert
 
 MAX_BLOCKS = 50
 MAX_TEXT = 3000
@@ -22,24 +23,26 @@ def render(alert: Alert, sample_columns: list[str] | None = None, masked: tuple[
     blocks: list[dict[str, Any]] = [_section(f"*{text}*")]
     description = alert.result.get("description")
     if description:
-        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": _cut(escape(str(description)))}]})
+        blocks.append({"type": "context",
+                       "elements": [{"type": "mrkdwn", "text": _fit_text(escape(str(description)))}]})
     if alert.kind != "resolved":
         facts = alert.facts()
         blocks.append({"type": "section", "fields": [
-            {"type": "mrkdwn", "text": _cut(f"*{label}*\n{escape(value)}", 2000)} for label, value in facts[:10]]})
+            {"type": "mrkdwn", "text": _fit_text(f"*{label}*\n{escape(value)}", 2000)} for label, value in facts[:10]]})
         title, header, rows = alert.evidence(sample_columns, masked, sample_rows)
         if rows:
-            blocks.append(_section(f"{escape(title)}:\n```{escape(fixed_width(header, rows))}```"))
+            table = text_table(header, rows, fence="```")  # a cell holding ``` cannot end the code block
+            blocks.append(_section(f"{escape(title)}:\n```{escape(table)}```"))
     links = [f"<{url}|{label}>" for label, url in alert.links.items() if url]
     if links:
-        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": _cut(" · ".join(links))}]})
-    return _cut(text), fit(blocks)
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": _fit_text(" · ".join(links))}]})
+    return _fit_text(text), fit(blocks)
 
 
 def resolved_original(alert: Alert) -> tuple[str, list[dict[str, Any]]]:
     """What the incident's first message becomes once it resolves (``chat.update``)."""
     text = f":white_check_mark: ~{escape(alert.check_name)}~ resolved — {escape(alert.headline)}"
-    return _cut(text), [_section(_cut(text))]
+    return _fit_text(text), [_section(_fit_text(text))]
 
 
 def fit(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -56,15 +59,16 @@ def escape(text: str) -> str:
 
 
 def _section(text: str) -> dict[str, Any]:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": _cut(text)}}
+    return {"type": "section", "text": {"type": "mrkdwn", "text": _fit_text(text)}}
 
 
-def _cut(text: str, limit: int = MAX_TEXT) -> str:
-    """Shorten to Slack's limit, closing an open code block and saying it was truncated."""
+def _fit_text(text: str, limit: int = MAX_TEXT) -> str:
+    """Shorten to Slack's limit, closing a code block the cut left open and saying it was truncated (unlike
+    :func:`airflow_opsflow.core.text.cut`, which knows no code blocks)."""
     if len(text) <= limit:
         return text
     note = " …(truncated)"
-    cut = text[: limit - len(note) - 3]
-    if cut.count("```") % 2:
-        cut += "```"
-    return cut + note
+    kept = text[: limit - len(note) - 3]  # 3: room for the closing fence
+    if kept.count("```") % 2:
+        kept += "```"
+    return kept + note

@@ -172,7 +172,7 @@ def _bucketed(b: Bound, wanted: list[datetime], query: Query,
         for row in rows:
             at = by_text[str(row[0])]
             segment = tuple(row[1:-1])
-            value = _number(row[-1], b, at)
+            value = _metric_value(row[-1], b, at)
             if value is not None:
                 values[(segment, at)] = value
     return values, sql_run
@@ -255,7 +255,7 @@ def _per_run(b: Bound, at: datetime, query: Query,
         segment = tuple(row[:-1])
         if (segment, at) in values:
             raise MetricError(f"the metric query returned segment {json_safe(list(segment))} twice")
-        value = _number(row[-1], b, at)
+        value = _metric_value(row[-1], b, at)
         if value is not None:
             values[(segment, at)] = value
     if b.query is not None:
@@ -270,7 +270,9 @@ def _aggregate(text: str, dialect: str) -> exp.Expr:
     except sqlparts.SqlFragmentError as e:
         raise MetricError(f"'metric' {e}") from None
 
-def _number(value: Any, b: Bound, at: datetime) -> float | None:
+
+def _metric_value(value: Any, b: Bound, at: datetime) -> float | None:
+    """The metric a query returned as a finite float; None for a segment without a value in this bucket."""
     if value is None:
         if b.segments:
             return None  # a segment without a value in this bucket: no point

@@ -22,6 +22,7 @@ from sqlglot import exp
 
 from airflow_opsflow.checks.monitor_spec import CompareColumn, ReconcileCheck, ReconcileSide
 from airflow_opsflow.core import sqlparts
+from airflow_opsflow.core.numbers import to_decimal
 from airflow_opsflow.core.results import CheckResult, Status, json_safe
 from airflow_opsflow.core.sql_source import SourceError, SqlSource
 
@@ -245,20 +246,18 @@ def _same_key_types(c: ReconcileCheck, left: _Side, lk: list[str] | None, right:
                                  f"{right.label}: cast one side in a 'sql' query (e.g. CAST({name} AS VARCHAR))")
 
 
-def _number(value: Any) -> Decimal | None:
-    if isinstance(value, bool) or value is None:
+def _numeric(value: Any) -> Decimal | None:
+    """A number the driver returned (int, float, Decimal) as an exact Decimal; None for anything else (a
+    bool, a text even when it reads as a number: values that are not numbers compare as text)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
         return None
-    if isinstance(value, Decimal):
-        return value
-    if isinstance(value, (int, float)):
-        return Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
-    return None
+    return to_decimal(value)
 
 
 def _equal(x: Any, y: Any, cc: CompareColumn) -> bool:
     if x is None or y is None:
         return x is None and y is None
-    nx, ny = _number(x), _number(y)
+    nx, ny = _numeric(x), _numeric(y)
     if nx is not None and ny is not None:
         absolute, relative = cc.tolerance
         diff = abs(nx - ny)
@@ -308,7 +307,7 @@ def _group(c: ReconcileCheck, t: _Tally, row: tuple[Any, ...], side: int) -> Non
     mine = totals[side]
     mine[0] += 1
     for j in range(m):
-        value = _number(row[n + j])
+        value = _numeric(row[n + j])
         if value is not None:
             mine[1 + j] += value
 

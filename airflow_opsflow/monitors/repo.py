@@ -8,12 +8,13 @@ the previous history.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from airflow_opsflow.core.cursor import Cursor
 from airflow_opsflow.core.results import json_safe
+from airflow_opsflow.core.timestamps import from_text, now_text, to_text
 from airflow_opsflow.monitors.detect import Point
 from airflow_opsflow.state.store import StateStore
 
@@ -21,10 +22,6 @@ if TYPE_CHECKING:
     from airflow_opsflow.monitors.metric import Series
 
 _CHUNK = 500  # series ids per IN (...) list
-
-
-def _utc(at: datetime) -> str:
-    return at.astimezone(UTC).isoformat()
 
 
 class MetricRepo:
@@ -42,7 +39,7 @@ class MetricRepo:
         with self.store.transaction() as cur:
             cur.execute(f"SELECT MAX(newest) FROM {self.series} WHERE history_key = ?", (key,))
             row = cur.fetchone()
-        return datetime.fromisoformat(row[0]) if row and row[0] else None
+        return from_text(row[0]) if row else None
 
     def load(self, series: list[Series], before: datetime, limit: int, zone: str) -> dict[str, list[Point]]:
         """The last ``limit`` points before ``before`` of each series, oldest first."""
@@ -57,9 +54,11 @@ class MetricRepo:
                 # than use a per-series LIMIT, which needs window functions MySQL 5.7 lacks.
                 cur.execute(f"SELECT series_id, bucket, value, z, anomalous, new_level FROM {self.points} "
                             f"WHERE series_id IN ({marks}) AND bucket < ? ORDER BY series_id, bucket",
-                            (*chunk, _utc(before)))
+                            (*chunk, to_text(before)))
                 for sid, bucket, value, z, anomalous, new_level in cur.fetchall():
-                    out.setdefault(sid, []).append(Point(datetime.fromisoformat(bucket).astimezone(tz), float(value),
+                    at = from_text(bucket)
+                    assert at is not None  # a NOT NULL column
+                    out.setdefault(sid, []).append(Point(at.astimezone(tz), float(value),
                                                          None if z is None else float(z), bool(anomalous),
                                                          bool(new_level)))
         return {sid: pts[-limit:] for sid, pts in out.items()}
@@ -67,16 +66,16 @@ class MetricRepo:
     def save(self, key: str, points: list[tuple[Series, Point]]) -> None:
         if not points:
             return
-        now = datetime.now(UTC).isoformat()
+        now = now_text()
         newest: dict[Series, str] = {}
         for s, p in points:
-            newest[s] = max(newest.get(s, ""), _utc(p.at))
+            newest[s] = max(newest.get(s, ""), to_text(p.at))
         for _ in self.store.retrying():
             try:
                 with self.store.transaction() as cur:
                     for s, at in newest.items():
                         self._upsert_series(cur, key, s, at, now)
-                    ids = {(s.series_id, _utc(p.at)) for s, p in points}
+                    ids = {(s.series_id, to_text(p.at)) for s, p in points}
                     by_series: dict[str, list[str]] = {}
                     for sid, bucket in ids:
                         by_series.setdefault(sid, []).append(bucket)
@@ -85,7 +84,7 @@ class MetricRepo:
                             chunk = bucket_list[i:i + _CHUNK]
                             cur.execute(f"DELETE FROM {self.points} WHERE series_id = ? AND bucket IN "
                                         f"({', '.join('?' * len(chunk))})", (sid, *chunk))
-                    rows = [(s.series_id, _utc(p.at), p.value, p.z, int(p.anomalous), int(p.new_level), now)
+                    rows = [(s.series_id, to_text(p.at), p.value, p.z, int(p.anomalous), int(p.new_level), now)
                             for s, p in points]
                     for row in rows:
                         cur.execute(f"INSERT INTO {self.points} (series_id, bucket, value, z, anomalous, new_level, "

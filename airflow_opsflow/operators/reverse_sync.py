@@ -147,6 +147,7 @@ class ReverseSyncOperator(BaseOperator):
         from airflow_opsflow.connections.sql import dialect_of, get_db_hook
         from airflow_opsflow.connections.state import state_store
         from airflow_opsflow.core.sql_source import SourceError, SqlSource
+        from airflow_opsflow.core.truth import truth
         from airflow_opsflow.state.store import StateStoreError
         from airflow_opsflow.sync.deliver import DeliveryPolicy, DestinationDown
         from airflow_opsflow.sync.engine import SyncFailed, SyncRefused, SyncRun
@@ -154,7 +155,13 @@ class ReverseSyncOperator(BaseOperator):
         from airflow_opsflow.sync.repo import SyncBusyError
 
         where = self._where_am_i()
-        spec = self._spec(_truthy(self.sync_dry_run), _truthy(self.full_resync))
+        flags = {}
+        for name, value in (("dry_run", self.sync_dry_run), ("full_resync", self.full_resync)):
+            try:
+                flags[name] = truth(value)
+            except ValueError as e:  # a typo must not send (or resend everything)
+                raise AirflowFailException(f"{where}: {name} must be true or false: {e}") from None
+        spec = self._spec(flags["dry_run"], flags["full_resync"])
         hook = get_db_hook(self.conn_id, where)
         dialect = dialect_of(hook)
         try:
@@ -228,12 +235,6 @@ class ReverseSyncOperator(BaseOperator):
             if events is not None and type(outlet).__name__ == "Asset":
                 events[outlet].extra = {"sync_id": report.sync_id, "dry_run": report.dry_run, **report.counts}
         return payload
-
-
-def _truthy(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "yes", "on")
-    return bool(value)
 
 
 def _same_database(source_conn_id: str, state_conn_id: str | None) -> bool:

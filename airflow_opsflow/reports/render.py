@@ -10,9 +10,13 @@ from datetime import date, datetime, time
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from airflow_opsflow.core import tables
+from airflow_opsflow.core.text import cut
+
 if TYPE_CHECKING:
     import pandas as pd
 
+    from airflow_opsflow.core.tables import Align
     from airflow_opsflow.reports.spec import Chart
 
 
@@ -39,42 +43,31 @@ def rows_of(df: pd.DataFrame, limit: int) -> tuple[list[str], list[list[str]]]:
     return header, [[cell(v) for v in row] for row in df.head(limit).itertuples(index=False)]
 
 
-def aligned(df: pd.DataFrame, header: list[str], rows: list[list[str]]) -> str:
-    """A monospace table with numeric columns right-aligned, so digits line up."""
-    numeric = [df[c].dtype.kind in "iuf" for c in df.columns]
-    widths = [max(len(x) for x in col) for col in zip(header, *rows, strict=True)]
-
-    def line(values: list[str]) -> str:
-        return "  ".join(v.rjust(w) if n else v.ljust(w)
-                         for v, w, n in zip(values, widths, numeric, strict=True)).rstrip()
-
-    return "\n".join([line(header), *(line(r) for r in rows)])
+def _aligns(df: pd.DataFrame) -> list[Align]:
+    """Numbers right-aligned, so digits line up."""
+    return ["right" if df[c].dtype.kind in "iuf" else "left" for c in df.columns]
 
 
-def text_table(df: pd.DataFrame, max_rows: int, max_chars: int) -> tuple[str, int]:
+def text_table(df: pd.DataFrame, max_rows: int, max_chars: int, fence: str | None = None) -> tuple[str, int]:
     """A fixed-width table of at most ``max_rows`` rows and ``max_chars`` characters; returns it and the
-    number of rows shown (fewer rows when the width would not fit)."""
+    number of rows shown (fewer rows when the width would not fit). ``fence``: the code block's delimiter
+    around it, which no cell may end (see :func:`airflow_opsflow.core.tables.text_table`)."""
     header, rows = rows_of(df, max_rows)
+    align = _aligns(df)
     while rows:
-        text = aligned(df, header, rows)
+        text = tables.text_table(header, rows, align=align, fence=fence)
         if len(text) <= max_chars:
             return text, len(rows)
         rows = rows[: max(len(rows) // 2, len(rows) - 5) if len(rows) > 5 else len(rows) - 1]
-    text = aligned(df, header, [])
-    return (text if len(text) <= max_chars else text[: max_chars - 1] + "…"), 0
+    return cut(tables.text_table(header, [], align=align, fence=fence), max_chars), 0
 
 
 def html_table(df: pd.DataFrame, max_rows: int) -> str:
-    from html import escape
-
     header, rows = rows_of(df, max_rows)
-    th = 'style="padding:4px 10px;border-bottom:2px solid #444;text-align:left"'
-    td = 'style="padding:4px 10px;border-bottom:1px solid #ddd;text-align:{}"'
-    numeric = [df[c].dtype.kind in "iuf" for c in df.columns]
-    body = "".join("<tr>" + "".join(f"<td {td.format('right' if n else 'left')}>{escape(v)}</td>"
-                                    for v, n in zip(r, numeric, strict=True)) + "</tr>" for r in rows)
-    return ('<table style="border-collapse:collapse;font-family:sans-serif;font-size:13px"><tr>'
-            + "".join(f"<th {th}>{escape(h)}</th>" for h in header) + f"</tr>{body}</table>")
+    return tables.html_table(header, rows, align=_aligns(df),
+                             table_style="border-collapse:collapse;font-family:sans-serif;font-size:13px",
+                             th_style="padding:4px 10px;border-bottom:2px solid #444",
+                             td_style="padding:4px 10px;border-bottom:1px solid #ddd")
 
 
 EXCEL_CELL_MAX = 32_767  # characters Excel keeps in a cell (openpyxl would cut longer text silently)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import UTC, datetime
 from typing import Any
 
+from airflow_opsflow.core.timestamps import now_text
 from airflow_opsflow.state.store import StateStore
 
 
@@ -36,4 +36,4 @@ class ReportDeliveryRepo:
             cur.execute(f"DELETE FROM {self.table} WHERE delivery_key = ?", (key,))
             cur.execute(f"INSERT INTO {self.table} (delivery_key, report, run_id, destination, detail, sent_at) "
                         "VALUES (?, ?, ?, ?, ?, ?)", (key, report[:250], run_id[:250], destination[:250],
-                                                      json.dumps(detail, default=str), datetime.now(UTC).isoformat()))
+                                                      json.dumps(detail, default=str), now_text()))

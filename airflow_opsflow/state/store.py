@@ -148,35 +148,43 @@ class StateStore:
         if current == SCHEMA_VERSION:
             self._migrated = True
             return current
-        error: Exception | None = None
-        for attempt in range(3):
+        from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_incrementing
+
+        # A StateStoreError is final; anything else (e.g. a concurrent first CREATE TABLE: the next try sees it
+        # done) is tried 3 times in all, 0.2 s then 0.4 s apart.
+        retrying = Retrying(retry=retry_if_exception(lambda e: isinstance(e, Exception)
+                                                     and not isinstance(e, StateStoreError)),
+                            stop=stop_after_attempt(3), wait=wait_incrementing(0.2, 0.2), reraise=True,
+                            sleep=time.sleep)
+        try:
+            return retrying(self._migrate_once)
+        except StateStoreError:
+            raise
+        except Exception as e:  # the third try failed too
+            raise StateStoreError(f"migrating the state store to version {SCHEMA_VERSION} failed: {e}") from e
+
+    def _migrate_once(self) -> int:
+        """One try of migrate(): the tables and every pending step, under the migration lock."""
+        with self._raw_transaction() as cur:
+            self._lock(cur)
             try:
-                with self._raw_transaction() as cur:
-                    self._lock(cur)
-                    try:
-                        for statement in ddl(self, "schema_version", self.dialect):
+                for statement in ddl(self, "schema_version", self.dialect):
+                    cur.execute(statement)
+                current = self._version(cur)
+                self._refuse_newer(current)
+                while current < SCHEMA_VERSION:  # each step is idempotent (MySQL commits DDL)
+                    for statement in MIGRATIONS[current + 1](self, self.dialect):
+                        try:
                             cur.execute(statement)
-                        current = self._version(cur)
-                        self._refuse_newer(current)
-                        while current < SCHEMA_VERSION:  # each step is idempotent (MySQL commits DDL)
-                            for statement in MIGRATIONS[current + 1](self, self.dialect):
-                                try:
-                                    cur.execute(statement)
-                                except Exception as e:
-                                    if not already_applied(self.dialect, statement, e):
-                                        raise
-                            current += 1
-                            self._set_version(cur, current)
-                    finally:
-                        self._unlock(cur)
-                self._migrated = True
-                return current
-            except StateStoreError:
-                raise
-            except Exception as e:  # e.g. a concurrent first CREATE TABLE: the next attempt sees it done
-                error = e
-                time.sleep(0.2 * (attempt + 1))
-        raise StateStoreError(f"migrating the state store to version {SCHEMA_VERSION} failed: {error}") from error
+                        except Exception as e:
+                            if not already_applied(self.dialect, statement, e):
+                                raise
+                    current += 1
+                    self._set_version(cur, current)
+            finally:
+                self._unlock(cur)
+        self._migrated = True
+        return current
 
     def _refuse_newer(self, version: int) -> None:
         if version > SCHEMA_VERSION:

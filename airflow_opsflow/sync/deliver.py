@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from airflow_opsflow.sync.destinations import base
 from airflow_opsflow.sync.destinations.base import (
     BatchRejected,
-    Destination,
+    DestinationClient,
     DestinationFailed,
     Operation,
     Outcome,
@@ -119,7 +119,7 @@ class Deliverer:
         answers pause it for every sender.
     """
 
-    def __init__(self, destination: Destination, policy: DeliveryPolicy,
+    def __init__(self, destination: DestinationClient, policy: DeliveryPolicy,
                  record: Callable[[Answers], None], limiter: RateLimiter | None = None,
                  finish: Callable[[], None] | None = None,
                  mark: Callable[[list[tuple[str, str, list[str], list[str | None] | None]]], None] | None = None,
@@ -256,6 +256,7 @@ class Deliverer:
 
     def _send(self, op: Operation, records: Sequence[Record]) -> list[Outcome]:
         attempts, waited = 0, 0.0
+        # Hand-written, not tenacity: per-batch retries inside the delivery loop, the hot path bench/sync.py times.
         while True:
             if self._abort is not None:
                 raise _Exhausted("the run is stopping")

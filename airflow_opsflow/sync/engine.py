@@ -21,7 +21,7 @@ from typing import Any
 from airflow_opsflow.core.sql_source import SqlSource
 from airflow_opsflow.state.store import StateStore
 from airflow_opsflow.sync.deliver import Deliverer, DeliveryPolicy, DeliveryStats, DestinationDown, Group, Item
-from airflow_opsflow.sync.destinations.base import Destination, Operation, TransientError
+from airflow_opsflow.sync.destinations.base import DestinationClient, Operation, TransientError
 from airflow_opsflow.sync.diff import Differ
 from airflow_opsflow.sync.mapping import Mapping
 from airflow_opsflow.sync.plan import Plan, py_key
@@ -61,7 +61,7 @@ class SyncRefused(RuntimeError):
         self.report = report
 
 
-def config_digest(mapping: Mapping, key: tuple[str, ...], destination: Destination) -> str:
+def config_digest(mapping: Mapping, key: tuple[str, ...], destination: DestinationClient) -> str:
     """Changes when what a record looks like at the destination changes: then every record is re-sent."""
     text = json.dumps([mapping.describe(), list(key), destination.fingerprint()], sort_keys=True, default=str)
     return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()[:16]
@@ -82,7 +82,7 @@ class SyncRun:
     """
 
     def __init__(self, spec: SyncSpec, source: SqlSource, source_sql: str, store_factory: Callable[[], StateStore],
-                 destination: Destination, policy: DeliveryPolicy, pushdown_ok: bool = False,
+                 destination: DestinationClient, policy: DeliveryPolicy, pushdown_ok: bool = False,
                  source_table: str | None = None, limiter: RateLimiter | None = None) -> None:
         self.spec = spec
         self.source = source

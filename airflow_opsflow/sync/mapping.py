@@ -25,6 +25,9 @@ from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any
 
+from airflow_opsflow.core.numbers import to_decimal
+from airflow_opsflow.core.truth import truth
+
 Caster = Callable[[Any], Any]
 
 
@@ -49,21 +52,6 @@ def _auto(v: Any) -> Any:
 
 
 _PLAIN = frozenset({str, int, float, bool, type(None)})
-_TRUE = {"true", "t", "yes", "y", "1", "on"}
-_FALSE = {"false", "f", "no", "n", "0", "off", ""}
-
-
-def _boolean(v: Any) -> bool:
-    if isinstance(v, bool):
-        return v
-    if isinstance(v, (int, float, Decimal)):
-        return v != 0
-    text = str(v).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise ValueError(f"{v!r} is not a boolean")
 
 
 def _date(v: Any) -> str:
@@ -84,23 +72,16 @@ def _aware(v: Any) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _number(v: Any) -> Decimal:
-    try:
-        return Decimal(str(v).strip())
-    except ArithmeticError:
-        raise ValueError(f"{v!r} is not a number") from None
-
-
 def _decimal(v: Any) -> str:
     if isinstance(v, float):
         return repr(v)
-    return str(_number(v))
+    return str(to_decimal(v))
 
 
 def _integer(v: Any) -> int:
     if isinstance(v, (int, bool)):
         return int(v)
-    value = _number(v)
+    value = to_decimal(v)
     if value != value.to_integral_value():
         raise ValueError(f"{v!r} is not a whole number")
     return int(value)
@@ -113,7 +94,7 @@ CASTS: dict[str, Caster] = {
     "float": float,
     "number": float,
     "decimal": _decimal,
-    "boolean": _boolean,
+    "boolean": truth,  # never given None (None stays None)
     "date": _date,
     "datetime": lambda v: _aware(v).isoformat(),
     "timestamp_ms": lambda v: int(_aware(v).timestamp() * 1000),
@@ -202,6 +183,7 @@ class Mapping:
         whose values are known to be JSON-ready (str, int, float, bool or None: from the source's column
         types), read as they are.
         """
+        # Hand-generated code on the sync's hot path (every changed row): bench/sync.py, docs/benchmarks.md.
         index = {c: i for i, c in enumerate(columns)}
         env: dict[str, Any] = {"_PLAIN": _PLAIN, "_auto": _auto, "_datetime": datetime}
         reads, items = [], []

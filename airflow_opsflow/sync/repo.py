@@ -26,6 +26,7 @@ from typing import Any
 
 from airflow_opsflow.core.cursor import Cursor
 from airflow_opsflow.core.dberrors import describe, is_connection_lost, is_driver_error
+from airflow_opsflow.core.timestamps import from_text, now_text
 from airflow_opsflow.state.store import StateStore, StateStoreError
 
 OK, FAILED, DELETE_FAILED, MISSING, PENDING = "ok", "failed", "delfail", "missing", "pending"
@@ -80,10 +81,6 @@ class Answers:
 
     def __len__(self) -> int:
         return len(self.confirmed) + len(self.rejected) + len(self.deleted)
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat()
 
 
 class SyncRepo:
@@ -163,13 +160,13 @@ class SyncRepo:
         if owner and not _lease_dead(owner, at):
             return False
         cur.execute(f"UPDATE {self._meta} SET lease_owner = ?, lease_at = ? WHERE sync_id = ?",
-                    (self._owner, _now(), self.sync_id))
+                    (self._owner, now_text(), self.sync_id))
         return True
 
     def heartbeat(self, cur: Cursor) -> None:
         if self.store.dialect not in ("postgres", "mysql"):
             cur.execute(f"UPDATE {self._meta} SET lease_at = ? WHERE sync_id = ? AND lease_owner = ?",
-                        (_now(), self.sync_id, self._owner))
+                        (now_text(), self.sync_id, self._owner))
 
     # -- meta ------------------------------------------------------------------------------------------
 
@@ -185,21 +182,20 @@ class SyncRepo:
                         "WHERE sync_id = ?", (self.sync_id,))
             kind, mark, full_at, run_at, counts = cur.fetchone()
         return SyncMeta(self.sync_id, kind or "", json.loads(mark) if mark else None,
-                        datetime.fromisoformat(full_at) if full_at else None,
-                        datetime.fromisoformat(run_at) if run_at else None,
+                        from_text(full_at), from_text(run_at),
                         json.loads(counts) if counts else {})
 
     def finish_run(self, hash_kind: str, counts: dict[str, Any], watermark: Any = None,
                    set_watermark: bool = False, full: bool = False) -> None:
         """Record a completed run (the watermark only moves when the whole read was delivered)."""
         sets = ["hash_kind = ?", "last_run_at = ?", "last_counts = ?"]
-        params: list[Any] = [hash_kind, _now(), json.dumps(counts, default=str)]
+        params: list[Any] = [hash_kind, now_text(), json.dumps(counts, default=str)]
         if set_watermark:
             sets.append("watermark = ?")
             params.append(None if watermark is None else json.dumps(watermark))
         if full:
             sets.append("last_full_at = ?")
-            params.append(_now())
+            params.append(now_text())
         with self._transaction("recording the finished run") as cur:
             cur.execute(f"UPDATE {self._meta} SET {', '.join(sets)} WHERE sync_id = ?", (*params, self.sync_id))
 
@@ -293,7 +289,7 @@ class SyncRepo:
             marks = cur.fetchall()
             if not marks:
                 return 0
-            now, pending = _now(), []
+            now, pending = now_text(), []
             for write_id, op, keys_json, refs_json in marks:
                 keys = json.loads(keys_json)
                 refs = json.loads(refs_json) if refs_json else [None] * len(keys)
@@ -315,7 +311,7 @@ class SyncRepo:
     def record(self, answers: Answers) -> None:
         """Store the destination's answers in one transaction (confirmed hashes advance, rejections keep
         the old hash and gain the error, confirmed deletes drop the key)."""
-        now, sid = _now(), self.sync_id
+        now, sid = now_text(), self.sync_id
         oks = answers.confirmed
         bad = [(sid, key, None, ref, status, 1, error[:2000], now, wid)
                for key, ref, status, error, wid in answers.rejected]
@@ -436,7 +432,8 @@ def _copy_field(value: Any) -> str:
 
 def _lease_dead(owner: str, at: str | None) -> bool:
     host, _, rest = owner.partition(":")
-    if not at or datetime.now(UTC) - datetime.fromisoformat(at) > _LEASE_STALE:
+    taken = from_text(at)
+    if taken is None or datetime.now(UTC) - taken > _LEASE_STALE:
         return True
     if host != socket.gethostname():
         return False

@@ -80,7 +80,7 @@ with DAG("test_sync_retried", schedule=None, start_date=START, catchup=False,
         destination=HttpEndpoint("http_default", endpoint="/v1/accounts", batch_size=20, idempotency_key=True),
     )
 
-# Destination tables that are not there (or lack a mapped column): configuration errors, never retried.
+# DestinationClient tables that are not there (or lack a mapped column): configuration errors, never retried.
 with DAG("test_sync_table_missing", schedule=None, start_date=START, catchup=False, params=PARAMS) as missing_dag:
     for task_id, conn_id, table, mapping in (
             ("missing_pg", "opsflow_pg", "crm_missing", {"account_id": "account_id", "name": "name"}),

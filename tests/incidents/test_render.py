@@ -74,3 +74,18 @@ def test_data_cannot_ping_or_link_in_slack_and_masks_ignore_case() -> None:
 def test_multi_line_errors_make_one_line_subjects() -> None:
     subject, _, _ = render_email(alert(violating_count=None, message="ProgrammingError: x\nLINE 1: SELECT"))
     assert "\n" not in subject and "x LINE 1: SELECT" in subject
+
+
+def test_sample_cells_cannot_end_a_code_block_and_are_escaped_everywhere() -> None:
+    from airflow_opsflow.incidents import jira_render
+
+    samples = [{"id": 1, "note": "a ``` <b>x</b> {noformat} ``", "email": "a@x.com"}]
+    _, blocks = render(alert(samples=samples), masked=("email",))
+    table = next(b["text"]["text"] for b in blocks if "Sample" in b.get("text", {}).get("text", ""))
+    assert table.count("```") == 2 and table.endswith("```") and "&lt;b&gt;x&lt;/b&gt;" in table
+    assert MASK in table and "a@x.com" not in table
+    _, html, text = render_email(alert(samples=samples), masked=("email",))
+    assert "&lt;b&gt;x&lt;/b&gt;" in html and "<b>" not in html and "a@x.com" not in html + text
+    assert "a ``` <b>x</b> {noformat} ``" in text  # plain text shows the cell as it is
+    description = jira_render.description(alert(samples=samples))
+    assert description.count("{noformat}") == 2 and "<b>x</b>" in description

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,60 @@ def test_a_returning_incident_reads_its_ticket_by_key_and_reopens_it(tmp_path: P
     assert ticket.status == "To Do" and [t.name for t in ticket.transitions] == ["Done", "Reopen"]
     assert run("run4", False) == ["issue", "transitions", "transition"]  # the same ticket resolves again
     assert len(fake_jira.issues) == 1 and fake_jira.issues[0].status_category == "done"
+
+
+def _deliver_new(tmp_path: Path, route: JiraTicket) -> list[tuple[str, str]]:
+    fp = fingerprint("d", "t", "c")
+    repo = IncidentRepo(StateStore(lambda: sqlite3.connect(tmp_path / "state.db"), "sqlite"))
+    repo.record([(Subject(fp, "d", "t", "c"), Observation(True, "error", "run1", RESULT))], Policy(),
+                routes_for([route]))
+    return deliver_pending(repo, [route], {fp: Subject(fp, "d", "t", "c")}, {}).failed
+
+
+@pytest.fixture
+def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The route's waits, recorded instead of slept."""
+    recorded: list[float] = []
+    monkeypatch.setattr(time, "sleep", recorded.append)
+    return recorded
+
+
+def test_a_rate_limited_create_waits_retry_after_then_creates_once(tmp_path: Path, fake_jira: FakeJira,
+                                                                   sleeps: list[float]) -> None:
+    fake_jira.fail_next("create", status=429, retry_after=7)
+    fake_jira.fail_next("create", status=429, retry_after=None)  # no Retry-After: 2 ** attempt
+    assert _deliver_new(tmp_path, JiraTicket(project="OPS")) == []
+    assert sleeps == [7.0, 2.0]
+    assert [r.status for r in fake_jira.calls(name="create")] == [429, 429, 201] and len(fake_jira.issues) == 1
+
+
+@pytest.mark.parametrize("retry_after,rate_limit_wait,waits", [
+    (None, 120.0, [1.0, 2.0, 4.0, 8.0, 16.0]),  # RATE_LIMIT_RETRIES waits, then the 6th 429 gives up
+    (6, 10.0, [6.0]),  # the second wait would pass rate_limit_wait: give up at once
+])
+def test_a_rate_limited_create_gives_up_as_not_created(tmp_path: Path, fake_jira: FakeJira, sleeps: list[float],
+                                                       retry_after: int | None, rate_limit_wait: float,
+                                                       waits: list[float]) -> None:
+    fake_jira.fail_next("create", status=429, retry_after=retry_after, times=100)
+    [(_, error)] = _deliver_new(tmp_path, JiraTicket(project="OPS", rate_limit_wait=rate_limit_wait))
+    tries = len(waits) + 1
+    assert error.startswith(f"TicketNotCreated: OPS: Jira rate-limited the create {tries} time(s) (429)")
+    assert sleeps == waits
+    assert [r.status for r in fake_jira.calls(name="create")] == [429] * tries and fake_jira.issues == []
+
+
+def test_a_ticket_hides_masked_columns_and_honours_the_sample_settings(tmp_path: Path, fake_jira: FakeJira) -> None:
+    # The route's mask_columns/sample_columns/sample_rows apply to Jira tickets as to Slack and email (PII
+    # must not reach a ticket that more people read than the alert channel).
+    route = JiraTicket(project="OPS", mask_columns=("EMAIL",), sample_columns=["payment_id", "email"],
+                       sample_rows=2)
+    fp = fingerprint("d", "t", "c")
+    samples = [{"payment_id": i, "email": f"person{i}@example.com", "amount": 10 * i} for i in range(5)]
+    repo = IncidentRepo(StateStore(lambda: sqlite3.connect(tmp_path / "state.db"), "sqlite"))
+    repo.record([(Subject(fp, "d", "t", "c"), Observation(True, "error", "run1", {**RESULT, "samples": samples}))],
+                Policy(), routes_for([route]))
+    assert deliver_pending(repo, [route], {fp: Subject(fp, "d", "t", "c")}, {}).failed == []
+    [ticket] = fake_jira.issues
+    table = (ticket.description or "").split("{noformat}")[1].strip().splitlines()
+    assert [line.split() for line in table] == [["payment_id", "email"], ["0", "•••"], ["1", "•••"]]
+    assert "@example.com" not in (ticket.description or "")

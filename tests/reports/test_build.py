@@ -189,3 +189,14 @@ def test_xlsx_cells_are_data_never_formulas() -> None:
     cells = [row[0] for row in book["data"].iter_rows(min_row=2)]
     assert [c.value for c in cells] == [evil, "=1+1", "ok"]
     assert {c.data_type for c in cells} == {"s"}
+
+
+def test_report_tables_keep_slack_code_blocks_closed_and_html_escaped() -> None:
+    from airflow_opsflow.report_deliveries import SlackReport
+    from airflow_opsflow.reports.output import RenderedReport
+
+    df = pd.DataFrame({"note": ["```<!channel>```", "line\nbreak"], "n": [1, 2]})
+    text = SlackReport(channel="#ops").text(RenderedReport("T", None, df))
+    assert text.count("```") == 2 and "<!channel>" not in text and "line break" in text
+    html = html_table(df, 2)
+    assert "&lt;!channel&gt;" in html and "<!channel>" not in html

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -244,3 +245,49 @@ def test_a_v3_store_gains_metric_history_entities_and_reports(db: Database, conn
     assert reports.sent("dag/task", "run1", ["slack:#finance", "email:cfo"]) == {"slack:#finance"}
     assert reports.sent("dag/task", "run2", ["slack:#finance"]) == set()
     store.close()
+
+
+class _FlakyConnection:
+    """A SQLite connection whose first ``failures`` CREATE TABLEs raise a non-driver error (not a StateStoreError,
+    so migrate() tries again); everything else passes through."""
+
+    def __init__(self, path: str, failures: int) -> None:
+        self.conn = sqlite3.connect(path, isolation_level=None)
+        self.failures = failures
+
+    def cursor(self) -> _FlakyCursor:
+        return _FlakyCursor(self)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.conn, name)
+
+
+class _FlakyCursor:
+    def __init__(self, owner: _FlakyConnection) -> None:
+        self.owner = owner
+        self.cur = owner.conn.cursor()
+
+    def execute(self, sql: str, params: Any = ()) -> Any:
+        if sql.lstrip().upper().startswith("CREATE TABLE") and self.owner.failures > 0:
+            self.owner.failures -= 1
+            raise RuntimeError("flaky DDL")
+        return self.cur.execute(sql, params)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.cur, name)
+
+
+@pytest.mark.parametrize("failures", [2, 3])
+def test_migrate_tries_three_times(tmp_path: Any, monkeypatch: pytest.MonkeyPatch, failures: int) -> None:
+    sleeps: list[float] = []
+    monkeypatch.setattr(time, "sleep", sleeps.append)
+    flaky = _FlakyConnection(str(tmp_path / "ops.db"), failures)
+    store = StateStore(lambda: flaky, "sqlite", paramstyle="qmark")
+    if failures < 3:
+        assert store.migrate() == SCHEMA_VERSION and store.version() == SCHEMA_VERSION
+    else:
+        with pytest.raises(StateStoreError, match=f"migrating the state store to version {SCHEMA_VERSION} failed: "
+                                                  "flaky DDL") as caught:
+            store.migrate()
+        assert isinstance(caught.value.__cause__, RuntimeError) and store.version() == -1
+    assert sleeps == pytest.approx([0.2, 0.4])  # and no wait after the last try

@@ -26,7 +26,7 @@ from airflow_opsflow.core.sql_source import SqlSource
 from airflow_opsflow.state.store import StateStore
 from airflow_opsflow.sync.deliver import DeliveryPolicy
 from airflow_opsflow.sync.destinations.base import Operation, Outcome, Record
-from airflow_opsflow.sync.destinations.http import HttpDestination
+from airflow_opsflow.sync.destinations.http import HttpEndpointClient
 from airflow_opsflow.sync.destinations.transport import HttpTarget, HttpTransport
 from airflow_opsflow.sync.engine import SyncRun
 from airflow_opsflow.sync.plan import source_query
@@ -42,7 +42,7 @@ def say(line: str) -> None:
     sys.stdout.flush()
 
 
-class ReportingDestination(HttpDestination):
+class ReportingDestination(HttpEndpointClient):
     """The HTTP destination, announcing each batch before it goes out (same fingerprint, same requests)."""
 
     def send(self, op: Operation, records: Sequence[Record]) -> list[Outcome]:

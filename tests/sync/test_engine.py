@@ -17,13 +17,13 @@ from airflow_opsflow.sync.deliver import DeliveryPolicy, DestinationDown
 from airflow_opsflow.sync.destinations.base import (
     OK,
     BatchRejected,
-    Destination,
+    DestinationClient,
     Operation,
     Outcome,
     Record,
     TransientError,
 )
-from airflow_opsflow.sync.destinations.table import TableDestination
+from airflow_opsflow.sync.destinations.table import DatabaseTableClient
 from airflow_opsflow.sync.engine import SyncFailed, SyncRefused, SyncRun
 from airflow_opsflow.sync.mapping import Field, Mapping, MappingError
 from airflow_opsflow.sync.plan import Plan, source_query
@@ -32,7 +32,7 @@ from airflow_opsflow.sync.report import SyncReport
 from airflow_opsflow.sync.spec import SyncSpec, SyncSpecError
 
 
-class Store(Destination):
+class Store(DestinationClient):
     """An in-memory destination: applies upserts/deletes, can reject keys, fail transiently, rate limit."""
 
     name = "memory"
@@ -75,7 +75,7 @@ def dbs(tmp_path: Path) -> tuple[Path, Path]:
     return src, state
 
 
-def run(dbs: tuple[Path, Path], dest: Destination, **settings: Any) -> Any:
+def run(dbs: tuple[Path, Path], dest: DestinationClient, **settings: Any) -> Any:
     src, state = dbs
     settings.setdefault("max_failed", None)
     spec = SyncSpec.build("s", "id", {"id": "id", "name": "name", "spend": Field("spend", "integer")}, **settings)
@@ -279,7 +279,7 @@ def test_table_destination_on_sqlite(dbs: tuple[Path, Path], tmp_path: Path) -> 
     conn = sqlite3.connect(target)
     conn.execute("CREATE TABLE crm (id INTEGER PRIMARY KEY, name TEXT, spend INTEGER)")
     conn.commit()
-    dest = TableDestination(lambda: sqlite3.connect(target, check_same_thread=False), "sqlite", "crm", ["id"])
+    dest = DatabaseTableClient(lambda: sqlite3.connect(target, check_same_thread=False), "sqlite", "crm", ["id"])
     run(dbs, dest, mode="mirror")
     execute(dbs, "DELETE FROM accounts WHERE id > 180", "UPDATE accounts SET spend = 7 WHERE id = 1")
     report = run(dbs, dest, mode="mirror")

@@ -13,7 +13,7 @@ from airflow_opsflow.core.sql_source import SqlSource
 from airflow_opsflow.state.store import StateStore, StateStoreError
 from airflow_opsflow.sync.deliver import DeliveryPolicy, DestinationDown
 from airflow_opsflow.sync.destinations.base import Operation, Outcome, Record
-from airflow_opsflow.sync.destinations.table import TableDestination
+from airflow_opsflow.sync.destinations.table import DatabaseTableClient
 from airflow_opsflow.sync.engine import SyncRun
 from airflow_opsflow.sync.mapping import Field
 from airflow_opsflow.sync.plan import source_query
@@ -53,7 +53,7 @@ def _exists(cur: Any, table: str) -> bool:
     return bool(cur.fetchone()[0])
 
 
-class Killed(TableDestination):
+class Killed(DatabaseTableClient):
     """Writes the first batch to the table, then dies before answering."""
 
     def send(self, op: Operation, records: Sequence[Record]) -> list[Outcome]:
@@ -61,7 +61,7 @@ class Killed(TableDestination):
         raise KeyboardInterrupt("killed")
 
 
-def sync(connect: Any, mode: str, dest_class: type[TableDestination] = TableDestination) -> Any:
+def sync(connect: Any, mode: str, dest_class: type[DatabaseTableClient] = DatabaseTableClient) -> Any:
     spec = SyncSpec.build("mysql-table", "id", {"id": "id", "name": "name", "spend": Field("spend", "decimal"),
                                                 "active": Field("active", "boolean"), "since": Field("since", "date")},
                           mode=mode, max_failed=0, max_delete_share=1.0)
@@ -148,7 +148,7 @@ def test_state_connection_killed_mid_sync_is_named_and_the_next_run_converges(co
         state_sessions.append(conn.thread_id())
         return conn
 
-    class KillsTheState(TableDestination):
+    class KillsTheState(DatabaseTableClient):
         """Kills every state-store session open when each of the first two batches arrives."""
 
         sends = 0
@@ -181,7 +181,7 @@ def test_state_connection_killed_mid_sync_is_named_and_the_next_run_converges(co
 
 
 def test_destination_connection_killed_mid_batch_is_replaced(connect: Any) -> None:
-    class KilledOnce(TableDestination):
+    class KilledOnce(DatabaseTableClient):
         """Its first batch finds its connection killed (by another session) just before it writes."""
 
         killed = False
@@ -210,7 +210,7 @@ def test_missing_destination_table_fails_before_anything_is_sent(connect: Any) -
     spec = SyncSpec.build("mysql-table", "id", {"id": "id", "name": "name", "nickname": "name"})
     for table, problem in (("crm_missing", "the table does not exist (ProgrammingError: (1146, "),
                            ("crm_accounts", "the table has no column(s) ['nickname']")):
-        dest = TableDestination(connect, "mysql", table, ["id"], name=f"table {table!r} on connection 'crm'")
+        dest = DatabaseTableClient(connect, "mysql", table, ["id"], name=f"table {table!r} on connection 'crm'")
         with pytest.raises(SyncSpecError) as error:
             SyncRun(spec, SqlSource(connect, "mysql"), source_query("mysql", None, "src_accounts", "t"),
                     lambda: StateStore(connect, "mysql"), dest, DeliveryPolicy(batch_size=25)).run()

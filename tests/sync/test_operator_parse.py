@@ -53,3 +53,12 @@ def test_destination_settings_are_checked_when_declared() -> None:
 def test_good_settings_build() -> None:
     op = build(mode="mirror", shard=[1, 4], mapping={"id": "id"})
     assert op.shard == (1, 4) and op.template_ext == (".sql",)
+
+
+@pytest.mark.parametrize(("flag", "value"), [("dry_run", "ture"), ("full_resync", "None")])
+def test_a_flag_that_is_neither_true_nor_false_fails_the_run_before_anything_is_sent(flag: str, value: str) -> None:
+    # It used to be false (so a misspelt dry_run sent everything); the rendered value is checked at run time.
+    from airflow.sdk.exceptions import AirflowFailException
+
+    with pytest.raises(AirflowFailException, match=f"task 'push': {flag} must be true or false: '{value}' is not a"):
+        build(**{flag: value}).execute({})

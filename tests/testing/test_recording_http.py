@@ -14,7 +14,7 @@ import urllib3
 from airflow_opsflow_testing.recording_http import RecordingHTTPServer
 
 from airflow_opsflow.sync.destinations.base import OK, Record, TransientError
-from airflow_opsflow.sync.destinations.http import HttpDestination
+from airflow_opsflow.sync.destinations.http import HttpEndpointClient
 from airflow_opsflow.sync.destinations.transport import HttpTarget, HttpTransport
 
 CUSTOMERS = "/v1/customers"
@@ -174,7 +174,7 @@ def test_keep_alive_throughput(recording_http: RecordingHTTPServer) -> None:
 
 def test_the_sync_transport_retries_a_key_still_in_progress(api: RecordingHTTPServer) -> None:
     # A batch re-sent after a crash may reach the server while its killed twin is still being processed.
-    dest = HttpDestination(HttpTransport(HttpTarget(api.url), 2), endpoint=CUSTOMERS, batch_size=10,
+    dest = HttpEndpointClient(HttpTransport(HttpTarget(api.url), 2), endpoint=CUSTOMERS, batch_size=10,
                            idempotency_key=True, sync_id="s")
     batch = [Record("9", (9,), {"id": 9, "v": "a"}, "h9", write_id="run-1")]
     api.hang_next(0.5)

@@ -1,1 +1,1 @@
-"""Where a sync writes: one module per destination, all behind :class:`base.Destination`."""
+"""Where a sync writes: one module per destination, all behind :class:`base.DestinationClient`."""

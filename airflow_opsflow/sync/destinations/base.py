@@ -73,7 +73,7 @@ class BatchRejected(Exception):
     """The destination refused the request as a whole (a 4xx for the batch): split it to isolate records."""
 
 
-class Destination(ABC):
+class DestinationClient(ABC):
     """A place a sync writes to.
 
     Subclasses set ``name`` (for logs and errors), ``max_batch`` (the most records one request takes),

@@ -20,7 +20,7 @@ import json
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from airflow_opsflow.sync.destinations.base import OK, BatchRejected, Destination, Operation, Outcome, Record
+from airflow_opsflow.sync.destinations.base import OK, BatchRejected, DestinationClient, Operation, Outcome, Record
 from airflow_opsflow.sync.destinations.transport import HttpTransport
 
 
@@ -32,8 +32,9 @@ def _env() -> Any:
     return env
 
 
-class HttpDestination(Destination):
-    """POST/PUT/PATCH records to an HTTP API.
+class HttpEndpointClient(DestinationClient):
+    """POST/PUT/PATCH records to an HTTP API. The engine side of
+    :class:`~airflow_opsflow.destinations.http.HttpEndpoint` (its declaration, which opens it).
 
     :param transport: the connection (base URL, credentials, rate budget).
     :param endpoint: path (template) for upserts/inserts/updates, relative to the base URL.

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from airflow_opsflow.sync.destinations.base import OK, Destination, Operation, Outcome, Record
+from airflow_opsflow.sync.destinations.base import OK, DestinationClient, Operation, Outcome, Record
 from airflow_opsflow.sync.destinations.transport import Answer, HttpTransport
 
 MAX_INPUTS = 100
@@ -30,8 +30,9 @@ def _value(v: Any) -> Any:
     return v if isinstance(v, (str, int, float)) else str(v)
 
 
-class HubSpotDestination(Destination):
-    """Write records as HubSpot CRM objects.
+class HubSpotObjectsClient(DestinationClient):
+    """Write records as HubSpot CRM objects. The engine side of
+    :class:`~airflow_opsflow.destinations.hubspot.HubSpotObjects` (its declaration, which opens it).
 
     :param transport: the HubSpot API connection (bearer token, rate budget).
     :param object_type: ``contacts``, ``companies``, ``deals``, ... or a custom object's type id.

@@ -24,7 +24,7 @@ from airflow_opsflow.core.sqlparts import table_ref
 from airflow_opsflow.sync.destinations.base import (
     OK,
     BatchRejected,
-    Destination,
+    DestinationClient,
     DestinationFailed,
     Operation,
     Outcome,
@@ -47,8 +47,9 @@ class _ConnectFailed(TransientError):
         self.error = error
 
 
-class TableDestination(Destination):
-    """Write records into ``table``.
+class DatabaseTableClient(DestinationClient):
+    """Write records into ``table``. The engine side of
+    :class:`~airflow_opsflow.destinations.table.DatabaseTable` (its declaration, which opens it).
 
     :param connect: opens a DB-API connection to the destination database (one per sender thread).
     :param dialect: its sqlglot dialect (postgres, mysql or sqlite).

@@ -206,6 +206,7 @@ class HttpTransport:
         if 200 <= a.status < 300:
             return a
         where = f"{self.what}: {method} {path} answered HTTP {a.status}"
+        # Classified, never retried here: Deliverer._send retries per batch by hand (hot path, bench/sync.py).
         if a.status == 429:
             raise TransientError(f"{where} (rate limited)", _retry_after(a), rate_limited=True)
         if a.status in TRANSIENT:
