@@ -23,8 +23,8 @@ import psycopg2
 from airflow_opsflow.core.sql_source import SqlSource
 from airflow_opsflow.state.store import StateStore
 from airflow_opsflow.sync.deliver import DeliveryPolicy
-from airflow_opsflow.sync.destinations.http import HttpDestination
-from airflow_opsflow.sync.destinations.table import TableDestination
+from airflow_opsflow.sync.destinations.http import HttpEndpointClient
+from airflow_opsflow.sync.destinations.table import DatabaseTableClient
 from airflow_opsflow.sync.destinations.transport import HttpTarget, HttpTransport
 from airflow_opsflow.sync.engine import SyncRun
 from airflow_opsflow.sync.plan import source_query
@@ -46,11 +46,11 @@ def main() -> int:
     limiter = RateLimiter()
     kind, _, target = args.to.partition(":")
     if kind == "sink":
-        dest = HttpDestination(HttpTransport(HttpTarget(target), 4, limiter), endpoint="/orders",
+        dest = HttpEndpointClient(HttpTransport(HttpTarget(target), 4, limiter), endpoint="/orders",
                                batch_size=args.batch)
         exclude = None
     else:
-        dest = TableDestination(lambda: psycopg2.connect(uri), "postgres", target, [args.key])
+        dest = DatabaseTableClient(lambda: psycopg2.connect(uri), "postgres", target, [args.key])
         exclude = "updated_at"
     cols = _columns(uri, args.table, exclude)
     spec = SyncSpec.build(args.sync_id, args.key.split(","), mapping={c: c for c in cols}, max_failed=0,
