@@ -11,6 +11,7 @@ import json
 import os
 import sqlite3
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -180,3 +181,11 @@ def mariadb_db(mariadb_uri: str) -> Iterator[Database]:
 def db(request: pytest.FixtureRequest) -> Database:
     """Each test using ``db`` runs twice: on SQLite and on PostgreSQL."""
     return request.getfixturevalue(f"{request.param}_db")  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Waits (``time.sleep``) recorded instead of slept: retries and Retry-After honoured without waiting."""
+    recorded: list[float] = []
+    monkeypatch.setattr(time, "sleep", recorded.append)
+    return recorded

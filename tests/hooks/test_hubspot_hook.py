@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from airflow_opsflow_testing.hubspot_server import FakeHubSpot
 
 from airflow_opsflow.hooks.hubspot import HubSpotHook
 from airflow_opsflow.sync.destinations.transport import TransientError
-
-
-@pytest.fixture
-def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """The hook's waits, recorded instead of slept."""
-    recorded: list[float] = []
-    monkeypatch.setattr(time, "sleep", recorded.append)
-    return recorded
 
 
 def test_waits_as_told_capped_then_backs_off(fake_hubspot: FakeHubSpot, hubspot_conn: str,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-import time
 from pathlib import Path
 
 import pytest
@@ -70,14 +69,6 @@ def _deliver_new(tmp_path: Path, route: JiraTicket) -> list[tuple[str, str]]:
     repo.record([(Subject(fp, "d", "t", "c"), Observation(True, "error", "run1", RESULT))], Policy(),
                 routes_for([route]))
     return deliver_pending(repo, [route], {fp: Subject(fp, "d", "t", "c")}, {}).failed
-
-
-@pytest.fixture
-def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """The route's waits, recorded instead of slept."""
-    recorded: list[float] = []
-    monkeypatch.setattr(time, "sleep", recorded.append)
-    return recorded
 
 
 def test_a_rate_limited_create_waits_retry_after_then_creates_once(tmp_path: Path, fake_jira: FakeJira,
