@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml airflow-opsflow-testing/pyproject.toml | build-deps
 	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { $(APT_GET) update -qq && $(APT_GET) install -y -qq python3-venv python3-pip; }
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]' -e './airflow-opsflow-testing[postgres,mariadb,hubspot]'
+	$(PY) -m pip install -q -e '.[dev]' -e './airflow-opsflow-testing[postgres,mariadb,hubspot,salesforce,zendesk]'
 	@touch $@
 
 # dbt-core in its own virtualenv (its pins differ from Airflow's): the dbt example DAG and its test run it.

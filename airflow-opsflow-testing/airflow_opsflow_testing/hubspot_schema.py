@@ -72,6 +72,10 @@ def invalid_properties(issues: list[PropertyIssue], context: Mapping[str, list[s
     return HubSpotError(400, "VALIDATION_ERROR", message, context=context, errors=errors)
 
 
+FIELD_TYPES = {"string": "text", "number": "number", "bool": "booleancheckbox", "date": "date", "datetime": "date",
+               "enumeration": "select"}  # the form field HubSpot gives each type unless told otherwise
+
+
 @dataclass
 class PropertyDef:
     name: str
@@ -79,6 +83,10 @@ class PropertyDef:
     unique: bool = False
     options: tuple[str, ...] = ()  # enumeration values
     read_only: bool = False  # maintained by HubSpot (hs_object_id, createdate...)
+    hubspot_defined: bool = True  # False: created through the properties API or define_property
+    label: str = ""
+    field_type: str = ""
+    group_name: str = ""
 
 
 @dataclass
@@ -93,12 +101,15 @@ class ObjectType:
     modified_property: str = "hs_lastmodifieddate"
 
     def define(self, name: str, type: str, *, unique: bool = False, options: Iterable[str] | None = None,
-               read_only: bool = False) -> PropertyDef:
+               read_only: bool = False, hubspot_defined: bool = True, label: str = "", field_type: str = "",
+               group_name: str = "") -> PropertyDef:
         if type not in TYPES:
             raise ValueError(f"property type must be one of {TYPES}, not {type!r}")
         if type == "enumeration" and not options:
             raise ValueError(f"enumeration property {name!r} needs options")
-        prop = PropertyDef(name, type, unique, tuple(options or ()), read_only)
+        prop = PropertyDef(name, type, unique, tuple(options or ()), read_only, hubspot_defined,
+                           label or name.replace("_", " ").capitalize(), field_type or FIELD_TYPES[type],
+                           group_name or f"{self.label.lower()}information")
         self.properties[name] = prop
         return prop
 
@@ -108,6 +119,8 @@ class ObjectType:
         return prop is not None and (prop.unique or name == "hs_object_id")
 
 
+PRIORITIES = ("LOW", "MEDIUM", "HIGH", "URGENT")
+_CATEGORIES = ("PRODUCT_ISSUE", "BILLING_ISSUE", "FEATURE_REQUEST", "GENERAL_INQUIRY")
 _STAGES = ("appointmentscheduled", "qualifiedtobuy", "presentationscheduled", "decisionmakerboughtin",
            "contractsent", "closedwon", "closedlost")
 _LIFECYCLE = ("subscriber", "lead", "marketingqualifiedlead", "salesqualifiedlead", "opportunity", "customer",
@@ -115,7 +128,7 @@ _LIFECYCLE = ("subscriber", "lead", "marketingqualifiedlead", "salesqualifiedlea
 
 
 def default_types() -> dict[str, ObjectType]:
-    """contacts (email unique), companies and deals with a handful of HubSpot's default properties each.
+    """contacts (email unique), companies, deals, tickets and notes with a handful of HubSpot's default properties.
 
     A company's ``domain`` is deliberately not unique: HubSpot does not let it serve as ``idProperty`` either.
     """
@@ -143,10 +156,37 @@ def default_types() -> dict[str, ObjectType]:
     deals.define("pipeline", "enumeration", options=("default",))
     deals.define("closedate", "datetime")
     deals.define("hs_lastmodifieddate", "datetime", read_only=True)
-    types = {t.name: t for t in (contacts, companies, deals)}
+    types = {t.name: t for t in (contacts, companies, deals, *_service_types())}
     for t in types.values():
         add_system_properties(t)
     return types
+
+
+def _service_types() -> tuple[ObjectType, ObjectType]:
+    """tickets (0-5) and notes (0-46); default properties as HubSpot's search docs list them.
+
+    ``hs_pipeline``/``hs_pipeline_stage`` start with the default Support Pipeline's ids: the pipelines registry
+    (:mod:`~airflow_opsflow_testing.hubspot_pipelines`) keeps their options in step with the defined pipelines.
+    """
+    tickets = ObjectType("tickets", "0-5", "TICKET",
+                         default_properties=("content", "createdate", "hs_lastmodifieddate", "hs_object_id",
+                                             "hs_pipeline", "hs_pipeline_stage", "hs_ticket_category",
+                                             "hs_ticket_priority", "subject"))
+    tickets.define("subject", "string", label="Ticket name")
+    tickets.define("content", "string", label="Ticket description", field_type="textarea")
+    tickets.define("hs_pipeline", "enumeration", options=("0",), label="Pipeline")
+    tickets.define("hs_pipeline_stage", "enumeration", options=("1", "2", "3", "4"), label="Ticket status")
+    tickets.define("hs_ticket_priority", "enumeration", options=PRIORITIES, label="Priority")
+    tickets.define("hs_ticket_category", "enumeration", options=_CATEGORIES, label="Category")
+    tickets.define("closed_date", "datetime", label="Close date")  # also set when the ticket enters a CLOSED stage
+    tickets.define("hubspot_owner_id", "string", label="Ticket owner")
+    notes = ObjectType("notes", "0-46", "NOTE",
+                       default_properties=("hs_createdate", "hs_lastmodifieddate", "hs_object_id"))
+    notes.define("hs_note_body", "string", label="Note body", field_type="html")
+    notes.define("hs_timestamp", "datetime", label="Activity date")
+    notes.define("hubspot_owner_id", "string", label="Activity assigned to")
+    notes.define("hs_attachment_ids", "string", label="Attached file IDs")
+    return tickets, notes
 
 
 def add_system_properties(object_type: ObjectType) -> None:

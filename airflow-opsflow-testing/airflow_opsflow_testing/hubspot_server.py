@@ -1,4 +1,4 @@
-"""FakeHubSpot: a local HubSpot CRM v3 objects API (private-app token, rate limits, batch semantics) for tests.
+"""FakeHubSpot: a local HubSpot CRM API (objects, tickets, associations, search; private-app token, limits) for tests.
 
 The official ``hubspot-api-client`` works against it unchanged (``fake.client()`` is one with ``host`` set), and
 so does anything built on the ``opsflow_hubspot`` connection ``fake.hubspot_connection()`` describes::
@@ -12,10 +12,24 @@ so does anything built on the ``opsflow_hubspot`` connection ``fake.hubspot_conn
         assert len(hubspot.creates("contacts")) == 1
 
 Served under ``/crm/v3/objects/{type}`` (and the dated ``/crm/objects/2026-03/{type}``): list (``limit``/
-``after``), create, get/PATCH/DELETE one (``?idProperty=``), and ``batch/{create,read,update,upsert,archive}``
-(at most 100 inputs, duplicate ids refused with 400). ``type`` is contacts/companies/deals, their ids 0-1/0-2/0-3,
-or a type added with :meth:`FakeHubSpot.define_object_type`; properties are typed and validated
-(:mod:`~airflow_opsflow_testing.hubspot_schema`), batch errors reported as :mod:`~.hubspot_store` describes.
+``after``/``properties``/``associations``), create (with ``associations``), get/PATCH/DELETE one
+(``?idProperty=``), ``batch/{create,read,update,upsert,archive}`` (at most 100 inputs, duplicate ids refused
+with 400; creates answer 201) and ``search`` (:mod:`~.hubspot_search`: filters, sorts, paging, lag, its own
+rate limit). ``type`` is contacts/companies/deals/tickets/notes, their ids 0-1/0-2/0-3/0-5/0-46, or a type
+added with :meth:`FakeHubSpot.define_object_type`; properties are typed and validated (:mod:`~.hubspot_schema`),
+batch errors reported as :mod:`~.hubspot_store` describes. Also served: ticket pipelines
+(:mod:`~.hubspot_pipelines`), the properties API (:mod:`~.hubspot_properties`) and associations v4
+(:mod:`~.hubspot_associations`); every endpoint's name is listed in :mod:`~.hubspot_routes`. Tickets::
+
+    hubspot.define_pipeline("9", "Escalations", [("91", "Triage", "OPEN"), ("92", "Done", "CLOSED")])
+    hubspot.search_lag(2.0)  # searches miss a ticket for two seconds after its create
+    ticket = api.crm.tickets.basic_api.create({"properties": {"subject": "Disk full", "hs_pipeline": "9",
+                                                              "hs_pipeline_stage": "91"}})
+    api.crm.objects.notes.basic_api.create({"properties": {"hs_note_body": "seen again",
+                                                           "hs_timestamp": "2024-05-01T12:00:00Z"},
+        "associations": [{"to": {"id": ticket.id}, "types": [{"associationCategory": "HUBSPOT_DEFINED",
+                                                               "associationTypeId": 228}]}]})
+    assert [n.properties["hs_note_body"] for n in hubspot.associated("tickets", ticket.id, "notes")] == [...]
 
 Wire details and where they come from: the 401 body (``INVALID_AUTHENTICATION``), the 429 body
 (``You have reached your ten_secondly_rolling limit.``, ``errorType`` RATE_LIMIT, ``policyName``
@@ -47,7 +61,11 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from airflow_opsflow_testing.hubspot_associations import TYPES as ASSOCIATION_TYPES
+from airflow_opsflow_testing.hubspot_associations import Associations
+from airflow_opsflow_testing.hubspot_routes import Call, Handler, route
 from airflow_opsflow_testing.hubspot_schema import HubSpotError, JsonDict, ObjectType, validation_error
+from airflow_opsflow_testing.hubspot_search import RateWindow, retry_after, secondly_limited
 from airflow_opsflow_testing.hubspot_store import HubSpotCrm, HubSpotObject, WriteRecord
 from airflow_opsflow_testing.local_http import JsonHandler, JsonReply, LocalHTTPService
 
@@ -60,8 +78,6 @@ DEFAULT_TOKEN = "pat-na1-0f5b7c2e-opsflow-fake-private-app"
 APP_ID = 3141592
 AUTH_MISSING = ("Authentication credentials not found. This API supports OAuth 2.0 authentication and you can find "
                 "more details at https://developers.hubspot.com/docs/methods/auth/oauth-overview")
-_BATCH_OPS = ("create", "read", "update", "upsert", "archive")
-_PREFIXES = ("/crm/v3/objects/", "/crm/objects/v3/", "/crm/objects/2026-03/")
 
 
 @dataclass(frozen=True)
@@ -100,14 +116,16 @@ class FakeHubSpot(LocalHTTPService):
         private app of a Professional/Enterprise account); small values make 429 storms quick to reach.
     :param daily_limit: requests per day before ``policyName: DAILY`` 429s.
     :param retry_after: send ``Retry-After`` (seconds until the window frees a slot) on rate-limit 429s.
+    :param search_rate_limit: search requests allowed per second (HubSpot: five per account), then 429 SECONDLY.
+    :param search_lag: seconds before a write shows in search results (HubSpot's index is eventually consistent).
     """
 
     service_name = "fake-hubspot"
     handler_class = _Handler
 
     def __init__(self, token: str = DEFAULT_TOKEN, *, rate_limit: int = 190, rate_window: float = 10.0,
-                 daily_limit: int = 1_000_000, retry_after: bool = False, host: str = "127.0.0.1",
-                 port: int = 0) -> None:
+                 daily_limit: int = 1_000_000, retry_after: bool = False, search_rate_limit: int = 5,
+                 search_lag: float = 0.0, host: str = "127.0.0.1", port: int = 0) -> None:
         self.token = token
         self._init_http(host, port)
         self.crm = HubSpotCrm()
@@ -119,6 +137,8 @@ class FakeHubSpot(LocalHTTPService):
         self._daily = 0
         self.retry_after = retry_after
         self.set_rate_limit(rate_limit, rate_window, daily_limit)
+        self._search_window = RateWindow(search_rate_limit, 1.0)
+        self.search_lag(search_lag)
 
     # --- configuration and Airflow wiring -------------------------------------------------------------
 
@@ -132,6 +152,60 @@ class FakeHubSpot(LocalHTTPService):
                 self.daily_limit = daily_limit
             self._window.clear()
 
+    def set_search_rate_limit(self, max_requests: int = 5, window_seconds: float = 1.0) -> None:
+        """At most ``max_requests`` searches per rolling ``window_seconds``, then 429 ``SECONDLY``."""
+        if max_requests < 1 or window_seconds <= 0:
+            raise ValueError("the search rate limit needs max_requests >= 1 and window_seconds > 0")
+        with self._lock:
+            self._search_window = RateWindow(max_requests, window_seconds)
+
+    def search_lag(self, seconds: float) -> None:
+        """Writes from now on show in search only ``seconds`` after they happen (0: at once)."""
+        with self.crm.lock:
+            self.crm.search_index.lag = max(0.0, seconds)
+
+    def flush_search_index(self) -> None:
+        """Let search see every record as it is now, whatever the lag."""
+        with self.crm.lock:
+            self.crm.search_index.flush()
+
+    def define_pipeline(self, pipeline_id: str | None, label: str, stages: Iterable[tuple[str | None, str, str]],
+                        object_type: str = "tickets", display_order: int | None = None) -> str:
+        """Add (or replace) a ticket pipeline; ``stages`` are ``(id or None, label, "OPEN"|"CLOSED")``; its id."""
+        with self.crm.lock:
+            return self.crm.pipelines.define(self._type(object_type).name, pipeline_id, label, stages,
+                                             display_order).id
+
+    def associate(self, from_type: str, from_id: str, to_type: str, to_id: str, type_id: int | None = None) -> None:
+        """Associate two existing records (the pair's unlabeled type unless ``type_id``), as HubSpot would."""
+        a, b = self._type(from_type), self._type(to_type)
+        with self.crm.lock:
+            if self.crm.find(a, from_id) is None or self.crm.find(b, to_id) is None:
+                raise ValueError(f"no live {a.name} {from_id} or {b.name} {to_id}")
+            try:
+                kind = (Associations.unlabeled(a.name, b.name) if type_id is None
+                        else Associations.kind(type_id, a.name, b.name))
+            except HubSpotError as e:
+                raise ValueError(e.message) from None
+            self.crm.associations.add(kind, from_id, to_id)
+
+    def associations(self, from_type: str, from_id: str, to_type: str) -> dict[str, set[int]]:
+        """The live ``to_type`` records associated with a record: ``{id: {association type ids}}``, id order."""
+        a, b = self._type(from_type), self._type(to_type)
+        with self.crm.lock:
+            return self.crm.associations.of(self.crm, a.name, from_id, b.name)
+
+    def associated(self, from_type: str, from_id: str, to_type: str) -> list[HubSpotObject]:
+        """The live ``to_type`` records associated with a record (a ticket's notes...), in id order; copies."""
+        b = self._type(to_type)
+        with self.crm.lock:
+            return [copy.deepcopy(self.crm.objects[b.name][i]) for i in self.associations(from_type, from_id, to_type)]
+
+    @staticmethod
+    def association_label(type_id: int) -> str | None:
+        """The label of a HubSpot-defined association type ("Primary"), None for unlabeled ones."""
+        return ASSOCIATION_TYPES[type_id].label
+
     def define_object_type(self, name: str, type_id: str | None = None) -> None:
         """Add a custom object type (id ``2-<n>`` unless given) with only HubSpot's system properties."""
         self.crm.define_type(name, type_id)
@@ -141,7 +215,7 @@ class FakeHubSpot(LocalHTTPService):
         """Define (or redefine) a property; a ``unique`` one may serve as ``idProperty``, as on HubSpot."""
         with self.crm.lock:
             t = self._type(object_type)
-            t.define(name, type, unique=unique, options=options)
+            t.define(name, type, unique=unique, options=options, hubspot_defined=False)
             self.crm.reindex(t)  # records written before the property became unique
 
     def latency(self, seconds: float) -> None:
@@ -210,13 +284,15 @@ class FakeHubSpot(LocalHTTPService):
                 and (object_type is None or r.object_type == object_type)]
 
     def reset(self) -> None:
-        """Forget records, writes, requests, faults, latency and the rate window (types and properties stay)."""
+        """Forget records, associations, the search index, writes, requests, faults, latency and the rate windows
+        (types, properties, pipelines, the search lag and the limits stay)."""
         self.crm.reset()
         self._latency = 0.0
         with self._lock:
             self._requests.clear()
             self._faults.clear()
             self._window.clear()
+            self._search_window = RateWindow(self._search_window.limit, self._search_window.window)
             self._daily = 0
 
     # --- faults ---------------------------------------------------------------------------------------
@@ -269,13 +345,21 @@ class FakeHubSpot(LocalHTTPService):
         retry = {"Retry-After": str(max(1, math.ceil(wait)))} if self.retry_after and policy != "DAILY" else {}
         return JsonReply(429, _rate_limited(policy), retry), headers
 
+    def _admit_search(self) -> JsonReply | None:
+        """The search endpoints' own limit: a 429 ``SECONDLY`` when over."""
+        with self._lock:
+            wait = self._search_window.admit()
+        if wait is None:
+            return None
+        return JsonReply(429, secondly_limited(), {"Retry-After": retry_after(wait)} if self.retry_after else {})
+
     def _dispatch(self, verb: str, raw_path: str, headers: Message, raw: bytes) -> JsonReply | None:
         if self._latency:
             time.sleep(self._latency)
         arrived = time.time()
         split = urlsplit(raw_path)
         path, query = unquote(split.path), parse_qs(split.query, keep_blank_values=True)
-        endpoint, type_name, handler = self._route(verb, path)
+        endpoint, type_name, handler, parts = route(verb, path)
         body: Any = None
         bad_json: ValueError | None = None
         if raw:
@@ -291,6 +375,8 @@ class FakeHubSpot(LocalHTTPService):
             reply: JsonReply = _error(HubSpotError(401, "INVALID_AUTHENTICATION", AUTH_MISSING))
         else:
             limited, rate_headers = self._admit()
+            if limited is None and endpoint == "search":
+                limited = self._admit_search()
             fault = self._take_fault(endpoint) if limited is None else None
             if limited is not None:
                 reply = limited
@@ -303,7 +389,7 @@ class FakeHubSpot(LocalHTTPService):
                                             if endpoint == "unknown" else "VALIDATION_ERROR",
                                             f"Unable to route {verb} {path}"))
             else:
-                reply = self._call(handler, type_name, path, query, body)
+                reply = self._call(handler, Call(parts, query, body))
         reply.headers.update(rate_headers)
         reply.headers.setdefault("X-HubSpot-Correlation-Id", str(uuid.uuid4()))
         dropped = fault is not None and fault.drop
@@ -314,49 +400,10 @@ class FakeHubSpot(LocalHTTPService):
             self._requests.append(recorded)
         return None if dropped else reply
 
-    def _route(self, verb: str, path: str) -> tuple[str, str | None, str | None]:
-        """(endpoint name, object type segment, handler op) for a path; handler None: unroutable."""
-        prefix = next((p for p in _PREFIXES if path.startswith(p)), None)
-        if prefix is None:
-            return "unknown", None, None
-        parts = path[len(prefix):].strip("/").split("/")
-        type_name = parts[0]
-        if len(parts) == 1:
-            ops = {"GET": "list", "POST": "create"}
-        elif len(parts) == 3 and parts[1] == "batch" and parts[2] in _BATCH_OPS:
-            return f"batch/{parts[2]}", type_name, (f"batch/{parts[2]}" if verb == "POST" else None)
-        elif len(parts) == 2 and parts[1] != "batch":
-            ops = {"GET": "get", "PATCH": "update", "DELETE": "archive"}
-        else:
-            return "unknown", type_name, None
-        op = ops.get(verb)
-        return op or "unknown", type_name, op
-
-    def _call(self, op: str, type_name: str | None, path: str, query: dict[str, list[str]], body: Any) -> JsonReply:
-        def arg(name: str) -> str | None:
-            return query[name][0] if query.get(name) else None
-
-        names = [n for v in query.get("properties", []) for n in v.split(",") if n] or None
-        archived = (arg("archived") or "false").lower() == "true"
-        object_id = path.rstrip("/").rsplit("/", 1)[-1]
+    def _call(self, handler: Handler, call: Call) -> JsonReply:
         try:
             with self.crm.lock:
-                t = self.crm.resolve(type_name or "")
-                if op.startswith("batch/"):
-                    status, answer = self.crm.batch(op.removeprefix("batch/"), t, body, arg("idProperty"), archived)
-                elif op == "list":
-                    limit = arg("limit") or "10"
-                    if not limit.isdigit():
-                        raise validation_error(f"limit must be a number, not {limit}")
-                    status, answer = self.crm.list_page(t, int(limit), arg("after"), names, archived)
-                elif op == "create":
-                    status, answer = self.crm.create_one(t, body)
-                elif op == "get":
-                    status, answer = self.crm.get_one(t, object_id, arg("idProperty"), names, archived)
-                elif op == "update":
-                    status, answer = self.crm.update_one(t, object_id, arg("idProperty"), body)
-                else:
-                    status, answer = self.crm.archive_one(t, object_id)
+                status, answer = handler(self.crm, call)
         except HubSpotError as e:
             return _error(e)
         return JsonReply(status, answer)

@@ -9,6 +9,10 @@ How batches report bad inputs follows HubSpot (see the server's module docstring
 * ``batch/update`` and ``batch/upsert`` write the good inputs and list the bad ones in a 207, except an
   upsert by contact ``email``, where HubSpot supports no partial upsert: one bad input fails the batch (400);
 * ``batch/read`` and ``batch/update`` list unknown ids in one ``OBJECT_NOT_FOUND`` entry of a 207.
+
+Ticket writes are also checked against their pipeline (:mod:`~.hubspot_pipelines`), creates may carry
+``associations`` (:mod:`~.hubspot_associations`), and every write feeds the lagging search index
+(:mod:`~.hubspot_search`).
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from airflow_opsflow_testing.hubspot_associations import Associations, AssociationType, plan_create
+from airflow_opsflow_testing.hubspot_pipelines import Pipelines
 from airflow_opsflow_testing.hubspot_schema import (
     HubSpotError,
     JsonDict,
@@ -31,6 +37,7 @@ from airflow_opsflow_testing.hubspot_schema import (
     normalize,
     validation_error,
 )
+from airflow_opsflow_testing.hubspot_search import SearchIndex
 
 MAX_BATCH = 100
 MAX_PAGE = 100
@@ -71,6 +78,7 @@ class _Plan:
     values: dict[str, str | None]
     id_property: str | None = None
     id_value: str | None = None
+    links: list[tuple[AssociationType, str]] = field(default_factory=list)  # associations given with a create
 
 
 class HubSpotCrm:
@@ -84,6 +92,9 @@ class HubSpotCrm:
         self._unique: dict[tuple[str, str], dict[str, str]] = {}  # (type, property) -> value -> id
         self._next_id = 101
         self._next_custom = 1
+        self.pipelines = Pipelines(self.types)
+        self.associations = Associations()
+        self.search_index = SearchIndex()
 
     def reset(self) -> None:
         with self.lock:
@@ -91,6 +102,8 @@ class HubSpotCrm:
                 records.clear()
             self._unique.clear()
             self.writes.clear()
+            self.associations.clear()
+            self.search_index.clear()
             self._next_id = 101
 
     def define_type(self, name: str, type_id: str | None = None, label: str | None = None) -> ObjectType:
@@ -155,6 +168,9 @@ class HubSpotCrm:
                 issues.append(issue)
             else:
                 values[str(name)] = value
+        if not issues:  # where the write leaves a ticket in its pipeline (and what HubSpot derives from that)
+            current = self.objects[t.name][self_id].properties if self_id in self.objects[t.name] else {}
+            issues = self.pipelines.check(t, values, current, creating=self_id is None)
         if issues:
             return values, invalid_properties(issues, context)
         for name, value in values.items():
@@ -191,6 +207,7 @@ class HubSpotCrm:
         self.objects[t.name][obj.id] = obj
         self._index(t, obj, add=True)
         self.writes.append(WriteRecord("create", t.name, obj.id, endpoint, id_property, id_value, dict(values)))
+        self.search_index.record(obj)
         return obj
 
     def update(self, t: ObjectType, obj: HubSpotObject, values: Mapping[str, str | None], endpoint: str,
@@ -204,12 +221,14 @@ class HubSpotCrm:
         obj.updated_at = datetime.now(UTC)
         self._index(t, obj, add=True)
         self.writes.append(WriteRecord("update", t.name, obj.id, endpoint, id_property, id_value, dict(values)))
+        self.search_index.record(obj)
         return obj
 
     def archive(self, t: ObjectType, obj: HubSpotObject, endpoint: str) -> None:
         self._index(t, obj, add=False)  # an archived record no longer holds its unique values
         obj.archived, obj.updated_at = True, datetime.now(UTC)
         self.writes.append(WriteRecord("archive", t.name, obj.id, endpoint))
+        self.search_index.record(obj)
 
     # --- single-record endpoints ------------------------------------------------------------------------
 
@@ -222,10 +241,14 @@ class HubSpotCrm:
         return 200, self.render(t, obj, names)
 
     def create_one(self, t: ObjectType, body: Any) -> tuple[int, Any]:
-        values, error = self.validate(t, _dict(body, "SimplePublicObjectInputForCreate").get("properties", {}))
+        body = _dict(body, "SimplePublicObjectInputForCreate")
+        values, error = self.validate(t, body.get("properties", {}))
         if error is not None:
             raise error
+        links = plan_create(self, t, body.get("associations"))  # checked before anything is written
         obj = self.create(t, values, "create")
+        for kind, to_id in links:
+            self.associations.add(kind, obj.id, to_id)
         return 201, self.render(t, obj, self._written(t, values))
 
     def update_one(self, t: ObjectType, object_id: str, id_property: str | None, body: Any) -> tuple[int, Any]:
@@ -291,7 +314,7 @@ class HubSpotCrm:
         if errors:
             answer.update(numErrors=len(errors), errors=errors)
         answer.update(startedAt=started, completedAt=hubspot_time(datetime.now(UTC)))
-        return (207 if errors else 200), answer
+        return (207 if errors else 201 if op == "create" else 200), answer  # HubSpot creates with 201
 
     def _refuse_duplicates(self, t: ObjectType, inputs: list[JsonDict], id_property: str | None) -> None:
         seen: set[str] = set()
@@ -333,6 +356,12 @@ class HubSpotCrm:
         for index, item in enumerate(inputs):
             context = {"objectWriteTraceId": [str(item["objectWriteTraceId"])]} if traced else {}
             values, error = self.validate(t, item.get("properties", {}), context=context)
+            links: list[tuple[AssociationType, str]] = []
+            if error is None:
+                try:
+                    links = plan_create(self, t, item.get("associations"))
+                except HubSpotError as e:
+                    error = HubSpotError(e.status, e.category, e.message, context=context or e.context)
             clash = next((k for k in values.items() if k in pending), None) if error is None else None
             if clash is not None:
                 error = HubSpotError(409, "CONFLICT", f"Duplicate value {clash[1]} for unique property {clash[0]} "
@@ -343,8 +372,13 @@ class HubSpotCrm:
                 failures.append(error.batch_entry())
                 continue
             pending.update({(k, v): index for k, v in values.items() if v and t.properties[k].unique})
-            plans.append(_Plan(index, None, values))
-        results = [self.render(t, self.create(t, p.values, "batch/create"), self._written(t, p.values)) for p in plans]
+            plans.append(_Plan(index, None, values, links=links))
+        results = []
+        for p in plans:
+            obj = self.create(t, p.values, "batch/create")
+            for kind, to_id in p.links:
+                self.associations.add(kind, obj.id, to_id)
+            results.append(self.render(t, obj, self._written(t, p.values)))
         return results, failures
 
     def _batch_update(self, t: ObjectType, inputs: list[JsonDict],

@@ -12,8 +12,10 @@ nothing beyond pytest: the servers (and aiosmtpd) are imported inside the fixtur
   parametrized (``@pytest.mark.parametrize("fake_jira", ["cloud", "server"], indirect=True)``), and
   ``jira_conn`` (``opsflow_jira``, the ``opsflow_jira`` connection type, credentials for the fake's mode);
 * ``fake_hubspot``: a started :class:`~airflow_opsflow_testing.hubspot_server.FakeHubSpot` (190 requests per
-  10 s; ``fake_hubspot.set_rate_limit(10, 1.0)`` for quick 429s), and ``hubspot_conn`` (``hubspot_default``,
-  an ``opsflow_hubspot`` connection: host = the fake's URL, password = its private app token);
+  10 s, 5 searches a second, no search lag; ``fake_hubspot.set_rate_limit(10, 1.0)`` for quick 429s;
+  ``@pytest.mark.parametrize("fake_hubspot", [{"search_lag": 2.0}], indirect=True)`` passes constructor
+  arguments), and ``hubspot_conn`` (``hubspot_default``, an ``opsflow_hubspot`` connection: host = the fake's
+  URL, password = its private app token);
 * ``recording_http``: a started :class:`~airflow_opsflow_testing.recording_http.RecordingHTTPServer`, and
   ``http_conn`` (``http_default``, HttpHook's default: an ``http`` connection to it).
 """
@@ -109,12 +111,13 @@ def jira_conn(fake_jira: FakeJira, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 @pytest.fixture
-def fake_hubspot(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHubSpot]:
-    """A fake HubSpot account (CRM v3 objects API) on 127.0.0.1 for this test."""
+def fake_hubspot(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHubSpot]:
+    """A fake HubSpot account (CRM objects, tickets, pipelines, associations, search) on 127.0.0.1 for this test;
+    indirect parametrization passes a dict of ``FakeHubSpot`` keyword arguments."""
     from airflow_opsflow_testing.hubspot_server import FakeHubSpot
 
     _no_proxy(monkeypatch)  # requests-based clients would send 127.0.0.1 to a proxy lacking NO_PROXY
-    with FakeHubSpot() as server:
+    with FakeHubSpot(**getattr(request, "param", {})) as server:
         yield server
 
 
@@ -142,3 +145,8 @@ def http_conn(recording_http: RecordingHTTPServer, monkeypatch: pytest.MonkeyPat
     conn_id = "http_default"
     _setenv(monkeypatch, recording_http.http_connection(conn_id))
     return conn_id
+
+
+# Each fake with fixtures of its own module; importing them here registers them with the plugin.
+from airflow_opsflow_testing.fixtures_salesforce import *  # noqa: E402, F403
+from airflow_opsflow_testing.fixtures_zendesk import *  # noqa: E402, F403

@@ -10,6 +10,7 @@ from airflow_opsflow.incidents.alert import Alert
 from airflow_opsflow.incidents.lifecycle import Incident, Transition
 from airflow_opsflow.incidents.repo import IncidentRepo, RoutesFor, Subject
 from airflow_opsflow.incidents.route import AlertRoute
+from airflow_opsflow.incidents.tickets import TicketRoute
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ def deliver_pending(repo: IncidentRepo, routes: list[AlertRoute], subjects: dict
     blocked: set[tuple[str, str]] = set()  # (incident, route) that failed in this pass: keep their order
     # Tickets first, so the other alerts of the same transition can link them.
     pending = sorted(repo.pending(list(subjects)),
-                     key=lambda d: (d.created_at or _EPOCH, getattr(by_name.get(d.route), "kind", "") != "jira",
+                     key=lambda d: (d.created_at or _EPOCH, not isinstance(by_name.get(d.route), TicketRoute),
                                     d.delivery_id))
     for r in routes:  # every route, so none keeps what it prepared for an earlier run
         try:

@@ -17,7 +17,8 @@ class HubSpotHook(BaseHook):
 
     :param hubspot_conn_id: an ``opsflow_hubspot`` connection: password = the private app's access token;
         host = the API base URL (empty: ``https://api.hubapi.com``; set it for a test double). Extra
-        ``requests_per_10s``: the account's burst limit (100 on Free/Starter, 190 on Pro/Enterprise).
+        ``requests_per_10s``: the account's burst limit (100 on Free/Starter, 190 on Pro/Enterprise);
+        ``portal_id``: the account id, for links to tickets (read from the account-info API when absent).
     """
 
     conn_name_attr = "hubspot_conn_id"
@@ -35,6 +36,12 @@ class HubSpotHook(BaseHook):
             raise ValueError(f"connection {self.hubspot_conn_id!r}: the password must hold the private app's "
                              "access token (and the login stay empty)")
         return target
+
+    def portal_id(self) -> str | None:
+        """The account (portal) id for links into HubSpot's app: extra ``portal_id``, else None."""
+        extra: dict[str, Any] = self.get_connection(self.hubspot_conn_id).extra_dejson
+        value = extra.get("portal_id")
+        return str(value) if value else None
 
     def requests_per_10s(self) -> int:
         extra: dict[str, Any] = self.get_connection(self.hubspot_conn_id).extra_dejson

@@ -3,21 +3,10 @@
 from __future__ import annotations
 
 from airflow_opsflow.core.tables import text_table
-from airflow_opsflow.core.text import cut
 from airflow_opsflow.incidents.alert import Alert
+from airflow_opsflow.incidents.ticket_render import summary
 
-_SUMMARY_MAX = 250  # Jira's limit is 255
-
-
-def summary(alert: Alert) -> str:
-    if alert.result.get("kind") == "ticket":  # TicketOperator(summary=...): the author's words
-        text = " ".join(str(alert.result.get("message") or alert.check_name).split())
-    else:
-        entity = f" [{alert.entity_key}]" if alert.entity_key else ""
-        text = f"[opsflow] {alert.check_name}{entity} failing in {alert.dag_id}/{alert.task_id}"
-        if alert.table:
-            text += f" ({alert.table})"
-    return cut(text, _SUMMARY_MAX)
+__all__ = ["comment", "description", "summary"]
 
 
 def description(alert: Alert, sample_columns: list[str] | None = None, masked: tuple[str, ...] = (),

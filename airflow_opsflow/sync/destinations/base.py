@@ -70,7 +70,14 @@ class DestinationFailed(Exception):
 
 
 class BatchRejected(Exception):
-    """The destination refused the request as a whole (a 4xx for the batch): split it to isolate records."""
+    """The destination refused the request as a whole (a 4xx for the batch): split it to isolate records.
+
+    :param status: the HTTP status, when the refusal was one (a 404 tells "no such record" to readers).
+    """
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class DestinationClient(ABC):

@@ -103,15 +103,26 @@ class HttpTransport:
         return quote(raw, safe=_PATH_SAFE)
 
     def request(self, method: str, path: str, body: Any = None, headers: Mapping[str, str] | None = None,
-                raw: bytes | None = None) -> Answer:
-        """One request; raises TransientError/BatchRejected/DestinationFailed unless the answer is 2xx."""
+                raw: bytes | None = None, once: bool = False) -> Answer:
+        """One request; raises TransientError/BatchRejected/DestinationFailed unless the answer is 2xx.
+
+        ``once``: never sent twice. libcurl re-sends a request, silently and whatever its method, when a
+        kept-alive connection closes before any answer; a sync's writes are idempotent (upserts, keys), a
+        ticket's create is not, so it goes on a fresh connection, which libcurl does not retry.
+        """
         import pycurl
 
         data = raw if raw is not None else (None if body is None else encode_json(body))
         sent = {**self._headers, **_checked(headers, self.what)} if headers else self._headers
         self.limiter.acquire()
         with self._handle() as curl:
-            status, answer_headers, chunks = self._perform(curl, method, path, data, sent, pycurl)
+            if once:
+                curl.setopt(pycurl.FRESH_CONNECT, 1)
+            try:
+                status, answer_headers, chunks = self._perform(curl, method, path, data, sent, pycurl)
+            finally:
+                if once:
+                    curl.setopt(pycurl.FRESH_CONNECT, 0)
         answer = Answer(status, answer_headers, b"".join(chunks))
         self.limiter.observe(answer.headers)
         if answer.status == 409 and "Idempotency-Key" in sent:
@@ -213,7 +224,7 @@ class HttpTransport:
             raise TransientError(f"{where}: {a.snippet()}", _retry_after(a))
         if a.status in (401, 403):
             raise DestinationFailed(f"{where}: the credentials were refused ({a.snippet()})")
-        raise BatchRejected(f"HTTP {a.status}: {a.snippet()}")
+        raise BatchRejected(f"HTTP {a.status}: {a.snippet()}", a.status)
 
     def close(self) -> None:
         """Close every connection (handles in use close when their request ends)."""

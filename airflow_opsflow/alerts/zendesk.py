@@ -1,0 +1,198 @@
+"""ZendeskTicket: one Zendesk ticket per incident, found again rather than duplicated, solved with it.
+
+The lifecycle is :class:`~airflow_opsflow.incidents.tickets.TicketRoute`'s; this module speaks Zendesk's
+Support API through Airflow's official Zendesk provider (``ZendeskHook``, ``zenpy``): a ticket carries the
+incident's marker as its ``external_id`` and as a tag. One incident's tickets are listed by
+``external_id`` (a read of the database, consistent); the run's batched look-up uses the search API, which
+lags behind writes, so it serves only incidents with no ticket remembered. Comments are private (internal
+notes); resolution solves the ticket. A *closed* ticket (solved long enough, by Zendesk's automation)
+cannot be reopened or changed: an incident that comes back opens a follow-up ticket linked to it
+(``via_followup_source_id``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from airflow_opsflow.incidents import ticket_render
+from airflow_opsflow.incidents.tickets import Ticket, TicketBackend, TicketRoute
+
+if TYPE_CHECKING:
+    from zenpy import Zenpy
+
+    from airflow_opsflow.incidents.alert import Alert
+
+CLOSED = ("solved", "closed")
+SEARCH_TERMS = 50  # markers per search query (keeps the query string short)
+
+
+def ticket_marker(fingerprint: str) -> str:
+    return f"opsflow-{fingerprint[:24]}"
+
+
+class ZendeskTicket(TicketRoute):
+    """Open, update and solve a Zendesk ticket per incident.
+
+    :param conn_id: a ``zendesk`` connection (Airflow's Zendesk provider: host = ``<subdomain>.zendesk.com``,
+        login = the agent's email, an API token in the extra ``token`` or the password with ``use_token``).
+    :param priorities: severity -> priority (``urgent``, ``high``, ``normal``, ``low``; default error: high,
+        warn: normal).
+    :param ticket_type: ``problem``, ``incident``, ``question`` or ``task`` (default ``incident``).
+    :param tags: more tags on every ticket (``opsflow`` and the incident's marker are always there).
+    :param group_id: the group new tickets go to.
+    :param assignee_id: the agent new tickets are assigned to.
+    :param custom_fields: ``{field id: value}`` for new tickets.
+    :param public_comments: post updates as public replies rather than internal notes (default False: the
+        requester of an opsflow ticket is the API user).
+
+    Other parameters: see :class:`~airflow_opsflow.incidents.tickets.TicketRoute` and
+    :class:`~airflow_opsflow.incidents.route.AlertRoute`.
+    """
+
+    kind = "zendesk"
+
+    def __init__(self, *, conn_id: str = "zendesk_default", priorities: dict[str, str] | None = None,
+                 ticket_type: str = "incident", tags: tuple[str, ...] = (), group_id: int | None = None,
+                 assignee_id: int | None = None, custom_fields: dict[int, Any] | None = None,
+                 public_comments: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if any(" " in t for t in tags):
+            raise ValueError(f"Zendesk tags cannot contain spaces: {tags}")
+        self.conn_id = conn_id
+        self.priorities = priorities or {"error": "high", "warn": "normal"}
+        self.ticket_type = ticket_type
+        self.tags = tuple(tags)
+        self.group_id = group_id
+        self.assignee_id = assignee_id
+        self.custom_fields = dict(custom_fields or {})
+        self.public_comments = public_comments
+
+    def where(self) -> str:
+        return f"{self.conn_id}/tickets"
+
+    def backend(self) -> ZendeskBackend:
+        from airflow.providers.zendesk.hooks.zendesk import ZendeskHook
+
+        hook = ZendeskHook(zendesk_conn_id=self.conn_id)
+        host = str(hook.get_connection(self.conn_id).host or "").rstrip("/")
+        scheme = os.environ.get("ZENPY_FORCE_SCHEME", "https")  # zenpy's own override (test doubles)
+        return ZendeskBackend(self, hook.get_conn(), f"{scheme}://{host.split('://')[-1]}")
+
+
+class ZendeskBackend(TicketBackend):
+    """Zendesk for :class:`ZendeskTicket`."""
+
+    def __init__(self, route: ZendeskTicket, client: Zenpy, agent_url: str) -> None:
+        self.route = route
+        self.client = client
+        self.agent_url = agent_url
+
+    def search(self, fingerprints: list[str], known_ids: list[str], single: bool) -> dict[str, Ticket | None]:
+        markers = {ticket_marker(fp): fp for fp in fingerprints}
+        candidates: dict[str, list[Ticket]] = {fp: [] for fp in fingerprints}
+        if single:  # listed by external_id: consistent, unlike search
+            [marker] = markers
+            records = list(self.client.tickets(external_id=marker))
+        else:
+            names = sorted(markers)
+            records = []
+            for start in range(0, len(names), SEARCH_TERMS):
+                query = "type:ticket " + " ".join(f"tags:{m}" for m in names[start:start + SEARCH_TERMS])
+                records += list(self.client.search(query))
+        for record in records:
+            owner = markers.get(str(getattr(record, "external_id", "") or ""))
+            if owner is not None:
+                candidates[owner].append(self._ticket(record, owner))
+        return {fp: self._choose(tickets) for fp, tickets in candidates.items()}
+
+    def read(self, ref: Mapping[str, Any], fingerprint: str) -> Ticket | None:
+        from zenpy.lib.exception import RecordNotFoundException
+
+        try:
+            record = self.client.tickets(id=int(ref.get("id") or 0))
+        except (RecordNotFoundException, ValueError):
+            return None
+        return self._ticket(record, fingerprint)
+
+    def create(self, fingerprint: str, alert: Alert) -> Ticket:
+        return self._create(fingerprint, alert, None)
+
+    def follow_up(self, closed: Ticket, fingerprint: str, alert: Alert) -> Ticket:
+        return self._create(fingerprint, alert, int(closed.id))
+
+    def comment(self, ticket: Ticket, alert: Alert) -> None:
+        self._update(ticket, alert, None)
+
+    def close(self, ticket: Ticket, alert: Alert) -> None:
+        self._update(ticket, alert, "solved")
+
+    def reopen(self, ticket: Ticket) -> None:
+        from zenpy.lib.api_objects import Ticket as ZTicket
+
+        self.client.tickets.update(ZTicket(id=int(ticket.id), status="open"))
+
+    # -- Zendesk specifics ---------------------------------------------------------------------------------
+
+    def _create(self, fingerprint: str, alert: Alert, follow_up_of: int | None) -> Ticket:
+        from zenpy.lib.api_objects import Comment, CustomField
+        from zenpy.lib.api_objects import Ticket as ZTicket
+
+        r = self.route
+        _, html = ticket_render.body(alert, r.sample_columns, r.mask_columns, r.sample_rows)
+        marker = ticket_marker(fingerprint)
+        ticket = ZTicket(subject=ticket_render.summary(alert), comment=Comment(html_body=html, public=False),
+                         external_id=marker, tags=["opsflow", marker, *r.tags], type=r.ticket_type,
+                         priority=r.priorities.get(alert.severity))
+        if r.group_id is not None:
+            ticket.group_id = r.group_id
+        if r.assignee_id is not None:
+            ticket.assignee_id = r.assignee_id
+        if r.custom_fields:
+            ticket.custom_fields = [CustomField(id=k, value=v) for k, v in r.custom_fields.items()]
+        if follow_up_of is not None:
+            ticket.via_followup_source_id = follow_up_of
+        audit = self.client.tickets.create(ticket)
+        return self._ticket(audit.ticket, fingerprint)
+
+    def _update(self, ticket: Ticket, alert: Alert, status: str | None) -> None:
+        from zenpy.lib.api_objects import Comment
+        from zenpy.lib.api_objects import Ticket as ZTicket
+
+        r = self.route
+        _, html = ticket_render.body(alert, r.sample_columns, r.mask_columns, r.sample_rows)
+        update = ZTicket(id=int(ticket.id), comment=Comment(html_body=html, public=r.public_comments))
+        if status is not None:
+            update.status = status
+        self.client.tickets.update(update)
+
+    def _ticket(self, record: Any, fingerprint: str) -> Ticket:
+        status = str(getattr(record, "status", "") or "")
+        closed_at = _time(getattr(record, "updated_at", None)) if status in CLOSED else None
+        return Ticket(id=str(record.id), key=f"Zendesk #{record.id}", url=f"{self.agent_url}/agent/tickets/{record.id}",
+                      closed=status in CLOSED, closed_at=closed_at,
+                      ours=getattr(record, "external_id", None) == ticket_marker(fingerprint),
+                      reopenable=status != "closed", raw=record)
+
+    def _choose(self, tickets: list[Ticket]) -> Ticket | None:
+        """Open first (the newest), else the newest closed within the reopen window."""
+        tickets = sorted(tickets, key=lambda t: int(t.id), reverse=True)
+        open_ = [t for t in tickets if not t.closed]
+        if open_:
+            return open_[0]
+        window = self.route.reopen_window_days
+        recent = [t for t in tickets if window > 0 and t.closed_at is not None
+                  and (datetime.now(UTC) - t.closed_at).days < window]
+        return recent[0] if recent else None
+
+
+def _time(value: Any) -> datetime | None:
+    if not value:
+        return None
+    try:
+        at = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
