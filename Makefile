@@ -87,6 +87,7 @@ docs: venv
 bench: venv db-binaries
 	$(PY) bench/checks.py
 	$(PY) bench/tickets.py
+	$(PY) bench/ticket_backends.py
 	$(PY) bench/sync.py
 	$(PY) bench/anomaly.py
 	$(PY) bench/reconcile.py

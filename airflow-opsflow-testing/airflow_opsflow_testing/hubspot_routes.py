@@ -8,6 +8,7 @@
 * ``/crm/v3/properties/{type}``: ``properties/list``, ``properties/create``, ``properties/get``;
 * ``/crm/v4/objects/{type}/{id}/associations/...``: ``associations/default`` (PUT ``default/{to}/{toId}``),
   ``associations/create`` (PUT ``{to}/{toId}`` with specs), ``associations/list``, ``associations/archive``;
+* ``/account-info/v3/details``: ``account-info`` (the portal id, for links into HubSpot's app);
 * ``/crm/v4/associations/{from}/{to}/...``: ``associations/batch/{create,read,archive,associate/default}``,
   ``associations/labels``.
 """
@@ -58,8 +59,13 @@ class Call:
 Handler = Callable[[HubSpotCrm, Call], tuple[int, Any]]
 
 
+PORTAL_ID = 24_681_357  # the fake account's id (HubSpot calls it the portal id)
+
+
 def route(verb: str, path: str) -> tuple[str, str | None, Handler | None, list[str]]:
     """(endpoint name, object type segment, handler or None when unroutable, path segments)."""
+    if path.rstrip("/") == "/account-info/v3/details" and verb == "GET":
+        return "account-info", None, _account_info, []
     for prefix, table in ((_OBJECTS, _objects), (("/crm/v3/pipelines/",), _pipelines),
                           (("/crm/v3/properties/",), _properties), (("/crm/v4/objects/",), _v4_objects),
                           (("/crm/v4/associations/",), _v4_batch)):
@@ -74,6 +80,13 @@ def route(verb: str, path: str) -> tuple[str, str | None, Handler | None, list[s
 def _method(verb: str, handlers: dict[str, tuple[str, Handler]]) -> tuple[str, Handler | None]:
     found = handlers.get(verb)
     return found if found is not None else ("unknown", None)
+
+
+def _account_info(crm: HubSpotCrm, call: Call) -> tuple[int, Any]:
+    """``GET /account-info/v3/details``: the account's id, type and time zone, as HubSpot answers it."""
+    return 200, {"portalId": PORTAL_ID, "accountType": "STANDARD", "timeZone": "US/Eastern",
+                 "companyCurrency": "USD", "additionalCurrencies": [], "utcOffset": "-05:00",
+                 "utcOffsetMilliseconds": -18_000_000, "uiDomain": "app.hubspot.com", "dataHostingLocation": "na1"}
 
 
 # --- objects ---------------------------------------------------------------------------------------------

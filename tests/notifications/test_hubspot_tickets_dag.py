@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from airflow_opsflow_testing.dag_runner import run_dag
+from airflow_opsflow_testing.hubspot_routes import PORTAL_ID
 from airflow_opsflow_testing.hubspot_server import FakeHubSpot
 from airflow_opsflow_testing.sample_data import repair, seed
 from airflow_opsflow_testing.slack_server import FakeSlack
@@ -74,7 +75,7 @@ def _walk_the_lifecycle(hubspot: FakeHubSpot, payments: Database, fake_slack: Fa
     assert props["hs_ticket_priority"] == "HIGH" and props["hs_ticket_category"] == "BILLING_ISSUE"
     assert "amount_positive" in props["subject"] and "2 violating row(s)" in props["content"]
     [record] = run.xcom("check_payments", key="tickets")
-    assert record["key"] == f"HubSpot #{ticket.id}" and record["url"].endswith(f"/{ticket.id}")
+    assert record["key"] == f"HubSpot #{ticket.id}" and record["url"] == f"https://app.hubspot.com/contacts/{PORTAL_ID}/record/0-5/{ticket.id}"
     [alert] = fake_slack.messages("#alerts")
     assert f"Ticket HubSpot #{ticket.id}" in str(alert.blocks)  # Slack links the ticket
 
