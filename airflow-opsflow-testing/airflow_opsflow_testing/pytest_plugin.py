@@ -1,6 +1,7 @@
-"""pytest fixtures for opsflow's fake Slack, SMTP, Jira, HubSpot and HTTP servers (the ``opsflow`` pytest11 plugin).
+"""pytest fixtures for opsflow's fake Slack, SMTP, Jira, HubSpot, Salesforce, Zendesk and HTTP servers (the
+``opsflow`` pytest11 plugin).
 
-pytest loads this module in every session of an environment where opsflow is installed, so it imports
+pytest loads this module in every session of an environment where the testing kit is installed, so it imports
 nothing beyond pytest: the servers (and aiosmtpd) are imported inside the fixtures that start them.
 
 * ``fake_slack`` / ``fake_smtp``: a started :class:`~airflow_opsflow_testing.slack_server.FakeSlack` /
@@ -16,6 +17,8 @@ nothing beyond pytest: the servers (and aiosmtpd) are imported inside the fixtur
   ``@pytest.mark.parametrize("fake_hubspot", [{"search_lag": 2.0}], indirect=True)`` passes constructor
   arguments), and ``hubspot_conn`` (``hubspot_default``, an ``opsflow_hubspot`` connection: host = the fake's
   URL, password = its private app token);
+* ``fake_salesforce`` / ``salesforce_conn`` and ``fake_zendesk`` / ``zendesk_conn``: see
+  :mod:`~airflow_opsflow_testing.fixtures_salesforce` and :mod:`~airflow_opsflow_testing.fixtures_zendesk`;
 * ``recording_http``: a started :class:`~airflow_opsflow_testing.recording_http.RecordingHTTPServer`, and
   ``http_conn`` (``http_default``, HttpHook's default: an ``http`` connection to it).
 """
