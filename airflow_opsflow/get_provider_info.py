@@ -142,7 +142,7 @@ def get_provider_info() -> dict[str, Any]:
                 },
             }
         },
-        "extra-links": ["airflow_opsflow.links.JiraTicketLink"],
+        "extra-links": ["airflow_opsflow.links.TicketLink"],
         "notifications": ["airflow_opsflow.notifiers.incident.IncidentNotifier"],
         "triggers": [
             {

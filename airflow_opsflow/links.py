@@ -14,14 +14,17 @@ if TYPE_CHECKING:
 TICKETS_XCOM = "tickets"
 
 
-class JiraTicketLink(BaseOperatorLink):
-    """"Jira ticket(s)": the incident's ticket, or a Jira search listing all of them.
+class TicketLink(BaseOperatorLink):
+    """"Ticket(s)": the incident's ticket in whichever system holds it (Jira, HubSpot, Salesforce, Zendesk),
+    or a Jira search listing several Jira tickets.
 
-    The task pushes ``[{"key", "url"}, ...]`` to XCom key ``tickets``; Airflow 3 computes the link on the
-    worker when the task ends (for every task carrying it, tickets or not) and keeps it for the UI.
+    The task pushes ``[{"key", "url", "system", "id"}, ...]`` to XCom key ``tickets``; Airflow 3 computes the
+    link on the worker when the task ends (for every task carrying it, tickets or not) and keeps it for the UI.
+    Several tickets of another system (or of several systems) link to the first one: HubSpot, Salesforce and
+    Zendesk have no documented search URL that lists exactly a set of tickets by id.
     """
 
-    name = "Jira ticket(s)"
+    name = "Ticket(s)"
 
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
         from airflow.providers.common.compat.sdk import XCom
@@ -38,12 +41,23 @@ class JiraTicketLink(BaseOperatorLink):
         return ticket_url(tickets)
 
 
+JiraTicketLink = TicketLink  # its former name (registered by earlier versions of get_provider_info)
+
+
 def ticket_url(tickets: list[dict[str, Any]]) -> str:
-    """One ticket's URL, or a search for several (on the first ticket's Jira); empty without tickets."""
+    """One ticket's URL; for several Jira tickets of one site, a JQL search listing them; otherwise the
+    first ticket's URL. Empty without tickets."""
     if not tickets:
         return ""
-    if len(tickets) == 1:
-        return str(tickets[0]["url"])
-    base = str(tickets[0]["url"]).split("/browse/")[0]
+    first = str(tickets[0]["url"])
+    base = first.split("/browse/")[0]
+    if len(tickets) == 1 or not all(_is_jira(t) and str(t["url"]).startswith(f"{base}/browse/") for t in tickets):
+        return first
     keys = ", ".join(t["key"] for t in tickets)
     return f"{base}/issues/?jql={quote(f'key in ({keys}) ORDER BY created DESC')}"
+
+
+def _is_jira(ticket: dict[str, Any]) -> bool:
+    # Entries pushed before tickets named their system were all Jira's (``/browse/KEY`` URLs).
+    system = ticket.get("system") or ("jira" if "/browse/" in str(ticket.get("url", "")) else "")
+    return system == "jira"

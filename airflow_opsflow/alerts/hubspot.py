@@ -93,8 +93,8 @@ class HubSpotTicket(TicketRoute):
         from airflow_opsflow.sync.destinations.transport import HttpTransport
 
         hook = HubSpotHook(self.conn_id)
-        return HubSpotTicketBackend(self, HttpTransport(hook.target(), max_connections=1, what="HubSpot"),
-                                    hook.portal_id())
+        transport = HttpTransport(hook.target(), max_connections=1, what=f"HubSpot ({self.conn_id})")
+        return HubSpotTicketBackend(self, transport, hook.portal_id())
 
 
 class HubSpotTicketBackend(TicketBackend):

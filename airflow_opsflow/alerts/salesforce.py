@@ -199,6 +199,8 @@ def _sobject(sf: Salesforce, name: str) -> SFType:
 
 def _errors(e: Any) -> str:
     content = getattr(e, "content", None)
+    if isinstance(content, bytes):
+        content = content.decode("utf-8", "replace")
     if isinstance(content, list):
         return "; ".join(f"{c.get('errorCode')}: {c.get('message')}"
                          + (f" (fields {', '.join(c['fields'])})" if c.get("fields") else "")

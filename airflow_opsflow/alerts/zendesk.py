@@ -13,9 +13,9 @@ cannot be reopened or changed: an incident that comes back opens a follow-up tic
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow_opsflow.incidents import ticket_render
 from airflow_opsflow.incidents.tickets import Ticket, TicketBackend, TicketRoute
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
     from airflow_opsflow.incidents.alert import Alert
 
+T = TypeVar("T")
 CLOSED = ("solved", "closed")
 SEARCH_TERMS = 50  # markers per search query (keeps the query string short)
 
@@ -79,7 +80,11 @@ class ZendeskTicket(TicketRoute):
         hook = ZendeskHook(zendesk_conn_id=self.conn_id)
         host = str(hook.get_connection(self.conn_id).host or "").rstrip("/")
         scheme = os.environ.get("ZENPY_FORCE_SCHEME", "https")  # zenpy's own override (test doubles)
-        return ZendeskBackend(self, hook.get_conn(), f"{scheme}://{host.split('://')[-1]}")
+        client = hook.get_conn()
+        # zenpy answers a read by id from its object cache (30 s for tickets, filled by searches too): read()
+        # must be consistent, and TicketSensor polls the same ticket.
+        client.disable_caching()
+        return ZendeskBackend(self, client, f"{scheme}://{host.split('://')[-1]}")
 
 
 class ZendeskBackend(TicketBackend):
@@ -95,13 +100,13 @@ class ZendeskBackend(TicketBackend):
         candidates: dict[str, list[Ticket]] = {fp: [] for fp in fingerprints}
         if single:  # listed by external_id: consistent, unlike search
             [marker] = markers
-            records = list(self.client.tickets(external_id=marker))
+            records = self._do("listing tickets by external_id", lambda: list(self.client.tickets(external_id=marker)))
         else:
             names = sorted(markers)
             records = []
             for start in range(0, len(names), SEARCH_TERMS):
                 query = "type:ticket " + " ".join(f"tags:{m}" for m in names[start:start + SEARCH_TERMS])
-                records += list(self.client.search(query))
+                records += self._search(query)
         for record in records:
             owner = markers.get(str(getattr(record, "external_id", "") or ""))
             if owner is not None:
@@ -112,7 +117,7 @@ class ZendeskBackend(TicketBackend):
         from zenpy.lib.exception import RecordNotFoundException
 
         try:
-            record = self.client.tickets(id=int(ref.get("id") or 0))
+            record = self._do("reading a ticket", lambda: self.client.tickets(id=int(ref.get("id") or 0)))
         except (RecordNotFoundException, ValueError):
             return None
         return self._ticket(record, fingerprint)
@@ -132,7 +137,7 @@ class ZendeskBackend(TicketBackend):
     def reopen(self, ticket: Ticket) -> None:
         from zenpy.lib.api_objects import Ticket as ZTicket
 
-        self.client.tickets.update(ZTicket(id=int(ticket.id), status="open"))
+        self._do("reopening a ticket", lambda: self.client.tickets.update(ZTicket(id=int(ticket.id), status="open")))
 
     # -- Zendesk specifics ---------------------------------------------------------------------------------
 
@@ -154,7 +159,7 @@ class ZendeskBackend(TicketBackend):
             ticket.custom_fields = [CustomField(id=k, value=v) for k, v in r.custom_fields.items()]
         if follow_up_of is not None:
             ticket.via_followup_source_id = follow_up_of
-        audit = self.client.tickets.create(ticket)
+        audit = self._do("creating a ticket", lambda: self.client.tickets.create(ticket))
         return self._ticket(audit.ticket, fingerprint)
 
     def _update(self, ticket: Ticket, alert: Alert, status: str | None) -> None:
@@ -166,7 +171,22 @@ class ZendeskBackend(TicketBackend):
         update = ZTicket(id=int(ticket.id), comment=Comment(html_body=html, public=r.public_comments))
         if status is not None:
             update.status = status
-        self.client.tickets.update(update)
+        self._do("updating a ticket", lambda: self.client.tickets.update(update))
+
+    def _search(self, query: str) -> list[Any]:
+        return self._do("searching tickets", lambda: list(self.client.search(query)))
+
+    def _do(self, what: str, action: Callable[[], T]) -> T:
+        """One API call; zenpy's and requests' errors say which system and connection failed, and doing what."""
+        from zenpy.lib.exception import RecordNotFoundException
+
+        try:
+            return action()
+        except RecordNotFoundException:  # the caller's to judge (a deleted ticket)
+            raise
+        except Exception as e:
+            detail = " ".join(str(e).split())[:500]
+            raise RuntimeError(f"Zendesk ({self.route.conn_id}) failed {what}: {type(e).__name__}: {detail}") from e
 
     def _ticket(self, record: Any, fingerprint: str) -> Ticket:
         status = str(getattr(record, "status", "") or "")

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from airflow_opsflow.checks.api_spec import DEFAULT_CONN, ApiSpec, HubSpotSource, SalesforceSource, ZendeskSource
 from airflow_opsflow.checks.detection import Detection
 from airflow_opsflow.checks.spec_base import CheckBase, check_identifier
 from airflow_opsflow.checks.values import Float, Int
@@ -255,13 +256,24 @@ def parse_value_tolerance(value: Any) -> tuple[float, float]:
 
 
 class ReconcileSide(BaseModel):
-    """One side of a reconciliation: a table or a query on a connection.
+    """One side of a reconciliation: a table or a query on a database, or records of a CRM or support API.
 
-    :param conn_id: the Airflow connection (default: the operator's ``conn_id``).
+    Exactly one of ``table``, ``sql``, ``hubspot``, ``salesforce`` and ``zendesk``. An API side is read page
+    by page into a throwaway SQLite database (typed from the values, removed after the check) and then
+    reconciled like a table there: ``where`` is SQLite SQL on its columns.
+
+    :param conn_id: the Airflow connection (default: the operator's ``conn_id``; for an API side, the
+        system's default connection: ``hubspot_default``, ``salesforce_default``, ``zendesk_default``).
     :param table: the table (``schema.name``), or
-    :param sql: a query (its columns are what the check compares).
-    :param where: a condition on ``table`` (e.g. the day being reconciled).
-    :param label: how reports name this side (default: the table or ``conn_id``).
+    :param sql: a query (its columns are what the check compares), or
+    :param hubspot: HubSpot objects: ``{object: companies, properties: [domain, tier], filters: [...]}``
+        (see :class:`~airflow_opsflow.checks.api_spec.HubSpotSource`), or
+    :param salesforce: a SOQL query: ``{soql: "SELECT Id, Tier__c FROM Account"}``
+        (:class:`~airflow_opsflow.checks.api_spec.SalesforceSource`), or
+    :param zendesk: an incremental export: ``{export: organizations|users|tickets, start_time: ...}``
+        (:class:`~airflow_opsflow.checks.api_spec.ZendeskSource`).
+    :param where: a condition on ``table`` or on the API's records (e.g. the day being reconciled).
+    :param label: how reports name this side (default: the table, the API's object, or ``conn_id``).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -269,6 +281,9 @@ class ReconcileSide(BaseModel):
     conn_id: str | None = None
     table: str | None = None
     sql: str | None = None
+    hubspot: HubSpotSource | None = None
+    salesforce: SalesforceSource | None = None
+    zendesk: ZendeskSource | None = None
     where: str | None = None
     label: str | None = None
 
@@ -277,16 +292,39 @@ class ReconcileSide(BaseModel):
     def _table(cls, v: str | None) -> str | None:
         return None if v is None else check_table_name(v, "table")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _system_connection(cls, data: Any) -> Any:
+        """An API side without conn_id reads through its system's default connection (as the hooks do)."""
+        if isinstance(data, dict) and not data.get("conn_id"):
+            systems = [name for name in DEFAULT_CONN if data.get(name) is not None]
+            if len(systems) == 1:
+                return {**data, "conn_id": DEFAULT_CONN[systems[0]]}
+        return data
+
     @model_validator(mode="after")
     def _one_source(self) -> ReconcileSide:
-        if (self.table is None) == (self.sql is None):
-            raise ValueError("give exactly one of 'table' and 'sql'")
+        given = [n for n in ("table", "sql", *DEFAULT_CONN) if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of 'table' and 'sql' (or an API: 'hubspot', 'salesforce', "
+                             "'zendesk')" + (f"; got {', '.join(given)}" if given else ""))
         if self.where and self.sql:
             raise ValueError("'where' applies to a table: put the condition in the 'sql' query")
         return self
 
+    @property
+    def api(self) -> ApiSpec | None:
+        """The API this side reads, if any."""
+        return self.hubspot or self.salesforce or self.zendesk
+
+    @property
+    def system(self) -> str | None:
+        """``hubspot``, ``salesforce`` or ``zendesk`` for an API side."""
+        return next((n for n in DEFAULT_CONN if getattr(self, n) is not None), None)
+
     def name(self, default: str) -> str:
-        return self.label or self.table or self.conn_id or default
+        api = self.api
+        return self.label or self.table or (api.describe() if api is not None else None) or self.conn_id or default
 
 
 class CompareColumn(BaseModel):
@@ -325,7 +363,8 @@ class CompareColumn(BaseModel):
 
 class ReconcileCheck(CheckBase):
     """Two keyed datasets, on the same or different connections, agree: the ledger in the production
-    database against the processor's settlements in the warehouse.
+    database against the processor's settlements in the warehouse, or the warehouse's customers against
+    the CRM's accounts (an API side: HubSpot, Salesforce or Zendesk, see :class:`ReconcileSide`).
 
     Both sides are streamed in key order and merged (memory stays flat on millions of keys): keys only on
     one side, and keys whose ``compare`` columns differ beyond their tolerance, are the violations
@@ -333,12 +372,19 @@ class ReconcileCheck(CheckBase):
     counts and the sums of numeric ``compare`` columns are also reconciled per group, within
     ``group_tolerance``.
 
-    :param left: the first side (``ReconcileSide``: conn_id, table or sql, where, label).
+    :param left: the first side (``ReconcileSide``: conn_id, one of table, sql, hubspot, salesforce and
+        zendesk, where, label).
     :param right: the other side.
     :param key: the key columns, named alike on both sides (alias them in ``sql`` otherwise).
     :param compare: columns compared per key: names, or ``{column, right_column, tolerance}``.
     :param group_by: columns (on both sides) to reconcile counts and sums by.
     :param group_tolerance: how far a group's count or sum may differ: ``2`` or ``"0.1%"`` (default 0).
+    :param expect: what agreeing means. ``match`` (default): the same keys on both sides, with equal
+        ``compare`` values. ``left_in_right``: every left key is on the right with equal values; what only
+        the right side has (more keys, a key twice, NULL keys) is fine ("every paying customer exists in
+        the CRM with the right tier"). ``disjoint``: no key is on both sides; duplicates and NULL keys are fine
+        ("no open ticket of a churned account": churned accounts left, open tickets right, by
+        organization). ``group_by`` needs ``match``; ``compare`` has no sense with ``disjoint``.
     """
 
     kind: Literal["reconcile"]
@@ -348,6 +394,7 @@ class ReconcileCheck(CheckBase):
     compare: list[CompareColumn] = Field(default_factory=list)
     group_by: list[str] = Field(default_factory=list)
     group_tolerance: tuple[float, float] = (0.0, 0.0)
+    expect: Literal["match", "left_in_right", "disjoint"] = "match"
 
     @field_validator("key", "group_by", mode="before")
     @classmethod
@@ -372,6 +419,10 @@ class ReconcileCheck(CheckBase):
             raise ValueError(f"column(s) {', '.join(twice)} named twice among key, compare and group_by")
         if self.where:
             raise ValueError("'where' goes on a side (left.where / right.where) of a reconcile check")
+        if self.group_by and self.expect != "match":
+            raise ValueError(f"group_by reconciles totals of both sides: it needs expect 'match', not {self.expect!r}")
+        if self.compare and self.expect == "disjoint":
+            raise ValueError("expect 'disjoint' wants no key on both sides: there is nothing to compare")
         return self
 
     @property

@@ -37,7 +37,7 @@ from airflow_opsflow.state.store import StateStoreError
 if TYPE_CHECKING:
     from airflow_opsflow.incidents.entities import Changes, Tracked
     from airflow_opsflow.monitors.metric import History
-    from airflow_opsflow.monitors.reconcile import Connect
+    from airflow_opsflow.monitors.reconcile import ApiClients, Connect
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,7 @@ def run_suite(
     metrics_at: datetime | None = None,
     connect: Connect | None = None,
     entities: EntityTracking | None = None,
+    api: ApiClients | None = None,
 ) -> list[CheckResult]:
     """Run every check of ``suite`` on ``conn`` and return one result per check, in spec order.
 
@@ -87,12 +88,16 @@ def run_suite(
         per-run value is stamped with it (pass the run's data interval end; default ``now``).
     :param connect: opens the connections ``reconcile`` checks read (conn_id, None for this one ->
         connection factory and dialect); without it they are errors.
+    :param api: opens the client of a reconcile side on an API (system: ``hubspot``, ``salesforce`` or
+        ``zendesk``, and conn_id -> client, see :mod:`airflow_opsflow.core.api_source`); without it such
+        sides are errors.
     :param entities: where checks with ``entity`` track their entities; without it they are errors.
         Ages are measured at ``metrics_at`` (the run's time).
     """
     with ReadOnlySession(conn, dialect, statement_timeout, read_only) as session:
         run = SuiteRun(session, suite, dialect, now, history, history_key, metrics_at)
         run.connect = connect
+        run.api = api
         run.entities = entities
         return run.run()
 
@@ -104,6 +109,7 @@ class SuiteRun:
         self.history = history
         self.history_key = history_key
         self.connect: Connect | None = None
+        self.api: ApiClients | None = None
         self.entities: EntityTracking | None = None
         self.metrics_at = metrics_at or now
         self.suite = suite
@@ -334,7 +340,7 @@ class SuiteRun:
                                       "DataCheckOperator (or pass connect= to run_suite)")
             return
         try:
-            self.results[b.name] = result = run_reconcile(b.check, self.connect)
+            self.results[b.name] = result = run_reconcile(b.check, self.connect, api=self.api)
         except ReconcileError as e:
             self._error(b.name, plan, str(e))
             return

@@ -73,9 +73,10 @@ def track(results: list[CheckResult], run: TaskRun, routes: list[AlertRoute], po
         links = {"Task log": run.log_url} if run.log_url else {}
         report = deliver_pending(repo, routes, subjects, links)
         summary = []
+        systems = {r.name: r.kind for r in routes}
         for (s, _), (inc, transitions) in zip(observations, recorded, strict=True):
             latest = repo.get(s.fingerprint) or inc  # with the refs the deliveries just stored
-            tickets = [{"key": r["key"], "url": r["url"]} for r in latest.refs.values()
+            tickets = [_ticket(name, r, systems) for name, r in latest.refs.items()
                        if isinstance(r, dict) and r.get("url") and r.get("incident_id") == latest.incident_id]
             summary.append({"check": s.check_name, "entity": s.entity_key, "incident_id": latest.incident_id,
                             "status": latest.status,
@@ -83,3 +84,11 @@ def track(results: list[CheckResult], run: TaskRun, routes: list[AlertRoute], po
     finally:
         store.close()
     return summary, report
+
+
+def _ticket(route: str, refs: dict[str, Any], systems: dict[str, str]) -> dict[str, str]:
+    """A ticket as tasks push it (XCom ``tickets``): ``system`` (the route's kind: jira, hubspot...) and ``id``
+    say where TicketSensor reads it back; ``key`` and ``url`` are what people see."""
+    system = systems.get(route) or route.partition(":")[0]  # a route no longer configured: its default name
+    return {"key": str(refs["key"]), "url": str(refs["url"]), "system": system,
+            "id": str(refs.get("id") or refs["key"])}

@@ -7,6 +7,10 @@ per group are added up on the way, over every row read (duplicates and NULL keys
 of each side would count them). Text keys are ordered byte-wise in SQL (``COLLATE "C"`` on
 PostgreSQL, ``BINARY`` on MySQL), which is how Python compares them; a side that still arrives out of
 order (an engine with another collation) stops the check with an error rather than mis-reporting.
+
+A side on an API (HubSpot, Salesforce, Zendesk) is first staged: its records are streamed page by page
+into a throwaway SQLite file (:mod:`airflow_opsflow.core.staging`), which is then read like any table and
+removed after the check. The shell hands over the API's client (``api``: system and connection -> client).
 """
 
 from __future__ import annotations
@@ -22,11 +26,16 @@ from sqlglot import exp
 
 from airflow_opsflow.checks.monitor_spec import CompareColumn, ReconcileCheck, ReconcileSide
 from airflow_opsflow.core import sqlparts
+from airflow_opsflow.core.api_source import ApiError
 from airflow_opsflow.core.numbers import to_decimal
 from airflow_opsflow.core.results import CheckResult, Status, json_safe
 from airflow_opsflow.core.sql_source import SourceError, SqlSource
+from airflow_opsflow.core.staging import StagedTable, stage
 
 Connect = Callable[[str | None], tuple[Callable[[], Any], str]]  # conn_id -> (connection factory, dialect)
+# (system: hubspot | salesforce | zendesk, conn_id) -> the client an API source of that system calls
+# (see airflow_opsflow.core.api_source and airflow_opsflow.hooks.api_clients)
+ApiClients = Callable[[str, str | None], Any]
 MAX_GROUPS = 10_000
 _SRC = "opsflow_side"
 
@@ -41,9 +50,11 @@ class _Side:
     label: str
     dialect: str
     source: SqlSource
+    staged: StagedTable | None = None
     columns: list[str] = field(default_factory=list)  # resolved: key..., compare..., group...
     rows: int = 0
     null_keys: int = 0
+    duplicates: int = 0
 
 
 @dataclass
@@ -58,16 +69,28 @@ class _Tally:
     groups: dict[tuple[Any, ...], list[Any]] = field(default_factory=dict)  # group -> [count, sums...] x 2
 
 
-def run_reconcile(c: ReconcileCheck, connect: Connect, fetch_size: int = 10_000) -> CheckResult:
-    """Reconcile ``c.left`` against ``c.right``; raise :class:`ReconcileError` when it cannot run."""
+def run_reconcile(c: ReconcileCheck, connect: Connect, fetch_size: int = 10_000, api: ApiClients | None = None,
+                  staging_dir: str | None = None) -> CheckResult:
+    """Reconcile ``c.left`` against ``c.right``; raise :class:`ReconcileError` when it cannot run.
+
+    :param api: opens the client of an API side (needed only when a side is one).
+    :param staging_dir: where API sides are staged (default: the system's temporary directory).
+    """
     started = time.perf_counter()
     sides: list[_Side] = []
+    staged: list[StagedTable] = []
     sql: list[str] = []
     try:
         for spec, default in ((c.left, "left"), (c.right, "right")):
-            factory, dialect = connect(spec.conn_id)
+            if spec.api is not None:
+                table = _stage(c, spec, default, api, staging_dir)
+                staged.append(table)
+                factory, dialect = table.connect, "sqlite"
+            else:
+                table = None
+                factory, dialect = connect(spec.conn_id)
             source = SqlSource(factory, dialect, fetch_size=fetch_size, exact_text=False)
-            side = _Side(spec, spec.name(default), dialect, source)
+            side = _Side(spec, spec.name(default), dialect, source, table)
             source.__enter__()
             sides.append(side)
         for side, on_right in zip(sides, (False, True), strict=True):
@@ -79,10 +102,28 @@ def run_reconcile(c: ReconcileCheck, connect: Connect, fetch_size: int = 10_000)
     finally:
         for side in sides:
             side.source.__exit__(None, None, None)
+        for table in staged:
+            table.remove()
     result = _result(c, left, right, tally)
     result.sql = sql
     result.duration_s = round(time.perf_counter() - started, 4)
     return result
+
+
+def _stage(c: ReconcileCheck, spec: ReconcileSide, role: str, api: ApiClients | None,
+           staging_dir: str | None) -> StagedTable:
+    """An API side's records, staged in a SQLite file (removed by the caller)."""
+    system, source_spec = spec.system, spec.api
+    assert system is not None and source_spec is not None
+    where = f"check {c.name!r}, {role} side ({spec.name(role)}, connection {spec.conn_id!r})"
+    if api is None:
+        raise ReconcileError(f"{where}: a {source_spec.describe()} side needs the Airflow connection: run the check "
+                             "through DataCheckOperator (or pass api= to run_suite)")
+    try:
+        source = source_spec.source(api(system, spec.conn_id))
+        return stage(source, staging_dir)
+    except ApiError as e:
+        raise ReconcileError(f"{where}: reading {source_spec.describe()} failed: {e}") from e
 
 
 # -- reading ---------------------------------------------------------------------------------------
@@ -96,6 +137,8 @@ def _source(side: _Side) -> exp.Expr:
         except sqlparts.SqlFragmentError as e:
             raise ReconcileError(str(e)) from None
         return q.subquery(_SRC)
+    if side.staged is not None:
+        return sqlparts.table_ref(side.staged.table, side.dialect)
     assert spec.table is not None
     return sqlparts.table_ref(spec.table, side.dialect)
 
@@ -169,7 +212,8 @@ def _merge(c: ReconcileCheck, left: _Side, lrows: Iterator[tuple[Any, ...]], rig
             key = tuple(row[:n])
             if any(v is None for v in key):
                 side.null_keys += 1
-                _sample(c, t, key, f"NULL key on {side.label}")
+                if _violates(c, "null", i):
+                    _sample(c, t, key, f"NULL key on {side.label}")
                 _group(c, t, row, i)  # not compared, but a row of its group all the same
                 continue
             if kinds[i] is None:
@@ -188,7 +232,9 @@ def _merge(c: ReconcileCheck, left: _Side, lrows: Iterator[tuple[Any, ...]], rig
                         "sorts alike on both sides")
                 if key == previous:
                     t.duplicates += 1
-                    _sample(c, t, key, f"key twice on {side.label}")
+                    side.duplicates += 1
+                    if _violates(c, "duplicate", i):
+                        _sample(c, t, key, f"key twice on {side.label}")
                     _group(c, t, row, i)
                     continue
             last[i] = key
@@ -200,12 +246,14 @@ def _merge(c: ReconcileCheck, left: _Side, lrows: Iterator[tuple[Any, ...]], rig
         if b is None or (a is not None and a[0] < b[0]):
             assert a is not None
             t.only_left += 1
-            _sample(c, t, a[0], f"only on {left.label}")
+            if _violates(c, "only", 0):
+                _sample(c, t, a[0], f"only on {left.label}")
             _group(c, t, a[1], 0)
             a = advance(lrows, 0, left)
         elif a is None or b[0] < a[0]:
             t.only_right += 1
-            _sample(c, t, b[0], f"only on {right.label}")
+            if _violates(c, "only", 1):
+                _sample(c, t, b[0], f"only on {right.label}")
             _group(c, t, b[1], 1)
             b = advance(rrows, 1, right)
         else:
@@ -218,10 +266,21 @@ def _merge(c: ReconcileCheck, left: _Side, lrows: Iterator[tuple[Any, ...]], rig
                 _sample(c, t, a[0], "; ".join(f"{cc.column}: {_show(x)} vs {_show(y)}" for cc, x, y in off))
             else:
                 t.matched += 1
+                if c.expect == "disjoint":
+                    _sample(c, t, a[0], f"on both {left.label} and {right.label}")
             _group(c, t, a[1], 0)
             _group(c, t, b[1], 1)
             a, b = advance(lrows, 0, left), advance(rrows, 1, right)
     return t
+
+
+def _violates(c: ReconcileCheck, what: str, side: int) -> bool:
+    """Whether a row that is ``only`` on ``side``, a ``duplicate`` or has a ``null`` key is a violation."""
+    if c.expect == "disjoint":
+        return False  # only keys on both sides are
+    if c.expect == "left_in_right":
+        return side == 0  # the right side may hold more, twice or without a key
+    return True
 
 
 def _kind(value: Any) -> str:
@@ -341,12 +400,12 @@ def _groups_off(c: ReconcileCheck, t: _Tally, left: _Side, right: _Side) -> list
 def _result(c: ReconcileCheck, left: _Side, right: _Side, t: _Tally) -> CheckResult:
     violated: Status = "fail" if c.severity == "error" else "warn"
     keys = t.matched + t.mismatched + t.only_left + t.only_right
-    violations = t.only_left + t.only_right + t.mismatched + t.duplicates + left.null_keys + right.null_keys
+    checked, violations, parts = _violations(c, left, right, t, keys)
     groups_off = _groups_off(c, t, left, right)
     r = CheckResult(name=c.name, kind="reconcile", table=f"{left.label} vs {right.label}", status="pass",
                     severity=c.severity, description=c.description, owner=c.owner,
-                    expected=_expectation(c, left, right), rows_checked=keys, violating_count=violations,
-                    violating_share=violations / keys if keys else None, samples=t.samples)
+                    expected=_expectation(c, left, right), rows_checked=checked, violating_count=violations,
+                    violating_share=violations / checked if checked else None, samples=t.samples)
     r.observed = {f"{left.label} rows": left.rows, f"{right.label} rows": right.rows, "matched": t.matched,
                   f"only on {left.label}": t.only_left, f"only on {right.label}": t.only_right,
                   "mismatched": t.mismatched}
@@ -358,41 +417,77 @@ def _result(c: ReconcileCheck, left: _Side, right: _Side, t: _Tally) -> CheckRes
     if c.group_by:
         r.observed["groups"] = len(t.groups)
         r.observed["groups off"] = groups_off[:20]
-    if keys == 0 and not (left.null_keys or right.null_keys):
+    for side in (left, right):
+        if side.staged is not None:
+            st = side.staged
+            r.observed[f"{side.label} staged"] = {"records": st.rows, "pages": st.pages, "requests": st.requests,
+                                                  "seconds": st.seconds}
+    empty = (checked == 0 and not left.null_keys) if c.expect == "left_in_right" else (
+        keys == 0 and not (left.null_keys or right.null_keys))
+    if empty:
         policy = c.on_empty or "fail"
         r.status = violated if policy == "fail" else ("warn" if policy == "warn" else "pass")
-        r.message = "both sides are empty: nothing to reconcile" + ("" if policy == "pass" else
-                                                                     " (on_empty: set to 'pass' if expected)")
+        what = f"{left.label} is empty" if c.expect == "left_in_right" else "both sides are empty"
+        r.message = f"{what}: nothing to reconcile" + ("" if policy == "pass" else
+                                                      " (on_empty: set to 'pass' if expected)")
         return r
-    parts = []
-    if t.only_left:
-        parts.append(f"{t.only_left} only on {left.label}")
-    if t.only_right:
-        parts.append(f"{t.only_right} only on {right.label}")
-    if t.mismatched:
-        cols = ", ".join(f"{k} {v}" for k, v in sorted(t.columns_off.items(), key=lambda kv: -kv[1]))
-        parts.append(f"{t.mismatched} mismatched ({cols})")
-    if t.duplicates:
-        parts.append(f"{t.duplicates} duplicate keys")
-    if left.null_keys or right.null_keys:
-        where = ", ".join(f"{s.null_keys} on {s.label}" for s in (left, right) if s.null_keys)
-        parts.append(f"{left.null_keys + right.null_keys} rows with a NULL key, not compared ({where})")
-    r.status, r.threshold = c.judge_violations(violations, keys)
+    r.status, r.threshold = c.judge_violations(violations, checked)
     if groups_off:
         first = ", ".join(f"{k}={v}" for k, v in groups_off[0].items())
         parts.append(f"{len(groups_off)} of {len(t.groups)} groups off (first: {first})")
         if r.status == "pass":
             r.status = violated
-    r.message = (f"{keys} keys: " + "; ".join(parts)) if parts else f"{keys} keys agree"
+    if parts:
+        r.message = f"{checked} keys: " + "; ".join(parts)
+    elif c.expect == "disjoint":
+        r.message = f"{checked} keys: none on both {left.label} and {right.label}"
+    else:
+        r.message = f"{checked} keys agree"
     if parts and r.status == "pass":
         r.message += f" (within tolerance: {r.threshold})"
+    if c.expect == "left_in_right" and (t.only_right or right.null_keys):
+        r.message += f"; {t.only_right + right.null_keys} more on {right.label} (expected)"
     return r
+
+
+def _violations(c: ReconcileCheck, left: _Side, right: _Side, t: _Tally,
+                keys: int) -> tuple[int, int, list[str]]:
+    """The keys checked, the violations among them and their description, as ``expect`` counts them."""
+    parts: list[str] = []
+    if c.expect == "disjoint":
+        both = t.matched + t.mismatched
+        if both:
+            parts.append(f"{both} on both {left.label} and {right.label}")
+        return keys, both, parts
+    subset = c.expect == "left_in_right"
+    if t.only_left:
+        parts.append(f"{t.only_left} only on {left.label}")
+    if t.only_right and not subset:
+        parts.append(f"{t.only_right} only on {right.label}")
+    if t.mismatched:
+        cols = ", ".join(f"{k} {v}" for k, v in sorted(t.columns_off.items(), key=lambda kv: -kv[1]))
+        parts.append(f"{t.mismatched} mismatched ({cols})")
+    duplicates = left.duplicates if subset else t.duplicates
+    if duplicates:
+        parts.append(f"{duplicates} duplicate keys")
+    nulls = [s for s in ((left,) if subset else (left, right)) if s.null_keys]
+    if nulls:
+        where = ", ".join(f"{s.null_keys} on {s.label}" for s in nulls)
+        parts.append(f"{sum(s.null_keys for s in nulls)} rows with a NULL key, not compared ({where})")
+    violations = t.only_left + t.mismatched + duplicates + sum(s.null_keys for s in nulls)
+    if subset:
+        return t.matched + t.mismatched + t.only_left, violations, parts
+    return keys, violations + t.only_right, parts
 
 
 def _expectation(c: ReconcileCheck, left: _Side, right: _Side) -> str:
     compared = ", ".join(cc.column + (f" ±{_tolerance(cc.tolerance)}" if any(cc.tolerance) else "")
                          for cc in c.compare)
-    text = f"every {', '.join(c.key)} on both {left.label} and {right.label}"
+    key = ", ".join(c.key)
+    if c.expect == "disjoint":
+        return f"no {key} on both {left.label} and {right.label}"
+    text = (f"every {key} of {left.label} also on {right.label}" if c.expect == "left_in_right" else
+            f"every {key} on both {left.label} and {right.label}")
     if compared:
         text += f", with equal {compared}"
     if c.group_by:

@@ -149,7 +149,7 @@ class DataCheckOperator(CheckResultsOperator):
         try:  # the rendered spec, its SQL parsed in the connection's dialect: before any query is sent
             suite = load_suite(self.checks, table=self.table, where=self.where, context=self._where_am_i(),
                                dialect=dialect, allow_functions=self.allow_functions,
-                               dialect_of_conn=lambda conn_id: self._connect(conn_id)[1])
+                               dialect_of_conn=self._side_dialect)
         except CheckSpecError as e:
             raise AirflowFailException(str(e)) from None  # a spec error does not heal by retrying
         history, store, entities = None, None, None
@@ -168,7 +168,7 @@ class DataCheckOperator(CheckResultsOperator):
             return run_suite(conn, suite, dialect, statement_timeout=self.statement_timeout,
                              read_only=self.read_only, now=at, history=history,
                              history_key=self._history_key(context), metrics_at=at, connect=self._connect,
-                             entities=entities)
+                             entities=entities, api=self._api_client)
         finally:
             conn.close()
             if store is not None:
@@ -180,6 +180,18 @@ class DataCheckOperator(CheckResultsOperator):
 
         hook = get_db_hook(conn_id or self.conn_id, self._where_am_i())
         return hook.get_conn, dialect_of(hook, None if conn_id else self.dialect)
+
+    def _side_dialect(self, conn_id: str) -> str:
+        """A reconcile side's SQL dialect: its database's, or SQLite's on an API (staged there)."""
+        from airflow_opsflow.hooks.api_clients import is_api_connection
+
+        return "sqlite" if is_api_connection(conn_id) else self._connect(conn_id)[1]
+
+    def _api_client(self, system: str, conn_id: str | None) -> Any:
+        """The client of a reconcile side on an API (HubSpot, Salesforce, Zendesk)."""
+        from airflow_opsflow.hooks.api_clients import api_client
+
+        return api_client(system, conn_id, self._where_am_i())
 
     def _entity_tracking(self, repo: Any, context: Context | None) -> Any:
         """Entities belong to the check's incident (DAG, task, map index, check); a retry of a run reports

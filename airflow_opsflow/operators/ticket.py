@@ -1,4 +1,5 @@
-"""TicketOperator: Jira tickets for an upstream check task's results, or for an explicit summary."""
+"""TicketOperator: tickets (Jira, HubSpot, Salesforce, Zendesk) for an upstream check task's results, or for an
+explicit summary."""
 
 from __future__ import annotations
 
@@ -9,27 +10,30 @@ from airflow.sdk import BaseOperator, TriggerRule
 from airflow.sdk.exceptions import AirflowException
 
 from airflow_opsflow.incidents.lifecycle import Policy as IncidentPolicy
-from airflow_opsflow.links import TICKETS_XCOM, JiraTicketLink
+from airflow_opsflow.incidents.tickets import TicketRoute
+from airflow_opsflow.links import TICKETS_XCOM, TicketLink
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_opsflow.alerts.jira import JiraTicket
     from airflow_opsflow.core.results import CheckResult
 
 GROUPINGS = ("check", "task", "entity")
 
 
 class TicketOperator(BaseOperator):
-    """Open, update and resolve Jira tickets from a DataCheckOperator's results (its XCom ``results``),
+    """Open, update and resolve tickets from a DataCheckOperator's results (its XCom ``results``),
     with the same incident lifecycle as alerts: a ticket when an incident opens, comments when it
     escalates or reminds, resolution when it clears; never two tickets for one incident.
 
     Runs by default whatever the check task's outcome (``trigger_rule="all_done"``): a failed check
-    task is exactly when a ticket is needed.
+    task is exactly when a ticket is needed. The open tickets are pushed to XCom ``tickets`` as
+    ``[{"key", "url", "system", "id"}]``: the task's "Ticket(s)" link opens them, and
+    ``TicketSensor(upstream_task_id=..., ticket=<the same route>)`` waits until they are closed.
 
-    :param ticket: the ticket route: ``JiraTicket(project="OPS", issue_type=..., priorities=..., labels=...,
-        components=..., assignee=..., fields=...)``.
+    :param ticket: the ticket route, in whichever system the team works: ``JiraTicket(project="OPS", ...)``,
+        ``HubSpotTicket(pipeline=..., ...)``, ``SalesforceCase(...)``, ``ZendeskTicket(...)`` (any
+        :class:`~airflow_opsflow.incidents.tickets.TicketRoute`).
     :param check_task_id: the DataCheckOperator task whose results to read.
     :param group_by: ``check`` (one ticket per failing check, default), ``task`` (one ticket for all of
         the task's failing checks) or ``entity`` (one ticket per value of ``entity_column`` among a failing
@@ -47,13 +51,13 @@ class TicketOperator(BaseOperator):
     """
 
     template_fields: Sequence[str] = ("summary", "description", "check_task_id")
-    operator_extra_links = (JiraTicketLink(),)
+    operator_extra_links = (TicketLink(),)
     ui_color = "#deebff"
 
     def __init__(
         self,
         *,
-        ticket: JiraTicket,
+        ticket: TicketRoute,
         check_task_id: str | None = None,
         group_by: str = "check",
         entity_column: str | None = None,
@@ -75,6 +79,9 @@ class TicketOperator(BaseOperator):
             raise ValueError(f"{who}: group_by='entity' and entity_column go together")
         if severity not in ("warn", "error"):
             raise ValueError(f"{who}: severity must be 'warn' or 'error'")
+        if not isinstance(ticket, TicketRoute):
+            raise ValueError(f"{who}: ticket must be a ticket route (JiraTicket, HubSpotTicket, SalesforceCase, "
+                             f"ZendeskTicket...), not {type(ticket).__name__}")
         self.ticket = ticket
         self.check_task_id = check_task_id
         self.group_by = group_by

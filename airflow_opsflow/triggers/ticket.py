@@ -1,15 +1,19 @@
-"""TicketStatusTrigger: wait in the triggerer until Jira tickets reach a status category.
+"""Triggers of TicketSensor: wait in the triggerer until tickets are closed (or in another status category).
 
-The ``jira`` library is synchronous, so the trigger talks to Jira's REST API itself with the
-``httpx.AsyncClient`` of JiraTicketHook (one reading of the connection for both).
-The pure helpers (ticket keys, JQL, status categories, Jira's error answers) are shared with TicketSensor's
-poke, which goes through JiraTicketHook.
+* :class:`TicketStatusTrigger` (Jira): the ``jira`` library is synchronous, so the trigger talks to Jira's
+  REST API itself with the ``httpx.AsyncClient`` of JiraTicketHook (one reading of the connection for both).
+* :class:`TicketRouteTrigger` (any other ticket route: HubSpot, Salesforce, Zendesk...): the route's backend
+  reads each ticket (``TicketBackend.read``) in a worker thread, as the sensor's poke does.
+
+The pure helpers (ticket references, JQL, status categories, Jira's error answers) are shared with
+TicketSensor's poke.
 """
 
 from __future__ import annotations
 
 import ast
 import asyncio
+import inspect
 import json
 import re
 import time
@@ -23,6 +27,8 @@ from airflow_opsflow.core.retry_after import parse_retry_after
 if TYPE_CHECKING:
     import httpx
 
+    from airflow_opsflow.incidents.tickets import TicketBackend, TicketRoute
+
 ISSUE_KEY = re.compile(r"[A-Z][A-Z0-9_]*-[1-9][0-9]*")
 UNKNOWN_KEY = re.compile(r"An issue with key '([^']+)' does not exist")
 # Jira's category keys; the names its UI shows are accepted too.
@@ -30,6 +36,10 @@ STATUS_CATEGORIES = {"done": "done", "new": "new", "to do": "new", "indeterminat
                      "in progress": "indeterminate", "not done": "not done"}
 RETRY_AFTER_MAX = 3600.0  # a longer ask is read as an hour: the poll's deadline decides from there
 PAGE = 100  # results asked per search page; Jira may cap it lower, the search pages on either way
+TICKET_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")  # ids go into API paths: no "/", "?", ".."
+SYSTEMS = {"jira": "Jira", "hubspot": "HubSpot", "salesforce": "Salesforce", "zendesk": "Zendesk"}
+OPEN_OR_CLOSED = ("done", "not done")  # what a ticket read through a route's backend can tell (Ticket.closed)
+FAILED_POLLS = 3  # consecutive polls of a route's backend that may fail (network, 5xx, 429) before giving up
 
 
 class TicketStatus(NamedTuple):
@@ -41,8 +51,8 @@ class TicketStatus(NamedTuple):
 
 
 class TicketLookupError(Exception):
-    """Jira cannot tell the tickets' status: bad credentials, unknown tickets, unreachable, ... ``unknown``:
-    the ticket keys Jira does not know (the only case a retry cannot fix)."""
+    """The system cannot tell the tickets' status: bad credentials, unknown tickets, unreachable, ...
+    ``unknown``: the tickets it does not know (the only case a retry cannot fix)."""
 
     def __init__(self, message: str, unknown: Iterable[str] = ()) -> None:
         super().__init__(message)
@@ -57,11 +67,53 @@ class RetryLater(Exception):
         self.seconds = seconds
 
 
+class TicketRef(NamedTuple):
+    """A ticket to wait for: ``id`` reads it back (Jira: its key), ``key`` names it until it is read."""
+
+    id: str
+    key: str
+
+
+def system_name(system: str) -> str:
+    """``zendesk`` -> ``Zendesk``."""
+    return SYSTEMS.get(system, system)
+
+
 def ticket_keys(value: Any) -> list[str]:
-    """Issue keys from a list of keys, a comma- or space-separated string, or DataCheckOperator's
-    ``[{"key", "url"}]``; also that list rendered into a string by a template. Upper-cased, de-duplicated.
+    """Jira issue keys from a list of keys, a comma- or space-separated string, or the tickets a task pushed
+    (``[{"key", "url", "system", "id"}]``); also that list rendered into a string by a template. Upper-cased,
+    de-duplicated; tickets of another system are left out.
 
     Keys are validated because they go into JQL."""
+    return [ref.key for ref in parse_tickets(value)[0]]
+
+
+def parse_tickets(value: Any, system: str = "jira") -> tuple[list[TicketRef], list[str]]:
+    """(the tickets of ``system``, those of other systems left out) from ``value``: ticket references as a
+    list, a comma- or space-separated string, the tickets a task pushed (``[{"key", "url", "system", "id"}]``),
+    or that list rendered into a string by a template. Jira's are issue keys, upper-cased; other systems'
+    plain values are ticket ids (Zendesk's ``123``, a Case's ``500...``), dicts give their ``id``.
+
+    Raises ValueError for a malformed reference, and when every ticket belongs to another system (the
+    sensor was given the wrong route: waiting for nothing would succeed at once)."""
+    items = _items(value)
+    refs: dict[str, TicketRef] = {}
+    others: list[str] = []
+    for item in items:
+        if isinstance(item, Mapping):
+            belongs = item.get("system") or _legacy_system(item)
+            if belongs and belongs != system:
+                others.append(f"{item.get('key') or item.get('id')} ({system_name(str(belongs))})")
+                continue
+        ref = _jira_ref(item) if system == "jira" else _ref(item, system)
+        refs.setdefault(ref.id, ref)
+    if others and not refs:
+        raise ValueError(f"no {system_name(system)} tickets among {', '.join(others)}: give the sensor "
+                         "ticket=<the route that opened them>")
+    return list(refs.values()), others
+
+
+def _items(value: Any) -> list[Any]:
     if isinstance(value, str):
         text = value.strip()
         if text in ("", "None", "[]"):  # a template that rendered nothing (no tickets pushed)
@@ -75,21 +127,37 @@ def ticket_keys(value: Any) -> list[str]:
                 except (ValueError, SyntaxError):
                     raise ValueError(f"cannot read tickets from {text[:200]!r}") from None
         else:
-            value = [k for k in re.split(r"[,\s]+", text) if k]
+            return [k for k in re.split(r"[,\s]+", text) if k]
     if value is None:
         return []
-    if isinstance(value, Mapping):
-        value = [value]
+    if isinstance(value, (Mapping, int)):
+        return [value]
     if not isinstance(value, (list, tuple, set)):
         raise ValueError(f"tickets must be keys or [{{'key': ...}}] dicts, not {type(value).__name__}")
-    keys = []
-    for item in value:
-        raw = item.get("key") if isinstance(item, Mapping) else item
-        key = raw.strip().upper() if isinstance(raw, str) else ""
-        if not ISSUE_KEY.fullmatch(key):
-            raise ValueError(f"not a Jira issue key: {item!r}")
-        keys.append(key)
-    return list(dict.fromkeys(keys))
+    return list(value)
+
+
+def _legacy_system(item: Mapping[str, Any]) -> str | None:
+    """The system of an entry pushed before entries named it: Jira's had ``/browse/KEY`` URLs."""
+    return "jira" if "/browse/" in str(item.get("url") or "") else None
+
+
+def _jira_ref(item: Any) -> TicketRef:
+    raw = item.get("key") if isinstance(item, Mapping) else item
+    key = raw.strip().upper() if isinstance(raw, str) else ""
+    if not ISSUE_KEY.fullmatch(key):
+        raise ValueError(f"not a Jira issue key: {item!r}")
+    return TicketRef(key, key)
+
+
+def _ref(item: Any, system: str) -> TicketRef:
+    raw = item.get("id") if isinstance(item, Mapping) else item
+    ticket_id = str(raw).strip().lstrip("#") if isinstance(raw, (str, int)) and not isinstance(raw, bool) else ""
+    if not TICKET_ID.fullmatch(ticket_id):
+        what = "no ticket id in" if isinstance(item, Mapping) and raw is None else "not a ticket id:"
+        raise ValueError(f"{what} {item!r} ({system_name(system)} tickets are waited for by id)")
+    key = str(item.get("key") or ticket_id) if isinstance(item, Mapping) else ticket_id
+    return TicketRef(ticket_id, key)
 
 
 def status_category(value: str) -> str:
@@ -315,3 +383,154 @@ def _messages(response: httpx.Response) -> list[str]:
     errors = body.get("errors")
     return [*map(str, body.get("errorMessages") or []),
             *(map(str, errors.values()) if isinstance(errors, dict) else [])]
+
+
+# --- any ticket route: read through its backend ------------------------------------------------------------
+
+
+def read_statuses(backend: TicketBackend, refs: Iterable[TicketRef], system: str) -> dict[str, TicketStatus]:
+    """Every ticket's state read through a route's backend (``read``: by id, consistent, one request or so
+    per ticket), by the ticket's key: ``closed`` (category ``done``) or ``open``. Blocking: the trigger runs
+    it in a worker thread."""
+    found: dict[str, TicketStatus] = {}
+    unknown: list[str] = []
+    for ref in refs:
+        ticket = backend.read({"id": ref.id, "key": ref.key}, "")
+        if ticket is None:
+            unknown.append(ref.key)
+        else:
+            found[ticket.key] = TicketStatus("closed", "done") if ticket.closed else TicketStatus("open", "open")
+    if unknown:
+        raise TicketLookupError(f"no such {system_name(system)} ticket(s): {', '.join(unknown)} (or the "
+                                "connection's user may not see them)", unknown)
+    return found
+
+
+def route_spec(route: TicketRoute) -> tuple[str, dict[str, Any]]:
+    """(class path, keyword arguments) that rebuild ``route`` in the triggerer: each ``__init__`` parameter of
+    its class and bases whose value the route keeps under that name (``name`` as ``_name``). Values JSON
+    cannot hold are left out: reading a ticket needs the connection and lookup settings, not those."""
+    kwargs: dict[str, Any] = {}
+    for klass in type(route).__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None or klass is object:
+            continue
+        for p in inspect.signature(init).parameters.values():
+            if p.name == "self" or p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL) or p.name in kwargs:
+                continue
+            attr = "_name" if p.name == "name" else p.name
+            if not hasattr(route, attr):
+                continue
+            try:
+                kwargs[p.name] = json.loads(json.dumps(getattr(route, attr)))  # tuples -> lists, as stored
+            except (TypeError, ValueError):
+                continue
+    cls = type(route)
+    return f"{cls.__module__}.{cls.__qualname__}", kwargs
+
+
+class TicketRouteTrigger(BaseTrigger):
+    """Fire once every ticket is closed (``done``) or open (``not done``), reading them through a ticket
+    route's backend (HubSpot, Salesforce, Zendesk, or any :class:`~airflow_opsflow.incidents.tickets.TicketRoute`);
+    fire an error event when the system cannot tell.
+
+    The backends' clients are synchronous, so each poll runs in a worker thread (``asyncio.to_thread``): the
+    triggerer's event loop, shared with every other deferred task, never waits on the system. A poll that
+    fails (network, 5xx, a 429) is tried again at the next one (after ``retry_after`` when the error says),
+    up to ``FAILED_POLLS`` in a row; an unknown ticket or a refused request (ValueError) fires at once.
+
+    :param route: the route's class path (importable where the triggerer runs: opsflow's own are).
+    :param route_kwargs: its keyword arguments (:func:`route_spec`).
+    :param tickets: ``[{"id", "key"}]``.
+    :param status_category: ``done`` or ``not done``.
+    :param poll_interval: seconds between polls.
+    :param deadline: a Unix time after which the trigger stops waiting and fires a ``timeout`` event.
+    """
+
+    def __init__(
+        self,
+        route: str,
+        route_kwargs: dict[str, Any],
+        tickets: list[dict[str, str]],
+        status_category: str = "done",
+        poll_interval: float = 60.0,
+        deadline: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.route = route
+        self.route_kwargs = dict(route_kwargs)
+        self.tickets = [{"id": str(t["id"]), "key": str(t["key"])} for t in tickets]
+        self.status_category = status_category
+        self.poll_interval = poll_interval
+        self.deadline = deadline
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "route": self.route,
+                "route_kwargs": self.route_kwargs,
+                "tickets": self.tickets,
+                "status_category": self.status_category,
+                "poll_interval": self.poll_interval,
+                "deadline": self.deadline,
+            },
+        )
+
+    def _open(self) -> tuple[TicketBackend, str]:
+        """The route's backend (opening it reads the connection: blocking) and its system."""
+        import importlib
+
+        from airflow_opsflow.incidents.tickets import TicketRoute
+
+        module, _, name = self.route.rpartition(".")
+        cls = getattr(importlib.import_module(module), name, None)
+        if not (isinstance(cls, type) and issubclass(cls, TicketRoute)):
+            raise TypeError(f"{self.route} is not a ticket route")
+        route = cls(**self.route_kwargs)
+        return route.backend(), route.kind
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        refs = [TicketRef(t["id"], t["key"]) for t in self.tickets]
+        if not refs:
+            yield TriggerEvent({"status": "success", "tickets": {}, "polls": 0})
+            return
+        try:
+            backend, system = await asyncio.to_thread(self._open)
+        except Exception as e:
+            yield TriggerEvent({"status": "error", "message": f"{self.route}: {type(e).__name__}: {e}", "polls": 0})
+            return
+        polls = failures = 0
+        statuses: dict[str, TicketStatus] = {}
+        while True:
+            polls += 1
+            wait, why = self.poll_interval, ""
+            try:
+                statuses = await asyncio.to_thread(read_statuses, backend, refs, system)
+                failures = 0
+            except TicketLookupError as e:
+                yield TriggerEvent({"status": "error", "message": str(e), "unknown": e.unknown, "polls": polls})
+                return
+            except Exception as e:
+                failures += 1
+                message = f"cannot read the {system_name(system)} tickets: {type(e).__name__}: {e}"
+                if isinstance(e, ValueError) or failures > FAILED_POLLS:  # refused, or failing for good
+                    yield TriggerEvent({"status": "error", "message": message, "polls": polls})
+                    return
+                wait = float(getattr(e, "retry_after", None) or self.poll_interval)
+                why = f"{message} ({failures} of {FAILED_POLLS} failed polls in a row allowed)"
+            waiting = pending(statuses, self.status_category) if statuses else [r.key for r in refs]
+            if not why and not waiting:
+                yield TriggerEvent({"status": "success", "tickets": {k: s.name for k, s in statuses.items()},
+                                    "polls": polls})
+                return
+            if self.deadline is not None:
+                left = self.deadline - time.time()
+                if left <= 0:
+                    yield TriggerEvent({"status": "timeout", "tickets": {k: s.name for k, s in statuses.items()},
+                                        "pending": waiting, "polls": polls})
+                    return
+                wait = min(wait, left)  # one last poll at the deadline
+            self.log.info("%s; next poll in %.1f s", why or f"waiting for {describe(statuses, waiting)} to be "
+                          f"{self.status_category}", wait)
+            await asyncio.sleep(wait)

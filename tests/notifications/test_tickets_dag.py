@@ -72,8 +72,9 @@ def _walk_the_lifecycle(jira: FakeJira, payments: Database, fake_slack: FakeSlac
     assert f"/browse/{ticket.key}|Ticket {ticket.key}>" in str(alert.blocks)  # Slack links the ticket
     assert run.xcom("check_payments", key="incidents")[0]["transitions"] == ["new"]
     url = f"{jira.url}/browse/{ticket.key}"
-    assert run.xcom("check_payments", key="tickets") == [{"key": ticket.key, "url": url}]
-    assert run.xcom("check_payments", key="_link_JiraTicketLink") == url  # what the UI's extra link shows
+    assert run.xcom("check_payments", key="tickets") == [{"key": ticket.key, "url": url, "system": "jira",
+                                                         "id": str(ticket.id)}]
+    assert run.xcom("check_payments", key="_link_TicketLink") == url  # what the UI's extra link shows
 
     writes = len(jira.calls(method="POST")) + len(jira.calls(method="PUT"))
     run_dag(dags.dag, conf=conf)  # ongoing: nothing changed, nothing written
@@ -113,7 +114,8 @@ def test_an_incident_back_within_the_search_lag_reopens_its_ticket(jira: FakeJir
     assert reopened.status_category != "done" and "The incident is back" in reopened.comments[-1].body
     assert [t.to_status for t in reopened.transitions][-2:] == ["Done", "To Do"]
     url = f"{jira.url}/browse/{ticket.key}"
-    assert run.xcom("check_payments", key="tickets") == [{"key": ticket.key, "url": url}]
+    assert run.xcom("check_payments", key="tickets") == [{"key": ticket.key, "url": url, "system": "jira",
+                                                         "id": str(ticket.id)}]
 
 
 def test_a_rate_limited_create_waits_out_retry_after_and_creates_once(jira: FakeJira, payments: Database) -> None:
@@ -144,13 +146,13 @@ def test_wont_fix_tickets_are_left_alone(jira: FakeJira, payments: Database) -> 
 
 def test_a_check_without_tickets_logs_no_missing_xcom_error(payments: Database,
                                                            capfd: pytest.CaptureFixture[str]) -> None:
-    # The Jira extra link is computed for every task that carries it, tickets or not.
+    # The ticket extra link is computed for every task that carries it, tickets or not.
     capfd.readouterr()
     run = run_dag(dags.no_alerts_dag, conf={"conn_id": payments.conn_id})
     out = capfd.readouterr()
     assert run.task_states == {"check_payments": "failed"}
     assert "XCom not found" not in out.out + out.err
-    assert run.xcom("check_payments", key="_link_JiraTicketLink") == ""
+    assert run.xcom("check_payments", key="_link_TicketLink") == ""
 
 
 def test_ticket_url_for_several_tickets() -> None:

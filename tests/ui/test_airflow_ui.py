@@ -1,7 +1,7 @@
 """Airflow for real (``airflow standalone``: api-server, scheduler, dag-processor, triggerer) with the example
 DAGs and the provider installed, driven through its REST API and its UI in headless Chromium (Debian's,
 through Playwright): the dbt example DAG runs and succeeds, the dbt test report is in the task log, the
-"Jira ticket(s)" extra link points at the tickets opsflow opened, and the connection form of the
+"Ticket(s)" extra link points at the tickets opsflow opened, and the connection form of the
 ``opsflow_jira`` type shows our fields. Screenshots go to ``build/ui-screenshots``."""
 
 from __future__ import annotations
@@ -169,7 +169,7 @@ def test_the_dbt_example_in_the_airflow_ui(airflow: Airflow, fake_jira: FakeJira
         assert re.search(r"task 'dbt_tests': \d+ checks, \d+ pass, 2 warn", page.inner_text("body"))
 
         page.goto(f"{airflow.base}/dags/{DAG}/runs/{run_id}/tasks/dbt_tests/details")
-        link = page.get_by_role("link", name="Jira ticket(s)")
+        link = page.get_by_role("link", name="Ticket(s)")
         link.wait_for(timeout=60_000)
         page.screenshot(path=SHOTS / "3-extra-link.png", full_page=True)
         href = link.get_attribute("href") or ""

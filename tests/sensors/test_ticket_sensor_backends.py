@@ -1,0 +1,338 @@
+"""TicketSensor, TicketRouteTrigger, TicketOperator and the ticket link with HubSpot, Salesforce and Zendesk:
+real DAG runs against the fakes (a check opens the ticket, the sensor waits until someone closes it, poking
+and deferred), the trigger on its own event loop, and the parameters."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+from airflow_opsflow_testing.dag_runner import run_dag
+from airflow_opsflow_testing.hubspot_server import FakeHubSpot
+from airflow_opsflow_testing.salesforce_server import FakeSalesforce
+from airflow_opsflow_testing.sample_data import seed
+from airflow_opsflow_testing.zendesk_server import FakeZendesk
+
+from airflow_opsflow.alerts.hubspot import HubSpotTicket
+from airflow_opsflow.alerts.jira import JiraTicket
+from airflow_opsflow.alerts.salesforce import SalesforceCase
+from airflow_opsflow.alerts.zendesk import ZendeskTicket
+from airflow_opsflow.flows.deliver_alerts import deliver_pending, routes_for
+from airflow_opsflow.incidents.lifecycle import Observation, Policy, fingerprint
+from airflow_opsflow.incidents.repo import IncidentRepo, Subject
+from airflow_opsflow.incidents.tickets import TicketRoute
+from airflow_opsflow.links import JiraTicketLink, TicketLink, ticket_url
+from airflow_opsflow.sensors.ticket import TicketSensor
+from airflow_opsflow.state.store import StateStore
+from airflow_opsflow.triggers.ticket import TicketRouteTrigger, parse_tickets, route_spec, ticket_keys
+from tests.conftest import Database
+from tests.helpers import DAGS, load_module
+
+dags = load_module(DAGS / "ticket_sensor_backends.py")
+NO_CONTEXT = cast(Any, {})  # poke() reads the context only for upstream_task_id
+SYSTEMS = ["hubspot", "salesforce", "zendesk"]
+
+
+@dataclass
+class System:
+    """One fake ticketing system as a person sees it: who closes tickets, and what counts as a read."""
+
+    name: str
+    route: TicketRoute
+    reads: Callable[[], int]  # requests reading one ticket by id (what the sensor sends)
+    ids: Callable[[], list[str]]  # the tickets in the fake
+    close: Callable[[str], None]  # close one, through the system's own client library
+    check_reads: int  # reads of a ticket by id the check's own create sends
+
+
+def _hubspot(fake: FakeHubSpot) -> System:
+    fake.define_property("tickets", "opsflow_fingerprint")
+    client = fake.client()
+    return System("hubspot", HubSpotTicket(), lambda: len(fake.calls("get", "tickets")),
+                  lambda: [t.id for t in fake.objects("tickets")],
+                  lambda i: client.crm.tickets.basic_api.update(i, {"properties": {"hs_pipeline_stage": "4"}}), 0)
+
+
+def _salesforce(fake: FakeSalesforce) -> System:
+    client = fake.client()
+    return System("salesforce", SalesforceCase(),
+                  lambda: len(fake.calls(method="GET", path_prefix="/services/data/v59.0/sobjects/Case/")),
+                  lambda: [str(r["Id"]) for r in fake.records("Case")],
+                  lambda i: client.Case.update(i, {"Status": "Closed"}), 1)  # a create reads its Case back
+
+
+def _zendesk(fake: FakeZendesk) -> System:
+    from zenpy.lib.api_objects import Ticket as ZTicket
+
+    client = fake.client()
+    return System("zendesk", ZendeskTicket(), lambda: len(fake.calls(method="GET", path_prefix="/api/v2/tickets/")),
+                  lambda: [str(t.id) for t in fake.tickets],
+                  lambda i: client.tickets.update(ZTicket(id=int(i), status="solved")), 0)
+
+
+@pytest.fixture(params=SYSTEMS)
+def system(request: pytest.FixtureRequest) -> System:
+    """Each fake system in turn, with its connection (``hubspot_default``, ``salesforce_default``...)."""
+    name = request.param
+    fake = request.getfixturevalue(f"fake_{name}")
+    request.getfixturevalue(f"{name}_conn")
+    return {"hubspot": _hubspot, "salesforce": _salesforce, "zendesk": _zendesk}[name](fake)
+
+
+@pytest.fixture
+def payments(sqlite_db: Database, monkeypatch: pytest.MonkeyPatch) -> Database:
+    monkeypatch.setenv("AIRFLOW__OPSFLOW__STATE_CONN_ID", sqlite_db.conn_id)
+    seed(sqlite_db.conn, problems=True)
+    return sqlite_db
+
+
+def _close_after_reads(system: System, reads: int, delay: float) -> threading.Thread:
+    """Close every ticket ``delay`` s after the system saw ``reads`` ticket reads: relative to the sensor's
+    first poke, whatever dag.test() spends before it."""
+    def later() -> None:
+        deadline = time.monotonic() + 60
+        while system.reads() < reads and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(delay)
+        for ticket_id in system.ids():
+            system.close(ticket_id)
+
+    thread = threading.Thread(target=later, daemon=True)
+    thread.start()
+    return thread
+
+
+def _output(capfd: pytest.CaptureFixture[str]) -> str:
+    out = capfd.readouterr()
+    return out.out + out.err
+
+
+def _events(trigger: TicketRouteTrigger) -> list[dict[str, Any]]:
+    async def collect() -> list[dict[str, Any]]:
+        return [e.payload async for e in trigger.run()]
+    return asyncio.run(collect())
+
+
+# --- real DAG runs --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("airflow_db")
+@pytest.mark.parametrize("mode", ["poke", "reschedule", "deferred"])
+def test_waits_until_the_checks_ticket_is_closed(system: System, payments: Database, mode: str) -> None:
+    closer = _close_after_reads(system, system.check_reads + 1, delay=2.5)
+    run = run_dag(dags.wait_dags[(system.name, mode)], conf={"conn_id": payments.conn_id})
+    closer.join()
+    assert run.task_states == {"check_payments": "failed", "wait": "success"}
+    [ticket_id] = system.ids()
+    [record] = run.xcom("check_payments", key="tickets")
+    assert record["system"] == system.name and record["id"] == ticket_id and record["key"] and record["url"]
+    assert run.xcom("check_payments", key="_link_TicketLink") == record["url"]  # the UI's "Ticket(s)" link
+    assert run.xcom("wait")["tickets"] == {record["key"]: "closed"}
+    # it waited: several reads of the ticket by id, the first ones while it was open
+    assert system.reads() - system.check_reads >= 2
+    if mode == "deferred":  # and its trigger polled until the ticket was closed
+        assert run.xcom("wait")["polls"] >= 2
+
+
+@pytest.mark.usefixtures("airflow_db", "zendesk_conn")
+def test_ticket_operator_files_an_explicit_zendesk_ticket_and_the_sensor_waits_for_it(
+        fake_zendesk: FakeZendesk, sqlite_db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW__OPSFLOW__STATE_CONN_ID", sqlite_db.conn_id)
+    zendesk = _zendesk(fake_zendesk)
+    closer = _close_after_reads(zendesk, 1, delay=1.5)
+    run = run_dag(dags.explicit_dag)
+    closer.join()
+    assert run.task_states == {"explicit": "success", "wait": "success"}
+    [ticket] = fake_zendesk.tickets
+    assert (ticket.subject or "").startswith("Reconcile payments of ") and ticket.priority == "normal"  # warn
+    url = f"{fake_zendesk.url.rstrip('/')}/agent/tickets/{ticket.id}"
+    assert run.xcom("explicit", key="tickets") == [{"key": f"Zendesk #{ticket.id}", "url": url,
+                                                    "system": "zendesk", "id": str(ticket.id)}]
+    assert run.xcom("explicit", key="_link_TicketLink") == url
+    assert run.xcom("wait") == {"tickets": {f"Zendesk #{ticket.id}": "closed"}}
+    assert fake_zendesk.ticket(ticket.id).status == "solved"
+
+    run_dag(dags.explicit_dag)  # the same summary: no second ticket, and the sensor sees it closed at once
+    assert len(fake_zendesk.tickets) == 1
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_an_unknown_ticket_fails_fast_and_is_named(system: System, capfd: pytest.CaptureFixture[str]) -> None:
+    started = time.monotonic()
+    run = run_dag(dags.failure_dags[system.name], conf={"tickets": "404404, 505505"})
+    assert run.task_states == {"poke": "failed", "deferred": "failed"}
+    assert run.tries == {"poke": 1, "deferred": 1}  # no retries for a ticket that does not exist
+    assert time.monotonic() - started < 25  # not the 30 s timeout
+    name = {"hubspot": "HubSpot", "salesforce": "Salesforce", "zendesk": "Zendesk"}[system.name]
+    assert _output(capfd).count(f"no such {name} ticket(s): 404404, 505505") >= 2  # both tasks say why
+
+
+@pytest.mark.usefixtures("airflow_db", "zendesk_conn")
+def test_times_out_when_the_ticket_stays_open(fake_zendesk: FakeZendesk, capfd: pytest.CaptureFixture[str]) -> None:
+    ticket = fake_zendesk.add_ticket(status="pending")
+    started = time.monotonic()
+    run = run_dag(dags.timeout_dag, conf={"tickets": str(ticket.id)})
+    assert run.task_states == {"never": "failed"}
+    assert 3 <= time.monotonic() - started < 20
+    assert f"Zendesk #{ticket.id} (open) did not become done within 3 s" in _output(capfd)
+
+
+# --- the sensor's poke, without a DAG -----------------------------------------------------------------------
+
+
+def test_poke_reads_each_ticket_by_id(system: System, tmp_path: Path) -> None:
+    # two incidents' tickets, filed by the route itself
+    repo = IncidentRepo(StateStore(lambda: sqlite3.connect(tmp_path / "state.db"), "sqlite"))
+    subjects = {fingerprint("d", "t", c): Subject(fingerprint("d", "t", c), "d", "t", c) for c in ("a", "b")}
+    repo.record([(s, Observation(True, "error", "run1", {"status": "fail"})) for s in subjects.values()],
+                Policy(), routes_for([system.route]))
+    assert deliver_pending(repo, [system.route], subjects, {}).failed == []
+    first, second = system.ids()
+    sensor = TicketSensor(task_id="t", tickets=[first, second], ticket=system.route)
+    assert not sensor.poke(NO_CONTEXT).is_done
+    system.close(first)
+    assert not sensor.poke(NO_CONTEXT).is_done  # all of them must be closed
+    assert TicketSensor(task_id="t", tickets=first, ticket=system.route, status_category="not done"
+                        ).poke(NO_CONTEXT).is_done is False
+    system.close(second)
+    result = sensor.poke(NO_CONTEXT)
+    assert result.is_done and set(result.xcom_value["tickets"].values()) == {"closed"}
+    assert TicketSensor(task_id="t", tickets=second, ticket=system.route, status_category="not done"
+                        ).poke(NO_CONTEXT).is_done is False
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_a_jira_ticket_route_uses_the_jira_path(fake_jira: Any, jira_conn: str) -> None:
+    key = fake_jira.add_issue(status="Done").key
+    sensor = TicketSensor(task_id="t", tickets=[{"key": key, "url": "u", "system": "jira", "id": "10001"}],
+                          ticket=JiraTicket(project="OPS", conn_id=jira_conn))
+    assert sensor.jira_conn_id == jira_conn and sensor.system == "jira"
+    assert sensor.poke(NO_CONTEXT).xcom_value == {"tickets": {key: "Done"}}  # Jira's status name: the JQL path
+    assert fake_jira.calls(name="search")
+
+
+# --- the trigger on its own ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def zendesk(fake_zendesk: FakeZendesk, zendesk_conn: str) -> Iterator[FakeZendesk]:
+    yield fake_zendesk
+
+
+def _trigger(route: TicketRoute, tickets: list[dict[str, str]], **kwargs: Any) -> TicketRouteTrigger:
+    path, route_kwargs = route_spec(route)
+    return TicketRouteTrigger(path, route_kwargs, tickets, **{"poll_interval": 0.1, **kwargs})
+
+
+def test_trigger_fires_when_closed_and_names_unknown_tickets(zendesk: FakeZendesk) -> None:
+    done = zendesk.add_ticket(status="solved")
+    open_ = zendesk.add_ticket(status="open")
+    [event] = _events(_trigger(ZendeskTicket(), [{"id": str(done.id), "key": "a"}]))
+    assert event == {"status": "success", "tickets": {f"Zendesk #{done.id}": "closed"}, "polls": 1}
+    [event] = _events(_trigger(ZendeskTicket(), [{"id": str(open_.id), "key": "b"}], status_category="not done"))
+    assert event["status"] == "success"
+    [event] = _events(_trigger(ZendeskTicket(), [{"id": "999", "key": "Zendesk #999"},
+                                                 {"id": str(open_.id), "key": "b"}]))
+    assert event["status"] == "error" and event["unknown"] == ["Zendesk #999"]
+    assert event["message"].startswith("no such Zendesk ticket(s): Zendesk #999")
+
+
+def test_trigger_waits_out_a_failed_poll(fake_hubspot: FakeHubSpot, hubspot_conn: str) -> None:
+    hubspot = _hubspot(fake_hubspot)
+    record = hubspot_client_ticket(fake_hubspot, stage="4")
+    fake_hubspot.fail_next(1, status=503, endpoint="get")
+    [event] = _events(_trigger(HubSpotTicket(), [{"id": record, "key": record}]))
+    assert event == {"status": "success", "tickets": {f"HubSpot #{record}": "closed"}, "polls": 2}
+    assert [r.status for r in fake_hubspot.calls("get", "tickets")] == [503, 200]
+    assert hubspot.reads() == 2
+
+
+def hubspot_client_ticket(fake: FakeHubSpot, stage: str) -> str:
+    created = fake.client().crm.tickets.basic_api.create({"properties": {
+        "subject": "seeded", "hs_pipeline": "0", "hs_pipeline_stage": stage}})
+    return str(created.id)
+
+
+def test_trigger_reports_a_missing_connection() -> None:
+    [event] = _events(_trigger(ZendeskTicket(conn_id="no_such_zendesk"), [{"id": "1", "key": "1"}]))
+    assert event["status"] == "error" and event["polls"] == 0 and "no_such_zendesk" in event["message"]
+
+
+@pytest.mark.parametrize("route", [
+    HubSpotTicket(conn_id="hs", pipeline="Billing", associate={"companies": "domain"}, reopen_window_days=3,
+                  name="hubspot-billing"),
+    SalesforceCase(conn_id="sf", fingerprint_field="Marker__c", fields={"Origin": "Web"}),
+    ZendeskTicket(conn_id="zd", tags=("payments", "ops"), custom_fields={360001: "x"}, mask_columns=("email",)),
+])
+def test_trigger_serializes_round_trip_and_rebuilds_the_route(route: TicketRoute) -> None:
+    trigger = _trigger(route, [{"id": "12", "key": "#12"}], status_category="not done", deadline=1_700_000_000.5)
+    path, kwargs = trigger.serialize()
+    assert path == "airflow_opsflow.triggers.ticket.TicketRouteTrigger"
+    assert json.loads(json.dumps(kwargs)) == kwargs
+    assert TicketRouteTrigger(**kwargs).serialize() == (path, kwargs)
+    rebuilt = type(route)(**kwargs["route_kwargs"])
+    assert rebuilt.name == route.name and rebuilt.where() == route.where()
+    assert {k: v for k, v in vars(rebuilt).items() if k != "custom_fields"} == {
+        k: v for k, v in vars(route).items() if k != "custom_fields"}
+
+
+# --- parameters, references, the link -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value,system,refs", [
+    ("123, 456,123", "zendesk", ["123", "456"]),
+    (123, "zendesk", ["123"]),
+    (["#7", 8], "zendesk", ["7", "8"]),
+    ("[{'key': 'Case 00001001', 'url': 'u', 'system': 'salesforce', 'id': '500A'}]", "salesforce", ["500A"]),
+    ([{"key": "OPS-1", "url": "https://j/browse/OPS-1", "system": "jira", "id": "10001"},
+      {"key": "Zendesk #5", "url": "https://z/agent/tickets/5", "system": "zendesk", "id": "5"}], "zendesk", ["5"]),
+    ("", "hubspot", []),
+])
+def test_ticket_references(value: Any, system: str, refs: list[str]) -> None:
+    assert [r.id for r in parse_tickets(value, system)[0]] == refs
+
+
+def test_jira_keys_come_from_new_and_old_entries_and_skip_other_systems() -> None:
+    pushed = [{"key": "OPS-1", "url": "https://j/browse/OPS-1", "system": "jira", "id": "10001"},
+              {"key": "OPS-2", "url": "https://j/browse/OPS-2"},  # pushed before entries named their system
+              {"key": "HubSpot #9", "url": "https://app.hubspot.com/contacts/1/record/0-5/9", "system": "hubspot",
+               "id": "9"}]
+    assert ticket_keys(pushed) == ["OPS-1", "OPS-2"]
+    assert parse_tickets(pushed)[1] == ["HubSpot #9 (HubSpot)"]
+    with pytest.raises(ValueError, match=r"no Jira tickets among HubSpot #9 \(HubSpot\): give the sensor ticket="):
+        ticket_keys(pushed[2:])
+
+
+@pytest.mark.parametrize("kwargs,error", [
+    ({"tickets": "1", "ticket": ZendeskTicket(), "status_category": "new"}, "needs Jira's status categories"),
+    ({"tickets": "1", "ticket": ZendeskTicket(), "jira_conn_id": "j"}, "give either ticket or jira_conn_id"),
+    ({"tickets": "1", "ticket": "zendesk"}, "ticket must be a ticket route"),
+    ({"tickets": "12/../users", "ticket": HubSpotTicket()}, "not a ticket id: '12/../users'"),
+    ({"tickets": [{"key": "Case 1", "system": "salesforce"}], "ticket": SalesforceCase()}, "no ticket id in"),
+    ({"tickets": [{"key": "Zendesk #1", "system": "zendesk", "id": "1"}]}, "no Jira tickets among Zendesk #1"),
+])
+def test_bad_parameters_fail_at_parse_time(kwargs: dict[str, Any], error: str) -> None:
+    with pytest.raises(ValueError, match=error.replace("(", r"\(").replace(")", r"\)")):
+        TicketSensor(task_id="t", **kwargs)
+
+
+def test_the_link_searches_jira_and_opens_the_first_ticket_elsewhere() -> None:
+    assert JiraTicketLink is TicketLink and TicketLink.name == "Ticket(s)"
+    jira = [{"key": f"OPS-{i}", "url": f"https://j/browse/OPS-{i}", "system": "jira", "id": str(i)} for i in (1, 2)]
+    zendesk = [{"key": f"Zendesk #{i}", "url": f"https://z/agent/tickets/{i}", "system": "zendesk", "id": str(i)}
+               for i in (3, 4)]
+    assert ticket_url(jira) == "https://j/issues/?jql=key%20in%20%28OPS-1%2C%20OPS-2%29%20ORDER%20BY%20created%20DESC"
+    assert ticket_url(zendesk) == "https://z/agent/tickets/3"
+    assert ticket_url(zendesk[:1]) == "https://z/agent/tickets/3"
+    assert ticket_url([*jira, *zendesk]) == "https://j/browse/OPS-1"  # several systems: the first ticket
+    other_site = {**jira[1], "url": "https://k/browse/OPS-2"}
+    assert ticket_url([jira[0], other_site]) == "https://j/browse/OPS-1"  # one search cannot span two sites
+    assert ticket_url([]) == ""
