@@ -132,7 +132,35 @@ class Endpoints:
         if kind == "user":  # Zendesk has no create_or_update_many for organizations
             routes.append(("POST", f"{base}/create_or_update_many", "create_or_update_many_users",
                            lambda m, q, b, a: self._bulk(kind, b, "upsert")))
+        routes.append(("DELETE", f"{base}/destroy_many", f"destroy_many_{kind}s",
+                       lambda m, q, b, a: self._destroy_many(kind, q)))
         return routes
+
+    def _destroy_many(self, kind: People, query: Query) -> JsonReply:
+        """``DELETE {organizations,users}/destroy_many?ids=|external_ids=``: a job, as on Zendesk; organizations
+        are deleted, users soft-deleted (inactive)."""
+        refs = [(name, v) for name in ("ids", "external_ids") for raw in query.get(name, [])
+                for v in raw.split(",") if v]
+
+        def item(index: int, name: str, value: str) -> Callable[[], JsonDict]:
+            def apply() -> JsonDict:
+                with self.store.lock:
+                    table = self.directory.table(kind)
+                    found = (table.get(int(value)) if value.isdigit() else None) if name == "ids" \
+                        else self.directory.by_external_id(kind, value)
+                    if found is None:
+                        return {"index": index, "status": "Failed", "success": False, "error": "RecordNotFound",
+                                "details": "Not found"}
+                    if kind == "user":
+                        found.active = False
+                    else:
+                        del table[found.id]
+                    return {"id": found.id, "index": index, "action": "delete", "status": "Deleted",
+                            "success": True}
+            return apply
+
+        job = self.jobs.submit(f"bulk_delete_{kind}s", [item(i, n, v) for i, (n, v) in enumerate(refs)])
+        return JsonReply(200, {"job_status": job})
 
     # --- tickets ------------------------------------------------------------------------------------------
 

@@ -237,3 +237,13 @@ class ZendeskSource(BaseModel):
 
 
 ApiSpec = HubSpotSource | SalesforceSource | ZendeskSource
+
+
+def with_system_connection(data: Any) -> Any:
+    """A spec dict naming one API and no ``conn_id`` reads through that system's default connection (as the
+    hooks do): ``hubspot_default``, ``salesforce_default`` or ``zendesk_default``."""
+    if isinstance(data, dict) and not data.get("conn_id"):
+        systems = [name for name in DEFAULT_CONN if data.get(name) is not None]
+        if len(systems) == 1:
+            return {**data, "conn_id": DEFAULT_CONN[systems[0]]}
+    return data

@@ -9,7 +9,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from airflow_opsflow.checks.api_spec import DEFAULT_CONN, ApiSpec, HubSpotSource, SalesforceSource, ZendeskSource
+from airflow_opsflow.checks.api_spec import (
+    DEFAULT_CONN,
+    ApiSpec,
+    HubSpotSource,
+    SalesforceSource,
+    ZendeskSource,
+    with_system_connection,
+)
 from airflow_opsflow.checks.detection import Detection
 from airflow_opsflow.checks.spec_base import CheckBase, check_identifier
 from airflow_opsflow.checks.values import Float, Int
@@ -295,12 +302,7 @@ class ReconcileSide(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _system_connection(cls, data: Any) -> Any:
-        """An API side without conn_id reads through its system's default connection (as the hooks do)."""
-        if isinstance(data, dict) and not data.get("conn_id"):
-            systems = [name for name in DEFAULT_CONN if data.get(name) is not None]
-            if len(systems) == 1:
-                return {**data, "conn_id": DEFAULT_CONN[systems[0]]}
-        return data
+        return with_system_connection(data)
 
     @model_validator(mode="after")
     def _one_source(self) -> ReconcileSide:

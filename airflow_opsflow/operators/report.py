@@ -190,12 +190,17 @@ class ReportOperator(BaseOperator):
         frames: dict[str, pd.DataFrame] = {}
         for q in spec.queries:
             conn_id = str(q.conn_id or self.conn_id)
-            hook = get_db_hook(conn_id, self._where_am_i())
-            dialect = dialect_of(hook)
-            conn = hook.get_conn()  # a connection that cannot be opened: a retryable error naming it (hooks.db)
+            staged = self._stage(q, conn_id) if q.api is not None else None
+            if staged is not None:  # an API's records, staged in SQLite: the query runs there
+                dialect, conn, sql = "sqlite", staged.connect(), q.sql or f"SELECT * FROM {staged.table}"  # noqa: S608
+            else:
+                hook = get_db_hook(conn_id, self._where_am_i())
+                dialect = dialect_of(hook)
+                conn = hook.get_conn()  # a connection that cannot be opened: a retryable error naming it (hooks.db)
+                sql = str(q.sql)
             try:
                 with ReadOnlySession(conn, dialect, self.statement_timeout, True) as session:
-                    names, rows = session.query(q.sql, limit=self.max_query_rows + 1)
+                    names, rows = session.query(sql, limit=self.max_query_rows + 1)
                     kinds = column_kinds(dialect, session.description)
             except QueryError as e:
                 raise AirflowException(f"{self._where_am_i()}: query {q.name!r} on connection {conn_id!r} failed: "
@@ -203,6 +208,8 @@ class ReportOperator(BaseOperator):
             finally:
                 with contextlib.suppress(Exception):  # a connection already lost has nothing to close
                     conn.close()
+                if staged is not None:
+                    staged.remove()
             doubles = sorted({n for n in names if names.count(n) > 1})
             if doubles:
                 raise AirflowFailException(f"{self._where_am_i()}: query {q.name!r} returns several columns named "
@@ -213,6 +220,18 @@ class ReportOperator(BaseOperator):
             frames[q.name] = frame_of(names, rows, kinds)
             self.log.info("query %r on %s: %d rows", q.name, conn_id, len(rows))
         return frames
+
+    def _stage(self, q: Any, conn_id: str) -> Any:
+        """An API query's records in a throwaway SQLite file (the caller removes it)."""
+        from airflow_opsflow.core.api_source import ApiError
+        from airflow_opsflow.core.staging import stage
+        from airflow_opsflow.hooks.api_clients import api_client
+
+        try:
+            return stage(q.api.source(api_client(q.system, conn_id, self._where_am_i())))
+        except ApiError as e:
+            raise AirflowException(f"{self._where_am_i()}: query {q.name!r} could not read {q.api.describe()} "
+                                   f"(connection {conn_id!r}): {e}; nothing was sent") from None
 
     def _build(self, spec: ReportSpec, frames: dict[str, pd.DataFrame],
                context: Context) -> tuple[dict[str, pd.DataFrame], str]:

@@ -13,6 +13,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from airflow_opsflow.checks.api_spec import (
+    ApiSpec,
+    HubSpotSource,
+    SalesforceSource,
+    ZendeskSource,
+    with_system_connection,
+)
+
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 Agg = Literal["sum", "mean", "median", "min", "max", "count", "nunique", "first", "last"]
 AGGS = ("sum", "mean", "median", "min", "max", "count", "nunique", "first", "last")
@@ -29,19 +37,52 @@ def _frame_name(v: str | None) -> str | None:
 
 
 class Query(BaseModel):
-    """One query of the report.
+    """One query of the report: SQL on a database, or records of a CRM or support API.
+
+    An API query (``hubspot``, ``salesforce`` or ``zendesk``, as a reconcile side gives them: see
+    :class:`~airflow_opsflow.checks.monitor_spec.ReconcileSide`) is staged page by page in a throwaway
+    SQLite database, where ``sql`` then runs (SQLite SQL on the table named after the object or export:
+    ``SELECT domain, tier FROM companies``; default: every record, ``SELECT *``).
 
     :param name: the frame it produces.
     :param sql: the query (templated).
-    :param conn_id: its connection (default: the operator's ``conn_id``).
+    :param conn_id: its connection (default: the operator's ``conn_id``; an API's: the system's default).
+    :param hubspot: HubSpot objects: ``{object, properties, filters}``.
+    :param salesforce: a SOQL query: ``{soql}``.
+    :param zendesk: an incremental export: ``{export, start_time}``.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     name: str
-    sql: str = Field(min_length=1)
+    sql: str | None = Field(default=None, min_length=1)
     conn_id: str | None = None
+    hubspot: HubSpotSource | None = None
+    salesforce: SalesforceSource | None = None
+    zendesk: ZendeskSource | None = None
 
     _name = field_validator("name")(classmethod(lambda cls, v: _frame_name(v)))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _system_connection(cls, data: Any) -> Any:
+        return with_system_connection(data)
+
+    @model_validator(mode="after")
+    def _source(self) -> Query:
+        apis = [n for n in ("hubspot", "salesforce", "zendesk") if getattr(self, n) is not None]
+        if len(apis) > 1:
+            raise ValueError(f"a query reads one API, not {' and '.join(apis)}")
+        if not apis and self.sql is None:
+            raise ValueError("give 'sql' (or an API to read: 'hubspot', 'salesforce' or 'zendesk')")
+        return self
+
+    @property
+    def api(self) -> ApiSpec | None:
+        return self.hubspot or self.salesforce or self.zendesk
+
+    @property
+    def system(self) -> str | None:
+        return next((n for n in ("hubspot", "salesforce", "zendesk") if getattr(self, n) is not None), None)
 
 
 class _Step(BaseModel):

@@ -1,4 +1,5 @@
-"""Test DAG: the warehouse reconciled against the CRM and the support desk (HubSpot, Salesforce, Zendesk)."""
+"""Test DAGs: the warehouse reconciled against the CRM and the support desk (HubSpot, Salesforce, Zendesk), and a
+report joining the warehouse with HubSpot."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import pendulum
 from airflow.sdk import DAG, Param
 
 from airflow_opsflow.operators.data_check import DataCheckOperator
+from airflow_opsflow.operators.report import ReportOperator
+from airflow_opsflow.report_deliveries import SlackReport
 
 with DAG("test_reconcile_crm", schedule=None, start_date=pendulum.datetime(2024, 1, 1, tz="UTC"), catchup=False,
          params={"warehouse": Param("opsflow_sqlite", type="string"),
@@ -48,4 +51,17 @@ with DAG("test_reconcile_crm", schedule=None, start_date=pendulum.datetime(2024,
                 "expect": "disjoint",
             },
         ],
+    )
+
+with DAG("test_report_crm", schedule=None, start_date=pendulum.datetime(2024, 1, 1, tz="UTC"), catchup=False,
+         params={"warehouse": Param("opsflow_sqlite", type="string")}) as report_dag:
+    ReportOperator(
+        task_id="report",
+        conn_id="{{ params.warehouse }}",
+        queries={"customers": "SELECT domain, tier FROM customers WHERE plan = 'pro'",
+                 "crm": {"hubspot": {"object": "companies", "properties": ["domain", "tier"], "page_size": 5},
+                         "sql": "SELECT domain, tier AS crm_tier FROM companies"}},
+        steps=[{"op": "merge", "right": "crm", "on": ["domain"]}],
+        title="Tiers: warehouse and HubSpot",
+        deliver=[SlackReport(channel="#ops")],
     )

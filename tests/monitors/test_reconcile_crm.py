@@ -17,9 +17,11 @@ import pytest
 from airflow_opsflow_testing.dag_runner import run_dag
 from airflow_opsflow_testing.hubspot_server import FakeHubSpot
 from airflow_opsflow_testing.salesforce_server import FakeSalesforce
+from airflow_opsflow_testing.slack_server import FakeSlack
 from airflow_opsflow_testing.zendesk_server import FakeZendesk
 
 from airflow_opsflow.checks.loader import CheckSpecError, load_suite
+from airflow_opsflow.checks.monitor_spec import ReconcileCheck
 from airflow_opsflow.core import api_source
 from airflow_opsflow.core.api_source import ApiError, ApiRetry, ApiSource, Page, ZendeskExport
 from airflow_opsflow.core.results import CheckResult
@@ -227,6 +229,7 @@ def test_api_sides_are_checked_when_the_spec_is_parsed(right: dict[str, Any], me
 def test_api_sides_read_through_the_systems_default_connection() -> None:
     suite = load_suite(_side(zendesk={"export": "tickets", "start_time": "2024-01-02"}, where="status = 'open'"))
     (_, check), = suite.all_checks()
+    assert isinstance(check, ReconcileCheck) and check.right.zendesk is not None
     assert check.right.conn_id == "zendesk_default" and check.right.name("right") == "Zendesk tickets"
     assert check.right.zendesk.start_time == 1704153600
     with pytest.raises(CheckSpecError, match="group_by reconciles totals of both sides"):
@@ -347,7 +350,7 @@ def test_an_export_repeats_records_the_staged_table_keeps_the_latest(tmp_path: P
 
 def test_hubspot_search_pages_past_the_search_window(fake_hubspot: FakeHubSpot, hubspot_conn: str,
                                                     monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from airflow_opsflow.checks.api_spec import HubSpotSource
+    from airflow_opsflow.checks.api_spec import HubSpotFilter, HubSpotSource
     from airflow_opsflow.hooks.api_clients import api_client
 
     fake_hubspot.define_property("companies", "tier", "string")
@@ -356,7 +359,7 @@ def test_hubspot_search_pages_past_the_search_window(fake_hubspot: FakeHubSpot, 
     fake_hubspot.set_search_rate_limit(100)
     monkeypatch.setattr(api_source, "HUBSPOT_SEARCH_WINDOW", 6)  # HubSpot's is 10,000 results
     spec = HubSpotSource(object="companies", properties=["domain", "tier"], page_size=2,
-                         filters=[{"propertyName": "tier", "operator": "EQ", "value": "gold"}])
+                         filters=[HubSpotFilter(propertyName="tier", operator="EQ", value="gold")])
     with stage(spec.source(api_client("hubspot", hubspot_conn)), str(tmp_path)) as staged:
         conn = staged.connect()
         domains = [d for (d,) in conn.execute("SELECT domain FROM companies ORDER BY id")]
@@ -428,3 +431,34 @@ def test_an_api_side_needs_the_shell(sqlite_db: Database) -> None:
     (result,) = run_suite(sqlite_db.conn, suite, "sqlite",
                           connect=lambda _: ((lambda: sqlite3.connect(path)), "sqlite"))
     assert result.status == "error" and "needs the Airflow connection" in result.message
+
+
+# -- reports on an API ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("airflow_db", "slack_conn")
+def test_a_report_joins_the_warehouse_with_hubspot(sqlite_db: Database, systems: Systems, fake_slack: FakeSlack,
+                                                    staging_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW__OPSFLOW__STATE_CONN_ID", sqlite_db.conn_id)
+    _warehouse(sqlite_db, systems)
+    run = run_dag(dags.report_dag, conf={"warehouse": sqlite_db.conn_id})
+    assert run.task_states == {"report": "success"}
+    assert run.xcom("report")["rows"] == 9 and run.xcom("report")["columns"] == ["domain", "tier", "crm_tier"]
+    assert len(systems.hubspot.calls("list", "companies")) == 3  # 12 companies, 5 a page
+    [message] = fake_slack.messages("#ops")
+    assert "beta.io" in (message.text or "")
+    assert _staged_files(staging_dir) == []
+
+
+def test_report_queries_on_an_api_are_checked_when_parsed() -> None:
+    from airflow_opsflow.reports.spec import ReportSpecError, parse
+
+    spec = parse({"crm": {"salesforce": {"soql": "SELECT Id, Tier__c FROM Account"}}})
+    assert spec.queries[0].conn_id == "salesforce_default" and spec.queries[0].sql is None
+    with pytest.raises(ReportSpecError, match=r"query #1: field 'salesforce.soql': .*one SELECT statement"):
+        parse({"crm": {"salesforce": {"soql": "SELECT Id FROM Account; SELECT Id FROM Case"}}})
+    with pytest.raises(ReportSpecError, match="a query reads one API, not hubspot and zendesk"):
+        parse({"crm": {"hubspot": {"object": "companies", "properties": ["domain"]},
+                       "zendesk": {"export": "tickets"}}})
+    with pytest.raises(ReportSpecError, match="give 'sql'"):
+        parse([{"name": "crm"}])

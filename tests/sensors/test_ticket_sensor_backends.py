@@ -261,6 +261,19 @@ def hubspot_client_ticket(fake: FakeHubSpot, stage: str) -> str:
     return str(created.id)
 
 
+def test_refused_credentials_fail_the_poke_and_the_trigger_after_a_few_polls(zendesk: FakeZendesk) -> None:
+    from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+    ticket = zendesk.add_ticket(status="open")
+    zendesk.expire_credentials()
+    with pytest.raises(AirflowException, match="cannot read the Zendesk tickets") as raised:
+        TicketSensor(task_id="t", tickets=ticket.id, ticket=ZendeskTicket()).poke(NO_CONTEXT)
+    assert not isinstance(raised.value, AirflowFailException)  # the task's retries may see it fixed
+    [event] = _events(_trigger(ZendeskTicket(), [{"id": str(ticket.id), "key": "k"}]))
+    assert event["status"] == "error" and event["polls"] == 4  # FAILED_POLLS in a row waited out, then given up
+    assert event["message"].startswith("cannot read the Zendesk tickets: RuntimeError: Zendesk (zendesk_default)")
+
+
 def test_trigger_reports_a_missing_connection() -> None:
     [event] = _events(_trigger(ZendeskTicket(conn_id="no_such_zendesk"), [{"id": "1", "key": "1"}]))
     assert event["status"] == "error" and event["polls"] == 0 and "no_such_zendesk" in event["message"]

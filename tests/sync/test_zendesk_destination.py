@@ -13,14 +13,13 @@ import json
 import os
 import sqlite3
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 from airflow_opsflow_testing.dag_runner import run_dag
-from airflow_opsflow_testing.local_http import JsonReply
 from airflow_opsflow_testing.zendesk_server import FakeZendesk
 
 from tests.conftest import Database
@@ -32,41 +31,6 @@ dags = load_module(DAGS / "zendesk_sync.py")
 CONF = {"conn_id": "zd_source", "dry_run": False, "full_resync": False}
 TIERS = ["silver", "gold", "platinum"]
 _PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy")
-
-
-class DeletingZendesk(FakeZendesk):
-    """The kit's fake with ``DELETE {organizations,users}/destroy_many?ids=|external_ids=`` (a job, as on
-    Zendesk: organizations are deleted, users soft-deleted: inactive), which the kit does not serve yet."""
-
-    def _people_routes(self, kind: Any) -> list[Any]:
-        routes: list[Any] = super()._people_routes(kind)
-        routes.append(("DELETE", f"/{kind}s/destroy_many", f"destroy_many_{kind}s",
-                       lambda m, q, b, a: self._destroy_many(kind, q)))
-        return routes
-
-    def _destroy_many(self, kind: Any, query: dict[str, list[str]]) -> JsonReply:
-        refs = [(name, v) for name in ("ids", "external_ids") for raw in query.get(name, [])
-                for v in raw.split(",") if v]
-
-        def item(index: int, name: str, value: str) -> Callable[[], dict[str, Any]]:
-            def apply() -> dict[str, Any]:
-                with self.store.lock:
-                    table = self.directory.table(kind)
-                    found = (table.get(int(value)) if value.isdigit() else None) if name == "ids" \
-                        else self.directory.by_external_id(kind, value)
-                    if found is None:
-                        return {"index": index, "status": "Failed", "success": False, "error": "RecordNotFound",
-                                "details": "Not found"}
-                    if kind == "user":
-                        found.active = False
-                    else:
-                        del table[found.id]
-                    return {"id": found.id, "index": index, "action": "delete", "status": "Deleted",
-                            "success": True}
-            return apply
-
-        job = self.jobs.submit(f"bulk_delete_{kind}s", [item(i, n, v) for i, (n, v) in enumerate(refs)])
-        return JsonReply(200, {"job_status": job})
 
 
 def _define_fields(fake: FakeZendesk) -> None:
@@ -83,10 +47,10 @@ def zendesk(fake_zendesk: FakeZendesk, zendesk_conn: str) -> FakeZendesk:
 
 
 @pytest.fixture
-def deleting_zendesk(monkeypatch: pytest.MonkeyPatch) -> Iterator[DeletingZendesk]:
+def deleting_zendesk(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeZendesk]:
     for name in _PROXY_VARS:
         monkeypatch.delenv(name, raising=False)
-    with DeletingZendesk() as fake:
+    with FakeZendesk() as fake:
         for name, value in fake.zendesk_connection("zendesk_default").items():
             monkeypatch.setenv(name, value)
         _define_fields(fake)
@@ -325,7 +289,7 @@ def test_a_failed_job_leaves_its_records_to_the_next_run(zendesk: FakeZendesk, s
 # -- mirror deletes -----------------------------------------------------------------------------------------
 
 
-def test_mirror_deletes_and_the_mass_delete_guard(deleting_zendesk: DeletingZendesk, sqlite_state: Database,
+def test_mirror_deletes_and_the_mass_delete_guard(deleting_zendesk: FakeZendesk, sqlite_state: Database,
                                                   source: Database) -> None:
     zd = deleting_zendesk
     assert sync(dags.organizations_dag, "organizations")[1]["counts"]["added"] == 120
@@ -457,7 +421,7 @@ def _fake_client(fake: FakeZendesk, object_type: str) -> Any:
                                 object_type, first_poll=0.01)
 
 
-def test_insert_update_and_delete_by_external_id(deleting_zendesk: DeletingZendesk) -> None:
+def test_insert_update_and_delete_by_external_id(deleting_zendesk: FakeZendesk) -> None:
     from airflow_opsflow.sync.destinations.base import Outcome, Record
 
     zd = deleting_zendesk

@@ -146,3 +146,19 @@ def test_job_limit_answer(fake_zendesk: FakeZendesk) -> None:
                                      json={"users": [{"name": "b"}]})
     assert response.status_code == 429 and response.headers["Retry-After"] == "7"
     assert response.json()["error"] == "TooManyJobs"
+
+
+def test_destroy_many_deletes_organizations_and_deactivates_users_as_a_job(fake_zendesk: FakeZendesk) -> None:
+    orgs = [fake_zendesk.add_organization(f"Org {i}", external_id=f"org-{i}") for i in range(3)]
+    ann = fake_zendesk.add_user("Ann", "ann@example.com", external_id="u-ann")
+    zd = client(fake_zendesk)
+    job = zd.organizations.delete([Organization(id=orgs[0].id), Organization(id=orgs[1].id)])
+    assert fake_zendesk.calls("destroy_many_organizations")[-1].method == "DELETE"
+    while job.status not in ("completed", "failed"):
+        job = zd.job_status(id=job.id)
+    assert [r["status"] for r in results(job)] == ["Deleted", "Deleted"]
+    assert [o.name for o in fake_zendesk.organizations] == ["Org 2"]
+    job = zd.users.delete([User(id=ann.id)])
+    while job.status not in ("completed", "failed"):
+        job = zd.job_status(id=job.id)
+    assert fake_zendesk.user(id=ann.id).active is False  # users are soft-deleted
