@@ -23,7 +23,7 @@ PUBLIC = {
     "airflow_opsflow.sensors.data_condition": ["DataConditionSensor"],
     "airflow_opsflow.sensors.ticket": ["TicketSensor"],
     "airflow_opsflow.triggers.data_condition": ["DataConditionTrigger"],
-    "airflow_opsflow.triggers.ticket": ["TicketStatusTrigger"],
+    "airflow_opsflow.triggers.ticket": ["TicketStatusTrigger", "TicketRouteTrigger"],
     "airflow_opsflow.hooks.jira": ["JiraTicketHook"],
     "airflow_opsflow.hooks.hubspot": ["HubSpotHook"],
     "airflow_opsflow.incidents.route": ["AlertRoute"],
@@ -42,7 +42,7 @@ PUBLIC = {
     "airflow_opsflow.destinations.zendesk": ["ZendeskObjects"],
     "airflow_opsflow.sync.mapping": ["Field"],
     "airflow_opsflow.incidents.lifecycle": ["Policy"],
-    "airflow_opsflow.links": ["JiraTicketLink"],
+    "airflow_opsflow.links": ["TicketLink"],
 }
 
 
