@@ -85,7 +85,7 @@ class HubSpotSource(BaseModel):
     :param page_size: records a request (list: at most 100, the default; search: at most 200, the default).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     object: str
     properties: list[str] = Field(min_length=1)
