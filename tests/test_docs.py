@@ -40,6 +40,7 @@ PUBLIC = {
     "airflow_opsflow.destinations.hubspot": ["HubSpotObjects"],
     "airflow_opsflow.destinations.table": ["DatabaseTable"],
     "airflow_opsflow.destinations.zendesk": ["ZendeskObjects"],
+    "airflow_opsflow.destinations.salesforce": ["SalesforceObjects"],
     "airflow_opsflow.sync.mapping": ["Field"],
     "airflow_opsflow.incidents.lifecycle": ["Policy"],
     "airflow_opsflow.links": ["TicketLink"],

@@ -201,6 +201,7 @@ class FakeSalesforce(Wire, LocalHTTPService):
             obj.add(f)
             for record in self.org.records[obj.name].values():
                 record.fields.setdefault(f.name, False if type == "boolean" else None)
+            self.org.forget_index()
         return f
 
     def _object(self, name: str) -> SfObject:

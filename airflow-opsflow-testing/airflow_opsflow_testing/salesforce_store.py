@@ -94,6 +94,9 @@ class SalesforceOrg:
         self._case_number = 1000
         self._custom_objects = 0
         self._undo: _Undo | None = None
+        # (object, field) -> (field, folded value -> ids): external-id look-ups without a scan per upsert (a
+        # 100k-record Bulk upsert would otherwise be quadratic); kept up to date by _save, rebuilt when unsure.
+        self._index: dict[tuple[str, str], tuple[SfField, dict[Any, dict[str, None]]]] = {}
         for obj in standard_objects():
             self.add_object(obj)
 
@@ -141,7 +144,23 @@ class SalesforceOrg:
             found = self.find(str(value))
             return [found] if found is not None and found.object == obj.name and not found.deleted else []
         wanted = _fold(f, value)
-        return [r for r in self.live(obj) if r.get(f.name) is not None and _fold(f, r.get(f.name)) == wanted]
+        records = self.records[obj.name]
+        hits = [records[i] for i in self._indexed(obj, f).get(wanted, {}) if i in records]
+        return [r for r in hits if not r.deleted and r.get(f.name) is not None and _fold(f, r.get(f.name)) == wanted]
+
+    def _indexed(self, obj: SfObject, f: SfField) -> dict[Any, dict[str, None]]:
+        entry = self._index.get((obj.name, f.name))
+        if entry is None or entry[0] is not f:
+            index: dict[Any, dict[str, None]] = {}
+            for r in self.records[obj.name].values():
+                if r.get(f.name) is not None:
+                    index.setdefault(_fold(f, r.get(f.name)), {})[r.id] = None
+            entry = self._index[(obj.name, f.name)] = (f, index)
+        return entry[1]
+
+    def forget_index(self) -> None:
+        """Drop the look-up indexes (a field redefined, records restored): rebuilt on the next look-up."""
+        self._index.clear()
 
     # --- writes ---------------------------------------------------------------------------------------
 
@@ -153,6 +172,7 @@ class SalesforceOrg:
             undo = self._undo
 
             def rollback() -> None:
+                self.forget_index()
                 for object_name, record_id, before in reversed(undo.entries):
                     if before is None:
                         del self.records[object_name][record_id]
@@ -170,6 +190,15 @@ class SalesforceOrg:
         if self._undo is not None:
             self._undo.entries.append((record.object, record.id, before))
         self.records[record.object][record.id] = record
+        for (name, _), (f, index) in self._index.items():
+            if name != record.object:
+                continue
+            old = before.get(f.name) if before is not None else None
+            if old is not None:
+                index.get(_fold(f, old), {}).pop(record.id, None)
+            new = record.get(f.name)
+            if new is not None:
+                index.setdefault(_fold(f, new), {})[record.id] = None
 
     def create(self, obj: SfObject, values: dict[str, Any], via: str = "rest") -> SfRecord:
         with self.lock:
@@ -377,6 +406,7 @@ class SalesforceOrg:
         with self.lock:
             for records in self.records.values():
                 records.clear()
+            self.forget_index()
             self.writes.clear()
             self._counters.clear()
             self._case_number = 1000

@@ -37,7 +37,8 @@ class ReverseSyncOperator(BaseOperator):
     :param table: the source table (instead of ``sql``). (templated)
     :param primary_key: the column(s) identifying a record; rows with a null or duplicate key are reported
         as invalid and never sent.
-    :param destination: ``HttpEndpoint(...)``, ``HubSpotObjects(...)`` or ``DatabaseTable(...)``.
+    :param destination: ``HttpEndpoint(...)``, ``HubSpotObjects(...)``, ``SalesforceObjects(...)``,
+        ``ZendeskObjects(...)`` or ``DatabaseTable(...)`` (``airflow_opsflow.destinations``).
     :param mapping: ``{destination_field: source_column}`` or ``{field: {"column": c, "type": "date"}}``;
         default: every source column under its own name. Only mapped columns count as changes.
     :param mode: ``upsert`` (new + changed; default), ``insert`` (new only), ``update`` (changed, and new keys
@@ -108,8 +109,8 @@ class ReverseSyncOperator(BaseOperator):
         if (sql is None) == (table is None):
             raise ValueError(f"{where}: give exactly one of sql= or table=")
         if not isinstance(destination, SyncDestination):
-            raise ValueError(f"{where}: destination must be HttpEndpoint(...), HubSpotObjects(...) or "
-                             f"DatabaseTable(...), got {type(destination).__name__}")
+            raise ValueError(f"{where}: destination must be a SyncDestination (HttpEndpoint, HubSpotObjects, "
+                             f"SalesforceObjects, ZendeskObjects, DatabaseTable), got {type(destination).__name__}")
         if concurrency < 1 or (batch_size is not None and batch_size < 1) or max_attempts < 1:
             raise ValueError(f"{where}: concurrency, batch_size and max_attempts must be >= 1")
         self.conn_id, self.sql, self.table = conn_id, sql, table

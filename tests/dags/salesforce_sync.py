@@ -3,6 +3,8 @@ through sObject Collections, Bulk API 2.0 or the automatic choice; mirror mode; 
 
 from __future__ import annotations
 
+from typing import Any
+
 import pendulum
 from airflow.sdk import DAG, Param
 
@@ -13,19 +15,26 @@ from airflow_opsflow.sync.mapping import Field
 START = pendulum.datetime(2024, 1, 1, tz="UTC")
 PARAMS = {"conn_id": Param("opsflow_pg", type="string"), "dry_run": Param(False, type="boolean"),
           "full_resync": Param(False, type="boolean")}
-MAPPING = {"Warehouse_Id__c": Field("account_id", "string"), "Name": "name", "Tier__c": "tier",
-           "Total_Spend__c": Field("total_spend", "decimal"), "Customer_Since__c": Field("customer_since", "date")}
+MAPPING: dict[str, str | Field] = {
+    "Warehouse_Id__c": Field("account_id", "string"), "Name": "name", "Tier__c": "tier",
+    "Total_Spend__c": Field("total_spend", "decimal"), "Customer_Since__c": Field("customer_since", "date")}
 
+# by name: the destination's settings (auto_2500: the automatic choice with a lower Bulk threshold, so that a
+# run larger than one batch stays small enough for the fake org)
+VARIANTS: dict[str, dict[str, Any]] = {
+    "collections": {"api": "collections"}, "bulk": {"api": "bulk"}, "auto": {"api": "auto"},
+    "auto_2500": {"api": "auto", "bulk_threshold": 2500}}
 dags = {}
-for api in ("collections", "bulk", "auto"):
-    with DAG(f"test_salesforce_sync_{api}", schedule=None, start_date=START, catchup=False, params=PARAMS) as dag:
+for variant, settings in VARIANTS.items():
+    with DAG(f"test_salesforce_sync_{variant}", schedule=None, start_date=START, catchup=False,
+             params=PARAMS) as dag:
         ReverseSyncOperator(
             task_id="accounts", conn_id="{{ params.conn_id }}", table="sf_accounts", primary_key="account_id",
             mapping=MAPPING, mode="mirror", dry_run="{{ params.dry_run }}", full_resync="{{ params.full_resync }}",
-            destination=SalesforceObjects("Account", "Warehouse_Id__c", api=api),
+            destination=SalesforceObjects("Account", "Warehouse_Id__c", **settings),
             max_failed=None, max_failed_share=0.5, retries=0,
         )
-    dags[api] = dag
+    dags[variant] = dag
 
 with DAG("test_salesforce_sync_sharded", schedule=None, start_date=START, catchup=False,
          params=PARAMS) as sharded_dag:

@@ -30,7 +30,7 @@ def build(**kwargs: Any) -> ReverseSyncOperator:
     ({"max_delete_share": 2}, "max_delete_share must be between 0 and 1"),
     ({"max_delete_rows": -1}, "max_delete_rows must be an integer >= 0, got -1"),
     ({"max_delete_rows": 0.5}, "max_delete_rows must be an integer >= 0, got 0.5"),
-    ({"destination": "https://crm"}, "destination must be HttpEndpoint"),
+    ({"destination": "https://crm"}, "destination must be a SyncDestination"),
     ({"mode": "mirror", "cursor": "updated_at", "full_diff_every": None}, "mirror with a cursor needs full_diff_every"),
 ])
 def test_bad_settings_name_dag_task_and_setting(kwargs: dict[str, Any], message: str) -> None:

@@ -12,15 +12,22 @@ describe problems, a real session expiry, bad credentials) are driven directly, 
 from __future__ import annotations
 
 import json
+import random
+import subprocess
+import sys
+import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg2
 import pytest
 from airflow_opsflow_testing.dag_runner import DagRunResult, run_dag
 from airflow_opsflow_testing.salesforce_server import FakeSalesforce
 
+from airflow_opsflow.state.store import StateStore
 from airflow_opsflow.sync.destinations.base import DestinationFailed, Record, TransientError
 from airflow_opsflow.sync.destinations.salesforce import SalesforceObjectsClient
 from airflow_opsflow.sync.destinations.salesforce_api import Login, SalesforceApi
@@ -75,7 +82,7 @@ class World:
         return {str(r[EXT]): r for r in self.sf.records("Account")}
 
     def created_once(self) -> bool:
-        counts = Counter(str(w.fields.get(EXT)).lower() for w in self.sf.creates("Account"))
+        counts = Counter(str(w.values.get(EXT)).lower() for w in self.sf.creates("Account"))
         return not counts or max(counts.values()) == 1
 
 
@@ -128,9 +135,10 @@ def test_full_then_one_percent_then_nothing(world: World, api: str) -> None:
     calls = names(sf, mark)
     if api == "collections":
         assert calls == {"login": 1, "describe": 1, "collection_upsert": 5}  # 1,000 records, 200 a request
-    else:  # one job: create, upload, UploadComplete, two status reads, successful results (no failed ones)
-        assert calls == {"login": 1, "describe": 1, "ingest_create": 1, "ingest_upload": 1, "ingest_state": 1,
-                         "ingest_job": 2, "ingest_results": 1}
+    else:  # a look for jobs a killed run left; one job: create, upload, UploadComplete, two status reads, its
+        # successful results (it has no failed ones)
+        assert calls == {"login": 1, "describe": 1, "ingest_jobs": 1, "ingest_create": 1, "ingest_upload": 1,
+                         "ingest_state": 1, "ingest_job": 2, "ingest_results": 1}
 
     world.db.execute("UPDATE sf_accounts SET name = name || ' (renamed)' WHERE account_id % 100 = 0")
     mark = sf.mark()
@@ -148,25 +156,26 @@ def test_full_then_one_percent_then_nothing(world: World, api: str) -> None:
 
 @pytest.mark.usefixtures("airflow_db")
 def test_auto_sends_full_batches_by_bulk_and_the_rest_by_collections(world: World) -> None:
+    # (bulk_threshold 2,500: the fake org's upserts scan its records, so 10,000-record batches would crawl)
     sf = world.sf
-    world.seed(25_000)
+    world.seed(6000)
     mark = sf.mark()
-    first = world.run("auto").xcom("accounts")
-    assert first["counts"]["added"] == 25_000
+    first = world.run("auto_2500").xcom("accounts")
+    assert first["counts"]["added"] == 6000
     calls = names(sf, mark)
-    # two full batches of 10,000 as Bulk jobs, the last 5,000 through Collections (25 requests)
-    assert (calls["ingest_create"], calls["collection_upsert"]) == (2, 25)
-    assert len(sf.records("Account")) == 25_000 and world.created_once()
+    # two full batches of 2,500 as Bulk jobs, the last 1,000 through Collections (5 requests)
+    assert (calls["ingest_create"], calls["collection_upsert"]) == (2, 5)
+    assert len(sf.records("Account")) == 6000 and world.created_once()
 
-    world.db.execute("UPDATE sf_accounts SET tier = 'platinum' WHERE account_id % 100 = 0")  # 250 changed
+    world.db.execute("UPDATE sf_accounts SET tier = 'platinum' WHERE account_id % 100 = 0")  # 60 changed
     mark = sf.mark()
-    assert world.run("auto").xcom("accounts")["counts"]["changed"] == 250
+    assert world.run("auto_2500").xcom("accounts")["counts"]["changed"] == 60
     calls = names(sf, mark)
-    assert (calls["ingest_create"], calls["collection_upsert"]) == (0, 2)
-    assert world.accounts()["24900"]["Tier__c"] == "platinum"
+    assert (calls["ingest_create"], calls["collection_upsert"]) == (0, 1)
+    assert world.accounts()["5900"]["Tier__c"] == "platinum"
 
     mark = sf.mark()
-    world.run("auto")
+    world.run("auto_2500")
     assert sf.calls(since=mark) == []
 
 
@@ -200,7 +209,9 @@ def test_daily_api_limit_stops_the_run_and_the_next_sends_the_rest(sqlite_world:
     run = world.run("collections")
     assert run.task_states == {"accounts": "failed"}
     assert len(sf.records("Account")) == 600
-    assert [c.error_code for c in sf.calls("collection_upsert") if c.status == 403] == ["REQUEST_LIMIT_EXCEEDED"] * 2
+    refused = [c.error_code for c in sf.calls("collection_upsert") if c.status == 403]
+    # the fifth batch is refused too, or never sent (the run was stopping by then)
+    assert refused in (["REQUEST_LIMIT_EXCEEDED"], ["REQUEST_LIMIT_EXCEEDED"] * 2)
 
     sf.set_api_limit(15_000)
     mark = sf.mark()
@@ -345,6 +356,12 @@ def client(sf: FakeSalesforce, api: str = "collections", fields: list[str] = FIE
     return c
 
 
+def account(sf: FakeSalesforce, ext: str) -> dict[str, Any]:
+    found = sf.record_by("Account", EXT, ext)
+    assert found is not None, ext
+    return found
+
+
 def records(ids: range, write_id: str = "w1") -> list[Record]:
     return [Record(str(i), (i,), {EXT: str(i), "Name": f"A{i}", "Tier__c": "gold"}, "h", write_id=write_id)
             for i in ids]
@@ -358,11 +375,26 @@ def test_deletes_find_records_a_killed_run_left_by_external_id(org: FakeSalesfor
     assert [o.status for o in c.send("delete", gone)] == ["ok", "ok", "ok"]
     assert sorted(r[EXT] for r in org.records("Account")) == ["3", "4", "5"]
     assert len(org.calls("query")) == 1  # one SOQL lookup for the batch
-    three = org.record_by("Account", EXT, "3")["Id"]
+    three = account(org, "3")["Id"]
     assert c.send("delete", [Record("3", (), None, None, ref=three)])[0].status == "ok"
     twice = c.send("delete", [Record("3", (), None, None, ref=three), Record("x", (), None, None, ref=None)])
     assert [o.status for o in twice] == ["ok", "error"]  # already gone: done; no ref: nothing to go by
     c.close()
+
+
+def test_a_bulk_job_a_killed_run_left_running_is_waited_for(org: FakeSalesforce) -> None:
+    other = SalesforceApi(lambda: Login(org.issue_session(), org.url, "59.0", org.ca_bundle))  # the killed worker
+    job = other.request("POST", "jobs/ingest", {"object": "Account", "operation": "upsert", "externalIdFieldName": EXT,
+                                                "contentType": "CSV"}).json()["id"]
+    other.request("PUT", f"jobs/ingest/{job}/batches", raw=f"{EXT},Name\n5,stale\n".encode(),
+                  headers={"Content-Type": "text/csv"})
+    other.request("PATCH", f"jobs/ingest/{job}", {"state": "UploadComplete"})  # queued, then the worker died
+    c = client(org, "bulk", fields=[EXT, "Name", "Tier__c"])
+    c.send("upsert", records(range(1, 10)))
+    assert org.bulk.jobs[job].state == "JobComplete"  # it ran first, so this run's newer values stay
+    assert account(org, "5")["Name"] == "A5"
+    c.close()
+    other.close()
 
 
 def test_real_session_expiry_between_requests(org: FakeSalesforce) -> None:
@@ -419,7 +451,7 @@ def test_empty_external_ids_and_duplicates_are_refused_per_record(org: FakeSales
         batch = [Record("1", (1,), {EXT: "a-1", "Name": "x"}, "h"), Record("2", (2,), {EXT: None, "Name": "y"}, "h"),
                  Record("3", (3,), {EXT: "A-1", "Name": "z"}, "h")]
         outcomes = c.send("upsert", batch)
-        assert outcomes[0].status == "ok" and outcomes[0].ref == org.record_by("Account", EXT, "a-1")["Id"]
+        assert outcomes[0].status == "ok" and outcomes[0].ref == account(org, "a-1")["Id"]
         assert outcomes[1].error == f"{EXT} is empty: Salesforce upserts records by it"
         if api == "bulk":  # results are matched by external id: the second is refused before sending
             assert outcomes[2].error is not None and outcomes[2].error.startswith("DUPLICATE_EXTERNAL_ID")
@@ -451,3 +483,126 @@ def test_dry_run_estimates(org: FakeSalesforce) -> None:
     assert client(org, "collections", fields=[EXT]).requests_for("upsert", 1000, 200) == 5
     assert client(org, "bulk", fields=[EXT]).requests_for("upsert", 1000, 10_000) == 6
 
+
+
+# -- a worker killed at random points ------------------------------------------------------------------------
+
+CRASH_WORKER = Path(__file__).with_name("salesforce_crash_worker.py")
+
+
+@dataclass
+class CrashHarness:
+    """Sync runs in worker processes (tests/sync/salesforce_crash_worker.py), some SIGKILLed at random points,
+    between random changes to the source (new, changed, deleted and re-added keys)."""
+
+    uri: str
+    sf: FakeSalesforce
+    api: str
+    rng: random.Random
+
+    def __post_init__(self) -> None:
+        self.table, self.sync_id = f"sf_crash_{self.api}", f"sf-crash-{uuid.uuid4().hex[:8]}"
+        self.conn = psycopg2.connect(self.uri)
+        self.conn.autocommit = True
+        self.session = self.sf.issue_session()
+        self.values: dict[int, str] = {}
+        self.gone: set[int] = set()
+        self.readded: Counter[str] = Counter()
+        self.next_id = 1
+        self.phases: Counter[str] = Counter()
+
+    def sql(self, statement: str, params: Any = None) -> list[tuple[Any, ...]]:
+        cur = self.conn.cursor()
+        cur.execute(statement, params)
+        rows = cur.fetchall() if cur.description else []
+        cur.close()
+        return rows
+
+    def setup(self, rows: int) -> None:
+        store = StateStore(lambda: psycopg2.connect(self.uri), "postgres")
+        store.migrate()
+        store.close()
+        self.sql(f"DROP TABLE IF EXISTS {self.table}")
+        self.sql(f"CREATE TABLE {self.table} (id INTEGER PRIMARY KEY, v TEXT NOT NULL)")
+        self.change(new=rows, updates=0, deletes=0, back=0)
+
+    def change(self, new: int, updates: int, deletes: int, back: int) -> None:
+        rng, present = self.rng, sorted(self.values)
+        upserts = {i: f"v{rng.getrandbits(32):x}" for i in rng.sample(present, min(updates, len(present)))}
+        for i in rng.sample(sorted(self.gone), min(back, len(self.gone))):
+            upserts[i] = f"back{rng.getrandbits(32):x}"
+            self.readded[str(i)] += 1
+        for _ in range(new):
+            upserts[self.next_id] = f"new{rng.getrandbits(32):x}"
+            self.next_id += 1
+        dropped = [i for i in rng.sample(present, min(deletes, len(present))) if i not in upserts]
+        self.sql(f"DELETE FROM {self.table} WHERE id = ANY(%s)", (dropped,))
+        self.sql(f"INSERT INTO {self.table} SELECT * FROM unnest(%s::int[], %s::text[]) ON CONFLICT (id) DO UPDATE "
+                 "SET v = excluded.v", (list(upserts), list(upserts.values())))
+        self.values.update(upserts)
+        for i in dropped:
+            self.values.pop(i)
+        self.gone = (self.gone - set(upserts)) | set(dropped)
+
+    def start(self) -> subprocess.Popen[str]:
+        proc = subprocess.Popen([sys.executable, str(CRASH_WORKER), self.uri, self.sf.url, self.session,
+                                 self.sf.ca_bundle, self.api, self.sync_id, self.table], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert proc.stdin is not None and proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line == "started\n", (line, proc.communicate()[1][-3000:])
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        return proc
+
+    def run(self, kill_after: float | None = None) -> dict[str, Any] | None:
+        for _ in range(50):
+            proc = self.start()
+            started = time.monotonic()
+            try:
+                proc.wait(timeout=kill_after)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            out, err = proc.communicate(timeout=60)
+            self.seconds = time.monotonic() - started
+            if proc.returncode == 75:  # the killed run's lock is not released yet
+                time.sleep(0.2)
+                continue
+            if proc.returncode != 0:
+                assert kill_after is not None, f"worker failed ({proc.returncode}):\n{err[-3000:]}"
+                self.phases["sending" if "send " in out else "planning"] += 1
+                time.sleep(0.05)  # what reached the fake before the kill is still being applied
+                return None
+            self.phases["finished" if kill_after is not None else "clean"] += 1
+            report: dict[str, Any] = json.loads(out.splitlines()[-1].removeprefix("report "))
+            return report
+        raise AssertionError("the sync's lock was never released")
+
+
+@pytest.mark.parametrize("api", ["collections", "bulk"])
+def test_killed_at_random_points_ends_equal(pg_uri: str, org: FakeSalesforce, api: str) -> None:
+    org.bulk_progress(polls=1, seconds=0.05)
+    h = CrashHarness(pg_uri, org, api, random.Random(20240611))
+    h.setup(800)
+    assert (h.run() or {})["counts"]["added"] == 800
+    h.change(new=20, updates=100, deletes=20, back=0)
+    h.run()
+    typical = h.seconds
+    for i in range(16):  # the last one killed: the final run repairs what it left
+        h.change(new=h.rng.randint(0, 40), updates=h.rng.randint(0, 200), deletes=h.rng.randint(0, 30),
+                 back=h.rng.randint(0, 10))
+        h.run(None if i % 4 == 1 else h.rng.uniform(0, typical))
+
+    final = h.run()
+    live = {str(r[EXT]): r["Name"] for r in org.records("Account")}
+    assert live == {str(i): v for i, v in h.values.items()}  # no lost update, nothing left over
+    rows = h.sql("SELECT key_text, status FROM opsflow_sync_keys WHERE sync_id = %s", (h.sync_id,))
+    assert {k for k, s in rows if s == "ok"} == set(live) and len(rows) == len(live)
+    creates = Counter(str(w.values.get(EXT)) for w in org.creates("Account"))
+    assert not {k: n for k, n in creates.items() if n > 1 + h.readded[k]}  # each created once per comeback
+    mark = org.mark()
+    again = h.run() or {}
+    assert (again["counts"]["added"], again["counts"]["changed"], again["counts"]["deleted"]) == (0, 0, 0)
+    assert org.calls(since=mark) == []
+    print(f"\n{api}: clean run {typical:.2f} s, {dict(h.phases)}; final run {(final or {}).get('counts')}")
+    assert h.phases["sending"] >= 2, h.phases

@@ -23,7 +23,9 @@ a request) or a Bulk delete job for a full batch. A record already gone counts a
 
 Before the first write (not before: a run with nothing to send makes no request, not even a login) the object's
 describe is read once: the object must exist, the external id field must be an External ID, and every mapped
-field must exist and be createable and updateable; otherwise the run stops, naming what is wrong.
+field must exist and be createable and updateable; otherwise the run stops, naming what is wrong. With ``auto``
+and ``bulk``, the run then waits for the object's Bulk jobs still running (a killed run's, which would otherwise
+overwrite newer values).
 
 Values go as mapped in JSON; in Bulk CSV, null and empty values become ``#N/A`` (an empty cell would leave the
 field unchanged) and booleans ``true``/``false``.
@@ -33,10 +35,12 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, ClassVar, TypeVar
 
 from airflow_opsflow.sync.destinations.base import (
@@ -170,6 +174,8 @@ class SalesforceObjectsClient(DestinationClient):
             if problems:
                 raise DestinationFailed(f"{self.name}: " + "; ".join(problems) + ". Check that the mapping names "
                                         "the fields' API names and that the connection's user may edit them")
+            if self.api_choice != "collections":
+                self.bulk.settle()  # a killed run's job still queued would overwrite this run's newer values
             self._described = described
 
     # -- sending ---------------------------------------------------------------------------------------
@@ -393,7 +399,10 @@ class SalesforceObjectsClient(DestinationClient):
         current: dict[str, dict[str, Any] | None] = {}
         for r in sample:
             rec = found.get(row_key((r.fields or {})[self._ext]))
-            current[r.key] = None if rec is None else {k: _get(rec, k) for k in r.fields or {}}
+            fields = r.fields or {}
+            # Salesforce answers typed values (1100.0 for "1100.00"): an equal one is shown as the record has it
+            current[r.key] = None if rec is None else {
+                k: v if _same(_get(rec, k), v) else _get(rec, k) for k, v in fields.items()}
         return current
 
     def requests_for(self, op: Operation, records: int, batch_size: int) -> int:
@@ -465,6 +474,27 @@ def _bulk_failed(error: str, deleting: bool) -> Outcome:
     if rest.endswith("--"):
         message, _, fields = rest.removesuffix("--").rstrip().rpartition(":")
     return Outcome("error", f"{code}: {message.strip()}" + (f" (fields {fields.strip()})" if fields.strip() else ""))
+
+
+def _same(current: Any, sent: Any) -> bool:
+    """Whether Salesforce's value ``current`` is what ``sent`` (a mapped value) wrote."""
+    if current == sent or (current is None and _empty(sent)):
+        return True
+    if isinstance(current, bool):
+        return str(sent).lower() == str(current).lower()
+    if isinstance(current, (int, float)) and not isinstance(sent, bool):
+        try:
+            return float(current) == float(sent)
+        except (TypeError, ValueError):
+            return False
+    if isinstance(current, str) and isinstance(sent, str) and "T" in current:
+        try:  # datetimes: 2024-05-01T12:00:00.000+0000 and 2024-05-01T12:00:00+00:00
+            a, b = (datetime.fromisoformat(re.sub(r"([+-]\d\d)(\d\d)$", r"\1:\2", t.replace("Z", "+00:00")))
+                    for t in (current, sent))
+        except ValueError:
+            return False
+        return (a.tzinfo is None) == (b.tzinfo is None) and a == b
+    return False
 
 
 def _empty(value: Any) -> bool:

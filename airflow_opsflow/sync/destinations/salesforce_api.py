@@ -29,7 +29,7 @@ from airflow_opsflow.sync.destinations.base import BatchRejected, DestinationFai
 from airflow_opsflow.sync.destinations.transport import TRANSIENT, Answer, HttpTarget, HttpTransport
 from airflow_opsflow.sync.ratelimit import RateLimiter
 
-_DATA_PATH = re.compile(r"^/?services/data/v[0-9.]+/")
+DATA_PATH = re.compile(r"^/?services/data/v[0-9.]+/")  # the prefix of nextRecordsUrl and the like
 
 
 @dataclass(frozen=True)
@@ -130,7 +130,7 @@ class SalesforceApi:
             following = page.get("nextRecordsUrl")
             if page.get("done", True) or not following:
                 return records
-            answer = self.get(_DATA_PATH.sub("", str(following)))
+            answer = self.get(DATA_PATH.sub("", str(following)))
 
     def _current(self) -> tuple[_Transport, str, int]:
         with self._lock:

@@ -17,6 +17,8 @@ Lost answers and retries (the engine repeats a batch after a transient error):
 * a worker killed mid-job leaves the job running to completion; the engine's write-ahead marks then send those
   records again in a new job. An upsert by external id is idempotent, so the second job writes the same
   values to the same records: nothing is duplicated (a delete job repeated finds the records already gone).
+  Such a job could still be queued when the next run writes newer values, and then overwrite them: so before
+  its first write a run waits for the object's upsert and delete jobs still queued or running (:meth:`settle`).
 """
 
 from __future__ import annotations
@@ -31,12 +33,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_opsflow.sync.destinations.base import BatchRejected, DestinationFailed, TransientError
-from airflow_opsflow.sync.destinations.salesforce_api import SalesforceApi
+from airflow_opsflow.sync.destinations.salesforce_api import DATA_PATH, SalesforceApi
 
 log = logging.getLogger(__name__)
 FINISHED = frozenset({"JobComplete", "Failed", "Aborted"})
+_RUNNING = frozenset({"UploadComplete", "InProgress"})
 # errorMessage prefixes of jobs that failed because of what was asked (columns, object): no retry helps
 _CONFIG_FAILURES = ("InvalidBatch", "InvalidJob", "ClientInputError", "InvalidSessionId")
+_LIST_PAGES = 50  # pages of the org's job list read by settle() at most
 
 
 @dataclass
@@ -113,6 +117,27 @@ class BulkIngest:
         log.info("%s: Bulk API 2.0 %s job %s: %s in %.1f s (%d written, %d failed)", self.api.what, operation,
                  job.id, result.state, took, len(result.ok), len(result.failed))
         return result
+
+    def settle(self) -> int:
+        """Wait for this object's upsert and delete jobs still queued or running (a killed run's: it would
+        write older values after this run's newer ones); how many there were."""
+        answer = self.api.get("jobs/ingest")
+        running: list[str] = []
+        for _ in range(_LIST_PAGES):
+            page = answer.json() or {}
+            running += [str(j.get("id")) for j in page.get("records") or []
+                        if str(j.get("object", "")).lower() == self.object_name.lower()
+                        and j.get("operation") in ("upsert", "delete") and j.get("state") in _RUNNING]
+            following = page.get("nextRecordsUrl")
+            if page.get("done", True) or not following:
+                break
+            answer = self.api.get(DATA_PATH.sub("", str(following)))
+        for job_id in running:
+            log.warning("%s: Bulk API 2.0 job %s, started earlier (by a run that was stopped?), is still running: "
+                        "waiting for it before writing", self.api.what, job_id)
+            job = _Job(job_id, "running", time.monotonic())
+            self._wait(job)
+        return len(running)
 
     def forget(self, tag: Hashable) -> None:
         with self._lock:
