@@ -175,6 +175,12 @@ def soql_parts(soql: str) -> tuple[str, list[str]]:
         raise ValueError(f"SOQL field list {fields_text.strip()[:80]!r} has an empty item")
     if len(items) == 1 and re.fullmatch(r"count\(\s*\)", items[0], re.I):
         raise ValueError("SELECT COUNT() returns no records: select the fields to compare")
+    for item in items:
+        aliased = re.fullmatch(rf"({_SF_PATH.pattern})\s+(?:AS\s+)?({_SF_NAME})", item, re.I)
+        if aliased:
+            raise ValueError(f"SOQL has no column aliases outside aggregate queries ({item!r}): Salesforce refuses "
+                             f"them. Name the other side's columns after {aliased[1]!r} (alias them in its 'sql'), "
+                             "or compare differently named columns with right_column")
     fields = [item for item in items if _SF_PATH.fullmatch(item)]
     return m["object"], fields
 

@@ -75,6 +75,9 @@ class ApiSource:
     table = ""
     key: str | None = None
     exclude: tuple[str, str] | None = None
+    # The JSON carries each value's type (Salesforce, Zendesk): text stays text, even "187". HubSpot's
+    # properties all come as text, so their columns are typed from what the text reads as.
+    typed_values = True
 
     def __init__(self) -> None:
         self.columns: list[str] = []
@@ -89,24 +92,44 @@ class ApiSource:
 
     def _call(self, what: str, call: Callable[..., T], *args: Any) -> T:
         """``call(*args)``: one request, retried while the API asks to wait (``Retry-After``) or fails
-        transiently."""
-        limited = failed = 0
-        while True:
+        transiently (rate limits and failures have their own budgets)."""
+        from tenacity import RetryCallState, Retrying, retry_if_exception
+
+        tries = {True: 0, False: 0}  # rate limited -> failed attempts of that kind
+
+        def counted(e: BaseException) -> bool:  # tenacity asks this first, then the wait, then the stop
+            if isinstance(e, ApiRetry):
+                tries[e.rate_limited] += 1
+                return True
+            return False
+
+        def error(state: RetryCallState) -> ApiRetry:
+            e = state.outcome.exception() if state.outcome is not None else None
+            assert isinstance(e, ApiRetry)
+            return e
+
+        def wait(state: RetryCallState) -> float:
+            e = error(state)
+            pause = min(e.retry_after if e.retry_after is not None else float(2 ** (tries[e.rate_limited] - 1)),
+                        MAX_WAIT)
+            log.info("%s: %s: %s; waiting %.1f s", self.system, what, e, pause)
+            self.waits.append(pause)
+            return pause
+
+        def stop(state: RetryCallState) -> bool:
+            return tries[True] >= RATE_LIMITED_TRIES or tries[False] >= TRANSIENT_TRIES
+
+        def give_up(state: RetryCallState) -> T:
+            e = error(state)
+            raise ApiError(f"{self.system}: {what} still failed after {sum(tries.values())} tries: {e}") from e
+
+        def attempt() -> T:
             self.requests += 1
-            try:
-                return call(*args)
-            except ApiRetry as e:
-                if e.rate_limited:
-                    limited += 1
-                else:
-                    failed += 1
-                if limited >= RATE_LIMITED_TRIES or failed >= TRANSIENT_TRIES:
-                    raise ApiError(f"{self.system}: {what} still failed after {limited + failed} tries: {e}") from e
-                tries = limited if e.rate_limited else failed
-                wait = min(e.retry_after if e.retry_after is not None else float(2 ** (tries - 1)), MAX_WAIT)
-                log.info("%s: %s: %s; waiting %.1f s", self.system, what, e, wait)
-                self.waits.append(wait)
-                time.sleep(wait)
+            return call(*args)
+
+        result: T = Retrying(retry=retry_if_exception(counted), wait=wait, stop=stop, retry_error_callback=give_up,
+                             sleep=time.sleep)(attempt)
+        return result
 
 
 def _page_size(given: int | None, default: int, maximum: int) -> int:
@@ -127,6 +150,8 @@ class HubSpotObjects(ApiSource):
     :param request: ``(method, path, body) -> answer``: the shell's HTTP call on the HubSpot connection.
     :param filters: search filters (HubSpot's ``{"propertyName", "operator", "value"...}``), AND-ed.
     """
+
+    typed_values = False
 
     system = "HubSpot"
     key = "id"

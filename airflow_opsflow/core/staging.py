@@ -2,7 +2,8 @@
 
 The pages go to disk as they come (one transaction per ``pages_per_transaction`` pages), so memory holds
 one page whatever the number of records; then a view types each column from every value it received
-(text that always reads as an integer is an integer, as a number a real, ``true``/``false`` a boolean),
+(from the JSON's own types where the API gives them; for HubSpot, whose properties are all text, text that
+always reads as an integer is an integer, as a number a real, ``true``/``false`` a boolean),
 and the engines read that view as a table through :class:`~airflow_opsflow.core.sql_source.SqlSource`
 (``dialect="sqlite"``): sorted streams, ``where`` conditions and queries work as on any database.
 
@@ -83,7 +84,7 @@ def stage(source: ApiSource, directory: str | None = None, pages_per_transaction
     staged = StagedTable(path, table_name(source.table), source.describe())
     started = time.perf_counter()
     try:
-        writer = _Writer(sqlite3.connect(path, isolation_level=None), source.key is not None)
+        writer = _Writer(sqlite3.connect(path, isolation_level=None), source.key is not None, source.typed_values)
         try:
             for name in source.columns:
                 writer.column(name)
@@ -113,9 +114,10 @@ def stage(source: ApiSource, directory: str | None = None, pages_per_transaction
 
 
 class _Writer:
-    def __init__(self, conn: sqlite3.Connection, keyed: bool) -> None:
+    def __init__(self, conn: sqlite3.Connection, keyed: bool, typed: bool = False) -> None:
         self.conn = conn
         self.keyed = keyed
+        self.typed = typed
         # A throwaway file: nothing to recover after a crash, so no journal and no syncs.
         conn.execute("PRAGMA journal_mode = OFF")
         conn.execute("PRAGMA synchronous = OFF")
@@ -159,7 +161,7 @@ class _Writer:
                 raw = self.names[name.lower()][1]
                 values[raw] = stored = _stored(value)
                 if stored is not None:
-                    self.kinds[raw].add(_kind(stored))
+                    self.kinds[raw].add(_json_kind(value) if self.typed else _kind(stored))
             k = record.get(key) if key is not None else None
             rows.append((None if k is None else str(k), *(values.get(raw) for raw in raws)))
         self.conn.executemany(self._insert, rows)
@@ -196,6 +198,15 @@ def _stored(value: Any) -> Any:
     if value is None or isinstance(value, (str, float)):
         return value
     return str(value)
+
+
+def _json_kind(value: Any) -> str:
+    """The kind of a value whose JSON said its type: text stays text, however it reads."""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer" if -_INT64 <= value < _INT64 else "text"
+    return "real" if isinstance(value, float) else "text"
 
 
 def _kind(value: Any) -> str:

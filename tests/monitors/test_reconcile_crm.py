@@ -242,9 +242,11 @@ def test_api_sides_read_through_the_systems_default_connection() -> None:
 
 
 class Generated(ApiSource):
-    """``pages`` pages of ``size`` records; before each page it looks at what already reached the file."""
+    """``pages`` pages of ``size`` records; before each page it looks at what already reached the file.
+    Its values are text, as HubSpot's properties are: columns are typed from what the text reads as."""
 
     system, table, key = "Test", "records", "id"
+    typed_values = False
 
     def __init__(self, pages: int, size: int) -> None:
         super().__init__()
@@ -296,6 +298,27 @@ def test_staging_writes_page_by_page_and_types_columns_from_the_values(
         assert conn.execute(f"SELECT COUNT(late) FROM {staged.table}").fetchone() == (50,)
         conn.close()
     assert not Path(staged.path).exists()
+
+
+class Typed(ApiSource):
+    """Records whose JSON says each value's type, as Salesforce's and Zendesk's do."""
+
+    system, table, key = "Test", "accounts", "Id"
+
+    def pages(self) -> Iterator[Page]:
+        yield [{"Id": "001A", "Warehouse_Id__c": "187", "Amount": 10.5, "Seats": 3, "Active": True},
+               {"Id": "001B", "Warehouse_Id__c": "0042", "Amount": 2, "Seats": 4, "Active": False}]
+
+
+def test_a_typed_api_keeps_number_like_text_as_text(tmp_path: Path) -> None:
+    # A text external id such as "187" must compare with the warehouse's text ids, not become a number.
+    with stage(Typed(), str(tmp_path)) as staged:
+        assert staged.types == {"Id": "text", "Warehouse_Id__c": "text", "Amount": "real", "Seats": "integer",
+                                "Active": "boolean"}
+        conn = staged.connect()
+        assert conn.execute(f"SELECT Warehouse_Id__c FROM {staged.table} ORDER BY Id").fetchall() == [
+            ("187",), ("0042",)]
+        conn.close()
 
 
 class Flaky(ApiSource):
@@ -462,3 +485,12 @@ def test_report_queries_on_an_api_are_checked_when_parsed() -> None:
                        "zendesk": {"export": "tickets"}}})
     with pytest.raises(ReportSpecError, match="give 'sql'"):
         parse([{"name": "crm"}])
+
+
+@pytest.mark.parametrize("soql", ["SELECT Warehouse_Id__c AS account_id FROM Account", "SELECT Name n FROM Account"])
+def test_a_soql_alias_is_refused_at_parse_time_as_salesforce_would(soql: str) -> None:
+    from airflow_opsflow.checks.api_spec import soql_parts
+
+    with pytest.raises(ValueError, match="SOQL has no column aliases outside aggregate queries"):
+        soql_parts(soql)
+    assert soql_parts("SELECT COUNT(Id) n, Type FROM Account GROUP BY Type") == ("Account", ["Type"])
