@@ -12,6 +12,11 @@ Each round also runs ``crm_high_priority_accounts`` (reverse ETL): the accounts 
 mirrored into a HubSpot stand-in and the billing API stand-in is called once per broken invoice; the
 second round sends nothing (nothing changed), the third only what the repair changed.
 
+And ``support_loop`` closes the loop where support and sales work: the same accounts become Zendesk
+organizations (tier, spend) and set a field on their Salesforce Accounts; the failed payments open one
+Salesforce Case, and a reconcile of the payments against the Accounts finds a customer Salesforce does not
+know (another Case). Round 2 sends nothing; round 3 updates what the repair changed and closes the Cases.
+
 6. deliver the reports: ``finance_monthly_report`` (payments merged with a second database's
    settlements; XLSX, CSV and a chart by email and to Slack) and ``ops_daily_summary`` (a Slack table).
 
@@ -65,16 +70,19 @@ def print_alerts(slack_messages: list[Any], mails: list[Any]) -> None:
         print(f"   to {mail['To']}: {mail['Subject']}")
 
 
+def sync_counts(report: dict[str, Any]) -> str:
+    c = report["counts"]
+    return (f"{c['added']} added, {c['changed']} changed, {c['deleted']} deleted, {c['unchanged']} unchanged, "
+            f"{c['failed']} failed ({report['diff']} diff, {report['requests'].get('total', 0)} requests)")
+
+
 def print_sync(result: Any, hubspot: Any, billing: Any, seen: dict[str, int]) -> None:
     """What the reverse-ETL DAG did, and what the HubSpot and billing API stand-ins received."""
     print(f"\n## crm_high_priority_accounts: {result.state}")
     for task_id in ("sync_high_priority_accounts", "regenerate_broken_invoices"):
         report = result.xcoms.get(task_id, {}).get("sync")
         if report:
-            c = report["counts"]
-            print(f"   {task_id}: {c['added']} added, {c['changed']} changed, {c['deleted']} deleted, "
-                  f"{c['unchanged']} unchanged, {c['failed']} failed ({report['diff']} diff, "
-                  f"{report['requests'].get('total', 0)} requests)")
+            print(f"   {task_id}: {sync_counts(report)}")
     calls = hubspot.calls()
     writes = [c for c in calls[seen["hubspot"]:] if c.method == "POST"]
     print(f"-- HubSpot stand-in: {len(writes) or 'no'} batch request(s); "
@@ -87,6 +95,70 @@ def print_sync(result: Any, hubspot: Any, billing: Any, seen: dict[str, int]) ->
     for r in new_calls[:5]:
         print(f"   {r.method} {r.path} (Idempotency-Key {r.headers.get('Idempotency-Key', '')[:12]}...)")
     seen["hubspot"], seen["billing"] = len(calls), len(billing.requests)
+
+
+def setup_support_systems(zendesk: Any, salesforce: Any, customers: list[tuple[int, str]]) -> None:
+    """What ``support_loop`` expects to find, as an admin sets it up once: the Zendesk organization fields,
+    the Salesforce Account fields, and the sales team's Accounts (one per customer, by warehouse id)."""
+    zendesk.define_field("organization", "tier", "dropdown", options=["critical", "high"])
+    zendesk.define_field("organization", "total_spend", "decimal")
+    zendesk.define_field("organization", "spend_rank", "integer")
+    salesforce.define_field("Account", "Warehouse_Id__c", external_id=True, unique=True)
+    salesforce.define_field("Account", "Tier__c", "picklist", picklist=["critical", "high"], restricted=True)
+    salesforce.define_field("Account", "Total_Spend__c", "currency")
+    for account_id, name in customers:
+        salesforce.add_record("Account", Name=name, Warehouse_Id__c=str(account_id))
+
+
+def print_loop(result: Any, zendesk: Any, salesforce: Any, seen: dict[str, int]) -> None:
+    """What ``support_loop`` did, and what the Zendesk and Salesforce stand-ins received."""
+    print(f"\n## support_loop: {result.state}")
+    for task_id in ("accounts_to_zendesk", "accounts_to_salesforce"):
+        report = result.xcoms.get(task_id, {}).get("sync")
+        if report:
+            print(f"   {task_id}: {sync_counts(report)}")
+    for task_id in ("failed_payments", "customers_in_salesforce"):
+        for r in (result.xcoms.get(task_id, {}).get("results") or {}).get("results", []):
+            # a reconcile's samples: the keys that disagree
+            keys = [" ".join(f"{v}" for k, v in row.items() if k != "difference")
+                    for row in r.get("samples") or [] if "difference" in row]
+            print(f"   {task_id}: {r['status'].upper()} {r['message']}" + (f" ({'; '.join(keys[:3])})" if keys else ""))
+    writes = [c for c in zendesk.calls(since=seen["zendesk"]) if c.is_write]
+    orgs = zendesk.organizations
+    tiers = [o.fields.get("tier") for o in orgs]
+    print(f"-- Zendesk stand-in: {len(writes) or 'no'} bulk request(s); {len(orgs)} organizations "
+          f"({tiers.count('critical')} critical, {tiers.count('high')} high)")
+    for c in writes:
+        print(f"   {c.method} {c.path} ({len(c.body.get('organizations', []))} organizations)")
+    top = min(orgs, key=lambda o: o.fields.get("spend_rank") or len(orgs), default=None)
+    if writes and top is not None:
+        fields = ", ".join(f"{k} {v}" for k, v in top.fields.items())
+        print(f"   e.g. {top.name} (external_id {top.external_id}): {fields}")
+    changes = salesforce.writes()[seen["salesforce"]:]
+    accounts = [w for w in changes if w.object == "Account"]
+    if accounts:
+        created = sum(w.op == "create" for w in accounts)
+        print(f"-- Salesforce stand-in: {len(accounts) - created} Account(s) updated"
+              + (f", {created} created" if created else "")
+              + f" ({', '.join(sorted({f for w in accounts for f in w.values if f.endswith('__c')}))})")
+    else:
+        print("-- Salesforce stand-in: no Account written")
+    cases = {c["Id"]: c for c in salesforce.records("Case")}
+    events: dict[str, list[str]] = {}  # per Case, in order: opened, commented, closed
+    for w in changes:
+        if w.object == "Case" and w.op == "create":
+            events.setdefault(w.id, []).append(f"opened [{w.values.get('Priority')}]: {w.values['Subject']}")
+        elif w.object == "Case" and w.values.get("Status") == "Closed":
+            events.setdefault(w.id, []).append("closed, the resolution as its comment")
+        elif w.object == "CaseComment":
+            events.setdefault(w.values["ParentId"], []).append("commented")
+    for case_id, what in events.items():
+        if what[-2:] == ["commented", "closed, the resolution as its comment"]:
+            what.pop(-2)  # a close is a comment and a status change
+        print(f"   Case {cases[case_id]['CaseNumber']} {', '.join(what)}")
+    if not events:
+        print(f"   no Case opened, commented or closed ({sum(not c['IsClosed'] for c in cases.values())} open)")
+    seen["zendesk"], seen["salesforce"] = zendesk.mark(), len(salesforce.writes())
 
 
 def print_reports(results: list[Any], slack: Any, smtp: Any, seen_slack: int, seen_mail: int) -> None:
@@ -126,12 +198,15 @@ def main() -> int:
     from airflow_opsflow_testing.hubspot_server import FakeHubSpot
     from airflow_opsflow_testing.jira_server import FakeJira
     from airflow_opsflow_testing.recording_http import RecordingHTTPServer
+    from airflow_opsflow_testing.salesforce_server import FakeSalesforce
     from airflow_opsflow_testing.slack_server import FakeSlack
     from airflow_opsflow_testing.smtp_server import FakeSmtp
+    from airflow_opsflow_testing.zendesk_server import FakeZendesk
 
     started = time.monotonic()
     with FakeSlack() as slack, FakeSmtp() as smtp, FakeJira() as jira, FakeHubSpot() as hubspot, \
-            RecordingHTTPServer() as billing, airflow_home(dags_folder=HERE):
+            RecordingHTTPServer() as billing, FakeZendesk() as zendesk, FakeSalesforce() as salesforce, \
+            airflow_home(dags_folder=HERE):
         for name, kind, options in (("opsflow_account_id", "string", None), ("plan", "string", None),
                                     ("total_spend", "number", None), ("spend_rank", "number", None),
                                     ("priority", "enumeration", ["critical", "high"])):
@@ -142,10 +217,19 @@ def main() -> int:
         os.environ.update(slack.slack_connection("slack_api_default"))
         os.environ.update(smtp.smtp_connection("smtp_default"))
         os.environ.update(jira.jira_connection("opsflow_jira_default"))
-        print(f"Stand-ins: Slack {slack.url}, Jira {jira.url}, SMTP 127.0.0.1:{smtp.port}; state in {state.name}\n")
+        setup_support_systems(zendesk, salesforce, conn.execute("SELECT id, name FROM customers").fetchall())
+        os.environ.update(zendesk.zendesk_connection("zendesk_default"))  # with ZENPY_FORCE_SCHEME=http
+        os.environ.update(salesforce.salesforce_connection("salesforce_default"))
+        os.environ["REQUESTS_CA_BUNDLE"] = salesforce.ca_bundle  # the stand-in's throwaway CA, and the usual ones
+        os.environ["NO_PROXY"] = os.environ["no_proxy"] = ",".join(  # the stand-ins are local: never via a proxy
+            filter(None, [os.environ.get("NO_PROXY") or os.environ.get("no_proxy"), "127.0.0.1"]))
+        seen_loop = {"zendesk": 0, "salesforce": 0}
+        print(f"Stand-ins: Slack {slack.url}, Jira {jira.url}, SMTP 127.0.0.1:{smtp.port}, Zendesk {zendesk.url}, "
+              f"Salesforce {salesforce.url} ({len(salesforce.records('Account'))} Accounts); state in {state.name}\n")
         sys.path.insert(0, str(HERE))
         from payments_and_deliveries import dag
         from reverse_sync import dag as sync_dag
+        from support_loop import dag as loop_dag
 
         from airflow_opsflow.checks.report import format_report
         from airflow_opsflow.core.results import CheckResult
@@ -159,12 +243,13 @@ def main() -> int:
             with quiet(LOG):
                 result = run_dag(dag)
                 synced = run_dag(sync_dag)
+                looped = run_dag(loop_dag)
             print("=" * 100)
             print(f"{title}: DAG run {result.state}")
             print("=" * 100)
-            for task_id, state in sorted(result.task_states.items()):
+            for task_id, task_state in sorted(result.task_states.items()):
                 payload = result.xcoms.get(task_id, {}).get("results")
-                print(f"\n## {task_id}: {state}")
+                print(f"\n## {task_id}: {task_state}")
                 if payload and attempt != 2:
                     results = [CheckResult.from_dict(r) for r in payload["results"]]
                     print(format_report(results))
@@ -173,6 +258,7 @@ def main() -> int:
             for t in jira.issues:
                 print(f"   {t.key} [{t.status}] {t.summary}")
             print_sync(synced, hubspot, billing, seen)
+            print_loop(looped, zendesk, salesforce, seen_loop)
             print()
         from airflow_opsflow_testing.sample_metrics import seed_settlements
         from reports import daily, finance
@@ -190,7 +276,8 @@ def main() -> int:
     print("then trigger with {\"conn_id\": \"<your connection>\"}), `slack_api_default` (type slack, a bot")
     print("token with chat:write and channels:history), `smtp_default` (type smtp), `opsflow_jira_default`")
     print("(type opsflow_jira: your Jira URL, email and API token), `hubspot_default` (type opsflow_hubspot: a")
-    print("private app token), `billing_api` (type http) and a state database")
+    print("private app token), `billing_api` (type http), `zendesk_default` (type zendesk), `salesforce_default`")
+    print("(type salesforce; the fields support_loop.py names) and a state database")
     print("([opsflow] state_conn_id, e.g. AIRFLOW__OPSFLOW__STATE_CONN_ID=ops_state).")
     return 0
 

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 import pendulum
 import pytest
 from airflow_opsflow_testing.dag_runner import run_dag
 from airflow_opsflow_testing.jira_server import FakeJira
+from airflow_opsflow_testing.salesforce_server import FakeSalesforce
 from airflow_opsflow_testing.sample_data import repair, seed
 from airflow_opsflow_testing.slack_server import FakeSlack
 from airflow_opsflow_testing.smtp_server import FakeSmtp
+from airflow_opsflow_testing.zendesk_server import FakeZendesk
 
 from tests.conftest import Database
 from tests.helpers import EXAMPLES, load_module, results_by_name
@@ -113,6 +119,71 @@ def test_business_monitors_scenario(sqlite_db: Database, pg_db: Database, fake_s
     assert len(fake_slack.messages("#finance-ops")) == 4  # nothing new: quiet
 
 
+loop = load_module(EXAMPLES / "support_loop.py")
+demo = load_module(EXAMPLES / "run_demo.py")
+
+
+def _rows(db: Database, sql: str) -> list[tuple[Any, ...]]:
+    cur = db.conn.cursor()
+    cur.execute(sql)
+    rows = cur.fetchall()
+    cur.close()
+    db.conn.commit()
+    return rows
+
+
+def test_support_loop_scenario(db: Database, fake_zendesk: FakeZendesk, zendesk_conn: str,
+                               fake_salesforce: FakeSalesforce, salesforce_conn: str, tmp_path: Path,
+                               monkeypatch: pytest.MonkeyPatch, clock: pendulum.DateTime) -> None:
+    """High-priority accounts into Zendesk organizations and Salesforce Accounts, failed payments and a customer
+    unknown to Salesforce into Cases: sent once, then nothing, then what the repair changed, the Cases closed."""
+    # The state in its own SQLite file, as in the demo (a SQLite source must not share its file with it).
+    monkeypatch.setenv("AIRFLOW_CONN_OPSFLOW_STATE", json.dumps({"conn_type": "sqlite",
+                                                                 "host": str(tmp_path / "state.db")}))
+    monkeypatch.setenv("AIRFLOW__OPSFLOW__STATE_CONN_ID", "opsflow_state")
+    seed(db.conn, now=clock.naive(), problems=True)
+    demo.setup_support_systems(fake_zendesk, fake_salesforce, _rows(db, "SELECT id, name FROM customers"))
+    model = (EXAMPLES / "sql" / "high_priority_accounts.sql").read_text()
+    zendesk, salesforce = fake_zendesk, fake_salesforce
+
+    def tiers() -> dict[str, str]:
+        """The model's tier by account id, checked to be what Zendesk and Salesforce hold."""
+        want = {str(r[0]): r[6] for r in _rows(db, model)}
+        assert {o.external_id: o.fields["tier"] for o in zendesk.organizations} == want
+        assert {a["Warehouse_Id__c"]: a["Tier__c"] for a in salesforce.records("Account") if a["Tier__c"]} == want
+        return want
+
+    run = run_dag(loop.dag, conf={"conn_id": db.conn_id}, logical_date=clock)
+    assert run.task_states == {"accounts_to_zendesk": "success", "accounts_to_salesforce": "success",
+                               "failed_payments": "failed", "customers_in_salesforce": "failed"}
+    assert len(tiers()) == 24 and len(salesforce.records("Account")) == 200  # the sales team's Accounts, updated
+    payments = results_by_name(run.xcom("failed_payments", key="results"))["failed_payments_last_hour"]
+    assert payments["entities"]["new"] == 6
+    crm = results_by_name(run.xcom("customers_in_salesforce", key="results"))["paying_customers_in_salesforce"]
+    assert crm["status"] == "fail" and [s["difference"] for s in crm["samples"]] == ["only on payments"]
+    assert [str(v) for s in crm["samples"] for k, v in s.items() if k != "difference"] == ["9999"]
+    cases = salesforce.records("Case")
+    assert sorted(c["Subject"].split()[1] for c in cases) == ["failed_payments_last_hour",
+                                                              "paying_customers_in_salesforce"]
+    assert not any(c["IsClosed"] for c in cases)
+
+    zendesk_mark, salesforce_writes = zendesk.mark(), len(salesforce.writes())
+    run = run_dag(loop.dag, conf={"conn_id": db.conn_id}, logical_date=clock.add(minutes=1))
+    assert run.task_states["failed_payments"] == run.task_states["customers_in_salesforce"] == "failed"
+    assert zendesk.calls(since=zendesk_mark) == []  # nothing changed: not one request
+    assert len(salesforce.writes()) == salesforce_writes  # no Account, no Case, no comment
+
+    repair(db.conn)
+    zendesk_mark = zendesk.mark()
+    run = run_dag(loop.dag, conf={"conn_id": db.conn_id}, logical_date=clock.add(minutes=2))
+    assert set(run.task_states.values()) == {"success"}
+    assert len(tiers()) == 30  # the repaired payments lifted six more accounts over the bar
+    assert sorted(c.path.rsplit("/", 1)[1] for c in zendesk.calls(since=zendesk_mark) if c.is_write) == [
+        "create_many", "update_many"]
+    cases = salesforce.records("Case")
+    assert len(cases) == 2 and all(c["IsClosed"] for c in cases)
+
+
 @pytest.mark.usefixtures("airflow_db")
 def test_every_example_dag_file_parses() -> None:
     from airflow.dag_processing.dagbag import DagBag
@@ -121,4 +192,4 @@ def test_every_example_dag_file_parses() -> None:
     assert bag.import_errors == {}
     assert {"ops_payments_and_deliveries", "ops_business_monitors", "ops_dbt_pipeline", "finance_monthly_report",
             "ops_daily_summary", "crm_high_priority_accounts", "crm_contacts_sharded", "cs_churn_signals",
-            "cs_account_review", "sales_demo_requests"} <= set(bag.dag_ids)
+            "cs_account_review", "sales_demo_requests", "support_loop"} <= set(bag.dag_ids)
