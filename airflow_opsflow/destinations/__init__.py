@@ -9,10 +9,10 @@ connection is looked up and nothing heavy is imported until the task runs.
 
 from airflow_opsflow.destinations.base import SyncDestination
 from airflow_opsflow.destinations.http import HttpEndpoint
-from airflow_opsflow.destinations.hubspot import HubSpotObjects
+from airflow_opsflow.destinations.hubspot import HubSpotAssociation, HubSpotObjects
 from airflow_opsflow.destinations.salesforce import SalesforceObjects
 from airflow_opsflow.destinations.table import DatabaseTable
 from airflow_opsflow.destinations.zendesk import ZendeskObjects
 
-__all__ = ["DatabaseTable", "HttpEndpoint", "HubSpotObjects", "SalesforceObjects", "SyncDestination",
+__all__ = ["DatabaseTable", "HttpEndpoint", "HubSpotAssociation", "HubSpotObjects", "SalesforceObjects", "SyncDestination",
            "ZendeskObjects"]
