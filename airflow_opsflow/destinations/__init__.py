@@ -14,5 +14,5 @@ from airflow_opsflow.destinations.salesforce import SalesforceObjects
 from airflow_opsflow.destinations.table import DatabaseTable
 from airflow_opsflow.destinations.zendesk import ZendeskObjects
 
-__all__ = ["DatabaseTable", "HttpEndpoint", "HubSpotAssociation", "HubSpotObjects", "SalesforceObjects", "SyncDestination",
-           "ZendeskObjects"]
+__all__ = ["DatabaseTable", "HttpEndpoint", "HubSpotAssociation", "HubSpotObjects", "SalesforceObjects",
+           "SyncDestination", "ZendeskObjects"]
