@@ -89,6 +89,7 @@ bench: venv db-binaries
 	$(PY) bench/tickets.py
 	$(PY) bench/ticket_backends.py
 	$(PY) bench/sync.py
+	$(PY) bench/crm_sync.py
 	$(PY) bench/anomaly.py
 	$(PY) bench/reconcile.py
 

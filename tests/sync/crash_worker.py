@@ -9,14 +9,23 @@ Progress goes to stdout, one flushed line each, so the test can tell where a kil
 ``started`` (imports done; the run then waits for a line on stdin, so the test can start the next worker
 while the current one runs), ``send <op> <n>`` (each request about to go out), ``report <json>`` (done).
 Exit codes: 0 done, 75 another run still holds the sync's lock (SyncBusyError), 1 anything else.
+
+    python tests/sync/crash_worker.py crm '<json>'
+
+The same run into a CRM or support fake of the test process (tests/sync/test_crash_crm.py): Zendesk
+organizations or users, Salesforce sObjects (Collections or Bulk API 2.0), HubSpot objects, through their engine
+clients (no Airflow); source and state on PostgreSQL (the diff pushed down) or on two SQLite files. The JSON
+says which (:func:`crm_main`); the protocol on stdin and stdout is the one above.
 """
 
 from __future__ import annotations
 
 import json
+import sqlite3
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script from anywhere
 
@@ -25,10 +34,15 @@ import psycopg2
 from airflow_opsflow.core.sql_source import SqlSource
 from airflow_opsflow.state.store import StateStore
 from airflow_opsflow.sync.deliver import DeliveryPolicy
-from airflow_opsflow.sync.destinations.base import Operation, Outcome, Record
+from airflow_opsflow.sync.destinations.base import DestinationClient, Operation, Outcome, Record
 from airflow_opsflow.sync.destinations.http import HttpEndpointClient
+from airflow_opsflow.sync.destinations.hubspot import HubSpotObjectsClient
+from airflow_opsflow.sync.destinations.salesforce import SalesforceObjectsClient
+from airflow_opsflow.sync.destinations.salesforce_api import Login, SalesforceApi
 from airflow_opsflow.sync.destinations.transport import HttpTarget, HttpTransport
+from airflow_opsflow.sync.destinations.zendesk import ZendeskObjectsClient
 from airflow_opsflow.sync.engine import SyncRun
+from airflow_opsflow.sync.mapping import Field
 from airflow_opsflow.sync.plan import source_query
 from airflow_opsflow.sync.ratelimit import RateLimiter
 from airflow_opsflow.sync.repo import SyncBusyError
@@ -51,6 +65,8 @@ class ReportingDestination(HttpEndpointClient):
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["crm"]:
+        return crm_main(json.loads(argv[1]))
     uri, api_url, mode = argv[:3]
     sync_id = argv[3] if len(argv) > 3 else "crash"
     table = argv[4] if len(argv) > 4 else "crash_items"
@@ -79,6 +95,85 @@ def main(argv: list[str]) -> int:
         dest.close()
     say("report " + json.dumps({"counts": dict(report.counts), "diff": report.diff, "requests": report.requests},
                                default=str))
+    return 0
+
+
+class ReportingZendesk(ZendeskObjectsClient):
+    def send(self, op: Operation, records: Sequence[Record]) -> list[Outcome]:
+        say(f"send {op} {len(records)}")
+        return super().send(op, records)
+
+
+class ReportingSalesforce(SalesforceObjectsClient):
+    def send(self, op: Operation, records: Sequence[Record]) -> list[Outcome]:
+        say(f"send {op} {len(records)}")
+        return super().send(op, records)
+
+
+class ReportingHubSpot(HubSpotObjectsClient):
+    def send(self, op: Operation, records: Sequence[Record]) -> list[Outcome]:
+        say(f"send {op} {len(records)}")
+        return super().send(op, records)
+
+
+def crm_destination(d: dict[str, Any], concurrency: int, limiter: RateLimiter) -> DestinationClient:
+    """The engine client ``d`` describes: ``system`` zendesk (``url`` .../api/v2, ``auth`` header value,
+    ``object_type``, ``poll`` [first, max]), salesforce (``url``, ``session``, ``ca_bundle``, ``object``,
+    ``external_id``, ``api``, ``bulk_threshold``, ``poll``) or hubspot (``url``, ``token``, ``object_type``,
+    ``id_property``)."""
+    system = d["system"]
+    if system == "zendesk":
+        first, longest = d.get("poll", (0.2, 5.0))
+        target = HttpTarget(d["url"], {"Authorization": d["auth"]}, timeout=10)
+        return ReportingZendesk(HttpTransport(target, concurrency, limiter, what="Zendesk"), d["object_type"],
+                                job_timeout=30, first_poll=first, max_poll=longest)
+    if system == "salesforce":
+        login = Login(d["session"], d["url"], "59.0", d["ca_bundle"])
+        api = SalesforceApi(lambda: login, concurrency, limiter, timeout=30)
+        return ReportingSalesforce(api, d["object"], d["external_id"], d["api"], d["bulk_threshold"], concurrency,
+                                   bulk_timeout=60, poll=tuple(d.get("poll", (0.25, 10.0))))
+    if system == "hubspot":
+        target = HttpTarget(d["url"], {"Authorization": f"Bearer {d['token']}"}, timeout=10)
+        return ReportingHubSpot(HttpTransport(target, concurrency, limiter, what="HubSpot"), d["object_type"],
+                                d["id_property"])
+    raise ValueError(f"unknown system {system!r}")
+
+
+def crm_main(config: dict[str, Any]) -> int:
+    """One run as ``config`` says: ``db`` ({"dialect": "postgres", "uri"} or {"dialect": "sqlite", "source",
+    "state"}), ``table``, ``key``, ``mapping`` (destination field -> column, or [column, type]), ``mode``,
+    ``sync_id``, ``batch``, ``concurrency``, ``window`` (optional) and ``destination``."""
+    say("started")
+    if sys.stdin.readline().strip() != "go":
+        return 0
+    db = config["db"]
+    if db["dialect"] == "postgres":
+        def connect() -> Any:
+            return psycopg2.connect(db["uri"])
+
+        source, store = SqlSource(connect, "postgres"), lambda: StateStore(connect, "postgres")
+        pushdown = True
+    else:
+        source = SqlSource(lambda: sqlite3.connect(db["source"]), "sqlite")
+        store, pushdown = (lambda: StateStore(lambda: sqlite3.connect(db["state"]), "sqlite")), False
+    mapping = {name: Field(*col) if isinstance(col, list) else col for name, col in config["mapping"].items()}
+    spec = SyncSpec.build(config["sync_id"], config["key"], mapping=mapping, mode=config["mode"], max_failed=None,
+                          max_delete_share=1.0, allow_empty_source=True)
+    concurrency, batch = config["concurrency"], config["batch"]
+    limiter = RateLimiter()
+    dest = crm_destination(config["destination"], concurrency, limiter)
+    run = SyncRun(spec, source, source_query(db["dialect"], None, config["table"], "crash test"), store, dest,
+                  DeliveryPolicy(batch_size=batch, concurrency=concurrency, backoff=0.05, window=config.get("window")),
+                  pushdown_ok=pushdown, source_table=config["table"], limiter=limiter)
+    try:
+        report = run.run()
+    except SyncBusyError as e:
+        say(f"busy {e}")
+        return BUSY
+    finally:
+        dest.close()
+    say("report " + json.dumps({"counts": dict(report.counts), "diff": report.diff, "requests": report.requests,
+                                "seconds": report.seconds}, default=str))
     return 0
 
 
