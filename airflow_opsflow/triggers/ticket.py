@@ -179,6 +179,21 @@ def pending(statuses: Mapping[str, TicketStatus], category: str) -> list[str]:
     return [k for k, s in statuses.items() if s.category != category]
 
 
+def after_poll(statuses: Mapping[str, TicketStatus], waiting: list[str], why: str, category: str,
+               deadline: float | None, wait: float, polls: int) -> tuple[TriggerEvent | None, float]:
+    """What a poll decided: the final event (every ticket there, or the deadline passed), else the wait
+    before the next poll (cut to the deadline, for one last poll then)."""
+    tickets = {k: s.name for k, s in statuses.items()}
+    if not why and not waiting:
+        return TriggerEvent({"status": "success", "tickets": tickets, "polls": polls}), 0.0
+    if deadline is not None:
+        left = deadline - time.time()
+        if left <= 0:
+            return TriggerEvent({"status": "timeout", "tickets": tickets, "pending": waiting, "polls": polls}), 0.0
+        wait = min(wait, left)
+    return None, wait
+
+
 def describe(statuses: Mapping[str, TicketStatus], keys: Iterable[str]) -> str:
     return ", ".join(f"{k} ({statuses[k].name})" for k in keys)
 
@@ -286,17 +301,10 @@ class TicketStatusTrigger(BaseTrigger):
                 yield TriggerEvent({"status": "error", "message": str(e), "unknown": e.unknown, "polls": polls})
                 return
             waiting = pending(statuses, self.status_category) if statuses else self.tickets
-            if not why and not waiting:
-                yield TriggerEvent({"status": "success", "tickets": {k: s.name for k, s in statuses.items()},
-                                    "polls": polls})
+            event, wait = after_poll(statuses, waiting, why, self.status_category, self.deadline, wait, polls)
+            if event is not None:
+                yield event
                 return
-            if self.deadline is not None:
-                left = self.deadline - time.time()
-                if left <= 0:
-                    yield TriggerEvent({"status": "timeout", "tickets": {k: s.name for k, s in statuses.items()},
-                                        "pending": waiting, "polls": polls})
-                    return
-                wait = min(wait, left)  # one last poll at the deadline
             self.log.info("%s; next poll in %.1f s", why or f"waiting for {describe(statuses, waiting)} to be "
                           f"{self.status_category}", wait)
             await asyncio.sleep(wait)
@@ -520,17 +528,10 @@ class TicketRouteTrigger(BaseTrigger):
                 wait = float(getattr(e, "retry_after", None) or self.poll_interval)
                 why = f"{message} ({failures} of {FAILED_POLLS} failed polls in a row allowed)"
             waiting = pending(statuses, self.status_category) if statuses else [r.key for r in refs]
-            if not why and not waiting:
-                yield TriggerEvent({"status": "success", "tickets": {k: s.name for k, s in statuses.items()},
-                                    "polls": polls})
+            event, wait = after_poll(statuses, waiting, why, self.status_category, self.deadline, wait, polls)
+            if event is not None:
+                yield event
                 return
-            if self.deadline is not None:
-                left = self.deadline - time.time()
-                if left <= 0:
-                    yield TriggerEvent({"status": "timeout", "tickets": {k: s.name for k, s in statuses.items()},
-                                        "pending": waiting, "polls": polls})
-                    return
-                wait = min(wait, left)  # one last poll at the deadline
             self.log.info("%s; next poll in %.1f s", why or f"waiting for {describe(statuses, waiting)} to be "
                           f"{self.status_category}", wait)
             await asyncio.sleep(wait)
