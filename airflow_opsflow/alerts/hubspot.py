@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from airflow_opsflow.core.timestamps import parse_time
 from airflow_opsflow.incidents import ticket_render
 from airflow_opsflow.incidents.tickets import Ticket, TicketBackend, TicketNotCreated, TicketRoute
 
@@ -222,8 +223,8 @@ class HubSpotTicketBackend(TicketBackend):
         portal = self._portal()
         url = (f"https://app.hubspot.com/contacts/{portal}/record/0-5/{tid}" if portal
                else self.http.target.base_url.rstrip("/") + f"/crm/v3/objects/tickets/{tid}")
-        return Ticket(id=tid, key=f"HubSpot #{tid}", url=url,
-                      closed=str(props.get("hs_pipeline_stage")) in closed, closed_at=_time(props.get("closed_date")),
+        return Ticket(id=tid, key=f"HubSpot #{tid}", url=url, closed=str(props.get("hs_pipeline_stage")) in closed,
+                      closed_at=parse_time(props.get("closed_date")),
                       ours=props.get(self.route.fingerprint_property) == ticket_marker(fingerprint), raw=record)
 
     def _portal(self) -> str | None:
@@ -303,13 +304,3 @@ class HubSpotTicketBackend(TicketBackend):
             raise ValueError(f"HubSpot ({self.route.conn_id}): {method} {where} was refused: {e}") from None
         data = answer.json()
         return data if isinstance(data, dict) else {}
-
-
-def _time(value: Any) -> datetime | None:
-    if not value:
-        return None
-    try:
-        at = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return at if at.tzinfo else at.replace(tzinfo=UTC)

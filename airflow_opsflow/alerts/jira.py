@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow_opsflow.core.retry_after import parse_retry_after
+from airflow_opsflow.core.timestamps import parse_time
 from airflow_opsflow.incidents import jira_render
 from airflow_opsflow.incidents.tickets import Ticket, TicketBackend, TicketNotCreated, TicketRoute
 
@@ -202,7 +202,7 @@ class JiraBackend(TicketBackend):
         key = str(issue.key)
         ours = key.rpartition("-")[0] == self.route.project and ticket_label(fingerprint) in (issue.fields.labels or [])
         return Ticket(id=str(issue.id), key=key, url=self._url(key), closed=_is_done(issue),
-                      closed_at=_jira_time(getattr(issue.fields, "resolutiondate", None)), ours=ours,
+                      closed_at=parse_time(getattr(issue.fields, "resolutiondate", None)), ours=ours,
                       wont_fix=_wont_fix(issue), raw=issue)
 
     def _comment(self, alert: Alert) -> str:
@@ -244,14 +244,6 @@ def _retry_after(response: Any, attempt: int) -> float:
     value = getattr(response, "headers", {}).get("Retry-After") if response is not None else None
     seconds = parse_retry_after(value, maximum=RETRY_AFTER_MAX)
     return float(2 ** attempt) if seconds is None else seconds
-
-
-def _jira_time(value: Any) -> datetime | None:
-    """A Jira timestamp (``2024-05-01T12:00:00.000+0000``) as an aware datetime."""
-    try:
-        return datetime.fromisoformat(str(value)) if value else None
-    except ValueError:
-        return None
 
 
 def _is_done(issue: Any) -> bool:

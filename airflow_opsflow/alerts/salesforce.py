@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from airflow_opsflow.core.text import cut
+from airflow_opsflow.core.timestamps import parse_time
 from airflow_opsflow.incidents import ticket_render
 from airflow_opsflow.incidents.tickets import Ticket, TicketBackend, TicketRoute
 
@@ -146,7 +147,7 @@ class SalesforceCaseBackend(TicketBackend):
         base = str(getattr(self._client, "base_url", "")).split("/services/")[0] or ""
         return Ticket(id=case_id, key=f"Case {record.get('CaseNumber') or case_id}",
                       url=f"{base}/lightning/r/Case/{case_id}/view", closed=bool(record.get("IsClosed")),
-                      closed_at=_time(record.get("ClosedDate")),
+                      closed_at=parse_time(record.get("ClosedDate")),
                       ours=record.get(self.route.fingerprint_field) == case_marker(fingerprint), raw=record)
 
     def _choose(self, tickets: list[Ticket]) -> Ticket | None:
@@ -211,13 +212,3 @@ def _errors(e: Any) -> str:
 def _soql(value: str) -> str:
     """A SOQL string literal."""
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def _time(value: Any) -> datetime | None:
-    if not value:
-        return None
-    try:
-        at = datetime.fromisoformat(str(value).replace("Z", "+00:00").replace("+0000", "+00:00"))
-    except ValueError:
-        return None
-    return at if at.tzinfo else at.replace(tzinfo=UTC)

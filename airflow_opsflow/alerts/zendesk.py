@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from airflow_opsflow.core.timestamps import parse_time
 from airflow_opsflow.incidents import ticket_render
 from airflow_opsflow.incidents.tickets import Ticket, TicketBackend, TicketRoute
 
@@ -190,7 +191,7 @@ class ZendeskBackend(TicketBackend):
 
     def _ticket(self, record: Any, fingerprint: str) -> Ticket:
         status = str(getattr(record, "status", "") or "")
-        closed_at = _time(getattr(record, "updated_at", None)) if status in CLOSED else None
+        closed_at = parse_time(getattr(record, "updated_at", None)) if status in CLOSED else None
         return Ticket(id=str(record.id), key=f"Zendesk #{record.id}", url=f"{self.agent_url}/agent/tickets/{record.id}",
                       closed=status in CLOSED, closed_at=closed_at,
                       ours=getattr(record, "external_id", None) == ticket_marker(fingerprint),
@@ -206,13 +207,3 @@ class ZendeskBackend(TicketBackend):
         recent = [t for t in tickets if window > 0 and t.closed_at is not None
                   and (datetime.now(UTC) - t.closed_at).days < window]
         return recent[0] if recent else None
-
-
-def _time(value: Any) -> datetime | None:
-    if not value:
-        return None
-    try:
-        at = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return at if at.tzinfo else at.replace(tzinfo=UTC)

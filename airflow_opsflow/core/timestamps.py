@@ -8,7 +8,7 @@ means UTC, on the way in and out: the store is UTC, and the host's time zone mus
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import overload
+from typing import Any, overload
 
 
 @overload
@@ -32,6 +32,17 @@ def from_text(text: str | None) -> datetime | None:
         return None
     at = datetime.fromisoformat(text)
     return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+
+
+def parse_time(value: Any) -> datetime | None:
+    """A vendor's timestamp (ISO-8601 with ``Z``, ``+00:00`` or ``+0000``, as Jira, HubSpot, Salesforce and
+    Zendesk write them) as an aware UTC datetime; None when absent or unreadable (a ticket without one)."""
+    if not value:
+        return None
+    try:
+        return from_text(str(value))
+    except ValueError:
+        return None
 
 
 def now_text() -> str:

@@ -104,3 +104,16 @@ def test_entities_and_metric_points_store_a_naive_time_as_utc(new_york: None, st
     assert metrics.newest("history") == NOON_UTC
     [point] = metrics.load([series], datetime(2024, 5, 2), 10, "UTC")[series.series_id]
     assert point.at == NOON_UTC
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("2024-05-01T12:00:00.000+0000", datetime(2024, 5, 1, 12, tzinfo=UTC)),  # Jira
+    ("2024-05-01T12:00:00Z", datetime(2024, 5, 1, 12, tzinfo=UTC)),  # HubSpot, Zendesk
+    ("2024-05-01T14:00:00.000+02:00", datetime(2024, 5, 1, 12, tzinfo=UTC)),
+    ("2024-05-01T12:00:00", datetime(2024, 5, 1, 12, tzinfo=UTC)),  # naive: UTC
+    (None, None), ("", None), ("not a time", None),
+])
+def test_vendor_timestamps_read_as_aware_utc(text: str | None, expected: datetime | None) -> None:
+    from airflow_opsflow.core.timestamps import parse_time
+
+    assert parse_time(text) == expected

@@ -59,7 +59,7 @@ class _Transport(HttpTransport):
         if 200 <= a.status < 300:
             return a
         text = errors_text(a)
-        where = f"{self.what}: {method} {_short(path)} answered HTTP {a.status}: {text}"
+        where = f"{self.what}: {method} {_path_only(path)} answered HTTP {a.status}: {text}"
         if a.status == 401:
             raise SessionExpired(where)
         if "REQUEST_LIMIT_EXCEEDED" in text:
@@ -205,7 +205,7 @@ def soql_literal(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def _short(path: str) -> str:
+def _path_only(path: str) -> str:
     return path if len(path) <= 120 else path[:117] + "..."
 
 
