@@ -115,7 +115,7 @@ def test_errors_as_salesforce_words_them(sf: Salesforce, soql: str, code: str, m
 
 
 def test_datetime_comparisons(fake_salesforce: FakeSalesforce, sf: Salesforce) -> None:
-    now = datetime.now(UTC)
+    now = fake_salesforce.now()  # the org's clock, which stamped LastModifiedDate
     after = (now - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
     before = (now + timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%S+00:00")
     found = sf.query(f"SELECT Subject FROM Case WHERE LastModifiedDate > {after} AND LastModifiedDate < {before}")
