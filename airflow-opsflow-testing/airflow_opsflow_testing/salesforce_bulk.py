@@ -9,9 +9,15 @@ and leaves every row in ``unprocessedrecords``. Empty CSV values are ignored and
 documented. Result CSVs quote every value after the ``"sf__Id","sf__Created"``/``"sf__Id","sf__Error"`` columns,
 like Salesforce's examples.
 
-A query job runs its SOQL (:mod:`~airflow_opsflow_testing.salesforce_soql`) when it completes; its results page
-by ``maxRecords`` with an opaque ``Sforce-Locator`` ("null" on the last page) and ``Sforce-NumberOfRecords``;
-reading them before ``JobComplete`` is 412 ``JOB_NOT_COMPLETE``.
+A query job (``POST jobs/query`` ``{"operation": "query"|"queryAll", "query": soql}``: a bad SOQL is refused
+there, 400 with the REST query's error) is created ``UploadComplete``, reads ``InProgress`` while it runs and
+runs its SOQL (:mod:`~airflow_opsflow_testing.salesforce_soql`) when it completes (``JobComplete``, or ``Failed``
+with an ``errorMessage``: ``FakeSalesforce.fail_next_bulk_job``); its job info adds ``jobType`` ``V2Query``,
+``numberRecordsProcessed``, ``retries``, ``totalProcessingTime`` and ``isPkChunkingSupported``. Its results are
+CSV, every value quoted, the header row on every set (relationship columns dotted: ``Account.Name``; null
+empty; dateTimes ``2024-05-01T12:00:00.000Z``); they page by ``maxRecords`` with an opaque ``Sforce-Locator``
+("null" on the last set) and ``Sforce-NumberOfRecords``; reading them before ``JobComplete`` is 412
+``JOB_NOT_COMPLETE``.
 """
 
 from __future__ import annotations
@@ -268,8 +274,12 @@ class BulkApi:
         if query.count:
             job.header, job.result_rows = ["expr0"], [[str(len(found))]]
         else:
-            job.header = [f.name for f in query.fields]
-            job.result_rows = [[_csv_value(r.get(f.name)) for f in query.fields] for r in found]
+            def parent(value: Any) -> dict[str, Any] | None:
+                record = self.org.lookup(value)
+                return record.fields if record is not None else None
+
+            job.header = [c.name for c in query.columns]  # relationship columns dotted: "Account.Name"
+            job.result_rows = [[_csv_value(c.field.type, c.value(r, parent)) for c in query.columns] for r in found]
         job.state = "JobComplete"
 
     # --- answers ----------------------------------------------------------------------------------------
@@ -292,6 +302,8 @@ class BulkApi:
             out.update({"retries": 0, "totalProcessingTime": 0})
             if job.kind == "ingest":
                 out.update({"apiActiveProcessingTime": 0, "apexProcessingTime": 0})
+            else:
+                out["isPkChunkingSupported"] = True  # standard objects here and custom objects all chunk
             if job.error_message:
                 out["errorMessage"] = job.error_message
         return out
@@ -327,9 +339,13 @@ class BulkApi:
         return text, next_locator, len(page)
 
 
-def _csv_value(value: Any) -> str:
+def _csv_value(kind: str, value: Any) -> str:
+    """A value as a results CSV writes it: null empty, booleans ``true``/``false``, dateTimes in the
+    xsd:dateTime form of the SOAP and Bulk APIs (``2024-05-01T12:00:00.000Z``, where REST JSON has ``+0000``)."""
     if value is None:
         return ""
+    if kind == "datetime" and isinstance(value, str) and value.endswith("+0000"):
+        return value.removesuffix("+0000") + "Z"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float) and value.is_integer():

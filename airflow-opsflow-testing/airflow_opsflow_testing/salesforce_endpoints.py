@@ -34,7 +34,7 @@ from airflow_opsflow_testing.salesforce_schema import (
     not_found,
     record_error,
 )
-from airflow_opsflow_testing.salesforce_soql import parse
+from airflow_opsflow_testing.salesforce_soql import Column, parse
 from airflow_opsflow_testing.salesforce_store import MultipleMatches, SalesforceOrg, SfRecord
 
 MAX_COLLECTION = 200
@@ -250,10 +250,27 @@ class DataApi:
         found = query.run([r.fields for r in self.org.live(query.obj, deleted=deleted)])
         if query.count:
             return Reply(200, {"totalSize": len(found), "done": True, "records": []})
-        names = [f.name for f in query.fields]
-        records = [self._render(query.obj, SfRecord(query.obj.name, str(r["Id"]), r), c.version, names)
-                   for r in found]
+        records = [self._selected(query.obj, r, c.version, query.columns) for r in found]
         return Reply(200, self._page(records, 0, self._batch_size(c), c.version, None))
+
+    def _selected(self, obj: SfObject, row: JsonDict, version: str, columns: list[Column]) -> JsonDict:
+        """A record as a query answers it: the selected fields in order, a parent's under its relationship name
+        with its own ``attributes`` (``"Account": {"attributes": {...}, "Name": "Acme"}``), a null lookup as
+        ``"Account": null``."""
+        out = self._render(obj, SfRecord(obj.name, str(row["Id"]), row), version, [])
+        for column in columns:
+            node, current = out, row
+            for lookup, relation in column.hops:
+                parent = self.org.lookup(current.get(lookup.name))
+                if parent is None:
+                    node[relation] = None
+                    break
+                if node.get(relation) is None:
+                    node[relation] = self._render(self.org.resolve(parent.object), parent, version, [])
+                node, current = node[relation], parent.fields
+            else:
+                node[column.field.name] = current.get(column.field.name)
+        return out
 
     def _batch_size(self, c: Call) -> int:
         options = c.headers.get("Sforce-Query-Options", "")

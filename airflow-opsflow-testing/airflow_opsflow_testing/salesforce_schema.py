@@ -165,12 +165,18 @@ class SfField:
     def picklist_value(self, value: str) -> PicklistValue | None:
         return next((p for p in self.picklist or [] if p.value == value and p.active), None)
 
+    @property
+    def relationship_name(self) -> str | None:
+        """A lookup's relationship name, as SOQL paths use it: ``AccountId`` -> ``Account``, ``Parent__c`` ->
+        ``Parent__r``; None for other fields."""
+        if self.type != "reference":
+            return None
+        return self.name[:-3] + "__r" if self.name.endswith("__c") else self.name.removesuffix("Id")
+
     def render(self) -> JsonDict:
         text = self.type in TEXT_TYPES and self.type not in ("id", "reference")
         length = self.length if text else (18 if self.type in ("id", "reference") else 0)
-        relationship = None
-        if self.type == "reference":
-            relationship = self.name[:-3] + "__r" if self.name.endswith("__c") else self.name.removesuffix("Id")
+        relationship = self.relationship_name
         defaulted = self.default is not None or self.name in ("Id", "OwnerId", "IsDeleted", "Name") or self.calculated
         return {
             "aggregatable": self.type not in ("textarea", "boolean"), "autoNumber": self.name == "CaseNumber",

@@ -10,8 +10,11 @@ SOQL's rules kept: keywords, object and field names are case-insensitive, text c
 ``!=``/``NOT IN`` match null fields, ``AND`` and ``OR`` never mix without parentheses, a value must have the
 field's type ("value of filter criterion for field 'X' must be of type string and should be enclosed in
 quotes"), ids must be ids, unknown objects are ``INVALID_TYPE`` and unknown fields ``INVALID_FIELD``, both with
-Salesforce's caret-and-position prefix. Relationship paths (``Account.Name``), subqueries, ``GROUP BY``,
-``FIELDS()``, ``USING SCOPE``... are refused with ``MALFORMED_QUERY`` naming the fake, never answered approximately.
+Salesforce's caret-and-position prefix. The field list may follow parent relationships (``Account.Name``,
+``Parent__r.Name``: a lookup's relationship name, then a field of the object it points to; an unknown one is
+``INVALID_FIELD`` "Didn't understand relationship 'X' in field path"); a null lookup makes its fields null.
+Relationship paths in ``WHERE``/``ORDER BY``, subqueries, ``GROUP BY``, ``FIELDS()``, ``USING SCOPE``... are
+refused with ``MALFORMED_QUERY`` naming the fake, never answered approximately.
 """
 
 from __future__ import annotations
@@ -40,6 +43,9 @@ INVALID_TYPE = ("sObject type '{}' is not supported. If you are attempting to us
 INVALID_FIELD = ("No such column '{}' on entity '{}'. If you are attempting to use a custom field, be sure to "
                  "append the '__c' after the custom field name. Please reference your WSDL or the describe call "
                  "for the appropriate names.")
+INVALID_RELATIONSHIP = ("Didn't understand relationship '{}' in field path. If you are attempting to use a custom "
+                        "relationship, be sure to append the '__r' after the custom relationship name. Please "
+                        "reference your WSDL or the describe call for the appropriate names.")
 KEYWORDS = {"select", "from", "where", "and", "or", "not", "in", "like", "order", "by", "asc", "desc", "nulls",
             "first", "last", "limit", "offset", "null", "true", "false", "count"}
 UNSUPPORTED = {"group", "having", "using", "with", "for", "typeof", "includes", "excludes", "fields"}
@@ -70,10 +76,32 @@ Row = dict[str, Any]
 Pred = Callable[[Row], bool]
 
 
+@dataclass(frozen=True)
+class Column:
+    """A selected field: of the queried object, or of a parent reached through lookups (``Account.Name``)."""
+
+    hops: tuple[tuple[SfField, str], ...]  # (lookup field, its relationship name), from the queried object up
+    field: SfField
+
+    @property
+    def name(self) -> str:
+        """The column as Salesforce names it: relationship names and the field's API name, dotted."""
+        return ".".join([*(relation for _, relation in self.hops), self.field.name])
+
+    def value(self, row: Row, parent: Callable[[Any], Row | None]) -> Any:
+        """The value for ``row``; ``parent(id)`` is the record a lookup points to (None: none, or deleted)."""
+        for lookup, _ in self.hops:
+            found = parent(row.get(lookup.name))
+            if found is None:
+                return None
+            row = found
+        return row.get(self.field.name)
+
+
 @dataclass
 class Query:
     obj: SfObject
-    fields: list[SfField]  # empty for COUNT()
+    columns: list[Column]  # empty for COUNT()
     count: bool
     where: Pred | None
     order: list[tuple[SfField, bool, bool]]  # (field, descending, nulls first)
@@ -163,10 +191,10 @@ class _Parser:
             self.expect(")")
             count = True
         else:
-            names.append(self.name_token())
+            names.append(self.name_token(path=True))
             while self.peek().text == ",":
                 self.next()
-                names.append(self.name_token())
+                names.append(self.name_token(path=True))
         self.expect_kw("from")
         obj_tok = self.next()
         if obj_tok.kind != "word" or obj_tok.text.lower() in KEYWORDS:
@@ -174,7 +202,7 @@ class _Parser:
         obj = self.resolve(obj_tok.text)
         if obj is None:
             raise self.error("INVALID_TYPE", INVALID_TYPE.format(obj_tok.text), obj_tok.pos)
-        fields = [self.field(obj, tok) for tok in names]
+        columns = [self.column(obj, tok) for tok in names]
         where = None
         if self.is_kw("where"):
             self.next()
@@ -207,17 +235,35 @@ class _Parser:
             offset = self.integer()
         if self.peek().kind != "end":
             raise self.unexpected(self.peek())
-        return Query(obj, fields, count, where, order, limit, offset)
+        return Query(obj, columns, count, where, order, limit, offset)
 
-    def name_token(self) -> _Tok:
+    def name_token(self, path: bool = False) -> _Tok:
+        """A field name; with ``path``, a relationship path too (the field list)."""
         tok = self.next()
         if tok.kind != "word" or tok.text.lower() in KEYWORDS - {"first", "last"} or _NUMBER.match(tok.text):
             raise self.unexpected(tok)
-        if "." in tok.text:
+        if "." in tok.text and not (path and all(tok.text.split("."))):
             raise self.error("MALFORMED_QUERY", f"relationship field '{tok.text}' {FAKE}", tok.pos)
         if self.peek().text == "(":
             raise self.error("MALFORMED_QUERY", f"function '{tok.text}()' {FAKE}", tok.pos)
         return tok
+
+    def column(self, obj: SfObject, tok: _Tok) -> Column:
+        *relations, name = tok.text.split(".")
+        hops: list[tuple[SfField, str]] = []
+        for relation in relations:
+            lookup = next((f for f in obj.fields.values() if f.relationship_name is not None
+                           and f.relationship_name.lower() == relation.lower()), None)
+            target = next((o for o in map(self.resolve, lookup.reference_to) if o is not None), None) \
+                if lookup is not None else None
+            if lookup is None or lookup.relationship_name is None or target is None:
+                raise self.error("INVALID_FIELD", INVALID_RELATIONSHIP.format(relation), tok.pos)
+            hops.append((lookup, lookup.relationship_name))
+            obj = target
+        f = obj.field(name)
+        if f is None:
+            raise self.error("INVALID_FIELD", INVALID_FIELD.format(name, obj.name), tok.pos)
+        return Column(tuple(hops), f)
 
     def field(self, obj: SfObject, tok: _Tok) -> SfField:
         f = obj.field(tok.text)

@@ -139,6 +139,11 @@ class SalesforceOrg:
         obj = self.object_of(full) if full else None
         return None if obj is None or full is None else self.records[obj.name].get(full)
 
+    def lookup(self, value: Any) -> SfRecord | None:
+        """The live record a lookup field's value points to (None: empty, unknown or deleted)."""
+        found = self.find(value) if isinstance(value, str) and value else None
+        return found if found is not None and not found.deleted else None
+
     def matches(self, obj: SfObject, f: SfField, value: Any) -> list[SfRecord]:
         if f.type == "id":
             found = self.find(str(value))

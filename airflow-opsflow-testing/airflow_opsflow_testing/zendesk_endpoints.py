@@ -4,7 +4,9 @@ Paths are served under ``/api/v2`` with or without ``.json``. Lists page as Zend
 when ``page[size]`` (at most 100) or ``page[after]``/``page[before]`` is given (``meta.has_more``,
 ``meta.after_cursor``, ``links.next``), offset pagination otherwise (``page``, ``per_page``, ``next_page``,
 ``count``). Search pages by offset and stops at 1,000 results (422 ``invalid``, which zenpy turns into the end
-of its results). Incremental exports: tickets and users by cursor (``start_time`` or ``cursor``, ``per_page`` up
+of its results); the Search Export API (``search/export``) pages by cursor instead, without that limit (see
+:meth:`Endpoints._search_export`). ``tickets/update_many`` and the organization/user bulk writes are jobs
+(:mod:`~.zendesk_jobs`). Incremental exports: tickets and users by cursor (``start_time`` or ``cursor``, ``per_page`` up
 to 1,000, ``after_cursor``/``after_url``/``end_of_stream``; the cursor stays usable to poll for later changes),
 organizations by time (``start_time``, ``end_time``, ``next_page``, ``end_of_stream``).
 """
@@ -22,7 +24,7 @@ from airflow_opsflow_testing.local_http import JsonReply
 from airflow_opsflow_testing.zendesk_jobs import JobQueue
 from airflow_opsflow_testing.zendesk_people import Directory
 from airflow_opsflow_testing.zendesk_schema import MAX_MANY, JsonDict, User, ZendeskError, bad_request
-from airflow_opsflow_testing.zendesk_search import SORTS, search, sort
+from airflow_opsflow_testing.zendesk_search import SORTS, parse, search, sort
 from airflow_opsflow_testing.zendesk_store import ZendeskStore
 from airflow_opsflow_testing.zendesk_tickets import TicketDesk
 
@@ -31,6 +33,8 @@ MAX_PAGE = 100
 MAX_EXPORT_PAGE = 1000
 SEARCH_LIMIT = 1000
 SEARCH_TOO_FAR = "Invalid search: Requested response size was greater than Search Response Limits"
+EXPORT_TYPES = ("ticket", "organization", "user", "group")
+CURSOR_LIFETIME = 3600  # seconds: an export cursor expires after an hour
 Query = dict[str, list[str]]
 Handler = Callable[[re.Match[str], Query, Any, User], JsonReply]
 Route = tuple[str, re.Pattern[str], str, Handler]
@@ -99,10 +103,12 @@ class Endpoints:
             ("GET", "/tickets", "list_tickets", self._list_tickets),
             ("POST", "/tickets", "create_ticket", self._create_ticket),
             ("GET", "/tickets/show_many", "show_many_tickets", self._show_many_tickets),
+            ("PUT", "/tickets/update_many", "update_many_tickets", self._update_many_tickets),
             ("GET", r"/tickets/(?P<id>\d+)", "show_ticket", self._show_ticket),
             ("PUT", r"/tickets/(?P<id>\d+)", "update_ticket", self._update_ticket),
             ("GET", r"/tickets/(?P<id>\d+)/comments", "ticket_comments", self._comments),
             ("GET", "/search", "search", self._search), ("GET", "/search/count", "search_count", self._search),
+            ("GET", "/search/export", "search_export", self._search_export),
             ("GET", "/users/me", "me", lambda m, q, b, actor: JsonReply(200, {"user": actor.render(self.url)})),
             ("GET", "/job_statuses", "list_job_statuses", self._list_jobs),
             ("GET", r"/job_statuses/(?P<id>[0-9a-f]+)", "job_status",
@@ -190,6 +196,26 @@ class Endpoints:
         ticket, audit = self.desk.update(m["id"], body, actor)
         return JsonReply(200, {"ticket": ticket.render(self.url), "audit": audit})
 
+    def _update_many_tickets(self, m: re.Match[str], q: Query, body: Any, actor: User) -> JsonReply:
+        """``PUT tickets/update_many``: ``?ids=`` (100 at most) with ``{"ticket": {...}}`` applied to each, or
+        ``{"tickets": [{"id": ..., ...}]}``; a job, one item per ticket, whose results name each ticket by id."""
+        batch = body.get("tickets") if isinstance(body, dict) else None
+        if isinstance(batch, list):
+            if len(batch) > MAX_MANY:
+                raise ZendeskError(400, "TooManyValues", f"tickets: at most {MAX_MANY} records per request")
+            pairs = [(t.get("id") if isinstance(t, dict) else None, t) for t in batch]
+        else:
+            ids, data = _ids(q, "ids"), body.get("ticket") if isinstance(body, dict) else None
+            if not ids or not isinstance(data, dict):
+                raise bad_request("Parameters ids and ticket, or tickets, are required", "ParameterMissing")
+            pairs = [(i, data) for i in ids]
+
+        def item(index: int, ticket_id: Any, data: Any) -> Callable[[], JsonDict]:
+            return lambda: self.desk.job_item(ticket_id, data, actor, index)
+
+        job = self.jobs.submit("bulk_update_tickets", [item(n, tid, data) for n, (tid, data) in enumerate(pairs)])
+        return JsonReply(200, {"job_status": job})
+
     def _comments(self, m: re.Match[str], q: Query, body: Any, actor: User) -> JsonReply:
         with self.store.lock:
             comments = [c.render() for c in self.desk.find(m["id"]).comments]
@@ -217,6 +243,50 @@ class Endpoints:
             "results": results, "facets": None, "count": len(found),
             "next_page": link + urlencode({**keep, "page": page + 1, "per_page": per_page}) if more else None,
             "previous_page": link + urlencode({**keep, "page": page - 1, "per_page": per_page}) if page > 1 else None})
+
+    def _search_export(self, m: re.Match[str], q: Query, body: Any, actor: User) -> JsonReply:
+        """``GET search/export``: one ``filter[type]`` (required), results ordered by ``created_at``, ``page[size]``
+        up to 1,000 (100 by default), ``page[after]`` = the last page's ``meta.after_cursor`` (expires after an
+        hour); ``links.next`` repeats the query with it, ``links.prev`` is always null. Zendesk's docs call a
+        ``type`` in the query an error; zenpy sends ``type:<filter type>`` with ``filter[type]``, so the fake
+        refuses a type keyword only when it names another type. Refusals: 400 in the search service's shape
+        ``{"error": {"title": "Invalid attribute", "message": ...}}`` (messages in the fake's words)."""
+        def refuse(message: str) -> JsonReply:
+            return JsonReply(400, {"error": {"title": "Invalid attribute", "message": message}})
+
+        kind, text = _arg(q, "filter[type]"), _arg(q, "query", "") or ""
+        if kind not in EXPORT_TYPES:
+            return refuse(f"You passed an invalid value for the filter[type] attribute: one of {EXPORT_TYPES}")
+        if parse(text).kinds - {kind}:
+            return refuse("Remove the type keyword from the query: filter[type] sets it")
+        try:
+            size = _int(q, "page[size]", MAX_PAGE)
+        except ZendeskError:
+            return refuse("page[size] must be an integer")
+        if not 1 <= size <= MAX_EXPORT_PAGE:
+            return refuse(f"page[size] must be from 1 to {MAX_EXPORT_PAGE}")
+        now = int(self.store.now().timestamp())
+        started, last = now, None
+        if after := _arg(q, "page[after]"):
+            try:
+                state = _uncursor(after)
+            except ZendeskError:
+                return refuse("You passed an invalid value for the page[after] attribute")
+            started, last = int(state.get("t", 0)), (str(state.get("c", "")), int(state.get("i", 0)))
+            if now - started > CURSOR_LIFETIME:
+                return refuse("The cursor has expired: start the export again")
+        found = sorted(search(self.store.indexed(), f"type:{kind} {text}", self.store.now()),
+                       key=lambda d: (str(d.get("created_at") or ""), d["id"]))
+        if last is not None:
+            found = [d for d in found if (str(d.get("created_at") or ""), d["id"]) > last]
+        page, more = found[:size], len(found) > size
+        cursor = _cursor({"c": page[-1].get("created_at") or "", "i": page[-1]["id"], "t": started}) if page else None
+        keep = {k: v[-1] for k, v in q.items() if k != "page[after]"}
+        link = f"{self.url}{m[0]}?" + urlencode({**keep, "page[after]": cursor}) if more and cursor else None
+        results = [{**{k: v for k, v in d.items() if not k.startswith("_")}, "result_type": d["_kind"]} for d in page]
+        return JsonReply(200, {"results": results, "facets": None,
+                               "meta": {"has_more": more, "after_cursor": cursor, "before_cursor": None},
+                               "links": {"next": link, "prev": None}})
 
     # --- organizations and users --------------------------------------------------------------------------
 

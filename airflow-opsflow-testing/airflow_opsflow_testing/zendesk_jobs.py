@@ -1,4 +1,5 @@
-"""Bulk jobs of the fake Zendesk: ``create_many``/``update_many``/``create_or_update_many`` answer a ``job_status``.
+"""Bulk jobs of the fake Zendesk: ``create_many``/``update_many``/``create_or_update_many`` (and ``destroy_many``,
+``tickets/update_many``) answer a ``job_status``.
 
 A job goes ``queued`` -> ``working`` (half its items applied, ``progress`` counting them) -> ``completed``
 (``results`` holds one entry per item, in request order). It moves one step per ``GET job_statuses/{id}``
@@ -6,8 +7,9 @@ poll, or every ``seconds`` when a pace is set (``FakeZendesk.job_pace``), or at 
 are applied only as the job works through them, as on Zendesk. Item results: ``{"id", "index", "action":
 "create"|"update", "status": "Created"|"Updated", "success": true}`` or, for a refused item, ``{"index",
 "status": "Failed", "success": false, "error": "RecordInvalid", "details": "Name: cannot be blank"}`` (users
-add ``email``, both ``external_id`` when given). At most 30 jobs may be queued or working per account: one
-more is refused with 429 (+ ``Retry-After``). Zendesk keeps job statuses for a while; the fake keeps the last 100.
+add ``email``, both ``external_id`` when given; a ticket's item names it by ``id``). At most 30 jobs may be
+queued or working per account: one more is refused with 429 (+ ``Retry-After``). Zendesk keeps job statuses
+for a while; the fake keeps the last 100.
 """
 
 from __future__ import annotations

@@ -25,11 +25,12 @@ Credentials accepted (401 ``{"error": "Couldn't authenticate you"}`` otherwise):
 Basic ``{email}:{password}`` (unless ``password_access=False``; Zendesk is retiring it) and ``Bearer
 {oauth_token}``. Rate limit: ``rate_limit`` requests per rolling ``rate_window`` seconds (Zendesk: 200-2,500 a
 minute by plan; 700 here), then 429 with ``Retry-After`` and the plain-text body Zendesk sends; the incremental
-exports have their own 10 a minute. Every answer carries ``X-Rate-Limit``/``X-Rate-Limit-Remaining`` and
-``ratelimit-*`` headers. Faults: :meth:`fail_next`, :meth:`drop_response_next` (applied, then the connection
-closes unanswered), :meth:`delay_next` (applied, then answered late: a client timeout sees no answer) and
-:meth:`latency` (:mod:`~.zendesk_traffic`). What is served and how: :mod:`~.zendesk_endpoints`,
-:mod:`~.zendesk_tickets`, :mod:`~.zendesk_search`, :mod:`~.zendesk_people`, :mod:`~.zendesk_jobs`.
+exports have their own 10 a minute, the search export its own 100. Every answer carries ``X-Rate-Limit``/
+``X-Rate-Limit-Remaining`` and ``ratelimit-*`` headers. Faults: :meth:`fail_next`, :meth:`drop_response_next`
+(applied, then the connection closes unanswered), :meth:`delay_next` (applied, then answered late: a client
+timeout sees no answer) and :meth:`latency` (:mod:`~.zendesk_traffic`). What is served and how:
+:mod:`~.zendesk_endpoints`, :mod:`~.zendesk_tickets`, :mod:`~.zendesk_search`, :mod:`~.zendesk_people`,
+:mod:`~.zendesk_jobs`.
 """
 
 from __future__ import annotations
@@ -113,8 +114,8 @@ class FakeZendesk(Endpoints, Traffic, LocalHTTPService):
 
     def __init__(self, *, email: str = DEFAULT_EMAIL, token: str = DEFAULT_TOKEN, password: str = DEFAULT_PASSWORD,
                  oauth_token: str = DEFAULT_OAUTH, password_access: bool = True, rate_limit: int = 700,
-                 rate_window: float = 60.0, incremental_limit: int = 10, host: str = "127.0.0.1",
-                 port: int = 0) -> None:
+                 rate_window: float = 60.0, incremental_limit: int = 10, search_export_limit: int = 100,
+                 host: str = "127.0.0.1", port: int = 0) -> None:
         self.email, self.token, self.password, self.oauth_token = email, token, password, oauth_token
         self.password_access = password_access
         self._init_http(host, port)
@@ -123,7 +124,7 @@ class FakeZendesk(Endpoints, Traffic, LocalHTTPService):
         self.directory = Directory(self.store)
         self.jobs = JobQueue(self._base_url, lambda: self.store.now().strftime("%Y-%m-%d %H:%M:%S +0000"))
         self._expired = False
-        self._init_traffic(rate_limit, rate_window, incremental_limit)
+        self._init_traffic(rate_limit, rate_window, incremental_limit, search_export_limit)
         self._routes = self._route_table()
         self.operations = sorted({name for _, _, name, _ in self._routes})
         self.agent = self._seed_agent()

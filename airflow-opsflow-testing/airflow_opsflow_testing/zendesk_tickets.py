@@ -9,7 +9,9 @@ Zendesk's system ticket rules, as its help center states them, that the fake enf
 * a ``solved`` ticket can be reopened by an update; solved tickets are closed some days later (4 by Zendesk's
   default automation, 28 at most) - here when the test calls :meth:`TicketDesk.close_solved`;
 * solving a ticket without assignee assigns the agent solving it (the "auto assign on solve" setting);
-* ``safe_update`` with a stale ``updated_stamp`` is refused with 409 ``UpdateConflict``.
+* ``safe_update`` with a stale ``updated_stamp`` is refused with 409 ``UpdateConflict``;
+* ``tickets/update_many`` runs each ticket's update as an item of a job (:meth:`TicketDesk.job_item`):
+  ``additional_tags`` / ``remove_tags`` add and remove tags without replacing the others.
 
 Writes are validated on a copy and applied whole: a 422 changes nothing.
 """
@@ -123,6 +125,19 @@ class TicketDesk:
                 self.store.tickets[ticket.id] = ticket
                 self.store.commit("ticket", ticket)
             return copy.deepcopy(ticket), self._audit(ticket, audit_id, actor, events)
+
+    def job_item(self, ticket_id: Any, data: Any, actor: User, index: int) -> JsonDict:
+        """One item of a ``tickets/update_many`` job, applied: its entry in the job's ``results``. Zendesk
+        documents ``{"id", "action": "update", "success": true, "status": "Updated"}``; a refused ticket
+        carries the error and the description its single update would answer (a closed ticket: ``Status:
+        closed prevents ticket update``), as the fake's other job items do."""
+        try:
+            ticket, _ = self.update(ticket_id, {"ticket": data}, actor)
+        except ZendeskError as e:
+            tid = int(ticket_id) if str(ticket_id).isdigit() else ticket_id
+            return {"id": tid, "index": index, "action": "update", "status": "Failed", "success": False,
+                    "error": e.error, "details": e.summary()}
+        return {"id": ticket.id, "index": index, "action": "update", "status": "Updated", "success": True}
 
     def close_solved(self, days: float) -> list[int]:
         """Close every ticket solved at least ``days`` ago on the account's clock; the ids closed."""

@@ -2,7 +2,8 @@
 
 Rate limit: at most ``rate_limit`` requests per rolling ``rate_window`` seconds, then 429 with ``Retry-After``
 (seconds until a slot frees) and Zendesk's plain-text body ``Number of allowed API requests per minute
-exceeded``; the incremental exports also count against their own limit (Zendesk: 10 a minute). Every answer
+exceeded``; the incremental exports also count against their own limit (Zendesk: 10 a minute), and so does
+the Search Export API (Zendesk: 100 a minute per account). Every answer
 carries ``X-Rate-Limit``, ``X-Rate-Limit-Remaining`` and ``ratelimit-limit/-remaining/-reset``, as Zendesk's
 ticketing endpoints do. Faults pick requests by operation name, path prefix or any request.
 """
@@ -21,6 +22,7 @@ from airflow_opsflow_testing.local_http import JsonReply
 
 RATE_LIMITED = "Number of allowed API requests per minute exceeded"
 EXPORT_LIMITED = "Number of allowed incremental export API requests per minute exceeded"
+SEARCH_EXPORT_LIMITED = "Number of allowed search export API requests per minute exceeded"  # the fake's words
 WRITES = ("POST", "PUT", "DELETE")
 
 
@@ -58,27 +60,33 @@ class Traffic:
 
     operations: list[str]
 
-    def _init_traffic(self, rate_limit: int, rate_window: float, incremental_limit: int) -> None:
+    def _init_traffic(self, rate_limit: int, rate_window: float, incremental_limit: int,
+                      search_export_limit: int = 100) -> None:
         self._lock = threading.Lock()
         self._requests: list[RecordedRequest] = []
         self._faults: list[Fault] = []
         self._latency = 0.0
         self._window: deque[float] = deque()
         self._export_window: deque[float] = deque()
-        self.set_rate_limit(rate_limit, rate_window, incremental_limit)
+        self._search_export_window: deque[float] = deque()
+        self.set_rate_limit(rate_limit, rate_window, incremental_limit, search_export_limit)
 
     def set_rate_limit(self, per_window: int, window_seconds: float = 60.0,
-                       incremental_limit: int | None = None) -> None:
-        """At most ``per_window`` requests per rolling ``window_seconds`` (and ``incremental_limit`` exports a
-        minute), then 429 + ``Retry-After``; small windows make 429s quick to reach in tests."""
+                       incremental_limit: int | None = None, search_export_limit: int | None = None) -> None:
+        """At most ``per_window`` requests per rolling ``window_seconds`` (and ``incremental_limit`` incremental
+        exports, ``search_export_limit`` search exports a minute), then 429 + ``Retry-After``; small windows make
+        429s quick to reach in tests."""
         if per_window < 1 or window_seconds <= 0:
             raise ValueError("the rate limit needs per_window >= 1 and window_seconds > 0")
         with self._lock:
             self.rate_limit, self.rate_window = per_window, window_seconds
             if incremental_limit is not None:
                 self.incremental_limit = incremental_limit
+            if search_export_limit is not None:
+                self.search_export_limit = search_export_limit
             self._window.clear()
             self._export_window.clear()
+            self._search_export_window.clear()
 
     # --- faults -------------------------------------------------------------------------------------------
 
@@ -149,6 +157,7 @@ class Traffic:
             self._faults.clear()
             self._window.clear()
             self._export_window.clear()
+            self._search_export_window.clear()
         self._latency = 0.0
 
     def _record(self, request: RecordedRequest) -> None:
@@ -163,6 +172,8 @@ class Traffic:
             windows = [(self._window, self.rate_limit, self.rate_window, RATE_LIMITED)]
             if name.startswith("incremental_"):
                 windows.append((self._export_window, self.incremental_limit, 60.0, EXPORT_LIMITED))
+            elif name == "search_export":
+                windows.append((self._search_export_window, self.search_export_limit, 60.0, SEARCH_EXPORT_LIMITED))
             wait = 0.0
             for window, limit, span, text in windows:
                 while window and window[0] <= now - span:

@@ -14,7 +14,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from airflow_opsflow.checks.values import Int
-from airflow_opsflow.core.api_source import ApiSource, HubSpotObjects, SalesforceQuery, ZendeskExport
+from airflow_opsflow.core.api_source import (
+    SALESFORCE_BULK_ABOVE,
+    ApiSource,
+    HubSpotObjects,
+    SalesforceQuery,
+    ZendeskExport,
+)
 
 _HUBSPOT_OBJECT = re.compile(r"(?:[a-z][a-z0-9_]*|[0-9]+-[0-9]+)")
 _HUBSPOT_PROPERTY = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
@@ -138,11 +144,20 @@ class SalesforceSource(BaseModel):
     :param soql: one ``SELECT ... FROM Object`` (filters, order and limit as SOQL allows; no relationship
         subquery in the field list: query the child object instead). The staged table is named after the
         object; its columns are the selected fields (``Owner.Name`` stays dotted), typed from the values.
+    :param bulk_above: records above which the query is read through a Bulk API 2.0 query job instead of
+        REST pages (default 10,000; ``0``: whenever it has records; ``never``, or null: REST only). The
+        first REST answer's ``totalSize`` decides, with no extra request. A job costs one request however
+        large the result (REST: one a 2,000 records) but a few polls and seconds of queueing: Salesforce
+        calls anything above 2,000 records a candidate, the default waits until the job clearly pays off.
+        Bulk API 2.0 cannot run ``GROUP BY``, ``OFFSET``, ``TYPEOF`` or functions in the field list:
+        such queries stay on REST (naming ``bulk_above`` for one is an error). Either way the staged rows
+        are the same (CSV values are typed as the REST JSON types them).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     soql: str
+    bulk_above: Int | None = Field(default=SALESFORCE_BULK_ABOVE, ge=0)
 
     @field_validator("soql")
     @classmethod
@@ -150,12 +165,44 @@ class SalesforceSource(BaseModel):
         soql_parts(v)
         return v.strip()
 
+    @field_validator("bulk_above", mode="before")
+    @classmethod
+    def _never(cls, v: Any) -> Any:
+        if isinstance(v, str) and v.strip().lower() in ("never", "none", "null"):
+            return None
+        return v
+
+    @model_validator(mode="after")
+    def _bulk(self) -> SalesforceSource:
+        if "bulk_above" in self.model_fields_set and self.bulk_above is not None:
+            refused = bulk_refusal(self.soql)
+            if refused:
+                raise ValueError(f"bulk_above: Bulk API 2.0 cannot run this query ({refused}); leave bulk_above "
+                                 "out or set it to never")
+        return self
+
     def describe(self) -> str:
         return f"Salesforce {soql_parts(self.soql)[0]}"
 
     def source(self, client: Any) -> ApiSource:
         name, fields = soql_parts(self.soql)
-        return SalesforceQuery(client, self.soql, name, fields)
+        bulk_above = self.bulk_above if bulk_refusal(self.soql) is None else None
+        return SalesforceQuery(client, self.soql, name, fields, bulk_above=bulk_above)
+
+
+def bulk_refusal(soql: str) -> str | None:
+    """Why Bulk API 2.0 cannot run a query (its documented limits), or None when it can."""
+    blank = _SOQL_STRING.sub("''", soql)
+    m = _SOQL.fullmatch(blank)
+    if m is None:
+        return "not a plain SELECT"
+    clause = re.search(r"\b(GROUP\s+BY|OFFSET|TYPEOF)\b", blank, re.I)
+    if clause:
+        return f"{' '.join(clause[1].upper().split())} is not supported"
+    function = next((item for item in _top_level_items(m["fields"]) if not _SF_PATH.fullmatch(item)), None)
+    if function is not None:
+        return f"{function!r} in the field list: only plain fields and relationship fields are supported"
+    return None
 
 
 def soql_parts(soql: str) -> tuple[str, list[str]]:

@@ -15,6 +15,7 @@ from airflow_opsflow.checks.api_spec import (
     HubSpotSource,
     SalesforceSource,
     ZendeskSource,
+    soql_parts,
     with_system_connection,
 )
 from airflow_opsflow.checks.detection import Detection
@@ -22,6 +23,7 @@ from airflow_opsflow.checks.spec_base import CheckBase, check_identifier
 from airflow_opsflow.checks.values import Float, Int
 from airflow_opsflow.core.calendar import WEEKDAYS, BusinessCalendar
 from airflow_opsflow.core.identifiers import check_table_name
+from airflow_opsflow.core.jinja import PLACEHOLDER
 
 Bucket = Literal["hour", "day", "week", "month"]
 _SHARE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
@@ -387,6 +389,14 @@ class ReconcileCheck(CheckBase):
         the CRM with the right tier"). ``disjoint``: no key is on both sides; duplicates and NULL keys are fine
         ("no open ticket of a churned account": churned accounts left, open tickets right, by
         organization). ``group_by`` needs ``match``; ``compare`` has no sense with ``disjoint``.
+    :param entity: track each violating key across runs (new, still open, resolved, age, money at stake:
+        :class:`~airflow_opsflow.checks.entity_spec.EntitySpec`). An entity is a key: ``entity.key`` is the
+        check's ``key`` (the default when left out). Every key that violates ``expect`` is one: only on one side
+        where that is not allowed, on both with different ``compare`` values, twice where that is not allowed,
+        on both sides for ``disjoint``; NULL keys and ``group_by`` differences are none. ``entity.amount``
+        and ``entity.since`` are columns of the **left** side (the key's first row there); a key only on the
+        right (``expect: match``) takes them from the right side's column of that name (a ``compare``
+        column's ``right_column``), and has none when the right side has no such column.
     """
 
     kind: Literal["reconcile"]
@@ -397,6 +407,15 @@ class ReconcileCheck(CheckBase):
     group_by: list[str] = Field(default_factory=list)
     group_tolerance: tuple[float, float] = (0.0, 0.0)
     expect: Literal["match", "left_in_right", "disjoint"] = "match"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _entity_key(cls, data: Any) -> Any:
+        """An entity is a key: ``entity.key`` defaults to the check's ``key``."""
+        if isinstance(data, dict) and isinstance(data.get("entity"), dict) and "key" not in data["entity"] \
+                and data.get("key") is not None:
+            return {**data, "entity": {**data["entity"], "key": data["key"]}}
+        return data
 
     @field_validator("key", "group_by", mode="before")
     @classmethod
@@ -425,11 +444,65 @@ class ReconcileCheck(CheckBase):
             raise ValueError(f"group_by reconciles totals of both sides: it needs expect 'match', not {self.expect!r}")
         if self.compare and self.expect == "disjoint":
             raise ValueError("expect 'disjoint' wants no key on both sides: there is nothing to compare")
+        self._entity_columns()
         return self
+
+    def _entity_columns(self) -> None:
+        rule = self.entity
+        if rule is None:
+            return
+        if sorted(k.lower() for k in rule.key) != sorted(k.lower() for k in self.key):
+            raise ValueError(f"entity.key ({', '.join(rule.key)}) must be the check's key ({', '.join(self.key)}): "
+                             "the entities of a reconcile check are its keys (leave entity.key out to use it)")
+        known = _known_columns(self.left)
+        if known is None:
+            return  # a table, or a query whose columns only the database knows: checked when the check runs
+        lower = {n.lower() for n in known}
+        for field, name in (("amount", rule.amount), ("since", rule.since)):
+            if name is not None and name.lower() not in lower:
+                raise ValueError(f"entity.{field}: column {name!r} is not among the left side's columns "
+                                 f"({', '.join(known)}); {field} is read from the left side "
+                                 f"({self.left.name('left')})")
 
     @property
     def tracks_rows(self) -> bool:
-        return False  # its differences come from two streams, not rows of one query
+        return True  # its violating keys, collected while merging (entity.key is the check's key)
 
     def default_name(self) -> str:
         return "reconcile"
+
+
+_SOQL_FIELDS = re.compile(r"^\s*select\s+(.*?)\s+from\s", re.I | re.S)
+
+
+def _known_columns(side: ReconcileSide) -> list[str] | None:
+    """The columns a side has as its spec says (None when only reading it tells): a query's named output
+    columns, a HubSpot side's id and properties, a SOQL query's plain fields."""
+    if side.hubspot is not None:
+        return ["id", *side.hubspot.properties]
+    if side.salesforce is not None:
+        m = _SOQL_FIELDS.match(side.salesforce.soql)
+        if m is None or "(" in m.group(1):
+            return None  # aggregates and functions: named as Salesforce answers
+        return soql_parts(side.salesforce.soql)[1]
+    if side.sql is None or "{" in side.sql or PLACEHOLDER in side.sql:
+        return None  # a table, a Zendesk export, or a query still to be rendered
+    import sqlglot
+    from sqlglot import exp
+    from sqlglot.errors import SqlglotError
+
+    try:
+        q = sqlglot.parse_one(side.sql)
+    except SqlglotError:
+        return None  # the loader reports it (in the side's own dialect)
+    if not isinstance(q, exp.Query):
+        return None
+    names = []
+    for e in q.selects:
+        if isinstance(e, exp.Alias):
+            names.append(e.alias)
+        elif isinstance(e, exp.Column) and not isinstance(e.this, exp.Star):
+            names.append(e.name)
+        else:
+            return None  # *, or an unnamed expression: the database names it
+    return names

@@ -11,11 +11,15 @@ an exponential back-off) and :class:`ApiError` for the others (a refused query, 
 
 from __future__ import annotations
 
+import contextlib
+import csv
+import io
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -49,14 +53,6 @@ class ApiRetry(Exception):
 
 HubSpotRequest = Callable[[str, str, Any], Any]  # (method, path with query, JSON body or None) -> JSON answer
 ZendeskGet = Callable[[str, Mapping[str, Any]], Any]  # (path under the account, query parameters) -> JSON answer
-
-
-class SalesforceClient(Protocol):
-    """SOQL through the REST API (``query`` / ``queryMore``), as simple-salesforce offers it."""
-
-    def query(self, soql: str) -> Any: ...
-
-    def query_more(self, next_records_url: str) -> Any: ...
 
 
 class ApiSource:
@@ -233,22 +229,74 @@ def _list_of(answer: Any, name: str, system: str) -> list[Mapping[str, Any]]:
 
 # -- Salesforce ------------------------------------------------------------------------------------
 
+SALESFORCE_BULK_ABOVE = 10_000  # records: a larger result is read through a Bulk API 2.0 query job
+BULK_PAGE = 10_000  # records a results read (maxRecords): the page held in memory
+BULK_FIRST_POLL = 1.0  # seconds before the first status read; doubled after each, up to BULK_POLL_MAX
+BULK_POLL_MAX = 30.0
+BULK_TIMEOUT = 3600.0  # seconds of waiting for a query job to complete before it is aborted
+_NUMBER_TYPES = {"int": int, "long": int, "double": float, "currency": float, "percent": float}
+_ZULU = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?)Z")
+
+
+class BulkPage(NamedTuple):
+    """One set of a Bulk API 2.0 query job's results."""
+
+    csv: str  # the header row, then one row a record
+    locator: str | None  # ``Sforce-Locator`` of the next set; None after the last ("null")
+    records: int  # ``Sforce-NumberOfRecords``
+
+
+class SalesforceClient(Protocol):
+    """SOQL through the REST API (``query`` / ``queryMore``), as simple-salesforce offers it; Bulk API 2.0
+    query jobs on the same session (``jobs/query``), and ``describe`` to type their CSV values."""
+
+    def query(self, soql: str) -> Any: ...
+
+    def query_more(self, next_records_url: str) -> Any: ...
+
+    def describe(self, object_name: str) -> Any: ...
+
+    def create_query_job(self, soql: str) -> Any: ...
+
+    def query_job(self, job_id: str) -> Any: ...
+
+    def query_job_results(self, job_id: str, locator: str | None, max_records: int) -> BulkPage: ...
+
+    def abort_query_job(self, job_id: str) -> Any: ...
+
 
 class SalesforceQuery(ApiSource):
-    """A SOQL query's records, page after page (``nextRecordsUrl``: 2,000 a page, or the org's batch size).
+    """A SOQL query's records, page after page: REST ``query``/``queryMore`` (``nextRecordsUrl``: 2,000 a
+    page, or the org's batch size), or a Bulk API 2.0 query job for a large result.
 
-    Relationship fields (``Owner.Name``) are flattened to dotted columns; the ``attributes`` of each record
-    are left out. (Bulk API 2.0 query jobs are not used: the REST query pages just as well, at one request
-    per 2,000 records.)
+    The first REST answer says how many records the query has (``totalSize``); above ``bulk_above`` its
+    records are dropped and a query job reads them all instead: created (``POST jobs/query``), polled with
+    a growing pause until ``JobComplete`` (``Failed``/``Aborted``: :class:`ApiError` with the job's
+    ``errorMessage``; still running after ``bulk_timeout`` seconds of waiting: aborted, ApiError), then its
+    CSV results read ``bulk_page`` records at a time by ``Sforce-Locator``. Salesforce counts a query job as
+    one request however many records it returns (the REST query pays one a 2,000), and calls anything above
+    2,000 records a candidate for Bulk API 2.0; a job's polls and queueing cost seconds, so it pays off on
+    larger results. A retry after a lost answer to the job's creation makes a second job: harmless for a read.
 
-    :param client: ``query(soql)`` and ``query_more(next_records_url)``, from the shell.
+    CSV values are text; each is typed as the REST JSON types it (numbers, booleans; dateTimes in the REST
+    form ``...+0000``; empty is NULL), from the field types the object's ``describe`` gives (one request
+    per object, parents of relationship columns included), so both ways stage the same rows.
+
+    Relationship fields (``Owner.Name``) are flattened to dotted columns, as the CSV header names them;
+    the ``attributes`` of each record are left out.
+
+    :param client: the shell's client (:class:`SalesforceClient`).
     :param object_name: the queried object (``Account``): the staged table's name.
     :param fields: the plain field paths the query selects: the staged columns.
+    :param bulk_above: read through a query job when the query has more records than this (0: whenever it
+        has any); None: always REST. The caller says whether Bulk API 2.0 can run the query at all.
     """
 
     system = "Salesforce"
 
-    def __init__(self, client: SalesforceClient, soql: str, object_name: str, fields: Sequence[str]) -> None:
+    def __init__(self, client: SalesforceClient, soql: str, object_name: str, fields: Sequence[str],
+                 bulk_above: int | None = None, bulk_page: int = BULK_PAGE,
+                 bulk_timeout: float = BULK_TIMEOUT) -> None:
         super().__init__()
         self.client = client
         self.soql = soql
@@ -256,9 +304,19 @@ class SalesforceQuery(ApiSource):
         self.columns = list(fields)
         self.key = next((f for f in fields if f.lower() == "id"), None)
         self._relations = {f.lower().rsplit(".", 1)[0] for f in fields if "." in f}
+        self.bulk_above = bulk_above
+        self.bulk_page = max(1, bulk_page)
+        self.bulk_timeout = bulk_timeout
+        self.bulk_job: str | None = None  # the query job's id, when the records came through Bulk API 2.0
 
     def pages(self) -> Iterator[Page]:
         answer = self._call("running the query", self.client.query, self.soql)
+        total = answer.get("totalSize") if isinstance(answer, dict) else None
+        if self.bulk_above is not None and isinstance(total, int) and total > self.bulk_above:
+            log.info("Salesforce: %s has %d records (over %d): reading them through a Bulk API 2.0 query job",
+                     self.table, total, self.bulk_above)
+            yield from self._bulk()
+            return
         while True:
             yield [self._record(r) for r in _list_of(answer, "records", self.system)]
             url = answer.get("nextRecordsUrl") if not answer.get("done", True) else None
@@ -273,6 +331,107 @@ class SalesforceQuery(ApiSource):
                 continue  # a null lookup: its selected fields (Owner.Name...) stay NULL
             out[name] = value
         return out
+
+    # -- Bulk API 2.0 ------------------------------------------------------------------------------
+
+    def _bulk(self) -> Iterator[Page]:
+        types = self._field_types()
+        job = self._call("creating a Bulk API 2.0 query job", self.client.create_query_job, self.soql)
+        job_id = job.get("id") if isinstance(job, dict) else None
+        if not job_id:
+            raise ApiError(f"Salesforce answered the creation of a query job without an id: {str(job)[:200]}")
+        self.bulk_job = job_id = str(job_id)
+        self._wait(job_id)
+        header: list[str] | None = None
+        typed: list[tuple[str, Callable[[str], Any] | None, str | None]] = []
+        locator: str | None = None
+        while True:
+            page = self._call("reading the query job's results", self.client.query_job_results, job_id, locator,
+                              self.bulk_page)
+            rows = csv.reader(io.StringIO(page.csv))
+            first = next(rows, [])
+            records: Page = []
+            if header is None:
+                header = first
+                typed = [(name, _NUMBER_TYPES.get(types.get(name.lower(), "")), types.get(name.lower()))
+                         for name in header]
+            elif first and first != header:  # a set without the header row
+                records.append(_bulk_record(typed, first))
+            records.extend(_bulk_record(typed, row) for row in rows if row)
+            yield records
+            if page.locator is None:
+                return
+            locator = page.locator
+
+    def _wait(self, job_id: str) -> None:
+        waited, pause = 0.0, BULK_FIRST_POLL
+        while True:
+            pause = min(pause, max(0.0, self.bulk_timeout - waited))
+            time.sleep(pause)
+            waited += pause
+            info = self._call("waiting for the query job", self.client.query_job, job_id)
+            state = info.get("state") if isinstance(info, dict) else None
+            if state == "JobComplete":
+                return
+            if state in ("Failed", "Aborted"):
+                reason = info.get("errorMessage") or "no errorMessage"
+                raise ApiError(f"Salesforce: the Bulk API 2.0 query job {job_id} on {self.table} ended {state}: "
+                               f"{reason}")
+            if waited >= self.bulk_timeout:
+                try:
+                    self._call("aborting the query job", self.client.abort_query_job, job_id)
+                except ApiError as e:  # it stops on its own in the end; the timeout is what to report
+                    log.warning("Salesforce: aborting query job %s failed: %s", job_id, e)
+                raise ApiError(f"Salesforce: the Bulk API 2.0 query job {job_id} on {self.table} was still "
+                               f"{state} after {waited:.0f} s of waiting; it was aborted")
+            pause = min(pause * 2, BULK_POLL_MAX)
+
+    def _field_types(self) -> dict[str, str]:
+        """Each selected path's Salesforce type (lower-case path -> ``int``, ``boolean``...), from the describe
+        of the object and of the parents its relationship columns reach (each described once)."""
+        described: dict[str, dict[str, Mapping[str, Any]]] = {}
+
+        def fields_of(obj: str) -> dict[str, Mapping[str, Any]]:
+            if obj.lower() not in described:
+                answer = self._call(f"describing {obj}", self.client.describe, obj)
+                fields = answer.get("fields") if isinstance(answer, dict) else None
+                described[obj.lower()] = {str(f.get("name")).lower(): f for f in fields or []
+                                          if isinstance(f, dict)}
+            return described[obj.lower()]
+
+        out: dict[str, str] = {}
+        for path in self.columns:
+            *relations, name = path.lower().split(".")
+            objects = [self.table]
+            for relation in relations:  # a polymorphic lookup may reach several objects: the first that knows
+                lookup = next((f for obj in objects for f in fields_of(obj).values()
+                               if str(f.get("relationshipName") or "").lower() == relation), None)
+                objects = [str(o) for o in (lookup or {}).get("referenceTo") or []]
+            for obj in objects:
+                found = fields_of(obj).get(name)
+                if found is not None:
+                    out[path.lower()] = str(found.get("type") or "")
+                    break
+        return out
+
+
+def _bulk_record(typed: list[tuple[str, Callable[[str], Any] | None, str | None]], row: list[str]) -> Record:
+    """A CSV row as the REST JSON would give it: empty is NULL, numbers and booleans typed, dateTimes in the
+    REST form (``2024-05-01T12:00:00.000+0000``; the CSV writes ``...Z``), other values as text."""
+    out: Record = {}
+    for (name, number, kind), text in zip(typed, row, strict=False):
+        value: Any = None
+        if text != "":
+            value = text
+            if number is not None:
+                with contextlib.suppress(ValueError):
+                    value = number(text)
+            elif kind == "boolean":
+                value = text.lower() == "true"
+            elif kind == "datetime" and (m := _ZULU.fullmatch(text)):
+                value = f"{m[1]}+0000"
+        out[name] = value
+    return out
 
 
 # -- Zendesk ---------------------------------------------------------------------------------------

@@ -25,11 +25,13 @@ class SalesforceObjects(SyncDestination):
     :param conn_id: a ``salesforce`` connection of Airflow's Salesforce provider (``SalesforceHook``: username,
         password and security token, or a connected app; ``domain`` ``test`` for a sandbox). Its user needs
         API access and Create/Edit (Delete, for mirror) on the object. It logs in on the first request only.
-    :param api: ``auto`` (default): the engine hands over batches of ``bulk_threshold`` records; a full one goes
-        as a Bulk API 2.0 job, a smaller one (fewer changes left in the run) through sObject Collections.
-        ``collections``: always Collections (batches of 200). ``bulk``: always Bulk jobs.
-    :param bulk_threshold: records per batch with ``auto``/``bulk`` (at most 100,000), and so the number of
-        changes from which a batch goes through Bulk API 2.0 (default 10,000, Bulk API 2.0's internal batch).
+    :param api: ``auto`` (default): the engine hands over batches of up to 100,000 records (the operator's
+        ``batch_size`` lowers it); one of ``bulk_threshold`` records or more goes as a Bulk API 2.0 job, a
+        smaller one through sObject Collections. ``collections``: always Collections (batches of 200).
+        ``bulk``: always Bulk jobs.
+    :param bulk_threshold: with ``auto``, the changes from which a batch goes through Bulk API 2.0 (default
+        2,000, Salesforce's own line between Composite calls and Bulk API 2.0: from there one job, 6 requests,
+        costs less than 10 or more Collections requests).
     :param bulk_timeout: seconds a Bulk job may run before it is aborted (its unprocessed records are sent
         again by a later run).
     :param timeout: seconds per request.
@@ -39,7 +41,7 @@ class SalesforceObjects(SyncDestination):
     external_id_field: str
     conn_id: str = "salesforce_default"
     api: str = "auto"
-    bulk_threshold: int = 10_000
+    bulk_threshold: int = 2_000
     bulk_timeout: float = 1800.0
     timeout: float = 120.0
 
@@ -52,7 +54,7 @@ class SalesforceObjects(SyncDestination):
 
     @property
     def default_batch_size(self) -> int:  # type: ignore[override]
-        return 200 if self.api == "collections" else self.bulk_threshold
+        return 200 if self.api == "collections" else 100_000  # one Bulk job (sync.destinations.salesforce.BULK_MAX)
 
     def open(self, owner: str, sync_id: str, concurrency: int) -> Opened:
         from airflow.providers.salesforce.hooks.salesforce import SalesforceHook

@@ -31,7 +31,7 @@ from airflow_opsflow.core import sqlparts
 from airflow_opsflow.core.results import CheckResult, json_safe
 from airflow_opsflow.incidents.entities import Seen, key_text, to_amount, to_since, track
 from airflow_opsflow.monitors.metric import Bound, MetricError, run_metric
-from airflow_opsflow.monitors.reconcile import ReconcileError, run_reconcile
+from airflow_opsflow.monitors.reconcile import ReconcileError, reconcile
 from airflow_opsflow.state.store import StateStoreError
 
 if TYPE_CHECKING:
@@ -120,6 +120,7 @@ class SuiteRun:
         self.sql: dict[str, list[str]] = {}
         self.seconds: dict[str, float] = {}
         self.rows: dict[str, tuple[list[str], list[tuple[Any, ...]]]] = {}  # a sql check's samples/entities
+        self.entity_rows: dict[str, list[tuple[Any, ...]]] = {}  # a reconcile check's violating keys
 
     def run(self) -> list[CheckResult]:
         plan = compile_suite(self.suite, self.dialect, self._resolve)
@@ -268,6 +269,8 @@ class SuiteRun:
             try:
                 if b.name in self.rows:  # a sql check: its one statement returned the entities
                     rows = [row for row in self.rows[b.name][1] if all(v is not None for v in row[:k])]
+                elif b.name in self.entity_rows:  # a reconcile check: its merge collected them (no NULL key)
+                    rows = self.entity_rows[b.name]
                 else:
                     sql = entity_query(b, self.dialect, rule.max_entities + 1)
                     self.sql.setdefault(b.name, []).append(sql)
@@ -340,10 +343,13 @@ class SuiteRun:
                                       "DataCheckOperator (or pass connect= to run_suite)")
             return
         try:
-            self.results[b.name] = result = run_reconcile(b.check, self.connect, api=self.api)
+            done = reconcile(b.check, self.connect, api=self.api)
         except ReconcileError as e:
             self._error(b.name, plan, str(e))
             return
+        self.results[b.name] = result = done.result
+        if done.entities is not None:
+            self.entity_rows[b.name] = done.entities
         self.sql[b.name] = result.sql
         self.seconds[b.name] = result.duration_s
 

@@ -7,7 +7,8 @@ the calls and name the answers: a rate limit or a transient failure is :class:`A
 * HubSpot: an ``opsflow_hubspot`` connection (:class:`~airflow_opsflow.hooks.hubspot.HubSpotHook`: the
   private app's token), over opsflow's HTTP transport.
 * Salesforce: a ``salesforce`` connection through Airflow's Salesforce provider (``SalesforceHook``,
-  simple-salesforce); an expired session logs in again once, an exhausted daily API limit is named.
+  simple-salesforce): REST queries, and Bulk API 2.0 query jobs for large ones; an expired session logs in
+  again once, an exhausted daily API limit is named.
 * Zendesk: a ``zendesk`` connection through Airflow's Zendesk provider (``ZendeskHook``): zenpy's
   authenticated session, on the raw export endpoints (zenpy would turn each record into an object).
 """
@@ -17,15 +18,17 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 from airflow_opsflow.checks.api_spec import DEFAULT_CONN
-from airflow_opsflow.core.api_source import ApiError, ApiRetry, HubSpotRequest
+from airflow_opsflow.core.api_source import ApiError, ApiRetry, BulkPage, HubSpotRequest
 from airflow_opsflow.core.retry_after import parse_retry_after
 
 T = TypeVar("T")
 API_CONN_TYPES = frozenset({"opsflow_hubspot", "salesforce", "zendesk", "http"})
 RETRY_AFTER_MAX = 3600.0
 _TRANSIENT = frozenset({408, 425, 500, 502, 503, 504})
+RESULTS_TIMEOUT = (30.0, 300.0)  # seconds to connect, and between bytes of a query job's results page
 
 
 def is_api_connection(conn_id: str) -> bool:
@@ -80,7 +83,14 @@ def hubspot_request(conn_id: str, owner: str = "") -> HubSpotRequest:
 
 
 class SalesforceSoql:
-    """SOQL through ``SalesforceHook``'s simple-salesforce client: ``query`` and ``query_more``."""
+    """SOQL through ``SalesforceHook``'s simple-salesforce client: ``query`` and ``query_more``; Bulk API 2.0
+    query jobs and ``describe`` on the same session (:class:`~airflow_opsflow.core.api_source.SalesforceClient`).
+
+    simple-salesforce's ``sf.bulk2`` runs a whole query job in one call (its own polling and sleeps, results
+    read in one loop): a rate limit or a dropped connection there would lose the job, so the job's calls
+    are made here one by one, each retried by the source. JSON calls go through ``sf.restful``; the CSV
+    results, which it would parse as JSON, through the client's own ``requests`` session and headers.
+    """
 
     def __init__(self, conn_id: str) -> None:
         self.conn_id = conn_id
@@ -91,6 +101,37 @@ class SalesforceSoql:
 
     def query_more(self, next_records_url: str) -> Any:
         return self._call(lambda sf: sf.query_more(next_records_url, identifier_is_url=True))
+
+    def describe(self, object_name: str) -> Any:
+        return self._call(lambda sf: sf.restful(f"sobjects/{quote(object_name, safe='')}/describe"))
+
+    def create_query_job(self, soql: str) -> Any:
+        # "queryAll" would add deleted and archived records: the REST path reads `query`, so does the job
+        return self._call(lambda sf: sf.restful("jobs/query", method="POST",
+                                                json={"operation": "query", "query": soql}))
+
+    def query_job(self, job_id: str) -> Any:
+        return self._call(lambda sf: sf.restful(f"jobs/query/{quote(job_id, safe='')}"))
+
+    def abort_query_job(self, job_id: str) -> Any:
+        return self._call(lambda sf: sf.restful(f"jobs/query/{quote(job_id, safe='')}", method="PATCH",
+                                                json={"state": "Aborted"}))
+
+    def query_job_results(self, job_id: str, locator: str | None, max_records: int) -> BulkPage:
+        def read(sf: Any) -> BulkPage:
+            from simple_salesforce.util import exception_handler
+
+            path = f"jobs/query/{quote(job_id, safe='')}/results"
+            params: dict[str, Any] = {"maxRecords": max_records, **({"locator": locator} if locator else {})}
+            answer = sf.session.get(sf.base_url + path, params=params, headers={**sf.headers, "Accept": "text/csv"},
+                                    timeout=RESULTS_TIMEOUT)
+            if answer.status_code >= 300:
+                exception_handler(answer, name=path)  # raises simple-salesforce's error for the status
+            following = answer.headers.get("Sforce-Locator")
+            return BulkPage(answer.content.decode("utf-8-sig"), None if following in (None, "", "null") else following,
+                            int(answer.headers.get("Sforce-NumberOfRecords") or 0))
+
+        return self._call(read)
 
     def _client(self, fresh: bool = False) -> Any:
         if self._sf is None or fresh:

@@ -11,6 +11,10 @@ order (an engine with another collation) stops the check with an error rather th
 A side on an API (HubSpot, Salesforce, Zendesk) is first staged: its records are streamed page by page
 into a throwaway SQLite file (:mod:`airflow_opsflow.core.staging`), which is then read like any table and
 removed after the check. The shell hands over the API's client (``api``: system and connection -> client).
+
+With ``entity``, the merge also collects the violating keys (in key order, at most ``max_entities + 1``, so
+memory stays bounded) for :mod:`airflow_opsflow.incidents.entities` to track across runs: see
+:func:`reconcile`.
 """
 
 from __future__ import annotations
@@ -51,7 +55,8 @@ class _Side:
     dialect: str
     source: SqlSource
     staged: StagedTable | None = None
-    columns: list[str] = field(default_factory=list)  # resolved: key..., compare..., group...
+    columns: list[str] = field(default_factory=list)  # resolved: key..., compare..., group..., entity extras
+    entity_at: list[int | None] = field(default_factory=list)  # where entity.amount/since are in a row
     rows: int = 0
     null_keys: int = 0
     duplicates: int = 0
@@ -67,6 +72,22 @@ class _Tally:
     columns_off: dict[str, int] = field(default_factory=dict)
     samples: list[dict[str, Any]] = field(default_factory=list)
     groups: dict[tuple[Any, ...], list[Any]] = field(default_factory=dict)  # group -> [count, sums...] x 2
+    entities: list[tuple[Any, ...]] = field(default_factory=list)  # (entity key..., amount?, since?)
+    last_entity: tuple[Any, ...] | None = None
+
+
+@dataclass
+class Reconciliation:
+    """A reconcile check's result and, for a check with ``entity``, its violating keys.
+
+    :param entities: one row per violating key, in key order: the ``entity.key`` values, then the
+        ``amount`` and ``since`` values when the rule names them (what a ``sql`` check's entity rows
+        hold); at most ``max_entities + 1`` rows, so more than ``max_entities`` means the list was cut.
+        None without ``entity``.
+    """
+
+    result: CheckResult
+    entities: list[tuple[Any, ...]] | None = None
 
 
 def run_reconcile(c: ReconcileCheck, connect: Connect, fetch_size: int = 10_000, api: ApiClients | None = None,
@@ -76,6 +97,12 @@ def run_reconcile(c: ReconcileCheck, connect: Connect, fetch_size: int = 10_000,
     :param api: opens the client of an API side (needed only when a side is one).
     :param staging_dir: where API sides are staged (default: the system's temporary directory).
     """
+    return reconcile(c, connect, fetch_size, api, staging_dir).result
+
+
+def reconcile(c: ReconcileCheck, connect: Connect, fetch_size: int = 10_000, api: ApiClients | None = None,
+              staging_dir: str | None = None) -> Reconciliation:
+    """:func:`run_reconcile`, with the violating keys a check with ``entity`` tracks."""
     started = time.perf_counter()
     sides: list[_Side] = []
     staged: list[StagedTable] = []
@@ -107,7 +134,7 @@ def run_reconcile(c: ReconcileCheck, connect: Connect, fetch_size: int = 10_000,
     result = _result(c, left, right, tally)
     result.sql = sql
     result.duration_s = round(time.perf_counter() - started, 4)
-    return result
+    return Reconciliation(result, tally.entities if c.entity is not None else None)
 
 
 def _stage(c: ReconcileCheck, spec: ReconcileSide, role: str, api: ApiClients | None,
@@ -151,6 +178,7 @@ def _query(c: ReconcileCheck, side: _Side, on_right: bool) -> str:
     wanted = [*c.key, *[(cc.right if on_right else cc.column) for cc in c.compare], *c.group_by]
     side.columns = [_resolve(n, names, side.label) for n in wanted]
     keys = side.columns[: len(c.key)]
+    side.entity_at = _entity_columns(c, side, names, on_right)
     q = exp.select(*[sqlparts.column(n) for n in side.columns]).from_(src)
     if side.spec.where:
         try:
@@ -161,6 +189,36 @@ def _query(c: ReconcileCheck, side: _Side, on_right: bool) -> str:
     q = q.order_by(*[_bytewise(sqlparts.column(k), side.dialect, text) for k, text in
                      zip(keys, _text_keys(side, src, keys), strict=True)])
     return q.sql(side.dialect, comments=False)
+
+
+def _entity_columns(c: ReconcileCheck, side: _Side, names: list[str], on_right: bool) -> list[int | None]:
+    """Where ``entity.amount`` and ``entity.since`` are in the side's rows (columns not read already are
+    appended to ``side.columns``); None where the side does not give it. The left side must have them; the
+    right one gives them only to keys only it has (``expect: match``), when it has a column of that name."""
+    rule = c.entity
+    if rule is None:
+        return []
+    at: list[int | None] = []
+    for name, what in ((rule.amount, "amount"), (rule.since, "since")):
+        if name is None:
+            continue
+        if on_right:
+            # The right's name of a compared column, else the same name; no such column: no value.
+            name = next((cc.right for cc in c.compare if cc.column.lower() == name.lower()), name)
+            found = [n for n in names if n == name] or [n for n in names if n.lower() == name.lower()]
+            if c.expect != "match" or len(found) != 1:
+                at.append(None)
+                continue
+            real = found[0]
+        else:
+            try:
+                real = _resolve(name, names, side.label)
+            except ReconcileError as e:
+                raise ReconcileError(f"entity.{what}: {e}") from None
+        if real not in side.columns:
+            side.columns.append(real)
+        at.append(side.columns.index(real))
+    return at
 
 
 def _text_keys(side: _Side, src: exp.Expr, keys: list[str]) -> list[bool]:
@@ -203,7 +261,17 @@ def _merge(c: ReconcileCheck, left: _Side, lrows: Iterator[tuple[Any, ...]], rig
            rrows: Iterator[tuple[Any, ...]]) -> _Tally:
     n = len(c.key)
     t = _Tally()
+    order = [[k.lower() for k in c.key].index(k.lower()) for k in c.entity.key] if c.entity else []
     kinds: list[list[str] | None] = [None, None]
+
+    def entity(key: tuple[Any, ...], row: tuple[Any, ...], side: _Side) -> None:
+        """A violating key becomes an entity (once: a key's duplicates come right after it)."""
+        rule = c.entity
+        if rule is None or key == t.last_entity or len(t.entities) > rule.max_entities:
+            return
+        t.last_entity = key
+        t.entities.append((*(_entity_key(key[i]) for i in order),
+                           *(row[i] if i is not None else None for i in side.entity_at)))
     last: list[tuple[Any, ...] | None] = [None, None]
 
     def advance(it: Iterator[tuple[Any, ...]], i: int, side: _Side) -> tuple[tuple[Any, ...], tuple[Any, ...]] | None:
@@ -235,6 +303,7 @@ def _merge(c: ReconcileCheck, left: _Side, lrows: Iterator[tuple[Any, ...]], rig
                     side.duplicates += 1
                     if _violates(c, "duplicate", i):
                         _sample(c, t, key, f"key twice on {side.label}")
+                        entity(key, row, side)
                     _group(c, t, row, i)
                     continue
             last[i] = key
@@ -248,12 +317,14 @@ def _merge(c: ReconcileCheck, left: _Side, lrows: Iterator[tuple[Any, ...]], rig
             t.only_left += 1
             if _violates(c, "only", 0):
                 _sample(c, t, a[0], f"only on {left.label}")
+                entity(a[0], a[1], left)
             _group(c, t, a[1], 0)
             a = advance(lrows, 0, left)
         elif a is None or b[0] < a[0]:
             t.only_right += 1
             if _violates(c, "only", 1):
                 _sample(c, t, b[0], f"only on {right.label}")
+                entity(b[0], b[1], right)
             _group(c, t, b[1], 1)
             b = advance(rrows, 1, right)
         else:
@@ -264,10 +335,12 @@ def _merge(c: ReconcileCheck, left: _Side, lrows: Iterator[tuple[Any, ...]], rig
                 for cc, _, _ in off:
                     t.columns_off[cc.column] = t.columns_off.get(cc.column, 0) + 1
                 _sample(c, t, a[0], "; ".join(f"{cc.column}: {_show(x)} vs {_show(y)}" for cc, x, y in off))
+                entity(a[0], a[1], left)
             else:
                 t.matched += 1
                 if c.expect == "disjoint":
                     _sample(c, t, a[0], f"on both {left.label} and {right.label}")
+                    entity(a[0], a[1], left)
             _group(c, t, a[1], 0)
             _group(c, t, b[1], 1)
             a, b = advance(lrows, 0, left), advance(rrows, 1, right)
@@ -281,6 +354,15 @@ def _violates(c: ReconcileCheck, what: str, side: int) -> bool:
     if c.expect == "left_in_right":
         return side == 0  # the right side may hold more, twice or without a key
     return True
+
+
+def _entity_key(value: Any) -> Any:
+    """A key value as the entity's stored key has it: 7, 7.0 and Decimal(7) are one key whichever side's
+    driver returned it (see key_text in airflow_opsflow.incidents.entities)."""
+    number = _numeric(value)
+    if number is not None and number.is_finite() and number == number.to_integral_value():
+        return int(number)
+    return value
 
 
 def _kind(value: Any) -> str:
@@ -356,7 +438,7 @@ def _group(c: ReconcileCheck, t: _Tally, row: tuple[Any, ...], side: int) -> Non
     if not c.group_by:
         return
     n, m = len(c.key), len(c.compare)
-    group = tuple(_text(v) if v is not None else None for v in row[n + m:])
+    group = tuple(_text(v) if v is not None else None for v in row[n + m: n + m + len(c.group_by)])
     totals = t.groups.get(group)
     if totals is None:
         if len(t.groups) >= MAX_GROUPS:

@@ -38,7 +38,7 @@ from airflow_opsflow.sync.plan import (
     py_key,
     py_shard,
 )
-from airflow_opsflow.sync.repo import RESEND, KeyState, SyncRepo
+from airflow_opsflow.sync.repo import PENDING, RESEND, KeyState, SyncRepo
 
 MAX_KEY_LENGTH = 512
 SMALL_DIFF = 20_000  # changes fetched in one go (with parallel workers) before falling back to a cursor
@@ -149,14 +149,15 @@ class Differ:
                     c.reject("uncastable value", key, str(e))
                     continue
                 add(Item(key, (row[single],) if single is not None else tuple([row[i] for i in kidx]), fields,
-                         row[hi], None, False, "", new_op, "added"))
+                         row[hi], None, False, "", op=new_op, kind="added"))
                 continue
             row_hash, old_hash = row[hi], row[oh]
             again = status in resend
             if old_hash == row_hash and not again and not resend_all:
                 c.unchanged += 1
                 continue
-            self._emit(out, row, key, row_hash, old_hash is not None, row[orf], True, row[ow] if again else None)
+            self._emit(out, row, key, row_hash, old_hash is not None, row[orf], True, row[ow] if again else None,
+                       status == PENDING)
         return out
 
     def _stream(self, since: Any, keys: list[str] | None, role: str) -> Iterator[list[Item]]:
@@ -204,12 +205,13 @@ class Differ:
             c.unchanged += 1
             return
         self._emit(out, row, key, row_hash, old is not None and old.row_hash is not None,
-                   old.dest_ref if old else None, old is not None, old.write_id if again and old else None)
+                   old.dest_ref if old else None, old is not None, old.write_id if again and old else None,
+                   old is not None and old.status == PENDING)
 
     def _emit(self, out: list[Item], row: tuple[Any, ...], key: str, row_hash: str, confirmed: bool,
-              ref: str | None, stored: bool, write_id: str | None) -> None:
+              ref: str | None, stored: bool, write_id: str | None, pending: bool = False) -> None:
         """Append the record for a change: ``changed`` when the destination confirmed a value before, else
-        ``added``; ``write_id``: an earlier write to repeat (failed, or maybe applied by a killed run)."""
+        ``added``; ``write_id``: an earlier write to repeat (failed, or maybe applied by a killed run: ``pending``)."""
         kind = "changed" if confirmed else "added"
         op = self.ops[kind]
         if op is None:
@@ -221,7 +223,7 @@ class Differ:
             self.counts.reject("uncastable value", key, str(e))
             return
         out.append(Item(key, tuple([row[i] for i in self._key_idx]), fields, row_hash, ref, stored, write_id or "",
-                        op, kind))
+                        pending, op=op, kind=kind))
 
     # -- deletes ---------------------------------------------------------------------------------------
 

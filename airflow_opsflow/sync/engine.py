@@ -318,12 +318,12 @@ class SyncRun:
             if len(sample) < _DELETE_SAMPLE:
                 sample.append(key)
             if spec.dry_run:
-                kept.append(Item(key, (), None, row_hash, ref, op="delete", kind="deleted"))
+                kept.append(Item(key, (), None, row_hash, ref, pending=status == PENDING, op="delete", kind="deleted"))
                 if len(kept) >= _DRY_DELETE_CHUNK:
                     yield "delete", "", kept
                     kept = []
             elif count <= allowed:
-                kept.append(Item(key, (), None, row_hash, ref, op="delete", kind="deleted"))
+                kept.append(Item(key, (), None, row_hash, ref, pending=status == PENDING, op="delete", kind="deleted"))
             elif kept or never_sent:  # over the limits: refused; only counted from here on
                 kept, never_sent = [], []
         refused = self._delete_guard(count, synced) if count > allowed else None

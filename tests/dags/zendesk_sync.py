@@ -1,4 +1,5 @@
-"""Test DAGs: ReverseSyncOperator into the fake Zendesk's organizations (mirror) and users (upsert)."""
+"""Test DAGs: ReverseSyncOperator into the fake Zendesk's organizations (mirror) and users (upsert), and the
+ranking of the organizations' open tickets by the accounts' total spend (organization_tickets)."""
 
 from __future__ import annotations
 
@@ -30,4 +31,17 @@ with DAG("test_zendesk_users", schedule=None, start_date=START, catchup=False, p
         dry_run="{{ params.dry_run }}", full_resync="{{ params.full_resync }}",
         mapping={"external_id": "account_id", "name": "name", "email": "email", "plan": "tier"},
         destination=ZendeskObjects("users", conn_id="zendesk_default"), max_failed=None, max_failed_share=0.5,
+    )
+
+# The warehouse's ranking: total spend -> the priority (and the vip tag) of the account's open tickets.
+RANKING = ("SELECT account_id, CASE WHEN total_spend >= 2000 THEN 'urgent' WHEN total_spend >= 1000 THEN 'high' "
+           "ELSE 'normal' END AS priority, CASE WHEN total_spend >= 1000 THEN 'vip' END AS tags FROM accounts")
+
+with DAG("test_zendesk_ticket_ranking", schedule=None, start_date=START, catchup=False,
+         params=PARAMS) as ranking_dag:
+    ReverseSyncOperator(
+        task_id="ranking", conn_id="{{ params.conn_id }}", sql=RANKING, primary_key="account_id",
+        dry_run="{{ params.dry_run }}", full_resync="{{ params.full_resync }}",
+        mapping={"external_id": "account_id", "priority": "priority", "tags": "tags"},
+        destination=ZendeskObjects("organization_tickets"), max_failed=None, max_failed_share=0.5,
     )

@@ -134,11 +134,11 @@ def test_full_then_one_percent_then_nothing(world: World, api: str) -> None:
     assert got["60"]["Customer_Since__c"] == "2023-01-05"
     calls = names(sf, mark)
     if api == "collections":
-        assert calls == {"login": 1, "describe": 1, "collection_upsert": 5}  # 1,000 records, 200 a request
-    else:  # a look for jobs a killed run left; one job: create, upload, UploadComplete, two status reads, its
-        # successful results (it has no failed ones)
-        assert calls == {"login": 1, "describe": 1, "ingest_jobs": 1, "ingest_create": 1, "ingest_upload": 1,
-                         "ingest_state": 1, "ingest_job": 2, "ingest_results": 1}
+        assert calls == {"login": 1, "collection_upsert": 5}  # 1,000 records, 200 a request, nothing else
+    else:  # one job: create, upload, UploadComplete, two status reads, its successful results (it has no failed
+        # ones); no describe (nothing was refused), no look for jobs a killed run left (none was)
+        assert calls == {"login": 1, "ingest_create": 1, "ingest_upload": 1, "ingest_state": 1, "ingest_job": 2,
+                         "ingest_results": 1}
 
     world.db.execute("UPDATE sf_accounts SET name = name || ' (renamed)' WHERE account_id % 100 = 0")
     mark = sf.mark()
@@ -179,6 +179,23 @@ def test_auto_sends_full_batches_by_bulk_and_the_rest_by_collections(world: Worl
     assert sf.calls(since=mark) == []
 
 
+@pytest.mark.usefixtures("airflow_db")
+def test_auto_sends_a_run_of_changes_as_one_bulk_job_whatever_the_threshold(world: World) -> None:
+    # The threshold decides the API, not the job's size: 6,000 changes over a threshold of 2,500 are one job.
+    sf = world.sf
+    world.seed(6000)
+    mark = sf.mark()
+    assert world.run("auto_low").xcom("accounts")["counts"]["added"] == 6000
+    assert names(sf, mark) == {"login": 1, "ingest_create": 1, "ingest_upload": 1, "ingest_state": 1,
+                               "ingest_job": 2, "ingest_results": 1}
+    assert len(sf.records("Account")) == 6000 and world.created_once()
+
+    world.db.execute("UPDATE sf_accounts SET tier = 'platinum' WHERE account_id % 100 = 0")  # 60: Collections
+    mark = sf.mark()
+    assert world.run("auto_low").xcom("accounts")["counts"]["changed"] == 60
+    assert names(sf, mark) == {"login": 1, "collection_upsert": 1}
+
+
 # -- refused records, limits, sessions -----------------------------------------------------------------------
 
 @pytest.mark.usefixtures("airflow_db")
@@ -205,7 +222,7 @@ def test_refused_picklist_value_is_mapped_to_its_key_and_sent_again(sqlite_world
 def test_daily_api_limit_stops_the_run_and_the_next_sends_the_rest(sqlite_world: World) -> None:
     world, sf = sqlite_world, sqlite_world.sf
     world.seed(1000)
-    sf.set_api_limit(4)  # the describe and three upserts of 200, then REQUEST_LIMIT_EXCEEDED
+    sf.set_api_limit(3)  # three upserts of 200, then REQUEST_LIMIT_EXCEEDED
     run = world.run("collections")
     assert run.task_states == {"accounts": "failed"}
     assert len(sf.records("Account")) == 600
@@ -248,9 +265,10 @@ def test_session_expiring_mid_run_logs_in_again_once(sqlite_world: World, api: s
 def test_a_session_refused_after_a_fresh_login_stops_the_run(sqlite_world: World) -> None:
     world, sf = sqlite_world, sqlite_world.sf
     world.seed(100)
-    sf.fail_next(401, target="describe", times=2)
+    sf.fail_next(401, target="collection_upsert", times=2)
     assert world.run("collections").task_states == {"accounts": "failed"}
-    assert sf.calls("collection_upsert") == [] and len(sf.calls("login")) == 2
+    assert [c.status for c in sf.calls("collection_upsert")] == [401, 401] and len(sf.calls("login")) == 2
+    assert sf.records("Account") == []
 
 
 # -- lost answers --------------------------------------------------------------------------------------------
@@ -362,9 +380,13 @@ def account(sf: FakeSalesforce, ext: str) -> dict[str, Any]:
     return found
 
 
-def records(ids: range, write_id: str = "w1") -> list[Record]:
-    return [Record(str(i), (i,), {EXT: str(i), "Name": f"A{i}", "Tier__c": "gold"}, "h", write_id=write_id)
-            for i in ids]
+def records_with(extra: dict[str, Any], ids: range) -> list[Record]:
+    return [Record(str(i), (i,), {EXT: str(i), "Name": f"A{i}", **extra}, "h") for i in ids]
+
+
+def records(ids: range, write_id: str = "w1", pending: bool = False) -> list[Record]:
+    return [Record(str(i), (i,), {EXT: str(i), "Name": f"A{i}", "Tier__c": "gold"}, "h", write_id=write_id,
+                   pending=pending) for i in ids]
 
 
 def test_deletes_find_records_a_killed_run_left_by_external_id(org: FakeSalesforce) -> None:
@@ -390,9 +412,12 @@ def test_a_bulk_job_a_killed_run_left_running_is_waited_for(org: FakeSalesforce)
                   headers={"Content-Type": "text/csv"})
     other.request("PATCH", f"jobs/ingest/{job}", {"state": "UploadComplete"})  # queued, then the worker died
     c = client(org, "bulk", fields=[EXT, "Name", "Tier__c"])
-    c.send("upsert", records(range(1, 10)))
+    mark = org.mark()
+    c.send("upsert", records(range(1, 5)))  # nothing pending (the killed run's keys are not in this batch)
+    assert "ingest_jobs" not in names(org, mark)  # so no look for jobs it left
+    c.send("upsert", records(range(5, 10), pending=True))  # key 5's earlier write may be running still
     assert org.bulk.jobs[job].state == "JobComplete"  # it ran first, so this run's newer values stay
-    assert account(org, "5")["Name"] == "A5"
+    assert account(org, "5")["Name"] == "A5" and names(org, mark)["ingest_jobs"] == 1
     c.close()
     other.close()
 
@@ -406,7 +431,8 @@ def test_real_session_expiry_between_requests(org: FakeSalesforce) -> None:
     c.close()
 
 
-def test_describe_problems_are_named_before_any_write(org: FakeSalesforce) -> None:
+def test_describe_problems_are_named_with_nothing_written(org: FakeSalesforce) -> None:
+    # The describe is read only when Salesforce refuses something (no request of a healthy run is spent on it).
     org.define_field("Account", "Plain__c")
     cases = [
         ({"object_name": "Nope__c"}, "has no sObject 'Nope__c'"),
@@ -423,7 +449,12 @@ def test_describe_problems_are_named_before_any_write(org: FakeSalesforce) -> No
     with pytest.raises(DestinationFailed) as e:
         c.send("upsert", [Record("1", (1,), {EXT: "1", "Name": "x", "Colour__c": 1, "CreatedDate": 1}, "h")])
     assert "no field(s) Colour__c" in str(e.value) and "CreatedDate cannot be written" in str(e.value)
-    assert org.writes() == []
+    c.close()
+    c = client(org, fields=[EXT, "Name", "CreatedDate"])  # refused record by record, not as a whole
+    mark = org.mark()
+    with pytest.raises(DestinationFailed, match="CreatedDate cannot be written"):
+        c.send("upsert", records_with({"CreatedDate": 1}, range(1, 4)))
+    assert names(org, mark)["describe"] == 1 and org.records("Account") == []
     assert SalesforceObjectsClient(c.api, "Account", EXT).preflight(["Name"], "mirror") == [
         "external_id_field 'Warehouse_Id__c' must be mapped (Salesforce upserts by it)"]
     c.close()
@@ -479,7 +510,9 @@ def test_a_whole_collections_request_refused_is_split_to_the_bad_record(org: Fak
 
 def test_dry_run_estimates(org: FakeSalesforce) -> None:
     auto = client(org, "auto", fields=[EXT])
-    assert auto.requests_for("upsert", 25_000, 10_000) == 2 * 6 + 25
+    assert auto.requests_for("upsert", 25_000, 100_000) == 6  # one Bulk 2.0 job above the threshold (2,000)
+    assert auto.requests_for("upsert", 25_000, 10_000) == 3 * 6  # a smaller operator batch: a job per batch
+    assert auto.requests_for("upsert", 1_500, 100_000) == 8  # below the threshold: Collections of 200
     assert client(org, "collections", fields=[EXT]).requests_for("upsert", 1000, 200) == 5
     assert client(org, "bulk", fields=[EXT]).requests_for("upsert", 1000, 10_000) == 6
 

@@ -100,7 +100,14 @@ def test_query_all_sees_deleted_records(fake_salesforce: FakeSalesforce, sf: Sal
     ("SELECT Id FROM Account WHERE Name = 5", "INVALID_FIELD", "value of filter criterion for field 'Name' must "
      "be of type string and should be enclosed in quotes"),
     ("SELECT Id FROM Case WHERE AccountId = 'abc'", "INVALID_QUERY_FILTER_OPERATOR", "invalid ID field: abc"),
-    ("SELECT Id, Account.Name FROM Contact", "MALFORMED_QUERY", "(opsflow FakeSalesforce supports a SOQL subset)"),
+    ("SELECT Id FROM Contact WHERE Account.Name = 'a'", "MALFORMED_QUERY",
+     "(opsflow FakeSalesforce supports a SOQL subset)"),
+    ("SELECT Id, Acount.Name FROM Contact", "INVALID_FIELD", "Didn't understand relationship 'Acount' in field path. "
+     "If you are attempting to use a custom relationship, be sure to append the '__r' after the custom relationship "
+     "name. Please reference your WSDL or the describe call for the appropriate names."),
+    ("SELECT Account.Nmae FROM Contact", "INVALID_FIELD", "No such column 'Nmae' on entity 'Account'. If you are "
+     "attempting to use a custom field, be sure to append the '__c' after the custom field name. Please reference "
+     "your WSDL or the describe call for the appropriate names."),
     ("SELECT Name FROM Account GROUP BY Name", "MALFORMED_QUERY", "(opsflow FakeSalesforce supports a SOQL subset)"),
 ])
 def test_errors_as_salesforce_words_them(sf: Salesforce, soql: str, code: str, message: str | None) -> None:

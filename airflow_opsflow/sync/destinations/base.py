@@ -29,6 +29,8 @@ class Record:
     :param stored: the state store has a row for this key (False: its first confirmation is a plain insert).
     :param write_id: this write's id: the run's, or that of an earlier write of the key that may have
         reached the destination unconfirmed (a re-send then carries the same idempotency key).
+    :param pending: that earlier write was started and never answered (a run killed mid-write): a destination
+        whose writes outlive the request (a Bulk job) waits for them before writing newer values.
     """
 
     key: str
@@ -38,6 +40,7 @@ class Record:
     ref: str | None = None
     stored: bool = True
     write_id: str = ""
+    pending: bool = False
 
 
 @dataclass(frozen=True, slots=True)

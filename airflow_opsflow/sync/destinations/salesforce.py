@@ -5,12 +5,12 @@ How batches go (``api``):
 * ``collections``: the engine's batches are 200 records, one ``PATCH composite/sobjects/{obj}/{ExtIdField}``
   each (``allOrNone: false``: one result per record; its Id is kept as the record's ref, its errors are mapped
   to its key). A request refused as a whole (400) is split by the engine down to the bad record.
-* ``bulk``: batches of ``bulk_threshold`` records, each one Bulk API 2.0 upsert job
+* ``bulk``: batches of up to 100,000 records, each one Bulk API 2.0 upsert job
   (:mod:`~airflow_opsflow.sync.destinations.salesforce_bulk`: CSV, polling, per-row results by external id).
-* ``auto`` (default): the engine's batches are ``bulk_threshold`` records. The deliverer fills a batch before
-  sending it, so a batch is full only when at least that many changes are left in the run: a full batch goes
-  as a Bulk job, a smaller one (a run with fewer changes, or the run's remainder) through Collections, 200
-  records a request, ``concurrency`` requests at once. There a request refused whole is split here down to the
+* ``auto`` (default): the engine's batches are up to 100,000 records, filled before they are sent, so a batch
+  holds all the run's changes or 100,000 of them. A batch of ``bulk_threshold`` records or more goes as one
+  Bulk job (6 requests whatever its size), a smaller one through Collections, 200 records a request,
+  ``concurrency`` requests at once. There a request refused whole is split here down to the
   bad record, and when one fails transiently the engine repeats the batch: the requests Salesforce already
   answered are not sent again (their outcomes are kept until the batch is answered).
 
@@ -21,11 +21,13 @@ Deletes (mirror) go by the record Id the upsert answered, or, for a record a kil
 its Id was recorded, by the Id a SOQL query finds for its external id: ``DELETE composite/sobjects?ids=`` (200
 a request) or a Bulk delete job for a full batch. A record already gone counts as deleted.
 
-Before the first write (not before: a run with nothing to send makes no request, not even a login) the object's
-describe is read once: the object must exist, the external id field must be an External ID, and every mapped
-field must exist and be createable and updateable; otherwise the run stops, naming what is wrong. With ``auto``
-and ``bulk``, the run then waits for the object's Bulk jobs still running (a killed run's, which would otherwise
-overwrite newer values).
+A run makes no request beyond its writes (none at all, not even a login, when nothing changed). The object's
+describe is read only when Salesforce refuses something the configuration may cause (a request or a Bulk job
+refused whole, or a record error such as ``INVALID_FIELD_FOR_INSERT_UPDATE``): the object must exist, the
+external id field must be an External ID, and every mapped field must exist and be createable and updateable;
+otherwise the run stops there, naming what is wrong, with nothing written (Salesforce refuses such writes
+whole). Before the first write of a record a killed run left unconfirmed (``Record.pending``), the run waits
+for the object's Bulk jobs still running: such a job would otherwise overwrite the newer values.
 
 Values go as mapped in JSON; in Bulk CSV, null and empty values become ``#N/A`` (an empty cell would leave the
 field unchanged) and booleans ``true``/``false``.
@@ -41,6 +43,7 @@ from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any, ClassVar, TypeVar
 
 from airflow_opsflow.sync.destinations.base import (
@@ -69,6 +72,12 @@ BULK_REQUESTS = 6  # create, upload, UploadComplete, ~2 status reads, successful
 SOQL_IN = 200  # values per SOQL IN list
 BY_EXTERNAL_ID = "@"  # a ref holding the external id value, not the record Id (ids never start with it)
 GONE = frozenset({"ENTITY_IS_DELETED", "INVALID_CROSS_REFERENCE_KEY"})  # a delete of an absent record
+# record errors the configuration may cause (a field that does not exist or cannot be written): describe then
+CONFIG_ERRORS = ("INVALID_FIELD", "INVALID_FIELD_FOR_INSERT_UPDATE", "INVALID_TYPE", "NOT_FOUND")
+
+
+class Misconfigured(DestinationFailed):
+    """The object's describe shows what no retry fixes: no such object or field, not an External ID..."""
 
 
 @dataclass
@@ -88,8 +97,8 @@ class SalesforceObjectsClient(DestinationClient):
     :param object_name: the sObject's API name (``Account``, ``Warehouse_Account__c``).
     :param external_id_field: an External ID field of the object (``Warehouse_Id__c``); it must be mapped.
     :param api_choice: ``auto``, ``collections`` or ``bulk`` (see the module).
-    :param bulk_threshold: records per batch in ``auto``/``bulk``; with ``auto`` a batch this full goes as a
-        Bulk API 2.0 job, a smaller one through sObject Collections.
+    :param bulk_threshold: with ``auto``, a batch of this many records or more goes as a Bulk API 2.0 job, a
+        smaller one through sObject Collections.
     :param concurrency: Collections requests of one batch in flight at once.
     :param bulk_timeout: seconds a Bulk job may run before it is aborted.
     :param poll: first and longest wait between a Bulk job's status reads.
@@ -101,7 +110,7 @@ class SalesforceObjectsClient(DestinationClient):
     plans_refs: ClassVar[bool] = True
 
     def __init__(self, api: SalesforceApi, object_name: str, external_id_field: str, api_choice: str = "auto",
-                 bulk_threshold: int = 10_000, concurrency: int = 4, bulk_timeout: float = 1800.0,
+                 bulk_threshold: int = 2_000, concurrency: int = 4, bulk_timeout: float = 1800.0,
                  poll: tuple[float, float] = (0.25, 10.0)) -> None:
         check_settings(object_name, external_id_field, api_choice, bulk_threshold)
         self.api = api
@@ -112,11 +121,12 @@ class SalesforceObjectsClient(DestinationClient):
         self.concurrency = max(1, concurrency)
         self.name = f"Salesforce {object_name}"  # type: ignore[misc]
         self.max_batch = COLLECTION_MAX if api_choice == "collections" else BULK_MAX  # type: ignore[misc]
-        self.batch_size = COLLECTION_MAX if api_choice == "collections" else bulk_threshold
+        self.batch_size = COLLECTION_MAX if api_choice == "collections" else BULK_MAX
         self.bulk = BulkIngest(api, object_name, bulk_timeout, poll)
         self._ext = external_id_field  # the mapped field's name as written in the mapping (preflight)
         self._fields: list[str] = [external_id_field]
         self._described: dict[str, dict[str, Any]] | None = None  # lower-case field name -> describe
+        self._settled = False
         self._check_lock = threading.Lock()
         self._lock = threading.Lock()
         self._progress: dict[Hashable, _Progress] = {}
@@ -142,7 +152,7 @@ class SalesforceObjectsClient(DestinationClient):
         return None if _empty(value) else BY_EXTERNAL_ID + str(value)
 
     def _check(self) -> None:
-        """Read the object's describe once, before the first write: stop the run on what no retry fixes."""
+        """Read the object's describe (once a run): stop the run on what no retry fixes."""
         if self._described is not None:
             return
         with self._check_lock:
@@ -153,7 +163,7 @@ class SalesforceObjectsClient(DestinationClient):
             except DestinationFailed as e:
                 if "HTTP 404" not in str(e):
                     raise
-                raise DestinationFailed(f"{self.name}: Salesforce has no sObject {self.object_name!r} (or the "
+                raise Misconfigured(f"{self.name}: Salesforce has no sObject {self.object_name!r} (or the "
                                         "connection's user cannot see it). Check the object's API name (a custom "
                                         "object's ends in __c)") from None
             described = {str(f.get("name", "")).lower(): f for f in (answer.json() or {}).get("fields") or []}
@@ -172,10 +182,8 @@ class SalesforceObjectsClient(DestinationClient):
             if locked:
                 problems.append(f"{', '.join(locked)} cannot be written (not createable and updateable)")
             if problems:
-                raise DestinationFailed(f"{self.name}: " + "; ".join(problems) + ". Check that the mapping names "
+                raise Misconfigured(f"{self.name}: " + "; ".join(problems) + ". Check that the mapping names "
                                         "the fields' API names and that the connection's user may edit them")
-            if self.api_choice != "collections":
-                self.bulk.settle()  # a killed run's job still queued would overwrite this run's newer values
             self._described = described
 
     # -- sending ---------------------------------------------------------------------------------------
@@ -183,8 +191,29 @@ class SalesforceObjectsClient(DestinationClient):
     def send(self, op: Operation, records: Sequence[Record]) -> list[Outcome]:
         if op not in self.operations:
             raise DestinationFailed(f"{self.name} cannot {op} records (only upsert, and delete for mirror)")
-        self._check()
-        return self._delete(records) if op == "delete" else self._upsert(records)
+        if not self._settled and any(r.pending for r in records):
+            with self._check_lock:
+                if not self._settled:
+                    self.bulk.settle()  # a killed run's job still queued would overwrite the newer values
+                    self._settled = True
+        outcomes = self._delete(records) if op == "delete" else self._upsert(records)
+        if self._described is None and any(o.status == "error" and _config_error(o.error) for o in outcomes):
+            self._check()
+        return outcomes
+
+    def _explained(self, call: Callable[[], T]) -> T:
+        """``call()``; refused as a whole, first look for a configuration mistake (describe, once a run),
+        before the batch is split record by record."""
+        try:
+            return call()
+        except (BatchRejected, DestinationFailed) as refused:
+            try:
+                self._check()
+            except Misconfigured:
+                raise
+            except (DestinationFailed, TransientError):
+                pass  # the describe failed as well: the refusal itself says more
+            raise refused
 
     def _use_bulk(self, batch: int) -> bool:
         return self.api_choice == "bulk" or (self.api_choice == "auto" and batch >= self.bulk_threshold)
@@ -213,7 +242,8 @@ class SalesforceObjectsClient(DestinationClient):
     def _upsert_request(self, records: Sequence[Record]) -> list[Outcome]:
         body = {"allOrNone": False,
                 "records": [{"attributes": {"type": self.object_name}, **(r.fields or {})} for r in records]}
-        answer = self.api.request("PATCH", f"composite/sobjects/{self.object_name}/{self.external_id_field}", body)
+        answer = self._explained(lambda: self.api.request(
+            "PATCH", f"composite/sobjects/{self.object_name}/{self.external_id_field}", body))
         return self._per_record(answer, len(records), deleting=False)
 
     def _per_record(self, answer: Answer, count: int, deleting: bool) -> list[Outcome]:
@@ -274,7 +304,8 @@ class SalesforceObjectsClient(DestinationClient):
                             self.name, progress.last.job_id if progress.last else "?", len(pending),
                             progress.last.error if progress.last else "")
                 data = encode_csv(columns, [rows[i] for i in pending])
-            result = self.bulk.run((tag, progress.rounds), operation, data, columns[0], external_id)
+            result = self._explained(partial(self.bulk.run, (tag, progress.rounds), operation, data, columns[0],
+                                             external_id))
             progress.rounds += 1
             progress.last = result
             for i in pending:
@@ -370,7 +401,8 @@ class SalesforceObjectsClient(DestinationClient):
         return _filled(out)
 
     def _delete_request(self, ids: Sequence[str]) -> list[Outcome]:
-        answer = self.api.request("DELETE", f"composite/sobjects?ids={','.join(ids)}&allOrNone=false")
+        answer = self._explained(lambda: self.api.request(
+            "DELETE", f"composite/sobjects?ids={','.join(ids)}&allOrNone=false"))
         return self._per_record(answer, len(ids), deleting=True)
 
     def _ids_by_external_id(self, values: list[str]) -> dict[str, str]:
@@ -463,6 +495,10 @@ def csv_value(value: Any) -> str:
     if isinstance(value, (dict, list)):
         return json.dumps(value, default=str)
     return str(value)
+
+
+def _config_error(error: str | None) -> bool:
+    return bool(error) and str(error).split(":", 1)[0].strip() in CONFIG_ERRORS
 
 
 def _bulk_failed(error: str, deleting: bool) -> Outcome:

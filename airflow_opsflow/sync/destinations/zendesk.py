@@ -127,7 +127,50 @@ def _details(value: Any) -> str:
     return " ".join(str(value or "").split())
 
 
-class ZendeskObjectsClient(DestinationClient):
+class JobWaiting:
+    """Waiting for a Zendesk background job (the organization/user client's and the ticket client's)."""
+
+    transport: HttpTransport
+    job_timeout: float
+    first_poll: float
+    max_poll: float
+
+    def _wait(self, job: dict[str, Any]) -> dict[str, Any]:
+        """Poll until the job is done, or ``job_timeout`` passed (then the job as last seen)."""
+        started = time.monotonic()
+        delay = self.first_poll
+        path = f"job_statuses/{quote(str(job['id']), safe='')}"
+        while job.get("status") not in DONE:
+            left = self.job_timeout - (time.monotonic() - started)
+            if left <= 0:
+                return job
+            time.sleep(min(delay, left))
+            try:
+                seen = (self.transport.request("GET", path).json() or {}).get("job_status")
+            except TransientError as e:  # a poll is harmless to repeat: never let it re-send the batch
+                if e.rate_limited:
+                    self.transport.limiter.pause(e.retry_after if e.retry_after is not None else delay)
+                    delay = self.first_poll
+                else:
+                    delay = min(self.max_poll, max(delay * 2, e.retry_after or 0.0))
+                job = {**job, "message": f"its status could not be read: {e}"}
+                continue
+            except BatchRejected as e:  # e.g. 404: the status is gone
+                return {**job, "status": "unreadable", "message": str(e)}
+            if isinstance(seen, dict):
+                job = seen
+            delay = self._next_delay(job, delay, time.monotonic() - started)
+        return job
+
+    def _next_delay(self, job: dict[str, Any], delay: float, elapsed: float) -> float:
+        total, progress = job.get("total"), job.get("progress")
+        if isinstance(total, int) and isinstance(progress, int) and 0 < progress < total:
+            # Working: as long again as it took per item so far, for the items left.
+            return min(self.max_poll, max(self.first_poll, elapsed * (total - progress) / progress))
+        return min(self.max_poll, delay * 2)
+
+
+class ZendeskObjectsClient(JobWaiting, DestinationClient):
     """Write records as Zendesk organizations or users. The engine side of
     :class:`~airflow_opsflow.destinations.zendesk.ZendeskObjects` (its declaration, which opens it).
 
@@ -396,40 +439,6 @@ class ZendeskObjectsClient(DestinationClient):
                 raise BatchRejected(f"HTTP {answer.status}: Zendesk answered no job_status ({answer.snippet()})")
             job = self._wait(job)
         return self._results(job, items)
-
-    def _wait(self, job: dict[str, Any]) -> dict[str, Any]:
-        """Poll until the job is done, or ``job_timeout`` passed (then the job as last seen)."""
-        started = time.monotonic()
-        delay = self.first_poll
-        path = f"job_statuses/{quote(str(job['id']), safe='')}"
-        while job.get("status") not in DONE:
-            left = self.job_timeout - (time.monotonic() - started)
-            if left <= 0:
-                return job
-            time.sleep(min(delay, left))
-            try:
-                seen = (self.transport.request("GET", path).json() or {}).get("job_status")
-            except TransientError as e:  # a poll is harmless to repeat: never let it re-send the batch
-                if e.rate_limited:
-                    self.transport.limiter.pause(e.retry_after if e.retry_after is not None else delay)
-                    delay = self.first_poll
-                else:
-                    delay = min(self.max_poll, max(delay * 2, e.retry_after or 0.0))
-                job = {**job, "message": f"its status could not be read: {e}"}
-                continue
-            except BatchRejected as e:  # e.g. 404: the status is gone
-                return {**job, "status": "unreadable", "message": str(e)}
-            if isinstance(seen, dict):
-                job = seen
-            delay = self._next_delay(job, delay, time.monotonic() - started)
-        return job
-
-    def _next_delay(self, job: dict[str, Any], delay: float, elapsed: float) -> float:
-        total, progress = job.get("total"), job.get("progress")
-        if isinstance(total, int) and isinstance(progress, int) and 0 < progress < total:
-            # Working: as long again as it took per item so far, for the items left.
-            return min(self.max_poll, max(self.first_poll, elapsed * (total - progress) / progress))
-        return min(self.max_poll, delay * 2)
 
     def _results(self, job: dict[str, Any], items: list[dict[str, Any]]) -> list[_Result]:
         """The job's result for each item: by ``index``, else by external id, email or id, else by position."""
