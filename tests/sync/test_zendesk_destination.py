@@ -450,3 +450,35 @@ def test_insert_update_and_delete_by_external_id(deleting_zendesk: FakeZendesk) 
                                                                  {"external_ids": ["u2,u3"]}]
     assert not zd.user(external_id="u1").active and not zd.user(external_id="u2").active  # type: ignore[union-attr]
     users_client.close()
+
+
+def test_a_killed_runs_job_still_queued_is_waited_for_before_its_records_are_sent_again(
+        fake_zendesk: FakeZendesk) -> None:
+    """A job a killed run left queued would write its older values after this run's newer ones (Zendesk runs
+    jobs in no promised order): a run re-sending a record left unanswered waits for it first; a run without
+    such records does not even list the jobs."""
+    from airflow_opsflow.sync.destinations.base import Record
+
+    zd = fake_zendesk
+    ann = zd.add_user("Ann", "ann@example.com", external_id="u1")
+    killed = _fake_client(zd, "users")
+    # The killed run's write: sent, answered with a job_status, never polled (its worker died).
+    killed.transport.request("POST", "users/create_or_update_many",
+                             {"users": [{"external_id": "u1", "name": "Ann (old)", "email": "ann@example.com"}]})
+    killed.close()
+
+    client = _fake_client(zd, "users")
+    mark = zd.mark()
+    assert client.send("upsert", [Record("u2", ("u2",), {"external_id": "u2", "name": "Bob"}, "h")])[0].status == "ok"
+    assert zd.calls("list_job_statuses", since=mark) == []  # nothing pending: no listing
+    [queued] = [j for j in zd.jobs.jobs.values() if j.status == "queued"]
+
+    resent = Record("u1", ("u1",), {"external_id": "u1", "name": "Ann Lee", "email": "ann@example.com"}, "h",
+                    pending=True)
+    assert client.send("upsert", [resent])[0].status == "ok"
+    assert queued.status == "completed"  # waited for (its polls moved it on) before this run's write
+    zd.run_jobs()
+    assert zd.user(external_id="u1").name == "Ann Lee" and zd.user(external_id="u1").id == ann.id  # type: ignore[union-attr]
+    assert len(zd.calls("list_job_statuses")) == 1  # once a run, however many batches
+    assert client.send("upsert", [resent])[0].status == "ok" and len(zd.calls("list_job_statuses")) == 1
+    client.close()

@@ -26,11 +26,14 @@ standard one). A job is polled with backoff, sooner when its progress says it is
 ``job_timeout`` seconds; 429s and 5xx answers to polls are waited out there (a poll's error must not
 re-send the batch). A job that fails, is killed or does not finish in time leaves its unconfirmed records
 in error, retried by the next run: sending them again at once would only queue more work on a Zendesk that
-is behind. At most ``max_jobs`` jobs of this sync run at once (Zendesk queues 30 per account).
+is behind. At most ``max_jobs`` jobs of this sync run at once (Zendesk queues 30 per account). Before
+re-sending a record a killed run left unanswered, a run waits for the account's jobs still queued or working
+(one ``job_statuses`` listing, only on such runs): Zendesk does not promise jobs run in order.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Sequence
@@ -49,10 +52,13 @@ from airflow_opsflow.sync.destinations.base import (
 )
 from airflow_opsflow.sync.destinations.transport import HttpTransport
 
+log = logging.getLogger(__name__)
+
 MAX_MANY = 100  # records per create_many/update_many/create_or_update_many/destroy_many, ids per show_many
 MAX_JOBS = 30  # jobs queued or running per Zendesk account
 BY_EXTERNAL_ID = "@"  # a ref holding the external id, not Zendesk's id (ids are numeric)
 DONE = frozenset({"completed", "failed", "killed"})
+SETTLE_PAGES = 10  # pages of job_statuses read when looking for a killed run's jobs (100 a page, newest first)
 
 ORGANIZATION_FIELDS = frozenset({"name", "external_id", "details", "notes", "domain_names", "group_id",
                                  "shared_tickets", "shared_comments", "tags"})
@@ -134,6 +140,36 @@ class JobWaiting:
     job_timeout: float
     first_poll: float
     max_poll: float
+    _settled: bool = False
+    _settle_lock = threading.Lock()
+
+    def _settle(self, records: Sequence[Record]) -> None:
+        """Before the first write of a record whose earlier write was never answered (``Record.pending``: a
+        killed run's), wait for the account's jobs still queued or working: Zendesk runs jobs in no promised
+        order, so a killed run's job could otherwise write older values after this run's newer ones. Runs
+        without such records pay nothing; the account's other jobs are waited for too (their type does not
+        say which object they write), each for at most ``job_timeout``."""
+        if self._settled or not any(r.pending for r in records):
+            return
+        with self._settle_lock:
+            if self._settled:
+                return
+            running: list[dict[str, Any]] = []
+            path = "job_statuses?page[size]=100"
+            for _ in range(SETTLE_PAGES):
+                body = self.transport.request("GET", path).json() or {}
+                running += [j for j in body.get("job_statuses") or []
+                            if isinstance(j, dict) and j.get("id") and j.get("status") in ("queued", "working")]
+                meta = body.get("meta") or {}
+                if not meta.get("has_more") or not meta.get("after_cursor"):
+                    break
+                path = f"job_statuses?{urlencode({'page[size]': 100, 'page[after]': meta['after_cursor']})}"
+            for job in running:
+                log.warning("%s: Zendesk job %s (%s), started earlier (by a run that was stopped?), is still %s: "
+                            "waiting for it before writing", getattr(self, "name", "Zendesk"), job["id"],
+                            job.get("job_type") or "bulk", job.get("status"))
+                self._wait(job)
+            self._settled = True
 
     def _wait(self, job: dict[str, Any]) -> dict[str, Any]:
         """Poll until the job is done, or ``job_timeout`` passed (then the job as last seen)."""
@@ -224,6 +260,7 @@ class ZendeskObjectsClient(JobWaiting, DestinationClient):
         return jobs * (3 if op == "insert" else 2)  # a job, at least one poll (and an insert's look-up)
 
     def send(self, op: Operation, records: Sequence[Record]) -> list[Outcome]:
+        self._settle(records)
         if op == "delete":
             return self._delete(records)
         out: list[Outcome | None] = [None] * len(records)

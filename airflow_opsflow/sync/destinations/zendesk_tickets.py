@@ -31,9 +31,9 @@ request. For each record sent:
 Sending a record twice (a lost answer, a retry, a resumed run) sets the same values again: nothing is
 created, so repeats are harmless. When a request fails transiently the engine sends the batch again; what
 this client already learned or applied for it (ids, ticket lists, ticket results) is reused, so the
-retry resumes rather than restarts. A job of a killed run may still be queued when the next run writes;
-Zendesk does not promise jobs finish in order, so a rank changed twice within minutes can end on the
-earlier value until the next change.
+retry resumes rather than restarts. A job of a killed run may still be queued when the next run writes,
+and Zendesk does not promise jobs finish in order: before re-sending a record a killed run left unanswered,
+the run waits for the account's queued and working jobs (as the organizations sync does).
 
 Modes: ``upsert`` and ``update`` re-rank on every change of the row (nothing is ever created);
 ``insert`` ranks an organization's tickets once, when its row first appears, and never re-ranks.
@@ -173,6 +173,7 @@ class ZendeskTicketsClient(JobWaiting, DestinationClient):
         return 3 * batches + records
 
     def send(self, op: Operation, records: Sequence[Record]) -> list[Outcome]:
+        self._settle(records)
         if op == "delete":
             return [Outcome("error", "organization_tickets does not delete")] * len(records)
         out: list[Outcome | None] = [None] * len(records)
