@@ -13,9 +13,11 @@ mirrored into a HubSpot stand-in and the billing API stand-in is called once per
 second round sends nothing (nothing changed), the third only what the repair changed.
 
 And ``support_loop`` closes the loop where support and sales work: the same accounts become Zendesk
-organizations (tier, spend) and set a field on their Salesforce Accounts; the failed payments open one
-Salesforce Case, and a reconcile of the payments against the Accounts finds a customer Salesforce does not
-know (another Case). Round 2 sends nothing; round 3 updates what the repair changed and closes the Cases.
+organizations (tier, spend), the tickets their organizations already have open are ranked (urgent and
+``vip`` for critical accounts, high for high ones), and they set a field on their Salesforce Accounts; the
+failed payments open one Salesforce Case, and a reconcile of the payments against the Accounts finds a
+customer Salesforce does not know (another Case). Round 2 sends nothing; round 3 updates what the repair
+changed (an account turned critical: its open tickets urgent) and closes the Cases.
 
 6. deliver the reports: ``finance_monthly_report`` (payments merged with a second database's
    settlements; XLSX, CSV and a chart by email and to Slack) and ``ops_daily_summary`` (a Slack table).
@@ -97,12 +99,37 @@ def print_sync(result: Any, hubspot: Any, billing: Any, seen: dict[str, int]) ->
     seen["hubspot"], seen["billing"] = len(calls), len(billing.requests)
 
 
+# Support's Zendesk before the loop: a few customers' organizations (external_id = the warehouse id), each with
+# tickets in several statuses and no priority. 187 is a critical account, 98 high (critical after the repair),
+# 52 high; 171 is below the bar.
+SUPPORT_TICKETS = {
+    187: [("new", "Export to CSV times out"), ("open", "Invoice shows the wrong VAT number"),
+          ("pending", "SSO login loops back to the sign-in page"), ("solved", "Add a second admin"),
+          ("closed", "Password reset email not received")],
+    98: [("open", "Webhook deliveries delayed by hours"), ("pending", "Refund for a double charge"),
+         ("solved", "Change the billing email")],
+    52: [("open", "Card declined on renewal"), ("new", "Need a copy of last year's invoices"),
+         ("closed", "Typo in the company name")],
+    171: [("open", "Dashboard shows yesterday's numbers"), ("new", "How do I add a user?"),
+          ("solved", "Upgrade to the annual plan")],
+}
+
+
 def setup_support_systems(zendesk: Any, salesforce: Any, customers: list[tuple[int, str]]) -> None:
     """What ``support_loop`` expects to find, as an admin sets it up once: the Zendesk organization fields,
-    the Salesforce Account fields, and the sales team's Accounts (one per customer, by warehouse id)."""
+    the Salesforce Account fields, and the sales team's Accounts (one per customer, by warehouse id); and what
+    support has already: a few organizations with their tickets (:data:`SUPPORT_TICKETS`)."""
     zendesk.define_field("organization", "tier", "dropdown", options=["critical", "high"])
     zendesk.define_field("organization", "total_spend", "decimal")
     zendesk.define_field("organization", "spend_rank", "integer")
+    names = dict(customers)
+    for account_id, tickets in SUPPORT_TICKETS.items():
+        org = zendesk.add_organization(names[account_id], external_id=str(account_id))
+        requester = zendesk.add_user(f"{names[account_id]} admin", f"admin@customer{account_id}.example.com",
+                                     organization_id=org.id)
+        for status, subject in tickets:
+            zendesk.add_ticket(subject, status=status, comment=subject, requester_id=requester.id,
+                               organization_id=org.id)
     salesforce.define_field("Account", "Warehouse_Id__c", external_id=True, unique=True)
     salesforce.define_field("Account", "Tier__c", "picklist", picklist=["critical", "high"], restricted=True)
     salesforce.define_field("Account", "Total_Spend__c", "currency")
@@ -113,7 +140,7 @@ def setup_support_systems(zendesk: Any, salesforce: Any, customers: list[tuple[i
 def print_loop(result: Any, zendesk: Any, salesforce: Any, seen: dict[str, int]) -> None:
     """What ``support_loop`` did, and what the Zendesk and Salesforce stand-ins received."""
     print(f"\n## support_loop: {result.state}")
-    for task_id in ("accounts_to_zendesk", "accounts_to_salesforce"):
+    for task_id in ("accounts_to_zendesk", "rank_open_tickets", "accounts_to_salesforce"):
         report = result.xcoms.get(task_id, {}).get("sync")
         if report:
             print(f"   {task_id}: {sync_counts(report)}")
@@ -123,17 +150,19 @@ def print_loop(result: Any, zendesk: Any, salesforce: Any, seen: dict[str, int])
             keys = [" ".join(f"{v}" for k, v in row.items() if k != "difference")
                     for row in r.get("samples") or [] if "difference" in row]
             print(f"   {task_id}: {r['status'].upper()} {r['message']}" + (f" ({'; '.join(keys[:3])})" if keys else ""))
-    writes = [c for c in zendesk.calls(since=seen["zendesk"]) if c.is_write]
+    calls = zendesk.calls(since=seen["zendesk"])
+    writes = [c for c in calls if c.is_write and c.name != "update_many_tickets"]
     orgs = zendesk.organizations
     tiers = [o.fields.get("tier") for o in orgs]
     print(f"-- Zendesk stand-in: {len(writes) or 'no'} bulk request(s); {len(orgs)} organizations "
-          f"({tiers.count('critical')} critical, {tiers.count('high')} high)")
+          f"({tiers.count('critical')} critical, {tiers.count('high')} high, {tiers.count(None)} without a tier)")
     for c in writes:
         print(f"   {c.method} {c.path} ({len(c.body.get('organizations', []))} organizations)")
     top = min(orgs, key=lambda o: o.fields.get("spend_rank") or len(orgs), default=None)
     if writes and top is not None:
         fields = ", ".join(f"{k} {v}" for k, v in top.fields.items())
         print(f"   e.g. {top.name} (external_id {top.external_id}): {fields}")
+    print_ranked_tickets(zendesk, [c for c in calls if c.name == "update_many_tickets"])
     changes = salesforce.writes()[seen["salesforce"]:]
     accounts = [w for w in changes if w.object == "Account"]
     if accounts:
@@ -159,6 +188,28 @@ def print_loop(result: Any, zendesk: Any, salesforce: Any, seen: dict[str, int])
     if not events:
         print(f"   no Case opened, commented or closed ({sum(not c['IsClosed'] for c in cases.values())} open)")
     seen["zendesk"], seen["salesforce"] = zendesk.mark(), len(salesforce.writes())
+
+
+def print_ranked_tickets(zendesk: Any, requests: list[Any]) -> None:
+    """The open tickets ``rank_open_tickets`` re-ranked in this run (its ``update_many`` requests)."""
+    changes = {int(t): r.body["ticket"] for r in requests for t in r.query["ids"][0].split(",")}
+    line = f"-- Zendesk tickets: {len(requests) or 'no'} update request(s)"
+    if changes:
+        priorities = [c.get("priority") for c in changes.values()]
+        vip = sum("vip" in c.get("additional_tags", []) for c in changes.values())
+        counts = ", ".join(f"{priorities.count(p)} {p}" for p in ("urgent", "high") if p in priorities)
+        done = [t for t in zendesk.tickets if t.status in ("solved", "closed")]
+        untouched = all(t.priority is None and not t.tags for t in done)
+        line += (f"; {len(changes)} open tickets re-ranked: {counts}" + (f" (tag vip on {vip})" if vip else "")
+                 + (f"; the {len(done)} solved/closed untouched" if untouched else ""))
+    print(line)
+    names = {o.id: o.name for o in zendesk.organizations}
+    for r in requests:
+        ids = [int(t) for t in r.query["ids"][0].split(",")]
+        orgs = ", ".join(dict.fromkeys(names[zendesk.ticket(t).organization_id] for t in ids))
+        change = r.body["ticket"]
+        tags = "".join(f", +{t}" for t in change.get("additional_tags", []))
+        print(f"   {r.method} {r.path} ({len(ids)} tickets of {orgs}): priority {change.get('priority')}{tags}")
 
 
 def print_reports(results: list[Any], slack: Any, smtp: Any, seen_slack: int, seen_mail: int) -> None:
@@ -224,8 +275,9 @@ def main() -> int:
         os.environ["NO_PROXY"] = os.environ["no_proxy"] = ",".join(  # the stand-ins are local: never via a proxy
             filter(None, [os.environ.get("NO_PROXY") or os.environ.get("no_proxy"), "127.0.0.1"]))
         seen_loop = {"zendesk": 0, "salesforce": 0}
-        print(f"Stand-ins: Slack {slack.url}, Jira {jira.url}, SMTP 127.0.0.1:{smtp.port}, Zendesk {zendesk.url}, "
-              f"Salesforce {salesforce.url} ({len(salesforce.records('Account'))} Accounts); state in {state.name}\n")
+        print(f"Stand-ins: Slack {slack.url}, Jira {jira.url}, SMTP 127.0.0.1:{smtp.port}, Zendesk {zendesk.url} "
+              f"({len(zendesk.organizations)} organizations, {len(zendesk.tickets)} tickets), Salesforce "
+              f"{salesforce.url} ({len(salesforce.records('Account'))} Accounts); state in {state.name}\n")
         sys.path.insert(0, str(HERE))
         from payments_and_deliveries import dag
         from reverse_sync import dag as sync_dag

@@ -7,6 +7,10 @@ Every hour:
   (``sql/high_priority_accounts.sql``, the same model as ``crm_high_priority_accounts``), become Zendesk
   organizations with their ``tier``, ``total_spend`` and ``spend_rank`` as organization fields, so support sees
   (and its views and triggers sort by) who is calling. Only organizations whose values changed are sent.
+* **rank_open_tickets**: once the organizations exist, the tickets they already have open are ranked
+  (``sql/open_ticket_ranking.sql``, the same model): a critical account's get priority urgent and the tag
+  ``vip``, a high account's priority high. Zendesk triggers rank a new ticket by its organization's tier, but
+  never re-run when the tier changes; only accounts whose rank changed are sent, solved tickets are left alone.
 * **accounts_to_salesforce**: the same tier and spend written to the sales team's Accounts, upserted by the
   external id ``Warehouse_Id__c``.
 * **failed_payments**: each payment that failed in the last hour is followed on its own (an entity); the
@@ -17,7 +21,8 @@ Every hour:
 
 Connections: ``ops_db`` (any SQL connection; trigger with ``{"conn_id": ...}`` for another), ``zendesk_default``
 (type ``zendesk``: ``<subdomain>.zendesk.com``, an agent's email and API token; organization fields ``tier``
-(dropdown: critical, high), ``total_spend`` (decimal) and ``spend_rank`` (integer) created once),
+(dropdown: critical, high), ``total_spend`` (decimal) and ``spend_rank`` (integer) created once; the agent
+can edit tickets),
 ``salesforce_default`` (type ``salesforce``; on Account the unique External ID text field ``Warehouse_Id__c``,
 the picklist ``Tier__c`` and the currency ``Total_Spend__c``; on Case the External ID ``Opsflow_Fingerprint__c``),
 and a state database (``[opsflow] state_conn_id``). ``make demo`` runs it against local stand-ins.
@@ -37,6 +42,7 @@ from airflow_opsflow.sync.mapping import Field
 
 CONN = "{{ params.conn_id }}"
 HIGH_PRIORITY_ACCOUNTS = "sql/high_priority_accounts.sql"  # account_id, name, total_spend, spend_rank, priority
+OPEN_TICKET_RANKING = "sql/open_ticket_ranking.sql"  # account_id, ticket_priority, ticket_tags (includes the above)
 # one Case per incident, found again by its fingerprint (never two), closed when the incident resolves
 PAYMENTS_CASES = SalesforceCase(conn_id="salesforce_default")
 
@@ -50,7 +56,8 @@ with DAG(
     tags=["opsflow", "example", "reverse-etl", "support", "salesforce", "zendesk"],
     doc_md=__doc__,
 ) as dag:
-    # The four tasks are independent: a system that is down holds up only its own task.
+    # The tasks are independent (a system that is down holds up only its own task), except the ticket ranking:
+    # it needs the organizations.
     to_zendesk = ReverseSyncOperator(
         task_id="accounts_to_zendesk",
         conn_id=CONN,
@@ -68,6 +75,23 @@ with DAG(
         },
         destination=ZendeskObjects(object_type="organizations", conn_id="zendesk_default"),
     )
+
+    rank_tickets = ReverseSyncOperator(
+        task_id="rank_open_tickets",
+        conn_id=CONN,
+        sql=OPEN_TICKET_RANKING,
+        primary_key="account_id",
+        # upsert: an account that falls below the bar keeps the priority its tickets were given (agents may
+        # have changed it since); mirror is refused here, there is nothing to undo
+        mode="upsert",
+        mapping={
+            "external_id": Field("account_id", "string"),  # the organization whose open tickets are ranked
+            "priority": "ticket_priority",
+            "tags": "ticket_tags",  # added; a ticket's other tags stay
+        },
+        destination=ZendeskObjects("organization_tickets", conn_id="zendesk_default"),
+    )
+    to_zendesk >> rank_tickets  # an organization created in this run is found by its external id
 
     to_salesforce = ReverseSyncOperator(
         task_id="accounts_to_salesforce",

@@ -135,8 +135,9 @@ def _rows(db: Database, sql: str) -> list[tuple[Any, ...]]:
 def test_support_loop_scenario(db: Database, fake_zendesk: FakeZendesk, zendesk_conn: str,
                                fake_salesforce: FakeSalesforce, salesforce_conn: str, tmp_path: Path,
                                monkeypatch: pytest.MonkeyPatch, clock: pendulum.DateTime) -> None:
-    """High-priority accounts into Zendesk organizations and Salesforce Accounts, failed payments and a customer
-    unknown to Salesforce into Cases: sent once, then nothing, then what the repair changed, the Cases closed."""
+    """High-priority accounts into Zendesk organizations (their open tickets ranked) and Salesforce Accounts,
+    failed payments and a customer unknown to Salesforce into Cases: sent once, then nothing, then what the
+    repair changed, the Cases closed."""
     # The state in its own SQLite file, as in the demo (a SQLite source must not share its file with it).
     monkeypatch.setenv("AIRFLOW_CONN_OPSFLOW_STATE", json.dumps({"conn_type": "sqlite",
                                                                  "host": str(tmp_path / "state.db")}))
@@ -149,14 +150,37 @@ def test_support_loop_scenario(db: Database, fake_zendesk: FakeZendesk, zendesk_
     def tiers() -> dict[str, str]:
         """The model's tier by account id, checked to be what Zendesk and Salesforce hold."""
         want = {str(r[0]): r[6] for r in _rows(db, model)}
-        assert {o.external_id: o.fields["tier"] for o in zendesk.organizations} == want
+        assert {o.external_id: o.fields["tier"] for o in zendesk.organizations if "tier" in o.fields} == want
         assert {a["Warehouse_Id__c"]: a["Tier__c"] for a in salesforce.records("Account") if a["Tier__c"]} == want
         return want
 
+    def ranked() -> dict[str, tuple[str, ...]]:
+        """The tickets support had, by organization: each open ticket of a ranked account has its tier's priority
+        (the tag vip for critical), every other ticket is as it was seeded; the open tickets' priorities."""
+        want = tiers()
+        seeded = {str(k): v for k, v in demo.SUPPORT_TICKETS.items()}
+        orgs = {o.id: o.external_id for o in zendesk.organizations}
+        got: dict[str, list[Any]] = {}
+        for t in zendesk.tickets:
+            got.setdefault(orgs[t.organization_id], []).append(t)
+        assert {k: sorted((t.status, t.subject) for t in v) for k, v in got.items()} == {
+            k: sorted(v) for k, v in seeded.items()}  # nothing created, nothing moved
+        for t in (t for v in got.values() for t in v):
+            tier = want.get(orgs[t.organization_id]) if t.status in ("new", "open", "pending", "hold") else None
+            assert (t.priority, t.tags) == {"critical": ("urgent", ["vip"]), "high": ("high", []),
+                                            None: (None, [])}[tier], (orgs[t.organization_id], t)
+        return {k: tuple(sorted(str(t.priority) for t in v if t.status not in ("solved", "closed")))
+                for k, v in got.items()}
+
     run = run_dag(loop.dag, conf={"conn_id": db.conn_id}, logical_date=clock)
-    assert run.task_states == {"accounts_to_zendesk": "success", "accounts_to_salesforce": "success",
-                               "failed_payments": "failed", "customers_in_salesforce": "failed"}
+    assert run.task_states == {"accounts_to_zendesk": "success", "rank_open_tickets": "success",
+                               "accounts_to_salesforce": "success", "failed_payments": "failed",
+                               "customers_in_salesforce": "failed"}
     assert len(tiers()) == 24 and len(salesforce.records("Account")) == 200  # the sales team's Accounts, updated
+    # 187 critical, 98 and 52 high; 171 is below the bar (support's organization, never ranked)
+    assert ranked() == {"187": ("urgent",) * 3, "98": ("high",) * 2, "52": ("high",) * 2, "171": ("None",) * 2}
+    # every high-priority account's organization was looked at (21 are new: no ticket to rank)
+    assert run.xcom("rank_open_tickets", key="sync")["counts"]["added"] == 24
     payments = results_by_name(run.xcom("failed_payments", key="results"))["failed_payments_last_hour"]
     assert payments["entities"]["new"] == 6
     crm = results_by_name(run.xcom("customers_in_salesforce", key="results"))["paying_customers_in_salesforce"]
@@ -170,7 +194,8 @@ def test_support_loop_scenario(db: Database, fake_zendesk: FakeZendesk, zendesk_
     zendesk_mark, salesforce_writes = zendesk.mark(), len(salesforce.writes())
     run = run_dag(loop.dag, conf={"conn_id": db.conn_id}, logical_date=clock.add(minutes=1))
     assert run.task_states["failed_payments"] == run.task_states["customers_in_salesforce"] == "failed"
-    assert zendesk.calls(since=zendesk_mark) == []  # nothing changed: not one request
+    assert zendesk.calls(since=zendesk_mark) == []  # nothing changed: not one request (no ticket looked at)
+    assert run.xcom("rank_open_tickets", key="sync")["counts"]["unchanged"] == 24
     assert len(salesforce.writes()) == salesforce_writes  # no Account, no Case, no comment
 
     repair(db.conn)
@@ -178,8 +203,14 @@ def test_support_loop_scenario(db: Database, fake_zendesk: FakeZendesk, zendesk_
     run = run_dag(loop.dag, conf={"conn_id": db.conn_id}, logical_date=clock.add(minutes=2))
     assert set(run.task_states.values()) == {"success"}
     assert len(tiers()) == 30  # the repaired payments lifted six more accounts over the bar
-    assert sorted(c.path.rsplit("/", 1)[1] for c in zendesk.calls(since=zendesk_mark) if c.is_write) == [
-        "create_many", "update_many"]
+    writes = [c for c in zendesk.calls(since=zendesk_mark) if c.is_write]
+    assert sorted(c.name for c in writes) == [
+        "create_many_organizations", "update_many_organizations", "update_many_tickets"]
+    # 98 turned critical: its two open tickets urgent and vip, in one request; nobody else's touched
+    assert ranked() == {"187": ("urgent",) * 3, "98": ("urgent",) * 2, "52": ("high",) * 2, "171": ("None",) * 2}
+    tickets = next(c for c in writes if c.name == "update_many_tickets")
+    assert tickets.body == {"ticket": {"priority": "urgent", "additional_tags": ["vip"]}}
+    assert len(tickets.query["ids"][0].split(",")) == 2
     cases = salesforce.records("Case")
     assert len(cases) == 2 and all(c["IsClosed"] for c in cases)
 
