@@ -3,10 +3,11 @@ the API's batch limits allow. `python bench/crm_sync.py` (or `make bench`).
 
     python bench/crm_sync.py [--rows 2000] [--sf-sizes 1000,100000] [--sqlite] [--doc docs/benchmarks.md]
 
-Destinations: Zendesk organizations and users (bulk jobs of 100), HubSpot tickets (batch upsert of 100),
-Salesforce Accounts through sObject Collections (200 a request), Bulk API 2.0 (one job per batch of up to
-100,000 records) and the automatic choice (Bulk from 2,000 changes, the default). Each: a full
-sync (fresh state), a run after 1 % of the rows changed, a run with nothing changed.
+Destinations: Zendesk organizations and users (bulk jobs of 100), Zendesk ticket ranking (the open tickets
+of each account's organization set to the priority its spend earns, ``organization_tickets``), HubSpot tickets
+(batch upsert of 100), Salesforce Accounts through sObject Collections (200 a request), Bulk API 2.0 (one job
+per batch of up to 100,000 records) and the automatic choice (Bulk from 2,000 changes, the default). Each: a
+full sync (fresh state), a run after 1 % of the rows changed, a run with nothing changed.
 
 Each run is a fresh process running the engine client of the destination (``--driver``: the same client the
 operator opens, without Airflow, unpaced); the fake runs in this process and counts what reaches it. State on
@@ -19,6 +20,19 @@ Collections ceil(n/200); Bulk one job per 100 MB of CSV (one here) x 6 requests 
 UploadComplete, 2 status reads, successfulResults); the automatic choice the cheaper of the two. Records/s is
 records written over the run's time inside the process (the fake's own work included: it is Python, so these
 are floors, not Zendesk's or Salesforce's speed; on a real account the plan's rate limit decides).
+
+Zendesk ticket ranking: max(100, --rows/10) accounts, one organization each, with an uneven, seeded number of
+tickets (0-12 open for most, 101-250 open for one in 50 (3 at least), up to 15 solved/closed; priorities and
+tags drawn at random, so some open tickets already hold what their account wants); the source row is the
+account's priority (urgent, high, normal, low by spend) and the tag ``vip`` for urgent. The 1 % run moves the
+spend of every 100th account into another tier. Its minimum is counted from the fake's tickets before each
+run, for the accounts the run writes: ceil(organizations without a known id / 100) ``organizations/show_many``
+(every one on the full run, none later: the id is the record's ref) + per account max(1, ceil(its open
+tickets / 100)) ``search/export`` pages (one page even for none: only the search tells) + per distinct change
+(priority and tags) ceil(open tickets not already holding it, over all the run's accounts / 100)
+``tickets/update_many`` jobs x 3 (the job, 2 status reads). The client groups a job's tickets within one batch
+of 100 accounts, so a run of several batches may need more jobs than this pooled count. No-change runs must
+send nothing.
 """
 
 from __future__ import annotations
@@ -27,6 +41,7 @@ import argparse
 import json
 import math
 import os
+import random
 import sqlite3
 import subprocess
 import sys
@@ -72,6 +87,7 @@ def driver(config: dict[str, Any]) -> int:
     from airflow_opsflow.sync.destinations.salesforce_api import Login, SalesforceApi
     from airflow_opsflow.sync.destinations.transport import HttpTarget, HttpTransport
     from airflow_opsflow.sync.destinations.zendesk import ZendeskObjectsClient
+    from airflow_opsflow.sync.destinations.zendesk_tickets import ZendeskTicketsClient
     from airflow_opsflow.sync.engine import SyncRun
     from airflow_opsflow.sync.mapping import Field
     from airflow_opsflow.sync.plan import source_query
@@ -83,7 +99,11 @@ def driver(config: dict[str, Any]) -> int:
     dest: DestinationClient
     if d["system"] == "zendesk":
         target = HttpTarget(d["url"], {"Authorization": d["auth"]})
-        dest = ZendeskObjectsClient(HttpTransport(target, concurrency, limiter), d["object_type"])
+        transport = HttpTransport(target, concurrency, limiter)
+        if d["object_type"] == "organization_tickets":  # search/export unpaced too (Zendesk: 100 a minute)
+            dest = ZendeskTicketsClient(transport, search_limiter=RateLimiter())
+        else:
+            dest = ZendeskObjectsClient(transport, d["object_type"])
     elif d["system"] == "hubspot":
         target = HttpTarget(d["url"], {"Authorization": f"Bearer {d['token']}"})
         dest = HubSpotObjectsClient(HttpTransport(target, concurrency, limiter), d["object_type"], d["id_property"])
@@ -125,7 +145,8 @@ def driver(config: dict[str, Any]) -> int:
 @dataclass
 class Scenario:
     """One destination setting on its fake: ``per_request`` records a write request takes, ``job`` requests of
-    a job beyond its write (Zendesk: 2 status reads) or None, ``bulk``: one Bulk API 2.0 job per run at least."""
+    a job beyond its write (Zendesk: 2 status reads) or None, ``bulk``: one Bulk API 2.0 job per run at least;
+    ``ranking``: the ticket ranking (its own source table and seeded tickets; its minimum counted from them)."""
 
     label: str
     system: str
@@ -136,6 +157,7 @@ class Scenario:
     per_request: int = 100
     job: int = 0
     minimum: Callable[[int], int] | None = None
+    ranking: bool = False
 
     def fewest(self, n: int) -> int:
         if n == 0:
@@ -156,6 +178,9 @@ def scenarios(rows: int, sf_sizes: list[int]) -> list[Scenario]:
     sf = {EXT: ["id", "string"], "Name": "name", "Tier__c": "tier"}
     out = [Scenario("Zendesk organizations", "zendesk", rows, zd_orgs, 100, {"object_type": "organizations"}, job=2),
            Scenario("Zendesk users", "zendesk", rows, zd_users, 100, {"object_type": "users"}, job=2),
+           Scenario("Zendesk ticket ranking", "zendesk", max(100, rows // 10),
+                    {"external_id": "id", "priority": "priority", "tags": "tags"}, 100,
+                    {"object_type": "organization_tickets"}, job=2, ranking=True),
            Scenario("HubSpot tickets", "hubspot", rows, hs, 100)]
     for n in sf_sizes:
         out += [Scenario("Salesforce Collections", "salesforce", n, sf, 200, {"api": "collections",
@@ -177,7 +202,7 @@ def fake_for(system: str) -> Iterator[tuple[Any, dict[str, Any], Callable[[Any, 
 
         from airflow_opsflow_testing.zendesk_server import FakeZendesk
 
-        with FakeZendesk(rate_limit=10**7) as zd:
+        with FakeZendesk(rate_limit=10**7, search_export_limit=10**7) as zd:
             zd.define_field("organization", "tier", "dropdown", options=TIERS)
             zd.define_field("user", "plan", "dropdown", options=TIERS)
             auth = base64.b64encode(f"{zd.email}/token:{zd.token}".encode()).decode()
@@ -239,6 +264,122 @@ class Source:
         self.conn.close()
 
 
+SEED = 18  # the ticket ranking's draws: fixed, so every run of the benchmark ranks the same tickets
+OPEN = ("new", "open", "pending", "hold")  # status<solved: what the client ranks by default
+SPEND = {"urgent": (100_000, 400_000), "high": (25_000, 100_000), "normal": (5_000, 25_000), "low": (0, 5_000)}
+VIP = "urgent"  # the top tier's accounts also get the tag "vip"
+
+
+def rank(spend: int) -> tuple[str, str]:
+    """An account's (priority, tags) by its spend, as a warehouse model would rank it."""
+    priority = next(p for p, (low, _) in SPEND.items() if spend >= low)
+    return priority, "vip" if priority == VIP else ""
+
+
+class Ranking(Source):
+    """The ticket ranking's accounts (id, name, spend, priority, tags: the last two follow the spend) and their
+    organizations and tickets on the fake; what the API needs at least for a run, and a check of the result."""
+
+    def __init__(self, db: dict[str, Any], table: str) -> None:
+        super().__init__(db, table)
+        self.rng = random.Random(SEED)
+        self.wanted: dict[int, tuple[str, str]] = {}  # account -> (priority, tags) of its source row
+        self.orgs: dict[int, int] = {}  # account -> its organization's id on the fake
+        self.changed: list[int] = []  # the accounts the last change() moved
+        self.shape = ""
+
+    def create(self, n: int) -> None:
+        cur = self.conn.cursor()
+        cur.execute(f"DROP TABLE IF EXISTS {self.table}")
+        cur.execute(f"CREATE TABLE {self.table} (id INTEGER PRIMARY KEY, name VARCHAR(100) NOT NULL, "
+                    "spend INTEGER NOT NULL, priority VARCHAR(10) NOT NULL, tags VARCHAR(100) NOT NULL)")
+        rows = []
+        for i in range(1, n + 1):
+            spend = round(self.rng.lognormvariate(9, 1.5))  # median ~8,100; ~5 % of accounts at 100,000 or more
+            self.wanted[i] = rank(spend)
+            rows.append((i, f"Account {i}", spend, *self.wanted[i]))
+        mark = "%s" if self.db["dialect"] == "postgres" else "?"
+        cur.executemany(f"INSERT INTO {self.table} VALUES ({', '.join([mark] * 5)})", rows)
+        self.conn.commit()
+
+    def change(self, share: float) -> int:
+        """Move every (1/share)-th account's spend into another tier (so its priority changes); the number moved."""
+        step = round(1 / share)
+        self.changed = [i for i in self.wanted if i % step == 0]
+        rows = []
+        for i in self.changed:
+            low, high = SPEND[self.rng.choice([p for p in SPEND if p != self.wanted[i][0]])]
+            spend = self.rng.randrange(low, high)
+            self.wanted[i] = rank(spend)
+            rows.append((spend, *self.wanted[i], i))
+        mark = "%s" if self.db["dialect"] == "postgres" else "?"
+        cur = self.conn.cursor()
+        cur.executemany(f"UPDATE {self.table} SET spend = {mark}, priority = {mark}, tags = {mark} WHERE id = {mark}",
+                        rows)
+        self.conn.commit()
+        return len(self.changed)
+
+    def seed(self, fake: Any) -> None:
+        """One organization per account (external_id: the account id) and its tickets: most have 0-12 open
+        (skewed low), one in 50 (3 at least) 101-250 (several export pages), each up to 15 solved or closed; priorities
+        and tags drawn, so some open tickets already hold what their account wants."""
+        rng = random.Random(SEED + 1)
+        accounts = sorted(self.wanted)
+        big = set(rng.sample(accounts, max(3, len(accounts) // 50)))
+        opened = done = 0
+        for i in accounts:
+            org = fake.add_organization(f"Account {i}", external_id=str(i))
+            self.orgs[i] = org.id
+            n_open = rng.randint(101, 250) if i in big else min(12, int(rng.expovariate(1 / 3)))
+            n_done = rng.randint(0, 15)
+            statuses = rng.choices(OPEN, weights=(15, 50, 25, 10), k=n_open)
+            statuses += rng.choices(("solved", "closed"), weights=(1, 2), k=n_done)
+            for status in statuses:
+                priority = rng.choices((None, "low", "normal", "high", "urgent"), weights=(35, 15, 30, 15, 5))[0]
+                tags = [t for t, p in (("billing", 0.2), ("bug", 0.2), ("api", 0.1), ("vip", 0.03)) if rng.random() < p]
+                fake.add_ticket(f"Account {i}: issue", status=status, priority=priority, tags=tags,
+                                organization_id=org.id)
+            opened, done = opened + n_open, done + n_done
+        none = sum(1 for t in self._open(fake).values() if not t)
+        self.shape = (f"{len(accounts):,} organizations, {opened:,} open tickets ({none} organizations with none, "
+                      f"{len(big)} with 101-250), {done:,} solved or closed")
+
+    def _open(self, fake: Any) -> dict[int, list[Any]]:
+        """Each account's open tickets on the fake now."""
+        by_org: dict[int, list[Any]] = {}
+        for t in fake.tickets:
+            if t.status in OPEN:
+                by_org.setdefault(t.organization_id, []).append(t)
+        return {i: by_org.get(org, []) for i, org in self.orgs.items()}
+
+    def fewest(self, fake: Any, accounts: list[int], lookups: int) -> tuple[int, str]:
+        """The fewest requests that rank ``accounts`` from the fake's tickets now (``lookups``: of them, those
+        whose organization id is not known yet), and their parts."""
+        if not accounts:
+            return 0, "0"
+        tickets = self._open(fake)
+        pages = 0
+        needing: Counter[tuple[str, str]] = Counter()  # (priority, tags) -> open tickets not holding it
+        for i in accounts:
+            pages += max(1, math.ceil(len(tickets[i]) / 100))
+            priority, tag = self.wanted[i]
+            needing[(priority, tag)] += sum(1 for t in tickets[i] if t.priority != priority
+                                            or (tag and tag not in t.tags))
+        show_many = math.ceil(lookups / 100)
+        jobs = sum(math.ceil(k / 100) for k in needing.values())
+        parts = (f"{show_many} show_many + {pages} export pages + {jobs} jobs x 3 ({sum(needing.values()):,} "
+                 f"tickets needing {len(needing)} distinct changes)")
+        return show_many + pages + 3 * jobs, parts
+
+    def check(self, fake: Any) -> None:
+        """Every open ticket holds its account's priority and tag (what the run was to leave)."""
+        wrong = [(i, t.id) for i, open_ in self._open(fake).items() for t in open_
+                 if t.priority != self.wanted[i][0] or (self.wanted[i][1] and self.wanted[i][1] not in t.tags)]
+        if wrong:
+            raise RuntimeError(f"Zendesk ticket ranking: {len(wrong)} open tickets not ranked, e.g. "
+                               f"(account, ticket) {wrong[:5]}")
+
+
 def forget(db: dict[str, Any], sync_id: str) -> None:
     """Drop a sync's state (a fresh full run)."""
     conn: Any
@@ -274,15 +415,22 @@ def run_driver(config: dict[str, Any]) -> tuple[dict[str, Any], float]:
 
 def run_scenario(s: Scenario, db: dict[str, Any], index: int) -> list[dict[str, Any]]:
     table, sync_id = f"bench_crm_{index}", f"bench-crm-{index}"
-    src = Source(db, table)
+    src = Ranking(db, table) if s.ranking else Source(db, table)
     src.create(s.rows)
     forget(db, sync_id)
     rows = []
     with fake_for(s.system) as (fake, destination, seen):
         config = {"db": db, "table": table, "mapping": s.mapping, "sync_id": sync_id, "batch": s.batch,
                   "destination": {**destination, **s.settings}}
+        if isinstance(src, Ranking):
+            src.seed(fake)
         for phase in PHASES:
             expected = s.rows if phase == "full" else src.change(0.01) if phase == "1 % changed" else 0
+            extra: dict[str, Any] = {}
+            if isinstance(src, Ranking):  # counted before the run changes the tickets
+                accounts = sorted(src.wanted) if phase == "full" else src.changed if phase == "1 % changed" else []
+                fewest, parts = src.fewest(fake, accounts, lookups=len(accounts) if phase == "full" else 0)
+                extra = {"parts": parts, "shape": src.shape}
             mark = len(fake.requests)
             report, wall = run_driver(config)
             calls = seen(fake, mark)
@@ -290,11 +438,14 @@ def run_scenario(s: Scenario, db: dict[str, Any], index: int) -> list[dict[str, 
             written = c["added"] + c["changed"]
             if written != expected or c["failed"]:
                 raise RuntimeError(f"{s.label} {phase}: {c} (expected {expected} written)")
+            if isinstance(src, Ranking):
+                src.check(fake)
+            else:
+                fewest = s.fewest(written)
             total = sum(calls.values())
-            fewest = s.fewest(written)
             rows.append({"label": s.label, "n": s.rows, "phase": phase, "written": written, "requests": total,
                          "fewest": fewest, "seconds": report["seconds"], "wall": wall, "cpu": report["cpu"],
-                         "calls": calls})
+                         "calls": calls, **extra})
             rate = f"{written / report['seconds']:,.0f} records/s" if written else ""
             say(f"  {s.label} n={s.rows:,} {phase}: {written:,} written, {total} requests (fewest {fewest}), "
                 f"{report['seconds']:.2f} s {rate}")
@@ -364,11 +515,33 @@ def place_section(doc: Path) -> None:
     doc.write_text(text)
 
 
+def ranking_facts(rows: list[dict[str, Any]]) -> list[str]:
+    """What the ticket ranking ran on and how its fewest adds up, when it ran."""
+    ranked = [r for r in rows if "parts" in r]
+    if not ranked:
+        return []
+    runs = "; ".join(f"{r['phase']}: {r['parts']}" for r in ranked if r["fewest"])
+    return [f"- Zendesk ticket ranking (seed {SEED}): {ranked[0]['shape']}; each account's priority by spend "
+            "(urgent, high, normal, low) and the tag vip for urgent; the 1 % run moves every 100th account's "
+            "spend into another tier",
+            "  - its fewest, counted from the fake's tickets before the run, for the accounts written: "
+            "ceil(organizations without a known id / 100) show_many (all on the full run; later the id is the "
+            "record's ref) + per account max(1, ceil(open tickets / 100)) search/export pages + per distinct "
+            "change ceil(open tickets not holding it, pooled over the run's accounts / 100) update_many jobs x 3 "
+            "(1 write + 2 status reads); the client pools a job's tickets within one batch of 100 accounts, "
+            f"so runs of several batches can need more jobs — {runs}",
+            "  - its records/s here is mostly the job polls' waits; on a real account the client paces "
+            "search/export to Zendesk's 100 a minute (90 after its 10 % margin), one page per changed organization "
+            "at least, so at most ~90 changed organizations a minute"]
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] == ["--driver"]:
         return driver(json.loads(argv[1]))
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", type=int, default=2000, help="rows for Zendesk and HubSpot")
+    parser.add_argument("--rows", type=int, default=2000,
+                        help="rows for Zendesk and HubSpot (the ticket ranking: a tenth as many organizations, 100 at "
+                        "least)")
     parser.add_argument("--sf-sizes", default="1000,100000", help="rows for each Salesforce run")
     parser.add_argument("--sqlite", action="store_true", help="SQLite source and state instead of PostgreSQL")
     parser.add_argument("--only", default="", help="only the destinations whose label holds this text")
@@ -401,6 +574,7 @@ def main(argv: list[str]) -> int:
              "fake's job moving a step per read), HubSpot ceil(n/100), Collections ceil(n/200), Bulk API 2.0 one "
              "job (100 MB of CSV) x 6 requests (create, upload, UploadComplete, 2 status reads, successfulResults), "
              "the automatic choice the cheaper of the two",
+             *ranking_facts(rows),
              "- records/s: records written over the run's time in the sync process; the fakes are Python and "
              "share the 2 CPUs, so these are floors; a real account's rate limit decides first (Zendesk 200-700 "
              "requests a minute by plan: 100 records a job of 3 requests, ~110-390 records/s; HubSpot 100-190 "
