@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from airflow_opsflow.core.text import cut
 from airflow_opsflow.core.timestamps import parse_time
 from airflow_opsflow.incidents import ticket_render
-from airflow_opsflow.incidents.tickets import Ticket, TicketBackend, TicketRoute
+from airflow_opsflow.incidents.tickets import Ticket, TicketBackend, TicketRoute, ref_key
 
 if TYPE_CHECKING:
     from simple_salesforce import Salesforce
@@ -30,7 +30,8 @@ T = TypeVar("T")
 COMMENT_MAX = 4000  # CaseComment.CommentBody
 DESCRIPTION_MAX = 32_000  # Case.Description
 FIELDS = ("Id", "CaseNumber", "Status", "IsClosed", "ClosedDate", "Subject")
-SOQL_IN = 200  # markers per SOQL IN list (a statement stays well under SOQL's 100,000-character limit)
+SOQL_IN = 200  # markers or Ids per SOQL IN list (the query's URL stays far under Salesforce's 16,384 characters)
+ID_SUFFIX = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"  # the 18-character Id's checksum alphabet
 
 
 def case_marker(fingerprint: str) -> str:
@@ -109,6 +110,28 @@ class SalesforceCaseBackend(TicketBackend):
         except SalesforceResourceNotFound:  # deleted
             return None
         return self._ticket(record, fingerprint)
+
+    def read_many(self, refs: list[Mapping[str, Any]]) -> dict[str, Ticket | None]:
+        """One SOQL ``Id IN (...)`` query per ``SOQL_IN`` Cases (it reads the database, as a read by Id does;
+        deleted Cases are not returned). A value that cannot be a Salesforce Id names no Case: left out of
+        the query, which Salesforce would refuse whole (``invalid ID field``)."""
+        by_id: dict[str, list[str]] = {}  # 15-character Id (case-sensitive) -> the refs naming it
+        sent: dict[str, str] = {}  # 15-character Id -> the Id as first given (15 or 18 characters)
+        out: dict[str, Ticket | None] = {}
+        for ref in refs:
+            out[ref_key(ref)] = None
+            case_id = str(ref.get("id") or "")
+            if _is_id(case_id):
+                by_id.setdefault(case_id[:15], []).append(ref_key(ref))
+                sent.setdefault(case_id[:15], case_id)
+        ids = list(sent.values())
+        for start in range(0, len(ids), SOQL_IN):
+            chunk = ", ".join(_soql(i) for i in ids[start:start + SOQL_IN])
+            for record in self._query(f"SELECT {', '.join(FIELDS)} FROM Case WHERE Id IN ({chunk})"):
+                ticket = self._ticket(record, "")
+                for key in by_id.get(ticket.id[:15], []):
+                    out[key] = ticket
+        return out
 
     def create(self, fingerprint: str, alert: Alert) -> Ticket:
         r = self.route
@@ -212,3 +235,12 @@ def _errors(e: Any) -> str:
 def _soql(value: str) -> str:
     """A SOQL string literal."""
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _is_id(value: str) -> bool:
+    """A 15-character Id, or an 18-character one whose last three characters are its checksum (Salesforce
+    refuses any other value where an Id is compared)."""
+    if len(value) not in (15, 18) or not (value.isascii() and value.isalnum()):
+        return False
+    suffix = "".join(ID_SUFFIX[sum(1 << i for i, c in enumerate(value[k:k + 5]) if c.isupper())] for k in (0, 5, 10))
+    return len(value) == 15 or value[15:].upper() == suffix

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow_opsflow.core.timestamps import parse_time
 from airflow_opsflow.incidents import ticket_render
-from airflow_opsflow.incidents.tickets import Ticket, TicketBackend, TicketRoute
+from airflow_opsflow.incidents.tickets import Ticket, TicketBackend, TicketRoute, ref_key
 
 if TYPE_CHECKING:
     from zenpy import Zenpy
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 CLOSED = ("solved", "closed")
 SEARCH_TERMS = 50  # markers per search query (keeps the query string short)
+SHOW_MANY = 100  # ids per tickets/show_many (Zendesk's limit)
 
 
 def ticket_marker(fingerprint: str) -> str:
@@ -117,11 +118,32 @@ class ZendeskBackend(TicketBackend):
     def read(self, ref: Mapping[str, Any], fingerprint: str) -> Ticket | None:
         from zenpy.lib.exception import RecordNotFoundException
 
+        raw = str(ref.get("id") or "")
+        if not raw.isdigit() or int(raw) == 0:  # Zendesk's ids are positive numbers: nothing else is a ticket
+            return None
         try:
-            record = self._do("reading a ticket", lambda: self.client.tickets(id=int(ref.get("id") or 0)))
-        except (RecordNotFoundException, ValueError):
+            record = self._do("reading a ticket", lambda: self.client.tickets(id=int(raw)))
+        except RecordNotFoundException:
             return None
         return self._ticket(record, fingerprint)
+
+    def read_many(self, refs: list[Mapping[str, Any]]) -> dict[str, Ticket | None]:
+        """``tickets/show_many``: one request per ``SHOW_MANY`` tickets; a ticket Zendesk does not know (or
+        deleted) is left out of its answer."""
+        by_id: dict[int, list[str]] = {}
+        out: dict[str, Ticket | None] = {}
+        for ref in refs:
+            out[ref_key(ref)] = None
+            raw = str(ref.get("id") or "")
+            if raw.isdigit() and int(raw) > 0:  # as in read: anything else names no ticket
+                by_id.setdefault(int(raw), []).append(ref_key(ref))
+        ids = list(by_id)
+        for start in range(0, len(ids), SHOW_MANY):
+            for record in self._show_many(ids[start:start + SHOW_MANY]):
+                ticket = self._ticket(record, "")
+                for key in by_id.get(int(ticket.id), []):
+                    out[key] = ticket
+        return out
 
     def create(self, fingerprint: str, alert: Alert) -> Ticket:
         return self._create(fingerprint, alert, None)
@@ -173,6 +195,9 @@ class ZendeskBackend(TicketBackend):
         if status is not None:
             update.status = status
         self._do("updating a ticket", lambda: self.client.tickets.update(update))
+
+    def _show_many(self, ids: list[int]) -> list[Any]:
+        return self._do("reading tickets", lambda: list(self.client.tickets(ids=ids)))
 
     def _search(self, query: str) -> list[Any]:
         return self._do("searching tickets", lambda: list(self.client.search(query)))

@@ -88,6 +88,12 @@ class TicketBackend(ABC):
         """The ticket read by its id or key (``ref``: what :meth:`TicketRoute._refs` remembered), consistently
         (not through search); None when it is gone or cannot be seen."""
 
+    def read_many(self, refs: list[Mapping[str, Any]]) -> dict[str, Ticket | None]:
+        """Several tickets read at once, consistently (by id, not through search), by :func:`ref_key`; None
+        for a ticket that is gone or cannot be seen. No fingerprint: ``ours`` is not judged. Backends whose
+        system reads a batch in one request override this loop over :meth:`read` (TicketSensor's pokes)."""
+        return {ref_key(ref): self.read(ref, "") for ref in refs}
+
     @abstractmethod
     def create(self, fingerprint: str, alert: Alert) -> Ticket:
         """A new ticket for the incident, carrying its marker. Not retried by the client; raise
@@ -228,6 +234,11 @@ class TicketRoute(AlertRoute):
     def _refs(ticket: Ticket, refs: dict[str, Any]) -> dict[str, Any]:
         ids = list(dict.fromkeys([*known_ids(refs), ticket.id]))[-KNOWN_IDS:]
         return {"key": ticket.key, "id": ticket.id, "url": ticket.url, "known_ids": ids}
+
+
+def ref_key(ref: Mapping[str, Any]) -> str:
+    """What :meth:`TicketBackend.read_many` answers a reference under: its ``key``, else its ``id``."""
+    return str(ref.get("key") or ref.get("id") or "")
 
 
 def known_ids(refs: dict[str, Any]) -> list[str]:

@@ -38,8 +38,9 @@ class TicketSensor(BaseSensorOperator):
 
     Any other ticket route (``ticket=HubSpotTicket(...)``, ``SalesforceCase(...)``, ``ZendeskTicket(...)``):
     until every ticket is closed (``done``: a closed HubSpot stage, a closed Case status, a solved or closed
-    Zendesk ticket) or open (``not done``); the route's backend reads each ticket by id per poke, as the
-    route itself reads tickets (consistent, unlike the systems' searches).
+    Zendesk ticket) or open (``not done``); the route's backend reads the tickets by id, all in one batched
+    request per poke (HubSpot ``batch/read``, a Salesforce ``Id IN`` query, Zendesk ``show_many``), consistent
+    unlike the systems' searches.
 
     Give the tickets, or the task that pushed them: DataCheckOperator and TicketOperator push
     ``[{"key", "url", "system", "id"}]`` to XCom key ``tickets``. Tickets of another system than the

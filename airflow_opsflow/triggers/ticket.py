@@ -3,7 +3,7 @@
 * :class:`TicketStatusTrigger` (Jira): the ``jira`` library is synchronous, so the trigger talks to Jira's
   REST API itself with the ``httpx.AsyncClient`` of JiraTicketHook (one reading of the connection for both).
 * :class:`TicketRouteTrigger` (any other ticket route: HubSpot, Salesforce, Zendesk...): the route's backend
-  reads each ticket (``TicketBackend.read``) in a worker thread, as the sensor's poke does.
+  reads the tickets (``TicketBackend.read_many``, batched) in a worker thread, as the sensor's poke does.
 
 The pure helpers (ticket references, JQL, status categories, Jira's error answers) are shared with
 TicketSensor's poke.
@@ -397,13 +397,15 @@ def _messages(response: httpx.Response) -> list[str]:
 
 
 def read_statuses(backend: TicketBackend, refs: Iterable[TicketRef], system: str) -> dict[str, TicketStatus]:
-    """Every ticket's state read through a route's backend (``read``: by id, consistent, one request or so
-    per ticket), by the ticket's key: ``closed`` (category ``done``) or ``open``. Blocking: the trigger runs
-    it in a worker thread."""
+    """Every ticket's state read through a route's backend (``read_many``: by id, consistent, a fixed few
+    requests whatever the number of tickets where the system reads a batch at once), by the ticket's key:
+    ``closed`` (category ``done``) or ``open``. Blocking: the trigger runs it in a worker thread."""
+    refs = list(refs)
+    read = backend.read_many([{"id": ref.id, "key": ref.key} for ref in refs])
     found: dict[str, TicketStatus] = {}
     unknown: list[str] = []
     for ref in refs:
-        ticket = backend.read({"id": ref.id, "key": ref.key}, "")
+        ticket = read.get(ref.key)
         if ticket is None:
             unknown.append(ref.key)
         else:

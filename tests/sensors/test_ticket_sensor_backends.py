@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sqlite3
 import threading
 import time
@@ -43,39 +44,70 @@ SYSTEMS = ["hubspot", "salesforce", "zendesk"]
 
 @dataclass
 class System:
-    """One fake ticketing system as a person sees it: who closes tickets, and what counts as a read."""
+    """One fake ticketing system as a person sees it: who opens, closes and deletes tickets (through the
+    system's own client library), and what counts as the sensor's read."""
 
     name: str
     route: TicketRoute
-    reads: Callable[[], int]  # requests reading one ticket by id (what the sensor sends)
+    batch_reads: Callable[[], list[list[str]]]  # the ids each batched read asked for (what the sensor sends)
+    single_reads: Callable[[], int]  # requests reading one ticket by id
     ids: Callable[[], list[str]]  # the tickets in the fake
-    close: Callable[[str], None]  # close one, through the system's own client library
-    check_reads: int  # reads of a ticket by id the check's own create sends
+    open: Callable[[], str]  # open a ticket, its id
+    close: Callable[[str], None]  # close one
+    gone: Callable[[], str]  # the id of a ticket that was opened and deleted (Zendesk's fake: never opened)
+
+    def reads(self) -> int:
+        return len(self.batch_reads())
 
 
 def _hubspot(fake: FakeHubSpot) -> System:
     fake.define_property("tickets", "opsflow_fingerprint")
     client = fake.client()
-    return System("hubspot", HubSpotTicket(), lambda: len(fake.calls("get", "tickets")),
+    return System("hubspot", HubSpotTicket(),
+                  lambda: [[i["id"] for i in r.body["inputs"]] for r in fake.calls("batch/read", "tickets")],
+                  lambda: len(fake.calls("get", "tickets")),
                   lambda: [t.id for t in fake.objects("tickets")],
-                  lambda i: client.crm.tickets.basic_api.update(i, {"properties": {"hs_pipeline_stage": "4"}}), 0)
+                  lambda: hubspot_client_ticket(fake, stage="1"),
+                  lambda i: client.crm.tickets.basic_api.update(i, {"properties": {"hs_pipeline_stage": "4"}}),
+                  lambda: _archived(client, hubspot_client_ticket(fake, stage="1")))
 
 
 def _salesforce(fake: FakeSalesforce) -> System:
     client = fake.client()
-    return System("salesforce", SalesforceCase(),
+
+    def batch_reads() -> list[list[str]]:
+        soql = [r.query["q"][0] for r in fake.calls("query")]
+        return [re.findall(r"'([^']+)'", q) for q in soql if " FROM Case WHERE Id IN (" in q]
+
+    return System("salesforce", SalesforceCase(), batch_reads,
                   lambda: len(fake.calls(method="GET", path_prefix="/services/data/v59.0/sobjects/Case/")),
                   lambda: [str(r["Id"]) for r in fake.records("Case")],
-                  lambda i: client.Case.update(i, {"Status": "Closed"}), 1)  # a create reads its Case back
+                  lambda: str(client.Case.create({"Subject": "seeded", "Status": "New"})["id"]),
+                  lambda i: client.Case.update(i, {"Status": "Closed"}),
+                  lambda: _deleted(client, str(client.Case.create({"Subject": "gone", "Status": "New"})["id"])))
 
 
 def _zendesk(fake: FakeZendesk) -> System:
     from zenpy.lib.api_objects import Ticket as ZTicket
 
     client = fake.client()
-    return System("zendesk", ZendeskTicket(), lambda: len(fake.calls(method="GET", path_prefix="/api/v2/tickets/")),
+    return System("zendesk", ZendeskTicket(),
+                  lambda: [r.query["ids"][0].split(",") for r in fake.calls("show_many_tickets")],
+                  lambda: len(fake.calls("show_ticket")),
                   lambda: [str(t.id) for t in fake.tickets],
-                  lambda i: client.tickets.update(ZTicket(id=int(i), status="solved")), 0)
+                  lambda: str(fake.add_ticket(status="open").id),
+                  lambda i: client.tickets.update(ZTicket(id=int(i), status="solved")),
+                  lambda: str(max(t.id for t in fake.tickets) + 100 if fake.tickets else 100))
+
+
+def _archived(client: Any, ticket_id: str) -> str:
+    client.crm.tickets.basic_api.archive(ticket_id)
+    return ticket_id
+
+
+def _deleted(client: Any, case_id: str) -> str:
+    client.Case.delete(case_id)
+    return case_id
 
 
 @pytest.fixture(params=SYSTEMS)
@@ -85,6 +117,13 @@ def system(request: pytest.FixtureRequest) -> System:
     fake = request.getfixturevalue(f"fake_{name}")
     request.getfixturevalue(f"{name}_conn")
     return {"hubspot": _hubspot, "salesforce": _salesforce, "zendesk": _zendesk}[name](fake)
+
+
+@pytest.fixture
+def fake_requests(system: System, request: pytest.FixtureRequest) -> Callable[[], int]:
+    """How many requests the system's fake has been sent so far."""
+    fake = request.getfixturevalue(f"fake_{system.name}")
+    return lambda: len(fake.requests)
 
 
 @pytest.fixture
@@ -127,7 +166,7 @@ def _events(trigger: TicketRouteTrigger) -> list[dict[str, Any]]:
 @pytest.mark.usefixtures("airflow_db")
 @pytest.mark.parametrize("mode", ["poke", "reschedule", "deferred"])
 def test_waits_until_the_checks_ticket_is_closed(system: System, payments: Database, mode: str) -> None:
-    closer = _close_after_reads(system, system.check_reads + 1, delay=2.5)
+    closer = _close_after_reads(system, 1, delay=2.5)
     run = run_dag(dags.wait_dags[(system.name, mode)], conf={"conn_id": payments.conn_id})
     closer.join()
     assert run.task_states == {"check_payments": "failed", "wait": "success"}
@@ -136,8 +175,9 @@ def test_waits_until_the_checks_ticket_is_closed(system: System, payments: Datab
     assert record["system"] == system.name and record["id"] == ticket_id and record["key"] and record["url"]
     assert run.xcom("check_payments", key="_link_TicketLink") == record["url"]  # the UI's "Ticket(s)" link
     assert run.xcom("wait")["tickets"] == {record["key"]: "closed"}
-    # it waited: several reads of the ticket by id, the first ones while it was open
-    assert system.reads() - system.check_reads >= 2
+    # it waited: several batched reads of the ticket by id, the first ones while it was open, and no other read
+    assert system.reads() >= 2 and set(map(tuple, system.batch_reads())) == {(ticket_id,)}
+    assert system.single_reads() == (1 if system.name == "salesforce" else 0)  # the check reads its Case back
     if mode == "deferred":  # and its trigger polled until the ticket was closed
         assert run.xcom("wait")["polls"] >= 2
 
@@ -173,6 +213,63 @@ def test_an_unknown_ticket_fails_fast_and_is_named(system: System, capfd: pytest
     assert time.monotonic() - started < 25  # not the 30 s timeout
     name = {"hubspot": "HubSpot", "salesforce": "Salesforce", "zendesk": "Zendesk"}[system.name]
     assert _output(capfd).count(f"no such {name} ticket(s): 404404, 505505") >= 2  # both tasks say why
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_a_poke_over_several_tickets_costs_one_batched_read(system: System, fake_requests: Callable[[], int]) -> None:
+    ids = [system.open() for _ in range(5)]
+    before = fake_requests()
+    closer = _close_after_reads(system, 2, delay=0)  # closed once the poking sensor saw them open twice
+    run = run_dag(dags.failure_dags[system.name], conf={"tickets": ", ".join(ids)})
+    closer.join()
+    assert run.task_states == {"poke": "success", "deferred": "success"}
+    reads = system.batch_reads()
+    # each poke and each of the trigger's polls asked once for all five tickets; none read a ticket on its own
+    assert len(reads) >= 3 and all(sorted(r) == sorted(ids) for r in reads)
+    assert system.single_reads() == 0
+    # besides the reads, at most two requests per backend opened (the poking task's, the deferred task's and
+    # its trigger's): HubSpot's pipelines and account, a Salesforce login; len(ids): the closes
+    assert fake_requests() - before - len(ids) - len(reads) <= 6
+    backend = system.route.backend()
+    today = {t.key: "closed" for i in ids if (t := backend.read({"id": i}, "")) is not None and t.closed}
+    assert len(today) == 5
+    assert run.xcom("poke") == {"tickets": today} and run.xcom("deferred")["tickets"] == today
+
+
+def test_a_deleted_ticket_among_several_fails_the_poke_and_is_named(system: System) -> None:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    ids = [system.open() for _ in range(3)]
+    gone = system.gone()
+    sensor = TicketSensor(task_id="t", tickets=[*ids, gone], ticket=system.route)
+    name = {"hubspot": "HubSpot", "salesforce": "Salesforce", "zendesk": "Zendesk"}[system.name]
+    with pytest.raises(AirflowFailException, match=rf"task 't': no such {name} ticket\(s\): {gone} \(or the"):
+        sensor.poke(NO_CONTEXT)
+    assert system.batch_reads() == [[*ids, gone]] and system.single_reads() == 0
+
+
+def test_read_many_gives_what_read_gives(system: System) -> None:
+    from airflow_opsflow.incidents.tickets import ref_key
+
+    ids = [system.open() for _ in range(4)]
+    system.close(ids[1])
+    system.close(ids[3])
+    refs: list[dict[str, Any]] = [{"id": i, "key": f"k{n}"} for n, i in enumerate(ids)]
+    refs += [{"id": system.gone(), "key": "gone"}, {"id": ids[1], "key": "again"},  # the same ticket twice
+             {"id": "abc", "key": "bad"}, {"id": ids[2]}]  # no key: answered under its id
+    if system.name == "salesforce":
+        refs.append({"id": ids[0][:15], "key": "short"})  # a 15-character Id reads the same Case
+    backend = system.route.backend()
+    many = backend.read_many(refs)
+    assert len(system.batch_reads()) == 1
+    one = {ref_key(r): backend.read(r, "") for r in refs}
+    assert set(many) == set(one) == {str(r.get("key") or r["id"]) for r in refs}
+
+    def seen(t: Any) -> Any:
+        return t and (t.id, t.key, t.url, t.closed, t.closed_at, t.ours, t.wont_fix, t.reopenable)
+
+    assert {k: seen(t) for k, t in many.items()} == {k: seen(t) for k, t in one.items()}
+    assert many["gone"] is None and many["bad"] is None and many["k1"].closed and not many["k0"].closed
 
 
 @pytest.mark.usefixtures("airflow_db", "zendesk_conn")
@@ -248,11 +345,11 @@ def test_trigger_fires_when_closed_and_names_unknown_tickets(zendesk: FakeZendes
 def test_trigger_waits_out_a_failed_poll(fake_hubspot: FakeHubSpot, hubspot_conn: str) -> None:
     hubspot = _hubspot(fake_hubspot)
     record = hubspot_client_ticket(fake_hubspot, stage="4")
-    fake_hubspot.fail_next(1, status=503, endpoint="get")
+    fake_hubspot.fail_next(1, status=503, endpoint="batch/read")
     [event] = _events(_trigger(HubSpotTicket(), [{"id": record, "key": record}]))
     assert event == {"status": "success", "tickets": {f"HubSpot #{record}": "closed"}, "polls": 2}
-    assert [r.status for r in fake_hubspot.calls("get", "tickets")] == [503, 200]
-    assert hubspot.reads() == 2
+    assert [r.status for r in fake_hubspot.calls("batch/read", "tickets")] == [503, 200]
+    assert hubspot.reads() == 2 and hubspot.single_reads() == 0
 
 
 def hubspot_client_ticket(fake: FakeHubSpot, stage: str) -> str:
