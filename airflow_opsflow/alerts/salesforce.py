@@ -5,8 +5,10 @@ REST API through Airflow's official Salesforce provider (``SalesforceHook``, ``s
 carries the incident's marker in an external-id field (``Opsflow_Fingerprint__c`` by default; create it once
 as a unique, case-sensitive External ID text field on Case), found with SOQL (which reads the database, so
 unlike Jira's or Zendesk's search it does not lag), commented with ``CaseComment``, closed and reopened by
-``Status`` (``IsClosed`` follows the status). An expired session logs in again once; an exhausted daily API
-limit (``REQUEST_LIMIT_EXCEEDED``) fails the delivery with that said, and it stays pending for the next run.
+``Status`` (``IsClosed`` follows the status). The statuses and priorities the route sets are checked against
+the org's Case picklists (one describe) before the first Case a dispatch files or reopens. An expired session
+logs in again once; an exhausted daily API limit (``REQUEST_LIMIT_EXCEEDED``) fails the delivery with that
+said, and it stays pending for the next run.
 """
 
 from __future__ import annotations
@@ -83,6 +85,7 @@ class SalesforceCaseBackend(TicketBackend):
     def __init__(self, route: SalesforceCase) -> None:
         self.route = route
         self._client: Salesforce | None = None
+        self._checked = False
 
     def search(self, fingerprints: list[str], known_ids: list[str], single: bool) -> dict[str, Ticket | None]:
         markers = {case_marker(fp): fp for fp in fingerprints}
@@ -134,6 +137,7 @@ class SalesforceCaseBackend(TicketBackend):
         return out
 
     def create(self, fingerprint: str, alert: Alert) -> Ticket:
+        self._check_picklists()
         r = self.route
         text, _ = ticket_render.body(alert, r.sample_columns, r.mask_columns, r.sample_rows)
         data: dict[str, Any] = {"Subject": ticket_render.summary(alert), "Description": cut(text, DESCRIPTION_MAX),
@@ -157,7 +161,30 @@ class SalesforceCaseBackend(TicketBackend):
         self._call(lambda sf: _sobject(sf, "Case").update(ticket.id, {"Status": self.route.closed_status}))
 
     def reopen(self, ticket: Ticket) -> None:
+        self._check_picklists()
         self._call(lambda sf: _sobject(sf, "Case").update(ticket.id, {"Status": self.route.open_status}))
+
+    def _check_picklists(self) -> None:
+        """Before the first Case this dispatch files or reopens: ``open_status``, ``closed_status`` and the
+        priorities are values of the org's Case picklists (one describe). Otherwise a Case would be filed
+        that can never be closed, found only when its incident resolves."""
+        if self._checked:
+            return
+        r = self.route
+        described = self._call(lambda sf: _sobject(sf, "Case").describe())
+        fields = {str(f.get("name")): f for f in described.get("fields") or [] if isinstance(f, dict)}
+        wanted = [("Status", "open_status", r.open_status), ("Status", "closed_status", r.closed_status),
+                  *(("Priority", f"priorities[{k!r}]", v) for k, v in r.priorities.items())]
+        problems = []
+        for field, setting, value in wanted:
+            values = [str(v.get("value")) for v in (fields.get(field) or {}).get("picklistValues") or []
+                      if isinstance(v, dict) and v.get("active", True)]
+            if values and value not in values:
+                problems.append(f"{setting} {value!r} is not an active {field} of Case (the org has: "
+                                f"{', '.join(values)})")
+        if problems:
+            raise ValueError(f"Salesforce ({r.conn_id}): route {r.name!r} cannot file Cases: {'; '.join(problems)}")
+        self._checked = True
 
     # -- Salesforce specifics ------------------------------------------------------------------------------
 

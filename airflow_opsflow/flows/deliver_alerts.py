@@ -22,7 +22,7 @@ MAX_ATTEMPTS = 10  # after this many failed sends an alert is abandoned (logged)
 @dataclass
 class DeliveryReport:
     sent: list[str] = field(default_factory=list)
-    failed: list[tuple[str, str]] = field(default_factory=list)  # (delivery id, error)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (delivery id, what failed and why)
     orphaned: list[str] = field(default_factory=list)  # owed to a route the task no longer has
 
 
@@ -75,7 +75,9 @@ def deliver_pending(repo: IncidentRepo, routes: list[AlertRoute], subjects: dict
                         " for the last time, abandoned" if give_up else "", error)
             repo.mark_failed(d.delivery_id, error, give_up)
             blocked.add((d.incident_id, d.route))
-            report.failed.append((d.delivery_id, error))
+            entity = f", entity {subject.entity_key!r}" if subject.entity_key else ""
+            report.failed.append((d.delivery_id, f"check {subject.check_name!r}{entity} ({d.transition!r} alert, "
+                                                 f"route {route.name!r}): {error}"))
             continue
         if new_refs != incident.refs.get(route.name):
             repo.set_refs(d.fingerprint, {route.name: new_refs})

@@ -96,8 +96,8 @@ class CheckResultsOperator(BaseOperator):
         names = ", ".join(f"{r.name} ({r.status})" for r in failing)
         if alert_errors and self.on_alert_error == "fail":
             raise AirflowException(
-                f"{len(alert_errors)} alert(s) could not be delivered and are kept pending for the next try or "
-                "run: " + "; ".join(f"{d}: {e}" for d, e in alert_errors)
+                f"{self._where_am_i()}: {len(alert_errors)} alert(s) could not be delivered and are kept pending "
+                "for the next try or run: " + "; ".join(e for _, e in alert_errors)
                 + (f". Checks that did not pass: {names}" if failing else ""))
         if failing:
             if any(r.status != "error" for r in failing) or not retry_errors:

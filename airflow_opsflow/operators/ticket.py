@@ -113,8 +113,8 @@ class TicketOperator(BaseOperator):
                 self.log.info("%s: %s -> %s", incident["check"], ", ".join(incident["transitions"]),
                               ", ".join(t["key"] for t in incident["tickets"]) or "no ticket")
         if report.failed:  # retryable: the retry sends only what is still pending
-            raise AirflowException(f"{len(report.failed)} ticket update(s) failed and stay pending: "
-                                   + "; ".join(f"{d}: {e}" for d, e in report.failed))
+            raise AirflowException(f"dag {self.dag_id!r}, task {self.task_id!r}: {len(report.failed)} ticket "
+                                   "update(s) failed and stay pending: " + "; ".join(e for _, e in report.failed))
         return incidents
 
     def _results(self, context: Context) -> list[CheckResult]:

@@ -111,8 +111,8 @@ def _deliver(tmp_path: Path, route: SalesforceCase) -> list[tuple[str, str]]:
 def test_a_refused_picklist_value_and_a_used_up_api_limit_are_named(tmp_path: Path,
                                                                    salesforce: FakeSalesforce) -> None:
     [(_, error)] = _deliver(tmp_path, SalesforceCase(priorities={"error": "Critical"}))
-    assert "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST" in error and "Priority" in error
-    assert salesforce.records("Case") == []
+    assert "priorities['error'] 'Critical' is not an active Priority of Case (the org has: " in error
+    assert salesforce.records("Case") == [] and salesforce.calls("create") == []  # checked before any write
     salesforce.set_api_limit(100, used=100)
     [(_, error)] = _deliver(tmp_path / "again" if (tmp_path / "again").mkdir() is None else tmp_path,
                             SalesforceCase())

@@ -90,7 +90,8 @@ def test_a_rate_limited_create_gives_up_as_not_created(tmp_path: Path, fake_jira
     fake_jira.fail_next("create", status=429, retry_after=retry_after, times=100)
     [(_, error)] = _deliver_new(tmp_path, JiraTicket(project="OPS", rate_limit_wait=rate_limit_wait))
     tries = len(waits) + 1
-    assert error.startswith(f"TicketNotCreated: OPS: Jira rate-limited the create {tries} time(s) (429)")
+    assert error.startswith(f"check 'c' ('new' alert, route 'jira:opsflow_jira_default/OPS'): TicketNotCreated: "
+                            f"OPS: Jira rate-limited the create {tries} time(s) (429)")
     assert sleeps == waits
     assert [r.status for r in fake_jira.calls(name="create")] == [429] * tries and fake_jira.issues == []
 

@@ -13,9 +13,10 @@ Exit codes: 0 done, 75 another run still holds the sync's lock (SyncBusyError), 
     python tests/sync/crash_worker.py crm '<json>'
 
 The same run into a CRM or support fake of the test process (tests/sync/test_crash_crm.py): Zendesk
-organizations or users, Salesforce sObjects (Collections or Bulk API 2.0), HubSpot objects, through their engine
-clients (no Airflow); source and state on PostgreSQL (the diff pushed down) or on two SQLite files. The JSON
-says which (:func:`crm_main`); the protocol on stdin and stdout is the one above.
+organizations or users or the ranking of organizations' open tickets, Salesforce sObjects (Collections or Bulk
+API 2.0), HubSpot objects, through their engine clients (no Airflow); source and state on PostgreSQL (the diff
+pushed down) or on two SQLite files. The JSON says which (:func:`crm_main`); the protocol on stdin and stdout is
+the one above.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from airflow_opsflow.sync.destinations.salesforce import SalesforceObjectsClient
 from airflow_opsflow.sync.destinations.salesforce_api import Login, SalesforceApi
 from airflow_opsflow.sync.destinations.transport import HttpTarget, HttpTransport
 from airflow_opsflow.sync.destinations.zendesk import ZendeskObjectsClient
+from airflow_opsflow.sync.destinations.zendesk_tickets import ZendeskTicketsClient
 from airflow_opsflow.sync.engine import SyncRun
 from airflow_opsflow.sync.mapping import Field
 from airflow_opsflow.sync.plan import source_query
@@ -104,6 +106,12 @@ class ReportingZendesk(ZendeskObjectsClient):
         return super().send(op, records)
 
 
+class ReportingZendeskTickets(ZendeskTicketsClient):
+    def send(self, op: Operation, records: Sequence[Record]) -> list[Outcome]:
+        say(f"send {op} {len(records)}")
+        return super().send(op, records)
+
+
 class ReportingSalesforce(SalesforceObjectsClient):
     def send(self, op: Operation, records: Sequence[Record]) -> list[Outcome]:
         say(f"send {op} {len(records)}")
@@ -118,13 +126,19 @@ class ReportingHubSpot(HubSpotObjectsClient):
 
 def crm_destination(d: dict[str, Any], concurrency: int, limiter: RateLimiter) -> DestinationClient:
     """The engine client ``d`` describes: ``system`` zendesk (``url`` .../api/v2, ``auth`` header value,
-    ``object_type``, ``poll`` [first, max]), salesforce (``url``, ``session``, ``ca_bundle``, ``object``,
-    ``external_id``, ``api``, ``bulk_threshold``, ``poll``) or hubspot (``url``, ``token``, ``object_type``,
-    ``id_property``)."""
+    ``object_type``, ``poll`` [first, max], ``headers`` sent besides; ``organization_tickets``:
+    ``search_per_minute``, the Search Export budget, Zendesk's 100 when not given), salesforce (``url``,
+    ``session``, ``ca_bundle``, ``object``, ``external_id``, ``api``, ``bulk_threshold``, ``poll``) or hubspot
+    (``url``, ``token``, ``object_type``, ``id_property``)."""
     system = d["system"]
     if system == "zendesk":
         first, longest = d.get("poll", (0.2, 5.0))
-        target = HttpTarget(d["url"], {"Authorization": d["auth"]}, timeout=10)
+        target = HttpTarget(d["url"], {**d.get("headers", {}), "Authorization": d["auth"]}, timeout=10)
+        if d["object_type"] == "organization_tickets":
+            per_minute = d.get("search_per_minute")
+            search = RateLimiter(per_minute, 60.0) if per_minute else None
+            return ReportingZendeskTickets(HttpTransport(target, concurrency, limiter, what="Zendesk tickets"),
+                                           job_timeout=30, first_poll=first, max_poll=longest, search_limiter=search)
         return ReportingZendesk(HttpTransport(target, concurrency, limiter, what="Zendesk"), d["object_type"],
                                 job_timeout=30, first_poll=first, max_poll=longest)
     if system == "salesforce":

@@ -21,6 +21,13 @@ Checked at the end: the destination's live records equal the source (same extern
 was created more often than its key was (re-)added (Zendesk: creates read from the job results; Salesforce and
 HubSpot: the fakes' write logs); every state row is confirmed, with the destination's id of the live record; and
 one more run sends nothing.
+
+The Zendesk ticket ranking (``organization_tickets``: an account's priority and tags set on its organization's
+open tickets) has checks of its own (:func:`check_ranking`): its records create nothing, and what it writes is
+the tickets the fake holds, which the test also opens, solves and closes between runs. Its ranks flap (a row
+goes back to its value before), so a killed run's job still queued when the next run lists the organization
+would, unwaited for, overwrite the newer value on tickets that run found already ranked: checked after every
+run left to finish, not only at the end, where a later change could hide it.
 """
 
 from __future__ import annotations
@@ -53,8 +60,13 @@ WORKER = Path(__file__).with_name("crash_worker.py")
 TIERS = ["LOW", "MEDIUM", "HIGH"]  # HubSpot's ticket priorities; a Zendesk dropdown's and a Salesforce picklist's
 EXT = "Warehouse_Id__c"
 _PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+PRIORITIES = ["low", "normal", "high", "urgent"]  # Zendesk's ticket priorities
+OPEN = ("new", "open", "pending", "hold")  # what the ranking lists (status<solved)
+SEEDED_STATUSES = ["new", "open", "open", "open", "pending", "hold", "solved", "solved", "closed", "closed"]
+RANK_PACE = 0.5  # seconds a ranking job spends queued, then working (half its tickets applied)
+RUN_HEADER = "X-Crash-Run"
 
-Values = dict[str, Any]  # {"name": ..., "tier": ...}: what the source says and the destination holds
+Values = dict[str, Any]  # {"name": ..., "tier": ...} (ranking: {"priority", "tags"}): a source row's values
 
 
 # -- the systems ------------------------------------------------------------------------------------------------
@@ -231,6 +243,80 @@ class HubSpotTickets(System):
 
     def creates(self) -> Counter[str]:
         return Counter({k.lower(): n for k, n in self.fake.create_counts("tickets", "warehouse_id").items()})
+
+
+class ZendeskRanking(System):
+    """The ranking of organizations' open tickets (``organization_tickets``): ``orgs`` organizations (external id
+    = the account id) with an uneven number of tickets in every status, and a few tickets of no organization;
+    between runs the test opens, solves and closes tickets (:meth:`touch`). Zendesk's search index lag is off:
+    what a run lists is what the fake holds (a killed run's jobs still running included)."""
+
+    mode = "upsert"  # mirror is refused: a row leaving the source has nothing to undo
+    # Small batches, many senders: a batch's jobs go one after the other (one per distinct change), so a run's
+    # organizations are listed and their jobs submitted at about the same time, whichever batch they are in.
+    batch = 3
+    concurrency = 8
+    mapping = {"external_id": ["id", "string"], "priority": "priority", "tags": "tags"}
+
+    def __init__(self, stack: ExitStack, seed: int, orgs: int) -> None:
+        from airflow_opsflow_testing.zendesk_server import FakeZendesk
+
+        self.fake = stack.enter_context(FakeZendesk(rate_limit=10**6, search_export_limit=10**6))
+        self.label = "Zendesk ticket ranking"
+        self.fake.search_delay(0)
+        # Jobs move a step every RANK_PACE s whether or not anyone polls: a killed run's update_many is still
+        # queued or half applied when the next run lists the same organization's tickets.
+        self.fake.job_pace(polls=None, seconds=RANK_PACE)
+        self.fake.latency(0.002)
+        rng = random.Random(seed)
+        self.orgs = {str(k): self.fake.add_organization(f"Account {k}", external_id=str(k)).id
+                     for k in range(1, orgs + 1)}
+        for org_id in [*self.orgs.values(), None, None]:
+            for _ in range(rng.choice([0, 1, 1, 2, 3, 4, 6, 9])):
+                self.fake.add_ticket(status=rng.choice(SEEDED_STATUSES), organization_id=org_id,
+                                     priority=rng.choice([None, *PRIORITIES]),
+                                     tags=rng.sample(["billing", "renewal", "vip", "onboarding"], rng.randint(0, 2)))
+        tickets = self.fake.tickets
+        self.seeded = len(tickets)
+        self.opened: list[int] = []  # tickets the test opened between runs
+        self.born = {t.id: (t.priority, list(t.tags)) for t in tickets}  # each ticket's values when made
+        self.left_open = {t.id: 0 for t in tickets if t.status not in OPEN}  # -> request log mark when it left
+
+    def destination(self) -> dict[str, Any]:
+        import base64
+
+        auth = base64.b64encode(f"{self.fake.email}/token:{self.fake.token}".encode()).decode()
+        # A token per worker process: which requests came from one run (see check_ranking).
+        return {"system": "zendesk", "url": f"{self.fake.url}/api/v2", "auth": f"Basic {auth}",
+                "object_type": "organization_tickets", "poll": [0.01, 0.05], "search_per_minute": 10**6,
+                "headers": {RUN_HEADER: uuid.uuid4().hex}}
+
+    def touch(self, rng: random.Random, latest: dict[int, Values]) -> None:
+        """Between runs: open a ticket on a random organization (ranked by the account's trigger, as the latest
+        row says, before this step changes the row), solve open tickets, close the solved ones (Zendesk's
+        automation, 4 days on)."""
+        keys = list(self.orgs)
+        for _ in range(rng.choice([0, 0, 1, 2])):
+            key = rng.choice(keys)
+            row = latest.get(int(key))
+            priority = row["priority"] if row else rng.choice(PRIORITIES)
+            ticket = self.fake.add_ticket(status=rng.choice(OPEN), organization_id=self.orgs[key], priority=priority,
+                                          tags=row["tags"].split() if row else [])
+            self.opened.append(ticket.id)
+            self.born[ticket.id] = (ticket.priority, list(ticket.tags))
+        open_ids = [t.id for t in self.fake.tickets if t.status in OPEN]
+        for tid in rng.sample(open_ids, min(len(open_ids), rng.choice([0, 0, 1, 2, 3]))):
+            self.left_open[tid] = self.fake.mark()
+            self.fake.desk.update(tid, {"ticket": {"status": "solved"}}, self.fake.agent)
+        if rng.random() < 0.3:
+            self.fake.advance(days=4)
+            self.fake.close_solved(4)
+
+    def live(self) -> dict[str, tuple[Values, str]]:
+        raise NotImplementedError("the ranking's end state is checked by check_ranking")
+
+    def creates(self) -> Counter[str]:
+        raise NotImplementedError("the ranking creates nothing: check_ranking counts the tickets")
 
 
 # -- source, state and worker processes ----------------------------------------------------------------------
@@ -427,6 +513,85 @@ class Mutator:
         self.readded.update(str(i) for i in back)
 
 
+class RankingHarness(Harness):
+    """The ranking's source: account id -> priority and tags (space-separated). After every run left to finish
+    (the clean ones of the kill loop included), every open ticket is ranked as the source says: a killed run's
+    job that overwrote a newer value is caught when it happens, not only if no later change hides it."""
+
+    system: ZendeskRanking
+
+    def run(self) -> dict[str, Any]:
+        report = super().run()
+        assert report["counts"]["failed"] == 0, report  # (a ticket closed before its job ran is no failure)
+        wrong = misranked(self.source(), self.system)
+        assert not wrong, (len(wrong), wrong[:10])
+        return report
+
+    def setup(self, rows: dict[int, Values]) -> None:
+        store = self.store()
+        store.migrate()
+        store.close()
+        cur = self.conn.cursor()
+        cur.execute(f"CREATE TABLE {self.table} (id INTEGER PRIMARY KEY, priority VARCHAR(10) NOT NULL, "
+                    "tags VARCHAR(100) NOT NULL)")
+        self.conn.commit()
+        self.write(rows)
+
+    def write(self, upserts: dict[int, Values] | None = None, deletes: list[int] | None = None) -> None:
+        m, cur = self.mark, self.conn.cursor()
+        rows = upserts or {}
+        cur.executemany(f"DELETE FROM {self.table} WHERE id = {m}", [(i,) for i in [*rows, *(deletes or [])]])
+        cur.executemany(f"INSERT INTO {self.table} VALUES ({m}, {m}, {m})",
+                        [(i, v["priority"], v["tags"]) for i, v in rows.items()])
+        self.conn.commit()
+        cur.close()
+
+    def source(self) -> dict[str, Values]:
+        cur = self.conn.cursor()
+        cur.execute(f"SELECT id, priority, tags FROM {self.table}")
+        rows = {str(i): {"priority": p, "tags": t} for i, p, t in cur.fetchall()}
+        cur.close()
+        self.conn.commit()
+        return rows
+
+
+class Ranking(Mutator):
+    """Source changes for the ranking: ranks flap (about half the rows changed by the last step go back to
+    their value before, which their organization's tickets may still have while a killed run's job is queued),
+    other rows get a random priority; ``vip`` for urgent and now and then ``renewal``; accounts join the source
+    (and never leave: upsert). Before each change, tickets are opened, solved and closed."""
+
+    def __init__(self, seed: int, system: ZendeskRanking, rows: int, joining: int) -> None:
+        super().__init__(seed, rows, deletes=False, changes=8)
+        self.system = system
+        self.joining = list(range(rows + 1, rows + joining + 1))  # organizations that join the source later
+        self.latest: dict[int, Values] = {}
+        self.last: list[int] = []  # the keys the last step changed
+
+    def value(self, key: int, back: bool = False) -> Values:
+        past = self.history.setdefault(key, [])
+        priority = past[-2] if back and len(past) >= 2 else self.rng.choice(PRIORITIES)
+        past.append(priority)
+        tags = ["vip"] if priority == "urgent" else []
+        if self.rng.random() < 0.15:
+            tags.append("renewal")
+        self.latest[key] = {"priority": priority, "tags": " ".join(tags)}
+        return self.latest[key]
+
+    def step(self, h: Harness) -> None:
+        rng = self.rng
+        self.system.touch(rng, self.latest)
+        upserts = {i: self.value(i, back=True) for i in self.last if rng.random() < 0.5}
+        for i in rng.sample(sorted(self.present), rng.randint(0, self.changes)):
+            upserts.setdefault(i, self.value(i))
+        for _ in range(min(len(self.joining), rng.randint(0, 2))):
+            key = self.joining.pop(0)
+            upserts[key] = self.value(key)
+        h.write(upserts)
+        self.present |= set(upserts)
+        self.last = sorted(upserts)
+
+
 def kill_loop(h: Harness, m: Mutator, runs: int, clean_every: int = 5) -> tuple[Counter[str], float]:
     """Calibrate on one clean run, then mutate, start, kill at a random point, ``runs`` times. The kill delay
     is drawn up to the median duration of the runs that finished (clean, or done before their kill)."""
@@ -471,6 +636,56 @@ def check_end_state(h: Harness, m: Mutator) -> dict[str, Any]:
     again = h.run()
     assert len(h.system.fake.requests) == mark, "a run with nothing to send reached the system"
     assert (again["counts"]["added"], again["counts"]["changed"], again["counts"]["deleted"]) == (0, 0, 0), again
+    assert again["requests"] == {"total": 0}, again["requests"]
+    return final
+
+
+def misranked(source: dict[str, Values], z: ZendeskRanking) -> list[Any]:
+    """The open tickets of the source's organizations that lack the row's priority or one of its tags."""
+    ranked = {z.orgs[k]: v for k, v in source.items()}
+    return [(t.id, t.organization_id, t.status, t.priority, t.tags, ranked[t.organization_id])
+            for t in z.fake.tickets if t.organization_id in ranked and t.status in OPEN and (
+                t.priority != ranked[t.organization_id]["priority"]
+                or not set(ranked[t.organization_id]["tags"].split()) <= set(t.tags))]
+
+
+def check_ranking(h: Harness, z: ZendeskRanking) -> dict[str, Any]:
+    """Every open ticket of each account's organization has the latest row's priority and tags; the sync made no
+    ticket; tickets never open, or of organizations never in the source, kept their values and were never
+    sent; tickets the test solved were never sent by a run that started after; the state agrees; one more run
+    sends nothing. Returns the last clean run's report."""
+    final = h.run()
+    source = h.source()
+    tickets = z.fake.tickets
+    assert len(tickets) == z.seeded + len(z.opened), "the sync created tickets"
+    wrong = misranked(source, z)
+    assert not wrong, (len(wrong), wrong[:10])
+    ranked = {z.orgs[k] for k in source}
+    assert any(t.organization_id not in ranked | {None} for t in tickets)  # some organizations are left out
+    sent: dict[int, list[tuple[int, str]]] = {}  # ticket id -> (log index, run token) of each update_many
+    first: dict[str, int] = {}  # run token -> log index of the run's first request
+    for n, r in enumerate(z.fake.requests):
+        run = next((v for k, v in r.headers.items() if k.lower() == RUN_HEADER.lower()), "")
+        first.setdefault(run, n)
+        if r.name == "update_many_tickets":
+            for tid in r.query["ids"][0].split(","):
+                sent.setdefault(int(tid), []).append((n, run))
+    kept = [t for t in tickets if z.left_open.get(t.id) == 0 or t.organization_id not in ranked]
+    changed = [(t.id, t.priority, t.tags, z.born[t.id]) for t in kept if (t.priority, t.tags) != z.born[t.id]]
+    assert not changed, changed[:10]
+    touched = sorted(t.id for t in kept if t.id in sent)
+    assert not touched, f"tickets never open, or of organizations not in the source, were sent: {touched[:10]}"
+    # A ticket solved between runs may still be in a killed run's job, but no later run may list it.
+    late = sorted(tid for tid, mark in z.left_open.items() if any(first[run] >= mark for _, run in sent.get(tid, [])))
+    assert not late, f"tickets sent by a run that started after they were solved: {late[:10]}"
+    state = h.state()
+    assert set(state) == set(source), sorted(set(state) ^ set(source), key=int)[:10]
+    bad = {k: v for k, v in state.items() if v[0] is None or v[2] != "ok" or v[1] != str(z.orgs[k])}
+    assert not bad, list(bad.items())[:5]
+    mark = z.fake.mark()
+    again = h.run()
+    assert z.fake.mark() == mark, "a run with nothing to send reached Zendesk"
+    assert (again["counts"]["added"], again["counts"]["changed"]) == (0, 0), again
     assert again["requests"] == {"total": 0}, again["requests"]
     return final
 
@@ -539,3 +754,26 @@ def test_salesforce_killed_at_random_points(request: pytest.FixtureRequest, tmp_
 def test_hubspot_tickets_killed_at_random_points(request: pytest.FixtureRequest, tmp_path: Path, stack: ExitStack,
                                                  seed: int, kind: str) -> None:
     crash(request, tmp_path, HubSpotTickets(stack), kind, seed, rows=600, runs=RUNS)
+
+
+@pytest.mark.parametrize(("seed", "kind"), CASES)
+def test_zendesk_ticket_ranking_killed_at_random_points(request: pytest.FixtureRequest, tmp_path: Path,
+                                                        stack: ExitStack, seed: int, kind: str) -> None:
+    """A killed run's update_many may still be queued when the next run re-sends its record: that run waits
+    for it before listing (else a row gone back to the tickets' old priority finds them "done" and the job
+    then overwrites them)."""
+    z = ZendeskRanking(stack, seed, orgs=100)
+    h = RankingHarness(z, make_db(request, kind, tmp_path))
+    request.addfinalizer(h.close)
+    m = Ranking(seed, z, rows=60, joining=25)
+    h.setup(m.initial())
+    first = h.run()
+    assert first["counts"]["added"] == 60 and first["counts"]["failed"] == 0, first
+    started = time.monotonic()
+    phases, typical = kill_loop(h, m, RUNS)
+    loop = time.monotonic() - started
+    final = check_ranking(h, z)
+    print(f"\n{z.label} seed {seed} on {kind}: {RUNS} runs in {loop:.1f} s (clean run {typical:.2f} s): "
+          f"{dict(phases)}; lock busy retries {h.busy_retries}; tickets opened {len(z.opened)}, solved "
+          f"{sum(1 for v in z.left_open.values() if v)}; final run {final['counts']}")
+    assert phases["sending"] >= RUNS // 4, phases
