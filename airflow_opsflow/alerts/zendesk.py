@@ -50,6 +50,9 @@ class ZendeskTicket(TicketRoute):
     :param custom_fields: ``{field id: value}`` for new tickets.
     :param public_comments: post updates as public replies rather than internal notes (default False: the
         requester of an opsflow ticket is the API user).
+    :param rate_limit_wait: seconds zenpy may spend waiting out Zendesk's ``Retry-After`` in one dispatch
+        (default 120; zenpy's ``ratelimit_budget``, per API it uses); past it the delivery fails and stays
+        pending for the next try or run, rather than a 429 storm holding the task for as long as Zendesk asks.
 
     Other parameters: see :class:`~airflow_opsflow.incidents.tickets.TicketRoute` and
     :class:`~airflow_opsflow.incidents.route.AlertRoute`.
@@ -60,8 +63,10 @@ class ZendeskTicket(TicketRoute):
     def __init__(self, *, conn_id: str = "zendesk_default", priorities: dict[str, str] | None = None,
                  ticket_type: str = "incident", tags: tuple[str, ...] = (), group_id: int | None = None,
                  assignee_id: int | None = None, custom_fields: dict[int, Any] | None = None,
-                 public_comments: bool = False, **kwargs: Any) -> None:
+                 public_comments: bool = False, rate_limit_wait: float = 120.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        if rate_limit_wait < 1:
+            raise ValueError(f"rate_limit_wait must be at least 1 second, got {rate_limit_wait}")
         if any(" " in t for t in tags):
             raise ValueError(f"Zendesk tags cannot contain spaces: {tags}")
         self.conn_id = conn_id
@@ -72,6 +77,7 @@ class ZendeskTicket(TicketRoute):
         self.assignee_id = assignee_id
         self.custom_fields = dict(custom_fields or {})
         self.public_comments = public_comments
+        self.rate_limit_wait = rate_limit_wait
 
     def where(self) -> str:
         return f"{self.conn_id}/tickets"
@@ -86,6 +92,9 @@ class ZendeskTicket(TicketRoute):
         # zenpy answers a read by id from its object cache (30 s for tickets, filled by searches too): read()
         # must be consistent, and TicketSensor polls the same ticket.
         client.disable_caching()
+        for api in vars(client).values():  # the hook sets no budget: zenpy would wait out any 429 storm
+            if hasattr(api, "ratelimit_budget"):
+                api.ratelimit_budget = int(self.rate_limit_wait)
         return ZendeskBackend(self, client, f"{scheme}://{host.split('://')[-1]}")
 
 

@@ -204,6 +204,19 @@ def test_zendesk_429s_with_retry_after_are_waited_out_and_create_once(zendesk: F
     assert len(zendesk.tickets) == 1
 
 
+def test_a_zendesk_429_storm_longer_than_rate_limit_wait_leaves_the_ticket_pending(zendesk: FakeZendesk,
+                                                                                   payments: Database,
+                                                                                   zenpy_waits: list[float]) -> None:
+    # Retry-After: 50 on every create: zenpy waits 50 + 50 s, then the route's budget (rate_limit_wait=120)
+    # runs out at 120 s of waiting, the try fails and the delivery stays pending; no ticket is half-made.
+    zendesk.fail_next("create_ticket", status=429, retry_after=50, times=100)
+    run = _run(dags.zendesk_dag, payments)
+    assert run.task_states == {"check_payments": "failed"} and zendesk.tickets == []
+    assert len(zenpy_waits) == 3 * 119  # each try: 119 one-second waits, the 120th exceeds the budget
+    [(_, state, _, error)] = _deliveries(payments, ZD_ROUTE)
+    assert state == "failed" and "RatelimitBudgetExceeded" in str(error)
+
+
 def test_zendesk_503s_on_the_create_within_the_tries_deliver_one_ticket(zendesk: FakeZendesk,
                                                                         payments: Database) -> None:
     zendesk.fail_next("create_ticket", status=503, times=2)

@@ -25,25 +25,53 @@ BOTH = pytest.mark.parametrize("fake_jira", ["cloud", "server"], indirect=True)
 NO_CONTEXT = cast(Any, {})  # poke() reads the context only for upstream_task_id
 
 
-def _searched_by(jira: FakeJira, agent: str) -> bool:
-    return any(agent in r.headers.get("User-Agent", r.headers.get("user-agent", ""))
+SAFETY_S = 300.0  # only a hung run gets there: longer than any sensor timeout in these DAGs
+
+
+def _searches(jira: FakeJira, agent: str = "") -> int:
+    """The searches the fake answered (from a client whose User-Agent has ``agent``)."""
+    return sum(agent in r.headers.get("User-Agent", r.headers.get("user-agent", ""))
                for r in jira.calls(name="search"))
 
 
-def _when_searched(jira: FakeJira, action: Callable[[], object], delay: float = 0.0,
-                   agent: str = "") -> threading.Thread:
-    """Run ``action`` ``delay`` s after the first search (from a client whose User-Agent has ``agent``):
-    relative to the sensor's start, whatever dag.test() spends before it."""
-    def later() -> None:
-        deadline = time.monotonic() + 60
-        while not _searched_by(jira, agent) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        time.sleep(delay)
-        action()
+def _searched_by(jira: FakeJira, agent: str) -> bool:
+    return _searches(jira, agent) > 0
 
-    thread = threading.Thread(target=later, daemon=True)
-    thread.start()
-    return thread
+
+class _AfterSearches:
+    """Run ``action`` in the background once the fake answered ``searches`` searches (from ``agent``): the
+    sensor saw the tickets unchanged that many times, whatever dag.test() spends before its first poke.
+    ``seen`` is the count when it acted (the fake logs a search once answered); :meth:`join`, after the run
+    (no more searches come), re-raises what went wrong, e.g. that the searches never came."""
+
+    def __init__(self, jira: FakeJira, action: Callable[[], object], searches: int, agent: str = "") -> None:
+        self.seen = 0
+        self._error: BaseException | None = None
+        self._run_over = threading.Event()
+        self._thread = threading.Thread(target=self._wait_then_act, args=(jira, action, searches, agent),
+                                        daemon=True)
+        self._thread.start()
+
+    def _wait_then_act(self, jira: FakeJira, action: Callable[[], object], searches: int, agent: str) -> None:
+        try:
+            deadline = time.monotonic() + SAFETY_S
+            while (seen := _searches(jira, agent)) < searches:
+                if self._run_over.is_set() or time.monotonic() > deadline:
+                    raise AssertionError(f"the fake answered {seen} search(es) from {agent or 'any client'!r}, "
+                                         f"never the {searches} to wait for")
+                self._run_over.wait(0.02)  # paces the polling of the fake's log: cannot fail a test
+            self.seen = seen
+            action()
+        except BaseException as e:  # re-raised by join(), in the test's thread
+            self._error = e
+
+    def join(self) -> None:
+        self._run_over.set()
+        self._thread.join(SAFETY_S)
+        if self._thread.is_alive():
+            raise AssertionError(f"the background action is still running after {SAFETY_S:g} s")
+        if self._error is not None:
+            raise self._error
 
 
 def _resolve(jira: FakeJira, *keys: str) -> Callable[[], None]:
@@ -68,7 +96,7 @@ def _output(capfd: pytest.CaptureFixture[str]) -> str:
 def test_waits_until_the_tickets_are_done(fake_jira: FakeJira, jira_conn: str, dag_name: str) -> None:
     done = fake_jira.add_issue(status="Done").key
     open_ = fake_jira.add_issue(status="In Progress").key
-    resolver = _when_searched(fake_jira, _resolve(fake_jira, open_), delay=2.5)
+    resolver = _AfterSearches(fake_jira, _resolve(fake_jira, open_), searches=2)  # once it saw it open twice
     mark = fake_jira.mark()
     dag = getattr(dags, dag_name)
     run = run_dag(dag, conf={"tickets": f"{done}, {open_.lower()}"})
@@ -76,9 +104,10 @@ def test_waits_until_the_tickets_are_done(fake_jira: FakeJira, jira_conn: str, d
     (task_id,) = dag.task_ids
     assert run.task_states == {task_id: "success"}
     assert run.xcom(task_id)["tickets"] == {done: "Done", open_: "Done"}
-    # it waited: several polls, each one batched search for both tickets on the deployment's endpoint
+    # it waited: it searched again after the searches that saw the ticket open, each time one batched search
+    # for both tickets on the deployment's endpoint
     searches = fake_jira.calls(name="search", since=mark)
-    assert len(searches) >= 2
+    assert len(searches) > resolver.seen >= 2
     assert {r.path for r in searches} == {"/rest/api/2/search/jql" if fake_jira.cloud else "/rest/api/2/search"}
     assert all(r.body["jql"] == f"key in ({done}, {open_})" and r.body["fields"] == ["status"] for r in searches)
     if dag_name == "deferred_dag":  # it deferred, and its trigger polled until the ticket was done
@@ -90,11 +119,13 @@ def test_waits_until_the_tickets_are_done(fake_jira: FakeJira, jira_conn: str, d
 def test_times_out_when_the_ticket_never_resolves(fake_jira: FakeJira, jira_conn: str,
                                                   capfd: pytest.CaptureFixture[str]) -> None:
     key = fake_jira.add_issue().key
-    started = time.monotonic()
     run = run_dag(dags.timeout_dag, conf={"tickets": key})
     assert run.task_states == {"never": "failed"}
-    assert 3 <= time.monotonic() - started < 20
-    assert f"{key} (To Do) did not become done within 3 s" in _output(capfd)
+    # the sensor's poke, then the trigger's polls (at least one) until its deadline, the sensor's 3 s timeout:
+    # at most one a poke_interval (1 s), plus one cut to the deadline (and slack for the clocks)
+    polls = _searches(fake_jira, "python-httpx")
+    assert _searches(fake_jira) == polls + 1 and 1 <= polls <= 6
+    assert f"{key} (To Do) did not become done within 3 s ({polls} polls)" in _output(capfd)
 
 
 @BOTH
@@ -107,34 +138,38 @@ def test_bad_credentials_or_unknown_tickets_fail_fast(fake_jira: FakeJira, jira_
         conf, expected = {"tickets": key}, "(HTTP 401): the API token (Cloud) or personal access token"
     else:
         conf, expected = {"tickets": f"OPS-404,{key},FIN-77"}, "no such Jira ticket(s): OPS-404, FIN-77"
-    started = time.monotonic()
     run = run_dag(dags.failures_dag, conf=conf)
     assert run.task_states == {"poke": "failed", "deferred": "failed"}
-    assert time.monotonic() - started < 20  # not the 30 s timeout
-    assert _output(capfd).count(expected) >= 2  # both tasks say why
+    assert _output(capfd).count(expected) >= 2  # both tasks say why (not the 30 s timeout)
+    # at the first poke (not at the timeout): each task opened one client (the token is refused there) and
+    # searched for all its tickets once (strict JQL then names the unknown ones); the deferred one never deferred
+    assert len(fake_jira.calls(name="serverInfo")) == 2 and not _searched_by(fake_jira, "python-httpx")
+    everything = [r for r in fake_jira.calls(name="search") if r.body["jql"] == f"key in (OPS-404, {key}, FIN-77)"]
+    assert len(everything) == (0 if problem == "expired token" else 2)
 
 
 @BOTH
 def test_token_expiring_while_deferred_fails_the_task(fake_jira: FakeJira, jira_conn: str,
                                                       capfd: pytest.CaptureFixture[str]) -> None:
     key = fake_jira.add_issue().key
-    expirer = _when_searched(fake_jira, fake_jira.expire_token, agent="python-httpx")  # the trigger polls
-    started = time.monotonic()
+    expirer = _AfterSearches(fake_jira, fake_jira.expire_token, searches=1, agent="python-httpx")  # it polls
     run = run_dag(dags.deferred_dag, conf={"tickets": key})
     expirer.join()
     assert run.task_states == {"deferred": "failed"}
-    assert time.monotonic() - started < 20
-    [refused] = [r for r in fake_jira.calls(name="search") if r.status == 401]
+    searches = fake_jira.calls(name="search")
+    [refused] = [r for r in searches if r.status == 401]
     assert "python-httpx" in str(refused.headers)  # the trigger's poll, not the sensor's first poke
+    assert searches[-1] is refused  # and the trigger gave up there: no poll after it
     assert "Jira refused the credentials of connection 'opsflow_jira_default' (HTTP 401)" in _output(capfd)
 
 
 @BOTH
 def test_waits_for_the_tickets_an_upstream_task_pushed(fake_jira: FakeJira, jira_conn: str) -> None:
     a, b = fake_jira.add_issue().key, fake_jira.add_issue().key
-    resolver = _when_searched(fake_jira, _resolve(fake_jira, a, b), delay=2)
+    resolver = _AfterSearches(fake_jira, _resolve(fake_jira, a, b), searches=2)  # once it saw them open twice
     run = run_dag(dags.upstream_dag, conf={"tickets": f"{a},{b}"})
     resolver.join()
+    assert _searches(fake_jira) > resolver.seen >= 2
     assert run.task_states == {"check": "success", "wait": "success"}
     assert run.xcom("check", key="tickets")[0] == {"key": a, "url": f"https://jira.example.com/browse/{a}"}
     assert run.xcom("wait")["tickets"] == {a: "Done", b: "Done"}
@@ -218,9 +253,8 @@ def test_trigger_reports_an_unreachable_jira(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("AIRFLOW_CONN_JIRA_DOWN", json.dumps({
         "conn_type": "opsflow_jira", "host": f"http://127.0.0.1:{port}", "password": "pat",
         "extra": {"deployment": "server"}}))
-    started = time.monotonic()
     [event] = _events(TicketStatusTrigger("jira_down", ["OPS-1"], poll_interval=0.1))
-    assert event["status"] == "error" and time.monotonic() - started < 5
+    assert event["status"] == "error" and event["polls"] == 1  # at once: no polling on
     assert event["message"].startswith(f"cannot reach Jira at http://127.0.0.1:{port} (connection 'jira_down'): "
                                        "ConnectError")
 
@@ -240,41 +274,59 @@ def test_trigger_asks_server_info_when_the_deployment_is_auto(fake_jira: FakeJir
 
 def test_trigger_never_blocks_the_event_loop(fake_jira: FakeJira, jira_conn: str,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    """A rate limit (429, Retry-After: 1) and then a search taking a second leave the triggerer's loop free."""
+    """A rate limit (429, Retry-After: 1) and then a search the fake answers only once another coroutine ran
+    on the trigger's loop meanwhile: the triggerer's loop stays free through the wait and the slow answer."""
     key = fake_jira.add_issue(status="Done").key
     search = fake_jira.tracker.search
+    searching = threading.Event()  # the trigger's second search reached the fake...
+    loop_ran = threading.Event()  # ...and a coroutine on the trigger's loop ran after that
+    answered_after_the_loop_ran: list[bool] = []
 
-    def slow_search(*args: Any, **kwargs: Any) -> Any:
-        time.sleep(1)
+    def held_search(*args: Any, **kwargs: Any) -> Any:
+        searching.set()
+        # False (after a safety deadline only a blocked loop reaches) fails the test below
+        answered_after_the_loop_ran.append(loop_ran.wait(SAFETY_S))
         return search(*args, **kwargs)
 
-    monkeypatch.setattr(fake_jira.tracker, "search", slow_search)
+    monkeypatch.setattr(fake_jira.tracker, "search", held_search)
+    real_sleep = asyncio.sleep  # the watcher's own, unrecorded
+    waits: list[float] = []
+
+    async def recorded_sleep(delay: float, result: Any = None) -> Any:  # what the trigger waits, still waited
+        waits.append(delay)
+        return await real_sleep(delay, result)
+
+    monkeypatch.setattr(asyncio, "sleep", recorded_sleep)
     fake_jira.fail_next("search", status=429, retry_after=1)
     trigger = TicketStatusTrigger(jira_conn, [key], poll_interval=30)  # Retry-After decides, not poll_interval
 
     async def main() -> tuple[list[dict[str, Any]], int]:
-        ticks = 0
+        ticks_in_the_wait = 0
         done = asyncio.Event()
 
-        async def ticker() -> None:
-            nonlocal ticks
+        async def watcher() -> None:
+            nonlocal ticks_in_the_wait
             while not done.is_set():
-                ticks += 1
-                await asyncio.sleep(0.02)
+                rate_limited = [r.status for r in fake_jira.calls(name="search")] == [429]
+                if rate_limited and not searching.is_set():  # between the 429 and the next search
+                    ticks_in_the_wait += 1
+                if searching.is_set():
+                    loop_ran.set()
+                await real_sleep(0.01)
 
-        tick = asyncio.create_task(ticker())
+        watch = asyncio.create_task(watcher())
         events = [e.payload async for e in trigger.run()]
         done.set()
-        await tick
-        return events, ticks
+        await watch
+        return events, ticks_in_the_wait
 
-    started = time.monotonic()
-    events, ticks = asyncio.run(main())
-    elapsed = time.monotonic() - started
+    events, ticks_in_the_wait = asyncio.run(main())
     assert events == [{"status": "success", "tickets": {key: "Done"}, "polls": 2}]
-    assert 2 <= elapsed < 10
     assert [r.status for r in fake_jira.calls(name="search")] == [429, 200]
-    assert ticks >= 60  # ~100 ticks in 2 s: the loop kept running through the wait and the slow answer
+    assert [w for w in waits if w > 0] == [1.0]  # it waited what Retry-After asked, not the 30 s poll interval
+    # the watcher's 10 ms sleep ends before the trigger's 1 s one: it runs in the wait if the wait frees the loop
+    assert ticks_in_the_wait >= 1
+    assert answered_after_the_loop_ran == [True]  # the loop ran while the search was unanswered
 
 
 def test_trigger_serializes_round_trip() -> None:

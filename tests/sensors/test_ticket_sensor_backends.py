@@ -79,8 +79,11 @@ def _salesforce(fake: FakeSalesforce) -> System:
         soql = [r.query["q"][0] for r in fake.calls("query")]
         return [re.findall(r"'([^']+)'", q) for q in soql if " FROM Case WHERE Id IN (" in q]
 
-    return System("salesforce", SalesforceCase(), batch_reads,
-                  lambda: len(fake.calls(method="GET", path_prefix="/services/data/v59.0/sobjects/Case/")),
+    def single_reads() -> int:  # GET sobjects/Case/<Id>, not the Case's describe
+        return sum(not r.path.endswith("/describe")
+                   for r in fake.calls(method="GET", path_prefix="/services/data/v59.0/sobjects/Case/"))
+
+    return System("salesforce", SalesforceCase(), batch_reads, single_reads,
                   lambda: [str(r["Id"]) for r in fake.records("Case")],
                   lambda: str(client.Case.create({"Subject": "seeded", "Status": "New"})["id"]),
                   lambda i: client.Case.update(i, {"Status": "Closed"}),
@@ -133,20 +136,43 @@ def payments(sqlite_db: Database, monkeypatch: pytest.MonkeyPatch) -> Database:
     return sqlite_db
 
 
-def _close_after_reads(system: System, reads: int, delay: float) -> threading.Thread:
-    """Close every ticket ``delay`` s after the system saw ``reads`` ticket reads: relative to the sensor's
-    first poke, whatever dag.test() spends before it."""
-    def later() -> None:
-        deadline = time.monotonic() + 60
-        while system.reads() < reads and time.monotonic() < deadline:
-            time.sleep(0.02)
-        time.sleep(delay)
-        for ticket_id in system.ids():
-            system.close(ticket_id)
+SAFETY_S = 300.0  # only a hung run gets there: longer than any sensor timeout in these DAGs
 
-    thread = threading.Thread(target=later, daemon=True)
-    thread.start()
-    return thread
+
+class _CloseAfterReads:
+    """Close every ticket in the background once the system answered ``reads`` batched reads: the sensor saw
+    them open that many times, whatever dag.test() spends before its first poke. ``seen`` is the count of
+    reads when it closed them (the fakes log a request once answered); :meth:`join`, after the run (no more
+    reads come), re-raises what went wrong, e.g. that the reads never came."""
+
+    def __init__(self, system: System, reads: int) -> None:
+        self.seen = 0
+        self._error: BaseException | None = None
+        self._run_over = threading.Event()
+        self._thread = threading.Thread(target=self._wait_then_close, args=(system, reads), daemon=True)
+        self._thread.start()
+
+    def _wait_then_close(self, system: System, reads: int) -> None:
+        try:
+            deadline = time.monotonic() + SAFETY_S
+            while (seen := system.reads()) < reads:
+                if self._run_over.is_set() or time.monotonic() > deadline:
+                    raise AssertionError(f"{system.name} answered {seen} ticket read(s), never the {reads} to "
+                                         "wait for before closing the tickets")
+                self._run_over.wait(0.02)  # paces the polling of the fake's log: cannot fail a test
+            self.seen = seen
+            for ticket_id in system.ids():
+                system.close(ticket_id)
+        except BaseException as e:  # re-raised by join(), in the test's thread
+            self._error = e
+
+    def join(self) -> None:
+        self._run_over.set()
+        self._thread.join(SAFETY_S)
+        if self._thread.is_alive():
+            raise AssertionError(f"closing the tickets is still running after {SAFETY_S:g} s")
+        if self._error is not None:
+            raise self._error
 
 
 def _output(capfd: pytest.CaptureFixture[str]) -> str:
@@ -166,7 +192,7 @@ def _events(trigger: TicketRouteTrigger) -> list[dict[str, Any]]:
 @pytest.mark.usefixtures("airflow_db")
 @pytest.mark.parametrize("mode", ["poke", "reschedule", "deferred"])
 def test_waits_until_the_checks_ticket_is_closed(system: System, payments: Database, mode: str) -> None:
-    closer = _close_after_reads(system, 1, delay=2.5)
+    closer = _CloseAfterReads(system, 2)  # once the sensor saw the ticket open twice
     run = run_dag(dags.wait_dags[(system.name, mode)], conf={"conn_id": payments.conn_id})
     closer.join()
     assert run.task_states == {"check_payments": "failed", "wait": "success"}
@@ -175,8 +201,8 @@ def test_waits_until_the_checks_ticket_is_closed(system: System, payments: Datab
     assert record["system"] == system.name and record["id"] == ticket_id and record["key"] and record["url"]
     assert run.xcom("check_payments", key="_link_TicketLink") == record["url"]  # the UI's "Ticket(s)" link
     assert run.xcom("wait")["tickets"] == {record["key"]: "closed"}
-    # it waited: several batched reads of the ticket by id, the first ones while it was open, and no other read
-    assert system.reads() >= 2 and set(map(tuple, system.batch_reads())) == {(ticket_id,)}
+    # it waited: it read again after the reads that saw the ticket open; batched reads by id, and no other read
+    assert system.reads() > closer.seen >= 2 and set(map(tuple, system.batch_reads())) == {(ticket_id,)}
     assert system.single_reads() == (1 if system.name == "salesforce" else 0)  # the check reads its Case back
     if mode == "deferred":  # and its trigger polled until the ticket was closed
         assert run.xcom("wait")["polls"] >= 2
@@ -187,10 +213,11 @@ def test_ticket_operator_files_an_explicit_zendesk_ticket_and_the_sensor_waits_f
         fake_zendesk: FakeZendesk, sqlite_db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AIRFLOW__OPSFLOW__STATE_CONN_ID", sqlite_db.conn_id)
     zendesk = _zendesk(fake_zendesk)
-    closer = _close_after_reads(zendesk, 1, delay=1.5)
+    closer = _CloseAfterReads(zendesk, 2)  # once the sensor saw the ticket open twice
     run = run_dag(dags.explicit_dag)
     closer.join()
     assert run.task_states == {"explicit": "success", "wait": "success"}
+    assert zendesk.reads() > closer.seen >= 2  # it waited: it read again after seeing the ticket open
     [ticket] = fake_zendesk.tickets
     assert (ticket.subject or "").startswith("Reconcile payments of ") and ticket.priority == "normal"  # warn
     url = f"{fake_zendesk.url.rstrip('/')}/agent/tickets/{ticket.id}"
@@ -206,11 +233,12 @@ def test_ticket_operator_files_an_explicit_zendesk_ticket_and_the_sensor_waits_f
 
 @pytest.mark.usefixtures("airflow_db")
 def test_an_unknown_ticket_fails_fast_and_is_named(system: System, capfd: pytest.CaptureFixture[str]) -> None:
-    started = time.monotonic()
     run = run_dag(dags.failure_dags[system.name], conf={"tickets": "404404, 505505"})
     assert run.task_states == {"poke": "failed", "deferred": "failed"}
     assert run.tries == {"poke": 1, "deferred": 1}  # no retries for a ticket that does not exist
-    assert time.monotonic() - started < 25  # not the 30 s timeout
+    # at the first poke (not the 30 s timeout): one read each (none in Salesforce, which knows from their form
+    # that these name no Case), the deferred task never deferred
+    assert system.batch_reads() == ([] if system.name == "salesforce" else [["404404", "505505"]] * 2)
     name = {"hubspot": "HubSpot", "salesforce": "Salesforce", "zendesk": "Zendesk"}[system.name]
     assert _output(capfd).count(f"no such {name} ticket(s): 404404, 505505") >= 2  # both tasks say why
 
@@ -219,11 +247,12 @@ def test_an_unknown_ticket_fails_fast_and_is_named(system: System, capfd: pytest
 def test_a_poke_over_several_tickets_costs_one_batched_read(system: System, fake_requests: Callable[[], int]) -> None:
     ids = [system.open() for _ in range(5)]
     before = fake_requests()
-    closer = _close_after_reads(system, 2, delay=0)  # closed once the poking sensor saw them open twice
+    closer = _CloseAfterReads(system, 2)  # closed once the sensors saw them open twice
     run = run_dag(dags.failure_dags[system.name], conf={"tickets": ", ".join(ids)})
     closer.join()
     assert run.task_states == {"poke": "success", "deferred": "success"}
     reads = system.batch_reads()
+    assert len(reads) > closer.seen >= 2  # read again once closed
     # each poke and each of the trigger's polls asked once for all five tickets; none read a ticket on its own
     assert len(reads) >= 3 and all(sorted(r) == sorted(ids) for r in reads)
     assert system.single_reads() == 0
@@ -275,11 +304,13 @@ def test_read_many_gives_what_read_gives(system: System) -> None:
 @pytest.mark.usefixtures("airflow_db", "zendesk_conn")
 def test_times_out_when_the_ticket_stays_open(fake_zendesk: FakeZendesk, capfd: pytest.CaptureFixture[str]) -> None:
     ticket = fake_zendesk.add_ticket(status="pending")
-    started = time.monotonic()
     run = run_dag(dags.timeout_dag, conf={"tickets": str(ticket.id)})
     assert run.task_states == {"never": "failed"}
-    assert 3 <= time.monotonic() - started < 20
-    assert f"Zendesk #{ticket.id} (open) did not become done within 3 s" in _output(capfd)
+    # the sensor's poke, then the trigger's polls (at least one) until its deadline, the sensor's 3 s timeout:
+    # at most one a poke_interval (1 s), plus one cut to the deadline (and slack for the clocks)
+    polls = len(fake_zendesk.calls("show_many_tickets")) - 1
+    assert 1 <= polls <= 6
+    assert f"Zendesk #{ticket.id} (open) did not become done within 3 s ({polls} polls)" in _output(capfd)
 
 
 # --- the sensor's poke, without a DAG -----------------------------------------------------------------------
