@@ -125,7 +125,7 @@ class HubSpotTicketBackend(TicketBackend):
                     "sorts": [{"propertyName": "hs_lastmodifieddate", "direction": "DESCENDING"}],
                     **({"after": after} if after else {}),
                 }
-                page = self._call("POST", "/crm/v3/objects/tickets/search", body)
+                page = self._read_call("POST", "/crm/v3/objects/tickets/search", body)
                 for record in page.get("results") or []:
                     fp = markers.get(str((record.get("properties") or {}).get(prop) or ""))
                     if fp is not None:
@@ -270,7 +270,7 @@ class HubSpotTicketBackend(TicketBackend):
         for object_type, prop in self.route.associate.items():
             if not alert.entity_key:
                 continue
-            page = self._call("POST", f"/crm/v3/objects/{object_type}/search", {
+            page = self._read_call("POST", f"/crm/v3/objects/{object_type}/search", {
                 "filterGroups": [{"filters": [{"propertyName": prop, "operator": "EQ", "value": alert.entity_key}]}],
                 "limit": 2})
             for record in (page.get("results") or [])[:1]:
@@ -309,6 +309,30 @@ class HubSpotTicketBackend(TicketBackend):
         result: dict[str, Any] = Retrying(retry=limited, wait=wait, stop=stop, retry_error_callback=give_up,
                                           sleep=time.sleep)(self._call, "POST", "/crm/v3/objects/tickets", body,
                                                             once=True)
+        return result
+
+    def _read_call(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
+        """A read (a search): refused for the rate (HubSpot's searches allow 5 a second per account and say
+        no Retry-After) or by a 5xx, it is waited out and sent again, for at most ``rate_limit_wait`` seconds
+        in all: a burst of new tickets and their association look-ups must not fail the deliveries."""
+        from tenacity import Retrying, retry_if_exception
+
+        from airflow_opsflow.sync.destinations.transport import TransientError
+
+        r = self.route
+
+        def wait(state: RetryCallState) -> float:
+            error = state.outcome.exception() if state.outcome is not None else None
+            # the search limit resets each second: 1 s first, then back off
+            return float(getattr(error, "retry_after", None) or min(2 ** (state.attempt_number - 1), 8))
+
+        def stop(state: RetryCallState) -> bool:
+            waited = state.idle_for + state.upcoming_sleep
+            return state.attempt_number > 2 * RATE_LIMIT_RETRIES or waited > r.rate_limit_wait
+
+        result: dict[str, Any] = Retrying(retry=retry_if_exception(lambda e: isinstance(e, TransientError)),
+                                          wait=wait, stop=stop, reraise=True,
+                                          sleep=time.sleep)(self._call, method, path, body)
         return result
 
     def _batch_read(self, ids: list[str]) -> list[dict[str, Any]]:

@@ -45,9 +45,14 @@ def deliver_pending(repo: IncidentRepo, routes: list[AlertRoute], subjects: dict
     pending = sorted(repo.pending(list(subjects)),
                      key=lambda d: (d.created_at or _EPOCH, not isinstance(by_name.get(d.route), TicketRoute),
                                     d.delivery_id))
+    incidents = {fp: repo.get(fp) for fp in {d.fingerprint for d in pending}}
     for r in routes:  # every route, so none keeps what it prepared for an earlier run
+        mine = [d for d in pending if d.route == r.name]
+        remembered = {d.fingerprint: refs for d in mine
+                      if (i := incidents.get(d.fingerprint)) is not None
+                      and isinstance(refs := i.refs.get(r.name), dict) and refs.get("incident_id") == d.incident_id}
         try:
-            r.prepare([d for d in pending if d.route == r.name])
+            r.prepare(mine, remembered)
         except Exception as e:  # only an optimisation: each delivery still works on its own
             log.warning("route %s could not prepare its deliveries: %s", r.name, e)
     for d in pending:

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 from airflow_opsflow.incidents.lifecycle import SEVERITY_RANK
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from airflow_opsflow.incidents.alert import Alert
     from airflow_opsflow.incidents.repo import Delivery
 
@@ -60,9 +62,11 @@ class AlertRoute:
     def accepts(self, severity: str) -> bool:
         return SEVERITY_RANK.get(severity, 0) >= SEVERITY_RANK[self.min_severity]
 
-    def prepare(self, deliveries: list[Delivery]) -> None:
+    def prepare(self, deliveries: list[Delivery], refs: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         """Called once per dispatch with this route's pending deliveries, before any ``deliver``: a
-        chance to batch look-ups (one search for all of a run's tickets). Default: nothing."""
+        chance to batch look-ups (one search for all of a run's new tickets, one read of those to resolve).
+        ``refs``: what this route remembered for each delivery's incident, by fingerprint, as the
+        dispatch began. Default: nothing."""
 
     def deliver(self, alert: Alert, delivery: Delivery, refs: dict[str, Any]) -> dict[str, Any]:
         """Send ``alert``; return what to remember for the incident's later alerts on this route

@@ -138,13 +138,22 @@ class TicketRoute(AlertRoute):
     def backend(self) -> TicketBackend:
         """The system's backend, opened when the route delivers (connections are read then, not at parse)."""
 
-    def prepare(self, deliveries: list[Delivery]) -> None:
-        """One search for the tickets of every new incident in this run instead of one per incident."""
+    def prepare(self, deliveries: list[Delivery], refs: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+        """One search for the tickets of every new incident in this run, and one batched read of the tickets
+        of every incident it resolves, instead of one of each per incident."""
         self._prefetched: dict[str, Ticket | None] = {}
+        self._read: dict[str, Ticket | None] = {}
         self._backend: TicketBackend | None = self.backend() if deliveries else None
+        if self._backend is None:
+            return
         fingerprints = sorted({d.fingerprint for d in deliveries if d.transition == "new"})
-        if fingerprints and self._backend is not None:
+        if fingerprints:
             self._prefetched = self._backend.search(fingerprints, [], single=False)
+        to_read: list[Mapping[str, Any]] = [
+            {"id": r.get("id") or r["key"], "key": r["key"]} for d in deliveries if d.transition == "resolved"
+            if (r := (refs or {}).get(d.fingerprint)) and r.get("key")]
+        if len(to_read) > 1:  # one alone is read when it is delivered, as before
+            self._read = self._backend.read_many(to_read)
 
     def deliver(self, alert: Alert, delivery: Delivery, refs: dict[str, Any]) -> dict[str, Any]:
         backend = getattr(self, "_backend", None) or self.backend()
@@ -160,7 +169,9 @@ class TicketRoute(AlertRoute):
         if ticket is None:  # never created (e.g. only the resolution reached us): nothing to update
             return refs
         if alert.kind == "resolved":
-            current = backend.read({"id": ticket.id, "key": ticket.key}, fp)
+            read = getattr(self, "_read", {})
+            ref = {"id": ticket.id, "key": ticket.key}
+            current = read[ticket.key] if ticket.key in read else backend.read(ref, fp)
             if current is not None and not current.closed:  # closed by someone already (or gone): leave it
                 backend.close(current, alert)
         else:

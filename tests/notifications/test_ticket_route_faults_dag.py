@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from airflow_opsflow_testing.dag_runner import DagRunResult, run_dag
 from airflow_opsflow_testing.salesforce_server import FakeSalesforce
-from airflow_opsflow_testing.sample_data import seed
+from airflow_opsflow_testing.sample_data import repair, seed
 from airflow_opsflow_testing.zendesk_server import FakeZendesk
 
 from tests.conftest import Database
@@ -189,6 +189,14 @@ def test_k_new_incidents_cost_one_soql_search(salesforce: FakeSalesforce, paymen
     [query] = salesforce.calls("query")  # one SOQL for the three markers, none per incident
     assert query.query["q"][0].count("'opsflow-") == 3
     assert _case_creates(salesforce) == [201, 201, 201]
+    # Repaired: the three resolutions read their Cases with one Id IN query, not a GET each, then close them.
+    repair(payments.conn)
+    mark = salesforce.mark()
+    run = _run(dags.salesforce_three_dag, payments)
+    assert run.task_states == {"check_payments": "success"}
+    [read] = salesforce.calls("query", since=mark)
+    assert "WHERE Id IN (" in read.query["q"][0] and salesforce.calls("get", since=mark) == []
+    assert all(c["IsClosed"] for c in salesforce.records("Case"))
 
 
 # --- Zendesk: 429 with Retry-After, 503 storms, a ticket refused as invalid ---------------------------------
