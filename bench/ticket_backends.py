@@ -129,9 +129,13 @@ def write_doc(doc: Path, rows: list[tuple[str, int, str, Counter[str]]]) -> None
     lines += [
         "",
         "New incidents cost one batched look-up per run (HubSpot search, SOQL, Zendesk search) and one create",
-        "each; Salesforce reads the created Case back for its CaseNumber, HubSpot reads its pipeline's stages",
-        "once per dispatch. Resolving reads each ticket's state, adds the resolution as a comment (a note on",
-        "HubSpot, a CaseComment on Salesforce; Zendesk's comment rides on the status update) and closes it.",
+        "each; Salesforce checks its statuses and priorities against the Case picklists once (describe) and",
+        "reads the created Case back for its CaseNumber, HubSpot reads its pipeline's stages once per dispatch.",
+        "Resolving reads the tickets' states in one batched read per run (HubSpot batch/read, a SOQL Id IN,",
+        "Zendesk show_many; a single ticket by id), then adds the resolution as a comment (a note on HubSpot, a",
+        "CaseComment on Salesforce; Zendesk's comment rides on the status update) and closes each. The rest is",
+        "one write per ticket and per change: the routes follow each incident on its own, so a failure or a",
+        "retry touches only its ticket.",
         END,
     ]
     text = doc.read_text() if doc.exists() else "# Benchmarks\n"
