@@ -25,7 +25,7 @@ from airflow_opsflow.sync.destinations.base import DestinationFailed, Record
 from airflow_opsflow.sync.destinations.hubspot import Association, HubSpotObjectsClient
 from airflow_opsflow.sync.destinations.transport import HttpTarget, HttpTransport
 from tests.conftest import Database
-from tests.helpers import DAGS, load_module
+from tests.helpers import DAGS, load_module, state_on
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 dags = load_module(DAGS / "hubspot_objects_more.py")
@@ -77,16 +77,7 @@ def source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Database
 @pytest.fixture
 def state(db: Database, monkeypatch: pytest.MonkeyPatch) -> Database:
     """The state store on SQLite or PostgreSQL (tables of their own there, dropped first)."""
-    monkeypatch.setenv("AIRFLOW__OPSFLOW__STATE_CONN_ID", db.conn_id)
-    if db.dialect == "postgres":
-        monkeypatch.setenv("AIRFLOW__OPSFLOW__STATE_TABLE_PREFIX", "hs_more_")
-        cur = db.conn.cursor()
-        cur.execute("SELECT tablename FROM pg_tables WHERE tablename LIKE 'hs\\_more\\_%'")
-        tables = [t for (t,) in cur.fetchall()]
-        cur.close()
-        if tables:
-            db.execute(f"DROP TABLE {', '.join(tables)}")
-    return db
+    return state_on(db, monkeypatch, "hs_more_")
 
 
 def run(dag: Any, **conf: Any) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:

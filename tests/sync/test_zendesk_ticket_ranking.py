@@ -23,7 +23,7 @@ from airflow_opsflow_testing.dag_runner import run_dag
 from airflow_opsflow_testing.zendesk_server import FakeZendesk
 
 from tests.conftest import Database
-from tests.helpers import DAGS, load_module
+from tests.helpers import DAGS, load_module, state_on
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 dags = load_module(DAGS / "zendesk_sync.py")
@@ -51,16 +51,7 @@ def source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Database
 @pytest.fixture
 def state(db: Database, monkeypatch: pytest.MonkeyPatch) -> Database:
     """The state store on SQLite or PostgreSQL (tables of their own there, dropped first)."""
-    monkeypatch.setenv("AIRFLOW__OPSFLOW__STATE_CONN_ID", db.conn_id)
-    if db.dialect == "postgres":
-        monkeypatch.setenv("AIRFLOW__OPSFLOW__STATE_TABLE_PREFIX", "zd_rank_")
-        cur = db.conn.cursor()
-        cur.execute("SELECT tablename FROM pg_tables WHERE tablename LIKE 'zd\\_rank\\_%'")
-        tables = [t for (t,) in cur.fetchall()]
-        cur.close()
-        if tables:
-            db.execute(f"DROP TABLE {', '.join(tables)}")
-    return db
+    return state_on(db, monkeypatch, "zd_rank_")
 
 
 @pytest.fixture
