@@ -7,7 +7,6 @@ import asyncio
 import json
 import socket
 import threading
-import time
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -17,7 +16,7 @@ from airflow_opsflow_testing.jira_server import FakeJira
 
 from airflow_opsflow.sensors.ticket import TicketSensor
 from airflow_opsflow.triggers.ticket import TicketStatusTrigger, ticket_keys
-from tests.helpers import DAGS, load_module
+from tests.helpers import DAGS, SAFETY_S, ActAfter, load_module
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 dags = load_module(DAGS / "ticket_sensors.py")
@@ -25,7 +24,6 @@ BOTH = pytest.mark.parametrize("fake_jira", ["cloud", "server"], indirect=True)
 NO_CONTEXT = cast(Any, {})  # poke() reads the context only for upstream_task_id
 
 
-SAFETY_S = 300.0  # only a hung run gets there: longer than any sensor timeout in these DAGs
 
 
 def _searches(jira: FakeJira, agent: str = "") -> int:
@@ -38,40 +36,10 @@ def _searched_by(jira: FakeJira, agent: str) -> bool:
     return _searches(jira, agent) > 0
 
 
-class _AfterSearches:
-    """Run ``action`` in the background once the fake answered ``searches`` searches (from ``agent``): the
-    sensor saw the tickets unchanged that many times, whatever dag.test() spends before its first poke.
-    ``seen`` is the count when it acted (the fake logs a search once answered); :meth:`join`, after the run
-    (no more searches come), re-raises what went wrong, e.g. that the searches never came."""
-
-    def __init__(self, jira: FakeJira, action: Callable[[], object], searches: int, agent: str = "") -> None:
-        self.seen = 0
-        self._error: BaseException | None = None
-        self._run_over = threading.Event()
-        self._thread = threading.Thread(target=self._wait_then_act, args=(jira, action, searches, agent),
-                                        daemon=True)
-        self._thread.start()
-
-    def _wait_then_act(self, jira: FakeJira, action: Callable[[], object], searches: int, agent: str) -> None:
-        try:
-            deadline = time.monotonic() + SAFETY_S
-            while (seen := _searches(jira, agent)) < searches:
-                if self._run_over.is_set() or time.monotonic() > deadline:
-                    raise AssertionError(f"the fake answered {seen} search(es) from {agent or 'any client'!r}, "
-                                         f"never the {searches} to wait for")
-                self._run_over.wait(0.02)  # paces the polling of the fake's log: cannot fail a test
-            self.seen = seen
-            action()
-        except BaseException as e:  # re-raised by join(), in the test's thread
-            self._error = e
-
-    def join(self) -> None:
-        self._run_over.set()
-        self._thread.join(SAFETY_S)
-        if self._thread.is_alive():
-            raise AssertionError(f"the background action is still running after {SAFETY_S:g} s")
-        if self._error is not None:
-            raise self._error
+def _after_searches(jira: FakeJira, action: Callable[[], object], searches: int, agent: str = "") -> ActAfter:
+    """``action`` once the fake answered ``searches`` searches (from a client whose User-Agent has ``agent``):
+    the sensor saw the tickets unchanged that many times."""
+    return ActAfter(lambda: _searches(jira, agent), searches, action, f"search(es) from {agent or 'any client'!r}")
 
 
 def _resolve(jira: FakeJira, *keys: str) -> Callable[[], None]:
@@ -96,7 +64,7 @@ def _output(capfd: pytest.CaptureFixture[str]) -> str:
 def test_waits_until_the_tickets_are_done(fake_jira: FakeJira, jira_conn: str, dag_name: str) -> None:
     done = fake_jira.add_issue(status="Done").key
     open_ = fake_jira.add_issue(status="In Progress").key
-    resolver = _AfterSearches(fake_jira, _resolve(fake_jira, open_), searches=2)  # once it saw it open twice
+    resolver = _after_searches(fake_jira, _resolve(fake_jira, open_), searches=2)  # once it saw it open twice
     mark = fake_jira.mark()
     dag = getattr(dags, dag_name)
     run = run_dag(dag, conf={"tickets": f"{done}, {open_.lower()}"})
@@ -152,7 +120,7 @@ def test_bad_credentials_or_unknown_tickets_fail_fast(fake_jira: FakeJira, jira_
 def test_token_expiring_while_deferred_fails_the_task(fake_jira: FakeJira, jira_conn: str,
                                                       capfd: pytest.CaptureFixture[str]) -> None:
     key = fake_jira.add_issue().key
-    expirer = _AfterSearches(fake_jira, fake_jira.expire_token, searches=1, agent="python-httpx")  # it polls
+    expirer = _after_searches(fake_jira, fake_jira.expire_token, searches=1, agent="python-httpx")  # it polls
     run = run_dag(dags.deferred_dag, conf={"tickets": key})
     expirer.join()
     assert run.task_states == {"deferred": "failed"}
@@ -166,7 +134,7 @@ def test_token_expiring_while_deferred_fails_the_task(fake_jira: FakeJira, jira_
 @BOTH
 def test_waits_for_the_tickets_an_upstream_task_pushed(fake_jira: FakeJira, jira_conn: str) -> None:
     a, b = fake_jira.add_issue().key, fake_jira.add_issue().key
-    resolver = _AfterSearches(fake_jira, _resolve(fake_jira, a, b), searches=2)  # once it saw them open twice
+    resolver = _after_searches(fake_jira, _resolve(fake_jira, a, b), searches=2)  # once it saw them open twice
     run = run_dag(dags.upstream_dag, conf={"tickets": f"{a},{b}"})
     resolver.join()
     assert _searches(fake_jira) > resolver.seen >= 2

@@ -8,8 +8,6 @@ import asyncio
 import json
 import re
 import sqlite3
-import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +33,7 @@ from airflow_opsflow.sensors.ticket import TicketSensor
 from airflow_opsflow.state.store import StateStore
 from airflow_opsflow.triggers.ticket import TicketRouteTrigger, parse_tickets, route_spec, ticket_keys
 from tests.conftest import Database
-from tests.helpers import DAGS, load_module
+from tests.helpers import DAGS, ActAfter, load_module
 
 dags = load_module(DAGS / "ticket_sensor_backends.py")
 NO_CONTEXT = cast(Any, {})  # poke() reads the context only for upstream_task_id
@@ -136,43 +134,16 @@ def payments(sqlite_db: Database, monkeypatch: pytest.MonkeyPatch) -> Database:
     return sqlite_db
 
 
-SAFETY_S = 300.0  # only a hung run gets there: longer than any sensor timeout in these DAGs
 
 
-class _CloseAfterReads:
-    """Close every ticket in the background once the system answered ``reads`` batched reads: the sensor saw
-    them open that many times, whatever dag.test() spends before its first poke. ``seen`` is the count of
-    reads when it closed them (the fakes log a request once answered); :meth:`join`, after the run (no more
-    reads come), re-raises what went wrong, e.g. that the reads never came."""
+def _close_after_reads(system: System, reads: int) -> ActAfter:
+    """Close every ticket once the system answered ``reads`` batched reads: the sensor saw them open that many
+    times."""
+    def close() -> None:
+        for ticket_id in system.ids():
+            system.close(ticket_id)
 
-    def __init__(self, system: System, reads: int) -> None:
-        self.seen = 0
-        self._error: BaseException | None = None
-        self._run_over = threading.Event()
-        self._thread = threading.Thread(target=self._wait_then_close, args=(system, reads), daemon=True)
-        self._thread.start()
-
-    def _wait_then_close(self, system: System, reads: int) -> None:
-        try:
-            deadline = time.monotonic() + SAFETY_S
-            while (seen := system.reads()) < reads:
-                if self._run_over.is_set() or time.monotonic() > deadline:
-                    raise AssertionError(f"{system.name} answered {seen} ticket read(s), never the {reads} to "
-                                         "wait for before closing the tickets")
-                self._run_over.wait(0.02)  # paces the polling of the fake's log: cannot fail a test
-            self.seen = seen
-            for ticket_id in system.ids():
-                system.close(ticket_id)
-        except BaseException as e:  # re-raised by join(), in the test's thread
-            self._error = e
-
-    def join(self) -> None:
-        self._run_over.set()
-        self._thread.join(SAFETY_S)
-        if self._thread.is_alive():
-            raise AssertionError(f"closing the tickets is still running after {SAFETY_S:g} s")
-        if self._error is not None:
-            raise self._error
+    return ActAfter(system.reads, reads, close, f"{system.name} ticket read(s)")
 
 
 def _output(capfd: pytest.CaptureFixture[str]) -> str:
@@ -192,7 +163,7 @@ def _events(trigger: TicketRouteTrigger) -> list[dict[str, Any]]:
 @pytest.mark.usefixtures("airflow_db")
 @pytest.mark.parametrize("mode", ["poke", "reschedule", "deferred"])
 def test_waits_until_the_checks_ticket_is_closed(system: System, payments: Database, mode: str) -> None:
-    closer = _CloseAfterReads(system, 2)  # once the sensor saw the ticket open twice
+    closer = _close_after_reads(system, 2)  # once the sensor saw the ticket open twice
     run = run_dag(dags.wait_dags[(system.name, mode)], conf={"conn_id": payments.conn_id})
     closer.join()
     assert run.task_states == {"check_payments": "failed", "wait": "success"}
@@ -213,7 +184,7 @@ def test_ticket_operator_files_an_explicit_zendesk_ticket_and_the_sensor_waits_f
         fake_zendesk: FakeZendesk, sqlite_db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AIRFLOW__OPSFLOW__STATE_CONN_ID", sqlite_db.conn_id)
     zendesk = _zendesk(fake_zendesk)
-    closer = _CloseAfterReads(zendesk, 2)  # once the sensor saw the ticket open twice
+    closer = _close_after_reads(zendesk, 2)  # once the sensor saw the ticket open twice
     run = run_dag(dags.explicit_dag)
     closer.join()
     assert run.task_states == {"explicit": "success", "wait": "success"}
@@ -247,7 +218,7 @@ def test_an_unknown_ticket_fails_fast_and_is_named(system: System, capfd: pytest
 def test_a_poke_over_several_tickets_costs_one_batched_read(system: System, fake_requests: Callable[[], int]) -> None:
     ids = [system.open() for _ in range(5)]
     before = fake_requests()
-    closer = _CloseAfterReads(system, 2)  # closed once the sensors saw them open twice
+    closer = _close_after_reads(system, 2)  # closed once the sensors saw them open twice
     run = run_dag(dags.failure_dags[system.name], conf={"tickets": ", ".join(ids)})
     closer.join()
     assert run.task_states == {"poke": "success", "deferred": "success"}
