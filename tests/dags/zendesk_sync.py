@@ -45,3 +45,12 @@ with DAG("test_zendesk_ticket_ranking", schedule=None, start_date=START, catchup
         mapping={"external_id": "account_id", "priority": "priority", "tags": "tags"},
         destination=ZendeskObjects("organization_tickets"), max_failed=None, max_failed_share=0.5,
     )
+
+# The same organizations sync fanned out over three mapped tasks, each its own shard of the keys (and state).
+with DAG("test_zendesk_organizations_sharded", schedule=None, start_date=START, catchup=False,
+         params=PARAMS) as sharded_dag:
+    ReverseSyncOperator.partial(
+        task_id="organizations_shard", conn_id="{{ params.conn_id }}", table="accounts", primary_key="account_id",
+        mode="mirror", mapping={"external_id": "account_id", "name": "name", "tier": "tier"},
+        destination=ZendeskObjects("organizations"), retries=0,
+    ).expand(shard=[(0, 3), (1, 3), (2, 3)])

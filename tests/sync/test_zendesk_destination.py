@@ -300,6 +300,35 @@ def test_mirror_deletes_and_the_mass_delete_guard(deleting_zendesk: FakeZendesk,
     assert zd.calls("destroy_many_organizations", since=mark) == [] and len(organizations(zd)) == 117
 
 
+def test_sharded_organizations_over_mapped_tasks(deleting_zendesk: FakeZendesk, state: Database,
+                                                 source: Database) -> None:
+    """Three mapped tasks, each its shard of the keys with its own state: together every organization once,
+    later only what changed, a deleted key deleted once, by the one shard that holds it."""
+    zd = deleting_zendesk
+    run = run_dag(dags.sharded_dag, conf={"conn_id": CONF["conn_id"]})
+    assert run.task_states == {"organizations_shard": "success"}
+    created = [o["external_id"] for c in zd.calls("create_many_organizations") for o in c.body["organizations"]]
+    assert sorted(created, key=int) == [str(i) for i in range(1, 121)]  # shards never overlap
+    assert len(organizations(zd)) == 120  # and none made twice
+
+    source.execute("DELETE FROM accounts WHERE account_id IN (5, 6, 7)")
+    source.execute("UPDATE accounts SET name = 'Account 60 (renamed)' WHERE account_id = 60")
+    mark = zd.mark()
+    run = run_dag(dags.sharded_dag, conf={"conn_id": CONF["conn_id"]})
+    assert run.task_states == {"organizations_shard": "success"}
+    writes = zd.writes(since=mark)
+    updated = [o["external_id"] for c in writes if c.name == "update_many_organizations"
+               for o in c.body["organizations"]]
+    assert updated == ["60"] and sum(c.name == "destroy_many_organizations" for c in writes) >= 1
+    assert sorted(organizations(zd), key=int) == [str(i) for i in range(1, 121) if i not in (5, 6, 7)]
+    assert organizations(zd)["60"].name == "Account 60 (renamed)"
+
+    mark = zd.mark()
+    assert run_dag(dags.sharded_dag, conf={"conn_id": CONF["conn_id"]}).task_states == {
+        "organizations_shard": "success"}
+    assert zd.calls(since=mark) == []  # nothing changed: no shard sends anything
+
+
 # -- the connection -----------------------------------------------------------------------------------------
 
 
