@@ -24,8 +24,10 @@ from typing import Any
 import pytest
 from airflow_opsflow_testing.hubspot_server import FakeHubSpot
 from airflow_opsflow_testing.jira_server import FakeJira
+from airflow_opsflow_testing.salesforce_server import FakeSalesforce
 from airflow_opsflow_testing.sample_data import seed
 from airflow_opsflow_testing.slack_server import FakeSlack
+from airflow_opsflow_testing.zendesk_server import FakeZendesk
 
 from tests.conftest import Database
 
@@ -75,13 +77,18 @@ class Airflow:
 
 @pytest.fixture
 def airflow(tmp_path: Path, pg_db: Database, pg_uri: str, fake_slack: FakeSlack, fake_jira: FakeJira,
-            fake_hubspot: FakeHubSpot) -> Iterator[Airflow]:
+            fake_hubspot: FakeHubSpot, fake_zendesk: FakeZendesk, fake_salesforce: FakeSalesforce) -> Iterator[Airflow]:
     from tests.dbt.test_dbt_pipeline import dbt_bin
 
     pg_db.execute("DROP SCHEMA IF EXISTS analytics CASCADE")
     seed(pg_db.conn, problems=True)
     for name, kind in (("opsflow_account_id", "string"), ("plan", "string"), ("total_spend", "number")):
         fake_hubspot.define_property("companies", name, kind, unique=name == "opsflow_account_id")
+    fake_zendesk.define_field("organization", "tier", "dropdown", options=["critical", "high"])
+    fake_zendesk.define_field("organization", "total_spend", "decimal")
+    fake_salesforce.define_field("Account", "Warehouse_Id__c", external_id=True, unique=True)
+    fake_salesforce.define_field("Account", "Tier__c", "picklist", picklist=["critical", "high"], restricted=True)
+    fake_salesforce.define_field("Account", "Total_Spend__c", "currency")
     home = tmp_path / "airflow"
     home.mkdir()
     port, worker_logs, trigger_logs = _free_ports(3)
@@ -103,6 +110,9 @@ def airflow(tmp_path: Path, pg_db: Database, pg_uri: str, fake_slack: FakeSlack,
     env.update(fake_slack.slack_connection("slack_api_default"))
     env.update(fake_jira.jira_connection("opsflow_jira_default"))
     env.update(fake_hubspot.hubspot_connection("hubspot_default"))
+    env.update(fake_zendesk.zendesk_connection("zendesk_default"))  # with ZENPY_FORCE_SCHEME=http
+    env["REQUESTS_CA_BUNDLE"] = fake_salesforce.ca_bundle  # the fake serves TLS with its own CA
+    env.update(fake_salesforce.salesforce_connection("salesforce_default"))
     log = home / "standalone.log"
     with open(log, "wb") as out:
         process = subprocess.Popen([str(Path(os.sys.executable).parent / "airflow"), "standalone"], env=env,
