@@ -9,15 +9,16 @@ and leaves every row in ``unprocessedrecords``. Empty CSV values are ignored and
 documented. Result CSVs quote every value after the ``"sf__Id","sf__Created"``/``"sf__Id","sf__Error"`` columns,
 like Salesforce's examples.
 
-A query job (``POST jobs/query`` ``{"operation": "query"|"queryAll", "query": soql}``: a bad SOQL is refused
-there, 400 with the REST query's error) is created ``UploadComplete``, reads ``InProgress`` while it runs and
-runs its SOQL (:mod:`~airflow_opsflow_testing.salesforce_soql`) when it completes (``JobComplete``, or ``Failed``
-with an ``errorMessage``: ``FakeSalesforce.fail_next_bulk_job``); its job info adds ``jobType`` ``V2Query``,
-``numberRecordsProcessed``, ``retries``, ``totalProcessingTime`` and ``isPkChunkingSupported``. Its results are
-CSV, every value quoted, the header row on every set (relationship columns dotted: ``Account.Name``; null
-empty; dateTimes ``2024-05-01T12:00:00.000Z``); they page by ``maxRecords`` with an opaque ``Sforce-Locator``
-("null" on the last set) and ``Sforce-NumberOfRecords``; reading them before ``JobComplete`` is 412
-``JOB_NOT_COMPLETE``.
+A query job (``POST jobs/query`` ``{"operation": "query"|"queryAll", "query": soql}``: a bad SOQL is refused there,
+400 with the REST query's error; selecting a compound address or geolocation field is refused there too, 400
+``API_ERROR`` "Selecting compound data not supported in Bulk Query") is created ``UploadComplete``, reads
+``InProgress`` while it runs and runs its SOQL (:mod:`~airflow_opsflow_testing.salesforce_soql`) when it completes
+(``JobComplete``, or ``Failed`` with an ``errorMessage``: ``FakeSalesforce.fail_next_bulk_job``); its job info adds
+``jobType`` ``V2Query``, ``numberRecordsProcessed``, ``retries``, ``totalProcessingTime`` and
+``isPkChunkingSupported``. Its results are CSV, every value quoted, the header row on every set (relationship
+columns dotted: ``Account.Name``; null empty; dateTimes ``2024-05-01T12:00:00.000Z``); they page by ``maxRecords``
+with an opaque ``Sforce-Locator`` ("null" on the last set) and ``Sforce-NumberOfRecords``; reading them before
+``JobComplete`` is 412 ``JOB_NOT_COMPLETE``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_opsflow_testing.salesforce_schema import (
+    COMPOUND_TYPES,
     JsonDict,
     SalesforceError,
     bad_request,
@@ -143,6 +145,8 @@ class BulkApi:
         if operation not in QUERY_OPS:
             raise bad_request("INVALIDJOB", f"InvalidJob : Invalid operation: {operation}")
         query = parse(soql, self.org.object, self.org.now().date())
+        if any(c.field.type in COMPOUND_TYPES for c in query.columns):  # address, geolocation: REST/SOAP only
+            raise bad_request("API_ERROR", "Selecting compound data not supported in Bulk Query")
         job = self._new("query", operation, query.obj.name, version, "UploadComplete", body)
         job.query = soql
         self._start(job)

@@ -2,8 +2,10 @@
 
 Standard objects: Account, Contact, Case (restricted ``Status``/``Priority`` picklists, ``IsClosed`` derived from
 the status's closed flag, the unique external id ``Opsflow_Fingerprint__c``) and CaseComment; tests add custom
-objects and fields. Ids are real 18-character Salesforce ids (key prefix + the case-safe suffix), and the
-15-character form is accepted wherever an id is, as on Salesforce.
+objects and fields. Address and geolocation fields are compound (type ``address``/``location``, read-only): their
+value is derived from their component fields, and Bulk API query jobs refuse to select them. Ids are real
+18-character Salesforce ids (key prefix + the case-safe suffix), and the 15-character form is accepted wherever an
+id is, as on Salesforce.
 
 Error texts are Salesforce's (REST API developer guide, and its answers as quoted in client libraries' tests):
 ``REQUIRED_FIELD_MISSING`` "Required fields are missing: [LastName]", ``INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST``
@@ -24,9 +26,13 @@ NOT_FOUND = "The requested resource does not exist"
 TEXT_TYPES = frozenset({"string", "textarea", "picklist", "multipicklist", "email", "phone", "url", "id",
                         "reference", "combobox"})
 NUMBER_TYPES = frozenset({"double", "currency", "percent", "int"})
-TYPES = TEXT_TYPES | NUMBER_TYPES | {"boolean", "date", "datetime"}
+COMPOUND_TYPES = frozenset({"address", "location"})  # read-only, derived from their component fields
+TYPES = TEXT_TYPES | NUMBER_TYPES | COMPOUND_TYPES | {"boolean", "date", "datetime"}
 SOAP_TYPES = {"id": "tns:ID", "reference": "tns:ID", "boolean": "xsd:boolean", "int": "xsd:int", "date": "xsd:date",
-              "datetime": "xsd:dateTime", "double": "xsd:double", "currency": "xsd:double", "percent": "xsd:double"}
+              "datetime": "xsd:dateTime", "double": "xsd:double", "currency": "xsd:double", "percent": "xsd:double",
+              "address": "urn:address", "location": "urn:location"}
+_ADDRESS_PARTS = {"city": "City", "country": "Country", "geocodeAccuracy": "GeocodeAccuracy", "latitude": "Latitude",
+                  "longitude": "Longitude", "postalCode": "PostalCode", "state": "State", "street": "Street"}
 _B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _SUFFIX = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
 
@@ -266,6 +272,7 @@ def standard_objects() -> list[SfObject]:
         SfField("Industry", "picklist", picklist=_picklist("Agriculture", "Banking", "Retail", "Technology", "Other")),
         SfField("Website", "url"), SfField("Phone", "phone", "Account Phone", length=40),
         SfField("BillingCity", "string", "Billing City", length=40),
+        SfField("BillingAddress", "address", "Billing Address", **ro),
         SfField("NumberOfEmployees", "int", "Employees"), SfField("AnnualRevenue", "currency", "Annual Revenue"),
         SfField("Description", "textarea", "Account Description", length=32000))
     contact = SfObject("Contact", "003").add(
@@ -296,6 +303,22 @@ def standard_objects() -> list[SfObject]:
         SfField("CommentBody", "textarea", "Body", length=4000), SfField("IsPublished", "boolean", "Published",
                                                                         default=False))
     return [account, contact, case, comment]
+
+
+def compound_parts(f: SfField) -> dict[str, str]:
+    """A compound field's JSON keys and the component fields they come from: a standard address
+    (``BillingAddress``: ``BillingCity``...), a custom address (``Site__c``: ``Site__City__s``...) or a geolocation
+    (``Where__c``: ``Where__Latitude__s``, ``Where__Longitude__s``)."""
+    parts = _ADDRESS_PARTS if f.type == "address" else {"latitude": "Latitude", "longitude": "Longitude"}
+    if f.name.endswith("__c"):
+        return {key: f"{f.name.removesuffix('__c')}__{part}__s" for key, part in parts.items()}
+    return {key: f.name.removesuffix("Address") + part for key, part in parts.items()}
+
+
+def compound_value(f: SfField, fields: dict[str, Any]) -> JsonDict | None:
+    """A compound field's value as REST answers it: an object of its components, null when all are empty."""
+    value = {key: fields.get(name) for key, name in compound_parts(f).items()}
+    return value if any(v is not None for v in value.values()) else None
 
 
 def custom_object(name: str, key_prefix: str, label: str | None = None) -> SfObject:

@@ -43,7 +43,16 @@ from airflow_opsflow_testing.local_http import LocalHTTPService
 from airflow_opsflow_testing.salesforce_auth import Credentials, Sessions
 from airflow_opsflow_testing.salesforce_bulk import BulkApi, BulkProgress
 from airflow_opsflow_testing.salesforce_endpoints import DataApi
-from airflow_opsflow_testing.salesforce_schema import TYPES, PicklistValue, SfField, SfObject, picklist_values
+from airflow_opsflow_testing.salesforce_schema import (
+    COMPOUND_TYPES,
+    TYPES,
+    PicklistValue,
+    SfField,
+    SfObject,
+    compound_parts,
+    compound_value,
+    picklist_values,
+)
 from airflow_opsflow_testing.salesforce_store import SalesforceOrg, WriteRecord
 from airflow_opsflow_testing.salesforce_tls import local_certificate
 from airflow_opsflow_testing.salesforce_wire import RecordedRequest, TlsHandler, Wire
@@ -182,7 +191,8 @@ class FakeSalesforce(Wire, LocalHTTPService):
         """Add a custom field (``Name__c``) or redefine an existing field (e.g. Case ``Status`` values).
 
         ``picklist`` values may be :class:`PicklistValue` (``closed=True`` closes a Case); ``default`` also
-        marks the default picklist value.
+        marks the default picklist value. An ``address`` or ``location`` (geolocation) field is compound:
+        read-only, its value derived from its component fields, added with it (``Where__Latitude__s``...).
         """
         obj = self._object(object_name)
         existing = obj.field(name)
@@ -191,16 +201,22 @@ class FakeSalesforce(Wire, LocalHTTPService):
         if type not in TYPES:
             raise ValueError(f"type must be one of {sorted(TYPES)}, not {type!r}")
         values = picklist_values(picklist, default) if picklist is not None else None
+        compound = type in COMPOUND_TYPES
         f = SfField(existing.name if existing else name, type, label, required=required, external_id=external_id,
                     unique=unique, case_sensitive=case_sensitive, picklist=values, restricted=restricted,
                     default=default, length=length, reference_to=tuple(reference_to),
                     custom=existing.custom if existing else True,
-                    createable=existing.createable if existing else True,
-                    updateable=existing.updateable if existing else True)
+                    createable=existing.createable if existing else not compound,
+                    updateable=existing.updateable if existing else not compound)
         with self.org.lock:
+            if compound and existing is None:  # its components first (Where__Latitude__s...), as Salesforce adds
+                obj.add(*(SfField(part, "double" if key in ("latitude", "longitude") else "string", custom=True)
+                          for key, part in compound_parts(f).items()))
             obj.add(f)
             for record in self.org.records[obj.name].values():
                 record.fields.setdefault(f.name, False if type == "boolean" else None)
+                if compound:
+                    record.fields[f.name] = compound_value(f, record.fields)
             self.org.forget_index()
         return f
 

@@ -22,10 +22,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from airflow_opsflow_testing.salesforce_schema import (
+    COMPOUND_TYPES,
     NUMBER_TYPES,
     SalesforceError,
     SfField,
     SfObject,
+    compound_value,
     custom_object,
     make_id,
     normalize_id,
@@ -390,6 +392,9 @@ class SalesforceOrg:
             fields["Name"] = " ".join(p for p in (fields.get("FirstName"), fields.get("LastName")) if p)
         elif obj.custom and "name" in obj.fields and not fields.get("Name"):
             fields["Name"] = record.id
+        for f in obj.fields.values():
+            if f.type in COMPOUND_TYPES:
+                fields[f.name] = compound_value(f, fields)
 
     def _check(self, obj: SfObject, record: SfRecord) -> None:
         missing = [f.name for f in obj.fields.values() if f.required and record.get(f.name) in (None, "")]

@@ -1,10 +1,10 @@
 """The wire side of FakeSalesforce: TLS per connection, the request log, injected faults and request dispatch.
 
 :class:`Wire` is mixed into :class:`~airflow_opsflow_testing.salesforce_server.FakeSalesforce`. A request goes:
-fault (answered unprocessed, or processed and its answer dropped) → login endpoints, or session check (401
-``INVALID_SESSION_ID``) → daily API counter (403 ``REQUEST_LIMIT_EXCEEDED``; each data request counts and
-answers ``Sforce-Limit-Info: api-usage=used/max``) → the endpoint. Every request is recorded without its
-credentials (login bodies are not kept).
+fault (answered unprocessed, processed and its answer dropped, or processed and its answer cut off mid-body) → login
+endpoints, or session check (401 ``INVALID_SESSION_ID``) → daily API counter (403 ``REQUEST_LIMIT_EXCEEDED``; each
+data request counts and answers ``Sforce-Limit-Info: api-usage=used/max``) → the endpoint. Every request is recorded
+without its credentials (login bodies are not kept).
 """
 
 from __future__ import annotations
@@ -66,6 +66,12 @@ class _Fault:
     status: int = 503
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
+    cut: bool = False  # processed, answered with its headers and half its body, then the connection closed
+
+
+@dataclass
+class _CutReply(Reply):
+    """A reply whose connection drops halfway through its body (a reset while the client reads it)."""
 
 
 class TlsHandler(LocalHandler):
@@ -109,7 +115,11 @@ class TlsHandler(LocalHandler):
                 self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
             if reply.status != 204:
-                self.wfile.write(payload)
+                # a cut reply: Content-Length announces it all, the connection closes after half of it
+                self.wfile.write(payload[:len(payload) // 2] if isinstance(reply, _CutReply) else payload)
+            if isinstance(reply, _CutReply):
+                self.wfile.flush()
+                self.close_connection = True
         except OSError:
             self.close_connection = True
 
@@ -178,6 +188,14 @@ class Wire:
         with self._lock:
             self._faults.append(_Fault(target, True, times))
 
+    def cut_response_next(self, target: str | None = None, times: int = 1) -> None:
+        """Process the next ``times`` requests (of ``target``) and send the status, the headers (with the whole
+        ``Content-Length``) and half the body, then close the connection: a connection dropped while the client
+        reads the body (``requests`` raises ``ChunkedEncodingError``)."""
+        self._check_target(target)
+        with self._lock:
+            self._faults.append(_Fault(target, False, times, cut=True))
+
     def _check_target(self, target: str | None) -> None:
         if target is not None and not target.startswith("/") and target not in self.operations:
             raise ValueError(f"unknown operation {target!r}: one of {sorted(self.operations)}, or a path prefix")
@@ -213,6 +231,8 @@ class Wire:
                                    error, arrived, kept)
         with self._lock:
             self._requests.append(recorded)
+        if fault is not None and fault.cut:
+            return _CutReply(reply.status, reply.body, reply.headers, reply.content_type)
         return None if dropped else reply
 
     def _answer(self, verb: str, raw_path: str, path: str, query: dict[str, list[str]], body: Any, raw: bytes,
@@ -226,7 +246,7 @@ class Wire:
         if is_login:
             name = "oauth_token" if "/oauth2/" in path.lower() else "login"
         fault = self._take_fault(name, path)
-        if fault is not None and not fault.drop:
+        if fault is not None and not fault.drop and not fault.cut:
             return name, _fault_reply(fault), fault
         if is_login:
             reply = login(path, raw, headers, self.credentials, self.sessions, self.url, self.org.user_id)

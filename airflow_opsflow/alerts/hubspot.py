@@ -15,9 +15,9 @@ before creating again. Creates are never re-sent by the client; a 429 (refused u
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from airflow_opsflow.core.timestamps import parse_time
 from airflow_opsflow.incidents import ticket_render
@@ -34,6 +34,7 @@ TICKET_TO = {"companies": 339, "contacts": 16}  # HubSpot-defined: ticket -> com
 SEARCH_PAGE = 100  # HubSpot's search returns at most 200 per page; IN takes at most 100 values
 BATCH_READ = 100  # ids per batch/read (HubSpot's limit for the CRM objects' batch endpoints)
 RATE_LIMIT_RETRIES = 5
+T = TypeVar("T")
 PROPERTIES = ("subject", "hs_pipeline", "hs_pipeline_stage", "closed_date", "hs_lastmodifieddate")
 
 
@@ -315,6 +316,10 @@ class HubSpotTicketBackend(TicketBackend):
         """A read (a search): refused for the rate (HubSpot's searches allow 5 a second per account and say
         no Retry-After) or by a 5xx, it is waited out and sent again, for at most ``rate_limit_wait`` seconds
         in all: a burst of new tickets and their association look-ups must not fail the deliveries."""
+        return self._reading(self._call, method, path, body)
+
+    def _reading(self, read: Callable[..., T], *args: Any) -> T:
+        """``read(*args)``, sent again after a 429 or a 5xx (harmless for a read) as :meth:`_read_call` says."""
         from tenacity import Retrying, retry_if_exception
 
         from airflow_opsflow.sync.destinations.transport import TransientError
@@ -330,9 +335,8 @@ class HubSpotTicketBackend(TicketBackend):
             waited = state.idle_for + state.upcoming_sleep
             return state.attempt_number > 2 * RATE_LIMIT_RETRIES or waited > r.rate_limit_wait
 
-        result: dict[str, Any] = Retrying(retry=retry_if_exception(lambda e: isinstance(e, TransientError)),
-                                          wait=wait, stop=stop, reraise=True,
-                                          sleep=time.sleep)(self._call, method, path, body)
+        result: T = Retrying(retry=retry_if_exception(lambda e: isinstance(e, TransientError)), wait=wait,
+                             stop=stop, reraise=True, sleep=time.sleep)(read, *args)
         return result
 
     def _batch_read(self, ids: list[str]) -> list[dict[str, Any]]:
@@ -340,7 +344,8 @@ class HubSpotTicketBackend(TicketBackend):
 
         body = {"inputs": [{"id": i} for i in ids], "properties": list(PROPERTIES)}
         try:
-            answer = self.http.request("POST", "/crm/v3/objects/tickets/batch/read?archived=false", body)
+            answer = self._reading(self.http.request, "POST", "/crm/v3/objects/tickets/batch/read?archived=false",
+                                   body)
         except BatchRejected as e:
             # None of them exists (HubSpot has been seen to answer so rather than with a 207); the error's
             # message comes first, its category may be past the snippet

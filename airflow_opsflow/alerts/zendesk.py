@@ -50,8 +50,8 @@ class ZendeskTicket(TicketRoute):
     :param custom_fields: ``{field id: value}`` for new tickets.
     :param public_comments: post updates as public replies rather than internal notes (default False: the
         requester of an opsflow ticket is the API user).
-    :param rate_limit_wait: seconds zenpy may spend waiting out Zendesk's ``Retry-After`` in one dispatch
-        (default 120; zenpy's ``ratelimit_budget``, per API it uses); past it the delivery fails and stays
+    :param rate_limit_wait: seconds zenpy may spend waiting out Zendesk's ``Retry-After`` in one dispatch or
+        sensor poke (default 120; zenpy's ``ratelimit_budget``, per API it uses); past it the delivery fails and stays
         pending for the next try or run, rather than a 429 storm holding the task for as long as Zendesk asks.
 
     Other parameters: see :class:`~airflow_opsflow.incidents.tickets.TicketRoute` and
@@ -92,9 +92,6 @@ class ZendeskTicket(TicketRoute):
         # zenpy answers a read by id from its object cache (30 s for tickets, filled by searches too): read()
         # must be consistent, and TicketSensor polls the same ticket.
         client.disable_caching()
-        for api in vars(client).values():  # the hook sets no budget: zenpy would wait out any 429 storm
-            if hasattr(api, "ratelimit_budget"):
-                api.ratelimit_budget = int(self.rate_limit_wait)
         return ZendeskBackend(self, client, f"{scheme}://{host.split('://')[-1]}")
 
 
@@ -105,6 +102,14 @@ class ZendeskBackend(TicketBackend):
         self.route = route
         self.client = client
         self.agent_url = agent_url
+        self._fresh_budget()
+
+    def _fresh_budget(self) -> None:
+        """zenpy's ``ratelimit_budget`` (seconds of Retry-After it may wait, per API) only ever counts down: set
+        anew for each dispatch and each sensor poke. The hook sets none: zenpy would wait out any 429 storm."""
+        for api in vars(self.client).values():
+            if hasattr(api, "ratelimit_budget"):
+                api.ratelimit_budget = int(self.route.rate_limit_wait)
 
     def search(self, fingerprints: list[str], known_ids: list[str], single: bool) -> dict[str, Ticket | None]:
         markers = {ticket_marker(fp): fp for fp in fingerprints}
@@ -139,6 +144,7 @@ class ZendeskBackend(TicketBackend):
     def read_many(self, refs: list[Mapping[str, Any]]) -> dict[str, Ticket | None]:
         """``tickets/show_many``: one request per ``SHOW_MANY`` tickets; a ticket Zendesk does not know (or
         deleted) is left out of its answer."""
+        self._fresh_budget()  # the sensor keeps this backend for all pokes of a try
         by_id: dict[int, list[str]] = {}
         out: dict[str, Ticket | None] = {}
         for ref in refs:

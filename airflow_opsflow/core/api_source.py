@@ -234,6 +234,7 @@ BULK_PAGE = 10_000  # records a results read (maxRecords): the page held in memo
 BULK_FIRST_POLL = 1.0  # seconds before the first status read; doubled after each, up to BULK_POLL_MAX
 BULK_POLL_MAX = 30.0
 BULK_TIMEOUT = 3600.0  # seconds of waiting for a query job to complete before it is aborted
+_COMPOUND_TYPES = ("address", "location")  # Bulk API 2.0 query jobs cannot select these (REST can)
 _NUMBER_TYPES = {"int": int, "long": int, "double": float, "currency": float, "percent": float}
 _ZULU = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?)Z")
 
@@ -277,6 +278,9 @@ class SalesforceQuery(ApiSource):
     one request however many records it returns (the REST query pays one a 2,000), and calls anything above
     2,000 records a candidate for Bulk API 2.0; a job's polls and queueing cost seconds, so it pays off on
     larger results. A retry after a lost answer to the job's creation makes a second job: harmless for a read.
+    The REST pages read the records anyway, from the first answer on, when a selected field is compound
+    (``address``, ``location``: query jobs cannot select them), or when Salesforce refuses to create the job
+    (a warning names why).
 
     CSV values are text; each is typed as the REST JSON types it (numbers, booleans; dateTimes in the REST
     form ``...+0000``; empty is NULL), from the field types the object's ``describe`` gives (one request
@@ -313,10 +317,19 @@ class SalesforceQuery(ApiSource):
         answer = self._call("running the query", self.client.query, self.soql)
         total = answer.get("totalSize") if isinstance(answer, dict) else None
         if self.bulk_above is not None and isinstance(total, int) and total > self.bulk_above:
-            log.info("Salesforce: %s has %d records (over %d): reading them through a Bulk API 2.0 query job",
-                     self.table, total, self.bulk_above)
-            yield from self._bulk()
-            return
+            types = self._field_types()
+            compound = [c for c in self.columns if types.get(c.lower()) in _COMPOUND_TYPES]
+            if compound:  # a query job would be refused: the REST pages read them, from the answer in hand
+                log.info("Salesforce: %s has %d records (over %d), but %s %s compound (address or geolocation), "
+                         "which Bulk API 2.0 query jobs cannot select: reading them through REST pages", self.table,
+                         total, self.bulk_above, ", ".join(compound), "is" if len(compound) == 1 else "are")
+            else:
+                log.info("Salesforce: %s has %d records (over %d): reading them through a Bulk API 2.0 query job",
+                         self.table, total, self.bulk_above)
+                job_id = self._create_job()
+                if job_id is not None:
+                    yield from self._bulk(job_id, types)
+                    return
         while True:
             yield [self._record(r) for r in _list_of(answer, "records", self.system)]
             url = answer.get("nextRecordsUrl") if not answer.get("done", True) else None
@@ -334,13 +347,25 @@ class SalesforceQuery(ApiSource):
 
     # -- Bulk API 2.0 ------------------------------------------------------------------------------
 
-    def _bulk(self) -> Iterator[Page]:
-        types = self._field_types()
-        job = self._call("creating a Bulk API 2.0 query job", self.client.create_query_job, self.soql)
+    def _create_job(self) -> str | None:
+        """The new query job's id; None when Salesforce refuses to create it (a query Bulk API 2.0 cannot run:
+        the REST pages read it instead). Rate limits and transient failures that outlast their retries, and an
+        exhausted daily API limit, are errors: REST would meet them as well."""
+        try:
+            job = self._call("creating a Bulk API 2.0 query job", self.client.create_query_job, self.soql)
+        except ApiError as e:
+            if isinstance(e.__cause__, ApiRetry) or "REQUEST_LIMIT_EXCEEDED" in str(e):
+                raise
+            log.warning("Salesforce: the Bulk API 2.0 query job on %s was refused (%s): reading its records "
+                        "through REST pages instead", self.table, e)
+            return None
         job_id = job.get("id") if isinstance(job, dict) else None
         if not job_id:
             raise ApiError(f"Salesforce answered the creation of a query job without an id: {str(job)[:200]}")
-        self.bulk_job = job_id = str(job_id)
+        self.bulk_job = str(job_id)
+        return self.bulk_job
+
+    def _bulk(self, job_id: str, types: Mapping[str, str]) -> Iterator[Page]:
         self._wait(job_id)
         header: list[str] | None = None
         typed: list[tuple[str, Callable[[str], Any] | None, str | None]] = []

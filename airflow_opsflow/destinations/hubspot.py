@@ -97,7 +97,9 @@ class HubSpotObjects(SyncDestination):
 
         hook = HubSpotHook(self.hubspot_conn_id)
         limiter = RateLimiter(self.requests_per_10s or hook.requests_per_10s(), 10.0)
-        transport = HttpTransport(hook.target(owner), concurrency, limiter, what=f"HubSpot {self.object_type}")
+        # the connection named in errors (a 401 says whose credentials were refused), as Salesforce's does
+        transport = HttpTransport(hook.target(owner), concurrency, limiter,
+                                  what=f"HubSpot {self.object_type} ({self.hubspot_conn_id})")
         links = [Association(a.to, a.key, a.id_property) for a in self._links]
         return Opened(HubSpotObjectsClient(transport, self.object_type, self.id_property, links), limiter,
                       MAX_INPUTS)

@@ -69,7 +69,8 @@ class ZendeskObjects(SyncDestination):
         per_minute = (self.requests_per_minute or zendesk_requests_per_minute(self.conn_id, owner)
                       or DEFAULT_REQUESTS_PER_MINUTE)
         limiter = RateLimiter(per_minute, 60.0)
-        transport = HttpTransport(target, concurrency, limiter, what=f"Zendesk {self.object_type}")
+        # the connection named in errors (a 401 says whose credentials were refused), as Salesforce's does
+        transport = HttpTransport(target, concurrency, limiter, what=f"Zendesk {self.object_type} ({self.conn_id})")
         if self.object_type == "organization_tickets":
             tickets = ZendeskTicketsClient(transport, open_statuses=self.open_statuses, job_timeout=self.job_timeout)
             return Opened(tickets, limiter, MAX_MANY)

@@ -167,7 +167,11 @@ class SalesforceSoql:
                 raise ApiRetry(f"{where}: HTTP {e.status}: {_salesforce_errors(e)}", rate_limited=e.status == 429
                                ) from e
             raise ApiError(f"{where}: HTTP {e.status}: {_salesforce_errors(e)}") from None
-        except (requests.ConnectionError, requests.Timeout) as e:
+        except requests.RequestException as e:
+            if e.response is not None or isinstance(e, ValueError):  # an HTTP answer, or a request never sendable
+                raise ApiError(f"{where}: {type(e).__name__}: {e}") from None
+            # dropped, reset or cut off mid-body (ChunkedEncodingError): every call here is a read or a job
+            # creation, safe to send again (a results page is read again by the same locator)
             raise ApiRetry(f"{where}: {type(e).__name__}: {e}") from e
 
 

@@ -171,7 +171,8 @@ class TicketRoute(AlertRoute):
         if alert.kind == "resolved":
             read = getattr(self, "_read", {})
             ref = {"id": ticket.id, "key": ticket.key}
-            current = read[ticket.key] if ticket.key in read else backend.read(ref, fp)
+            # used once: a later delivery of the same ticket in this pass (reopened meanwhile) reads it again
+            current = read.pop(ticket.key) if ticket.key in read else backend.read(ref, fp)
             if current is not None and not current.closed:  # closed by someone already (or gone): leave it
                 backend.close(current, alert)
         else:
@@ -199,6 +200,7 @@ class TicketRoute(AlertRoute):
             return self._refs(backend.follow_up(found, fp, alert), refs)
         if found.closed:
             backend.reopen(found)
+            getattr(self, "_read", {}).pop(found.key, None)  # what prepare read of it is stale now
         backend.comment(found, alert)
         return self._refs(found, refs)
 

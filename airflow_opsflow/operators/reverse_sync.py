@@ -218,8 +218,10 @@ class ReverseSyncOperator(BaseOperator):
             reason = reason.replace("AirflowFailException: ", "")
             if isinstance(e.__cause__, AirflowFailException):  # a connection no retry can open (a bad URI)
                 raise AirflowFailException(f"{where}: {reason}") from None
-            if "Check that" not in reason:  # (else the hook said what to check, and that the task is retried)
+            if "Check " not in reason:  # (else the hook or client said what to check)
                 advice = next(text for kind, text in check.items() if isinstance(e, kind))
+                if isinstance(e, DestinationDown) and e.refused:
+                    advice = "Check the destination connection's credentials and what the error names"
                 reason += f". {advice}; the task is retried"
             raise AirflowException(f"{where}: {reason} (what the destination confirmed is kept, the rest is sent "
                                    "again)") from None

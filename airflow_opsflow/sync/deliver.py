@@ -45,7 +45,11 @@ log = logging.getLogger(__name__)
 
 
 class DestinationDown(RuntimeError):
-    """The destination kept failing (or refused us outright); the run stopped early."""
+    """The destination kept failing (or refused us outright: ``refused``); the run stopped early."""
+
+    def __init__(self, message: str, refused: bool = False) -> None:
+        super().__init__(message)
+        self.refused = refused  # credentials, permissions or settings: waiting will not help, fixing them will
 
 
 @dataclass(frozen=True)
@@ -246,7 +250,9 @@ class Deliverer:
                                            f"{self.policy.breaker} batches in a row gave up"))
             return batch, [Outcome("error", str(e))] * len(batch)
         except DestinationFailed as e:
-            self._stop(DestinationDown(f"{self.dest.name}: {e}"))
+            said = str(e)  # the client names itself already, as a rule
+            self._stop(DestinationDown(said if said.startswith(self.dest.name) else f"{self.dest.name}: {said}",
+                                       refused=True))
             return [], []
         with self._lock:
             self._exhausted_in_a_row = 0

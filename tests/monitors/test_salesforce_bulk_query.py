@@ -5,6 +5,7 @@ reconcile check through a real DAG run that goes the bulk way."""
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 from typing import Any
@@ -144,6 +145,69 @@ def test_a_rate_limit_while_polling_is_waited_out(contacts: FakeSalesforce, sale
     assert [c.status for c in contacts.calls("query_job_results")] == [503, 200]
     # poll pauses 1, 2, 4, 8 s; the 429 and the 503 each waited a second (Salesforce sends no Retry-After)
     assert sleeps == [1.0, 1.0, 2.0, 4.0, 8.0, 1.0]
+
+
+def test_a_connection_dropped_while_a_results_page_is_read_reads_it_again(
+        contacts: FakeSalesforce, salesforce_conn: str, tmp_path: Path, sleeps: list[float],
+        caplog: pytest.LogCaptureFixture) -> None:
+    contacts.cut_response_next(target="query_job_results")  # headers and half the first set, then a reset
+    with caplog.at_level(logging.INFO, logger="airflow_opsflow.core.api_source"), \
+            stage(_source(salesforce_conn, bulk_above=0), str(tmp_path)) as staged:
+        assert (staged.pages, staged.records, staged.rows) == (3, 7, 7)
+        assert [r[1] for r in _rows(staged)] == ["Ames", "Baker", "Chu", "Diaz", "Evans", "Fox", "Gore"]
+    # the same locator read again, after a transient failure's wait
+    assert [c.query.get("locator") for c in contacts.calls("query_job_results")] == [None, None, ["Mw"], ["Ng"]]
+    assert sleeps == [1.0, 2.0, 1.0]
+    assert f"Salesforce ({salesforce_conn}): ChunkedEncodingError" in caplog.text
+
+
+def test_a_compound_field_keeps_a_large_query_on_rest(contacts: FakeSalesforce, salesforce_conn: str,
+                                                      tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    contacts.add_record("Account", Name="Gamma", BillingCity="Oslo")
+    soql = "SELECT Id, Name, BillingAddress FROM Account"
+    # a query job refuses it, as Salesforce does (compound data: address, geolocation)
+    with pytest.raises(ApiError, match="API_ERROR: Selecting compound data not supported in Bulk Query"):
+        _client(salesforce_conn).create_query_job(soql)
+    mark = contacts.mark()
+    with caplog.at_level(logging.INFO, logger="airflow_opsflow.core.api_source"), \
+            stage(_source(salesforce_conn, bulk_above=0, soql=soql), str(tmp_path)) as staged:
+        assert (staged.pages, staged.records) == (2, 3)  # the first REST answer's page is kept, one more read
+        conn = staged.connect()
+        try:
+            rows = conn.execute(f'SELECT * FROM "{staged.table}"').fetchall()
+        finally:
+            conn.close()
+    assert len(rows) == 3 and any("Oslo" in row for row in rows)
+    calls = [c.name for c in contacts.calls()[mark:] if c.name != "login"]
+    assert calls == ["query", "describe", "query_more"]  # no job tried
+    assert "BillingAddress is compound (address or geolocation)" in caplog.text
+
+
+@pytest.mark.parametrize("refusal", [
+    [{"errorCode": "API_ERROR", "message": "Selecting compound data not supported in Bulk Query"}],
+    [{"errorCode": "INVALIDENTITY", "message": "Entity 'Contact' is not supported by the Bulk API."}]])
+def test_a_refused_query_job_falls_back_to_rest_pages(contacts: FakeSalesforce, salesforce_conn: str, tmp_path: Path,
+                                                      caplog: pytest.LogCaptureFixture,
+                                                      refusal: list[dict[str, str]]) -> None:
+    contacts.fail_next(400, refusal, target="query_job_create")
+    source = _source(salesforce_conn, bulk_above=0)
+    with caplog.at_level(logging.WARNING, logger="airflow_opsflow.core.api_source"), \
+            stage(source, str(tmp_path)) as staged:
+        assert (staged.pages, staged.records) == (4, 7)  # REST pages of 2, from the first answer on
+        assert len(_rows(staged)) == 7
+    assert [c.status for c in contacts.calls("query_job_create")] == [400] and source.bulk_job is None
+    assert len(contacts.calls("query")) == 1 and len(contacts.calls("query_more")) == 3
+    [warning] = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert "the Bulk API 2.0 query job on Contact was refused" in warning.getMessage()
+    assert refusal[0]["errorCode"] in warning.getMessage() and "REST pages instead" in warning.getMessage()
+
+
+def test_a_query_job_creation_failing_transiently_is_no_fallback(contacts: FakeSalesforce, salesforce_conn: str,
+                                                                  tmp_path: Path, sleeps: list[float]) -> None:
+    contacts.fail_next(503, target="query_job_create", times=5)
+    with pytest.raises(ApiError, match=r"creating a Bulk API 2\.0 query job still failed after 5 tries"):
+        stage(_source(salesforce_conn, bulk_above=0), str(tmp_path))
+    assert contacts.calls("query_more") == []
 
 
 def test_a_job_still_running_after_the_timeout_is_aborted(contacts: FakeSalesforce, salesforce_conn: str,

@@ -14,9 +14,9 @@ Exit codes: 0 done, 75 another run still holds the sync's lock (SyncBusyError), 
 
 The same run into a CRM or support fake of the test process (tests/sync/test_crash_crm.py): Zendesk
 organizations or users or the ranking of organizations' open tickets, Salesforce sObjects (Collections or Bulk
-API 2.0), HubSpot objects, through their engine clients (no Airflow); source and state on PostgreSQL (the diff
-pushed down) or on two SQLite files. The JSON says which (:func:`crm_main`); the protocol on stdin and stdout is
-the one above.
+API 2.0), HubSpot objects (with associations), through their engine clients (no Airflow); source and state on
+PostgreSQL (the diff pushed down) or on two SQLite files. The JSON says which (:func:`crm_main`); the protocol
+on stdin and stdout is the one above.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from airflow_opsflow.state.store import StateStore
 from airflow_opsflow.sync.deliver import DeliveryPolicy
 from airflow_opsflow.sync.destinations.base import DestinationClient, Operation, Outcome, Record
 from airflow_opsflow.sync.destinations.http import HttpEndpointClient
-from airflow_opsflow.sync.destinations.hubspot import HubSpotObjectsClient
+from airflow_opsflow.sync.destinations.hubspot import Association, HubSpotObjectsClient
 from airflow_opsflow.sync.destinations.salesforce import SalesforceObjectsClient
 from airflow_opsflow.sync.destinations.salesforce_api import Login, SalesforceApi
 from airflow_opsflow.sync.destinations.transport import HttpTarget, HttpTransport
@@ -129,7 +129,7 @@ def crm_destination(d: dict[str, Any], concurrency: int, limiter: RateLimiter) -
     ``object_type``, ``poll`` [first, max], ``headers`` sent besides; ``organization_tickets``:
     ``search_per_minute``, the Search Export budget, Zendesk's 100 when not given), salesforce (``url``,
     ``session``, ``ca_bundle``, ``object``, ``external_id``, ``api``, ``bulk_threshold``, ``poll``) or hubspot
-    (``url``, ``token``, ``object_type``, ``id_property``)."""
+    (``url``, ``token``, ``object_type``, ``id_property``, ``associations``: [[to, key, id_property], ...])."""
     system = d["system"]
     if system == "zendesk":
         first, longest = d.get("poll", (0.2, 5.0))
@@ -149,7 +149,7 @@ def crm_destination(d: dict[str, Any], concurrency: int, limiter: RateLimiter) -
     if system == "hubspot":
         target = HttpTarget(d["url"], {"Authorization": f"Bearer {d['token']}"}, timeout=10)
         return ReportingHubSpot(HttpTransport(target, concurrency, limiter, what="HubSpot"), d["object_type"],
-                                d["id_property"])
+                                d["id_property"], [Association(*a) for a in d.get("associations", [])])
     raise ValueError(f"unknown system {system!r}")
 
 

@@ -245,6 +245,28 @@ class HubSpotTickets(System):
         return Counter({k.lower(): n for k, n in self.fake.create_counts("tickets", "warehouse_id").items()})
 
 
+class HubSpotAssociatedTickets(HubSpotTickets):
+    """HubSpot tickets each associated with the company its row names (``company``: a company's ``account_key``);
+    the ``companies`` companies are made in the fake up front (not synced)."""
+
+    def __init__(self, stack: ExitStack, companies: int) -> None:
+        import requests
+
+        super().__init__(stack)
+        self.label = "HubSpot tickets with company associations"
+        self.fake.define_property("companies", "account_key", unique=True)
+        inputs = [{"properties": {"account_key": f"acct-{c}", "name": f"Company {c}"}}
+                  for c in range(1, companies + 1)]
+        answer = requests.post(f"{self.fake.url}/crm/v3/objects/companies/batch/create", json={"inputs": inputs},
+                               headers={"Authorization": f"Bearer {self.fake.token}"}, timeout=10)
+        assert answer.status_code == 201, answer.text
+        self.companies = {r["properties"]["account_key"]: r["id"] for r in answer.json()["results"]}
+        self.mapping = {**self.mapping, "company_key": "company"}
+
+    def destination(self) -> dict[str, Any]:
+        return {**super().destination(), "associations": [["companies", "company_key", "account_key"]]}
+
+
 class ZendeskRanking(System):
     """The ranking of organizations' open tickets (``organization_tickets``): ``orgs`` organizations (external id
     = the account id) with an uneven number of tickets in every status, and a few tickets of no organization;
@@ -592,6 +614,77 @@ class Ranking(Mutator):
         self.last = sorted(upserts)
 
 
+class AssociationHarness(Harness):
+    """The tickets' source with a ``company`` column: the account_key of the company each ticket belongs to."""
+
+    def setup(self, rows: dict[int, Values]) -> None:
+        store = self.store()
+        store.migrate()
+        store.close()
+        cur = self.conn.cursor()
+        cur.execute(f"CREATE TABLE {self.table} (id INTEGER PRIMARY KEY, name VARCHAR(100) NOT NULL, "
+                    "tier VARCHAR(20) NOT NULL, stage VARCHAR(4) NOT NULL, company VARCHAR(20) NOT NULL)")
+        self.conn.commit()
+        self.write(rows)
+
+    def write(self, upserts: dict[int, Values] | None = None, deletes: list[int] | None = None) -> None:
+        m, cur, rows = self.mark, self.conn.cursor(), upserts or {}
+        cur.executemany(f"DELETE FROM {self.table} WHERE id = {m}", [(i,) for i in [*rows, *(deletes or [])]])
+        cur.executemany(f"INSERT INTO {self.table} VALUES ({m}, {m}, {m}, '1', {m})",
+                        [(i, v["name"], v["tier"], v["company"]) for i, v in rows.items()])
+        self.conn.commit()
+        cur.close()
+
+    def source(self) -> dict[str, Values]:
+        """The values the ticket's properties hold (the company is checked by :func:`check_associations`)."""
+        return {k: {"name": v["name"], "tier": v["tier"]} for k, v in self.rows().items()}
+
+    def rows(self) -> dict[str, Values]:
+        cur = self.conn.cursor()
+        cur.execute(f"SELECT id, name, tier, company FROM {self.table}")
+        rows = {str(i): {"name": n, "tier": t, "company": c} for i, n, t, c in cur.fetchall()}
+        cur.close()
+        self.conn.commit()
+        return rows
+
+
+class Moves(Mutator):
+    """The mutator's changes, each row also naming a company: of the rows a step changes, about three in ten move
+    to another company with nothing else changed and two in ten move along with a rename (one move in four back
+    to the company before); deleted ids come back under any company. Remembers every company a key named."""
+
+    def __init__(self, seed: int, rows: int, companies: list[str]) -> None:
+        super().__init__(seed, rows, deletes=True)
+        self.companies = companies
+        self.latest: dict[int, Values] = {}
+        self.moves: dict[int, list[str]] = {}  # key -> the companies its rows named, in order
+        self.moved = 0
+
+    def _company(self, key: int, move: bool) -> str:
+        past = self.moves.setdefault(key, [])
+        if not past:
+            company = self.rng.choice(self.companies)
+        elif not move:
+            company = past[-1]
+        elif len(past) >= 2 and past[-2] != past[-1] and self.rng.random() < 0.25:
+            company = past[-2]  # back to the company before, still associated (associations are only added)
+        else:
+            company = self.rng.choice([c for c in self.companies if c != past[-1]])
+        if past and company != past[-1]:
+            self.moved += 1
+        past.append(company)
+        return company
+
+    def value(self, key: int) -> Values:
+        current, draw = self.latest.get(key), self.rng.random()
+        if current is not None and draw < 0.3:  # only the company changes: the key alone makes the row send
+            values = {**current, "company": self._company(key, move=True)}
+        else:
+            values = {**super().value(key), "company": self._company(key, move=current is not None and draw < 0.5)}
+        self.latest[key] = values
+        return values
+
+
 def kill_loop(h: Harness, m: Mutator, runs: int, clean_every: int = 5) -> tuple[Counter[str], float]:
     """Calibrate on one clean run, then mutate, start, kill at a random point, ``runs`` times. The kill delay
     is drawn up to the median duration of the runs that finished (clean, or done before their kill)."""
@@ -690,6 +783,31 @@ def check_ranking(h: Harness, z: ZendeskRanking) -> dict[str, Any]:
     return final
 
 
+def check_associations(h: AssociationHarness, hs: HubSpotAssociatedTickets, m: Moves) -> None:
+    """Every live ticket is associated with the company its latest row names, each company at most once (one
+    association type, HubSpot's unlabeled ticket-to-company), and with no company its rows never named. Old
+    companies stay associated after a move: the destination only adds associations (documented)."""
+    from airflow_opsflow_testing.hubspot_associations import Associations
+
+    unlabeled = Associations.unlabeled("tickets", "companies").type_id
+    account_key = {object_id: key for key, object_id in hs.companies.items()}
+    rows, missing, foreign, twice, stale = h.rows(), [], [], [], 0
+    for ticket in hs.fake.objects("tickets"):
+        key = str(ticket.properties["warehouse_id"])
+        linked = hs.fake.associations("tickets", ticket.id, "companies")
+        companies = {account_key[object_id] for object_id in linked}
+        if rows[key]["company"] not in companies:
+            missing.append((key, rows[key]["company"], sorted(companies)))
+        if not companies <= set(m.moves[int(key)]):
+            foreign.append((key, sorted(companies), m.moves[int(key)]))
+        twice += [(key, account_key[i], sorted(kinds)) for i, kinds in linked.items() if kinds != {unlabeled}]
+        stale += len(companies) - 1
+    assert not missing, f"tickets not associated with their row's company: {missing[:10]}"
+    assert not foreign, f"tickets associated with a company their rows never named: {foreign[:10]}"
+    assert not twice, f"a ticket associated with a company more than once: {twice[:10]}"
+    assert m.moved >= 50 and stale > 0, (m.moved, stale)  # tickets did move, and their old companies stayed
+
+
 @pytest.fixture
 def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[ExitStack]:
     for name in _PROXY_VARS:  # the worker inherits the environment: 127.0.0.1 goes to no proxy
@@ -754,6 +872,28 @@ def test_salesforce_killed_at_random_points(request: pytest.FixtureRequest, tmp_
 def test_hubspot_tickets_killed_at_random_points(request: pytest.FixtureRequest, tmp_path: Path, stack: ExitStack,
                                                  seed: int, kind: str) -> None:
     crash(request, tmp_path, HubSpotTickets(stack), kind, seed, rows=600, runs=RUNS)
+
+
+@pytest.mark.parametrize(("seed", "kind"), CASES)
+def test_hubspot_ticket_company_associations_killed_at_random_points(request: pytest.FixtureRequest, tmp_path: Path,
+                                                                     stack: ExitStack, seed: int, kind: str) -> None:
+    """Tickets moving between companies while workers die: a killed run may have written a ticket and not
+    associated it, or associated it and not confirmed it; the next runs associate it, once."""
+    hs = HubSpotAssociatedTickets(stack, companies=12)
+    h = AssociationHarness(hs, make_db(request, kind, tmp_path))
+    request.addfinalizer(h.close)
+    m = Moves(seed, rows=600, companies=sorted(hs.companies))
+    h.setup(m.initial())
+    first = h.run()
+    assert first["counts"]["added"] == 600 and first["counts"]["failed"] == 0, first
+    started = time.monotonic()
+    phases, typical = kill_loop(h, m, RUNS)
+    loop = time.monotonic() - started
+    final = check_end_state(h, m)
+    check_associations(h, hs, m)
+    print(f"\n{hs.label} seed {seed} on {kind}: {RUNS} runs in {loop:.1f} s (clean run {typical:.2f} s): "
+          f"{dict(phases)}; lock busy retries {h.busy_retries}; moves {m.moved}; final run {final['counts']}")
+    assert phases["sending"] >= RUNS // 4, phases
 
 
 @pytest.mark.parametrize(("seed", "kind"), CASES)

@@ -305,3 +305,42 @@ def test_declaration_checks_associations() -> None:
     # adding an association re-sends every record (to associate it); none keeps the fingerprint of old syncs
     plain = HubSpotObjectsClient(HttpTransport(HttpTarget("http://127.0.0.1:9")), "contacts", "email")
     assert plain.fingerprint() == ["hubspot", "contacts", "email"] != client.fingerprint()
+
+
+# -- wrong credentials --------------------------------------------------------------------------------------
+
+
+WRONG_TOKEN = "pat-na1-wrong-7c2e9d4a1b"  # must never reach a log
+
+
+def test_wrong_credentials_fail_the_task_naming_it_and_write_nothing(hubspot: FakeHubSpot, state: Database,
+                                                                     source: Database,
+                                                                     monkeypatch: pytest.MonkeyPatch,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    right = dict(hubspot.hubspot_connection())
+    [(name, conn)] = right.items()
+    monkeypatch.setenv(name, json.dumps({**json.loads(conn), "password": WRONG_TOKEN}))
+    capsys.readouterr()
+    states, _ = run(dags.crm_dag)
+    out = capsys.readouterr()
+    assert states == {"companies": "failed", "contacts": "upstream_failed", "tickets": "upstream_failed"}
+    [error] = [line.split("AirflowException: ", 1)[1] for line in out.out.splitlines() if "AirflowException: " in line]
+    assert error.startswith("dag 'test_hubspot_crm', task 'companies': ")
+    assert "HubSpot companies (hubspot_default)" in error and "HTTP 401: the credentials were refused" in error
+    for secret in (WRONG_TOKEN, hubspot.token):
+        assert secret not in out.out and secret not in out.err
+    assert {r.status for r in hubspot.requests} == {401} and hubspot.writes() == []  # refused, nothing written
+    keys = "hs_more_sync_keys" if state.dialect == "postgres" else "opsflow_sync_keys"
+    assert state.scalar(f"SELECT COUNT(*) FROM {keys} WHERE status = 'ok' OR row_hash IS NOT NULL") == 0
+
+    monkeypatch.setenv(name, conn)
+    seen = len(hubspot.requests)
+    states, reports = run(dags.crm_dag)
+    assert states == {"companies": "success", "contacts": "success", "tickets": "success"}
+    assert [reports[t]["counts"]["added"] for t in ("companies", "contacts", "tickets")] == [5, 12, 6]
+    assert endpoints(hubspot, seen) == {("batch/upsert", "companies"): 1, ("batch/upsert", "contacts"): 1,
+                                        ("batch/upsert", "tickets"): 1, ("batch/read", "companies"): 2,
+                                        (ASSOCIATE, "contacts"): 1, (ASSOCIATE, "tickets"): 1}  # each record once
+    assert company_of(hubspot, "tickets", "warehouse_case_id", "4") == ["5"]
+    no_duplicates(hubspot)
+    assert state.scalar(f"SELECT COUNT(*) FROM {keys} WHERE status = 'ok' AND row_hash IS NOT NULL") == 23

@@ -271,6 +271,48 @@ def test_a_session_refused_after_a_fresh_login_stops_the_run(sqlite_world: World
     assert sf.records("Account") == []
 
 
+
+WRONG_PASSWORD = "sf-wrong-password-8d31c0"  # must never reach a log
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_wrong_credentials_fail_the_task_naming_it_and_write_nothing(world: World, monkeypatch: pytest.MonkeyPatch,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    sf = world.sf
+    world.seed(300)
+    [(name, right)] = sf.salesforce_connection("salesforce_default").items()
+    monkeypatch.setenv(name, json.dumps({**json.loads(right), "password": WRONG_PASSWORD}))
+    capsys.readouterr()
+    refused = world.run("collections")
+    assert refused.task_states == {"accounts": "failed"}
+    out = capsys.readouterr()
+    [error] = [line.split("AirflowException: ", 1)[1] for line in out.out.splitlines() if "AirflowException: " in line]
+    assert error.startswith("dag 'test_salesforce_sync_collections', task 'accounts': ")
+    assert "Salesforce Account (salesforce_default)" in error and "INVALID_LOGIN" in error
+    for secret in (WRONG_PASSWORD, sf.credentials.password, sf.credentials.security_token):
+        assert secret not in out.out and secret not in out.err
+    # refused at the login: nothing else sent, and one login a try, whatever the senders (Salesforce locks a
+    # user out after a few refused logins)
+    assert names(sf, 0) == {"login": refused.tries["accounts"]} and sf.records("Account") == []
+    keys = world.db.conn.cursor() if world.db.dialect == "postgres" else None
+    if keys is not None:  # (the SQLite state is a file of its own: the next run's counts say the rest)
+        keys.execute("SELECT COUNT(*) FROM opsflow_sync_keys WHERE status = 'ok' OR row_hash IS NOT NULL")
+        assert keys.fetchone() == (0,)
+        world.db.conn.commit()
+
+    monkeypatch.setenv(name, right)
+    mark = sf.mark()
+    run = world.run("collections")
+    assert run.task_states == {"accounts": "success"}
+    counts = run.xcom("accounts")["counts"]
+    assert (counts["added"], counts["changed"], counts["failed"]) == (300, 0, 0)
+    # 200 + 100: each record once (the refused run had marked them started: reads, such as the listing of Bulk
+    # jobs a killed run might have left running, may come first)
+    sent = names(sf, mark)
+    assert sent["collection_upsert"] == 2 and set(sent) <= {"login", "describe", "ingest_jobs", "collection_upsert"}
+    assert len(world.accounts()) == 300 and world.created_once()
+
+
 # -- lost answers --------------------------------------------------------------------------------------------
 
 @pytest.mark.usefixtures("airflow_db")
@@ -457,6 +499,27 @@ def test_describe_problems_are_named_with_nothing_written(org: FakeSalesforce) -
     assert names(org, mark)["describe"] == 1 and org.records("Account") == []
     assert SalesforceObjectsClient(c.api, "Account", EXT).preflight(["Name"], "mirror") == [
         "external_id_field 'Warehouse_Id__c' must be mapped (Salesforce upserts by it)"]
+    c.close()
+
+
+@pytest.mark.parametrize("api", ["collections", "bulk"])
+def test_a_config_error_on_some_records_keeps_the_records_salesforce_wrote(org: FakeSalesforce, api: str) -> None:
+    # CreatedDate is mapped but only key 3 sets it: Salesforce writes the others and refuses that one
+    c = client(org, api, fields=[EXT, "Name", "CreatedDate"])
+    batch = records_with({}, range(1, 5))
+    batch[2] = records_with({"CreatedDate": "2024-05-01T00:00:00Z"}, range(3, 4))[0]
+    mark = org.mark()
+    outcomes = c.send("upsert", batch)
+    assert [o.status for o in outcomes] == ["ok", "ok", "error", "ok"]
+    for key, outcome in zip(["1", "2", "4"], [outcomes[0], outcomes[1], outcomes[3]], strict=True):
+        assert outcome.ref == account(org, key)["Id"]  # the refs of what was written are kept
+    error = outcomes[2].error or ""
+    assert error.startswith("INVALID_FIELD_FOR_INSERT_UPDATE") and "CreatedDate cannot be written" in error
+    assert org.record_by("Account", EXT, "3") is None and names(org, mark)["describe"] == 1
+    # a batch with nothing written still stops the run, without a second describe
+    with pytest.raises(DestinationFailed, match="CreatedDate cannot be written"):
+        c.send("upsert", records_with({"CreatedDate": "2024-05-01T00:00:00Z"}, range(5, 7)))
+    assert names(org, mark)["describe"] == 1
     c.close()
 
 

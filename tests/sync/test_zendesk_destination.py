@@ -502,3 +502,50 @@ def test_a_killed_runs_job_still_queued_is_waited_for_before_its_records_are_sen
     assert len(zd.calls("list_job_statuses")) == 1  # once a run, however many batches
     assert client.send("upsert", [resent])[0].status == "ok" and len(zd.calls("list_job_statuses")) == 1
     client.close()
+
+
+
+# -- wrong credentials --------------------------------------------------------------------------------------
+
+
+WRONG_TOKEN = "zd-wrong-token-3f9a1c7e5b"  # must never reach a log
+
+
+def _task_error(out: str) -> str:
+    """The exception the task ended with (``dag.test()`` logs it to stdout)."""
+    [error] = [line.split("AirflowException: ", 1)[1] for line in out.splitlines() if "AirflowException: " in line]
+    return error
+
+
+def test_wrong_credentials_fail_the_task_naming_it_and_write_nothing(zendesk: FakeZendesk, state: Database,
+                                                                     source: Database,
+                                                                     monkeypatch: pytest.MonkeyPatch,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    import base64
+
+    right = os.environ["AIRFLOW_CONN_ZENDESK_DEFAULT"]
+    monkeypatch.setenv("AIRFLOW_CONN_ZENDESK_DEFAULT", json.dumps({**json.loads(right), "password": WRONG_TOKEN}))
+    capsys.readouterr()
+    assert run_dag(dags.organizations_dag, conf=CONF).task_states == {"organizations": "failed"}
+    out = capsys.readouterr()
+    error = _task_error(out.out)
+    assert error.startswith("dag 'test_zendesk_organizations', task 'organizations': ")
+    assert "Zendesk organizations (zendesk_default)" in error and "HTTP 401: the credentials were refused" in error
+    assert error.count("Zendesk organizations (zendesk_default)") == 1  # named once
+    assert "Check the destination connection's credentials" in error and "up and reachable" not in error
+    basic = base64.b64encode(f"{zendesk.email}/token:{WRONG_TOKEN}".encode()).decode()
+    for secret in (WRONG_TOKEN, basic, zendesk.token):
+        assert secret not in out.out and secret not in out.err
+    assert {r.status for r in zendesk.requests} == {401} and zendesk.organizations == []  # refused, nothing made
+    keys = "zd_sync_sync_keys" if state.dialect == "postgres" else "opsflow_sync_keys"
+    assert state.scalar(f"SELECT COUNT(*) FROM {keys} WHERE status = 'ok' OR row_hash IS NOT NULL") == 0
+
+    monkeypatch.setenv("AIRFLOW_CONN_ZENDESK_DEFAULT", right)
+    mark = zendesk.mark()
+    status, run = sync(dags.organizations_dag, "organizations")
+    assert status == "success" and run["counts"]["added"] == 120 and run["counts"]["failed"] == 0
+    sent = [o["external_id"] for r in zendesk.calls("create_many_organizations", since=mark)
+            for o in r.body["organizations"]]
+    assert sorted(sent, key=int) == [str(i) for i in range(1, 121)]  # every record once
+    assert len(organizations(zendesk)) == 120  # (asserts each external id once)
+    assert state.scalar(f"SELECT COUNT(*) FROM {keys} WHERE status = 'ok' AND row_hash IS NOT NULL") == 120

@@ -97,3 +97,31 @@ def test_a_failed_job_and_a_refused_query(fake_salesforce: FakeSalesforce, sf: S
     assert error["errorCode"] == "INVALID_FIELD" and "No such column 'Nmae' on entity 'Account'" in error["message"]
     assert [c.status for c in fake_salesforce.calls("query_job_create")] == [200, 400]
     assert len(fake_salesforce.bulk.jobs) == 1
+
+
+def test_compound_fields_read_through_rest_and_refused_by_a_query_job(fake_salesforce: FakeSalesforce,
+                                                                      sf: Salesforce) -> None:
+    fake_salesforce.define_field("Account", "Site__c", "location")
+    fake_salesforce.add_record("Account", Name="Gamma", BillingCity="Oslo", Site__Latitude__s=59.9,
+                               Site__Longitude__s=10.75)
+    types = {f["name"]: (f["type"], f["soapType"], f["createable"]) for f in sf.Account.describe()["fields"]}
+    assert types["BillingAddress"] == ("address", "urn:address", False)
+    assert types["Site__c"] == ("location", "urn:location", False)
+    assert types["Site__Latitude__s"][0] == "double"
+    records = sf.query("SELECT Name, BillingAddress, Site__c FROM Account ORDER BY Name")["records"]
+    assert [(r["Name"], r["BillingAddress"], r["Site__c"]) for r in records] == [
+        ("Acme, Inc.", None, None),  # no component set: null
+        ("Gamma", {"city": "Oslo", "country": None, "geocodeAccuracy": None, "latitude": None, "longitude": None,
+                   "postalCode": None, "state": None, "street": None}, {"latitude": 59.9, "longitude": 10.75})]
+    # Bulk API 2.0 refuses to create a query job selecting compound data: 400, and no job
+    for soql in ("SELECT Name, BillingAddress FROM Account", "SELECT Id, Site__c FROM Account"):
+        with pytest.raises(SalesforceMalformedRequest) as caught:
+            list(sf.bulk2.Account.query(soql, wait=0))
+        assert caught.value.content == [{"message": "Selecting compound data not supported in Bulk Query",
+                                         "errorCode": "API_ERROR"}]
+    assert [c.status for c in fake_salesforce.calls("query_job_create")] == [400, 400]
+    assert fake_salesforce.bulk.jobs == {}
+    # their components are plain fields: a job selects those
+    pages = list(sf.bulk2.Account.query("SELECT Name, BillingCity, Site__Latitude__s FROM Account ORDER BY Name",
+                                        wait=0))
+    assert pages == ['"Name","BillingCity","Site__Latitude__s"\n"Acme, Inc.","",""\n"Gamma","Oslo","59.9"\n']

@@ -22,12 +22,14 @@ its Id was recorded, by the Id a SOQL query finds for its external id: ``DELETE 
 a request) or a Bulk delete job for a full batch. A record already gone counts as deleted.
 
 A run makes no request beyond its writes (none at all, not even a login, when nothing changed). The object's
-describe is read only when Salesforce refuses something the configuration may cause (a request or a Bulk job
-refused whole, or a record error such as ``INVALID_FIELD_FOR_INSERT_UPDATE``): the object must exist, the
-external id field must be an External ID, and every mapped field must exist and be createable and updateable;
-otherwise the run stops there, naming what is wrong, with nothing written (Salesforce refuses such writes
-whole). Before the first write of a record a killed run left unconfirmed (``Record.pending``), the run waits
-for the object's Bulk jobs still running: such a job would otherwise overwrite the newer values.
+describe is read only when Salesforce refuses something the configuration may cause (a request or a Bulk job refused
+whole, or a record error such as ``INVALID_FIELD_FOR_INSERT_UPDATE``): the object must exist, the external id field
+must be an External ID, and every mapped field must exist and be createable and updateable; otherwise the run stops
+there, naming what is wrong, with nothing written (Salesforce refuses such writes whole). When only some records of
+a batch were refused so (a field only some records set) and Salesforce wrote the others, their outcomes are kept and
+the refused records' errors name the problem (logged once as an error). Before the first write of a record a killed
+run left unconfirmed (``Record.pending``), the run waits for the object's Bulk jobs still running: such a job would
+otherwise overwrite the newer values.
 
 Values go as mapped in JSON; in Bulk CSV, null and empty values become ``#N/A`` (an empty cell would leave the
 field unchanged) and booleans ``true``/``false``.
@@ -126,6 +128,8 @@ class SalesforceObjectsClient(DestinationClient):
         self._ext = external_id_field  # the mapped field's name as written in the mapping (preflight)
         self._fields: list[str] = [external_id_field]
         self._described: dict[str, dict[str, Any]] | None = None  # lower-case field name -> describe
+        self._problem: str | None = None  # what the describe found wrong: the run's later batches keep it
+        self._logged = False
         self._settled = False
         self._check_lock = threading.Lock()
         self._lock = threading.Lock()
@@ -158,6 +162,8 @@ class SalesforceObjectsClient(DestinationClient):
         with self._check_lock:
             if self._described is not None:
                 return
+            if self._problem is not None:  # one describe a run
+                raise Misconfigured(self._problem)
             try:
                 answer = self.api.get(f"sobjects/{self.object_name}/describe")
             except DestinationFailed as e:
@@ -182,8 +188,9 @@ class SalesforceObjectsClient(DestinationClient):
             if locked:
                 problems.append(f"{', '.join(locked)} cannot be written (not createable and updateable)")
             if problems:
-                raise Misconfigured(f"{self.name}: " + "; ".join(problems) + ". Check that the mapping names "
-                                        "the fields' API names and that the connection's user may edit them")
+                self._problem = (f"{self.name}: " + "; ".join(problems) + ". Check that the mapping names the "
+                                 "fields' API names and that the connection's user may edit them")
+                raise Misconfigured(self._problem)
             self._described = described
 
     # -- sending ---------------------------------------------------------------------------------------
@@ -198,7 +205,19 @@ class SalesforceObjectsClient(DestinationClient):
                     self._settled = True
         outcomes = self._delete(records) if op == "delete" else self._upsert(records)
         if self._described is None and any(o.status == "error" and _config_error(o.error) for o in outcomes):
-            self._check()
+            try:
+                self._check()
+            except Misconfigured as e:
+                written = sum(o.status != "error" for o in outcomes)
+                if not written:
+                    raise
+                # Records Salesforce confirmed in this batch (allOrNone false, a Bulk job's rows) are written:
+                # failing the batch would lose their state and refs. The refused ones keep the explanation.
+                if not self._logged:
+                    self._logged = True
+                    log.error("%s (%d record(s) of the batch written, the others refused)", e, written)
+                outcomes = [Outcome("error", f"{o.error} ({e})") if o.status == "error" and _config_error(o.error)
+                            else o for o in outcomes]
         return outcomes
 
     def _explained(self, call: Callable[[], T]) -> T:

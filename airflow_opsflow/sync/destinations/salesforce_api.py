@@ -99,6 +99,8 @@ class SalesforceApi:
         self.logins = 0
         self._lock = threading.Lock()
         self._session: tuple[_Transport, str, int] | None = None  # transport, session id, generation
+        # A refused login is not tried again by the other senders: Salesforce locks a user out after a few
+        self._refused: DestinationFailed | None = None
         self._closed = False
 
     def request(self, method: str, path: str, body: Any = None, *, raw: bytes | None = None,
@@ -148,14 +150,17 @@ class SalesforceApi:
     def _log_in(self, old: tuple[_Transport, str, int] | None) -> tuple[_Transport, str, int]:
         if self._closed:
             raise TransientError(f"{self.what}: the connection is closed")
+        if self._refused is not None:
+            raise self._refused
         try:
             login = self._login()
         except OSError as e:  # requests' connection errors and timeouts are OSErrors
             raise TransientError(f"{self.what}: logging in failed: {type(e).__name__}: {_first(e)}") from None
         except Exception as e:
-            raise DestinationFailed(f"{self.what}: logging in failed: {type(e).__name__}: {_first(e)}. Check the "
-                                    "connection's username, password and security token (or consumer key and "
-                                    "secret) and its domain") from None
+            self._refused = DestinationFailed(
+                f"{self.what}: logging in failed: {type(e).__name__}: {_first(e)}. Check the connection's username, "
+                "password and security token (or consumer key and secret) and its domain")
+            raise self._refused from None
         self.logins += 1
         base = f"{login.instance_url.rstrip('/')}/services/data/v{login.version}"
         if old is not None and old[0].target.base_url == base and old[0].target.verify == login.verify:

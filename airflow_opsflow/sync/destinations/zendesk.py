@@ -140,8 +140,8 @@ class JobWaiting:
     job_timeout: float
     first_poll: float
     max_poll: float
-    _settled: bool = False
-    _settle_lock = threading.Lock()
+    _settled: bool  # set by each client's __init__ (one lock and flag per client, not per class)
+    _settle_lock: threading.Lock
 
     def _settle(self, records: Sequence[Record]) -> None:
         """Before the first write of a record whose earlier write was never answered (``Record.pending``: a
@@ -164,20 +164,28 @@ class JobWaiting:
                 if not meta.get("has_more") or not meta.get("after_cursor"):
                     break
                 path = f"job_statuses?{urlencode({'page[size]': 100, 'page[after]': meta['after_cursor']})}"
+            deadline = time.monotonic() + self.job_timeout  # in all: the account may hold others' jobs too
             for job in running:
                 log.warning("%s: Zendesk job %s (%s), started earlier (by a run that was stopped?), is still %s: "
                             "waiting for it before writing", getattr(self, "name", "Zendesk"), job["id"],
                             job.get("job_type") or "bulk", job.get("status"))
-                self._wait(job)
+                left = deadline - time.monotonic()
+                seen = self._wait(job, left) if left > 0 else job
+                if seen.get("status") not in DONE:  # writing now could be overwritten by it: not this time
+                    raise TransientError(f"Zendesk job {job['id']}, started earlier, is still {seen.get('status')} "
+                                         f"after {self.job_timeout:g} s of waiting for the account's earlier jobs; "
+                                         "the records a stopped run left unanswered are sent again later")
             self._settled = True
 
-    def _wait(self, job: dict[str, Any]) -> dict[str, Any]:
-        """Poll until the job is done, or ``job_timeout`` passed (then the job as last seen)."""
+    def _wait(self, job: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
+        """Poll until the job is done, or ``timeout`` (default ``job_timeout``) passed: then the job as last
+        seen."""
         started = time.monotonic()
+        limit = self.job_timeout if timeout is None else timeout
         delay = self.first_poll
         path = f"job_statuses/{quote(str(job['id']), safe='')}"
         while job.get("status") not in DONE:
-            left = self.job_timeout - (time.monotonic() - started)
+            left = limit - (time.monotonic() - started)
             if left <= 0:
                 return job
             time.sleep(min(delay, left))
@@ -235,6 +243,7 @@ class ZendeskObjectsClient(JobWaiting, DestinationClient):
         self.job_timeout, self.first_poll, self.max_poll = job_timeout, first_poll, max_poll
         self.name = f"Zendesk {object_type}"  # type: ignore[misc]
         self._jobs = threading.BoundedSemaphore(max(1, min(max_jobs, MAX_JOBS)))
+        self._settled, self._settle_lock = False, threading.Lock()
 
     # -- the contract --------------------------------------------------------------------------------
 

@@ -103,7 +103,11 @@ def parse_change(fields: dict[str, Any]) -> tuple[Change | None, str | None]:
         priority = raw.strip().lower() if isinstance(raw, str) else None
         if priority not in PRIORITIES:
             return None, f"priority must be one of {', '.join(PRIORITIES)} (Zendesk's), got {raw!r}"
-    tags = tuple(dict.fromkeys(str(t) for t in _as_list(fields.get("tags")) if str(t).strip()))
+    # Zendesk keeps tags lower-case and splits one at a space: compare and send them as it will hold them
+    tags = tuple(dict.fromkeys(str(t).strip().lower() for t in _as_list(fields.get("tags")) if str(t).strip()))
+    spaced = [t for t in tags if any(c.isspace() for c in t)]
+    if spaced:
+        return None, f"tags cannot contain spaces (Zendesk would split them): {spaced}"
     return Change(priority, tags), None
 
 
@@ -137,6 +141,7 @@ class ZendeskTicketsClient(JobWaiting, DestinationClient):
         self.open_statuses = statuses
         self.job_timeout, self.first_poll, self.max_poll = job_timeout, first_poll, max_poll
         self._jobs = threading.BoundedSemaphore(max(1, min(max_jobs, MAX_JOBS)))
+        self._settled, self._settle_lock = False, threading.Lock()
         if search_limiter is None:
             search_limiter = RateLimiter(SEARCH_EXPORT_PER_MINUTE, 60.0)
             search_limiter.capacity = float(SEARCH_EXPORT_BURST)
@@ -252,8 +257,9 @@ class ZendeskTicketsClient(JobWaiting, DestinationClient):
                 else:
                     unknown.add(self._ext(r))
         wanted = sorted(unknown)
-        for start in range(0, len(wanted), MAX_MANY):
-            query = urlencode({"external_ids": ",".join(wanted[start:start + MAX_MANY])})
+        # show_many splits its list at commas: an external id holding one is never found (it reads "missing")
+        for chunk in _chunks([e for e in wanted if "," not in e]):
+            query = urlencode({"external_ids": ",".join(chunk)})
             body = self.transport.request("GET", f"organizations/show_many?{query}").json() or {}
             for org in body.get("organizations") or []:
                 if isinstance(org, dict) and org.get("external_id") is not None and org.get("id") is not None:
@@ -340,3 +346,19 @@ class ZendeskTicketsClient(JobWaiting, DestinationClient):
             return Outcome(ref=str(org_id))
         more = f" (and {len(errors) - 1} more tickets)" if len(errors) > 1 else ""
         return Outcome("error", errors[0] + more, ref=str(org_id))
+
+
+URL_IDS = 6_000  # characters of ids in one show_many URL: 100 long external ids would pass common URL limits
+
+
+def _chunks(ids: list[str]) -> list[list[str]]:
+    """``ids`` in show_many lists of at most MAX_MANY ids and URL_IDS characters."""
+    out: list[list[str]] = []
+    size = 0
+    for i in ids:
+        if not out or len(out[-1]) >= MAX_MANY or size + len(i) + 1 > URL_IDS:
+            out.append([])
+            size = 0
+        out[-1].append(i)
+        size += len(i) + 1
+    return out
