@@ -21,7 +21,7 @@ from airflow_opsflow.checks.api_spec import (
 from airflow_opsflow.checks.detection import Detection
 from airflow_opsflow.checks.spec_base import CheckBase, check_identifier
 from airflow_opsflow.checks.values import Float, Int
-from airflow_opsflow.core.calendar import WEEKDAYS, BusinessCalendar
+from airflow_opsflow.core.calendar import NAMED_RULES, WEEKDAYS, BusinessCalendar, CalendarEvent
 from airflow_opsflow.core.identifiers import check_table_name
 from airflow_opsflow.core.jinja import PLACEHOLDER
 
@@ -130,6 +130,55 @@ def _business_hours(text: str) -> tuple[time, time | None]:
     return start, end
 
 
+_EVENT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+
+class EventSpec(BaseModel):
+    """A recurring day a metric check learns as its own effect: a named rule (``month_end``,
+    ``last_business_day``, ``first_business_day``, ``holiday``) given as a bare string, or a mapping with
+    a ``name`` and either ``day_of_month`` (1-31; the month's last day when it is shorter) or ``dates``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    day_of_month: Int | None = Field(default=None, ge=1, le=31)
+    dates: list[date] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            if data not in (*NAMED_RULES, "holiday"):
+                known = ", ".join((*NAMED_RULES, "holiday"))
+                raise ValueError(f"unknown event {data!r}: a bare name is one of {known}; give others as "
+                                 "{name: ..., day_of_month: N} or {name: ..., dates: [...]}")
+            return {"name": data}
+        return data
+
+    @model_validator(mode="after")
+    def _rule(self) -> EventSpec:
+        if not _EVENT_NAME.match(self.name):
+            raise ValueError(f"event name {self.name!r} must be lower-case letters, digits and _ (e.g. payday)")
+        given = (self.day_of_month is not None) + (self.dates is not None)
+        if self.name in (*NAMED_RULES, "holiday"):
+            if given:
+                raise ValueError(f"{self.name!r} is a named rule: it takes no day_of_month or dates (name your "
+                                 "own event otherwise)")
+        elif given != 1:
+            raise ValueError(f"event {self.name!r} needs exactly one of day_of_month (1-31) and dates")
+        if self.dates is not None and not self.dates:
+            raise ValueError(f"event {self.name!r} has an empty list of dates")
+        return self
+
+    def build(self) -> CalendarEvent:
+        if self.day_of_month is not None:
+            return CalendarEvent(self.name, "day_of_month", day=self.day_of_month)
+        if self.dates is not None:
+            return CalendarEvent(self.name, "dates", dates=frozenset(self.dates))
+        return CalendarEvent(self.name, self.name)  # type: ignore[arg-type]  # a named rule (checked above)
+
+
 class MetricCheck(CheckBase):
     """A business metric judged against its own history: anomalous when it leaves the band its past
     values predict (trend, seasonality and noise learnt from the state store).
@@ -151,9 +200,17 @@ class MetricCheck(CheckBase):
     :param backfill: buckets computed from the source on the first run (default: the training window).
     :param history_key: names the history in the state store (default: the DAG, task and check name);
         set it to keep the history when renaming them.
+    :param calendar: the business calendar (as freshness checks take it): its public and listed holidays
+        on business weekdays are the ``holiday`` event, learnt like the ``events`` (its time zone is the
+        check's ``timezone`` unless one of them is left out).
+    :param events: recurring days with an effect of their own: ``month_end``, ``last_business_day``,
+        ``first_business_day``, ``holiday``, ``{name: payday, day_of_month: 25}`` or ``{name: campaign,
+        dates: [...]}``. Each is learnt from its earlier occurrences (``min_event_history``, default 2);
+        until then a bucket on it gets no verdict (``skipped``, saying why).
 
     The detection fields ``method``, ``sensitivity``, ``training``, ``min_training``, ``seasonality``,
-    ``direction``, ``min_change``, ``min_relative_change``, ``trend`` and ``adapt_after`` are those of
+    ``direction``, ``min_change``, ``min_relative_change``, ``trend``, ``adapt_after``, ``transform``,
+    ``season_noise`` and ``min_event_history`` are those of
     :class:`airflow_opsflow.checks.detection.Detection` (``min_relative_change`` also takes ``"5%"``).
     """
 
@@ -170,7 +227,7 @@ class MetricCheck(CheckBase):
     history_key: str | None = None
     method: Literal["robust", "zscore"] = "zscore"
     sensitivity: Float = Field(default=3.0, gt=0)
-    training: Int = Field(default=14, ge=2, le=1000)
+    training: Int | None = Field(default=None, ge=2, le=1000)
     min_training: Int = Field(default=7, ge=2, le=1000)
     seasonality: Literal["day_of_week", "hour_of_day", "hour_of_week"] | None = None
     direction: Literal["both", "spike", "drop"] = "both"
@@ -178,10 +235,40 @@ class MetricCheck(CheckBase):
     min_relative_change: Float = Field(default=0.0, ge=0)
     trend: bool = True
     adapt_after: Int | None = Field(default=3, ge=2, le=100_000)
+    transform: Literal["auto", "none", "log", "sqrt"] = "auto"
+    season_noise: bool = True
+    min_event_history: Int = Field(default=2, ge=1, le=100)
+    calendar: CalendarSpec | None = None
+    events: list[EventSpec] = Field(default_factory=list)
 
     @property
     def row_level(self) -> bool:
         return False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _calendar_zone(cls, data: Any) -> Any:
+        """A calendar's time zone is the business's: the check's buckets take it unless they name one."""
+        if isinstance(data, dict) and "timezone" not in data:
+            cal = data.get("calendar")
+            zone = cal.get("timezone") if isinstance(cal, dict) else getattr(cal, "timezone", None)
+            if zone is not None and (not isinstance(cal, CalendarSpec) or "timezone" in cal.model_fields_set):
+                data = {**data, "timezone": zone}
+        return data
+
+    def business_calendar(self) -> BusinessCalendar:
+        """The calendar events are read on, in the check's time zone."""
+        cal = self.calendar.build() if self.calendar else BusinessCalendar()
+        return BusinessCalendar(self.timezone, cal.business_days, cal.holidays, cal.hours, cal.country,
+                                cal.subdivision)
+
+    def calendar_events(self) -> list[CalendarEvent]:
+        """The events to learn: the declared ones, and holidays when the calendar has any."""
+        events = [e.build() for e in self.events]
+        if self.calendar and (self.calendar.country or self.calendar.holidays) and \
+                not any(e.name == "holiday" for e in events):
+            events.insert(0, CalendarEvent("holiday", "holiday"))
+        return events
 
     @field_validator("time_column")
     @classmethod
@@ -225,6 +312,20 @@ class MetricCheck(CheckBase):
                              f"(possible: {', '.join(_SEASONS_OF[self.bucket]) or 'none'})")
         if self.where and self.sql is not None:
             raise ValueError("'where' does not apply to a 'sql' metric: put the condition in the query")
+        if (self.calendar is not None and "timezone" in self.calendar.model_fields_set
+                and self.calendar.timezone != self.timezone):
+            raise ValueError(f"calendar.timezone {self.calendar.timezone!r} differs from timezone "
+                             f"{self.timezone!r}: buckets and calendar days must start at the same midnight "
+                             "(give one of them)")
+        if self.calendar is not None and self.calendar.business_hours:
+            raise ValueError("calendar.business_hours does not apply to a metric check (days are buckets; use "
+                             "seasonality: hour_of_week for hours)")
+        if (self.events or self.calendar) and self.time_column and self.bucket not in ("hour", "day"):
+            raise ValueError(f"calendar events need hour or day buckets, not {self.bucket} buckets (a "
+                             f"{self.bucket} holds many days)")
+        names = [e.name for e in self.events]
+        if len(set(names)) != len(names):
+            raise ValueError(f"events are named twice: {', '.join(sorted({n for n in names if names.count(n) > 1}))}")
         self.detection()  # its own consistency rules (training >= min_training...)
         return self
 
@@ -232,7 +333,8 @@ class MetricCheck(CheckBase):
         return Detection(method=self.method, sensitivity=self.sensitivity, training=self.training,
                          min_training=self.min_training, seasonality=self.seasonality, direction=self.direction,
                          min_change=self.min_change, min_relative_change=self.min_relative_change,
-                         trend=self.trend, adapt_after=self.adapt_after)
+                         trend=self.trend, adapt_after=self.adapt_after, transform=self.transform,
+                         season_noise=self.season_noise, min_event_history=self.min_event_history)
 
     def columns(self) -> list[str]:
         return [*([self.time_column] if self.time_column else []), *self.segment_by]

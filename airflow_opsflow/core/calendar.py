@@ -1,13 +1,14 @@
 """A business calendar: which days (and, optionally, which hours of them) count, in which time zone, for
 freshness rules such as "today's data by 06:00 Europe/Berlin on business days" or "no older than 2
-business hours"."""
+business hours", and the recurring events (holidays, month end, billing days) metric checks learn."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cached_property
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -112,3 +113,54 @@ class BusinessCalendar:
             place = f"{self.country}-{self.subdivision}" if self.subdivision else self.country
             holidays = f", {place} public holidays" + holidays.replace(", ", " and ", 1)
         return f"{text} {self.timezone}{holidays}"
+
+
+EventRule = Literal["holiday", "month_end", "last_business_day", "first_business_day", "day_of_month", "dates"]
+NAMED_RULES = ("month_end", "last_business_day", "first_business_day")
+
+
+@dataclass(frozen=True)
+class CalendarEvent:
+    """A recurring business day a metric behaves differently on (billing day, payday, a campaign).
+
+    :param name: how verdicts and history name it (``month_end``, ``payday``, ``black_friday``).
+    :param rule: ``holiday`` (a public or listed holiday on a weekday that is otherwise a business day),
+        ``month_end`` (the month's last calendar day), ``last_business_day``/``first_business_day`` (of the
+        month, by the calendar), ``day_of_month`` (``day``; the month's last day when it is shorter) or
+        ``dates`` (the listed ones).
+    """
+
+    name: str
+    rule: EventRule
+    day: int | None = None
+    dates: frozenset[date] = field(default_factory=frozenset)
+
+    def on(self, day: date, calendar: BusinessCalendar) -> bool:
+        if self.rule == "dates":
+            return day in self.dates
+        if self.rule == "holiday":
+            return day.weekday() in calendar.business_days and not calendar.is_business_day(day)
+        last = _month_end(day)
+        if self.rule == "month_end":
+            return day == last
+        if self.rule == "day_of_month":
+            assert self.day is not None
+            return day.day == min(self.day, last.day)
+        if self.rule == "first_business_day":
+            first = day.replace(day=1)
+            while not calendar.is_business_day(first) and first < last:
+                first += timedelta(days=1)
+            return day == first
+        while not calendar.is_business_day(last) and last.day > 1:  # last_business_day
+            last -= timedelta(days=1)
+        return day == last
+
+
+def events_on(day: date, calendar: BusinessCalendar, events: Sequence[CalendarEvent]) -> frozenset[str]:
+    """The names of the events falling on ``day`` (a local date)."""
+    return frozenset(e.name for e in events if e.on(day, calendar))
+
+
+def _month_end(day: date) -> date:
+    following = day.replace(day=28) + timedelta(days=4)
+    return following - timedelta(days=following.day)

@@ -64,6 +64,9 @@ def deliver_pending(repo: IncidentRepo, routes: list[AlertRoute], subjects: dict
         incident = repo.get(d.fingerprint)
         if (d.incident_id, d.route) in blocked or incident is None or not repo.claim(d):
             continue
+        if d.transition not in route.transitions:  # queued without the route's settings (a dismissal)
+            repo.mark_sent(d.delivery_id, {"skipped": f"route {route.name!r} does not take {d.transition!r} alerts"})
+            continue
         subject = subjects[d.fingerprint]
         refs = dict(incident.refs.get(route.name) or {})
         if refs.get("incident_id") != d.incident_id:

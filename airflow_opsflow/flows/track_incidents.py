@@ -52,11 +52,14 @@ def track(results: list[CheckResult], run: TaskRun, routes: list[AlertRoute], po
     repo = IncidentRepo(store)
     subjects: dict[str, Subject] = {}
     observations = []
+    unobserved: dict[str, Subject] = {}
     for index, r in enumerate(results):
-        if r.status in ("error", "skipped"):  # says nothing about the data: neither opens nor resolves
-            continue
         entity = entities[index] if entities else None
         fp = fingerprint(run.dag_id, run.task_key, r.name, entity)
+        if r.status in ("error", "skipped"):  # says nothing about the data: neither opens nor resolves
+            # but what its incident still owes is delivered (a person dismissed it since the last run)
+            unobserved[fp] = Subject(fp, run.dag_id, run.task_key, r.name, entity)
+            continue
         subjects[fp] = Subject(fp, run.dag_id, run.task_key, r.name, entity)
         evidence = {k: v for k, v in r.to_dict().items() if k != "sql"}
         evidence["samples"] = evidence["samples"][:SAMPLES_KEPT]
@@ -71,7 +74,7 @@ def track(results: list[CheckResult], run: TaskRun, routes: list[AlertRoute], po
                     observations.append((subject, Observation(failing=False, run_key=run.run_id)))
         recorded = repo.record(observations, policy, routes_for(routes))
         links = {"Task log": run.log_url} if run.log_url else {}
-        report = deliver_pending(repo, routes, subjects, links)
+        report = deliver_pending(repo, routes, {**unobserved, **subjects}, links)
         summary = []
         systems = {r.name: r.kind for r in routes}
         for (s, _), (inc, transitions) in zip(observations, recorded, strict=True):

@@ -4,13 +4,17 @@ An incident is keyed by a fingerprint that is stable across runs and retries (DA
 optional entity key; never a run id or try number). Its life::
 
     (none) --fail--> pending --K fails--> open ("new") --fail--> open (ongoing: "escalated", "reminder")
-                        |                     |
-                        +--pass--> (none)     +--N passes--> resolved ("resolved") --fail--> pending ...
+                      |  |                   |  |
+                      |  +--pass--> (none)   |  +--N passes--> resolved ("resolved") --fail--> pending ...
+                      |                      |                       ^
+                      +--dismissed--> (none) +--dismissed------------+  (a person marked it expected)
 
 * pending period (``pending_runs``, K): fail K consecutive runs before alerting (default 1: at once);
 * resolve period (``resolve_runs``, N): pass N consecutive runs before resolving (default 1);
 * reminders for open incidents every ``remind_every_runs`` failing runs or ``remind_every`` time (off by
   default);
+* a person can dismiss a pending or open incident (:func:`dismiss`: they marked what it is about
+  expected); it resolves at once, with who and why in its summary, and the next failure starts anew;
 * a run is counted once: observing one of the last 20 ``run_key`` again (a task retry, even after a
   later run) changes nothing and emits nothing, so a retried task never duplicates an alert.
 
@@ -123,9 +127,13 @@ class Incident:
 
 @dataclass(frozen=True)
 class Transition:
+    """One change alerts go out for; ``by``/``note``: the person behind it and why (a dismissal)."""
+
     kind: TransitionKind
     incident_id: str
     at: datetime
+    by: str | None = None
+    note: str | None = None
 
 
 def advance(current: Incident, obs: Observation, policy: Policy, now: datetime) -> tuple[Incident, list[Transition]]:
@@ -184,3 +192,19 @@ def _on_pass(s: Incident, obs: Observation, policy: Policy, now: datetime) -> tu
     # The resolving run's evidence (what cleared) replaces the failing one's.
     s = replace(s, status="resolved", resolved_at=now, last_alert_at=now, summary=obs.summary or s.summary)
     return s, [Transition("resolved", s.incident_id, now)]
+
+
+def dismiss(current: Incident, by: str, now: datetime, note: str | None = None) -> tuple[Incident, list[Transition]]:
+    """A person dismissed the incident (what it is about is expected): a pending one is forgotten, an open
+    one resolves and owes a ``resolved`` alert; a resolved one stays as it is (dismissing twice is no
+    error). Who, when and why go into the summary. Seen runs are kept, so a retry of the failing run does
+    not reopen it; the next failing run opens a new occurrence."""
+    if current.status == "resolved":
+        return current, []
+    dismissed = {"by": by, "at": now.isoformat(), **({"note": note} if note else {})}
+    s = replace(current, status="resolved", fail_streak=0, pass_streak=0, summary={**current.summary,
+                                                                                  "dismissed": dismissed})
+    if current.status == "pending":  # never alerted: nothing to tell
+        return replace(s, occurrences=0), []
+    s = replace(s, resolved_at=now, last_alert_at=now)
+    return s, [Transition("resolved", s.incident_id, now, by=by, note=note)]

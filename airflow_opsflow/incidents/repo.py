@@ -16,7 +16,7 @@ from typing import Any
 
 from airflow_opsflow.core.cursor import Cursor
 from airflow_opsflow.core.timestamps import from_text, now_text, to_text
-from airflow_opsflow.incidents.lifecycle import Incident, Observation, Policy, Transition, advance
+from airflow_opsflow.incidents.lifecycle import Incident, Observation, Policy, Transition, advance, dismiss
 from airflow_opsflow.state.store import ConflictError, StateStore
 
 RoutesFor = Callable[[Incident, Transition], list[str]]
@@ -49,6 +49,16 @@ class Delivery:
     last_error: str | None
     result: dict[str, Any]
     created_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Dismissal:
+    """What dismissing an incident did: its new state, the transitions (``resolved`` for an open one,
+    none for a pending or already resolved one) and the routes now owed its alert."""
+
+    incident: Incident
+    transitions: list[Transition]
+    routes: list[str]
 
 
 class IncidentRepo:
@@ -102,13 +112,50 @@ class IncidentRepo:
             self._save(cur, subject, new, version, now)
         for t in transitions:
             for route in routes(new, t) if callable(routes) else routes:
-                cur.execute(
-                    f"INSERT INTO {self.deliveries} (delivery_id, fingerprint, incident_id, transition, route, "
-                    "status, attempts, created_at) VALUES (?, ?, ?, ?, ?, 'pending', 0, ?)",
-                    (f"{t.incident_id}:{t.kind}:{to_text(t.at)}:{route}", subject.fingerprint, t.incident_id, t.kind,
-                     route, to_text(now)),
-                )
+                self._queue(cur, subject.fingerprint, t, route, now)
         return new, transitions
+
+    def _queue(self, cur: Cursor, fingerprint: str, t: Transition, route: str, now: datetime) -> None:
+        cur.execute(
+            f"INSERT INTO {self.deliveries} (delivery_id, fingerprint, incident_id, transition, route, "
+            "status, attempts, created_at) VALUES (?, ?, ?, ?, ?, 'pending', 0, ?)",
+            (f"{t.incident_id}:{t.kind}:{to_text(t.at)}:{route}", fingerprint, t.incident_id, t.kind, route,
+             to_text(now)),
+        )
+
+    def dismiss(self, fingerprint: str, by: str, note: str | None = None,
+                now: datetime | None = None) -> Dismissal | None:
+        """A person dismissed the incident (:func:`~airflow_opsflow.incidents.lifecycle.dismiss`): resolve it
+        and queue its ``resolved`` alert to every route that was sent (or still owes) an alert of this
+        occurrence, atomically; the task's next run delivers it. None: no incident has this fingerprint."""
+        now = now or datetime.now(UTC)
+        for _ in self.store.retrying():
+            try:
+                with self.store.transaction() as cur:
+                    found = self._load(cur, fingerprint)
+                    if found is None:
+                        return None
+                    current, version = found
+                    new, transitions = dismiss(current, by, now, note)
+                    if new == current:
+                        return Dismissal(new, [], [])
+                    cur.execute(f"SELECT dag_id, task_id, check_name, entity_key FROM {self.incidents} "
+                                "WHERE fingerprint = ?", (fingerprint,))
+                    row = cur.fetchone()
+                    self._save(cur, Subject(fingerprint, *row), new, version, now)
+                    routes: list[str] = []
+                    if transitions:
+                        # The routes that heard of this occurrence (an abandoned alert never reached its route).
+                        cur.execute(f"SELECT DISTINCT route FROM {self.deliveries} WHERE incident_id = ? "
+                                    "AND status <> 'abandoned' ORDER BY route", (current.incident_id,))
+                        routes = [r[0] for r in cur.fetchall()]
+                    for t in transitions:
+                        for route in routes:
+                            self._queue(cur, fingerprint, t, route, now)
+                    return Dismissal(new, transitions, routes)
+            except ConflictError:
+                continue
+        raise AssertionError("unreachable")
 
     def _load(self, cur: Cursor, fingerprint: str) -> tuple[Incident, int] | None:
         names = [f.name for f in fields(Incident)]

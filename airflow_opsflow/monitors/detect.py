@@ -24,7 +24,7 @@ import itertools
 import math
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal
 
@@ -35,6 +35,11 @@ _TRIM = 3.0  # residuals beyond this many robust sigmas are left out of the scal
 _TRIMMED_VARIANCE = 0.9733  # the variance of a standard normal truncated at +/-3
 _MAX_PAIRS = 20_000  # Theil-Sen pairs per fit (enough for a stable median; bounded cost)
 _LOOKBACK = 4  # history read per verdict, in windows: room to skip over flagged points
+_NEAR_ZERO = 0.1  # a drop below this share of the expected value is an outage, never a new level
+_SEASON_PRIOR = 7  # a season's own noise counts against the pooled noise as if this many points held it
+_EVENT_PRIOR = 3  # likewise for a calendar event's noise against the base scale
+_SPREAD_CONTRAST = 1.5  # seasons' levels must differ this much for "auto" to read how noise grows with them
+_PREFER_NONE = 0.8  # a transform must make the noise this much more alike across seasons to be chosen
 
 
 def season_of(at: datetime, seasonality: Seasonality | None) -> int:
@@ -63,6 +68,9 @@ class Point:
     z: float | None = None
     anomalous: bool = False
     new_level: bool = False
+    recovered: bool = False
+    marked: bool = False
+    events: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -86,70 +94,110 @@ class Verdict:
     training_size: int = 0
     new_level: bool = False
     reason: str = ""
+    recovered: bool = False
+    transform: str = "none"
+    events: frozenset[str] = frozenset()
 
     @property
     def anomalous(self) -> bool:
         return self.status == "anomalous"
 
 
-def judge(history: Sequence[Point], at: datetime, value: float, d: Detection) -> Verdict:
-    """Judge ``value`` at ``at`` against ``history`` (older points, oldest first). Training uses the last
-    ``d.window`` usable points among the last ``4 x d.window``."""
+def judge(history: Sequence[Point], at: datetime, value: float, d: Detection,
+          events: frozenset[str] = frozenset()) -> Verdict:
+    """Judge ``value`` at ``at`` (falling on the calendar ``events``) against ``history`` (older points,
+    oldest first). Training uses the last ``d.window`` usable points among the last ``4 x d.window``;
+    event effects are learnt from all of ``history``."""
     if not math.isfinite(value):
         raise ValueError(f"the metric value {value!r} is not a finite number")
-    recent = list(history[-_LOOKBACK * d.window:])
-    starts = _accepted_levels(recent)
-    verdict = _judge(recent, starts, at, value, d)
-    run = _trailing_run(recent, starts)
-    if (verdict.anomalous and d.adapt_after is not None and run is not None
-            and run[1] >= d.adapt_after - 1 and (verdict.z or 0) * run[2] > 0):
-        # This point completes ``adapt_after`` anomalies in one direction: the series has moved.
-        moved = _judge(recent, [*starts, run[0]], at, value, d)
+    h = list(history)
+    starts, excluded = _labels(h)
+    lo = max(0, len(h) - _LOOKBACK * d.window)
+    verdict, model = _judge(h, lo, starts, excluded, at, value, d, events)
+    if not verdict.anomalous:
+        return verdict
+    last = starts[-1] if starts else None
+    if (last is not None and last >= lo and len(h) - last <= max(2 * d.period, 4 * (d.adapt_after or 1))
+            and (verdict.z or 0) * _sign(h[last]) < 0):
+        # Back where it was before a level accepted only lately: that level was an outage (or a burst);
+        # unlearn it, and this point is normal.
+        back, _ = _judge(h, lo, starts[:-1], excluded | set(range(last, len(h))), at, value, d, events)
+        if back.status == "ok":
+            return replace(back, recovered=True,
+                           reason=f"back at the level before {h[last].at:%Y-%m-%d %H:%M}; the change then is "
+                                  "not learnt")
+    run = _trailing_run(h, starts)
+    if (d.adapt_after is not None and run is not None and run[1] >= d.adapt_after
+            and (verdict.z or 0) * run[2] > 0 and model is not None
+            and not (run[2] < 0 and _near_zero([p.at for p in h[run[0]:]], [p.value for p in h[run[0]:]],
+                                               at, value, model, d))):
+        # The change has held for ``adapt_after`` points and is not an outage to (near) zero: the series
+        # has moved; judge this point against the new level.
+        moved, _ = _judge(h, lo, [*starts, run[0]], excluded, at, value, d, events)
         before = f"{verdict.expected:.6g}" if verdict.expected is not None else "?"
-        return Verdict(moved.status, value, moved.expected, moved.low, moved.high, moved.z,
-                       moved.training_size, True, moved.reason or f"it was about {before} before")
+        return replace(moved, new_level=True, reason=moved.reason or f"it was about {before} before")
     return verdict
 
 
+def _flagged(p: Point) -> bool:
+    """Judged anomalous and not marked expected by a person since."""
+    return p.anomalous and not p.marked
+
+
 def _sign(p: Point) -> int:
-    return 0 if not p.anomalous or p.z is None else (1 if p.z > 0 else -1)
+    return 0 if not _flagged(p) or p.z is None else (1 if p.z > 0 else -1)
 
 
-def _accepted_levels(recent: list[Point]) -> list[int]:
-    """Indexes where an accepted level starts: the run of anomalies just before each ``new_level`` point."""
-    starts = []
-    for k, p in enumerate(recent):
+def _labels(h: list[Point]) -> tuple[list[int], set[int]]:
+    """Where accepted levels start (the run of anomalies just before each ``new_level`` point), and the
+    points of levels a later ``recovered`` point unlearnt (they are out of training, as outages)."""
+    starts: list[int] = []
+    excluded: set[int] = set()
+    for k, p in enumerate(h):
+        if p.recovered and starts:
+            last = starts.pop()
+            excluded.update(range(last, k))
         if p.new_level:
-            j, sign = k, _sign(recent[k - 1]) if k else 0
-            while sign and j > 0 and _sign(recent[j - 1]) == sign:
+            j, sign = k, _sign(h[k - 1]) if k else 0
+            while sign and j > 0 and _sign(h[j - 1]) == sign:
                 j -= 1
             starts.append(j)
-    return starts
+    return starts, excluded
 
 
-def _trailing_run(recent: list[Point], starts: list[int]) -> tuple[int, int, int] | None:
+def _trailing_run(h: list[Point], starts: list[int]) -> tuple[int, int, int] | None:
     """(start, length, sign) of the same-direction anomalies ending the history, after the last level."""
     floor = max(starts, default=0)
     run, sign = 0, 0
-    for p in reversed(recent[floor:]):
+    for p in reversed(h[floor:]):
         s = _sign(p)
         if s == 0 or (sign and s != sign):
             break
         sign, run = s, run + 1
-    return (len(recent) - run, run, sign) if run else None
+    return (len(h) - run, run, sign) if run else None
 
 
-def _judge(recent: list[Point], starts: list[int], at: datetime, value: float, d: Detection) -> Verdict:
-    # Segments: the history split where a level was accepted; anomalies are left out of training except
-    # the runs that started a level.
-    bounds = sorted(set([0, *starts, len(recent)]))
+def _near_zero(times: list[datetime], values: list[float], at: datetime, value: float, model: _Model,
+               d: Detection) -> bool:
+    """Every point of the drop (and this one) is below a tenth of its season's expected value."""
+    pairs = [*zip(times, values, strict=True), (at, value)]
+    return all(v <= _NEAR_ZERO * model.expected_in(season_of(t, d.seasonality)) for t, v in pairs)
+
+
+def _judge(h: list[Point], lo: int, starts: list[int], excluded: set[int], at: datetime, value: float,
+           d: Detection, events: frozenset[str]) -> tuple[Verdict, _Model | None]:
+    # Segments: the recent history split where a level was accepted; anomalies are left out of training
+    # except the runs that started a level; calendar-event points train their events, not the base.
+    starts = [s for s in starts if s >= lo]
+    bounds = sorted(set([lo, *starts, len(h)]))
     segments: list[list[Point]] = []
-    for lo, hi in itertools.pairwise(bounds):
-        run_end = lo
-        if lo in starts:
-            while run_end < hi and recent[run_end].anomalous:
+    for a, b in itertools.pairwise(bounds):
+        run_end = a
+        if a in starts:
+            while run_end < b and _flagged(h[run_end]):
                 run_end += 1
-        seg = [p for i, p in enumerate(recent[lo:hi], start=lo) if i < run_end or not p.anomalous]
+        seg = [p for i, p in enumerate(h[a:b], start=a)
+               if i not in excluded and not p.events and (i < run_end or not _flagged(p))]
         if seg:
             segments.append(seg)
     # The newest ``window`` usable points: flagged ones do not count, so a long outage still leaves the
@@ -163,15 +211,25 @@ def _judge(recent: list[Point], starts: list[int], at: datetime, value: float, d
     season = season_of(at, d.seasonality)
     in_season = sum(1 for p in training if season_of(p.at, d.seasonality) == season)
     if in_season < d.min_training or len(training) < d.min_training:
-        return Verdict("insufficient", value, training_size=in_season,
+        return Verdict("insufficient", value, training_size=in_season, events=events,
                        reason=f"{in_season} of {d.min_training} training points"
-                              + (" in this season" if d.seasonality else ""))
-    model = _fit(segments, at, d)
-    expected, scale = model.expected(at, d), model.scale
-    diff = value - expected
-    z = diff / scale if scale > 0 else 0.0
-    low, high = expected - d.sensitivity * scale, expected + d.sensitivity * scale
+                              + (" in this season" if d.seasonality else "")), None
+    tf = choose_transform(training, value, d)
+    model = _fit([[replace(p, value=tf.forward(p.value)) for p in seg] for seg in segments], at, d, tf)
+    expected_t, scale = model.expected(at, d), model.scale
+    if events:
+        effect = _event_effects(h, excluded, events, tf, model, d)
+        if isinstance(effect, str):
+            return Verdict("insufficient", value, training_size=in_season, transform=tf.name, events=events,
+                           reason=effect), model
+        shift, scale = effect
+        expected_t += shift
+    y = tf.forward(value)
+    z = (y - expected_t) / scale if scale > 0 else 0.0
+    expected = tf.inverse(expected_t)
+    low, high = tf.inverse(expected_t - d.sensitivity * scale), tf.inverse(expected_t + d.sensitivity * scale)
     outside = (d.direction != "drop" and z > d.sensitivity) or (d.direction != "spike" and z < -d.sensitivity)
+    diff = value - expected
     change = abs(diff)
     big_enough = change >= d.min_change and change >= d.min_relative_change * abs(expected)
     status: Literal["ok", "anomalous"] = "anomalous" if outside and big_enough else "ok"
@@ -184,49 +242,183 @@ def _judge(recent: list[Point], starts: list[int], at: datetime, value: float, d
         rel = f", {diff / expected:+.1%}" if expected else ""
         reason = (f"the change of {diff:+.4g}{rel} is below the minimum change of "
                   + " and ".join(f for f in floors if f))
-    return Verdict(status, value, expected, low, high, z, in_season, False, reason)
+    return Verdict(status, value, expected, low, high, z, in_season, False, reason, transform=tf.name,
+                   events=events), model
+
+
+# -- the scale the noise is judged on -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How values are transformed before fitting: ``none``, ``sqrt`` (counts whose variance grows with
+    their mean) or ``log`` (spread in proportion to the level; ``log(x + shift)``, so a zero still maps to
+    a finite, very low value)."""
+
+    name: Literal["none", "sqrt", "log"]
+    shift: float = 0.0
+
+    def forward(self, x: float) -> float:
+        if self.name == "log":
+            return math.log(max(x + self.shift, self.shift * 1e-3))
+        if self.name == "sqrt":
+            return math.copysign(math.sqrt(abs(x)), x)
+        return x
+
+    def inverse(self, y: float) -> float:
+        if self.name == "log":
+            return math.exp(y) - self.shift
+        if self.name == "sqrt":
+            return math.copysign(y * y, y)
+        return y
+
+
+_NONE = Scale("none")
+
+
+def choose_transform(training: list[Point], value: float, d: Detection) -> Scale:
+    """The scale ``d.transform`` asks for, or with ``auto`` the one under which the noise is most alike
+    across seasons (or, without seasonality, across weeks of points): Guerrero's method over none, square
+    root and log. Log and square root need non-negative values (log: positive training values)."""
+    values = [p.value for p in training]
+    lowest = min([*values, value])
+    positive = min(values) > 0 and value >= 0
+    shift = 0.01 * statistics.median(values) if positive else 0.0
+    if d.transform == "none" or lowest < 0:
+        return _NONE
+    if d.transform == "log":
+        return Scale("log", shift) if positive else _NONE
+    groups: dict[int, list[float]] = {}
+    if d.seasonality:
+        for p in training:
+            groups.setdefault(season_of(p.at, d.seasonality), []).append(p.value)
+    if len([g for g in groups.values() if len(g) >= 4]) < 2:
+        groups = {i: values[i:i + 7] for i in range(0, len(values), 7)}
+    stats = []
+    for g in groups.values():
+        if len(g) < 4:
+            continue
+        center = statistics.median(g)
+        noise = _MAD_TO_SIGMA * statistics.median(abs(b - a) for a, b in itertools.pairwise(g)) / math.sqrt(2)
+        if center > 0 and noise > 0:
+            stats.append((center, noise))
+    if len(stats) < 2 or max(c for c, _ in stats) < _SPREAD_CONTRAST * min(c for c, _ in stats):
+        return _NONE  # the levels are too alike to tell how the noise grows with them
+    def variation(power: float) -> float:
+        ratios = [noise / center ** power for center, noise in stats]
+        return statistics.pstdev(ratios) / statistics.fmean(ratios)
+    scores = {"none": variation(0.0), "sqrt": variation(0.5), "log": variation(1.0) if positive else math.inf}
+    best = min(scores, key=lambda k: scores[k])
+    if best == "none" or scores[best] > _PREFER_NONE * scores["none"]:
+        return _NONE
+    return Scale("log", shift) if best == "log" else Scale("sqrt")
+
+
+# -- calendar events ------------------------------------------------------------------------------
+
+
+def _event_effects(h: list[Point], excluded: set[int], events: frozenset[str], tf: Scale, model: _Model,
+                   d: Detection) -> tuple[float, float] | str:
+    """The judged events' joint effect (on the transformed scale) and the scale to judge the point with,
+    learnt from earlier occurrences against their neighbours of the same season; or why there is no
+    verdict (too few occurrences)."""
+    reach = 2 * d.period  # neighbours: the same season up to two cycles away (two weeks of weekdays)
+    samples: list[tuple[frozenset[str], float]] = []
+    days: dict[str, set[object]] = {}
+    for i, p in enumerate(h):
+        if not p.events or i in excluded or _flagged(p):
+            continue
+        season = season_of(p.at, d.seasonality)
+        around = [tf.forward(q.value) for j in range(max(0, i - reach), min(len(h), i + reach + 1))
+                  if not (q := h[j]).events and j not in excluded and not _flagged(q)
+                  and season_of(q.at, d.seasonality) == season]
+        if len(around) < 2:
+            continue
+        samples.append((p.events, tf.forward(p.value) - statistics.median(around)))
+        for e in p.events:
+            days.setdefault(e, set()).add(p.at.date())
+    short = [e for e in sorted(events) if len(days.get(e, ())) < d.min_event_history]
+    if short:
+        seen = len(days.get(short[0], ()))
+        return (f"{short[0]} has {seen} earlier occurrence{'s' if seen != 1 else ''} in the history, "
+                f"{d.min_event_history} needed to learn its effect")
+    center = statistics.median if d.method == "robust" else statistics.fmean
+    effect = dict.fromkeys(days, 0.0)
+    for _ in range(3):  # backfitting: days holding two events (a holiday at month end) share them
+        for e in effect:
+            effect[e] = center([r - sum(effect[f] for f in evs if f != e) for evs, r in samples if e in evs])
+    relevant = [r - sum(effect[f] for f in evs) for evs, r in samples if evs & events]
+    learnt = {e for evs, _ in samples if evs & events for e in evs}
+    # The event's own noise (its effect varies from one occurrence to the next), pooled with the base
+    # scale as a prior worth _EVENT_PRIOR points, widened for the error of the learnt effect.
+    dof = len(relevant) - len(learnt) + _EVENT_PRIOR
+    var = (sum(r * r for r in relevant) + _EVENT_PRIOR * model.scale ** 2) / max(1, dof)
+    fewest = min(len(days[e]) for e in events)
+    scale = math.sqrt(var * (1 + 1 / fewest)) * _t_ratio(d.sensitivity, dof)
+    return sum(effect[e] for e in events), max(scale, model.scale)
 
 
 @dataclass
 class _Model:
-    level: dict[int, float]  # each season's expected value at the judged time
-    scale: float
+    level: dict[int, float]  # each season's expected value at the judged time (transformed scale)
+    scale: float  # the noise of the judged time's season (transformed scale)
+    transform: Scale
 
     def expected(self, at: datetime, d: Detection) -> float:
         return self.level[season_of(at, d.seasonality)]
 
+    def expected_in(self, season: int) -> float:
+        """A season's expected value in the metric's own units (the judged season's when unknown)."""
+        level = self.level.get(season)
+        return self.transform.inverse(level if level is not None else statistics.fmean(self.level.values()))
 
-def _fit(segments: list[list[Point]], at: datetime, d: Detection) -> _Model:
+
+def _fit(segments: list[list[Point]], at: datetime, d: Detection, tf: Scale = _NONE) -> _Model:
     """Each season's value at ``at``: the center of its points carried along the trend to ``at``, at the
     newest level. The trend is a compound growth rate when the series is positive (weekends grow with
-    weekdays, in proportion), else a slope; either is shared by all seasons."""
+    weekdays, in proportion), else a slope (on the log scale a slope is that rate); either is shared by
+    all seasons. The noise is the judged season's, pooled with the other seasons' (``season_noise``)."""
     center = statistics.median if d.method == "robust" else statistics.fmean
     offsets = [0.0] * len(segments)  # each segment's level relative to the others
     tagged = [(k, season_of(p.at, d.seasonality), p) for k, seg in enumerate(segments) for p in seg]
     seasons = {s for _, s, _ in tagged}
     for _ in range(2):  # fit, measure each segment's offset from the fit, fit again without them
         adjusted = [(k, s, p.at, p.value - offsets[k]) for k, s, p in tagged]
-        growth = _growth(adjusted, d) if d.trend else None
+        growth = _growth(adjusted, d, rate=tf.name != "log") if d.trend else None
         carried = [(k, s, _carry(v, _seconds(at, t), growth)) for k, s, t, v in adjusted]
         level = {s: center([v for _, s2, v in carried if s2 == s]) for s in seasons}
-        resid = [(k, v - level[s]) for k, s, v in carried]
+        resid = [(k, s, v - level[s]) for k, s, v in carried]
         if len(segments) == 1:
             break
-        offsets = [offsets[k] + center([e for j, e in resid if j == k]) for k in range(len(segments))]
-    errors = [e for _, e in resid]
+        offsets = [offsets[k] + center([e for j, _, e in resid if j == k]) for k in range(len(segments))]
+    errors = [e for _, _, e in resid]
+    n, fitted = len(errors), len(level) + len(segments) - 1
     if d.method == "robust":
         # The MAD resists outliers but is a noisy estimate (37 % efficient); the standard deviation of
         # the residuals within 3 MADs is as resistant and nearly as steady as a plain one.
         rough = _MAD_TO_SIGMA * statistics.median([abs(e) for e in errors])
-        kept = [e for e in errors if abs(e) <= _TRIM * rough] if rough > 0 else []
-        scale = math.sqrt(statistics.fmean([e * e for e in kept]) / _TRIMMED_VARIANCE) if kept else rough
+        kept = [(s, e) for _, s, e in resid if abs(e) <= _TRIM * rough] if rough > 0 else []
+        correction = _TRIMMED_VARIANCE
     else:
-        scale = statistics.pstdev(errors) if len(errors) > 1 else 0.0
-    # Residuals around fitted centers understate the noise (one degree of freedom per season and
-    # segment); and a new point also carries the error of its season's estimated value: a median of n_s
-    # points varies pi/2 times more than their mean.
-    n, fitted = len(errors), len(level) + len(segments) - 1
-    scale *= math.sqrt(n / max(1, n - fitted))
+        rough = 0.0
+        kept = [(s, e) for _, s, e in resid]
+        correction = 1.0
+    # Residuals around fitted centers understate the noise: one degree of freedom per season and segment.
+    var = statistics.fmean([e * e for _, e in kept]) / correction * n / max(1, n - fitted) if kept else rough**2
+    dof = n - fitted
+    season = season_of(at, d.seasonality)
+    own = [e for s, e in kept if s == season]
+    if d.season_noise and len(level) > 1 and len(own) > 1:
+        # The judged season's own noise (quiet weekends are not as noisy as weekdays, nor as calm), worth
+        # its points against _SEASON_PRIOR points of the pooled noise.
+        own_var = statistics.fmean([e * e for e in own]) / correction * len(own) / (len(own) - 1)
+        w = len(own) / (len(own) + _SEASON_PRIOR)
+        var = w * own_var + (1 - w) * var
+        # Degrees of freedom of the blend (Welch-Satterthwaite): more than the season's own, fewer than all.
+        dof = max(1, round(1 / (w * w / max(1, len(own) - 1) + (1 - w) ** 2 / max(1, dof))))
+    scale = math.sqrt(var)
+    # A new point also carries the error of its season's estimated value: a median of n_s points varies
+    # pi/2 times more than their mean.
     spread = math.pi / 2 if d.method == "robust" else 1.0
     n_season = max(1, n // max(1, len(level)))
     extrapolation = _extrapolation(tagged, at, d) if d.trend else 0.0
@@ -234,10 +426,10 @@ def _fit(segments: list[list[Point]], at: datetime, d: Detection) -> _Model:
                        + extrapolation)
     # A scale learnt from few points is itself uncertain: widen the band as a Student-t interval would,
     # so that "sensitivity" keeps its meaning (the same false-alarm rate) on a short history.
-    scale *= _t_ratio(d.sensitivity, n - fitted)
+    scale *= _t_ratio(d.sensitivity, dof)
     if scale == 0:  # a constant series: any change is anomalous, but a zero band says nothing useful
         scale = 1e-9 * max(1.0, max(abs(v) for v in level.values()))
-    return _Model({s: v + offsets[-1] for s, v in level.items()}, scale)
+    return _Model({s: v + offsets[-1] for s, v in level.items()}, scale, tf)
 
 
 def _extrapolation(tagged: list[tuple[int, int, Point]], at: datetime, d: Detection) -> float:
@@ -278,13 +470,13 @@ def _carry(value: float, seconds: float, growth: tuple[str, float] | None) -> fl
     return value * math.exp(rate * seconds) if kind == "rate" else value + rate * seconds
 
 
-def _growth(points: list[tuple[int, int, datetime, float]], d: Detection) -> tuple[str, float]:
+def _growth(points: list[tuple[int, int, datetime, float]], d: Detection, rate: bool = True) -> tuple[str, float]:
     """Theil-Sen over pairs of the same season and level segment: the median log-ratio per second
     (compound growth) when every value is positive, else the median slope."""
     groups: dict[tuple[int, int], list[tuple[datetime, float]]] = {}
     for k, s, t, v in points:
         groups.setdefault((k, s), []).append((t, v))
-    kind = "rate" if all(v > 0 for *_, v in points) else "slope"
+    kind = "rate" if rate and all(v > 0 for *_, v in points) else "slope"
     per_group = max(1, _MAX_PAIRS // max(1, len(groups)))
     slopes: list[float] = []
     for pts in groups.values():

@@ -13,7 +13,7 @@ import hashlib
 import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any, Protocol
@@ -24,6 +24,7 @@ from sqlglot import exp
 from airflow_opsflow.checks.monitor_spec import MetricCheck
 from airflow_opsflow.checks.session import QueryError
 from airflow_opsflow.core import sqlparts
+from airflow_opsflow.core.calendar import events_on
 from airflow_opsflow.core.results import CheckResult, Status, json_safe
 from airflow_opsflow.monitors import buckets
 from airflow_opsflow.monitors.detect import Detection, Point, Verdict, judge
@@ -31,6 +32,9 @@ from airflow_opsflow.monitors.detect import Detection, Point, Verdict, judge
 Query = Callable[[str], tuple[list[str], list[tuple[Any, ...]]]]
 BUCKETS_PER_QUERY = 50
 HISTORY_WINDOWS = 4  # training windows of history read per series (flagged points do not train)
+# With calendar events, a year is read (and backfilled on a first run): holidays and month ends recur
+# yearly and monthly; hours get a quarter (a year of hours per series is too much to read every run).
+EVENT_HISTORY = {"day": 400, "hour": 24 * 92}
 _BUCKET, _VALUE = "opsflow_bucket", "opsflow_value"
 
 
@@ -83,11 +87,17 @@ def run_metric(b: Bound, history: History, key: str, now: datetime, query: Query
     """Compute, judge and store; return the check's result (errors raise :class:`MetricError`)."""
     c, d = b.check, b.check.detection()
     zone = c.timezone
+    calendar, declared = c.business_calendar(), c.calendar_events()
+
+    def events(at: datetime) -> frozenset[str]:
+        return events_on(at.astimezone(calendar.zone).date(), calendar, declared) if declared else frozenset()
+
+    reach = max(d.window, EVENT_HISTORY.get(c.bucket, 0)) if declared else d.window
     no_data = "no series had a value"
     if b.time_column:
         latest = buckets.latest_complete(now, c.bucket, zone)
         newest = history.newest(key)
-        first = buckets.step(latest, c.bucket, zone, -((c.backfill or d.window) - 1))
+        first = buckets.step(latest, c.bucket, zone, -((c.backfill or reach) - 1))
         if newest is not None:  # compute only what is missing (a paused DAG's gap too), capped by backfill
             after = buckets.step(buckets.floor(newest, c.bucket, zone), c.bucket, zone, 1)
             first = max(first, after, key=datetime.timestamp)
@@ -114,14 +124,16 @@ def run_metric(b: Bound, history: History, key: str, now: datetime, query: Query
     for (segment, at), value in sorted(values.items(), key=lambda kv: kv[0][1].timestamp()):
         by_series.setdefault(Series(key, segment), []).append((at, value))
     earliest = min((at for pts in by_series.values() for at, _ in pts), default=latest, key=datetime.timestamp)
-    past = history.load(list(by_series), earliest, HISTORY_WINDOWS * d.window, zone)
+    past = history.load(list(by_series), earliest, max(HISTORY_WINDOWS * d.window, reach), zone)
     judged: dict[Series, Verdict] = {}
     stored: list[tuple[Series, Point]] = []
     for series, points in by_series.items():
-        seen = list(past.get(series.series_id, []))
+        # Events are read from today's calendar, for old points too: a date added to it relabels history.
+        seen = [replace(p, events=events(p.at)) if declared else p for p in past.get(series.series_id, [])]
         for at, value in points:
-            verdict = judge(seen, at, value, d)
-            point = Point(at, value, verdict.z, verdict.anomalous, verdict.new_level)
+            verdict = judge(seen, at, value, d, events(at))
+            point = Point(at, value, verdict.z, verdict.anomalous, verdict.new_level, verdict.recovered,
+                          events=verdict.events)
             seen.append(point)
             stored.append((series, point))
             if at.timestamp() == latest.timestamp():
@@ -304,6 +316,9 @@ def _result(b: Bound, d: Detection, judged: dict[Series, Verdict], names: list[s
                     status="pass", severity=c.severity, description=c.description, owner=c.owner,
                     expected=describe(c, d))
     when = _when(at, c)
+    days = sorted({e for v in judged.values() for e in v.events})
+    if days:  # a calendar event: "Fri 2026-05-29 (month_end)"
+        when += f" ({', '.join(days)})"
     if not judged:
         r.status, r.message = "skipped", f"no value for {when} ({no_data})"
         return r
@@ -315,7 +330,9 @@ def _result(b: Bound, d: Detection, judged: dict[Series, Verdict], names: list[s
         r.observed = _observed(v, when)
         if v.status == "insufficient":
             r.status = "skipped"
-            r.message = f"{_fmt(v.value)} for {when}: insufficient history, no verdict yet ({v.reason})"
+            what = "insufficient history, " if v.reason.endswith("training points") or " training points in" \
+                in v.reason else ""
+            r.message = f"{_fmt(v.value)} for {when}: {what}no verdict yet ({v.reason})"
             return r
         r.message = _sentence(v, when, c.name)
         if v.anomalous:
@@ -346,7 +363,13 @@ def _result(b: Bound, d: Detection, judged: dict[Series, Verdict], names: list[s
 def describe(c: MetricCheck, d: Detection) -> str:
     parts = [f"{'median/MAD' if d.method == 'robust' else 'mean/stddev'} band of {d.sensitivity:g} sigma"]
     if d.seasonality:
-        parts.append(d.seasonality.replace("_", "-") + " seasonality")
+        parts.append(d.seasonality.replace("_", "-") + " seasonality"
+                     + (" (noise per season)" if d.season_noise else ""))
+    if d.transform != "none":
+        parts.append("noise scale chosen from the data" if d.transform == "auto" else f"on the {d.transform} scale")
+    declared = c.calendar_events()
+    if declared:
+        parts.append(f"calendar {c.business_calendar().describe()}, learning " + ", ".join(e.name for e in declared))
     if d.direction != "both":
         parts.append(f"{d.direction}s only")
     if d.min_change or d.min_relative_change:
@@ -371,6 +394,12 @@ def _observed(v: Verdict, when: str) -> dict[str, Any]:
                    z=round(v.z or 0.0, 2))
     if v.new_level:
         out["new_level"] = True
+    if v.recovered:
+        out["recovered"] = True
+    if v.events:
+        out["events"] = sorted(v.events)
+    if v.transform != "none" and v.expected is not None:
+        out["scale"] = v.transform
     return out
 
 
@@ -380,15 +409,18 @@ def _sentence(v: Verdict, when: str, name: str, with_when: bool = True) -> str:
     band = f"{low} to {high}"
     change = v.value - (v.expected or 0)
     rel = f", {change / v.expected:+.0%}" if v.expected else ""
+    scale = f" on the {v.transform} scale" if v.transform != "none" else ""
     # Where the value lies, from the real numbers (not from the verdict: a value outside the band can
     # pass, on a side nobody watches or below the minimum change).
     side = ("above" if v.high is not None and v.value > v.high else
             "below" if v.low is not None and v.value < v.low else None)
     if v.anomalous:
         return f"{value}{at}, {side or ('above' if change > 0 else 'below')} the expected {band} " \
-               f"({v.z:+.1f} sigma{rel})"
+               f"({v.z:+.1f} sigma{scale}{rel})"
     if v.new_level:
         return f"{value}{at}: the metric has settled at a new level ({v.reason}); now expected {band}"
+    if v.recovered:
+        return f"{value}{at}, within the expected {band}: {v.reason}"
     if side:
         return f"{value}{at}, {side} the expected {band} but not an anomaly ({v.reason or 'within tolerance'})"
     note = f" ({v.reason})" if v.reason else ""

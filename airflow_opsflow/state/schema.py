@@ -22,7 +22,7 @@ class TableNames(Protocol):
 
     def table(self, name: str) -> str: ...
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 _TABLES = {
     "schema_version": """
@@ -124,6 +124,19 @@ _TABLES = {
         anomalous INTEGER NOT NULL,
         new_level INTEGER NOT NULL,
         updated_at VARCHAR(32) NOT NULL,
+        recovered INTEGER,
+        PRIMARY KEY (series_id, bucket)
+    """,
+    # Feedback on metric points: a person marked a flagged point "expected" (it trains as normal, and as
+    # its calendar event's effect when it falls on one). Kept apart from the points, which a run rewrites.
+    "metric_marks": """
+        series_id VARCHAR(32) NOT NULL,
+        bucket VARCHAR(40) NOT NULL,
+        history_key VARCHAR(250) NOT NULL,
+        mark VARCHAR(16) NOT NULL,
+        marked_by VARCHAR(250) NOT NULL,
+        note TEXT,
+        marked_at VARCHAR(32) NOT NULL,
         PRIMARY KEY (series_id, bucket)
     """,
     # One row per (check, entity) a per-entity check tracks: open ones, and those the last run resolved
@@ -153,7 +166,8 @@ _TABLES = {
     """,
 }
 # Columns added to an existing table by a later schema version: (table, column, type).
-_ADDED = {3: [("sync_keys", "write_id", "VARCHAR(32)")]}
+_ADDED = {3: [("sync_keys", "write_id", "VARCHAR(32)")],
+          7: [("metric_points", "recovered", "INTEGER")]}
 
 
 # Secondary indexes, created with their table so that every step is idempotent (MySQL commits each DDL
@@ -210,9 +224,13 @@ def _v2(store: TableNames, dialect: str) -> list[str]:
     return [*ddl(store, "sync_meta", dialect), *ddl(store, "sync_keys", dialect)]
 
 
-def _v3(store: TableNames, dialect: str) -> list[str]:
+def _add_columns(store: TableNames, dialect: str, version: int) -> list[str]:
     exists = " IF NOT EXISTS" if dialect == "postgres" else ""  # the others: see already_applied
-    added = [f"ALTER TABLE {store.table(t)} ADD COLUMN{exists} {c} {kind}" for t, c, kind in _ADDED[3]]
+    return [f"ALTER TABLE {store.table(t)} ADD COLUMN{exists} {c} {kind}" for t, c, kind in _ADDED[version]]
+
+
+def _v3(store: TableNames, dialect: str) -> list[str]:
+    added = _add_columns(store, dialect, 3)
     if dialect == "mysql":  # v2 created them in the server's default character set (idempotent)
         added += [f"ALTER TABLE {store.table(t)} CONVERT TO {_MYSQL_BINARY.replace('DEFAULT ', '')}"
                   for t in ("sync_meta", "sync_keys")]
@@ -239,4 +257,9 @@ def _v6(store: TableNames, dialect: str) -> list[str]:
     return ddl(store, "report_deliveries", dialect)
 
 
-MIGRATIONS: dict[int, Callable[[TableNames, str], list[str]]] = {1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5, 6: _v6}
+def _v7(store: TableNames, dialect: str) -> list[str]:
+    # ``recovered``: the point ended an outage (the level before it was not learned); NULL in older rows.
+    return [*_add_columns(store, dialect, 7), *ddl(store, "metric_marks", dialect)]
+
+
+MIGRATIONS: dict[int, Callable[[TableNames, str], list[str]]] = {1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5, 6: _v6, 7: _v7}

@@ -18,7 +18,7 @@ def daily(values: list[float], d: Detection) -> list[Point]:
     for i, v in enumerate(values):
         at = START + timedelta(days=i)
         verdict = judge(out, at, v, d)
-        out.append(Point(at, v, verdict.z, verdict.anomalous, verdict.new_level))
+        out.append(Point(at, v, verdict.z, verdict.anomalous, verdict.new_level, verdict.recovered))
     return out
 
 
@@ -119,9 +119,10 @@ def test_a_lasting_change_alerts_then_settles() -> None:
     d = Detection(adapt_after=3)
     values = noisy(30) + [v - 400 for v in noisy(10, seed=9)]
     history = daily(values, d)
-    assert [p.anomalous for p in history[30:33]] == [True, True, False]
-    assert history[32].new_level and not any(p.new_level for p in history[33:])
-    assert not any(p.anomalous for p in history[33:])  # judged against the new level from then on
+    # Held for three days, the change is the new level from the fourth on (the three days stay flagged).
+    assert [p.anomalous for p in history[30:34]] == [True, True, True, False]
+    assert history[33].new_level and not any(p.new_level for p in history[34:])
+    assert not any(p.anomalous for p in history[34:])  # judged against the new level from then on
     never = daily(values, Detection(adapt_after=None))
     assert all(p.anomalous for p in never[30:])
 

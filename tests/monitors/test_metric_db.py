@@ -32,7 +32,7 @@ def run(db: Database, table: str, history: MetricRepo, checks: list[dict[str, An
 
 
 DAILY = {"kind": "metric", "name": "daily_orders", "metric": "COUNT(*)", "time_column": "created_at",
-         "seasonality": "day_of_week"}
+         "seasonality": "day_of_week", "training": 14}
 
 
 def points(history: MetricRepo) -> int:
