@@ -70,6 +70,9 @@ class History(Protocol):
     def save(self, key: str, points: list[tuple[Series, Point]]) -> None:
         """Insert or replace points (a retried run writes the same buckets again)."""
 
+    def marks_of(self, key: str) -> list[Any]:
+        """People's marks on ``key``'s points (``series_id``, ``bucket``, ``marked_by``)."""
+
 
 @dataclass
 class Bound:
@@ -127,11 +130,17 @@ def run_metric(b: Bound, history: History, key: str, now: datetime, query: Query
     past = history.load(list(by_series), earliest, max(HISTORY_WINDOWS * d.window, reach), zone)
     judged: dict[Series, Verdict] = {}
     stored: list[tuple[Series, Point]] = []
+    # A bucket judged again (a re-run of a day) that a person marked expected keeps their word for it.
+    marked = {(m.series_id, m.bucket.timestamp()): m.marked_by for m in history.marks_of(key)
+              if m.mark == "expected"} if history.newest(key) is not None else {}
     for series, points in by_series.items():
         # Events are read from today's calendar, for old points too: a date added to it relabels history.
         seen = [replace(p, events=events(p.at)) if declared else p for p in past.get(series.series_id, [])]
         for at, value in points:
             verdict = judge(seen, at, value, d, events(at))
+            who = marked.get((series.series_id, at.timestamp()))
+            if who is not None and verdict.anomalous:
+                verdict = replace(verdict, status="ok", reason=f"marked expected by {who}")
             point = Point(at, value, verdict.z, verdict.anomalous, verdict.new_level, verdict.recovered,
                           events=verdict.events)
             seen.append(point)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import pytest
@@ -145,3 +146,86 @@ def test_invalid_settings_are_refused() -> None:
         Detection(adapt_after=1)
     with pytest.raises(ValueError, match="finite"):
         judge([], START, float("nan"), Detection())
+
+
+def judged_series(values: list[float], d: Detection, events: dict[int, frozenset[str]] | None = None) -> list[Point]:
+    """Like daily(), with calendar events on some days and the recovered flag kept."""
+    out: list[Point] = []
+    for i, v in enumerate(values):
+        at, ev = START + timedelta(days=i), (events or {}).get(i, frozenset())
+        verdict = judge(out, at, v, d, ev)
+        out.append(Point(at, v, verdict.z, verdict.anomalous, verdict.new_level, verdict.recovered, events=ev))
+    return out
+
+
+def test_a_calendar_event_is_skipped_until_learnt_then_judged_with_its_effect() -> None:
+    d = Detection()
+    values = noisy(120)
+    billing = {i: frozenset({"billing"}) for i in range(20, 120, 30)}  # a Saturday-free day every 30 days
+    for i in billing:
+        values[i] *= 2.5
+    history = judged_series(values, d, billing)
+    first, second, third = (judge(history[:i], START + timedelta(days=i), values[i], d, billing[i])
+                            for i in (20, 50, 80))
+    assert first.status == second.status == "insufficient"
+    assert first.reason == "billing has 0 earlier occurrences in the history, 2 needed to learn its effect"
+    assert third.status == "ok" and third.expected is not None and 2000 < third.expected < 3000
+    # A billing day that did not bill is anomalous; the same value on a normal day is not.
+    assert judge(history, START + timedelta(days=120), 1000, d, frozenset({"billing"})).anomalous
+    assert not judge(history, START + timedelta(days=120), 1000, d).anomalous
+    unaware = judged_series(values, d)
+    assert all(p.anomalous for i, p in enumerate(unaware) if i in billing and i > 30)
+
+
+def test_log_scale_when_the_noise_grows_with_the_level() -> None:
+    d = Detection(seasonality="day_of_week")
+    rng = random.Random(3)
+    days = [START + timedelta(days=i) for i in range(140)]
+    b2b = [(2000 if day.weekday() < 5 else 200) * rng.lognormvariate(0, 0.1) for day in days]
+    history = judged_series(b2b, d)
+    monday = START + timedelta(days=140)
+    assert judge(history, monday, 2000, d).transform == "log"
+    flat = judge(judged_series(noisy(140, weekend=0.3), d), monday, 1000, d)
+    assert flat.transform == "none"  # the same noise on weekdays and weekends: no reason to transform
+    # On the log scale a quiet Saturday's band is a tenth of a weekday's, as its noise is.
+    saturday = monday + timedelta(days=5)
+    sat = judge(history, saturday, 200, d)
+    assert sat.low is not None and sat.high is not None and sat.high - sat.low < 150
+    assert judge(history, saturday, 120, d).anomalous  # -40 %: invisible in a band as wide as a weekday's
+    assert not judge(history, saturday, 120, replace(d, transform="none", season_noise=False)).anomalous
+
+
+def test_an_outage_to_near_zero_never_becomes_the_new_level() -> None:
+    d = Detection(adapt_after=3)
+    values = noisy(60)
+    values[40:46] = [3.0] * 6
+    history = judged_series(values, d)
+    assert all(p.anomalous and not p.new_level for p in history[40:46])
+    assert not any(p.anomalous for p in history[46:])  # back to normal: not a spike against a learnt outage
+
+
+def test_a_partial_outage_learnt_as_a_level_is_unlearnt_when_the_series_comes_back() -> None:
+    d = Detection(adapt_after=3)
+    values = noisy(70)
+    values[40:46] = [v * 0.5 for v in values[40:46]]  # six days at half: a level after three
+    history = judged_series(values, d)
+    assert [p.anomalous for p in history[40:44]] == [True, True, True, False] and history[43].new_level
+    assert history[46].recovered and not history[46].anomalous
+    assert not any(p.anomalous for p in history[46:])
+    # The half-level days do not train: the band after the recovery is the one before the outage.
+    before = judge(history[:40], START + timedelta(days=70), 1000, d)
+    after = judge(history, START + timedelta(days=70), 1000, d)
+    assert before.expected is not None and after.expected is not None
+    assert abs(after.expected - before.expected) < 30
+
+
+def test_a_point_marked_expected_trains_as_normal() -> None:
+    d = Detection(adapt_after=None)
+    values = noisy(60)
+    values[50] = 1600
+    history = judged_series(values, d)
+    assert history[50].anomalous
+    at = START + timedelta(days=60)
+    unmarked = judge(history, at, 1000, d)
+    marked = judge([replace(p, marked=True) if i == 50 else p for i, p in enumerate(history)], at, 1000, d)
+    assert marked.high is not None and unmarked.high is not None and marked.high > unmarked.high + 20

@@ -116,6 +116,14 @@ def test_a_marked_drop_closes_its_incident_and_the_next_run_posts_the_resolution
     assert rerun.task_states == {"daily_orders": "success"}
     assert len(resolutions(fake_slack, alert.ts)) == 1 and len(fake_slack.messages("#data-quality")) == posted
 
+    # The marked day itself judged again (a manual re-run of Monday's run): the person's word stands.
+    monday = run_dag(dags.dag, conf=conf, logical_date=on_day(DROP_DAY + 1.1),
+                     run_after=on_day(DROP_DAY + 1.1) + timedelta(hours=2))
+    assert monday.task_states == {"daily_orders": "success"}
+    result = results_by_name(monday.xcom("daily_orders"))["orders_per_day"]
+    assert result["status"] == "pass" and "marked expected by alice" in result["message"], result["message"]
+    assert len(fake_slack.messages("#data-quality")) == posted
+
     listed = cli("marks", *CHECK)
     assert listed.returncode == 0 and "alice" in listed.stdout and "Whit Monday" in listed.stdout
 
