@@ -60,6 +60,16 @@ def test_a_yaml_suite_with_every_monitor_kind() -> None:
     assert load_suite(suite.model_dump(by_alias=True, exclude_defaults=True)) == suite  # round-trips
 
 
+def test_a_metric_calendar_takes_its_zone_and_adds_holidays() -> None:
+    suite = load_suite([{"kind": "metric", "name": "payments", "metric": "COUNT(*)", "time_column": "t",
+                         "seasonality": "day_of_week", "calendar": {"timezone": "Europe/Berlin", "country": "DE"},
+                         "events": ["last_business_day", {"name": "payday", "day_of_month": 25}]}], table="p")
+    (check,) = suite.tables[0].checks
+    assert isinstance(check, MetricCheck) and check.timezone == "Europe/Berlin"  # the calendar's zone
+    assert [e.name for e in check.calendar_events()] == ["holiday", "last_business_day", "payday"]
+    assert check.detection().training == 26 and check.detection().transform == "auto"
+
+
 @pytest.mark.parametrize(("check", "message"), [
     ({"kind": "metric", "metric": "COUNT(*)", "time_column": "t", "timezone": "Mars/Olympus"},
      "check #1 (metric): field 'timezone': unknown time zone 'Mars/Olympus'"),
@@ -67,6 +77,25 @@ def test_a_yaml_suite_with_every_monitor_kind() -> None:
      "unknown time zone 'Europe/Berlinn'"),
     ({"kind": "metric", "metric": "COUNT(*)", "seasonality": "hour_of_day", "time_column": "t"},
      "hour_of_day"),
+    ({"kind": "metric", "metric": "COUNT(*)", "time_column": "t", "events": ["monthend"]},
+     "field 'events.0': unknown event 'monthend': a bare name is one of month_end, last_business_day"),
+    ({"kind": "metric", "metric": "COUNT(*)", "time_column": "t", "events": [{"name": "payday"}]},
+     "event 'payday' needs exactly one of day_of_month (1-31) and dates"),
+    ({"kind": "metric", "metric": "COUNT(*)", "time_column": "t",
+      "events": [{"name": "payday", "day_of_month": 25, "dates": ["2026-01-01"]}]}, "exactly one of day_of_month"),
+    ({"kind": "metric", "metric": "COUNT(*)", "time_column": "t", "events": [{"name": "payday", "day_of_month": 32}]},
+     "field 'events.0.day_of_month'"),
+    ({"kind": "metric", "metric": "COUNT(*)", "time_column": "t", "events": ["month_end", {"name": "month_end"}]},
+     "events are named twice: month_end"),
+    ({"kind": "metric", "metric": "COUNT(*)", "time_column": "t", "timezone": "UTC",
+      "calendar": {"timezone": "Europe/Berlin"}}, "calendar.timezone 'Europe/Berlin' differs from timezone 'UTC'"),
+    ({"kind": "metric", "metric": "COUNT(*)", "time_column": "t", "calendar": {"business_hours": "09:00-17:00"}},
+     "calendar.business_hours does not apply to a metric check"),
+    ({"kind": "metric", "metric": "COUNT(*)", "time_column": "t", "bucket": "week", "events": ["month_end"]},
+     "calendar events need hour or day buckets"),
+    ({"kind": "metric", "metric": "COUNT(*)", "time_column": "t", "calendar": {"country": "XX"}},
+     "country 'XX' is not known to the holidays library"),
+    ({"kind": "metric", "metric": "COUNT(*)", "time_column": "t", "transform": "boxcox"}, "field 'transform'"),
     ({"kind": "row_count", "entity": {"key": "id"}}, "'entity' needs violating rows to track"),
     ({"kind": "not_null", "column": "id", "entity": {"key": ["id", "ID"]}}, "entity columns must differ"),
     ({"kind": "not_null", "column": "id", "entity": {"key": "id", "sla": "soon"}}, "field 'entity.sla'"),
