@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from airflow_opsflow.checks.loader import CheckSpecError, load_suite
-from airflow_opsflow.core.calendar import BusinessCalendar
+from airflow_opsflow.core.calendar import BusinessCalendar, CalendarEvent, events_on
 from airflow_opsflow.core.results import CheckResult
 from airflow_opsflow.flows.check_suite import run_suite
 from airflow_opsflow.monitors import buckets
@@ -131,3 +131,30 @@ def test_bad_calendars_name_the_field(rule: dict[str, object], message: str) -> 
         load_suite({"table": "loads", "checks": [{"kind": "freshness", "name": "loads_fresh",
                                                  "column": "loaded_at", **rule}]})
     assert "check 'loads_fresh' (freshness)" in str(e.value)
+
+
+def test_recurring_events_fall_on_the_right_days() -> None:
+    berlin = BusinessCalendar("Europe/Berlin", country="DE", subdivision="BE")
+    events = [CalendarEvent("holiday", "holiday"), CalendarEvent("month_end", "month_end"),
+              CalendarEvent("last_business_day", "last_business_day"),
+              CalendarEvent("first_business_day", "first_business_day"),
+              CalendarEvent("payday", "day_of_month", day=31),
+              CalendarEvent("sale", "dates", dates=frozenset({date(2026, 11, 27)}))]
+
+    def on(day: date) -> list[str]:
+        return sorted(events_on(day, berlin, events))
+
+    assert on(date(2026, 1, 1)) == ["holiday"]  # New Year, a Thursday
+    assert on(date(2026, 1, 2)) == ["first_business_day"]  # the day after
+    assert on(date(2026, 3, 9)) == []  # 8 March (Berlin's own holiday) was a Sunday: not a business weekday
+    assert on(date(2027, 3, 8)) == ["holiday"]  # a Monday in 2027
+    assert on(date(2026, 2, 27)) == ["last_business_day"]  # February ends on a Saturday
+    assert on(date(2026, 2, 28)) == ["month_end", "payday"]  # payday 31 falls on the month's last day
+    assert on(date(2028, 2, 29)) == ["last_business_day", "month_end", "payday"]  # a leap day, a Tuesday
+    assert on(date(2026, 12, 31)) == ["last_business_day", "month_end", "payday"]  # year end, a Thursday
+    assert on(date(2026, 12, 24)) == []  # Christmas Eve is no public holiday in Germany
+    assert on(date(2027, 1, 4)) == ["first_business_day"]  # 1 January 2027 is a Friday (holiday), then a weekend
+    assert on(date(2026, 11, 27)) == ["sale"]
+    retail = BusinessCalendar("Europe/Paris", business_days=frozenset(range(7)), country="FR")
+    assert events_on(date(2026, 7, 14), retail, events) == {"holiday"}  # Bastille Day, a Tuesday
+    assert events_on(date(2026, 11, 1), retail, events) == {"holiday"}  # a Sunday, but shops open on Sundays
