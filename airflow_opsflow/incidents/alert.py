@@ -50,6 +50,10 @@ class Alert:
             e = self.result.get("entities") or {}
             noun = e.get("noun") if e.get("resolved") == 1 else e.get("plural")
             cleared = f": {e['resolved']} {noun} resolved," if e.get("resolved") else ""
+            dismissed = self.incident.summary.get("dismissed")
+            if isinstance(dismissed, dict) and dismissed.get("by"):  # a person closed it, not a passing run
+                why = f" ({dismissed['note']})" if dismissed.get("note") else ""
+                return _one_line(f"Resolved: {subject} ({self.where}): marked expected by {dismissed['by']}{why}", 250)
             return _one_line(f"Resolved: {subject} ({self.where}){cleared} after {self.incident.occurrences} "
                              "failing run(s)", 250)
         label = {"new": "", "escalated": "Escalated to ERROR: ", "updated": "Update: ",

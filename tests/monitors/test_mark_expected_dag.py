@@ -107,7 +107,7 @@ def test_a_marked_drop_closes_its_incident_and_the_next_run_posts_the_resolution
     [seen] = [i for i in tuesday.xcom("daily_orders", key="incidents") if i["check"] == "orders_per_day"]
     assert (seen["status"], seen["transitions"]) == ("resolved", [])  # the run resolved nothing itself
     [resolution] = resolutions(fake_slack, alert.ts)
-    assert "orders_per_day" in resolution
+    assert "orders_per_day" in resolution and "marked expected by alice" in resolution and "Whit Monday" in resolution
     assert incidents.pending([fp]) == []
     posted = len(fake_slack.messages("#data-quality"))
 
