@@ -22,7 +22,7 @@ from tests.monitors.orders import START, create_orders, orders_per_day
 
 DAYS = 60  # the table's whole history: less than the default backfill (the 98-day training window)
 DAILY = {"kind": "metric", "name": "daily_orders", "metric": "COUNT(*)", "time_column": "created_at",
-         "seasonality": "day_of_week"}
+         "seasonality": "day_of_week", "training": 14}  # a 98-day window
 
 
 @pytest.fixture
