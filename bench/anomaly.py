@@ -329,6 +329,8 @@ def main() -> None:
     ap.add_argument("--prophet-share", type=float, default=0.02, help="share of normal days Prophet judges")
     ap.add_argument("--prophet-series", type=int, default=40, help="synthetic series Prophet judges")
     ap.add_argument("--no-prophet", action="store_true", help="leave Soda's Prophet out")
+    ap.add_argument("--only", default="", help="run only the opsflow contenders whose names contain one of these "
+                    "comma-separated words (and no peers): for working on the detector")
     ap.add_argument("--quick", action="store_true", help="a small run for smoke testing")
     ap.add_argument("--no-doc", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = ap.parse_args()
@@ -338,8 +340,12 @@ def main() -> None:
     started = time.perf_counter()
     series, notes = build(args.series, args.days, args.seed, args.real_variants)
     _SERIES[:] = series
-    tasks: list[tuple[str, object]] = [("opsflow", (name, i)) for i in range(len(series)) for name in OPSFLOW]
-    tasks += [("elementary", i) for i in range(len(series))]
+    chosen = [n for n in OPSFLOW if not args.only or any(w in n for w in args.only.split(","))]
+    tasks: list[tuple[str, object]] = [("opsflow", (name, i)) for i in range(len(series)) for name in chosen]
+    if args.only:
+        args.no_prophet = True
+    else:
+        tasks += [("elementary", i) for i in range(len(series))]
     prophet_on = [i for i, s in enumerate(series)
                   if s.source == "real" or i < args.prophet_series] if not args.no_prophet else []
     if prophet_on:

@@ -39,6 +39,7 @@ _NEAR_ZERO = 0.1  # a drop below this share of the expected value is an outage, 
 _SEASON_PRIOR = 7  # a season's own noise counts against the pooled noise as if this many points held it
 _EVENT_PRIOR = 3  # likewise for a calendar event's noise against the base scale
 _SPREAD_CONTRAST = 1.5  # seasons' levels must differ this much for "auto" to read how noise grows with them
+_LOG_FLOOR = 20  # below this median a series with no evidence either way is judged as it is
 _PREFER_NONE = 0.8  # a transform must make the noise this much more alike across seasons to be chosen
 
 
@@ -303,7 +304,11 @@ def choose_transform(training: list[Point], value: float, d: Detection) -> Scale
         if center > 0 and noise > 0:
             stats.append((center, noise))
     if len(stats) < 2 or max(c for c, _ in stats) < _SPREAD_CONTRAST * min(c for c, _ in stats):
-        return _NONE  # the levels are too alike to tell how the noise grows with them
+        # The levels are too alike to tell how the noise grows with them. A positive volume is then judged
+        # on the log scale all the same: its trend, level shifts and seasons scale with it (a -70 % shift
+        # takes the weekend down with the weekdays), which additive offsets get wrong. Small counts stay
+        # as they are (the log of a handful is lopsided).
+        return Scale("log", shift) if positive and statistics.median(values) >= _LOG_FLOOR else _NONE
     def variation(power: float) -> float:
         ratios = [noise / center ** power for center, noise in stats]
         return statistics.pstdev(ratios) / statistics.fmean(ratios)
@@ -379,18 +384,25 @@ def _fit(segments: list[list[Point]], at: datetime, d: Detection, tf: Scale = _N
     weekdays, in proportion), else a slope (on the log scale a slope is that rate); either is shared by
     all seasons. The noise is the judged season's, pooled with the other seasons' (``season_noise``)."""
     center = statistics.median if d.method == "robust" else statistics.fmean
-    offsets = [0.0] * len(segments)  # each segment's level relative to the others
     tagged = [(k, season_of(p.at, d.seasonality), p) for k, seg in enumerate(segments) for p in seg]
     seasons = {s for _, s, _ in tagged}
+    # Each segment's level relative to the others: a factor for a positive series not on the log scale
+    # (a -70 % shift takes the quiet weekend down with the weekdays), else a difference.
+    ratio = tf.name != "log" and all(p.value > 0 for _, _, p in tagged)
+    offsets = [1.0 if ratio else 0.0] * len(segments)
     for _ in range(2):  # fit, measure each segment's offset from the fit, fit again without them
-        adjusted = [(k, s, p.at, p.value - offsets[k]) for k, s, p in tagged]
+        adjusted = [(k, s, p.at, p.value / offsets[k] if ratio else p.value - offsets[k]) for k, s, p in tagged]
         growth = _growth(adjusted, d, rate=tf.name != "log") if d.trend else None
         carried = [(k, s, _carry(v, _seconds(at, t), growth)) for k, s, t, v in adjusted]
         level = {s: center([v for _, s2, v in carried if s2 == s]) for s in seasons}
         resid = [(k, s, v - level[s]) for k, s, v in carried]
         if len(segments) == 1:
             break
-        offsets = [offsets[k] + center([e for j, _, e in resid if j == k]) for k in range(len(segments))]
+        if ratio:
+            offsets = [offsets[k] * center([v / level[s] for j, s, v in carried if j == k])
+                       for k in range(len(segments))]
+        else:
+            offsets = [offsets[k] + center([e for j, _, e in resid if j == k]) for k in range(len(segments))]
     errors = [e for _, _, e in resid]
     n, fitted = len(errors), len(level) + len(segments) - 1
     if d.method == "robust":
@@ -429,7 +441,7 @@ def _fit(segments: list[list[Point]], at: datetime, d: Detection, tf: Scale = _N
     scale *= _t_ratio(d.sensitivity, dof)
     if scale == 0:  # a constant series: any change is anomalous, but a zero band says nothing useful
         scale = 1e-9 * max(1.0, max(abs(v) for v in level.values()))
-    return _Model({s: v + offsets[-1] for s, v in level.items()}, scale, tf)
+    return _Model({s: v * offsets[-1] if ratio else v + offsets[-1] for s, v in level.items()}, scale, tf)
 
 
 def _extrapolation(tagged: list[tuple[int, int, Point]], at: datetime, d: Detection) -> float:
