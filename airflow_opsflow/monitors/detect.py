@@ -36,6 +36,7 @@ _TRIMMED_VARIANCE = 0.9733  # the variance of a standard normal truncated at +/-
 _MAX_PAIRS = 20_000  # Theil-Sen pairs per fit (enough for a stable median; bounded cost)
 _LOOKBACK = 4  # history read per verdict, in windows: room to skip over flagged points
 _NEAR_ZERO = 0.1  # a drop below this share of the expected value is an outage, never a new level
+_LEAN = 1.5  # an unflagged point this many sigmas to the side of a change it sits in continues it
 _SEASON_PRIOR = 7  # a season's own noise counts against the pooled noise as if this many points held it
 _EVENT_PRIOR = 3  # likewise for a calendar event's noise against the base scale
 _SPREAD_CONTRAST = 1.5  # seasons' levels must differ this much for "auto" to read how noise grows with them
@@ -112,29 +113,29 @@ def judge(history: Sequence[Point], at: datetime, value: float, d: Detection,
     if not math.isfinite(value):
         raise ValueError(f"the metric value {value!r} is not a finite number")
     h = list(history)
-    starts, excluded = _labels(h)
+    levels, excluded = _labels(h)
     lo = max(0, len(h) - _LOOKBACK * d.window)
-    verdict, model = _judge(h, lo, starts, excluded, at, value, d, events)
+    verdict, model = _judge(h, lo, levels, excluded, at, value, d, events)
     if not verdict.anomalous:
         return verdict
-    last = starts[-1] if starts else None
+    last = levels[-1][0] if levels else None
     if (last is not None and last >= lo and len(h) - last <= max(2 * d.period, 4 * (d.adapt_after or 1))
             and (verdict.z or 0) * _sign(h[last]) < 0):
         # Back where it was before a level accepted only lately: that level was an outage (or a burst);
         # unlearn it, and this point is normal.
-        back, _ = _judge(h, lo, starts[:-1], excluded | set(range(last, len(h))), at, value, d, events)
+        back, _ = _judge(h, lo, levels[:-1], excluded | set(range(last, len(h))), at, value, d, events)
         if back.status == "ok":
             return replace(back, recovered=True,
                            reason=f"back at the level before {h[last].at:%Y-%m-%d %H:%M}; the change then is "
                                   "not learnt")
-    run = _trailing_run(h, starts)
+    run = _trailing_run(h, levels[-1][1] if levels else 0)
     if (d.adapt_after is not None and run is not None and run[1] >= d.adapt_after
             and (verdict.z or 0) * run[2] > 0 and model is not None
             and not (run[2] < 0 and _near_zero([p.at for p in h[run[0]:]], [p.value for p in h[run[0]:]],
                                                at, value, model, d))):
         # The change has held for ``adapt_after`` points and is not an outage to (near) zero: the series
         # has moved; judge this point against the new level.
-        moved, _ = _judge(h, lo, [*starts, run[0]], excluded, at, value, d, events)
+        moved, _ = _judge(h, lo, [*levels, (run[0], len(h))], excluded, at, value, d, events)
         before = f"{verdict.expected:.6g}" if verdict.expected is not None else "?"
         return replace(moved, new_level=True, reason=moved.reason or f"it was about {before} before")
     return verdict
@@ -149,33 +150,44 @@ def _sign(p: Point) -> int:
     return 0 if not _flagged(p) or p.z is None else (1 if p.z > 0 else -1)
 
 
-def _labels(h: list[Point]) -> tuple[list[int], set[int]]:
-    """Where accepted levels start (the run of anomalies just before each ``new_level`` point), and the
-    points of levels a later ``recovered`` point unlearnt (they are out of training, as outages)."""
-    starts: list[int] = []
+def _labels(h: list[Point]) -> tuple[list[tuple[int, int]], set[int]]:
+    """The accepted levels, as (start, end) of the run of anomalies that started each (it ends at its
+    ``new_level`` point), and the points of levels a later ``recovered`` point unlearnt (they are out of
+    training, as outages)."""
+    levels: list[tuple[int, int]] = []
     excluded: set[int] = set()
     for k, p in enumerate(h):
-        if p.recovered and starts:
-            last = starts.pop()
+        if p.recovered and levels:
+            last, _ = levels.pop()
             excluded.update(range(last, k))
         if p.new_level:
-            j, sign = k, _sign(h[k - 1]) if k else 0
-            while sign and j > 0 and _sign(h[j - 1]) == sign:
-                j -= 1
-            starts.append(j)
-    return starts, excluded
+            floor = levels[-1][1] if levels else 0
+            run = _trailing_run(h[:k], floor)
+            levels.append((run[0] if run else k, k))
+    return levels, excluded
 
 
-def _trailing_run(h: list[Point], starts: list[int]) -> tuple[int, int, int] | None:
-    """(start, length, sign) of the same-direction anomalies ending the history, after the last level."""
-    floor = max(starts, default=0)
-    run, sign = 0, 0
-    for p in reversed(h[floor:]):
-        s = _sign(p)
-        if s == 0 or (sign and s != sign):
+def _trailing_run(h: list[Point], floor: int) -> tuple[int, int, int] | None:
+    """(start, length, sign) of the change ending the history after ``floor``: points flagged in one
+    direction, and unflagged ones clearly on the same side between them (a quiet weekend inside a drop,
+    whose wider band held it), from the first flagged one on."""
+    sign, start = 0, len(h)
+    for i in range(len(h) - 1, floor - 1, -1):
+        p = h[i]
+        if _flagged(p):
+            s = _sign(p)
+        elif p.z is not None and abs(p.z) >= _LEAN and not (p.new_level or p.recovered):
+            s = 1 if p.z > 0 else -1
+        else:
             break
-        sign, run = s, run + 1
-    return (len(h) - run, run, sign) if run else None
+        if sign and s != sign:
+            break
+        sign, start = s, i
+    while start < len(h) and not _flagged(h[start]):
+        start += 1  # a change starts with an anomaly
+    if start == len(h):
+        return None
+    return start, len(h) - start, sign
 
 
 def _near_zero(times: list[datetime], values: list[float], at: datetime, value: float, model: _Model,
@@ -185,18 +197,15 @@ def _near_zero(times: list[datetime], values: list[float], at: datetime, value: 
     return all(v <= _NEAR_ZERO * model.expected_in(season_of(t, d.seasonality)) for t, v in pairs)
 
 
-def _judge(h: list[Point], lo: int, starts: list[int], excluded: set[int], at: datetime, value: float,
-           d: Detection, events: frozenset[str]) -> tuple[Verdict, _Model | None]:
+def _judge(h: list[Point], lo: int, levels: list[tuple[int, int]], excluded: set[int], at: datetime,
+           value: float, d: Detection, events: frozenset[str]) -> tuple[Verdict, _Model | None]:
     # Segments: the recent history split where a level was accepted; anomalies are left out of training
     # except the runs that started a level; calendar-event points train their events, not the base.
-    starts = [s for s in starts if s >= lo]
-    bounds = sorted(set([lo, *starts, len(h)]))
+    runs = {a: end for a, end in levels if a >= lo}
+    bounds = sorted(set([lo, *runs, len(h)]))
     segments: list[list[Point]] = []
     for a, b in itertools.pairwise(bounds):
-        run_end = a
-        if a in starts:
-            while run_end < b and _flagged(h[run_end]):
-                run_end += 1
+        run_end = runs.get(a, a)
         seg = [p for i, p in enumerate(h[a:b], start=a)
                if i not in excluded and not p.events and (i < run_end or not _flagged(p))]
         if seg:
