@@ -21,9 +21,9 @@ class Detection:
         histories) or ``robust`` (median/MAD: for histories holding outliers nobody flagged, e.g. an
         outage before monitoring started; its band is noisier on a short window).
     :param sensitivity: how many standard deviations from the expected value make an anomaly (default 3).
-    :param training: comparable points in the training window: per season with ``seasonality``, else in
-        all (default 26 with ``day_of_week``: half a year of each weekday, whose noise 14 weeks estimate
-        too loosely to find 4-sigma anomalies reliably; 14 otherwise).
+    :param training: comparable points in the training window: per season with ``seasonality`` (14 days
+        of the week = 14 weeks of daily points), else in all (default 14: longer windows estimate the
+        noise better, but lag behind yearly curves and level changes; measured in bench/anomaly.py).
     :param min_training: fewer usable points than this (per season with ``seasonality``) and there is no
         verdict, only "insufficient history" (default 7).
     :param seasonality: ``day_of_week``, ``hour_of_day``, ``hour_of_week`` or None.
@@ -45,7 +45,7 @@ class Detection:
 
     method: Method = "zscore"
     sensitivity: float = 3.0
-    training: int | None = None  # None: the default for the seasonality (see above)
+    training: int = 14
     min_training: int = 7
     seasonality: Seasonality | None = None
     direction: Direction = "both"
@@ -58,13 +58,11 @@ class Detection:
     min_event_history: int = 2
 
     def __post_init__(self) -> None:
-        if self.training is None:
-            object.__setattr__(self, "training", 26 if self.seasonality == "day_of_week" else 14)
         if self.sensitivity <= 0:
             raise ValueError("sensitivity must be positive")
         if self.min_training < 2:
             raise ValueError("min_training must be at least 2")
-        if self.trained < self.min_training:
+        if self.training < self.min_training:
             raise ValueError(f"training ({self.training}) must be at least min_training ({self.min_training})")
         if self.min_change < 0 or self.min_relative_change < 0:
             raise ValueError("min_change and min_relative_change must be >= 0")
@@ -81,10 +79,4 @@ class Detection:
     @property
     def window(self) -> int:
         """History points the training window spans."""
-        return self.trained * self.period
-
-    @property
-    def trained(self) -> int:
-        """``training``, resolved."""
-        assert self.training is not None  # set in __post_init__
-        return self.training
+        return self.training * self.period

@@ -227,7 +227,7 @@ class MetricCheck(CheckBase):
     history_key: str | None = None
     method: Literal["robust", "zscore"] = "zscore"
     sensitivity: Float = Field(default=3.0, gt=0)
-    training: Int | None = Field(default=None, ge=2, le=1000)
+    training: Int = Field(default=14, ge=2, le=1000)
     min_training: Int = Field(default=7, ge=2, le=1000)
     seasonality: Literal["day_of_week", "hour_of_day", "hour_of_week"] | None = None
     direction: Literal["both", "spike", "drop"] = "both"

@@ -309,7 +309,8 @@ def choose_transform(training: list[Point], value: float, d: Detection) -> Scale
         if len(g) < 4:
             continue
         center = statistics.median(g)
-        noise = _MAD_TO_SIGMA * statistics.median(abs(b - a) for a, b in itertools.pairwise(g)) / math.sqrt(2)
+        # Successive differences (von Neumann): free of the trend, and steadier than a MAD on a few points.
+        noise = math.sqrt(statistics.fmean((b - a) ** 2 for a, b in itertools.pairwise(g)) / 2)
         if center > 0 and noise > 0:
             stats.append((center, noise))
     if len(stats) < 2 or max(c for c, _ in stats) < _SPREAD_CONTRAST * min(c for c, _ in stats):

@@ -60,7 +60,11 @@ def test_holidays_and_billing_days_are_learnt_and_an_outage_is_not(db: Database,
     cal, plain = holiday["payments_per_day"], holiday["payments_no_calendar"]
     assert cal["observed"]["bucket"] == "Mon 2026-05-25 (holiday)"
     assert cal["status"] == "pass", cal["message"]
-    assert plain["status"] == "warn" and "below the expected" in plain["message"]  # a Monday, for all it knows
+    # Without the calendar, a Monday's band holds Easter Monday's quiet too, or the day alarms: either way
+    # the quiet day is no ordinary Monday to it.
+    width = cal["observed"]["high"] - cal["observed"]["low"]
+    assert plain["status"] == "warn" or plain["observed"]["high"] - plain["observed"]["low"] > 2 * width, \
+        (cal["message"], plain["message"])
     assert "learning holiday, last_business_day, spring_campaign" in cal["expected"]
 
     # Friday 2026-05-29: the month's last business day, 2.5 times a normal Friday (the billing run).

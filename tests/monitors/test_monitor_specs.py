@@ -67,7 +67,7 @@ def test_a_metric_calendar_takes_its_zone_and_adds_holidays() -> None:
     (check,) = suite.tables[0].checks
     assert isinstance(check, MetricCheck) and check.timezone == "Europe/Berlin"  # the calendar's zone
     assert [e.name for e in check.calendar_events()] == ["holiday", "last_business_day", "payday"]
-    assert check.detection().training == 26 and check.detection().transform == "auto"
+    assert check.detection().training == 14 and check.detection().transform == "auto"
 
 
 @pytest.mark.parametrize(("check", "message"), [
