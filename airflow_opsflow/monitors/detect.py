@@ -2,20 +2,27 @@
 
 The model, fitted on the training window every time (no state but the points themselves):
 
+* **scale**: values are judged as they are, on the square root or on the log scale, whichever makes the
+  noise most alike across seasons (``transform="auto"``; a positive volume with no evidence either way
+  goes on the log scale, where its shifts and seasons scale with it);
 * **trend**: the Theil-Sen slope (median of pairwise slopes), taken over pairs of the same season so
   that weekly swings do not read as a trend, and within one level (see level shifts);
-* **season**: with ``seasonality``, each season's (weekday's, hour's) median offset from the level;
-* **level**: the median of the detrended, deseasonalised points (the mean for ``method="zscore"``);
-* **scale**: 1.4826 x the median absolute residual (robust), or their standard deviation (``zscore``),
-  widened by the uncertainty of the estimates so a short history does not cry wolf.
+* **season**: with ``seasonality``, each season's (weekday's, hour's) center carried to now;
+* **noise**: the residuals' standard deviation (``zscore``) or trimmed MAD (``robust``), the judged
+  season's own pooled with the others' (``season_noise``), widened by the uncertainty of the estimates
+  so a short history does not cry wolf;
+* **calendar events**: a point on a holiday, a billing day... gets its events' effects, learnt from
+  their earlier occurrences against the same season's neighbours (no verdict until there are enough).
 
-``expected = level + season + slope x (t - now)``; the point is anomalous when ``|x - expected|`` exceeds
-``sensitivity x scale`` in the watched ``direction`` *and* the minimum absolute and relative changes.
+The point is anomalous when it is more than ``sensitivity`` x noise from the expected value in the
+watched ``direction`` *and* beyond the minimum absolute and relative changes.
 
 Points flagged anomalous earlier are left out of training (an outage must not teach the model that
-outages are normal). When the last ``adapt_after`` points were all anomalous in the same direction the
-series has moved to a new level: those points form a new level, and the model measures the new point
-against it (so a lasting change alerts, then settles, rather than alerting forever).
+outages are normal); a person's mark (``marked``) puts one back. When a change has held for
+``adapt_after`` points in one direction (unflagged points clearly on its side do not break it) the
+series has moved: those points start a new level and the next point is measured against it, so a
+lasting change alerts, then settles. A drop to near zero is an outage and never a level; a level the
+series leaves again, soon after, for the one before is unlearnt (``recovered``).
 """
 
 from __future__ import annotations
@@ -63,6 +70,9 @@ class Point:
     :param anomalous: it was judged anomalous (left out of later training, unless it began a new level).
     :param new_level: it was judged against a level the series had just moved to; the anomalies right
         before it started that level.
+    :param recovered: it was back at the level before the last accepted one, which is then unlearnt.
+    :param marked: a person marked it expected: it trains as normal (and its events' effects).
+    :param events: the calendar events it falls on (read from the check's calendar, not stored).
     """
 
     at: datetime
@@ -126,8 +136,7 @@ def judge(history: Sequence[Point], at: datetime, value: float, d: Detection,
         back, _ = _judge(h, lo, levels[:-1], excluded | set(range(last, len(h))), at, value, d, events)
         if back.status == "ok":
             return replace(back, recovered=True,
-                           reason=f"back at the level before {h[last].at:%Y-%m-%d %H:%M}; the change then is "
-                                  "not learnt")
+                           reason=f"back at the level before {_when(h[last].at)}; the change then is not learnt")
     run = _trailing_run(h, levels[-1][1] if levels else 0)
     if (d.adapt_after is not None and run is not None and run[1] >= d.adapt_after
             and (verdict.z or 0) * run[2] > 0 and model is not None
@@ -139,6 +148,10 @@ def judge(history: Sequence[Point], at: datetime, value: float, d: Detection,
         before = f"{verdict.expected:.6g}" if verdict.expected is not None else "?"
         return replace(moved, new_level=True, reason=moved.reason or f"it was about {before} before")
     return verdict
+
+
+def _when(at: datetime) -> str:
+    return f"{at:%Y-%m-%d}" if (at.hour, at.minute) == (0, 0) else f"{at:%Y-%m-%d %H:%M}"
 
 
 def _flagged(p: Point) -> bool:
