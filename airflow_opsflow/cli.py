@@ -56,24 +56,12 @@ def _parser() -> argparse.ArgumentParser:
     return top
 
 
-def _segment(values: list[str]) -> dict[str, str] | None:
-    if not values:
-        return None
-    out: dict[str, str] = {}
-    for item in values:
-        name, eq, value = item.partition("=")
-        if not eq or not name.strip():
-            raise MarkError(f"field 'segment': {item!r} is not NAME=VALUE (e.g. country=DE)")
-        out[name.strip()] = value
-    return out
-
-
 def _run(args: argparse.Namespace) -> str:
     from airflow_opsflow.connections.state import state_store
     from airflow_opsflow.flows import feedback
 
     check = {"dag_id": args.dag, "task_id": args.task, "check": args.check, "history_key": args.history_key}
-    point = ({"bucket": args.bucket, "segment": _segment(args.segment), "timezone": args.timezone}
+    point = ({"bucket": args.bucket, "segment": feedback.parse_segment(args.segment), "timezone": args.timezone}
              if args.command != "marks" else {})
     store = state_store(args.state_conn_id, f"opsflow {args.command}")
     try:

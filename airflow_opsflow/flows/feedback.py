@@ -12,6 +12,7 @@ Airflow connection and calls :func:`mark_expected` / :func:`unmark`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -20,7 +21,7 @@ from airflow_opsflow.incidents.repo import IncidentRepo
 from airflow_opsflow.monitors.repo import Bucket, Mark, MarkError, MetricRepo, Segment
 from airflow_opsflow.state.store import StateStore
 
-__all__ = ["Feedback", "MarkError", "mark_expected", "marks", "unmark"]
+__all__ = ["Feedback", "MarkError", "mark_expected", "marks", "parse_segment", "unmark"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,19 @@ class Feedback:
             return f"{head}. Incident {self.incident.incident_id} stays {self.incident.status}: other flagged " \
                    "points of its bucket are not marked, or it is about a later bucket."
         return f"{head}."
+
+
+def parse_segment(values: Sequence[str]) -> dict[str, str] | None:
+    """``["country=DE", ...]`` (the CLI's ``--segment``, the API's ``?segment=``) as a segment."""
+    if not values:
+        return None
+    out: dict[str, str] = {}
+    for item in values:
+        name, eq, value = item.partition("=")
+        if not eq or not name.strip():
+            raise MarkError(f"field 'segment': {item!r} is not NAME=VALUE (e.g. country=DE)")
+        out[name.strip()] = value
+    return out
 
 
 def _where(dag_id: str, task_id: str, check: str) -> str:
@@ -98,7 +112,7 @@ def mark_expected(store: StateStore, *, dag_id: str, task_id: str, check: str, b
     try:
         mark, changed = metrics.mark(point, by, note, now=now)
     except MarkError as e:
-        raise MarkError(f"{where}: {e}") from None
+        raise type(e)(f"{where}: {e}") from None  # the same kind (not found, not flagged...)
     incidents = IncidentRepo(store)
     fp = fingerprint(dag_id, task_id, check)
     incident = incidents.get(fp)

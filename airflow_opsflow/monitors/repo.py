@@ -42,6 +42,14 @@ class MarkError(ValueError):
     """A mark names no stored point (unknown check, segment or bucket), or a bucket that cannot be read."""
 
 
+class NothingStored(MarkError):
+    """The check has no stored history, or no stored bucket starts there."""
+
+
+class NotFlagged(MarkError):
+    """The point exists but was never flagged: there is nothing to mark expected."""
+
+
 @dataclass(frozen=True)
 class Mark:
     """A person's mark on one stored point.
@@ -204,7 +212,7 @@ class MetricRepo:
         flagged.sort(key=lambda b: abs((_utc(b) - target).total_seconds()))
         hint = (f"; the nearest flagged buckets (starts, UTC): {', '.join(flagged[:_SHOWN])}" if flagged
                 else "; it has no flagged buckets")
-        raise MarkError(f"{where}: no stored bucket starts at {_bucket_text(bucket)!r}{hint}")
+        raise NothingStored(f"{where}: no stored bucket starts at {_bucket_text(bucket)!r}{hint}")
 
     def mark(self, point: StoredPoint, by: str, note: str | None = None, mark: str = EXPECTED,
              now: datetime | None = None) -> tuple[Mark, bool]:
@@ -222,7 +230,7 @@ class MetricRepo:
                     row = cur.fetchone()
                     if row is None:
                         if not point.anomalous:
-                            raise MarkError(f"bucket {point.bucket} of {point.history_key!r}"
+                            raise NotFlagged(f"bucket {point.bucket} of {point.history_key!r}"
                                             f"{_segment_text(point.segment)} was not flagged (value "
                                             f"{point.value:g}): only flagged points can be marked {mark}")
                         cur.execute(f"INSERT INTO {self.marks} (series_id, bucket, history_key, mark, marked_by, "
@@ -286,7 +294,7 @@ class MetricRepo:
         cur.execute(f"SELECT series_id, segment FROM {self.series} WHERE history_key = ? ORDER BY segment", (key,))
         stored = [(sid, tuple(json.loads(seg))) for sid, seg in cur.fetchall()]
         if not stored:
-            raise MarkError(f"{what}: no metric history is stored (has the check run? a check with its own "
+            raise NothingStored(f"{what}: no metric history is stored (has the check run? a check with its own "
                             "history_key needs it given)")
         wanted = _segment_values(segment)
         exact = [s for s in stored if [_text(v) for v in s[1]] == wanted]

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from airflow_opsflow.connections.state import state_store
 from airflow_opsflow.flows import feedback
-from airflow_opsflow.monitors.repo import Mark, MarkError
+from airflow_opsflow.monitors.repo import Mark, MarkError, NotFlagged, NothingStored
 from airflow_opsflow.state.store import StateStore, StateStoreError
 
 UNPROCESSABLE = 422  # (Starlette renamed its constant; the number stays)
@@ -102,10 +102,9 @@ class MarksOut(BaseModel):
 def _status_of(error: MarkError) -> int:
     """404 when the request names nothing stored (check, bucket); 409 for a point that cannot be marked;
     422 for input that cannot be read or is ambiguous (a date, a segment, a time zone)."""
-    text = str(error)
-    if "no metric history is stored" in text or "no stored bucket starts at" in text:
+    if isinstance(error, NothingStored):
         return status.HTTP_404_NOT_FOUND
-    if "was not flagged" in text:
+    if isinstance(error, NotFlagged):
         return status.HTTP_409_CONFLICT
     return UNPROCESSABLE
 
@@ -128,23 +127,17 @@ def _store(dag_id: str, task_id: str, check: str) -> Iterator[StateStore]:
         store.close()
 
 
+def _segment(values: list[str]) -> dict[str, str] | None:
+    """``?segment=country=DE`` (repeated in segment_by order), as the CLI's ``--segment``."""
+    try:
+        return feedback.parse_segment(values)
+    except MarkError as e:
+        raise HTTPException(UNPROCESSABLE, str(e)) from None
+
+
 def _call(dag_id: str, task_id: str, check: str, fn: Callable[[StateStore], T]) -> T:
     with _store(dag_id, task_id, check) as store:
         return fn(store)
-
-
-def _segment(values: list[str]) -> dict[str, str] | None:
-    """``?segment=country=DE`` (repeated in segment_by order), as the CLI's ``--segment``."""
-    if not values:
-        return None
-    out: dict[str, str] = {}
-    for item in values:
-        name, eq, value = item.partition("=")
-        if not eq or not name.strip():
-            raise HTTPException(UNPROCESSABLE,
-                                f"field 'segment': {item!r} is not NAME=VALUE (e.g. country=DE)")
-        out[name.strip()] = value
-    return out
 
 
 def _out(done: feedback.Feedback) -> FeedbackOut:
