@@ -165,7 +165,40 @@ class _Planter:
 
     rng: random.Random
     free_from: int = WARMUP
-    outage: tuple[int, int, float] | None = None  # (first day, length, share of normal kept)
+    outage_len: int = 0
+    outage_keep: float = 0.0  # the share of a normal day an outage keeps
+    outage_left: int = 0
+    recovery_left: int = 0
+    adapting_left: int = 0
+
+    def ongoing(self, mean: float) -> tuple[Label, float | None] | None:
+        """A day inside an outage (its label and value), its recovery or a shift's adaptation (the label;
+        the value is the day's own), or None: a day free for :meth:`pick`."""
+        if self.outage_left:
+            self.outage_left -= 1
+            if not self.outage_left:
+                self.recovery_left = RECOVERY_DAYS
+            return Label("outage", self.outage_len - self.outage_left, length=self.outage_len), mean * self.outage_keep
+        if self.recovery_left:
+            self.recovery_left -= 1
+            return Label("recovery"), None
+        if self.adapting_left:
+            self.adapting_left -= 1
+            return Label("adapting"), None
+        return None
+
+    def start_outage(self, i: int, mean: float) -> tuple[Label, float]:
+        """An outage of 1-5 days from day ``i`` (to near zero or to 30-70 % of normal): its first day."""
+        self.outage_len = self.rng.randint(1, 5)
+        self.outage_keep = self.rng.uniform(0.0, 0.03) if self.rng.random() < 0.5 else self.rng.uniform(0.3, 0.7)
+        self.outage_left = self.outage_len - 1
+        self.recovery_left = RECOVERY_DAYS if not self.outage_left else 0
+        self.free_from = i + self.outage_len + RECOVERY_DAYS + GAP
+        return Label("outage", 1, length=self.outage_len), mean * self.outage_keep
+
+    def start_shift(self, i: int) -> None:
+        self.adapting_left = ADAPTING_DAYS
+        self.free_from = i + ADAPTING_DAYS + GAP
 
     def pick(self, i: int, n: int, event: bool, effect_sigmas: float) -> str:
         """What to plant on day ``i``: '' (nothing), spike_drop, outage, shift or event_miss."""
@@ -198,8 +231,6 @@ def synthetic(seed: int, index: int, days: int) -> Series:
     out = Series(f"{kind}-{index} ({place}, level {shape.level:.0f})", kind, "synthetic", [], [], [], [], [], [])
     planter = _Planter(rng)
     shift = 1.0
-    outage_left, outage_keep, outage_len, recovery_left = 0, 0.0, 0, 0
-    adapting_left = 0
     for i in range(days):
         day = START + timedelta(days=i)
         t = i / 365
@@ -216,18 +247,9 @@ def synthetic(seed: int, index: int, days: int) -> Series:
         event = bool(out.events[i]) or factor != 1.0
         label = NORMAL
         value = _draw(np_rng, mean, s, shape.counts)
-        if outage_left:
-            outage_left -= 1
-            label = Label("outage", outage_len - outage_left, length=outage_len)
-            value = mean * outage_keep
-            if not outage_left:
-                recovery_left = RECOVERY_DAYS
-        elif recovery_left:
-            recovery_left -= 1
-            label = Label("recovery")
-        elif adapting_left:
-            adapting_left -= 1
-            label = Label("adapting")
+        ongoing = planter.ongoing(mean)
+        if ongoing:
+            label, value = ongoing[0], value if ongoing[1] is None else ongoing[1]
         else:
             plant = planter.pick(i, days, event, abs(mean - base) / max(sd, 1e-9))
             if plant == "spike_drop":
@@ -246,15 +268,7 @@ def synthetic(seed: int, index: int, days: int) -> Series:
                 label = Label("event_miss", abs(mean - base) / plain_sd)
                 planter.free_from = i + GAP
             elif plant == "outage":
-                outage_len = rng.randint(1, 5)
-                outage_keep = rng.uniform(0.0, 0.03) if rng.random() < 0.5 else rng.uniform(0.3, 0.7)
-                value = mean * outage_keep
-                if shape.counts:
-                    value = float(round(value))
-                label = Label("outage", 1, length=outage_len)
-                outage_left = outage_len - 1
-                recovery_left = RECOVERY_DAYS if not outage_left else 0
-                planter.free_from = i + outage_len + RECOVERY_DAYS + GAP
+                label, value = planter.start_outage(i, mean)
             elif plant == "shift":
                 change = rng.choice((-1, 1)) * rng.uniform(6, 10) * sd / mean
                 change = max(change, -0.7)  # a lasting drop deeper than 70 % is an outage, not a level
@@ -263,8 +277,7 @@ def synthetic(seed: int, index: int, days: int) -> Series:
                 base *= 1 + change
                 value = _draw(np_rng, mean, s, shape.counts)
                 label = Label("shift", abs(change) * (mean / (1 + change)) / sd)
-                adapting_left = ADAPTING_DAYS
-                planter.free_from = i + ADAPTING_DAYS + GAP
+                planter.start_shift(i)
         if shape.counts:
             value = float(round(value))
         out.days.append(day)
@@ -346,24 +359,14 @@ def real(source: RealSource, variant: int, seed: int) -> Series:
                  [events_on(d, cal, configured) for d in days])
     planter = _Planter(rng)
     scale = 1.0
-    outage_left, outage_keep, outage_len, recovery_left, adapting_left = 0, 0.0, 0, 0, 0
     for i in range(n):
         mean = expected[i] * scale
         sd = mean * spread[days[i].weekday()]
         value = raw[i] * scale
         label = NORMAL
-        if outage_left:
-            outage_left -= 1
-            label = Label("outage", outage_len - outage_left, length=outage_len)
-            value = mean * outage_keep
-            if not outage_left:
-                recovery_left = RECOVERY_DAYS
-        elif recovery_left:
-            recovery_left -= 1
-            label = Label("recovery")
-        elif adapting_left:
-            adapting_left -= 1
-            label = Label("adapting")
+        ongoing = planter.ongoing(mean)
+        if ongoing:
+            label, value = ongoing[0], value if ongoing[1] is None else ongoing[1]
         else:
             plant = planter.pick(i, n, bool(out.events[i]), 0.0)
             if plant == "spike_drop":
@@ -373,20 +376,13 @@ def real(source: RealSource, variant: int, seed: int) -> Series:
                 label = Label("spike" if sign > 0 else "drop", k, k)
                 planter.free_from = i + GAP
             elif plant == "outage":
-                outage_len = rng.randint(1, 5)
-                outage_keep = rng.uniform(0.0, 0.03) if rng.random() < 0.5 else rng.uniform(0.3, 0.7)
-                value = mean * outage_keep
-                label = Label("outage", 1, length=outage_len)
-                outage_left = outage_len - 1
-                recovery_left = RECOVERY_DAYS if not outage_left else 0
-                planter.free_from = i + outage_len + RECOVERY_DAYS + GAP
+                label, value = planter.start_outage(i, mean)
             elif plant == "shift":
                 change = max(rng.choice((-1, 1)) * rng.uniform(6, 10) * sd / mean, -0.7) if mean else 0.0
                 scale *= 1 + change
                 label = Label("shift", abs(change) * mean / sd if sd else 0.0)
                 mean, sd, value = mean * (1 + change), sd * (1 + change), raw[i] * scale
-                adapting_left = ADAPTING_DAYS
-                planter.free_from = i + ADAPTING_DAYS + GAP
+                planter.start_shift(i)
         out.values.append(max(0.0, value))
         out.labels.append(label)
         out.mean.append(mean)
