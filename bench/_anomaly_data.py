@@ -38,6 +38,7 @@ class Label:
     size: float = 0.0
     k: int = 0
     length: int = 0
+    partial: bool = False  # an outage that keeps 30-70 % of a normal day (else near zero)
 
     @property
     def anomalous(self) -> bool:
@@ -178,7 +179,9 @@ class _Planter:
             self.outage_left -= 1
             if not self.outage_left:
                 self.recovery_left = RECOVERY_DAYS
-            return Label("outage", self.outage_len - self.outage_left, length=self.outage_len), mean * self.outage_keep
+            label = Label("outage", self.outage_len - self.outage_left, length=self.outage_len,
+                          partial=self.outage_keep >= 0.3)
+            return label, mean * self.outage_keep
         if self.recovery_left:
             self.recovery_left -= 1
             return Label("recovery"), None
@@ -194,7 +197,7 @@ class _Planter:
         self.outage_left = self.outage_len - 1
         self.recovery_left = RECOVERY_DAYS if not self.outage_left else 0
         self.free_from = i + self.outage_len + RECOVERY_DAYS + GAP
-        return Label("outage", 1, length=self.outage_len), mean * self.outage_keep
+        return Label("outage", 1, length=self.outage_len, partial=self.outage_keep >= 0.3), mean * self.outage_keep
 
     def start_shift(self, i: int) -> None:
         self.adapting_left = ADAPTING_DAYS

@@ -218,6 +218,7 @@ class Score:
             elif label.kind == "outage":
                 if label.size == 1:
                     self.hit("outage1", flagged)
+                    self.hit("outage1_partial" if label.partial else "outage1_zero", flagged)
                 self.hit("outage_days", flagged)
             elif label.kind == "shift":
                 self.hit("shift3", any(flags.get(j, False) for j in (i, i + 1, i + 2)))
@@ -233,9 +234,11 @@ class Score:
 
 def _table(scores: dict[str, Score]) -> list[str]:
     head = [f"{k}{S}" for k in SIZES] + [f">= 4{S}", "spike", "drop", "on event days", "missed event",
-                                          "weekend", "weekday", "outage day 1", "shift within 3 days"]
+                                          "weekend", "weekday", "outage day 1", "(to ~0)", "(to 30-70 %)",
+                                          "shift within 3 days"]
     keys = [f"size:{k}" for k in SIZES] + ["size>=4", "kind:spike", "kind:drop", "event", "event_miss",
-                                          "weekend", "weekday", "outage1", "shift3"]
+                                          "weekend", "weekday", "outage1", "outage1_zero", "outage1_partial",
+                                          "shift3"]
     lines = ["| recall | " + " | ".join(head) + " |", "| --- |" + " ---: |" * len(head)]
     for name, sc in scores.items():
         lines.append(f"| {name} | " + " | ".join(_f(sc.rate(k)) for k in keys) + " |")
@@ -271,8 +274,8 @@ def _verdict(scores: dict[str, Score]) -> list[str]:
     checks = [
         (f"recall >= {TARGETS['recall4']} for >= 4{S}", ours.rate("size>=4"),
          ours.rate("size>=4") >= TARGETS["recall4"]),
-        (f"outage day-1 recall >= {TARGETS['outage1']}", ours.rate("outage1"),
-         ours.rate("outage1") >= TARGETS["outage1"]),
+        (f"outage day-1 recall >= {TARGETS['outage1']} (all outages; to near zero alone: "
+         f"{_f(ours.rate('outage1_zero'))})", ours.rate("outage1"), ours.rate("outage1") >= TARGETS["outage1"]),
         (f"<= {TARGETS['normal']:g} false alarm / 100 normal days", ours.per_100("normal"),
          ours.per_100("normal") <= TARGETS["normal"]),
         (f"<= {TARGETS['event']:g} false alarms / 100 calendar-event days", ours.per_100("event"),
