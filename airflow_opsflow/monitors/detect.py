@@ -89,12 +89,16 @@ class Point:
 class Verdict:
     """The judgement of one point.
 
-    :param status: ``ok``, ``anomalous`` or ``insufficient`` (no verdict: too little history).
-    :param expected: the model's value for the point; ``low``/``high`` the band around it.
-    :param z: ``(value - expected) / scale``, signed.
+    :param status: ``ok``, ``anomalous`` or ``insufficient`` (no verdict: too little history, or a
+        calendar event not learnt yet: ``unlearnt_event``).
+    :param expected: the model's value for the point; ``low``/``high`` the band around it (in the
+        metric's units, whatever ``transform`` it was judged on).
+    :param z: the signed distance from the expected value in noise units, on the ``transform`` scale.
     :param training_size: usable points behind the verdict (in the point's season when seasonal).
-    :param new_level: the point completed a run of same-direction anomalies and was judged against the
+    :param new_level: a change had held ``adapt_after`` points and the point was judged against the
         level the series moved to.
+    :param recovered: the point was back at the level before the last one, which is unlearnt.
+    :param events: the calendar events the point falls on (their effects are in ``expected``).
     """
 
     status: Literal["ok", "anomalous", "insufficient"]
@@ -109,6 +113,7 @@ class Verdict:
     recovered: bool = False
     transform: str = "none"
     events: frozenset[str] = frozenset()
+    unlearnt_event: bool = False  # no verdict: the point falls on a calendar event not learnt yet
 
     @property
     def anomalous(self) -> bool:
@@ -244,7 +249,7 @@ def _judge(h: list[Point], lo: int, levels: list[tuple[int, int]], excluded: set
         effect = _event_effects(h, excluded, events, tf, model, d)
         if isinstance(effect, str):
             return Verdict("insufficient", value, training_size=in_season, transform=tf.name, events=events,
-                           reason=effect), model
+                           reason=effect, unlearnt_event=True), model
         shift, scale = effect
         expected_t += shift
     y = tf.forward(value)

@@ -132,7 +132,7 @@ def run_metric(b: Bound, history: History, key: str, now: datetime, query: Query
     stored: list[tuple[Series, Point]] = []
     # A bucket judged again (a re-run of a day) that a person marked expected keeps their word for it.
     marked = {(m.series_id, m.bucket.timestamp()): m.marked_by for m in history.marks_of(key)
-              if m.mark == "expected"} if history.newest(key) is not None else {}
+              if m.mark == "expected"}
     for series, points in by_series.items():
         # Events are read from today's calendar, for old points too: a date added to it relabels history.
         seen = [replace(p, events=events(p.at)) if declared else p for p in past.get(series.series_id, [])]
@@ -339,8 +339,7 @@ def _result(b: Bound, d: Detection, judged: dict[Series, Verdict], names: list[s
         r.observed = _observed(v, when)
         if v.status == "insufficient":
             r.status = "skipped"
-            what = "insufficient history, " if v.reason.endswith("training points") or " training points in" \
-                in v.reason else ""
+            what = "" if v.unlearnt_event else "insufficient history, "
             r.message = f"{_fmt(v.value)} for {when}: {what}no verdict yet ({v.reason})"
             return r
         r.message = _sentence(v, when, c.name)
