@@ -289,7 +289,8 @@ def _verdict(scores: dict[str, Score]) -> list[str]:
             # At equal or fewer false alarms: the defaults, or else the strictest calendar option that is.
             fair = [n for n in scores if n not in (ELEMENTARY, SODA) and "calendar" in n and "no calendar" not in n
                     and scores[n].per_100("normal") <= p.per_100("normal")]
-            best = max(fair, key=lambda n: scores[n].rate("size>=4"), default=CALENDAR)
+            best = CALENDAR if CALENDAR in fair else max(fair, key=lambda n: scores[n].rate("size>=4"),
+                                                         default=CALENDAR)
             sc = scores[best]
             ahead = sc.rate("size>=4") > p.rate("size>=4") and sc.per_100("normal") <= p.per_100("normal")
             checks.append((f"ahead of {peer} (recall >= 4{S} {_f(p.rate('size>=4'))}, "
