@@ -18,7 +18,7 @@ from airflow_opsflow.checks.api_spec import (
     soql_parts,
     with_system_connection,
 )
-from airflow_opsflow.checks.detection import Detection
+from airflow_opsflow.checks.detection import Detection, Transform
 from airflow_opsflow.checks.spec_base import CheckBase, check_identifier
 from airflow_opsflow.checks.values import Float, Int
 from airflow_opsflow.core.calendar import NAMED_RULES, WEEKDAYS, BusinessCalendar, CalendarEvent
@@ -235,7 +235,7 @@ class MetricCheck(CheckBase):
     min_relative_change: Float = Field(default=0.0, ge=0)
     trend: bool = True
     adapt_after: Int | None = Field(default=3, ge=2, le=100_000)
-    transform: Literal["auto", "none", "log", "sqrt"] = "auto"
+    transform: Transform = "auto"
     season_noise: bool = True
     min_event_history: Int = Field(default=2, ge=1, le=100)
     calendar: CalendarSpec | None = None
