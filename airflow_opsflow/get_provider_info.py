@@ -91,7 +91,8 @@ def get_provider_info() -> dict[str, Any]:
             {
                 "integration-name": "opsflow data checks",
                 "python-modules": ["airflow_opsflow.operators.data_check", "airflow_opsflow.operators.check_results",
-                                   "airflow_opsflow.operators.dbt_results", "airflow_opsflow.operators.report"],
+                                   "airflow_opsflow.operators.dbt_results", "airflow_opsflow.operators.report",
+                                   "airflow_opsflow.operators.quality_gate"],
             },
             {
                 "integration-name": "opsflow Jira tickets",
@@ -139,9 +140,35 @@ def get_provider_info() -> dict[str, Any]:
                         "example": "ops",
                         "default": "",
                     },
+                    "result_history": {
+                        "description": "Record every check result and sync run in the state database "
+                        "(tables check_results and sync_runs, docs/history.md) when one is configured. "
+                        "Operators take record_history= to override it.",
+                        "version_added": "0.1.0",
+                        "type": "boolean",
+                        "example": "False",
+                        "default": "True",
+                    },
+                    "history_retention_days": {
+                        "description": "Days the result history keeps its rows (0: kept for ever); older rows "
+                        "of a task are deleted when the task next writes its own.",
+                        "version_added": "0.1.0",
+                        "type": "integer",
+                        "example": "90",
+                        "default": "400",
+                    },
                 },
             }
         },
+        # Assets of the CRM objects a sync writes: <scheme>://<account>/<object> (docs/lineage.md).
+        "asset-uris": [
+            {
+                "schemes": ["hubspot", "salesforce", "zendesk"],
+                "handler": "airflow_opsflow.lineage.sanitize_uri",
+                "factory": "airflow_opsflow.lineage.create_asset",
+                "to_openlineage_converter": "airflow_opsflow.lineage.convert_asset_to_openlineage",
+            }
+        ],
         "extra-links": ["airflow_opsflow.links.TicketLink"],
         "notifications": ["airflow_opsflow.notifiers.incident.IncidentNotifier"],
         "triggers": [

@@ -27,6 +27,8 @@ class ReportDelivery:
     """
 
     kind = "destination"
+    # Rendered with Jinja when ReportOperator runs (``deliver`` is a templated field); see each subclass.
+    template_fields: tuple[str, ...] = ()
 
     def __init__(self, *, max_rows: int = 20, name: str | None = None) -> None:
         if max_rows < 0:
@@ -55,12 +57,14 @@ class SlackReport(ReportDelivery):
     uploaded together (file upload v2) as one message whose comment is the title and the table; without,
     the report is a message with the table.
 
-    :param channel: ``#name`` or a channel id.
+    :param channel: ``#name`` or a channel id. (templated)
     :param conn_id: a ``slack`` connection (bot token with ``chat:write``, ``files:write``, ``channels:read``).
+        (templated)
     :param max_file_bytes: refuse files larger than this (default Slack's 1 GB).
     """
 
     kind = "slack"
+    template_fields: tuple[str, ...] = ("channel", "conn_id")
 
     def __init__(self, *, channel: str, conn_id: str = "slack_api_default", max_file_bytes: int = SLACK_MAX_FILE,
                  **kwargs: Any) -> None:
@@ -129,14 +133,16 @@ def _addresses(value: list[str] | str) -> list[str]:
 class EmailReport(ReportDelivery):
     """Email a report: an HTML table (and its plain-text twin), the chart inline, the files attached.
 
-    :param to: recipients (a list or a comma-separated string).
-    :param cc: copy recipients.
-    :param conn_id: an ``smtp`` connection.
-    :param from_email: the sender (default: the connection's ``from_email`` extra).
+    :param to: recipients (a list or a comma-separated string). (templated: an item may render to several
+        comma-separated addresses)
+    :param cc: copy recipients. (templated)
+    :param conn_id: an ``smtp`` connection. (templated)
+    :param from_email: the sender (default: the connection's ``from_email`` extra). (templated)
     :param max_bytes: refuse a message larger than this, encoded (default 20 MB: most servers take 25 MB).
     """
 
     kind = "email"
+    template_fields: tuple[str, ...] = ("to", "cc", "conn_id", "from_email")
 
     def __init__(self, *, to: list[str] | str, cc: list[str] | str | None = None, conn_id: str = "smtp_default",
                  from_email: str | None = None, max_bytes: int = 20_000_000, max_rows: int = 50,
@@ -150,7 +156,7 @@ class EmailReport(ReportDelivery):
         self.max_bytes = max_bytes
 
     def where(self) -> str:
-        return ",".join(self.to)
+        return ",".join(_addresses(self.to))
 
     def message(self, report: RenderedReport, sender: str = "opsflow@localhost") -> EmailMessage:
         from html import escape
@@ -158,9 +164,10 @@ class EmailReport(ReportDelivery):
         from airflow_opsflow.reports.render import html_table, text_table
 
         msg = EmailMessage()
-        msg["Subject"], msg["From"], msg["To"] = report.title, sender, ", ".join(self.to)
+        # as rendered: an item of a templated to= may hold several addresses
+        msg["Subject"], msg["From"], msg["To"] = report.title, sender, ", ".join(_addresses(self.to))
         if self.cc:
-            msg["Cc"] = ", ".join(self.cc)
+            msg["Cc"] = ", ".join(_addresses(self.cc))
         msg["Date"] = formatdate(localtime=False)
         msg["Message-ID"] = make_msgid("opsflow")
         lines, html = [report.title, ""], [f"<h2>{escape(report.title)}</h2>"]
@@ -212,7 +219,7 @@ class EmailReport(ReportDelivery):
             client = hook._smtp_client
             if not isinstance(client, smtplib.SMTP):
                 raise RuntimeError(f"SMTP connection {self.conn_id!r} did not open a synchronous client")
-            refused = client.send_message(msg, from_addr=sender, to_addrs=self.to + self.cc)
+            refused = client.send_message(msg, from_addr=sender, to_addrs=_addresses(self.to) + _addresses(self.cc))
         if refused:  # the others have it: a retry would send it to them twice
             self.log_refused(refused)
         return {"message_id": msg["Message-ID"], "refused": sorted(refused)}

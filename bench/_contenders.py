@@ -121,6 +121,36 @@ def run_opsflow(uri: str) -> list[Check]:
     return [_normalise(result) for result in results]
 
 
+STATE_CONN_ID = "bench_state"
+STATE_ENV = "AIRFLOW_CONN_BENCH_STATE"
+HISTORY_WRITES: list[float] = []  # seconds of each result-history write (the operator's _record)
+
+
+def run_opsflow_history(uri: str) -> list[Check]:
+    """The same suite, then the result-history write every task run makes (13 rows into a SQLite state
+    database, opsflow's embedded default; a separate file so pg_stat_statements counts lineitem's queries)."""
+    import json
+    import types
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    os.environ[CONN_ENV] = uri
+    state = Path(__file__).resolve().parents[1] / ".bench" / "state.db"
+    os.environ[STATE_ENV] = json.dumps({"conn_type": "sqlite", "host": str(state)})
+    from airflow_opsflow.operators.data_check import DataCheckOperator
+
+    op = DataCheckOperator(task_id="bench_history", conn_id=CONN_ID, checks=OPSFLOW_SUITE,
+                           state_conn_id=STATE_CONN_ID)
+    results = op._run()
+    n = len(HISTORY_WRITES)
+    ti = types.SimpleNamespace(dag_id="bench", task_id="bench_history", run_id=f"bench__{os.getpid()}_{n}",
+                               try_number=1, map_index=-1)
+    started = time.perf_counter()
+    op._record(results, {"ti": ti, "data_interval_end": datetime.now(UTC)})  # type: ignore[arg-type]
+    HISTORY_WRITES.append(time.perf_counter() - started)
+    return [_normalise(r.to_dict()) for r in results]
+
+
 # --- b. apache-airflow-providers-common-sql -----------------------------------------------------------
 
 

@@ -229,6 +229,31 @@ def print_reports(results: list[Any], slack: Any, smtp: Any, seen_slack: int, se
     print()
 
 
+def print_history(state: Path) -> None:
+    """What the result history holds after the three runs: the documented "flaky checks" query
+    (docs/history.md), on the demo's state database."""
+    import re
+
+    doc = (HERE.parent / "docs" / "history.md").read_text()
+    flaky = re.search(r"<!-- query: flaky -->\n```sql\n(.*?)```", doc, re.S)
+    db = sqlite3.connect(state)
+    try:
+        checks, runs = db.execute("SELECT COUNT(*), COUNT(DISTINCT run_id) FROM opsflow_check_results").fetchone()
+        syncs = db.execute("SELECT COUNT(*) FROM opsflow_sync_runs").fetchone()[0]
+        rows = db.execute(flaky.group(1)).fetchall() if flaky else []
+    finally:
+        db.close()
+    print("=" * 100)
+    print(f"Result history ({state.name}, docs/history.md): {checks} check results from {runs} task runs, "
+          f"{syncs} sync runs")
+    print("=" * 100)
+    print("Checks that failed at least once (the 'flaky checks' query): runs, failing runs, verdict flips")
+    for dag_id, task_id, check, n, failing, flips in rows:
+        if failing:
+            print(f"   {dag_id}/{task_id}/{check}: {n} runs, {failing} failing, {flips} flip(s)")
+    print()
+
+
 def main() -> int:
     DEMO.mkdir(exist_ok=True)
     LOG.write_text("")
@@ -323,6 +348,7 @@ def main() -> int:
             # The sample data covers the last 30 days: report on them rather than on last calendar month.
             reports = [run_dag(finance, conf={"period": "last_30_days"}), run_dag(daily)]
         print_reports(reports, slack, smtp, seen_slack, seen_mail)
+    print_history(state)
     print(f"Done in {time.monotonic() - started:.0f} s. Airflow's own log: {LOG.relative_to(HERE.parent)}")
     print("Point the same DAG at your own systems: an Airflow connection to your database (any SQL type,")
     print("then trigger with {\"conn_id\": \"<your connection>\"}), `slack_api_default` (type slack, a bot")

@@ -62,11 +62,16 @@ class HubSpotTicket(TicketRoute):
     :param rate_limit_wait: at most this many seconds waited in all on ``Retry-After`` of rate-limited
         creates before the try gives up (default 120).
 
+    Templated (Jinja, from params, Variables...): ``conn_id``, ``pipeline``, ``open_stage``, ``closed_stage``,
+    ``priorities``, ``properties`` (their values), ``owner_id``.
+
     Other parameters: see :class:`~airflow_opsflow.incidents.tickets.TicketRoute` and
     :class:`~airflow_opsflow.incidents.route.AlertRoute`.
     """
 
     kind = "hubspot"
+    template_fields: tuple[str, ...] = ("conn_id", "pipeline", "open_stage", "closed_stage", "priorities",
+                                        "properties", "owner_id")
 
     def __init__(self, *, conn_id: str = "hubspot_default", pipeline: str = "0", open_stage: str | None = None,
                  closed_stage: str | None = None, priorities: dict[str, str] | None = None,

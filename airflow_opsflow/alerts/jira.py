@@ -16,6 +16,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from airflow_opsflow.core.jinja import with_placeholders
 from airflow_opsflow.core.retry_after import parse_retry_after
 from airflow_opsflow.core.timestamps import parse_time
 from airflow_opsflow.incidents import jira_render
@@ -60,12 +61,17 @@ class JiraTicket(TicketRoute):
     :param rate_limit_wait: at most this many seconds waited in all on ``Retry-After`` of rate-limited
         (429) creates before the try gives up (default 120); a 429 means nothing was created.
 
+    Templated (Jinja, from params, Variables...): ``project``, ``conn_id``, ``issue_type``, ``priorities``,
+    ``labels``, ``components``, ``assignee``, ``fields``, ``done_transition``, ``reopen_transition``.
+
     The lifecycle (find again, reopen, create, comment, resolve) is
     :class:`~airflow_opsflow.incidents.tickets.TicketRoute`'s; this class speaks Jira. Other parameters: see
     :class:`~airflow_opsflow.incidents.route.AlertRoute`.
     """
 
     kind = "jira"
+    template_fields: tuple[str, ...] = ("project", "conn_id", "issue_type", "priorities", "labels", "components",
+                                        "assignee", "fields", "done_transition", "reopen_transition")
 
     def __init__(self, *, project: str, conn_id: str = "opsflow_jira_default", issue_type: str = "Task",
                  priorities: dict[str, str] | None = None, labels: tuple[str, ...] = (),
@@ -74,8 +80,7 @@ class JiraTicket(TicketRoute):
                  unconfirmed_create_wait: float = 30.0, rate_limit_wait: float = 120.0, **kwargs: Any) -> None:
         super().__init__(reopen_window_days=reopen_window_days, unconfirmed_create_wait=unconfirmed_create_wait,
                          **kwargs)
-        if any(" " in label for label in labels):
-            raise ValueError(f"Jira labels cannot contain spaces: {labels}")
+        _check_labels(labels)
         self.project = project
         self.conn_id = conn_id
         self.issue_type = issue_type
@@ -94,6 +99,7 @@ class JiraTicket(TicketRoute):
     def backend(self) -> JiraBackend:
         from airflow_opsflow.hooks.jira import JiraTicketHook
 
+        _check_labels(self.labels)  # again as rendered: a template may have produced a space
         # One client per dispatch (prepare opens it): building one costs a serverInfo request.
         return JiraBackend(self, JiraTicketHook(self.conn_id))
 
@@ -228,6 +234,13 @@ class JiraBackend(TicketBackend):
         if apply:
             self.client.transition_issue(key, chosen["id"])
         return str(chosen["id"])
+
+
+def _check_labels(labels: tuple[str, ...] | list[str]) -> None:
+    # A Jinja expression may hold spaces ("{{ params.team }}"): judged by what it renders to.
+    bad = [label for label in labels if " " in with_placeholders(str(label))]
+    if bad:
+        raise ValueError(f"Jira labels cannot contain spaces: {bad}")
 
 
 def _error(state: RetryCallState) -> BaseException | None:

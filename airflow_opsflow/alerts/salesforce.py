@@ -52,11 +52,16 @@ class SalesforceCase(TicketRoute):
     :param fields: more Case fields for the create (``{"Origin": "Web", "OwnerId": "005..."}``).
     :param record_type_id: the Case record type, if the org uses several.
 
+    Templated (Jinja, from params, Variables...): ``conn_id``, ``open_status``, ``closed_status``,
+    ``priorities``, ``fields`` (their values), ``record_type_id``.
+
     Other parameters: see :class:`~airflow_opsflow.incidents.tickets.TicketRoute` and
     :class:`~airflow_opsflow.incidents.route.AlertRoute`.
     """
 
     kind = "salesforce"
+    template_fields: tuple[str, ...] = ("conn_id", "open_status", "closed_status", "priorities", "fields",
+                                        "record_type_id")
 
     def __init__(self, *, conn_id: str = "salesforce_default", fingerprint_field: str = "Opsflow_Fingerprint__c",
                  open_status: str = "New", closed_status: str = "Closed", priorities: dict[str, str] | None = None,

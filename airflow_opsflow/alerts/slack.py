@@ -2,10 +2,12 @@
 
 With a Web API connection (``slack``) an incident is one conversation: the first alert is a message,
 follow-ups (escalation, reminders, resolution) are replies in its thread, and the first message is
-updated when the incident resolves. Every message carries metadata naming its delivery, so when an
-earlier try may have posted it (the answer was lost, the worker died), the channel history is checked
-before posting again: no duplicate. With a webhook connection (``slackwebhook``) alerts are plain
-messages (webhooks can neither thread nor read history).
+updated in place when the incident escalates (severity, age, SLA; refreshed by its later reminders and
+updates) and when it resolves. Every message carries metadata naming its delivery, so when an earlier try
+may have posted it (the answer was lost, the worker died), the channel history is checked before posting
+again: no duplicate; an edit is redone only if the first message does not show it yet (and redoing it is
+harmless). With a webhook connection (``slackwebhook``) alerts are plain messages (webhooks can neither
+thread, edit nor read history).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
     from airflow_opsflow.incidents.repo import Delivery
 
 EVENT_TYPE = "opsflow_alert"
+_UNEDITABLE = ("message_not_found", "cant_update_message", "edit_window_closed")  # chat.update's final refusals
 log = logging.getLogger(__name__)
 
 
@@ -40,6 +43,7 @@ class SlackAlert(AlertRoute):
     """
 
     kind = "slack"
+    template_fields: tuple[str, ...] = ("conn_id", "channel")
 
     def __init__(self, *, conn_id: str = "slack_api_default", channel: str | None = None,
                  rate_limit_retries: int = 5, timeout: int = 30, **kwargs: Any) -> None:
@@ -86,11 +90,11 @@ class SlackAlert(AlertRoute):
         client = hook.client
         thread = refs.get("ts") if alert.kind != "new" else None
         channel = refs.get("channel") or self.channel
-        found = None
+        found, parent = None, None
         if delivery.attempts:  # an earlier try may have posted it (answer lost, worker died): look first
             try:
                 channel = _channel_id(hook, channel)
-                found = _already_posted(client, channel, delivery, thread)
+                found, parent = _earlier_try(client, channel, delivery, thread)
             except Exception as e:  # no history scope, not in the channel...: rather a repeat than nothing
                 log.warning("cannot check %s for an earlier post of %s (%s); posting", channel,
                             delivery.delivery_id, e)
@@ -100,11 +104,41 @@ class SlackAlert(AlertRoute):
             response = client.chat_postMessage(channel=channel, text=text, blocks=blocks, thread_ts=thread,
                                                metadata=metadata, unfurl_links=False)
             channel, found = response["channel"], response["ts"]
-        if alert.kind == "resolved" and refs.get("ts"):
-            # Idempotent, so a retry redoes it safely: the first message now says it is resolved.
-            done_text, done_blocks = slack_render.resolved_original(alert)
-            client.chat_update(channel=refs["channel"], ts=refs["ts"], text=done_text, blocks=done_blocks)
-        return refs if thread else {"channel": channel, "ts": found}
+        if not thread:
+            return {"channel": channel, "ts": found}
+        edit = self._original(alert, refs)
+        if edit is not None:
+            # After the reply, so the thread tells the news first. Idempotent, so a retry may redo it; it is
+            # skipped when an earlier try's edit is already what the first message shows.
+            new_text, new_blocks = edit
+            if parent is None or not _shows(parent, new_text, new_blocks):
+                _update(client, refs, new_text, new_blocks, delivery)
+            if alert.kind != "resolved":
+                return {**refs, "escalated": True}
+        return refs
+
+    def _original(self, alert: Alert, refs: dict[str, Any]) -> tuple[str, list[dict[str, Any]]] | None:
+        """What the incident's first message becomes with this alert, if it changes: resolved; escalated
+        (and, once escalated, refreshed by reminders and updates: its age and evidence stay current)."""
+        if alert.kind == "resolved":
+            return slack_render.resolved_original(alert)
+        if alert.kind == "escalated" or (alert.kind in ("reminder", "updated") and refs.get("escalated")):
+            return slack_render.escalated_original(alert, self.sample_columns, self.mask_columns, self.sample_rows)
+        return None
+
+
+def _update(client: Any, refs: dict[str, Any], text: str, blocks: list[dict[str, Any]], delivery: Delivery) -> None:
+    """Edit the incident's first message. One that cannot be edited any more (a person deleted it, the
+    workspace closes edits) is logged, not retried: the thread reply, the alert itself, went out."""
+    from slack_sdk.errors import SlackApiError
+
+    try:
+        client.chat_update(channel=refs["channel"], ts=refs["ts"], text=text, blocks=blocks)
+    except SlackApiError as e:
+        if e.response.get("error") not in _UNEDITABLE:
+            raise
+        log.warning("cannot edit the first message %s of %s in %s (%s); its thread has the alert",
+                    refs["ts"], delivery.incident_id, refs["channel"], e.response.get("error"))
 
 
 def _channel_id(hook: SlackHook, channel: str) -> str:
@@ -114,17 +148,32 @@ def _channel_id(hook: SlackHook, channel: str) -> str:
     return hook.get_channel_id(channel.lstrip("#"))
 
 
-def _already_posted(client: Any, channel: str, delivery: Delivery, thread: str | None) -> str | None:
-    """The ts of the message ``delivery`` already posted (top level or in ``thread``), if any."""
+def _earlier_try(client: Any, channel: str, delivery: Delivery,
+                 thread: str | None) -> tuple[str | None, dict[str, Any] | None]:
+    """The ts of the message ``delivery`` already posted (top level or in ``thread``), if any, and the
+    thread's first message as Slack has it now (None at top level)."""
     oldest = f"{delivery.created_at.timestamp() - 60:.6f}" if delivery.created_at else "0"
+    parent = None
     if thread:
         messages = client.conversations_replies(channel=channel, ts=thread, include_all_metadata=True,
                                                 limit=200)["messages"]
+        parent = next((m for m in messages if m.get("ts") == thread), None)
     else:
         messages = client.conversations_history(channel=channel, include_all_metadata=True, oldest=oldest,
                                                 limit=200)["messages"]
     for m in messages:
         payload = (m.get("metadata") or {}).get("event_payload") or {}
         if payload.get("delivery_id") == delivery.delivery_id:
-            return str(m["ts"])
-    return None
+            return str(m["ts"]), parent
+    return None, parent
+
+
+def _shows(message: dict[str, Any], text: str, blocks: list[dict[str, Any]]) -> bool:
+    """Whether ``message`` (as Slack returns it) already has this text and these blocks, but for the links
+    (the task log of the try that sent it: an earlier try's is as good). Slack adds a ``block_id`` to each
+    block; anything else it changes only makes the edit be redone, which is harmless."""
+    def plain(bs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [{k: v for k, v in b.items() if k != "block_id"} for b in bs
+                if b.get("block_id") != slack_render.LINKS_BLOCK]
+
+    return message.get("text") == text and plain(message.get("blocks") or []) == plain(blocks)

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from airflow_opsflow.core.jinja import with_placeholders
 from airflow_opsflow.core.timestamps import parse_time
 from airflow_opsflow.incidents import ticket_render
 from airflow_opsflow.incidents.tickets import Ticket, TicketBackend, TicketRoute, ref_key
@@ -54,11 +55,16 @@ class ZendeskTicket(TicketRoute):
         sensor poke (default 120; zenpy's ``ratelimit_budget``, per API it uses); past it the delivery fails and stays
         pending for the next try or run, rather than a 429 storm holding the task for as long as Zendesk asks.
 
+    Templated (Jinja, from params, Variables...): ``conn_id``, ``priorities``, ``ticket_type``, ``tags``,
+    ``group_id``, ``assignee_id`` (rendered to a number), ``custom_fields`` (their values).
+
     Other parameters: see :class:`~airflow_opsflow.incidents.tickets.TicketRoute` and
     :class:`~airflow_opsflow.incidents.route.AlertRoute`.
     """
 
     kind = "zendesk"
+    template_fields: tuple[str, ...] = ("conn_id", "priorities", "ticket_type", "tags", "group_id", "assignee_id",
+                                        "custom_fields")
 
     def __init__(self, *, conn_id: str = "zendesk_default", priorities: dict[str, str] | None = None,
                  ticket_type: str = "incident", tags: tuple[str, ...] = (), group_id: int | None = None,
@@ -67,8 +73,7 @@ class ZendeskTicket(TicketRoute):
         super().__init__(**kwargs)
         if rate_limit_wait < 1:
             raise ValueError(f"rate_limit_wait must be at least 1 second, got {rate_limit_wait}")
-        if any(" " in t for t in tags):
-            raise ValueError(f"Zendesk tags cannot contain spaces: {tags}")
+        _check_tags(tags)
         self.conn_id = conn_id
         self.priorities = priorities or {"error": "high", "warn": "normal"}
         self.ticket_type = ticket_type
@@ -85,6 +90,7 @@ class ZendeskTicket(TicketRoute):
     def backend(self) -> ZendeskBackend:
         from airflow.providers.zendesk.hooks.zendesk import ZendeskHook
 
+        _check_tags(self.tags)  # again as rendered: a template may have produced a space
         hook = ZendeskHook(zendesk_conn_id=self.conn_id)
         host = str(hook.get_connection(self.conn_id).host or "").rstrip("/")
         scheme = os.environ.get("ZENPY_FORCE_SCHEME", "https")  # zenpy's own override (test doubles)
@@ -190,9 +196,9 @@ class ZendeskBackend(TicketBackend):
                          external_id=marker, tags=["opsflow", marker, *r.tags], type=r.ticket_type,
                          priority=r.priorities.get(alert.severity))
         if r.group_id is not None:
-            ticket.group_id = r.group_id
+            ticket.group_id = _zendesk_id(r.group_id, "group_id")
         if r.assignee_id is not None:
-            ticket.assignee_id = r.assignee_id
+            ticket.assignee_id = _zendesk_id(r.assignee_id, "assignee_id")
         if r.custom_fields:
             ticket.custom_fields = [CustomField(id=k, value=v) for k, v in r.custom_fields.items()]
         if follow_up_of is not None:
@@ -247,3 +253,20 @@ class ZendeskBackend(TicketBackend):
         recent = [t for t in tickets if window > 0 and t.closed_at is not None
                   and (datetime.now(UTC) - t.closed_at).days < window]
         return recent[0] if recent else None
+
+
+def _check_tags(tags: tuple[str, ...] | list[str]) -> None:
+    # A Jinja expression may hold spaces ("{{ params.team }}"): judged by what it renders to.
+    bad = [t for t in tags if " " in with_placeholders(str(t))]
+    if bad:
+        raise ValueError(f"Zendesk tags cannot contain spaces: {bad}")
+
+
+def _zendesk_id(value: int | str, field: str) -> int:
+    """A group or agent id; a template renders it as text ("123")."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    text = str(value).strip()
+    if not text.isdigit():
+        raise ValueError(f"ZendeskTicket {field} must be a number, got {text!r}")
+    return int(text)

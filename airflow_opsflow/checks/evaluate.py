@@ -33,7 +33,8 @@ def evaluate(b: BoundCheck, m: dict[str, Any], now: datetime | None = None) -> C
     """Build the result of ``b`` from its metrics ``m`` (metric role -> value)."""
     c = b.check
     r = CheckResult(name=b.name, kind=b.kind, table=b.table_name, status="pass", severity=c.severity,
-                    description=c.description, owner=c.owner, where=b.where_sql)
+                    description=c.description, owner=c.owner, where=b.where_sql,
+                    column=", ".join(c.columns()) or None)
     violated: Status = "fail" if c.severity == "error" else "warn"
     rows = _int(m.get(ROWS))
     r.rows_checked = rows

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from airflow.sdk import conf
 from airflow.sdk.exceptions import AirflowException
 
 from airflow_opsflow.connections.sql import dialect_of, get_db_hook
 from airflow_opsflow.state.store import StateStore
+
+if TYPE_CHECKING:
+    from airflow_opsflow.history.repo import ResultHistory
 
 
 def state_store(conn_id: str | None = None, owner: str = "") -> StateStore:
@@ -31,3 +36,23 @@ def state_store(conn_id: str | None = None, owner: str = "") -> StateStore:
         prefix=conf.get("opsflow", "state_table_prefix", fallback="opsflow_") or "opsflow_",
         schema=conf.get("opsflow", "state_schema", fallback="") or None,
     )
+
+
+def result_history(conn_id: str | None = None, owner: str = "", enabled: bool | None = None) -> ResultHistory | None:
+    """Where a task records its results (:mod:`airflow_opsflow.history.repo`), or None: no state database is
+    configured (history is then simply not kept), or ``enabled``/``[opsflow] result_history`` is off.
+
+    :param enabled: the operator's ``record_history`` (None: ``[opsflow] result_history``, default on).
+    """
+    from datetime import timedelta
+
+    from airflow_opsflow.history.repo import ResultHistory
+
+    if enabled is None:
+        enabled = conf.getboolean("opsflow", "result_history", fallback=True)
+    if not enabled or not (conn_id or conf.get("opsflow", "state_conn_id", fallback="")):
+        return None
+    days = conf.getint("opsflow", "history_retention_days", fallback=400)
+    if days < 0:
+        raise AirflowException(f"[opsflow] history_retention_days must be 0 (keep for ever) or more, got {days}")
+    return ResultHistory(state_store(conn_id, owner), timedelta(days=days) if days else None)

@@ -27,6 +27,7 @@ class CheckResult:
     :param threshold: the tolerance that was exceeded, or the one that applied.
     :param samples: up to ``sample_limit`` violating rows, only for failed/warned checks.
     :param sql: the statements that produced this result, in order.
+    :param column: the column(s) the check is about (``"a, b"`` for several), None for table-level checks.
     :param entities: for a check tracking entities, what this run saw of them (new, still open,
         resolved, ages, money at stake: :class:`airflow_opsflow.incidents.entities.EntityReport`).
     """
@@ -50,6 +51,7 @@ class CheckResult:
     owner: str | None = None
     where: str | None = None
     entities: dict[str, Any] | None = None
+    column: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return json_safe(asdict(self))

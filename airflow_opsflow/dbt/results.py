@@ -70,6 +70,7 @@ def _test(uid: str, entry: dict[str, Any], run: DbtRun) -> CheckResult:
         description=node.get("description") or None,
         owner=_owner(node),
         where=config.get("where"),
+        column=str(column) if column else None,
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
     from airflow_opsflow.sync.destinations.base import DestinationClient
@@ -27,6 +27,10 @@ class SyncDestination(ABC):
     (``destinations/http.py`` opens ``sync/destinations/http.py``)."""
 
     default_batch_size: int = 100
+    # Fields rendered with Jinja (params, Variables...) when the task holding the declaration runs. A
+    # declaration is frozen: ReverseSyncOperator renders a copy (``dataclasses.replace``, so ``__post_init__``
+    # validates the rendered values) rather than setting them on the DAG's object as Airflow would.
+    template_fields: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
     def open(self, owner: str, sync_id: str, concurrency: int) -> Opened:

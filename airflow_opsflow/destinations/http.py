@@ -13,7 +13,7 @@ class HttpEndpoint(SyncDestination):
     :class:`~airflow_opsflow.sync.destinations.http.HttpEndpointClient` when the task runs.
 
     :param http_conn_id: the connection: host (base URL), login/password (basic auth; a password alone is a
-        bearer token), extra = headers.
+        bearer token), extra = headers. (templated)
     :param endpoint: path under the base URL; a Jinja template per record when ``batch_size=1``
         (``/accounts/{{ record.account_id }}``).
     :param method: HTTP method for new and changed records (``insert_method``/``update_method`` override).
@@ -25,10 +25,13 @@ class HttpEndpoint(SyncDestination):
     :param delete_endpoint: path template for deletes (``/accounts/{{ key }}``); required by ``mode='mirror'``.
     :param delete_method: HTTP method for deletes.
     :param idempotency_key: send an ``Idempotency-Key`` header derived from (sync id, key, row hash, write id).
-    :param headers: extra headers (on top of the connection's).
+    :param headers: extra headers (on top of the connection's). Not templated and not shown in the task's
+        rendered fields: a token belongs in the connection.
     :param requests_per_second: pace requests to this rate (None: as fast as the API answers).
     :param timeout: seconds per request (default: the connection's ``timeout`` extra, else 30).
     """
+
+    template_fields = ("http_conn_id",)  # endpoint, body: per-record templates, rendered per record
 
     http_conn_id: str
     endpoint: str = ""
@@ -40,7 +43,7 @@ class HttpEndpoint(SyncDestination):
     insert_method: str | None = None
     update_method: str | None = None
     idempotency_key: bool = False
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict, repr=False)
     requests_per_second: float | None = None
     timeout: float | None = None
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from airflow_opsflow.core.jinja import with_placeholders
 from airflow_opsflow.destinations.base import Opened, SyncDestination
 
 
@@ -56,15 +57,17 @@ class HubSpotObjects(SyncDestination):
     from the source (key changed or emptied) is not removed in HubSpot.
 
     :param object_type: ``contacts``, ``companies``, ``deals``, ``tickets``, ... or a custom object's type
-        id (``2-1234``).
+        id (``2-1234``). (templated)
     :param id_property: the unique property identifying a record (``email`` for contacts, or your own
-        unique-value property); it must be mapped.
-    :param hubspot_conn_id: an ``opsflow_hubspot`` connection (password = private app access token).
+        unique-value property); it must be mapped. (templated)
+    :param hubspot_conn_id: an ``opsflow_hubspot`` connection (password = private app access token). (templated)
     :param requests_per_10s: the account's burst limit (default: the connection's ``requests_per_10s``
         extra, else 100, HubSpot's Free/Starter limit); requests are paced to stay under it.
     :param associations: :class:`HubSpotAssociation` (or dicts ``{"to", "key", "id_property"}``): records
         of other types each record is associated with.
     """
+
+    template_fields = ("object_type", "id_property", "hubspot_conn_id")
 
     object_type: str
     id_property: str
@@ -76,7 +79,7 @@ class HubSpotObjects(SyncDestination):
     default_batch_size = 100
 
     def __post_init__(self) -> None:
-        if not self.object_type or "/" in self.object_type:
+        if not self.object_type or "/" in with_placeholders(self.object_type):
             raise ValueError(f"HubSpotObjects object_type must be a type name, got {self.object_type!r}")
         if not self.id_property:
             raise ValueError("HubSpotObjects needs id_property= (a unique property, e.g. 'email' or 'domain')")

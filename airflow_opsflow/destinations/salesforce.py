@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from airflow_opsflow.core.jinja import with_placeholders
 from airflow_opsflow.destinations.base import Opened, SyncDestination
 
 if TYPE_CHECKING:
@@ -19,12 +20,13 @@ class SalesforceObjects(SyncDestination):
     sObject Collections (200 records a request) or Bulk API 2.0 jobs. Declared in the DAG; opens
     :class:`~airflow_opsflow.sync.destinations.salesforce.SalesforceObjectsClient` when the task runs.
 
-    :param object_name: the sObject's API name (``Account``, ``Contact``, ``Warehouse_Account__c``).
+    :param object_name: the sObject's API name (``Account``, ``Contact``, ``Warehouse_Account__c``). (templated)
     :param external_id_field: an External ID field of the object (``Warehouse_Id__c``; make it Unique too);
-        it must be mapped, and it is how records are found again, so a re-sent upsert is harmless.
+        it must be mapped, and it is how records are found again, so a re-sent upsert is harmless. (templated)
     :param conn_id: a ``salesforce`` connection of Airflow's Salesforce provider (``SalesforceHook``: username,
         password and security token, or a connected app; ``domain`` ``test`` for a sandbox). Its user needs
         API access and Create/Edit (Delete, for mirror) on the object. It logs in on the first request only.
+        (templated)
     :param api: ``auto`` (default): the engine hands over batches of up to 100,000 records (the operator's
         ``batch_size`` lowers it); one of ``bulk_threshold`` records or more goes as a Bulk API 2.0 job, a
         smaller one through sObject Collections. ``collections``: always Collections (batches of 200).
@@ -37,6 +39,8 @@ class SalesforceObjects(SyncDestination):
     :param timeout: seconds per request.
     """
 
+    template_fields = ("object_name", "external_id_field", "conn_id")
+
     object_name: str
     external_id_field: str
     conn_id: str = "salesforce_default"
@@ -48,7 +52,9 @@ class SalesforceObjects(SyncDestination):
     def __post_init__(self) -> None:
         from airflow_opsflow.sync.destinations.salesforce import check_settings
 
-        check_settings(self.object_name, self.external_id_field, self.api, self.bulk_threshold)
+        # A templated name is checked as it renders (the operator renders a copy, validated again).
+        check_settings(with_placeholders(self.object_name), with_placeholders(self.external_id_field), self.api,
+                       self.bulk_threshold)
         if self.bulk_timeout <= 0 or self.timeout <= 0:
             raise ValueError("SalesforceObjects bulk_timeout and timeout must be positive")
 

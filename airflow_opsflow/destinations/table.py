@@ -13,11 +13,13 @@ class DatabaseTable(SyncDestination):
     """Write records into a table (PostgreSQL, MySQL/MariaDB or SQLite). Declared in the DAG; opens
     :class:`~airflow_opsflow.sync.destinations.table.DatabaseTableClient` when the task runs.
 
-    :param conn_id: the destination database's connection.
-    :param table: ``[schema.]table``; it must exist, with a unique index on ``key``.
-    :param key: the destination column(s) identifying a row; they must be mapped.
+    :param conn_id: the destination database's connection. (templated)
+    :param table: ``[schema.]table``; it must exist, with a unique index on ``key``. (templated)
+    :param key: the destination column(s) identifying a row; they must be mapped. (templated)
     :param batch_size: rows per statement and transaction.
     """
+
+    template_fields = ("conn_id", "table", "key")
 
     conn_id: str
     table: str

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from airflow_opsflow.core.jinja import has_jinja
 from airflow_opsflow.destinations.base import Opened, SyncDestination
 
 OBJECT_TYPES = ("organizations", "users", "organization_tickets")
@@ -24,10 +25,10 @@ class ZendeskObjects(SyncDestination):
     removed) set on each of its open tickets when the record changes (see
     :mod:`airflow_opsflow.sync.destinations.zendesk_tickets`; no mirror mode: nothing is created to delete).
 
-    :param object_type: ``organizations``, ``users`` or ``organization_tickets``.
+    :param object_type: ``organizations``, ``users`` or ``organization_tickets``. (templated)
     :param conn_id: a ``zendesk`` connection (Airflow's Zendesk provider): host = ``<subdomain>.zendesk.com``,
         login = the agent's email, an API token in the extra ``token`` or the password with ``use_token``
-        (or an ``oauth_token`` extra).
+        (or an ``oauth_token`` extra). (templated)
     :param requests_per_minute: the account's API limit (default: the connection's ``requests_per_minute``
         extra, else 200, the smallest plan's); requests are paced to stay under it.
     :param job_timeout: seconds to wait for one bulk job; records of a job still unfinished then are
@@ -35,6 +36,8 @@ class ZendeskObjects(SyncDestination):
     :param open_statuses: ``organization_tickets`` only: the ticket statuses that count as open (some of
         new, open, pending, hold; default all four).
     """
+
+    template_fields = ("object_type", "conn_id")
 
     object_type: str
     conn_id: str = "zendesk_default"
@@ -45,7 +48,8 @@ class ZendeskObjects(SyncDestination):
     default_batch_size = 100
 
     def __post_init__(self) -> None:
-        if self.object_type not in OBJECT_TYPES:
+        templated = has_jinja(self.object_type)  # checked as it renders (the operator renders a copy)
+        if self.object_type not in OBJECT_TYPES and not templated:
             raise ValueError(f"ZendeskObjects object_type must be one of {OBJECT_TYPES}, got {self.object_type!r}")
         if self.requests_per_minute is not None and self.requests_per_minute < 1:
             raise ValueError(f"ZendeskObjects requests_per_minute must be >= 1, got {self.requests_per_minute}")
@@ -55,7 +59,7 @@ class ZendeskObjects(SyncDestination):
         object.__setattr__(self, "open_statuses", statuses)  # a list (from a DAG file) kept hashable
         if not statuses or any(s not in OPEN_STATUSES for s in statuses):
             raise ValueError(f"ZendeskObjects open_statuses must be some of {OPEN_STATUSES}, got {statuses}")
-        if statuses != OPEN_STATUSES and self.object_type != "organization_tickets":
+        if statuses != OPEN_STATUSES and self.object_type != "organization_tickets" and not templated:
             raise ValueError("ZendeskObjects open_statuses applies to object_type='organization_tickets' only")
 
     def open(self, owner: str, sync_id: str, concurrency: int) -> Opened:

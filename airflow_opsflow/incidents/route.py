@@ -29,6 +29,9 @@ class AlertRoute:
     """
 
     kind = "route"
+    # Attributes Airflow renders with Jinja when the route sits in a templated field of the task holding it
+    # (``alerts``, ``ticket``): each route names its own (where it sends), none of the shared ones here.
+    template_fields: tuple[str, ...] = ()
 
     def __init__(
         self,

@@ -4,6 +4,7 @@ incidents and their alerts, and the task's outcome (DataCheckOperator, DbtResult
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
@@ -12,6 +13,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from airflow_opsflow.incidents.lifecycle import Policy as IncidentPolicy
 from airflow_opsflow.links import TICKETS_XCOM, JiraTicketLink
 from airflow_opsflow.operators.naming import where_am_i
+from airflow_opsflow.operators.templating import NestedTemplates, nested_template_errors
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -22,19 +24,23 @@ if TYPE_CHECKING:
 STATUSES = ("skipped", "warn", "fail", "error")
 
 
-class CheckResultsOperator(BaseOperator):
+class CheckResultsOperator(NestedTemplates, BaseOperator):
     """Base of the operators whose outcome is a list of check results.
 
     :param fail_on: statuses that fail the task (default ``("fail", "error")``; add ``"warn"`` to be strict).
     :param alerts: where incidents are announced: ``[SlackAlert(...), EmailAlert(...), JiraTicket(...)]``. Each
         failing check is an incident (keyed by DAG, task and check), alerted when it opens, escalates, gets
-        new entities, reminds and resolves, not on every failing run. Needs a state database.
+        new entities, reminds and resolves, not on every failing run. Needs a state database. (templated, in
+        the subclasses: each route's own fields, e.g. ``SlackAlert.channel``; give ``name=`` to keep the route
+        id stable when where it sends is templated)
     :param incident_policy: when incidents open, remind and resolve (an ``IncidentPolicy`` or its fields as
         a dict: ``pending_runs``, ``resolve_runs``, ``remind_every_runs``, ``remind_every``).
-    :param state_conn_id: the state database (default ``[opsflow] state_conn_id``).
+    :param state_conn_id: the state database (default ``[opsflow] state_conn_id``). (templated, in the subclasses)
     :param on_alert_error: ``fail`` (default: the task fails, and its retry re-sends only what is still
         pending) or ``warn`` (logged, task result unchanged) when an alert cannot be delivered. The
         incident state is kept either way.
+    :param record_history: record each result in the state database's result history (docs/history.md);
+        default ``[opsflow] result_history`` (on). Without a state database nothing is recorded.
     """
 
     operator_extra_links = (JiraTicketLink(),)
@@ -47,9 +53,11 @@ class CheckResultsOperator(BaseOperator):
         incident_policy: IncidentPolicy | dict[str, Any] | None = None,
         state_conn_id: str | None = None,
         on_alert_error: str = "fail",
+        record_history: bool | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.record_history = record_history
         bad = [s for s in fail_on if s not in STATUSES]
         if bad:
             raise ValueError(f"{self._where_am_i()}: fail_on has unknown statuses {bad}; use {STATUSES}")
@@ -67,6 +75,9 @@ class CheckResultsOperator(BaseOperator):
         if len(set(names)) != len(names):
             raise ValueError(f"{self._where_am_i()}: two alert routes share a name {names}; pass name= to tell "
                              "them apart")
+        broken = nested_template_errors(self.alerts, "alerts")
+        if broken:
+            raise ValueError(f"{self._where_am_i()}: {'; '.join(broken)}")
 
     def _where_am_i(self) -> str:
         return where_am_i(self)
@@ -82,9 +93,12 @@ class CheckResultsOperator(BaseOperator):
         from airflow_opsflow.core.results import worst
 
         self.log.info("\n%s", format_report(results, title=self._where_am_i()))
+        self._lineage_results = list(results)  # for get_openlineage_facets_on_complete, after execute
         payload: dict[str, Any] = {"status": worst(results), **extra, "results": [r.to_dict() for r in results]}
         # Pushed before alerting or failing the task: alerting and ticketing downstream need the evidence.
         context["ti"].xcom_push(key="results", value=payload)
+        self._record(results, context)
+        self._verdict_on_assets(results, context)
         alert_errors: list[tuple[str, str]] = []
         if self.alerts:
             incidents, alert_errors = self._alert(results, context)
@@ -105,6 +119,59 @@ class CheckResultsOperator(BaseOperator):
             raise AirflowException(f"{len(failing)} {what}(s) could not run: {names}")
         return payload
 
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage (docs/lineage.md): each checked table of ``conn_id`` as an input dataset with one
+        assertion per check, and the run's ``test`` facet for checks on no table of it. Also called when
+        the task failed (the provider's default for ``on_failure``), when the verdict matters most."""
+        from airflow_opsflow.lineage import SqlNaming, check_lineage
+
+        conn_id = getattr(self, "conn_id", None)
+        naming = None
+        if conn_id:
+            try:
+                naming = SqlNaming(conn_id, self._where_am_i())
+            except Exception as e:  # lineage must not hide the verdict: the tests still go to the run facet
+                self.log.warning("OpenLineage: connection %r gives no dataset names: %s", conn_id, e)
+        return check_lineage(getattr(self, "_lineage_results", []), naming)
+
+    def _verdict_on_assets(self, results: list[CheckResult], context: Context) -> None:
+        """The verdict on each Asset outlet's event (what QualityGateOperator reads downstream). Airflow
+        emits outlet events only when the task succeeds: with the default ``fail_on`` a failing run emits
+        none, so an asset-scheduled DAG does not run at all."""
+        from airflow_opsflow.operators.quality_gate import quality_extra
+
+        events = context.get("outlet_events")
+        assets = [o for o in self.outlets or [] if type(o).__name__ == "Asset"]
+        if events is None or not assets:
+            return
+        ti = context["ti"]
+        extra = quality_extra(results, {"dag_id": ti.dag_id, "task_id": ti.task_id, "run_id": ti.run_id})
+        for asset in assets:
+            events[asset].extra = {**(events[asset].extra or {}), **extra}
+
+    def _record(self, results: list[CheckResult], context: Context) -> None:
+        """The results into the result history. A state database that fails here does not fail the task:
+        the verdict stands and is in XCom and the log; the warning says what is missing."""
+        from airflow_opsflow.connections.state import result_history
+        from airflow_opsflow.flows.track_incidents import TaskRun
+        from airflow_opsflow.history.repo import RunRef
+        from airflow_opsflow.incidents.lifecycle import fingerprint
+        from airflow_opsflow.state.store import StateStoreError
+
+        history = result_history(self.state_conn_id, self._where_am_i(), self.record_history)
+        if history is None:
+            return
+        task = TaskRun.of(context["ti"])
+        run = RunRef(task.dag_id, task.task_key, task.run_id, getattr(context["ti"], "try_number", None),
+                     run_time(context))
+        try:
+            history.record_checks(run, results, {r.name: fingerprint(task.dag_id, task.task_key, r.name)
+                                                 for r in results})
+        except StateStoreError as e:
+            self.log.warning("%s: the result history was not recorded for this run: %s", self._where_am_i(), e)
+        finally:
+            history.store.close()
+
     def _alert(self, results: list[CheckResult], context: Context) -> tuple[list[dict[str, Any]], list[Any]]:
         from airflow_opsflow.connections.state import state_store
         from airflow_opsflow.flows.track_incidents import TaskRun, track
@@ -117,3 +184,17 @@ class CheckResultsOperator(BaseOperator):
         if report.sent:
             self.log.info("%d alert(s) delivered", len(report.sent))
         return summary, report.failed
+
+
+def run_time(context: Context | None) -> datetime | None:
+    """The time a run is judged at (freshness deadlines and ages, metric buckets, entity ages): the end of
+    its data interval (a retry or a backfill of that run judges the same way), else its logical date, else
+    when the run was due. None outside a run: the current time."""
+    if context is None:
+        return None
+    for key in ("data_interval_end", "logical_date"):
+        value = context.get(key)
+        if value is not None:
+            return value  # type: ignore[return-value]
+    dag_run = context.get("dag_run")
+    return getattr(dag_run, "run_after", None)

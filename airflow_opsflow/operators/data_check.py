@@ -16,7 +16,7 @@ from airflow_opsflow.core.jinja import (
     with_placeholders,
     with_placeholders_anywhere,
 )
-from airflow_opsflow.operators.check_results import CheckResultsOperator
+from airflow_opsflow.operators.check_results import CheckResultsOperator, run_time
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -50,17 +50,18 @@ class DataCheckOperator(CheckResultsOperator):
     :param read_only: run inside a read-only transaction (default True).
     :param alerts: where incidents are announced: ``[SlackAlert(...), EmailAlert(...), JiraTicket(...)]``.
         Each failing check is an incident (keyed by DAG, task and check), alerted when it opens, escalates,
-        gets new entities, reminds and resolves, not on every failing run. Needs a state database.
+        gets new entities, reminds and resolves, not on every failing run. Needs a state database. (templated:
+        each route's own fields, e.g. ``SlackAlert(channel="{{ params.channel }}")``; see docs/alerts.md)
     :param incident_policy: when incidents open, remind and resolve (an ``IncidentPolicy`` or its fields as
         a dict: ``pending_runs``, ``resolve_runs``, ``remind_every_runs``, ``remind_every``).
     :param state_conn_id: the state database (default ``[opsflow] state_conn_id``): incidents, metric
-        history (``metric`` checks) and tracked entities (checks with ``entity``) live there.
+        history (``metric`` checks) and tracked entities (checks with ``entity``) live there. (templated)
     :param on_alert_error: ``fail`` (default: the task fails, and its retry re-sends only what is still
         pending) or ``warn`` (logged, task result unchanged) when an alert cannot be delivered. The
         incident state is kept either way.
     """
 
-    template_fields: Sequence[str] = ("conn_id", "checks", "table", "where")
+    template_fields: Sequence[str] = ("conn_id", "checks", "table", "where", "alerts", "state_conn_id")
     template_ext: Sequence[str] = (".yml", ".yaml")
     template_fields_renderers = {"checks": "yaml", "where": "sql"}
     ui_color = "#e8f4ea"
@@ -121,10 +122,11 @@ class DataCheckOperator(CheckResultsOperator):
         any other error is raised."""
         where_am_i = self._where_am_i()
         env = self._template_env()
-        broken = [p for field in self.template_fields for p in template_errors(getattr(self, field), field, env)]
+        spec_fields = ("conn_id", "checks", "table", "where")  # (routes are checked by CheckResultsOperator)
+        broken = [p for field in spec_fields for p in template_errors(getattr(self, field), field, env)]
         if broken:
             raise CheckSpecError(broken, where_am_i)
-        templated = any(has_jinja_anywhere(getattr(self, field)) for field in self.template_fields)
+        templated = any(has_jinja_anywhere(getattr(self, field)) for field in spec_fields)
         table = with_placeholders(self.table) if self.table else None
         where = with_placeholders(self.where) if self.where else None
         try:
@@ -163,7 +165,7 @@ class DataCheckOperator(CheckResultsOperator):
             history = MetricRepo(store)
             entities = self._entity_tracking(EntityRepo(store), context)
         conn = hook.get_conn()
-        at = _run_time(context)  # every time-based check is judged at the run's time, not the wall clock
+        at = run_time(context)  # every time-based check is judged at the run's time, not the wall clock
         try:
             return run_suite(conn, suite, dialect, statement_timeout=self.statement_timeout,
                              read_only=self.read_only, now=at, history=history,
@@ -232,17 +234,3 @@ def _sqlglot_dialect(name: str | None, where_am_i: str) -> str | None:
         return to_sqlglot_dialect(name) if name else None
     except ValueError as e:
         raise CheckSpecError([f"field 'dialect': {e}"], where_am_i) from None
-
-
-def _run_time(context: Context | None) -> datetime | None:
-    """The time a run is judged at (freshness deadlines and ages, metric buckets, entity ages): the end of
-    its data interval (a retry or a backfill of that run judges the same way), else its logical date, else
-    when the run was due. None outside a run: the current time."""
-    if context is None:
-        return None
-    for key in ("data_interval_end", "logical_date"):
-        value = context.get(key)
-        if value is not None:
-            return value  # type: ignore[return-value]
-    dag_run = context.get("dag_run")
-    return getattr(dag_run, "run_after", None)

@@ -36,13 +36,14 @@ class DbtResultsOperator(CheckResultsOperator):
         targets, earlier runs' are skipped (a task that did not run this time) unless all are.
     :param include_errors: report models, seeds and snapshots that errored (default True).
     :param fail_on: statuses that fail this task (default ``("fail", "error")``).
-    :param alerts: routes for the tests' incidents (``SlackAlert``, ``EmailAlert``, ``JiraTicket``).
+    :param alerts: routes for the tests' incidents (``SlackAlert``, ``EmailAlert``, ``JiraTicket``). (templated:
+        each route's own fields)
     :param incident_policy: when incidents open, remind and resolve (see ``DataCheckOperator``).
-    :param state_conn_id: the state database (default ``[opsflow] state_conn_id``).
+    :param state_conn_id: the state database (default ``[opsflow] state_conn_id``). (templated)
     :param on_alert_error: ``fail`` (default) or ``warn`` when an alert cannot be delivered.
     """
 
-    template_fields: Sequence[str] = ("target_path", "conn_id")
+    template_fields: Sequence[str] = ("target_path", "conn_id", "alerts", "state_conn_id")
     ui_color = "#fde8e1"
 
     def __init__(

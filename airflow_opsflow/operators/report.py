@@ -13,6 +13,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from airflow_opsflow.core.durations import parse_duration
 from airflow_opsflow.core.jinja import has_jinja
 from airflow_opsflow.operators.naming import where_am_i
+from airflow_opsflow.operators.templating import NestedTemplates, nested_template_errors
 from airflow_opsflow.reports.output import FORMATS
 from airflow_opsflow.reports.spec import Chart, ReportSpec, ReportSpecError, parse
 
@@ -27,7 +28,7 @@ Transform = Callable[[dict[str, "pd.DataFrame"], Any], "pd.DataFrame | dict[str,
 ON_EMPTY = ("send", "skip", "fail")
 
 
-class ReportOperator(BaseOperator):
+class ReportOperator(NestedTemplates, BaseOperator):
     """Build a report from SQL queries (on one connection or several), merged and shaped with pandas, and
     deliver it as a table, a CSV/XLSX file and a chart to Slack and/or email.
 
@@ -51,17 +52,19 @@ class ReportOperator(BaseOperator):
     :param xlsx_sheets: frames added to the XLSX file after the report sheet (e.g. the raw queries).
     :param chart: a :class:`~airflow_opsflow.reports.spec.Chart` (or its fields as a dict) for a PNG chart.
     :param filename: the attachments' base name (default: from the title). (templated)
-    :param deliver: where it goes: ``[SlackReport(channel=...), EmailReport(to=[...])]``.
+    :param deliver: where it goes: ``[SlackReport(channel=...), EmailReport(to=[...])]``. (templated: each
+        destination's channel, recipients, connection; give ``name=`` to keep its id stable when templated)
     :param on_empty: when the report has no rows: ``send`` (default: say so), ``skip`` (send nothing) or
         ``fail``.
     :param max_query_rows: a query returning more rows fails the task (default 1,000,000: a report, not an
         export).
     :param statement_timeout: cancel any query running longer (``"5m"``).
     :param state_conn_id: the state database recording deliveries (default ``[opsflow] state_conn_id``;
-        without one a retried task sends to every destination again).
+        without one a retried task sends to every destination again). (templated)
     """
 
-    template_fields: Sequence[str] = ("queries", "conn_id", "title", "description", "filename")
+    template_fields: Sequence[str] = ("queries", "conn_id", "title", "description", "filename", "deliver",
+                                      "state_conn_id")
     template_fields_renderers = {"queries": "json"}
     ui_color = "#e8eefc"
 
@@ -111,6 +114,9 @@ class ReportOperator(BaseOperator):
         names = [d.name for d in self.deliver]
         if len(set(names)) != len(names):
             raise ValueError(f"{who}: two destinations share a name {names}; pass name= to tell them apart")
+        broken = nested_template_errors(self.deliver, "deliver")
+        if broken:
+            raise ValueError(f"{who}: {'; '.join(broken)}")
         if on_empty not in ON_EMPTY:
             raise ValueError(f"{who}: on_empty must be one of {ON_EMPTY}, got {on_empty!r}")
         self.on_empty = on_empty
@@ -180,6 +186,23 @@ class ReportOperator(BaseOperator):
             raise AirflowFailException(f"{self._where_am_i()}: nothing sent: {e}") from None
         summary["delivered"] = self._send(report, context)
         return summary
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage (docs/lineage.md): the tables each query reads on its connection, and the CRM objects
+        its API queries read (``hubspot://<account>/<object>``...)."""
+        from airflow.providers.openlineage.extractors import OperatorLineage
+
+        from airflow_opsflow.lineage import api_dataset, sql_inputs
+
+        inputs: list[Any] = []
+        for q in self._spec().queries:
+            conn_id = str(q.conn_id or self.conn_id)
+            if q.api is not None:
+                inputs.append(api_dataset(str(q.system), conn_id, q.api))
+            else:
+                inputs += sql_inputs(conn_id, self._where_am_i(), sql=q.sql)
+        unique = {(d.namespace, d.name): d for d in inputs}
+        return OperatorLineage(inputs=list(unique.values()))
 
     def _query(self, spec: ReportSpec) -> dict[str, pd.DataFrame]:
         """Each query on its connection (read-only): a frame per query, or an error naming the query."""

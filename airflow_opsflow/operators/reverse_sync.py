@@ -9,8 +9,10 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from airflow_opsflow.core.jinja import has_jinja, has_jinja_anywhere, template_errors, with_placeholders_anywhere
 from airflow_opsflow.destinations.base import SyncDestination
 from airflow_opsflow.operators.naming import where_am_i
+from airflow_opsflow.operators.templating import NestedTemplates
 from airflow_opsflow.sync.spec import SyncSpec, SyncSpecError
 
 if TYPE_CHECKING:
@@ -19,7 +21,7 @@ if TYPE_CHECKING:
     from airflow_opsflow.sync.mapping import MappingSpec
 
 
-class ReverseSyncOperator(BaseOperator):
+class ReverseSyncOperator(NestedTemplates, BaseOperator):
     """Sync the rows of a query (or table) to a destination, by primary key, sending only what changed.
 
     Every run reads the source in one consistent snapshot with a server-side cursor, diffs each row's
@@ -38,9 +40,11 @@ class ReverseSyncOperator(BaseOperator):
     :param primary_key: the column(s) identifying a record; rows with a null or duplicate key are reported
         as invalid and never sent.
     :param destination: ``HttpEndpoint(...)``, ``HubSpotObjects(...)``, ``SalesforceObjects(...)``,
-        ``ZendeskObjects(...)`` or ``DatabaseTable(...)`` (``airflow_opsflow.destinations``).
+        ``ZendeskObjects(...)`` or ``DatabaseTable(...)`` (``airflow_opsflow.destinations``). (templated: the
+        declaration's own ``template_fields``, e.g. its connection id and object name)
     :param mapping: ``{destination_field: source_column}`` or ``{field: {"column": c, "type": "date"}}``;
-        default: every source column under its own name. Only mapped columns count as changes.
+        default: every source column under its own name. Only mapped columns count as changes. (templated:
+        its values, or the whole mapping as a template rendering to a JSON object)
     :param mode: ``upsert`` (new + changed; default), ``insert`` (new only), ``update`` (changed, and new keys
         as updates of existing records), ``mirror`` (upsert + delete records whose key left the source).
     :param sync_id: names the sync's state (default ``<dag_id>.<task_id>``); keep it when renaming a task.
@@ -52,10 +56,15 @@ class ReverseSyncOperator(BaseOperator):
     :param dry_run: report counts, field-level diffs for a sample and the expected requests; send nothing
         and leave the state untouched. (templated)
     :param max_delete_share: mirror refuses to delete more than this share of the synced records (0.2)...
+        (templated: rendered to a number)
     :param max_delete_rows: ... unless they are at most this many records (default 1: a single delete always
         goes, so a small sync can lose a key; beyond one the share applies, so 10 of 11 is refused). 0: the
         share alone.
     :param allow_empty_source: let mirror delete everything when the source returns no rows.
+    :param max_change_share: refuse a run that would change (and delete) more than this share of the synced
+        records, before anything is sent (default None: no limit; the plan is then read twice).
+    :param approved_plan_hash: the ``plan_hash`` of an approved dry run (``approved_sync``): send only if the
+        source still yields exactly that plan, whatever the guards say; else send nothing. (templated)
     :param max_failed: fail the task when more records than this are rejected (default 0; None: no limit).
     :param max_failed_share: fail only above this share of rejected records (with ``max_failed``, both must
         be exceeded).
@@ -64,14 +73,18 @@ class ReverseSyncOperator(BaseOperator):
     :param batch_size: records per request (default: the destination's).
     :param concurrency: requests in flight at once.
     :param max_attempts: tries per batch on 5xx/timeouts (rate-limit waits do not count).
-    :param state_conn_id: the state database (default ``[opsflow] state_conn_id``).
+    :param state_conn_id: the state database (default ``[opsflow] state_conn_id``). (templated)
     :param diff: ``auto`` (pushdown when the state is in the source database), ``pushdown`` or ``streaming``.
     :param fetch_size: rows per round trip of the source cursor.
+    :param record_history: record the run in the result history (``sync_runs``, docs/history.md); default
+        ``[opsflow] result_history`` (on).
     """
 
-    template_fields: Sequence[str] = ("conn_id", "sql", "table", "sync_id", "full_resync", "sync_dry_run")
+    template_fields: Sequence[str] = ("conn_id", "sql", "table", "sync_id", "full_resync", "sync_dry_run",
+                                      "destination", "mapping", "max_delete_share", "state_conn_id",
+                                      "approved_plan_hash")
     template_ext: Sequence[str] = (".sql",)
-    template_fields_renderers = {"sql": "sql"}
+    template_fields_renderers = {"sql": "sql", "mapping": "json"}
     ui_color = "#e8eef8"
 
     def __init__(
@@ -90,9 +103,11 @@ class ReverseSyncOperator(BaseOperator):
         full_diff_every: timedelta | None = timedelta(days=1),
         full_resync: bool | str = False,
         dry_run: bool | str = False,
-        max_delete_share: float = 0.2,
+        max_delete_share: float | str = 0.2,
         max_delete_rows: int = 1,
         allow_empty_source: bool = False,
+        max_change_share: float | None = None,
+        approved_plan_hash: str | None = None,
         max_failed: int | None = 0,
         max_failed_share: float | None = None,
         shard: Sequence[int] | None = None,
@@ -102,6 +117,7 @@ class ReverseSyncOperator(BaseOperator):
         state_conn_id: str | None = None,
         diff: str = "auto",
         fetch_size: int = 10_000,
+        record_history: bool | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -120,27 +136,54 @@ class ReverseSyncOperator(BaseOperator):
         self.sync_dry_run = dry_run  # not ``dry_run``: BaseOperator has a method of that name
         self.batch_size, self.concurrency, self.max_attempts = batch_size, concurrency, max_attempts
         self.state_conn_id, self.fetch_size = state_conn_id, fetch_size
+        self.record_history = record_history
         self.shard = tuple(shard) if shard is not None else None
+        self.max_delete_share = max_delete_share
+        self.approved_plan_hash = approved_plan_hash
         self._settings = {
             "mode": mode, "cursor": cursor, "cursor_lookback": cursor_lookback, "full_diff_every": full_diff_every,
-            "max_delete_share": max_delete_share, "max_delete_rows": max_delete_rows,
-            "allow_empty_source": allow_empty_source,
+            "max_delete_rows": max_delete_rows,
+            "allow_empty_source": allow_empty_source, "max_change_share": max_change_share,
             "max_failed": max_failed, "max_failed_share": max_failed_share, "diff": diff,
         }
         self.primary_key, self.mapping = primary_key, mapping
-        self._spec(dry_run=False, full_resync=False)  # fail at DAG parse, not at 3 a.m.
+        broken = [p for field in ("mapping", "max_delete_share", "state_conn_id")
+                  for p in template_errors(getattr(self, field), field)]
+        broken += [p for field in destination.template_fields
+                   for p in template_errors(getattr(destination, field), f"destination.{field}")]
+        if broken:
+            raise ValueError(f"{where}: {'; '.join(broken)}")
+        self._spec(dry_run=False, full_resync=False, rendered=False)  # fail at DAG parse, not at 3 a.m.
 
     def _where_am_i(self) -> str:
         return where_am_i(self)
 
-    def _spec(self, dry_run: bool, full_resync: bool) -> SyncSpec:
+    def _spec(self, dry_run: bool, full_resync: bool, rendered: bool = True) -> SyncSpec:
+        """The sync's settings, validated. Before rendering (``rendered=False``, at DAG parse) a templated value
+        is checked as far as it can be: a mapping's templated values stand in as placeholder columns, a
+        templated whole mapping or share waits for the run, where the rendered values are checked in full."""
         sync_id = self.sync_id or (f"{self.dag_id}.{self.task_id}" if self.has_dag() else self.task_id)
         shard = self.shard
+        where = self._where_am_i()
+        mapping: Any = self.mapping
+        share: Any = self.max_delete_share
+        if not rendered:
+            mapping = None if has_jinja(mapping) else with_placeholders_anywhere(mapping)
+            share = 0.2 if has_jinja_anywhere(share) else share
+        elif isinstance(mapping, str):  # a whole mapping from a template renders as JSON text (or a dict natively)
+            mapping = _json_object(mapping, "mapping", where)
         try:
-            return SyncSpec.build(sync_id, self.primary_key, self.mapping, shard=shard, dry_run=dry_run,
-                                  full_resync=full_resync, **self._settings)
-        except (SyncSpecError, TypeError) as e:
-            raise ValueError(f"{self._where_am_i()}: {e}") from None
+            share = _number(share, "max_delete_share")
+            # Rendered from the approval's XCom: empty when no approval was needed (the guards then apply).
+            approved = self.approved_plan_hash if rendered and isinstance(self.approved_plan_hash, str) else None
+            return SyncSpec.build(sync_id, self.primary_key, mapping, shard=shard, dry_run=dry_run,
+                                  full_resync=full_resync, max_delete_share=share,
+                                  approved_plan_hash=(approved.strip() or None) if approved else None,
+                                  **self._settings)
+        except (SyncSpecError, TypeError, ValueError) as e:
+            if rendered:  # a value from params or a Variable: fixing it, not retrying, helps
+                raise AirflowFailException(f"{where}: {e}") from None
+            raise ValueError(f"{where}: {e}") from None
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow.sdk import conf
@@ -200,8 +243,10 @@ class ReverseSyncOperator(BaseOperator):
         try:
             report = run.run()
         except (SyncFailed, SyncRefused) as e:
-            self._publish(context, e.report)
-            raise AirflowFailException(f"{where}: {e}") from None
+            self._publish(context, e.report, "refused" if isinstance(e, SyncRefused) else "failed", str(e))
+            again = (" (to ask again, clear the plan task of the approval group with its downstream tasks: it plans "
+                     "anew and asks for approval)") if spec.approved_plan_hash and isinstance(e, SyncRefused) else ""
+            raise AirflowFailException(f"{where}: {e}{again}") from None
         except SyncSpecError as e:
             raise AirflowFailException(f"{where}: {e}") from None
         except SyncBusyError as e:
@@ -229,15 +274,84 @@ class ReverseSyncOperator(BaseOperator):
             opened.destination.close()
         return self._publish(context, report)
 
-    def _publish(self, context: Context, report: Any) -> dict[str, Any]:
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage (docs/lineage.md): the source table or the tables of the source query, as the
+        provider's SQL operators name them, into the destination (``hubspot://<account>/<object>``, the
+        endpoint's URL, the destination table...)."""
+        from airflow.providers.openlineage.extractors import OperatorLineage
+
+        from airflow_opsflow.lineage import destination_dataset, sql_inputs
+
+        where = self._where_am_i()
+        inputs = sql_inputs(self.conn_id, where, sql=self.sql, table=self.table)
+        return OperatorLineage(inputs=inputs, outputs=[destination_dataset(self.destination)])
+
+    def _publish(self, context: Context, report: Any, status: str | None = None, message: str = "") -> dict[str, Any]:
         self.log.info("\n%s", report.summary())
         payload: dict[str, Any] = report.to_dict()
         context["ti"].xcom_push(key="sync", value=payload)
+        if status is None:
+            status = "dry_run" if report.dry_run else "partial" if report.counts.get("failed") else "ok"
+        self._record(context, payload, status, message)
         events = context.get("outlet_events")
         for outlet in self.outlets or []:
             if events is not None and type(outlet).__name__ == "Asset":
                 events[outlet].extra = {"sync_id": report.sync_id, "dry_run": report.dry_run, **report.counts}
         return payload
+
+    def _record(self, context: Context, payload: dict[str, Any], status: str, message: str) -> None:
+        _record_sync(self, context, payload, status, message)
+
+
+def _record_sync(op: ReverseSyncOperator, context: Context, payload: dict[str, Any], status: str,
+                 message: str) -> None:
+    """The run into the result history (``sync_runs``); a state database failing here is a warning: what
+    the destination confirmed is already recorded per key, only the run's summary row is missing."""
+    from airflow_opsflow.connections.state import result_history
+    from airflow_opsflow.flows.track_incidents import TaskRun
+    from airflow_opsflow.history.repo import RunRef
+    from airflow_opsflow.operators.check_results import run_time
+    from airflow_opsflow.state.store import StateStoreError
+
+    where = op._where_am_i()
+    history = result_history(op.state_conn_id, where, op.record_history)
+    if history is None:
+        return
+    task = TaskRun.of(context["ti"])
+    run = RunRef(task.dag_id, task.task_key, task.run_id, getattr(context["ti"], "try_number", None),
+                 run_time(context))
+    try:
+        history.record_sync(run, str(payload.get("sync_id", "")), status, payload, op.destination.describe(),
+                            message.replace(f"{where}: ", ""))
+    except StateStoreError as e:
+        op.log.warning("%s: the sync run was not recorded in the result history: %s", where, e)
+    finally:
+        history.store.close()
+
+
+def _number(value: Any, field: str) -> float:
+    """A share given as a number, or as text (a rendered template, ``"0.5"``)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            pass
+    raise SyncSpecError(f"{field} must be a number between 0 and 1, got {value!r}")
+
+
+def _json_object(text: str, field: str, where: str) -> dict[str, Any]:
+    import json
+
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise AirflowFailException(f"{where}: {field} rendered to {text[:200]!r}, not a JSON object such as "
+                                   '{"id": "account_id"} (or render it natively: render_template_as_native_obj=True)')
+    return value
 
 
 def _same_database(source_conn_id: str, state_conn_id: str | None) -> bool:

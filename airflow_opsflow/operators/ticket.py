@@ -12,6 +12,7 @@ from airflow.sdk.exceptions import AirflowException
 from airflow_opsflow.incidents.lifecycle import Policy as IncidentPolicy
 from airflow_opsflow.incidents.tickets import TicketRoute
 from airflow_opsflow.links import TICKETS_XCOM, TicketLink
+from airflow_opsflow.operators.templating import NestedTemplates, nested_template_errors
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 GROUPINGS = ("check", "task", "entity")
 
 
-class TicketOperator(BaseOperator):
+class TicketOperator(NestedTemplates, BaseOperator):
     """Open, update and resolve tickets from a DataCheckOperator's results (its XCom ``results``),
     with the same incident lifecycle as alerts: a ticket when an incident opens, comments when it
     escalates or reminds, resolution when it clears; never two tickets for one incident.
@@ -33,7 +34,8 @@ class TicketOperator(BaseOperator):
 
     :param ticket: the ticket route, in whichever system the team works: ``JiraTicket(project="OPS", ...)``,
         ``HubSpotTicket(pipeline=..., ...)``, ``SalesforceCase(...)``, ``ZendeskTicket(...)`` (any
-        :class:`~airflow_opsflow.incidents.tickets.TicketRoute`).
+        :class:`~airflow_opsflow.incidents.tickets.TicketRoute`). (templated: the route's own fields, e.g.
+        ``JiraTicket(project="{{ params.project }}")``)
     :param check_task_id: the DataCheckOperator task whose results to read.
     :param group_by: ``check`` (one ticket per failing check, default), ``task`` (one ticket for all of
         the task's failing checks) or ``entity`` (one ticket per value of ``entity_column`` among a failing
@@ -47,10 +49,10 @@ class TicketOperator(BaseOperator):
     :param description: the explicit ticket's description (templated).
     :param severity: the explicit ticket's severity (``error`` or ``warn``; maps to a priority).
     :param incident_policy: pending/resolve/reminder settings (see DataCheckOperator).
-    :param state_conn_id: the state database (default ``[opsflow] state_conn_id``).
+    :param state_conn_id: the state database (default ``[opsflow] state_conn_id``). (templated)
     """
 
-    template_fields: Sequence[str] = ("summary", "description", "check_task_id")
+    template_fields: Sequence[str] = ("summary", "description", "check_task_id", "ticket", "state_conn_id")
     operator_extra_links = (TicketLink(),)
     ui_color = "#deebff"
 
@@ -82,6 +84,9 @@ class TicketOperator(BaseOperator):
         if not isinstance(ticket, TicketRoute):
             raise ValueError(f"{who}: ticket must be a ticket route (JiraTicket, HubSpotTicket, SalesforceCase, "
                              f"ZendeskTicket...), not {type(ticket).__name__}")
+        broken = nested_template_errors(ticket, "ticket")
+        if broken:
+            raise ValueError(f"{who}: {'; '.join(broken)}")
         self.ticket = ticket
         self.check_task_id = check_task_id
         self.group_by = group_by

@@ -186,13 +186,13 @@ class DataConditionSensor(BaseSensorOperator):
 
     def poke(self, context: Context) -> bool:
         from airflow_opsflow.flows.condition import ConditionError
-        from airflow_opsflow.operators.data_check import _run_time
+        from airflow_opsflow.operators.check_results import run_time
         from airflow_opsflow.triggers.data_condition import poll_condition
 
         checks = self._checked()  # before any query: a bad spec is not worth a poll
         try:
             holds, detail = poll_condition(self.conn_id, self.dialect, self.sql, checks,
-                                           self.statement_timeout_s, _run_time(context))
+                                           self.statement_timeout_s, run_time(context))
         except ConditionError as e:
             raise AirflowException(f"task {self.task_id!r}: the condition cannot be evaluated: {e}") from None
         self.log.info("condition %s: %s", "holds" if holds else "not met yet", detail)
@@ -203,11 +203,11 @@ class DataConditionSensor(BaseSensorOperator):
             return super().execute(context)
         if self.poke(context):  # no need to defer when the data is already there
             return None
-        from airflow_opsflow.operators.data_check import _run_time
+        from airflow_opsflow.operators.check_results import run_time
         from airflow_opsflow.triggers.data_condition import DataConditionTrigger
 
         deadline = time.time() + self.timeout if self.timeout is not None else None
-        at = _run_time(context)
+        at = run_time(context)
         self.defer(
             trigger=DataConditionTrigger(self.conn_id, self.dialect, self.sql, self._checked(),
                                          float(self.poke_interval), self.statement_timeout_s, deadline,

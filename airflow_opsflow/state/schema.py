@@ -22,7 +22,7 @@ class TableNames(Protocol):
 
     def table(self, name: str) -> str: ...
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 _TABLES = {
     "schema_version": """
@@ -164,6 +164,62 @@ _TABLES = {
         detail TEXT,
         sent_at VARCHAR(32) NOT NULL
     """,
+    # The result history (airflow_opsflow.history.repo; a documented interface: docs/history.md): one row
+    # per check per task run, replaced by a retry of the run.
+    "check_results": """
+        result_id VARCHAR(64) NOT NULL PRIMARY KEY,
+        dag_id VARCHAR(250) NOT NULL,
+        task_id VARCHAR(250) NOT NULL,
+        run_id VARCHAR(250) NOT NULL,
+        try_number INTEGER,
+        run_at VARCHAR(32),
+        recorded_at VARCHAR(32) NOT NULL,
+        check_name VARCHAR(250) NOT NULL,
+        kind VARCHAR(32) NOT NULL,
+        status VARCHAR(16) NOT NULL,
+        severity VARCHAR(16),
+        table_name VARCHAR(500),
+        column_name VARCHAR(500),
+        observed TEXT,
+        observed_value DOUBLE PRECISION,
+        violating_count BIGINT,
+        violating_share DOUBLE PRECISION,
+        rows_checked BIGINT,
+        threshold VARCHAR(250),
+        message TEXT,
+        duration_s DOUBLE PRECISION,
+        sql_hash VARCHAR(16),
+        fingerprint VARCHAR(64)
+    """,
+    # One row per sync run (and shard), replaced by a retry of the run.
+    "sync_runs": """
+        run_key VARCHAR(64) NOT NULL PRIMARY KEY,
+        sync_id VARCHAR(200) NOT NULL,
+        dag_id VARCHAR(250) NOT NULL,
+        task_id VARCHAR(250) NOT NULL,
+        run_id VARCHAR(250) NOT NULL,
+        try_number INTEGER,
+        run_at VARCHAR(32),
+        recorded_at VARCHAR(32) NOT NULL,
+        status VARCHAR(16) NOT NULL,
+        mode VARCHAR(16),
+        full_read INTEGER,
+        destination VARCHAR(250),
+        added BIGINT NOT NULL,
+        changed BIGINT NOT NULL,
+        deleted BIGINT NOT NULL,
+        unchanged BIGINT NOT NULL,
+        failed BIGINT NOT NULL,
+        invalid BIGINT NOT NULL,
+        skipped BIGINT NOT NULL,
+        rows_read BIGINT,
+        requests BIGINT,
+        retries INTEGER,
+        rate_limited INTEGER,
+        duration_s DOUBLE PRECISION,
+        message TEXT,
+        failures TEXT
+    """,
 }
 # Columns added to an existing table by a later schema version: (table, column, type).
 _ADDED = {3: [("sync_keys", "write_id", "VARCHAR(32)")],
@@ -174,7 +230,10 @@ _ADDED = {3: [("sync_keys", "write_id", "VARCHAR(32)")],
 # statement at once, and has no CREATE INDEX IF NOT EXISTS).
 _INDEXES = {"deliveries": ("deliveries_pending", "fingerprint, status"),
             "sync_keys": ("sync_keys_failed", "sync_id, status"),
-            "metric_series": ("metric_series_key", "history_key")}
+            "metric_series": ("metric_series_key", "history_key"),
+            # a task's rows by age: the retention's delete on every write, and "the last N runs" queries
+            "check_results": ("check_results_task", "dag_id, task_id, recorded_at"),
+            "sync_runs": ("sync_runs_sync", "sync_id, recorded_at")}
 # Where the engine can, an index covers only the rows it looks for (a sync's few non-confirmed keys), so
 # writing a million confirmed keys does not maintain a second index.
 _PARTIAL = {"sync_keys": ("sync_id", "status <> 'ok'")}
@@ -262,4 +321,9 @@ def _v7(store: TableNames, dialect: str) -> list[str]:
     return [*_add_columns(store, dialect, 7), *ddl(store, "metric_marks", dialect)]
 
 
-MIGRATIONS: dict[int, Callable[[TableNames, str], list[str]]] = {1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5, 6: _v6, 7: _v7}
+def _v8(store: TableNames, dialect: str) -> list[str]:
+    return [*ddl(store, "check_results", dialect), *ddl(store, "sync_runs", dialect)]
+
+
+MIGRATIONS: dict[int, Callable[[TableNames, str], list[str]]] = {1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5, 6: _v6, 7: _v7,
+                                                                8: _v8}

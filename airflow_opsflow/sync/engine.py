@@ -187,22 +187,33 @@ class SyncRun:
         if pushdown or spec.mode == "mirror":
             total = int(src.query(plan.count_sql(since), "counting source rows")[1][0][0])
             report.rows_read = total
-            if spec.mode == "mirror" and full and total == 0 and not spec.allow_empty_source:
+            # (an approved plan was shown to a person, deletes and all: the survey checks it instead)
+            if spec.mode == "mirror" and full and total == 0 and not spec.allow_empty_source \
+                    and not spec.approved_plan_hash:
                 report.refused = ("the source returned no rows: mirror would delete every synced record "
                                   "(pass allow_empty_source=True if that is intended)")
                 if not spec.dry_run:
                     raise SyncRefused(f"sync {spec.state_id!r}: {report.refused}", report)
                 report.refused = f"a real run would be refused: {report.refused}"  # the dry run shows the deletes
         high = src.query(plan.max_cursor_sql(since), "reading the cursor's maximum")[1][0][0] if plan.cursor else None
-        differ = Differ(plan, src, repo, store.table("sync_keys") if pushdown else None, duplicates,
-                        to_record, OPS[spec.mode], resend_all=spec.full_resync,
-                        track_keys=spec.mode == "mirror" and full and not pushdown)
+
+        def new_differ() -> Differ:
+            return Differ(plan, src, repo, store.table("sync_keys") if pushdown else None, duplicates,
+                          to_record, OPS[spec.mode], resend_all=spec.full_resync,
+                          track_keys=spec.mode == "mirror" and full and not pushdown)
+
+        differ = new_differ()
         # Counted before anything is sent: the guard's share must not depend on how many of this run's
         # new records were recorded by the time the deletes are read.
-        synced = repo.synced_count() if spec.mode == "mirror" and full else 0
-        chunks = self._items(differ, since, failed_keys, full, repo, report, synced)
+        synced = repo.synced_count() if (spec.mode == "mirror" and full) or self._change_guarded() else 0
+        approved = False
+        if not spec.dry_run and (spec.approved_plan_hash or self._change_guarded()):
+            approved = self._survey(new_differ(), since, failed_keys, full, repo, report, synced)
+        hashed = _PlanHash()
+        chunks = hashed.over(self._items(differ, since, failed_keys, full, repo, report, synced, approved))
         if spec.dry_run:
-            self._dry(chunks, report)
+            self._dry(chunks, report, synced)
+            report.plan_hash = hashed.hexdigest()
         else:
             # Two writers where the database takes parallel commits (SQLite has one writer at a time).
             writers = [SyncRepo(self.store_factory(), spec.state_id)
@@ -217,6 +228,10 @@ class SyncRun:
                 raise
             self._tally(stats, report)
             repo.clear_marks()  # every marked write was answered and recorded
+            if report.plan_hash and report.plan_hash != hashed.hexdigest():  # one snapshot: never expected
+                log.warning("sync %r: the plan sent (%s) differs from the plan counted before (%s)",
+                            spec.state_id, hashed.hexdigest(), report.plan_hash)
+            report.plan_hash = hashed.hexdigest()
         c = differ.counts
         report.rows_read = total if total is not None else c.read
         report.counts["unchanged"] = (total - c.read + c.unchanged) if pushdown and total is not None else c.unchanged
@@ -270,8 +285,10 @@ class SyncRun:
     # -- what to send -----------------------------------------------------------------------------------
 
     def _items(self, differ: Differ, since: Any, failed_keys: list[str], full: bool, repo: SyncRepo,
-               report: SyncReport, synced: int) -> Iterator[Group]:
-        """What to send, in groups of items sharing an operation and a write (see Deliverer.run)."""
+               report: SyncReport, synced: int, approved: bool = False, dry: bool | None = None) -> Iterator[Group]:
+        """What to send, in groups of items sharing an operation and a write (see Deliverer.run). ``approved``:
+        this exact plan was approved, the delete guard does not apply; ``dry``: count, send nothing (default:
+        the spec's dry_run)."""
         spec = self.spec
 
         def as_items(chunks: Iterator[list[Item]]) -> Iterator[Group]:
@@ -295,16 +312,66 @@ class SyncRun:
             differ.exclude.update(chunk)  # the main read passes over them (neither sent nor counted twice)
         yield from as_items(differ.changes(since))
         if spec.mode == "mirror" and full:
-            yield from self._deletes(differ, synced, repo, report)
+            yield from self._deletes(differ, synced, repo, report, approved, dry)
 
-    def _deletes(self, differ: Differ, synced: int, repo: SyncRepo, report: SyncReport) -> Iterator[Group]:
+    def _survey(self, differ: Differ, since: Any, failed_keys: list[str], full: bool, repo: SyncRepo,
+                report: SyncReport, synced: int) -> bool:
+        """Count the whole plan before anything is sent (a pass that sends nothing, in the same source snapshot,
+        under the same lock, so the delivery pass that follows plans the same): refuse a plan that is not the
+        approved one, or that changes too much. True: this plan was approved, the guards do not apply."""
+        spec = self.spec
+        scratch = SyncReport(spec.state_id, spec.mode, report.diff, full, True)
+        hashed = _PlanHash()
+        kinds: dict[str, int] = dict.fromkeys(("added", "changed", "deleted"), 0)
+        for _, _, group in hashed.over(self._items(differ, since, failed_keys, full, repo, scratch, synced,
+                                                   dry=True)):
+            for item in group:
+                kinds[item.kind] += 1
+        report.plan_hash = hashed.hexdigest()
+        what = f"{kinds['added']:,} added, {kinds['changed']:,} changed, {kinds['deleted']:,} deleted"
+        if spec.approved_plan_hash:
+            if report.plan_hash == spec.approved_plan_hash.strip():
+                log.info("sync %r: sending the approved plan %s (%s)", spec.state_id, report.plan_hash, what)
+                return True
+            report.delete_keys = scratch.delete_keys
+            report.refused = (f"the source no longer yields the approved plan (approved plan_hash "
+                              f"{spec.approved_plan_hash.strip()}, now {report.plan_hash}: {what}); nothing was "
+                              "sent: plan and approve it again")
+            raise SyncRefused(f"sync {spec.state_id!r}: {report.refused}", report)
+        refused = self._change_guard(kinds["changed"], kinds["deleted"], synced)
+        if refused:
+            report.delete_keys = scratch.delete_keys
+            report.refused = f"{refused}; nothing was sent"
+            raise SyncRefused(f"sync {spec.state_id!r}: {report.refused}", report)
+        return False
+
+    def _change_guarded(self) -> bool:
+        """``max_change_share`` applies (a forced full resync re-sends everything on purpose: it does not)."""
+        return self.spec.max_change_share is not None and not self.spec.full_resync
+
+    def _change_guard(self, changed: int, deleted: int, synced: int) -> str | None:
+        """Why a run must not change ``changed`` and delete ``deleted`` of ``synced`` records, or None."""
+        share = self.spec.max_change_share
+        if share is None or not self._change_guarded() or not synced:  # nothing synced yet: nothing to lose
+            return None
+        allowed = self._share_allows(synced, share)
+        if changed + deleted <= allowed:
+            return None
+        return (f"the run would change {changed:,} and delete {deleted:,} of {synced:,} synced records "
+                f"({(changed + deleted) / synced:.1%}), over max_change_share={share:g} (at most {allowed:,} of "
+                f"{synced:,}); raise it if the changes are intended, or have the plan approved "
+                "(docs/sync.md, 'Approval of risky syncs')")
+
+    def _deletes(self, differ: Differ, synced: int, repo: SyncRepo, report: SyncReport, approved: bool = False,
+                 dry: bool | None = None) -> Iterator[Group]:
         """The deletes, guarded: a real run holds them (at most the allowed number) until all were counted.
 
         ``synced`` is known before the deletes are read, and so is the allowed number: beyond it only a
         count and the first keys are kept, so a broken source on a large mirror is refused without holding
         every synced key in memory. A dry run streams them."""
         spec = self.spec
-        allowed = self._allowed_deletes(synced)
+        dry = spec.dry_run if dry is None else dry
+        allowed = _NO_LIMIT if approved else self._allowed_deletes(synced)
         kept: list[Item] = []  # real run: the deletes to send, while within the limits
         never_sent: list[str] = []
         sample: list[str] = []
@@ -317,7 +384,7 @@ class SyncRun:
             count += 1
             if len(sample) < _DELETE_SAMPLE:
                 sample.append(key)
-            if spec.dry_run:
+            if dry:
                 kept.append(Item(key, (), None, row_hash, ref, pending=status == PENDING, op="delete", kind="deleted"))
                 if len(kept) >= _DRY_DELETE_CHUNK:
                     yield "delete", "", kept
@@ -327,15 +394,15 @@ class SyncRun:
             elif kept or never_sent:  # over the limits: refused; only counted from here on
                 kept, never_sent = [], []
         refused = self._delete_guard(count, synced) if count > allowed else None
-        if spec.dry_run or refused:
+        if dry or refused:
             report.delete_keys = sample  # what it would delete
-        if spec.dry_run:
+        if dry:
             if refused and not report.refused:
                 report.refused = f"a real run would be refused: {refused}"
         elif refused:
             report.refused = f"{refused}; no record was deleted"
             raise SyncRefused(f"sync {spec.state_id!r}: {report.refused}", report)
-        if never_sent and not spec.dry_run:
+        if never_sent and not dry:
             repo.forget(never_sent)
         if kept:
             yield "delete", "", kept
@@ -345,10 +412,10 @@ class SyncRun:
         while within ``max_delete_share``. Refused beyond it."""
         return max(self.spec.max_delete_rows, self._share_allows(synced))
 
-    def _share_allows(self, synced: int) -> int:
-        """The most deletes within ``max_delete_share`` of ``synced``, compared as a share (so that
-        2 of 10 pass at 0.2 whatever the float product's rounding)."""
-        share = self.spec.max_delete_share
+    def _share_allows(self, synced: int, share: float | None = None) -> int:
+        """The most records within ``share`` (default ``max_delete_share``) of ``synced``, compared as a share
+        (so that 2 of 10 pass at 0.2 whatever the float product's rounding)."""
+        share = self.spec.max_delete_share if share is None else share
         if share >= 1:
             return _NO_LIMIT
         n = int(synced * share)
@@ -369,7 +436,7 @@ class SyncRun:
 
     # -- dry runs and outcomes ---------------------------------------------------------------------------
 
-    def _dry(self, groups: Iterator[Group], report: SyncReport) -> None:
+    def _dry(self, groups: Iterator[Group], report: SyncReport, synced: int = 0) -> None:
         per_op: dict[str, int] = {}
         sample: list[Item] = []
         for item in (i for _, _, group in groups for i in group):
@@ -377,6 +444,9 @@ class SyncRun:
             report.counts[item.kind] += 1
             if len(sample) < self.spec.preview_size:
                 sample.append(item)
+        refused = self._change_guard(report.counts["changed"], report.counts["deleted"], synced)
+        if refused and not report.refused:
+            report.refused = f"a real run would be refused: {refused}"
         size = self.policy.batch_size
         report.requests = {op: self.dest.requests_for(op, n, size) for op, n in per_op.items()}  # type: ignore[arg-type]
         current = self.dest.read([i for i in sample if i.op != "delete"]) if sample else None
@@ -408,6 +478,28 @@ class SyncRun:
                              f"(max_failed={spec.max_failed}, max_failed_share={spec.max_failed_share}); the "
                              "others were delivered and recorded, the rejected ones are retried next run", report)
         return report
+
+
+class _PlanHash:
+    """A digest of planned operations (operation, key, row hash) that does not depend on their order: a dry
+    run and the real run plan the same records, but may read them in other chunks and orders (parallel
+    workers). A sum of 128-bit digests, then hashed with the count."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.count = 0
+
+    def over(self, groups: Iterator[Group]) -> Iterator[Group]:
+        b2 = hashlib.blake2b
+        for group in groups:
+            self.total += sum(int.from_bytes(b2(f"{i.op}\x1f{i.key}\x1f{i.row_hash or ''}".encode(),
+                                                digest_size=16).digest()) for i in group[2])
+            self.count += len(group[2])
+            yield group
+
+    def hexdigest(self) -> str:
+        text = f"{self.count}:{self.total % 2**128:032x}"
+        return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
 
 
 @contextlib.contextmanager

@@ -37,6 +37,9 @@ class SyncReport:
     rows_read: int = 0
     seconds: float = 0.0
     refused: str | None = None
+    # The planned operations (key, operation, row hash), hashed: equal in a dry run and in the real run that
+    # follows on the same data. None when a real run stopped before it saw its whole plan.
+    plan_hash: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -76,3 +79,49 @@ class SyncReport:
         if self.refused:
             lines.append(f"  {'WOULD BE REFUSED' if self.dry_run else 'REFUSED'}: {self.refused}")
         return "\n".join(lines)
+
+
+def plan_markdown(plan: dict[str, Any], *, rows: int = 20) -> str:
+    """A dry run's report (``SyncReport.to_dict()``, as in XCom) as Markdown, for the person who approves it:
+    counts, why a real run would be refused, expected requests, sample field diffs, the keys to delete."""
+    c = plan.get("counts") or {}
+    read = "full" if plan.get("full") else "incremental"
+    lines = [f"**Sync `{plan.get('sync_id')}`** ({plan.get('mode')}, {read} read of {plan.get('rows_read', 0):,} "
+             f"rows) would send **{c.get('added', 0):,} added, {c.get('changed', 0):,} changed, "
+             f"{c.get('deleted', 0):,} deleted**; {c.get('unchanged', 0):,} unchanged, {c.get('invalid', 0):,} "
+             f"invalid, {c.get('skipped', 0):,} skipped.", ""]
+    if plan.get("refused"):
+        lines += [f"**Guard:** {_md(str(plan['refused']))}", ""]
+    if plan.get("requests"):
+        lines += ["**Expected requests:** " + ", ".join(f"{k} {v:,}" for k, v in plan["requests"].items()), ""]
+    preview = [p for p in plan.get("preview") or [] if p.get("op") != "delete"]
+    if preview:
+        lines += [f"**Sample changes** (first {len(preview)}):", "", "| operation | key | field | old | new |",
+                  "|---|---|---|---|---|"]
+        for p in preview:
+            diff = p.get("diff")
+            fields = diff.items() if isinstance(diff, dict) else [("", {"new": diff})]
+            for name, change in list(fields)[:rows] or [("", {})]:
+                old = change.get("old", "") if isinstance(change, dict) else ""
+                new = change.get("new", "") if isinstance(change, dict) else change
+                lines.append(f"| {p.get('op')} | `{_md(str(p.get('key')))}` | {_md(str(name))} | {_md(_cell(old))} "
+                             f"| {_md(_cell(new))} |")
+        lines.append("")
+    keys = plan.get("delete_keys") or []
+    if keys:
+        more = c.get("deleted", 0) - len(keys)
+        lines += [f"**Deletes** ({c.get('deleted', 0):,}): " + ", ".join(f"`{_md(str(k))}`" for k in keys)
+                  + (f" and {more:,} more" if more > 0 else ""), ""]
+    lines.append(f"Plan `{plan.get('plan_hash')}`: approving sends exactly this plan; if the source has changed by "
+                 "then, nothing is sent and a new plan must be approved.")
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    text = "" if value is None else str(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _md(text: str) -> str:
+    """Text safe in a Markdown table cell and inline code."""
+    return text.replace("|", "\\|").replace("`", "'").replace("\n", " ")

@@ -38,6 +38,10 @@ class SyncSpec:
     :param max_delete_rows: ... unless they are at most this many (default 1: a single delete always goes,
         so a small sync can lose a key; beyond it the share applies). 0: the share alone.
     :param allow_empty_source: let mirror delete everything when the source returns no rows.
+    :param max_change_share: refuse a run that would change (and delete) more than this share of the synced
+        records; counted before anything is sent (None: no limit).
+    :param approved_plan_hash: the ``plan_hash`` of a dry run a person approved: the run sends only if the
+        source still yields exactly that plan, and then the guards above do not apply to it.
     :param max_failed: fail the task when more records than this are rejected (None: no count limit).
     :param max_failed_share: ... or when more than this share of the records sent is rejected.
     :param shard: ``(index, count)``: this task syncs only the keys whose hash falls in its shard.
@@ -57,6 +61,8 @@ class SyncSpec:
     max_delete_share: float = 0.2
     max_delete_rows: int = 1
     allow_empty_source: bool = False
+    max_change_share: float | None = None
+    approved_plan_hash: str | None = None
     max_failed: int | None = 0
     max_failed_share: float | None = None
     shard: tuple[int, int] | None = None
@@ -90,6 +96,14 @@ class SyncSpec:
         if isinstance(self.max_delete_rows, bool) or not isinstance(self.max_delete_rows, int) \
                 or self.max_delete_rows < 0:
             raise SyncSpecError(f"max_delete_rows must be an integer >= 0, got {self.max_delete_rows!r}")
+        if self.max_change_share is not None and (isinstance(self.max_change_share, bool) or not isinstance(
+                self.max_change_share, (int, float)) or not 0 <= self.max_change_share <= 1):
+            raise SyncSpecError(f"max_change_share must be between 0 and 1 or None, got {self.max_change_share!r}")
+        if self.approved_plan_hash is not None and (not isinstance(self.approved_plan_hash, str)
+                                                    or not self.approved_plan_hash.strip()):
+            raise SyncSpecError(f"approved_plan_hash must be a plan_hash, got {self.approved_plan_hash!r}")
+        if self.approved_plan_hash is not None and self.dry_run:
+            raise SyncSpecError("approved_plan_hash is for the real run that applies an approved plan, not a dry run")
         if self.max_failed is not None and self.max_failed < 0:
             raise SyncSpecError(f"max_failed must be >= 0 or None, got {self.max_failed!r}")
         if self.max_failed_share is not None and not 0 <= self.max_failed_share <= 1:

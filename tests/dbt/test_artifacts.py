@@ -74,6 +74,7 @@ def test_tests_unit_tests_skips_and_model_errors(tmp_path: Path) -> None:
     nn = by["not_null_orders_id"]
     assert (nn.status, nn.severity, nn.table, nn.violating_count, nn.owner) == ("fail", "error", "orders", 3, "ops")
     assert nn.expected == "not_null on orders.id" and nn.threshold == "error if failures != 0"
+    assert nn.column == "id" and by["source_accepted_values_raw_payments_status"].column == "status"
     av = by["source_accepted_values_raw_payments_status"]
     assert (av.status, av.severity, av.table) == ("warn", "warn", "raw.payments")
     assert av.expected == "accepted_values(values=['paid', 'failed']) on raw.payments.status"

@@ -89,3 +89,42 @@ def test_sample_cells_cannot_end_a_code_block_and_are_escaped_everywhere() -> No
     assert "a ``` <b>x</b> {noformat} ``" in text  # plain text shows the cell as it is
     description = jira_render.description(alert(samples=samples))
     assert description.count("{noformat}") == 2 and "<b>x</b>" in description
+
+
+def test_escalated_first_message_says_escalated_its_age_and_keeps_the_evidence() -> None:
+    from dataclasses import replace
+
+    from airflow_opsflow.incidents.slack_render import escalated_original
+
+    late = replace(INCIDENT, last_seen=datetime(2026, 11, 21, 12, 10, tzinfo=UTC))
+    a = Alert("escalated", late, "ops_payments", "check_payments", "amount_positive", RESULT,
+              links={"Task log": "http://airflow/log?x=1"})
+    text, blocks = escalated_original(a, masked=("email",))
+    assert text == (":rotating_light: ESCALATED to ERROR — amount_positive (ops_payments / check_payments / "
+                    "payments): open for 3 h (3 failing runs)")
+    assert blocks[0]["text"]["text"] == f"*{text}*"
+    dumped = json.dumps(blocks, ensure_ascii=False)
+    for fact in ("*Expected*\\n&gt; 0", "Sample (2 of 2)", "<http://airflow/log?x=1|Task log>"):
+        assert fact in dumped, fact
+    assert "a@x.com" not in dumped  # masks hold in the edit too
+    # a reminder of the escalated incident renders the same first message (its age kept fresh)
+    assert escalated_original(replace(a, kind="reminder"), masked=("email",))[0] == text
+
+
+def test_escalated_first_message_of_entities_names_the_sla() -> None:
+    from airflow_opsflow.incidents.slack_render import escalated_original
+
+    entities = {"noun": "stuck delivery", "plural": "stuck deliveries", "key_name": "delivery_id", "open": 3,
+                "new": 0, "still_open": 3, "oldest_age_s": 51 * 3600, "sla_s": 48 * 3600, "past_sla": 2,
+                "escalation": "the oldest open stuck delivery is 51 h old (escalates at 48 h)",
+                "listed": [{"key": "D-<1>", "state": "open", "age": "51 h", "past_sla": True}]}
+    text, blocks = escalated_original(alert("escalated", entities=entities), masked=("email",))
+    assert text.startswith(":rotating_light: ESCALATED to ERROR — amount_positive (")
+    assert text.endswith("): oldest stuck delivery open for 51 h, past its SLA of 48 h (2 past it)")
+    assert "D-&lt;1&gt;" in json.dumps(blocks)  # keys are data: escaped
+    money = {**entities, "oldest_age_s": 5 * 3600, "past_sla": 0, "escalation": "4,210.50 at stake (escalates "
+                                                                                "above 1,000.00)"}
+    text, _ = escalated_original(alert("escalated", entities=money))
+    assert text.endswith("): oldest stuck delivery open for 5 h; 4,210.50 at stake (escalates above 1,000.00)")
+    pinged = Alert("escalated", INCIDENT, "ops_payments", "check_payments", "<!channel>", RESULT)
+    assert "<!channel>" not in escalated_original(pinged)[0]
