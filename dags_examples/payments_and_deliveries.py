@@ -27,7 +27,10 @@ from airflow_opsflow.operators.data_check import DataCheckOperator
 from airflow_opsflow.sensors.data_condition import DataConditionSensor
 
 CONN = "{{ params.conn_id }}"
-OPS_SLACK = SlackAlert(conn_id="slack_api_default", channel="#ops", mask_columns=("customer_id",))
+# The channel is templated (a param: a staging deployment triggers with {"ops_channel": "#ops-staging"}); the
+# route's name stays fixed, so its pending alerts keep their id whatever channel a run renders.
+OPS_SLACK = SlackAlert(conn_id="slack_api_default", channel="{{ params.ops_channel }}", name="ops_slack",
+                       mask_columns=("customer_id",))
 PAYMENTS_EMAIL = EmailAlert(to=["payments-ops@example.com"], conn_id="smtp_default", min_severity="error")
 FINANCE_EMAIL = EmailAlert(to=["finance-ops@example.com"], conn_id="smtp_default")
 OPS_TICKETS = JiraTicket(project="OPS", conn_id="opsflow_jira_default", min_severity="error", labels=("ops",))
@@ -39,7 +42,8 @@ with DAG(
     start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
-    params={"conn_id": Param("ops_db", type="string", description="SQL connection of the ops database")},
+    params={"conn_id": Param("ops_db", type="string", description="SQL connection of the ops database"),
+            "ops_channel": Param("#ops", type="string", description="Slack channel of the ops team")},
     tags=["opsflow", "example", "payments", "logistics"],
     doc_md=__doc__,
 ) as dag:
