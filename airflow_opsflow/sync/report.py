@@ -39,7 +39,7 @@ class SyncReport:
     refused: str | None = None
     # The planned operations (key, operation, row hash), hashed: equal in a dry run and in the real run that
     # follows on the same data. None when a real run stopped before it saw its whole plan.
-    plan_hash: str | None = None
+    plan_hash: str | None = None  # dry runs, and real runs that count their plan first (approval, change guard)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
