@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_opsflow.core.results import CheckResult
+    from airflow_opsflow.history.repo import RunRef
     from airflow_opsflow.incidents.route import AlertRoute
 
 STATUSES = ("skipped", "warn", "fail", "error")
@@ -153,19 +154,15 @@ class CheckResultsOperator(NestedTemplates, BaseOperator):
         """The results into the result history. A state database that fails here does not fail the task:
         the verdict stands and is in XCom and the log; the warning says what is missing."""
         from airflow_opsflow.connections.state import result_history
-        from airflow_opsflow.flows.track_incidents import TaskRun
-        from airflow_opsflow.history.repo import RunRef
         from airflow_opsflow.incidents.lifecycle import fingerprint
         from airflow_opsflow.state.store import StateStoreError
 
         history = result_history(self.state_conn_id, self._where_am_i(), self.record_history)
         if history is None:
             return
-        task = TaskRun.of(context["ti"])
-        run = RunRef(task.dag_id, task.task_key, task.run_id, getattr(context["ti"], "try_number", None),
-                     run_time(context))
+        run = history_run(context)
         try:
-            history.record_checks(run, results, {r.name: fingerprint(task.dag_id, task.task_key, r.name)
+            history.record_checks(run, results, {r.name: fingerprint(run.dag_id, run.task_id, r.name)
                                                  for r in results})
         except StateStoreError as e:
             self.log.warning("%s: the result history was not recorded for this run: %s", self._where_am_i(), e)
@@ -198,3 +195,13 @@ def run_time(context: Context | None) -> datetime | None:
             return value  # type: ignore[return-value]
     dag_run = context.get("dag_run")
     return getattr(dag_run, "run_after", None)
+
+
+def history_run(context: Context) -> RunRef:
+    """The task run a result-history row belongs to (the task keyed with its map index, as incidents are)."""
+    from airflow_opsflow.flows.track_incidents import TaskRun
+    from airflow_opsflow.history.repo import RunRef
+
+    task = TaskRun.of(context["ti"])
+    return RunRef(task.dag_id, task.task_key, task.run_id, getattr(context["ti"], "try_number", None),
+                  run_time(context))

@@ -308,21 +308,16 @@ def _record_sync(op: ReverseSyncOperator, context: Context, payload: dict[str, A
     """The run into the result history (``sync_runs``); a state database failing here is a warning: what
     the destination confirmed is already recorded per key, only the run's summary row is missing."""
     from airflow_opsflow.connections.state import result_history
-    from airflow_opsflow.flows.track_incidents import TaskRun
-    from airflow_opsflow.history.repo import RunRef
-    from airflow_opsflow.operators.check_results import run_time
+    from airflow_opsflow.operators.check_results import history_run
     from airflow_opsflow.state.store import StateStoreError
 
     where = op._where_am_i()
     history = result_history(op.state_conn_id, where, op.record_history)
     if history is None:
         return
-    task = TaskRun.of(context["ti"])
-    run = RunRef(task.dag_id, task.task_key, task.run_id, getattr(context["ti"], "try_number", None),
-                 run_time(context))
     try:
-        history.record_sync(run, str(payload.get("sync_id", "")), status, payload, op.destination.describe(),
-                            message.replace(f"{where}: ", ""))
+        history.record_sync(history_run(context), str(payload.get("sync_id", "")), status, payload,
+                            op.destination.describe(), message.replace(f"{where}: ", ""))
     except StateStoreError as e:
         op.log.warning("%s: the sync run was not recorded in the result history: %s", where, e)
     finally:

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tests.conftest import Database
 
+if TYPE_CHECKING:
+    from airflow_opsflow_testing.recording_http import RecordingHTTPServer
+
 TABLES = ("accounts", "invoices", "crm_accounts")
+ACCOUNTS_PATH = "/v1/accounts"
 
 
 def account(i: int) -> tuple[Any, ...]:
@@ -52,3 +56,13 @@ def _reset_version(db: Database) -> None:
         db.execute("UPDATE opsflow_schema_version SET version = 1 WHERE component = 'state' AND version > 1")
     except Exception:
         db.conn.rollback()
+
+
+@pytest.fixture
+def api(recording_http: RecordingHTTPServer, pg_source: Database,
+        monkeypatch: pytest.MonkeyPatch) -> RecordingHTTPServer:
+    """The recording HTTP API keyed by ``id`` at /v1/accounts, the sync state in the PostgreSQL source (the
+    diff pushed down). Tests that need another API define their own ``api``."""
+    monkeypatch.setenv("AIRFLOW__OPSFLOW__STATE_CONN_ID", pg_source.conn_id)
+    recording_http.keyed(ACCOUNTS_PATH, key_field="id")
+    return recording_http

@@ -96,14 +96,6 @@ def api_server(airflow_db: Path, tmp_path_factory: pytest.TempPathFactory) -> It
             process.wait(10)
 
 
-@pytest.fixture
-def api(recording_http: RecordingHTTPServer, pg_source: Database,
-        monkeypatch: pytest.MonkeyPatch) -> RecordingHTTPServer:
-    monkeypatch.setenv("AIRFLOW__OPSFLOW__STATE_CONN_ID", pg_source.conn_id)
-    recording_http.keyed(PATH, key_field="id")
-    return recording_http
-
-
 def run_answering(server: ApiServer, option: str, before: Callable[[], None] = lambda: None
                   ) -> tuple[DagRunResult, dict[str, Any]]:
     """Run the DAG; when its approval waits, ``before()``, then answer ``option`` through the REST API."""

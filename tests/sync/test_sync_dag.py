@@ -16,14 +16,6 @@ PATH = "/v1/accounts"
 CONF = {"conn_id": "opsflow_pg", "dry_run": False, "full_resync": False}
 
 
-@pytest.fixture
-def api(recording_http: RecordingHTTPServer, pg_source: Database,
-        monkeypatch: pytest.MonkeyPatch) -> RecordingHTTPServer:
-    monkeypatch.setenv("AIRFLOW__OPSFLOW__STATE_CONN_ID", pg_source.conn_id)
-    recording_http.keyed(PATH, key_field="id")
-    return recording_http
-
-
 def expected(db: Database) -> dict[str, dict[str, object]]:
     cur = db.conn.cursor()
     cur.execute("SELECT account_id, name, email, total_spend, tier, customer_since FROM accounts "

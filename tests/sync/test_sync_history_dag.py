@@ -19,14 +19,10 @@ PATH = "/v1/accounts"
 CONF = {"conn_id": "opsflow_pg", "dry_run": False, "full_resync": False}
 
 
-@pytest.fixture
-def api(recording_http: RecordingHTTPServer, pg_source: Database,
-        monkeypatch: pytest.MonkeyPatch) -> RecordingHTTPServer:
-    monkeypatch.setenv("AIRFLOW__OPSFLOW__STATE_CONN_ID", pg_source.conn_id)
+@pytest.fixture(autouse=True)
+def no_sync_history(pg_source: Database) -> None:
     # pg_source dropped the sync tables and set the schema back: the store re-creates every later table
     pg_source.execute("DROP TABLE IF EXISTS opsflow_sync_runs")
-    recording_http.keyed(PATH, key_field="id")
-    return recording_http
 
 
 def runs(db: Database) -> list[dict[str, Any]]:

@@ -16,14 +16,6 @@ PATH = "/v1/accounts"
 CONF = {"dry_run": False}
 
 
-@pytest.fixture
-def api(recording_http: RecordingHTTPServer, pg_source: Database,
-        monkeypatch: pytest.MonkeyPatch) -> RecordingHTTPServer:
-    monkeypatch.setenv("AIRFLOW__OPSFLOW__STATE_CONN_ID", pg_source.conn_id)
-    recording_http.keyed(PATH, key_field="id")
-    return recording_http
-
-
 def sync(dry_run: bool = False) -> dict[str, object]:
     run = run_dag(dag, conf={"dry_run": dry_run})
     assert run.task_states == {"push_accounts": "success"}, run.task_states
