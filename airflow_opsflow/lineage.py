@@ -220,7 +220,8 @@ def _salesforce_instance(conn_id: str) -> str:
     if url:
         return urlsplit(url if "://" in url else f"//{url}").netloc
     domain = extra.get("domain") or extra.get("extra__salesforce__domain") or "login"
-    return f"{domain}.salesforce.com"
+    # The host simple-salesforce logs in at (``https://<domain>.salesforce.com``; a domain may carry a port).
+    return urlsplit(f"https://{domain}.salesforce.com").netloc
 
 
 def crm_dataset(system: str, conn_id: str, object_name: str) -> Any:
