@@ -44,16 +44,25 @@ def lineage_events(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     monkeypatch.setenv("AIRFLOW__OPENLINEAGE__TRANSPORT",
                        json.dumps({"type": "file", "log_file_path": str(path), "append": True}))
     monkeypatch.setenv("AIRFLOW__OPENLINEAGE__NAMESPACE", "opsflow_tests")
+    # The provider emits from a forked child it kills after this many seconds (10 by default): on a loaded
+    # CI machine building the facets can take longer, and a killed child writes no event.
+    monkeypatch.setenv("AIRFLOW__OPENLINEAGE__EXECUTION_TIMEOUT", "120")
     _clear_conf()
     from airflow.listeners.listener import get_listener_manager
     from airflow.providers.openlineage.plugins import listener as ol_listener
+    from airflow.sdk.listener import get_listener_manager as get_sdk_listener_manager
 
-    manager = get_listener_manager()
+    # Airflow core and the task SDK each keep a listener manager (cached once made); the task runner calls
+    # the SDK's. Register with both: which one an earlier test already made is not this test's business.
+    managers = list({id(m): m for m in (get_listener_manager(), get_sdk_listener_manager())}.values())
     listener = ol_listener.get_openlineage_listener()
-    manager.add_listener(listener)
+    for manager in managers:
+        manager.add_listener(listener)
     try:
         yield Events(path)
     finally:
-        manager.pm.unregister(listener)
+        for manager in managers:
+            manager.pm.unregister(listener)
         monkeypatch.delenv("AIRFLOW__OPENLINEAGE__TRANSPORT")
+        monkeypatch.delenv("AIRFLOW__OPENLINEAGE__EXECUTION_TIMEOUT")
         _clear_conf()
