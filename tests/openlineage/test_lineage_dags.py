@@ -18,7 +18,9 @@ dags = load_module(DAGS / "openlineage.py")
 
 
 def orders(db: Database) -> None:
-    db.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name VARCHAR(40))",
+    # The PostgreSQL database is the session's: earlier tests may have left their own customers/orders.
+    db.execute("DROP TABLE IF EXISTS orders", "DROP TABLE IF EXISTS customers",
+               "CREATE TABLE customers (id INTEGER PRIMARY KEY, name VARCHAR(40))",
                "INSERT INTO customers VALUES (1, 'Ada'), (2, 'Bob')",
                "CREATE TABLE orders (id INTEGER, customer_id INTEGER, amount NUMERIC(10, 2))",
                "INSERT INTO orders VALUES (1, 1, 10), (2, 2, 20), (3, NULL, 5)")
