@@ -50,28 +50,34 @@ def test_the_report_runs_on_good_data_only(sqlite_db: Database, fake_slack: Fake
     assert "Revenue by payment provider" in (message.text or "")
 
 
-def test_the_verdict_on_the_asset_event_says_what_failed(sqlite_db: Database, fake_slack: FakeSlack) -> None:
-    conf = {"conn_id": sqlite_db.conn_id}
-    seed(sqlite_db.conn, problems=True)
-    run_dag(example.producer, conf=conf)
+def _newest_event(uri: str) -> tuple[dict[str, object], pendulum.DateTime]:
+    """The asset's newest event as Airflow stored it: its extra and its timestamp."""
     from airflow.models.asset import AssetEvent, AssetModel
     from airflow.utils.session import create_session
 
     with create_session() as session:
         event = (session.query(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id)
-                 .filter(AssetModel.uri == example.VERIFIED_PAYMENTS.uri).order_by(AssetEvent.id.desc()).first())
-        extra = event.extra[EXTRA_KEY]
-    assert extra["status"] == "fail"
-    assert (extra["counts"]["fail"], extra["counts"]["pass"]) == (2, 1)
-    assert extra["score"] == pytest.approx(1 / 3, 1e-3)
-    assert sorted(extra["not_passing"]) == ["amount_positive (fail)", "customer_exists (fail)"]
+                 .filter(AssetModel.uri == uri).order_by(AssetEvent.id.desc()).first())
+        return dict(event.extra), pendulum.instance(event.timestamp)
+
+
+def test_the_verdict_on_the_asset_event_says_what_failed(sqlite_db: Database, fake_slack: FakeSlack) -> None:
+    conf = {"conn_id": sqlite_db.conn_id}
+    seed(sqlite_db.conn, problems=True)
+    run_dag(example.producer, conf=conf)
+    extra = _newest_event(example.VERIFIED_PAYMENTS.uri)[0][EXTRA_KEY]
+    assert extra["status"] == "fail"  # type: ignore[index]
+    assert (extra["counts"]["fail"], extra["counts"]["pass"]) == (2, 1)  # type: ignore[index]
+    assert extra["score"] == pytest.approx(1 / 3, 1e-3)  # type: ignore[index]
+    assert sorted(extra["not_passing"]) == ["amount_positive (fail)", "customer_exists (fail)"]  # type: ignore[index]
 
 
 def test_a_stale_verdict_is_not_trusted(sqlite_db: Database, fake_slack: FakeSlack) -> None:
     conf = {"conn_id": sqlite_db.conn_id}
     seed(sqlite_db.conn, problems=False)
     run_dag(example.producer, conf=conf)
-    later = pendulum.now("UTC") + timedelta(hours=3)  # the event is from now: 3 h before this run's time
+    _, at = _newest_event(example.VERIFIED_PAYMENTS.uri)
+    later = at + timedelta(hours=3)  # a run 3 h after the verdict (max_age is 2 h), whatever the clock says
     stale = run_dag(example.consumer, conf=conf, logical_date=later)
     assert stale.task_states == {"payments_passed_their_checks": "skipped", "revenue_by_provider": "skipped"}
 
