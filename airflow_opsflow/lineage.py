@@ -190,10 +190,11 @@ def sql_inputs(conn_id: str, owner: str, *, sql: str | None = None, table: str |
     if table:
         dataset = naming.table(table)
         return [dataset] if dataset is not None else []
-    return _unique(naming.query(sql or ""))
+    return unique_datasets(naming.query(sql or ""))
 
 
-def _unique(datasets: Iterable[Any]) -> list[Any]:
+def unique_datasets(datasets: Iterable[Any]) -> list[Any]:
+    """Each dataset once (by namespace and name), in first-seen order."""
     seen: dict[tuple[str, str], Any] = {}
     for d in datasets:
         seen.setdefault((d.namespace, d.name), d)

@@ -192,7 +192,7 @@ class ReportOperator(NestedTemplates, BaseOperator):
         its API queries read (``hubspot://<account>/<object>``...)."""
         from airflow.providers.openlineage.extractors import OperatorLineage
 
-        from airflow_opsflow.lineage import api_dataset, sql_inputs
+        from airflow_opsflow.lineage import api_dataset, sql_inputs, unique_datasets
 
         inputs: list[Any] = []
         for q in self._spec().queries:
@@ -201,8 +201,7 @@ class ReportOperator(NestedTemplates, BaseOperator):
                 inputs.append(api_dataset(str(q.system), conn_id, q.api))
             else:
                 inputs += sql_inputs(conn_id, self._where_am_i(), sql=q.sql)
-        unique = {(d.namespace, d.name): d for d in inputs}
-        return OperatorLineage(inputs=list(unique.values()))
+        return OperatorLineage(inputs=unique_datasets(inputs))
 
     def _query(self, spec: ReportSpec) -> dict[str, pd.DataFrame]:
         """Each query on its connection (read-only): a frame per query, or an error naming the query."""
