@@ -49,6 +49,7 @@ _EVENT_PRIOR = 3  # likewise for a calendar event's noise against the base scale
 _SPREAD_CONTRAST = 1.5  # seasons' levels must differ this much for "auto" to read how noise grows with them
 _LOG_FLOOR = 20  # below this median a series with no evidence either way is judged as it is
 _PREFER_NONE = 0.8  # a transform must make the noise this much more alike across seasons to be chosen
+_CYCLE_SECONDS = {"day_of_week": 7 * 86400, "hour_of_day": 86400, "hour_of_week": 7 * 86400}
 
 
 def season_of(at: datetime, seasonality: Seasonality | None) -> int:
@@ -228,6 +229,9 @@ def _judge(h: list[Point], lo: int, levels: list[tuple[int, int]], excluded: set
                if i not in excluded and not p.events and (i < run_end or not _flagged(p))]
         if seg:
             segments.append(seg)
+    # Every usable point read (up to _LOOKBACK windows) teaches the seasons' shape; the newest ``window``
+    # of them the level, trend and noise.
+    everything = list(segments)
     # The newest ``window`` usable points: flagged ones do not count, so a long outage still leaves the
     # model its normal history to compare against.
     room = d.window
@@ -243,7 +247,11 @@ def _judge(h: list[Point], lo: int, levels: list[tuple[int, int]], excluded: set
                        reason=f"{in_season} of {d.min_training} training points"
                               + (" in this season" if d.seasonality else "")), None
     tf = choose_transform(training, value, d)
-    model = _fit([[replace(p, value=tf.forward(p.value)) for p in seg] for seg in segments], at, d, tf)
+    # Seasons learnt over levels far apart must scale with them: as factors, or differences on the log scale.
+    ratio = _ratio_scale(training, tf)
+    shape = (_season_shape([[(p.at, tf.forward(p.value)) for p in seg] for seg in everything], d, ratio)
+             if ratio or tf.name == "log" else None)
+    model = _fit([[replace(p, value=tf.forward(p.value)) for p in seg] for seg in segments], at, d, tf, shape)
     expected_t, scale = model.expected(at, d), model.scale
     if events:
         effect = _event_effects(h, excluded, events, tf, model, d)
@@ -406,33 +414,51 @@ class _Model:
         return self.transform.inverse(level if level is not None else statistics.fmean(self.level.values()))
 
 
-def _fit(segments: list[list[Point]], at: datetime, d: Detection, tf: Scale = _NONE) -> _Model:
-    """Each season's value at ``at``: the center of its points carried along the trend to ``at``, at the
-    newest level. The trend is a compound growth rate when the series is positive (weekends grow with
-    weekdays, in proportion), else a slope (on the log scale a slope is that rate); either is shared by
-    all seasons. The noise is the judged season's, pooled with the other seasons' (``season_noise``)."""
+def _fit(segments: list[list[Point]], at: datetime, d: Detection, tf: Scale = _NONE,
+         shape: _Shape | None = None) -> _Model:
+    """Each season's value at ``at``. With the seasons' ``shape`` learnt from the longer history, one
+    level shared by all seasons (every training point informs it, not only the judged season's) times
+    or plus the season's offset; else each season's own center. Either is carried along the trend to
+    ``at``, at the newest level. The trend is a compound growth rate when the series is positive
+    (weekends grow with weekdays, in proportion), else a slope (on the log scale a slope is that rate);
+    it is shared by all seasons. The noise is the judged season's, pooled with the other seasons'
+    (``season_noise``)."""
     center = statistics.median if d.method == "robust" else statistics.fmean
     tagged = [(k, season_of(p.at, d.seasonality), p) for k, seg in enumerate(segments) for p in seg]
     seasons = {s for _, s, _ in tagged}
     # Each segment's level relative to the others: a factor for a positive series not on the log scale
     # (a -70 % shift takes the quiet weekend down with the weekdays), else a difference.
-    ratio = tf.name != "log" and all(p.value > 0 for _, _, p in tagged)
+    ratio = _ratio_scale([p for _, _, p in tagged], tf)
+    pooled = shape is not None and shape.ratio == ratio and seasons <= shape.offset.keys()
+    off = shape.offset if shape is not None and pooled else {}
+
+    def deseason(s: int, v: float) -> float:
+        return v if not pooled else (v / off[s] if ratio else v - off[s])
+
+    def reseason(s: int, v: float) -> float:
+        return v if not pooled else (v * off[s] if ratio else v + off[s])
+
     offsets = [1.0 if ratio else 0.0] * len(segments)
     for _ in range(2):  # fit, measure each segment's offset from the fit, fit again without them
-        adjusted = [(k, s, p.at, p.value / offsets[k] if ratio else p.value - offsets[k]) for k, s, p in tagged]
+        adjusted = [(k, s, p.at, deseason(s, p.value / offsets[k] if ratio else p.value - offsets[k]))
+                    for k, s, p in tagged]
         growth = _growth(adjusted, d, rate=tf.name != "log") if d.trend else None
         carried = [(k, s, _carry(v, _seconds(at, t), growth)) for k, s, t, v in adjusted]
-        level = {s: center([v for _, s2, v in carried if s2 == s]) for s in seasons}
-        resid = [(k, s, v - level[s]) for k, s, v in carried]
+        if pooled:
+            common = center([v for _, _, v in carried])
+            level = {s: reseason(s, common) for s in seasons}
+        else:
+            level = {s: center([v for _, s2, v in carried if s2 == s]) for s in seasons}
+        resid = [(k, s, reseason(s, v) - level[s]) for k, s, v in carried]
         if len(segments) == 1:
             break
         if ratio:
-            offsets = [offsets[k] * center([v / level[s] for j, s, v in carried if j == k])
+            offsets = [offsets[k] * center([reseason(s, v) / level[s] for j, s, v in carried if j == k])
                        for k in range(len(segments))]
         else:
             offsets = [offsets[k] + center([e for j, _, e in resid if j == k]) for k in range(len(segments))]
     errors = [e for _, _, e in resid]
-    n, fitted = len(errors), len(level) + len(segments) - 1
+    n, fitted = len(errors), (1 if pooled else len(level)) + len(segments) - 1
     if d.method == "robust":
         # The MAD resists outliers but is a noisy estimate (37 % efficient); the standard deviation of
         # the residuals within 3 MADs is as resistant and nearly as steady as a plain one.
@@ -451,18 +477,23 @@ def _fit(segments: list[list[Point]], at: datetime, d: Detection, tf: Scale = _N
     if d.season_noise and len(level) > 1 and len(own) > 1:
         # The judged season's own noise (quiet weekends are not as noisy as weekdays, nor as calm), worth
         # its points against _SEASON_PRIOR points of the pooled noise.
-        own_var = statistics.fmean([e * e for e in own]) / correction * len(own) / (len(own) - 1)
+        # (Around its own center a season's residuals lose a degree of freedom; around the pooled fit not.)
+        own_dof = len(own) if pooled else len(own) - 1
+        own_var = statistics.fmean([e * e for e in own]) / correction * len(own) / own_dof
         w = len(own) / (len(own) + _SEASON_PRIOR)
         var = w * own_var + (1 - w) * var
         # Degrees of freedom of the blend (Welch-Satterthwaite): more than the season's own, fewer than all.
-        dof = max(1, round(1 / (w * w / max(1, len(own) - 1) + (1 - w) ** 2 / max(1, dof))))
+        dof = max(1, round(1 / (w * w / max(1, own_dof) + (1 - w) ** 2 / max(1, dof))))
     scale = math.sqrt(var)
     # A new point also carries the error of its season's estimated value: a median of n_s points varies
-    # pi/2 times more than their mean.
+    # pi/2 times more than their mean. Pooled, that is the shared level's error and the season offset's.
     spread = math.pi / 2 if d.method == "robust" else 1.0
-    n_season = max(1, n // max(1, len(level)))
+    if pooled and shape is not None:
+        center_var = spread / n + 1 / max(1, shape.points.get(season, 1))
+    else:
+        center_var = spread / max(1, n // max(1, len(level)))
     extrapolation = _extrapolation(tagged, at, d) if d.trend else 0.0
-    scale *= math.sqrt(1 + spread / n_season + (spread / len(segments[-1]) if len(segments) > 1 else 0)
+    scale *= math.sqrt(1 + center_var + (spread / len(segments[-1]) if len(segments) > 1 else 0)
                        + extrapolation)
     # A scale learnt from few points is itself uncertain: widen the band as a Student-t interval would,
     # so that "sensitivity" keeps its meaning (the same false-alarm rate) on a short history.
@@ -470,6 +501,69 @@ def _fit(segments: list[list[Point]], at: datetime, d: Detection, tf: Scale = _N
     if scale == 0:  # a constant series: any change is anomalous, but a zero band says nothing useful
         scale = 1e-9 * max(1.0, max(abs(v) for v in level.values()))
     return _Model({s: v * offsets[-1] if ratio else v + offsets[-1] for s, v in level.items()}, scale, tf)
+
+
+def _ratio_scale(points: Sequence[Point], tf: Scale) -> bool:
+    """Seasons and levels act as factors (a positive series not on the log scale), else as differences."""
+    return tf.name != "log" and all(p.value > 0 for p in points)
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """The seasons' shape: each season's factor (``ratio``) or difference from the series' local level,
+    and how many points taught it."""
+
+    offset: dict[int, float]
+    points: dict[int, int]
+    ratio: bool
+
+
+def _season_shape(segments: list[list[tuple[datetime, float]]], d: Detection, ratio: bool) -> _Shape | None:
+    """Each season's offset from the local level, learnt from every usable point read (up to
+    ``_LOOKBACK`` windows, where the per-season centers see only one): the level around a point is the
+    mean of one full cycle centered on it (one point per season, within one level segment), and the
+    offsets and levels are refined in turn (backfitting), so gaps left by flagged or calendar-event
+    points do not bias them. None without seasonality or with too few complete cycles."""
+    if not d.seasonality:
+        return None
+    pts = [(k, season_of(t, d.seasonality), t.timestamp(), y) for k, seg in enumerate(segments) for t, y in seg]
+    steps = [b[2] - a[2] for a, b in itertools.pairwise(pts) if a[0] == b[0] and b[2] > a[2]]
+    if not steps or (ratio and any(y <= 0 for *_, y in pts)):
+        return None
+    bucket = statistics.median(steps)
+    per_cycle = max(1, round(_CYCLE_SECONDS[d.seasonality] / bucket))
+    # One cycle of buckets around a point, half on either side (a quarter bucket of slack: DST).
+    before, after = (per_cycle // 2 + 0.25) * bucket, (per_cycle - 1 - per_cycle // 2 + 0.25) * bucket
+    least = per_cycle // 2 + 1
+    center = statistics.median if d.method == "robust" else statistics.fmean
+    offset: dict[int, float] = {}
+    samples: dict[int, list[float]] = {}
+    for _ in range(3):
+        z = [y / offset.get(s, 1.0) if ratio else y - offset.get(s, 0.0) for _, s, _, y in pts]
+        samples = {}
+        lo = hi = 0
+        total = 0.0
+        # One pass with a sliding window (two pointers): a cycle's mean around every point in O(n).
+        for k, s, t, y in pts:
+            while hi < len(pts) and pts[hi][2] <= t + after:
+                total += z[hi]
+                hi += 1
+            while pts[lo][2] < t - before:
+                total -= z[lo]
+                lo += 1
+            count = hi - lo
+            if count >= least and pts[lo][0] == k and pts[hi - 1][0] == k:
+                local = total / count
+                if not ratio or local > 0:
+                    samples.setdefault(s, []).append(y / local if ratio else y - local)
+        if len(samples) < 2:
+            return None
+        raw = {s: center(v) for s, v in samples.items()}
+        mid = statistics.fmean(raw.values())
+        if ratio and mid <= 0:
+            return None
+        offset = {s: v / mid if ratio else v - mid for s, v in raw.items()}
+    return _Shape(offset, {s: len(v) for s, v in samples.items()}, ratio)
 
 
 def _extrapolation(tagged: list[tuple[int, int, Point]], at: datetime, d: Detection) -> float:

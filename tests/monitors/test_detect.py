@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -229,3 +230,62 @@ def test_a_point_marked_expected_trains_as_normal() -> None:
     unmarked = judge(history, at, 1000, d)
     marked = judge([replace(p, marked=True) if i == 50 else p for i, p in enumerate(history)], at, 1000, d)
     assert marked.high is not None and unmarked.high is not None and marked.high > unmarked.high + 20
+
+
+# -- the seasons' shape, learnt from the longer history ----------------------------------------------------
+
+WEEK = [1.0, 1.1, 0.95, 1.05, 1.2, 0.4, 0.3]  # Monday..Sunday factors of a B2B-like series
+
+
+def _weekly(n: int, seed: int, start: datetime = START, step: timedelta = timedelta(days=1)) -> list[Point]:
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        at = start + i * step
+        out.append(Point(at, 1000 * WEEK[at.weekday()] * (1 + rng.gauss(0, 0.05))))
+    return out
+
+
+def test_season_shape_is_learnt_from_every_point_read() -> None:
+    """40 weeks teach each weekday's factor far better than the 14 points of the judged weekday in the
+    training window: the shared level + factor lands nearer the truth than the weekday's own mean."""
+    from airflow_opsflow.monitors.detect import _season_shape
+
+    d = Detection(seasonality="day_of_week")
+    points = _weekly(280, seed=5)
+    shape = _season_shape([[(p.at, p.value) for p in points]], d, ratio=True)
+    assert shape is not None and shape.ratio and set(shape.offset) == set(range(7))
+    mean_factor = sum(WEEK) / 7
+    for season, factor in shape.offset.items():
+        assert factor == pytest.approx(WEEK[season] / mean_factor, rel=0.02)
+    assert min(shape.points.values()) >= 35  # every complete week around a point taught it
+
+    at = START + timedelta(days=280)  # a Monday
+    verdict = judge(points, at, 1000, d)
+    assert verdict.status == "ok" and verdict.expected == pytest.approx(1000, rel=0.03)
+    # The band is the noise's (5 % of 1000 on a Monday), widened a little for estimation, not 1.5x.
+    assert verdict.low is not None and verdict.high is not None
+    assert 6 * 50 * 0.95 < verdict.high - verdict.low < 6 * 50 * 1.25
+    assert judge(points, at, 1000 + 4.2 * 50, d).anomalous  # a 4-sigma spike on a weekday is found
+
+
+def test_season_shape_across_dst_and_in_hour_buckets() -> None:
+    """Local days 23 or 25 hours apart (Berlin's March and October switches) are still one day each, and
+    hour buckets with a day-of-week season take a week of hours as the cycle."""
+    from zoneinfo import ZoneInfo
+
+    from airflow_opsflow.monitors.detect import _season_shape
+
+    d = Detection(seasonality="day_of_week")
+    berlin = datetime(2026, 1, 5, tzinfo=ZoneInfo("Europe/Berlin"))
+    days = [Point(berlin + timedelta(days=i), p.value) for i, p in enumerate(_weekly(300, seed=8))]
+    assert {(b.at - a.at).total_seconds() / 3600 for a, b in itertools.pairwise(days)
+            if b.at.utcoffset() != a.at.utcoffset()} == {24.0}  # same wall-clock step, 23/25 h of real time
+    shape = _season_shape([[(p.at, p.value) for p in days]], d, ratio=True)
+    assert shape is not None and set(shape.offset) == set(range(7))
+    assert shape.offset[4] / shape.offset[6] == pytest.approx(WEEK[4] / WEEK[6], rel=0.05)
+
+    hours = _weekly(24 * 7 * 6, seed=9, step=timedelta(hours=1))
+    hourly = _season_shape([[(p.at, p.value) for p in hours]], d, ratio=True)
+    assert hourly is not None and set(hourly.offset) == set(range(7))
+    assert hourly.offset[1] / hourly.offset[5] == pytest.approx(WEEK[1] / WEEK[5], rel=0.05)
