@@ -6,7 +6,7 @@ PYTHON ?= python3
 STAMP := $(VENV)/.installed
 APT_GET := $(shell [ "$$(id -u)" = 0 ] && echo apt-get || echo sudo apt-get)
 
-.PHONY: demo test lint unit bench docs ui-test venv build-deps db-binaries dbt browser faketime clean
+.PHONY: demo demo-ui test lint unit bench docs ui-test venv build-deps db-binaries dbt browser faketime clean
 
 venv: $(STAMP)
 
@@ -58,6 +58,10 @@ db-binaries:
 
 demo: venv
 	$(PY) dags_examples/run_demo.py
+
+# The demo, then Airflow standalone on its state with the Ops view (Ctrl-C stops it).
+demo-ui: venv
+	$(PY) dags_examples/run_demo.py --ui
 
 lint: venv
 	$(VENV)/bin/ruff check airflow_opsflow airflow-opsflow-testing tests bench dags_examples

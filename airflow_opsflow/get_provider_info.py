@@ -169,7 +169,8 @@ def get_provider_info() -> dict[str, Any]:
                 "to_openlineage_converter": "airflow_opsflow.lineage.convert_asset_to_openlineage",
             }
         ],
-        "extra-links": ["airflow_opsflow.links.TicketLink"],
+        "extra-links": ["airflow_opsflow.links.TicketLink", "airflow_opsflow.links.OpsViewLink",
+                        "airflow_opsflow.links.OpsSyncsLink"],
         "notifications": ["airflow_opsflow.notifiers.incident.IncidentNotifier"],
         "triggers": [
             {

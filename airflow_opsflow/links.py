@@ -61,3 +61,31 @@ def _is_jira(ticket: dict[str, Any]) -> bool:
     # Entries pushed before tickets named their system were all Jira's (``/browse/KEY`` URLs).
     system = ticket.get("system") or ("jira" if "/browse/" in str(ticket.get("url", "")) else "")
     return system == "jira"
+
+
+class OpsViewLink(BaseOperatorLink):
+    """"Ops view": the task's page in opsflow's Ops view inside the Airflow UI (its incidents, every status),
+    from Airflow's ``[api] base_url`` when set, else relative to the UI's host."""
+
+    name = "Ops view"
+    page = "incidents"
+
+    def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
+        return ops_view_url(self.page, dag_id=ti_key.dag_id, task_id=ti_key.task_id)
+
+
+class OpsSyncsLink(OpsViewLink):
+    """"Ops view" of a sync task: its runs, rejected records and pending records."""
+
+    page = "syncs"
+
+
+def ops_view_url(page: str, **filters: str) -> str:
+    """A deep link into the Ops view (``page`` with ``filters``), pasteable into a message."""
+    from urllib.parse import urlencode
+
+    from airflow.sdk import conf
+
+    base = (conf.get("api", "base_url", fallback="") or "").rstrip("/")
+    query = urlencode({"page": page, **({"status": "all"} if page == "incidents" else {}), **filters})
+    return f"{base}/opsflow/ui/?{query}"

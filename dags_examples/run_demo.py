@@ -357,7 +357,32 @@ def main() -> int:
     print("private app token), `billing_api` (type http), `zendesk_default` (type zendesk), `salesforce_default`")
     print("(type salesforce; the fields support_loop.py names) and a state database")
     print("([opsflow] state_conn_id, e.g. AIRFLOW__OPSFLOW__STATE_CONN_ID=ops_state).")
+    print()
+    print("The Ops view (what is broken now, entities at stake, check history, syncs) of this demo's state, in")
+    print("the Airflow UI: `make demo-ui` (Airflow standalone on it, then open Ops in its navigation).")
+    if "--ui" in sys.argv[1:]:
+        return serve_ui(state)
     return 0
+
+
+def serve_ui(state: Path, port: int = 8080) -> int:
+    """Airflow standalone on the demo's state database and example DAGs, with the Ops view, until Ctrl-C."""
+    import subprocess
+
+    home = DEMO / "airflow-ui"
+    home.mkdir(exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "_AIRFLOW"))}
+    env.update({"AIRFLOW_HOME": str(home), "AIRFLOW__CORE__DAGS_FOLDER": str(HERE),
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+                "AIRFLOW__API__HOST": "127.0.0.1", "AIRFLOW__API__PORT": str(port),
+                "AIRFLOW__OPSFLOW__STATE_CONN_ID": "opsflow_state",
+                "AIRFLOW_CONN_OPSFLOW_STATE": json.dumps({"conn_type": "sqlite", "host": str(state)})})
+    print(f"\nStarting Airflow: open http://127.0.0.1:{port}/plugin/opsflow (the Ops view) once it is up; "
+          "Ctrl-C stops it.")
+    try:
+        return subprocess.call([str(Path(sys.executable).parent / "airflow"), "standalone"], env=env)
+    except KeyboardInterrupt:
+        return 0
 
 
 if __name__ == "__main__":

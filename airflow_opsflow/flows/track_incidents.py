@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 from airflow_opsflow.flows.deliver_alerts import DeliveryReport, deliver_pending, routes_for
 from airflow_opsflow.incidents.lifecycle import Observation, Policy, fingerprint
@@ -27,11 +28,23 @@ class TaskRun:
     run_id: str
     log_url: str | None = None
     map_index: int = -1  # mapped instances (expand) are separate incidents
+    owner: str | None = None  # the task's owner, kept with its incidents (the Ops view lists them by owner)
 
     @classmethod
     def of(cls, ti: Any) -> TaskRun:
         """The run of a (runtime) task instance."""
-        return cls(ti.dag_id, ti.task_id, ti.run_id, getattr(ti, "log_url", None), getattr(ti, "map_index", -1))
+        return cls(ti.dag_id, ti.task_id, ti.run_id, getattr(ti, "log_url", None), getattr(ti, "map_index", -1),
+                   getattr(getattr(ti, "task", None), "owner", None))
+
+    @property
+    def ops_url(self) -> str | None:
+        """The task's incidents in the Ops view, on the Airflow the task log is served by (its log URL is
+        absolute when Airflow's ``[api] base_url`` is set; a relative one makes no link in a message)."""
+        if not self.log_url or "/dags/" not in self.log_url or not self.log_url.startswith(("http://", "https://")):
+            return None
+        base = self.log_url.split("/dags/")[0]
+        query = urlencode({"page": "incidents", "status": "all", "dag_id": self.dag_id, "task_id": self.task_id})
+        return f"{base}/opsflow/ui/?{query}"
 
     @property
     def task_key(self) -> str:
@@ -53,6 +66,8 @@ def track(results: list[CheckResult], run: TaskRun, routes: list[AlertRoute], po
     subjects: dict[str, Subject] = {}
     observations = []
     unobserved: dict[str, Subject] = {}
+    masked = sorted({c for r in routes for c in r.mask_columns})
+    kinds = {r.name: r.kind for r in routes}
     for index, r in enumerate(results):
         entity = entities[index] if entities else None
         fp = fingerprint(run.dag_id, run.task_key, r.name, entity)
@@ -63,6 +78,8 @@ def track(results: list[CheckResult], run: TaskRun, routes: list[AlertRoute], po
         subjects[fp] = Subject(fp, run.dag_id, run.task_key, r.name, entity)
         evidence = {k: v for k, v in r.to_dict().items() if k != "sql"}
         evidence["samples"] = evidence["samples"][:SAMPLES_KEPT]
+        # For the Ops view: the task's owner, and the sample columns its routes mask (it masks them too).
+        evidence.update(task_owner=run.owner, masked=masked, route_kinds=kinds)
         observations.append((subjects[fp], Observation(
             failing=r.status in ("warn", "fail"), severity="error" if r.status == "fail" else "warn",
             run_key=run.run_id, summary=evidence, news=bool(r.entities and r.entities.get("new")))))
@@ -74,6 +91,8 @@ def track(results: list[CheckResult], run: TaskRun, routes: list[AlertRoute], po
                     observations.append((subject, Observation(failing=False, run_key=run.run_id)))
         recorded = repo.record(observations, policy, routes_for(routes))
         links = {"Task log": run.log_url} if run.log_url else {}
+        if run.ops_url:
+            links["Ops view"] = run.ops_url
         report = deliver_pending(repo, routes, {**unobserved, **subjects}, links)
         summary = []
         systems = {r.name: r.kind for r in routes}

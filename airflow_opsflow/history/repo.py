@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow_opsflow.core.timestamps import to_text
+from airflow_opsflow.core.timestamps import from_text, to_text
 
 if TYPE_CHECKING:
     from airflow_opsflow.core.cursor import Cursor
@@ -162,3 +162,252 @@ class ResultHistory:
             return
         cutoff = to_text(self.clock() - self.retention)
         cur.execute(f"DELETE FROM {table} WHERE {where} AND recorded_at < ?", (*params, cutoff))
+
+
+# -- reading the history (the Ops view's API) -------------------------------------------------------------
+
+_IN_CHUNK = 400  # values per IN (...) list
+_CHECK_READ = ("dag_id", "task_id", "run_id", "try_number", "run_at", "recorded_at", "check_name", "kind", "status",
+               "table_name", "column_name", "observed", "observed_value", "violating_count", "violating_share",
+               "rows_checked", "threshold", "message", "duration_s")
+_SYNC_READ = ("run_key", "sync_id", "dag_id", "task_id", "run_id", "try_number", "run_at", "recorded_at", "status",
+              "mode", "destination", "added", "changed", "deleted", "unchanged", "failed", "invalid", "skipped",
+              "rows_read", "requests", "retries", "rate_limited", "duration_s", "message", "failures")
+_SYNC_COUNTS = ("added", "changed", "deleted", "unchanged", "failed", "invalid")
+# A check row's time: the run's own (its data interval end), else when it was written.
+_CHECK_TIME = "COALESCE(run_at, recorded_at)"
+
+
+@dataclass(frozen=True)
+class CheckRow:
+    """One ``check_results`` row as read back (``observed`` decoded from its JSON)."""
+
+    dag_id: str
+    task_id: str
+    run_id: str
+    try_number: int | None
+    run_at: datetime | None
+    recorded_at: datetime
+    check: str
+    kind: str
+    status: str
+    table: str | None
+    column: str | None
+    observed: Any
+    observed_value: float | None
+    violating_count: int | None
+    violating_share: float | None
+    rows_checked: int | None
+    threshold: str | None
+    message: str | None
+    duration_s: float | None
+
+    @property
+    def at(self) -> datetime:
+        """The row's time: the run's (its data interval end), else when it was recorded."""
+        return self.run_at or self.recorded_at
+
+
+@dataclass(frozen=True)
+class SyncRow:
+    """One ``sync_runs`` row as read back (``failures``: the first rejections, ``{"key", "error"...}``)."""
+
+    run_key: str
+    sync_id: str
+    dag_id: str
+    task_id: str
+    run_id: str
+    try_number: int | None
+    run_at: datetime | None
+    recorded_at: datetime
+    status: str
+    mode: str | None
+    destination: str | None
+    added: int
+    changed: int
+    deleted: int
+    unchanged: int
+    failed: int
+    invalid: int
+    skipped: int
+    rows_read: int | None
+    requests: int | None
+    retries: int | None
+    rate_limited: int | None
+    duration_s: float | None
+    message: str | None
+    failures: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class SyncTotal:
+    """Counts of the sync runs of one destination and status: runs and the sum of each record count."""
+
+    destination: str | None
+    status: str
+    runs: int
+    counts: dict[str, int]
+
+
+@dataclass(frozen=True)
+class SyncOf:
+    """A sync and where it belongs, from its newest recorded run."""
+
+    sync_id: str
+    dag_id: str
+    task_id: str
+    destination: str | None
+
+
+def _where(filters: Sequence[tuple[str, Any]], dag_ids: Sequence[str] | None = None) -> tuple[str, list[Any]]:
+    """``WHERE`` of fixed SQL conditions (``"column = ?"``, written here, never from input) whose value is not
+    None, and ``dag_id IN (...)`` for ``dag_ids``."""
+    parts, params = [], []
+    for condition, value in filters:
+        if value is not None:
+            parts.append(condition)
+            params.append(value)
+    if dag_ids is not None:
+        parts.append(f"dag_id IN ({', '.join('?' * len(dag_ids))})" if dag_ids else "1 = 0")
+        params.extend(dag_ids)
+    return (" WHERE " + " AND ".join(parts)) if parts else "", params
+
+
+def _json(text: str | None) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _at(text: str | None) -> datetime | None:
+    return from_text(text)
+
+
+class HistoryReader:
+    """Reads the result history (read-only: SELECTs only, beyond the store's migrations on first use).
+
+    Filters are plain values (None: no filter); times are aware datetimes compared with the stored UTC text.
+    Every listing takes ``dag_ids``: only those DAGs' rows are read (the caller's readable DAGs).
+    """
+
+    def __init__(self, store: StateStore) -> None:
+        self.store = store
+        self.checks_table = store.table("check_results")
+        self.syncs_table = store.table("sync_runs")
+
+    def check_dags(self, since: datetime | None = None, until: datetime | None = None) -> list[str]:
+        """The DAGs with check results in the window (on each row's run time)."""
+        where, params = _where([(f"{_CHECK_TIME} >= ?", to_text(since)), (f"{_CHECK_TIME} <= ?", to_text(until))])
+        with self.store.transaction() as cur:
+            cur.execute(f"SELECT DISTINCT dag_id FROM {self.checks_table}{where}", params)
+            return sorted(str(r[0]) for r in cur.fetchall())
+
+    def check_rows(self, dag_ids: Sequence[str], *, task_id: str | None = None, check: str | None = None,
+                   table: str | None = None, since: datetime | None = None, until: datetime | None = None,
+                   limit: int = 10_000) -> tuple[list[CheckRow], bool]:
+        """The newest ``limit`` rows of ``dag_ids`` in the window, oldest first, and whether more matched."""
+        rows: list[CheckRow] = []
+        more = False
+        for i in range(0, max(len(dag_ids), 1), _IN_CHUNK):
+            chunk = list(dag_ids[i:i + _IN_CHUNK])
+            where, params = _where([("task_id = ?", task_id), ("check_name = ?", check), ("table_name = ?", table),
+                                    (f"{_CHECK_TIME} >= ?", to_text(since)), (f"{_CHECK_TIME} <= ?", to_text(until))],
+                                   chunk)
+            with self.store.transaction() as cur:
+                cur.execute(f"SELECT {', '.join(_CHECK_READ)} FROM {self.checks_table}{where} "
+                            f"ORDER BY {_CHECK_TIME} DESC, recorded_at DESC, check_name LIMIT {int(limit) + 1}", params)
+                found = cur.fetchall()
+            more = more or len(found) > limit
+            rows += [self._check(r) for r in found[:limit]]
+        rows.sort(key=lambda r: (r.at, r.recorded_at), reverse=True)
+        more = more or len(rows) > limit
+        return rows[:limit][::-1], more
+
+    @staticmethod
+    def _check(r: Sequence[Any]) -> CheckRow:
+        recorded = _at(r[5])
+        assert recorded is not None  # NOT NULL
+        return CheckRow(str(r[0]), str(r[1]), str(r[2]), r[3], _at(r[4]), recorded, str(r[6]), str(r[7]), str(r[8]),
+                        r[9], r[10], _json(r[11]), None if r[12] is None else float(r[12]), r[13],
+                        None if r[14] is None else float(r[14]), r[15], r[16], r[17],
+                        None if r[18] is None else float(r[18]))
+
+    def syncs_of(self, dag_ids: Sequence[str], *, task_id: str | None = None, sync_id: str | None = None,
+                 destination: str | None = None) -> list[SyncOf]:
+        """Every sync of ``dag_ids`` with a recorded run, with the DAG, task and destination of its newest."""
+        found: dict[str, tuple[str, SyncOf]] = {}
+        for i in range(0, len(dag_ids), _IN_CHUNK):
+            where, params = _where([("task_id = ?", task_id), ("sync_id = ?", sync_id),
+                                    ("destination = ?", destination)], list(dag_ids[i:i + _IN_CHUNK]))
+            with self.store.transaction() as cur:
+                # One row per (sync, run) at most: a few per day and sync, read whole.
+                cur.execute(f"SELECT sync_id, dag_id, task_id, destination, MAX(recorded_at) FROM {self.syncs_table}"
+                            f"{where} GROUP BY sync_id, dag_id, task_id, destination", params)
+                for sid, dag, task, dest, at in cur.fetchall():
+                    if sid not in found or at > found[sid][0]:
+                        found[sid] = (at, SyncOf(str(sid), str(dag), str(task), dest))
+        return [found[s][1] for s in sorted(found)]
+
+    def sync_dags(self, since: datetime | None = None, until: datetime | None = None) -> list[str]:
+        """The DAGs with sync runs recorded in the window (any time when both are None)."""
+        where, params = _where([("recorded_at >= ?", to_text(since)), ("recorded_at <= ?", to_text(until))])
+        with self.store.transaction() as cur:
+            cur.execute(f"SELECT DISTINCT dag_id FROM {self.syncs_table}{where}", params)
+            return sorted(str(r[0]) for r in cur.fetchall())
+
+    def _sync_filters(self, task_id: str | None, sync_id: str | None, destination: str | None,
+                      status: str | None, since: datetime | None, until: datetime | None) -> list[tuple[str, Any]]:
+        return [("task_id = ?", task_id), ("sync_id = ?", sync_id), ("destination = ?", destination),
+                ("status = ?", status), ("recorded_at >= ?", to_text(since)), ("recorded_at <= ?", to_text(until))]
+
+    def sync_rows(self, dag_ids: Sequence[str], *, task_id: str | None = None, sync_id: str | None = None,
+                  destination: str | None = None, status: str | None = None, since: datetime | None = None,
+                  until: datetime | None = None, limit: int = 500) -> tuple[list[SyncRow], bool]:
+        """The newest ``limit`` sync runs of ``dag_ids`` recorded in the window, newest first, and whether more
+        matched."""
+        rows: list[SyncRow] = []
+        more = False
+        filters = self._sync_filters(task_id, sync_id, destination, status, since, until)
+        for i in range(0, len(dag_ids), _IN_CHUNK):
+            where, params = _where(filters, list(dag_ids[i:i + _IN_CHUNK]))
+            with self.store.transaction() as cur:
+                cur.execute(f"SELECT {', '.join(_SYNC_READ)} FROM {self.syncs_table}{where} "
+                            f"ORDER BY recorded_at DESC, sync_id LIMIT {int(limit) + 1}", params)
+                found = cur.fetchall()
+            more = more or len(found) > limit
+            rows += [self._sync(r) for r in found[:limit]]
+        rows.sort(key=lambda r: (r.recorded_at, r.sync_id), reverse=True)
+        return rows[:limit], more or len(rows) > limit
+
+    def sync_totals(self, dag_ids: Sequence[str], *, task_id: str | None = None, sync_id: str | None = None,
+                    destination: str | None = None, status: str | None = None, since: datetime | None = None,
+                    until: datetime | None = None) -> list[SyncTotal]:
+        """Runs and summed record counts per destination and status, over every matching run (no limit)."""
+        sums = ", ".join(f"SUM({c})" for c in _SYNC_COUNTS)
+        merged: dict[tuple[str | None, str], list[int]] = {}
+        filters = self._sync_filters(task_id, sync_id, destination, status, since, until)
+        for i in range(0, len(dag_ids), _IN_CHUNK):
+            where, params = _where(filters, list(dag_ids[i:i + _IN_CHUNK]))
+            with self.store.transaction() as cur:
+                cur.execute(f"SELECT destination, status, COUNT(*), {sums} FROM {self.syncs_table}{where} "
+                            "GROUP BY destination, status", params)
+                for dest, status_, *numbers in cur.fetchall():
+                    into = merged.setdefault((dest, str(status_)), [0] * (len(_SYNC_COUNTS) + 1))
+                    for j, n in enumerate(numbers):
+                        into[j] += int(n or 0)
+        return [SyncTotal(dest, st, n[0], dict(zip(_SYNC_COUNTS, n[1:], strict=True)))
+                for (dest, st), n in sorted(merged.items(), key=lambda kv: (kv[0][0] or "", kv[0][1]))]
+
+    @staticmethod
+    def _sync(r: Sequence[Any]) -> SyncRow:
+        recorded = _at(r[7])
+        assert recorded is not None  # NOT NULL
+        failures = _json(r[24])
+        added, changed, deleted, unchanged, failed, invalid, skipped = (int(v or 0) for v in r[11:18])
+        return SyncRow(str(r[0]), str(r[1]), str(r[2]), str(r[3]), str(r[4]), r[5], _at(r[6]), recorded, str(r[8]),
+                       r[9], r[10], added, changed, deleted, unchanged, failed, invalid, skipped, r[18], r[19], r[20],
+                       r[21], None if r[22] is None else float(r[22]), r[23],
+                       [f for f in failures if isinstance(f, dict)] if isinstance(failures, list) else [])

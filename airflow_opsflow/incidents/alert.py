@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,8 +110,7 @@ class Alert:
             shown = listed[:limit]
             key_name = str(entities.get("key_name") or "key")
             header = [key_name, "state", "age"] + [c for c in ("amount", "past_sla") if c in shown[0]]
-            hidden = {m.lower() for m in masked}
-            masked_key = any(part.lower() in hidden for part in key_name.split("/"))
+            masked_key = key_is_masked(key_name, masked)
             rows = [[MASK if masked_key else _value_text(e["key"], 40), e["state"], e["age"],
                      *([f"{e['amount']:,.2f}" if e.get("amount") is not None else "NULL"] if "amount" in e else []),
                      *((["yes" if e["past_sla"] else ""]) if "past_sla" in e else [])] for e in shown]
@@ -129,9 +129,27 @@ class Alert:
         if not samples:
             return [], []
         header = [c for c in (columns or list(samples[0])) if c in samples[0]]
-        hidden = {m.lower() for m in masked}  # Snowflake says EMAIL where the DAG says email
-        rows = [[MASK if c.lower() in hidden else _value_text(s.get(c), 40) for c in header] for s in samples[:limit]]
+        hidden = is_masked(masked)
+        rows = [[MASK if hidden(c) else _value_text(s.get(c), 40) for c in header] for s in samples[:limit]]
         return header, rows
+
+
+def is_masked(masked: Iterable[str]) -> Callable[[str], bool]:
+    """Whether a sample column is one of ``masked`` (any case: Snowflake says EMAIL where the DAG says email)."""
+    hidden = {m.lower() for m in masked}
+    return lambda column: column.lower() in hidden
+
+
+def key_is_masked(key_name: str, masked: Iterable[str]) -> bool:
+    """Whether an entity's key (``key_name``: its columns joined by ``/``) shows a masked column."""
+    hidden = is_masked(masked)
+    return any(hidden(part) for part in key_name.split("/"))
+
+
+def masked_samples(samples: list[dict[str, Any]], masked: Iterable[str]) -> list[dict[str, Any]]:
+    """The sample rows as stored, each ``masked`` column's value shown as :data:`MASK`, as alerts show it."""
+    hidden = is_masked(masked)
+    return [{c: MASK if hidden(c) else v for c, v in row.items()} for row in samples]
 
 
 def _entity_facts(e: dict[str, Any]) -> list[tuple[str, str]]:

@@ -9,14 +9,22 @@ still pending (the lifecycle ignores a run it already counted).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow_opsflow.core.cursor import Cursor
 from airflow_opsflow.core.timestamps import from_text, now_text, to_text
-from airflow_opsflow.incidents.lifecycle import Incident, Observation, Policy, Transition, advance, dismiss
+from airflow_opsflow.incidents.lifecycle import (
+    SEVERITY_RANK,
+    Incident,
+    Observation,
+    Policy,
+    Transition,
+    advance,
+    dismiss,
+)
 from airflow_opsflow.state.store import ConflictError, StateStore
 
 RoutesFor = Callable[[Incident, Transition], list[str]]
@@ -33,6 +41,46 @@ class Subject:
     task_id: str
     check_name: str
     entity_key: str | None = None
+
+
+@dataclass(frozen=True)
+class IncidentQuery:
+    """Which incidents to list (every field optional but ``dag_ids``): the filters of the Ops view.
+
+    :param dag_ids: only incidents of these DAGs (those the reader may see); empty: none.
+    :param task_id: the task (its mapped instances too: ``task[3]``).
+    :param resolved: True: resolved ones only; False: every other status (pending, open); None: any.
+    :param status: one exact status.
+    :param owner: the check's owner, or the task's (:func:`owner_of`): read from the summary, so filtered here.
+    :param table: the checked table (from the summary, likewise).
+    :param since: last seen at or after. :param until: last seen at or before.
+    """
+
+    dag_ids: Collection[str]
+    task_id: str | None = None
+    check: str | None = None
+    severity: str | None = None
+    resolved: bool | None = None
+    status: str | None = None
+    owner: str | None = None
+    table: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class IncidentRecord:
+    """An incident with what it is about."""
+
+    subject: Subject
+    incident: Incident
+
+
+def owner_of(summary: dict[str, Any]) -> str | None:
+    """Who owns an incident: the check's declared ``owner``, else the task's owner (stored since the Ops
+    view, as ``task_owner``); None for incidents stored before either was."""
+    owner = summary.get("owner") or summary.get("task_owner")
+    return str(owner) if owner else None
 
 
 @dataclass(frozen=True)
@@ -164,15 +212,7 @@ class IncidentRepo:
         row = cur.fetchone()
         if row is None:
             return None
-        data = dict(zip(names, row[:-1], strict=True))
-        for k in _TIMES:
-            data[k] = from_text(data[k])
-        for k in _INTS:
-            data[k] = int(data[k])
-        data["summary"] = json.loads(data["summary"] or "{}")
-        data["refs"] = json.loads(data["refs"] or "{}")
-        data["recent_runs"] = tuple(json.loads(data["recent_runs"] or "[]"))
-        return Incident(**data), int(row[-1])
+        return _incident(names, row[:-1]), int(row[-1])
 
     def _save(self, cur: Cursor, subject: Subject, inc: Incident, version: int | None, now: datetime) -> None:
         values: dict[str, Any] = {f.name: getattr(inc, f.name) for f in fields(Incident)}
@@ -273,6 +313,109 @@ class IncidentRepo:
             cur.execute(f"UPDATE {self.deliveries} SET status = ?, last_error = ? "
                         "WHERE delivery_id = ? AND status = 'sending'",
                         ("abandoned" if give_up else "failed", error[:2000], delivery_id))
+
+    # -- reading for people (the Ops view): SELECTs only -----------------------------------------------
+
+    def dag_ids(self) -> list[str]:
+        """Every DAG that has incidents (to ask the auth manager which of them a reader may see)."""
+        with self.store.transaction() as cur:
+            cur.execute(f"SELECT DISTINCT dag_id FROM {self.incidents}")
+            return sorted(r[0] for r in cur.fetchall())
+
+    def find(self, query: IncidentQuery, limit: int | None = None) -> tuple[list[IncidentRecord], bool]:
+        """The incidents matching ``query``, most severe first (the lifecycle's order), then the oldest first
+        seen; and whether more than ``limit`` matched (the list is cut there)."""
+        where, params = self._where(query)
+        if where is None:
+            return [], False
+        names = [f.name for f in fields(Incident)]
+        ranks = " ".join(f"WHEN ? THEN {int(rank)}" for rank in SEVERITY_RANK.values())
+        in_sql = limit is not None and not (query.owner or query.table)  # those two are read from the summary
+        sql = (f"SELECT dag_id, task_id, check_name, entity_key, {', '.join(names)} FROM {self.incidents} "
+               f"WHERE {where} ORDER BY CASE severity {ranks} ELSE 0 END DESC, first_seen, fingerprint"
+               + (" LIMIT ?" if in_sql else ""))
+        args = [*params, *SEVERITY_RANK, *([limit + 1] if in_sql and limit is not None else [])]
+        with self.store.transaction() as cur:
+            cur.execute(sql, args)
+            rows = cur.fetchall()
+        found = [IncidentRecord(Subject(r[4], r[0], r[1], r[2], r[3]), _incident(names, r[4:])) for r in rows]
+        found = [f for f in found if _matches(f.incident.summary, query)]
+        if limit is not None and len(found) > limit:
+            return found[:limit], True
+        return found, False
+
+    def tally(self, query: IncidentQuery) -> dict[tuple[str, str], int]:
+        """How many incidents match ``query``, by (status, severity)."""
+        where, params = self._where(query)
+        if where is None:
+            return {}
+        counts: dict[tuple[str, str], int] = {}
+        with self.store.transaction() as cur:
+            if query.owner or query.table:
+                cur.execute(f"SELECT status, severity, summary FROM {self.incidents} WHERE {where}", params)
+                for status, severity, summary in cur.fetchall():
+                    if _matches(json.loads(summary or "{}"), query):
+                        counts[(status, severity)] = counts.get((status, severity), 0) + 1
+            else:
+                cur.execute(f"SELECT status, severity, COUNT(*) FROM {self.incidents} WHERE {where} "
+                            "GROUP BY status, severity", params)
+                counts = {(status, severity): int(n) for status, severity, n in cur.fetchall()}
+        return counts
+
+    def find_one(self, fingerprint: str) -> IncidentRecord | None:
+        """One incident with its subject; None when no incident has this fingerprint."""
+        names = [f.name for f in fields(Incident)]
+        with self.store.transaction() as cur:
+            cur.execute(f"SELECT dag_id, task_id, check_name, entity_key, {', '.join(names)} FROM {self.incidents} "
+                        "WHERE fingerprint = ?", (fingerprint,))
+            r = cur.fetchone()
+        return None if r is None else IncidentRecord(Subject(r[4], r[0], r[1], r[2], r[3]), _incident(names, r[4:]))
+
+    def _where(self, q: IncidentQuery) -> tuple[str | None, list[Any]]:
+        """The SQL condition and its parameters for the columns of ``q`` (None: nothing can match)."""
+        dags = sorted(set(q.dag_ids))
+        if not dags:
+            return None, []
+        parts = [f"dag_id IN ({', '.join('?' * len(dags))})"]
+        params: list[Any] = list(dags)
+        if q.task_id is not None:
+            mapped = f"{q.task_id}["  # a mapped instance's incidents are keyed task[index]
+            parts.append("(task_id = ? OR substr(task_id, 1, ?) = ?)")
+            params += [q.task_id, len(mapped), mapped]
+        for column, value in (("check_name", q.check), ("severity", q.severity), ("status", q.status)):
+            if value is not None:
+                parts.append(f"{column} = ?")
+                params.append(value)
+        if q.resolved is not None:
+            parts.append("status = 'resolved'" if q.resolved else "status <> 'resolved'")
+        if q.since is not None:
+            parts.append("last_seen >= ?")
+            params.append(to_text(q.since))
+        if q.until is not None:
+            parts.append("last_seen <= ?")
+            params.append(to_text(q.until))
+        return " AND ".join(parts), params
+
+
+def _incident(names: list[str], values: Any) -> Incident:
+    """An Incident from its stored columns (``names``, in the order of ``values``)."""
+    data = dict(zip(names, values, strict=True))
+    for k in _TIMES:
+        data[k] = from_text(data[k])
+    for k in _INTS:
+        data[k] = int(data[k])
+    data["summary"] = json.loads(data["summary"] or "{}")
+    data["refs"] = json.loads(data["refs"] or "{}")
+    data["recent_runs"] = tuple(json.loads(data["recent_runs"] or "[]"))
+    return Incident(**data)
+
+
+def _matches(summary: dict[str, Any], q: IncidentQuery) -> bool:
+    """The filters on what only the summary holds: the owner (the check's or the task's) and the table."""
+    if q.owner is not None and q.owner not in (summary.get("owner"), summary.get("task_owner")):
+        return False
+    return q.table is None or summary.get("table") == q.table
+
 
 def _is_duplicate_key(error: Exception) -> bool:
     """A unique-key violation, whatever the driver (all raise a DB-API IntegrityError subclass)."""

@@ -87,6 +87,22 @@ class StoredPoint:
         return at
 
 
+@dataclass(frozen=True)
+class SeriesPoint:
+    """A stored point read back for a chart: its series' segment, the bucket's start (UTC), the value and
+    the verdict it got. The detector's prediction (expected value, band) is not stored, only its score ``z``.
+    """
+
+    segment: tuple[Any, ...]
+    bucket: datetime
+    value: float
+    z: float | None
+    anomalous: bool
+    new_level: bool
+    recovered: bool
+    marked: bool
+
+
 class MetricRepo:
     """Read and write metric points and their marks.
 
@@ -289,6 +305,33 @@ class MetricRepo:
                         "AND m.series_id IS NULL", (EXPECTED, key, row[0]))
             count = cur.fetchone()
         return int(count[0]) if count else 0
+
+    def points_of(self, key: str, since: datetime | None = None, until: datetime | None = None,
+                  limit: int = 5000) -> tuple[list[SeriesPoint], bool] | None:
+        """The newest ``limit`` points of every series of ``key`` with a bucket in the window, oldest first
+        (then by segment), and whether more matched; None when ``key`` has no stored series."""
+        where, params = "", [EXPECTED, key]
+        if since is not None:
+            where += " AND p.bucket >= ?"
+            params.append(to_text(since))
+        if until is not None:
+            where += " AND p.bucket <= ?"
+            params.append(to_text(until))
+        with self.store.transaction() as cur:
+            cur.execute(f"SELECT COUNT(*) FROM {self.series} WHERE history_key = ?", (key,))
+            row = cur.fetchone()
+            if not row or not row[0]:
+                return None
+            cur.execute(f"SELECT s.segment, p.bucket, p.value, p.z, p.anomalous, p.new_level, p.recovered, m.mark "
+                        f"FROM {self.points} p JOIN {self.series} s ON s.series_id = p.series_id "
+                        f"LEFT JOIN {self.marks} m ON m.series_id = p.series_id AND m.bucket = p.bucket AND m.mark = ? "
+                        f"WHERE s.history_key = ?{where} ORDER BY p.bucket DESC, s.segment LIMIT {int(limit) + 1}",
+                        params)
+            found = cur.fetchall()
+        points = [SeriesPoint(tuple(json.loads(seg or "[]")), _utc(b), float(v), None if z is None else float(z),
+                              bool(a), bool(n), bool(r), m is not None) for seg, b, v, z, a, n, r, m in found[:limit]]
+        points.sort(key=lambda p: (p.bucket, json.dumps(json_safe(list(p.segment)))))
+        return points, len(found) > limit
 
     def _series_of(self, cur: Cursor, key: str, segment: Segment, what: str) -> tuple[str, tuple[Any, ...]]:
         cur.execute(f"SELECT series_id, segment FROM {self.series} WHERE history_key = ? ORDER BY segment", (key,))

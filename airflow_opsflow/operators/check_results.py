@@ -11,7 +11,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airflow_opsflow.incidents.lifecycle import Policy as IncidentPolicy
-from airflow_opsflow.links import TICKETS_XCOM, JiraTicketLink
+from airflow_opsflow.links import TICKETS_XCOM, JiraTicketLink, OpsViewLink
 from airflow_opsflow.operators.naming import where_am_i
 from airflow_opsflow.operators.templating import NestedTemplates, nested_template_errors
 
@@ -44,7 +44,7 @@ class CheckResultsOperator(NestedTemplates, BaseOperator):
         default ``[opsflow] result_history`` (on). Without a state database nothing is recorded.
     """
 
-    operator_extra_links = (JiraTicketLink(),)
+    operator_extra_links = (JiraTicketLink(), OpsViewLink())
 
     def __init__(
         self,

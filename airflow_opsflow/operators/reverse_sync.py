@@ -11,6 +11,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airflow_opsflow.core.jinja import has_jinja, has_jinja_anywhere, template_errors, with_placeholders_anywhere
 from airflow_opsflow.destinations.base import SyncDestination
+from airflow_opsflow.links import OpsSyncsLink
 from airflow_opsflow.operators.naming import where_am_i
 from airflow_opsflow.operators.templating import NestedTemplates
 from airflow_opsflow.sync.spec import SyncSpec, SyncSpecError
@@ -86,6 +87,7 @@ class ReverseSyncOperator(NestedTemplates, BaseOperator):
     template_ext: Sequence[str] = (".sql",)
     template_fields_renderers = {"sql": "sql", "mapping": "json"}
     ui_color = "#e8eef8"
+    operator_extra_links = (OpsSyncsLink(),)
 
     def __init__(
         self,

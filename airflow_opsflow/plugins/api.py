@@ -15,21 +15,19 @@ instance success needs). The marker is the authenticated user, never a request f
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
 from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_dag
-from airflow.sdk.exceptions import AirflowException
-from fastapi import Depends, FastAPI, HTTPException, Query, status
+from fastapi import Depends, FastAPI, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from airflow_opsflow.connections.state import state_store
 from airflow_opsflow.flows import feedback
-from airflow_opsflow.monitors.repo import Mark, MarkError, NotFlagged, NothingStored
-from airflow_opsflow.state.store import StateStore, StateStoreError
+from airflow_opsflow.monitors.repo import Mark, MarkError
+from airflow_opsflow.plugins.store import request_store
+from airflow_opsflow.state.store import StateStore
 
 UNPROCESSABLE = 422  # (Starlette renamed its constant; the number stays)
 MARKS = "/api/v1/dags/{dag_id}/tasks/{task_id}/checks/{check}/marks"
@@ -99,34 +97,6 @@ class MarksOut(BaseModel):
     marks: list[MarkOut]
 
 
-def _status_of(error: MarkError) -> int:
-    """404 when the request names nothing stored (check, bucket); 409 for a point that cannot be marked;
-    422 for input that cannot be read or is ambiguous (a date, a segment, a time zone)."""
-    if isinstance(error, NothingStored):
-        return status.HTTP_404_NOT_FOUND
-    if isinstance(error, NotFlagged):
-        return status.HTTP_409_CONFLICT
-    return UNPROCESSABLE
-
-
-@contextmanager
-def _store(dag_id: str, task_id: str, check: str) -> Iterator[StateStore]:
-    """The deployment's state store for one request; its failures as HTTP errors naming the check."""
-    owner = f"opsflow API, dag {dag_id!r}, task {task_id!r}, check {check!r}"
-    try:
-        store = state_store(None, owner)
-    except AirflowException as e:  # not configured, or the connection is not defined
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(e)) from None
-    try:
-        yield store
-    except MarkError as e:
-        raise HTTPException(_status_of(e), str(e)) from None
-    except (AirflowException, StateStoreError) as e:  # the database is unreachable: messages name no secrets
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(e)) from None
-    finally:
-        store.close()
-
-
 def _segment(values: list[str]) -> dict[str, str] | None:
     """``?segment=country=DE`` (repeated in segment_by order), as the CLI's ``--segment``."""
     try:
@@ -136,7 +106,7 @@ def _segment(values: list[str]) -> dict[str, str] | None:
 
 
 def _call(dag_id: str, task_id: str, check: str, fn: Callable[[StateStore], T]) -> T:
-    with _store(dag_id, task_id, check) as store:
+    with request_store(dag_id, task_id, check) as store:
         return fn(store)
 
 
@@ -164,6 +134,8 @@ def create_app() -> FastAPI:
         description="Feedback on opsflow's metric checks, in Airflow's API server. Authenticate as for "
                     "Airflow's REST API: `Authorization: Bearer <JWT>` (e.g. from `POST /auth/token`).",
     )
+    from airflow_opsflow.plugins import incidents_api  # the Ops view's incidents and entities (read-only)
+    app.include_router(incidents_api.router)
 
     @app.post(MARKS, response_model=FeedbackOut, dependencies=[CanEdit],
               responses={**_ERRORS, 409: {"description": "the point was not flagged"}},
@@ -201,4 +173,6 @@ def create_app() -> FastAPI:
             store, dag_id=dag_id, task_id=task_id, check=check, history_key=history_key))
         return MarksOut(marks=[MarkOut.of(m) for m in found])
 
+    from airflow_opsflow.plugins import history_api
+    app.include_router(history_api.router)
     return app

@@ -405,6 +405,66 @@ class SyncRepo:
                         [v for row in part for v in row])
 
 
+@dataclass(frozen=True)
+class PendingKey:
+    """A record whose last write may or may not have reached the destination.
+
+    :param state: ``pending`` (a run after a crash found the write unrecorded: sent again by the next run) or
+        ``unconfirmed`` (a write-ahead mark with no recorded answer: a run was killed after sending, or is
+        sending right now; the sync's next run turns it into ``pending``).
+    :param since: when the key became pending (None for a mark: marks keep no time).
+    :param op: the marked write's operation (``upsert``, ``delete``...), for an unconfirmed key.
+    """
+
+    sync_id: str
+    key: str
+    state: str
+    since: datetime | None
+    write_id: str | None
+    op: str | None = None
+
+
+class SyncStateReader:
+    """Reads sync state across syncs, for people (the Ops view): SELECTs only."""
+
+    def __init__(self, store: StateStore) -> None:
+        self.store = store
+        self._keys = store.table("sync_keys")
+        self._marks = store.table("sync_marks")
+
+    def pending(self, sync_ids: Sequence[str], limit: int = 5000) -> tuple[list[PendingKey], bool]:
+        """The keys of ``sync_ids`` whose write is pending or unconfirmed (at most ``limit``, by sync then
+        key), and whether there were more. Reads the pending keys through the index of non-confirmed keys,
+        and the marks left in ``sync_marks`` (a finished run clears its own)."""
+        found: list[PendingKey] = []
+        more = False
+        with self.store.transaction() as cur:
+            for i in range(0, len(sync_ids), _CHUNK):
+                part = list(sync_ids[i:i + _CHUNK])
+                marks = ", ".join("?" * len(part))
+                cur.execute(f"SELECT sync_id, key_text, updated_at, write_id FROM {self._keys} "
+                            f"WHERE status <> 'ok' AND status = ? AND sync_id IN ({marks}) "
+                            f"ORDER BY sync_id, key_text LIMIT {int(limit) + 1}", (PENDING, *part))
+                rows = cur.fetchall()
+                more = more or len(rows) > limit
+                found += [PendingKey(str(sid), str(k), PENDING, from_text(at), wid) for sid, k, at, wid in rows[:limit]]
+                cur.execute(f"SELECT sync_id, write_id, op, key_list FROM {self._marks} WHERE sync_id IN ({marks}) "
+                            "ORDER BY sync_id, write_id", part)
+                for sid, write_id, op, keys_json in cur.fetchall():
+                    if len(found) > limit:
+                        more = True
+                        break
+                    keys = [str(k) for k in json.loads(keys_json)]
+                    recorded = SyncRepo(self.store, str(sid))._lookup(cur, keys)
+                    # As resolve_marks() decides: a write is recorded once its key's row carries the write id
+                    # (a delete also once the row is gone).
+                    found += [PendingKey(str(sid), k, "unconfirmed", None, str(write_id), str(op)) for k in keys
+                              if not ((k not in recorded and op == "delete")
+                                      or (k in recorded and recorded[k].write_id == write_id))]
+        found.sort(key=lambda p: (p.sync_id, p.key, p.state))
+        return found[:limit], more or len(found) > limit
+
+
 def _json_list(values: list[Any]) -> str:
     """A JSON array (orjson: a mark per batch of a million-record sync; json for what it refuses)."""
     import orjson

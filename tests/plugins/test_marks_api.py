@@ -5,7 +5,6 @@ next run posts the resolution once; a viewer may list marks but not mark; errors
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -25,6 +24,8 @@ from airflow_opsflow.state.store import StateStore
 from tests.conftest import AIRFLOW_ENV, Database
 from tests.monitors.orders import DROP_DAY
 from tests.monitors.test_mark_expected_dag import KEY, dags, on_day, orders, resolutions, state  # noqa: F401
+from tests.plugins import auth
+from tests.plugins.auth import api_server
 
 pytestmark = pytest.mark.usefixtures("airflow_db", "slack_conn")
 USERS = {"alice": ("user", "alice-secret"), "victor": ("viewer", "victor-secret")}  # name: (role, password)
@@ -35,26 +36,12 @@ ROUTE = "slack:slack_api_default/#data-quality"
 @pytest.fixture(scope="module")
 def api(airflow_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     """Airflow's API server app (core API, auth manager, plugins) with two simple-auth-manager users."""
-    passwords = tmp_path_factory.mktemp("auth") / "passwords.json"
-    passwords.write_text(json.dumps({name: password for name, (_, password) in USERS.items()}))
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("AIRFLOW__CORE__AUTH_MANAGER",
-                   "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager")
-        env.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", ",".join(f"{n}:{r}" for n, (r, _) in USERS.items()))
-        env.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", "False")
-        env.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE", str(passwords))
-        env.setenv("AIRFLOW__API_AUTH__JWT_SECRET", "opsflow-test-" + "s" * 64)  # HS512 wants 64 bytes or more
-        from airflow.api_fastapi.app import create_app
-
-        with TestClient(create_app("core")) as client:
-            yield client
+    with api_server(USERS, tmp_path_factory.mktemp("auth"), "") as client:
+        yield client
 
 
-def login(api: TestClient, user: str) -> dict[str, str]:
-    """The user's JWT from the simple auth manager's ``POST /auth/token``, as a request header."""
-    answer = api.post("/auth/token", json={"username": user, "password": USERS[user][1]})
-    assert answer.status_code == 201, answer.text
-    return {"Authorization": f"Bearer {answer.json()['access_token']}"}
+def login(client: TestClient, user: str) -> dict[str, str]:
+    return auth.login(client, USERS, user)
 
 
 def flag_the_drop(db: Database, orders: str, fake_slack: FakeSlack) -> str:  # noqa: F811

@@ -202,4 +202,42 @@ def test_the_dbt_example_in_the_airflow_ui(airflow: Airflow, fake_jira: FakeJira
                             ("Deployment", extra), ("Verify TLS", extra), ("Timeout (seconds)", extra)):
             assert label in body, f"{label!r} not on the opsflow_jira connection form"
         assert "Schema" not in standard and "Port" not in standard  # hidden: Jira does not use them
+
+        _the_ops_view(airflow, page, run_id, tickets)
         browser.close()
+
+
+def _the_ops_view(airflow: Airflow, page: Any, run_id: str, tickets: list[Any]) -> None:
+    """The Ops view in Airflow's UI: registered in its navigation, the run's two open incidents with their
+    tickets, a check's history chart, and the link back to the task instance."""
+    views = [v for p in airflow.call("GET", "/api/v2/plugins")["plugins"] for v in p.get("external_views", [])]
+    assert {(v["name"], v["destination"]) for v in views} >= {("Ops", "nav"), ("Ops", "task_instance")}
+
+    page.goto(f"{airflow.base}/plugin/opsflow")  # the navigation entry's page: the view in Airflow's frame
+    frame = page.frame_locator("iframe").first
+    frame.locator("main table, main .error, main .empty").first.wait_for(timeout=60_000)
+    page.screenshot(path=SHOTS / "6-ops-incidents.png", full_page=True)
+    assert frame.locator("main table").count(), frame.locator("main").inner_text()
+    cards = frame.locator(".card").first.inner_text()
+    assert cards.split()[0] == "2" and "open incidents" in cards  # the two warning dbt tests
+    rows = frame.locator("table tbody tr")
+    assert rows.count() == 2
+    body = frame.locator("table").inner_text()
+    assert all(t.key in body for t in tickets) and body.count(DAG) == 2
+
+    frame.get_by_role("link", name="Check history").click()
+    frame.locator("table tbody tr").first.wait_for(timeout=30_000)
+    frame.locator("table tbody tr a").filter(has_text="assert_payment_amounts_positive").first.click()
+    frame.locator("svg.chart").first.wait_for(timeout=30_000)
+    page.screenshot(path=SHOTS / "7-ops-check-history.png", full_page=True)
+    assert "Runs" in frame.locator("main").inner_text()
+
+    frame.locator("main table tbody tr a").first.click()  # the run time links to the task instance
+    # (Airflow's router goes there: a same-document move of the page around the view, no load event)
+    page.wait_for_function(f"() => /\\/dags\\/{DAG}\\/runs\\/.+\\/tasks\\/dbt_tests/.test(location.pathname)",
+                           timeout=30_000)
+    page.get_by_text("No Task Instance found").wait_for(state="hidden", timeout=30_000)  # (while it loads)
+    page.get_by_text("Rendered Templates").first.wait_for(timeout=30_000)
+    page.screenshot(path=SHOTS / "8-ops-back-to-task.png", full_page=True)
+    assert page.get_by_text("Ops", exact=True).count() >= 2  # in the navigation, and the task instance's tab
+    assert urllib.parse.quote(run_id, safe="") in page.url or run_id in urllib.parse.unquote(page.url)
