@@ -12,13 +12,11 @@ DAGs that user may read (``access.readable_dags``): another DAG's rows are never
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from typing import Annotated, Any
-from urllib.parse import quote
 
 from airflow.api_fastapi.core_api.security import GetUserDep
 from fastapi import APIRouter, HTTPException, Query, status
@@ -28,6 +26,7 @@ from airflow_opsflow.history.repo import CheckRow, HistoryReader, SyncOf, SyncRo
 from airflow_opsflow.monitors.repo import MetricRepo, SeriesPoint
 from airflow_opsflow.plugins import clock
 from airflow_opsflow.plugins.access import readable_dags
+from airflow_opsflow.plugins.airflow_urls import task_instance_url
 from airflow_opsflow.plugins.store import reading_store
 from airflow_opsflow.sync.repo import PendingKey, SyncStateReader
 
@@ -41,7 +40,6 @@ DEFAULT_LIMIT, MAX_LIMIT = 500, 5000
 ROWS_READ = 50_000
 VERDICTS = ("pass", "warn", "fail")  # error and skipped runs gave no verdict: they neither break nor extend a streak
 NOT_FAILING = ("pass", "skipped")
-_MAPPED = re.compile(r"^(?P<task>.+)\[(?P<index>\d+)\]$")
 
 Since = Annotated[datetime | None, Query(description="from this time on (ISO-8601; no offset: UTC)")]
 Until = Annotated[datetime | None, Query(description="up to this time (ISO-8601; no offset: UTC)")]
@@ -232,18 +230,9 @@ def _window(since: datetime | None, until: datetime | None, default: bool) -> tu
     return since, until
 
 
-def task_instance_url(dag_id: str, run_id: str, task_id: str) -> str:
-    """Airflow 3's UI path of a task instance (``task[3]``: the mapped instance's own page)."""
-    mapped = _MAPPED.match(task_id)
-    base = f"/dags/{quote(dag_id, safe='')}/runs/{quote(run_id, safe='')}/tasks/"
-    if mapped:
-        return f"{base}{quote(mapped['task'], safe='')}/mapped/{mapped['index']}"
-    return base + quote(task_id, safe="")
-
-
 def _links(dag_id: str, run_id: str, task_id: str) -> dict[str, str]:
     # The task instance page's default tab is its logs (Airflow 3.x router: the index route renders them).
-    url = task_instance_url(dag_id, run_id, task_id)
+    url = task_instance_url(dag_id, task_id, run_id)
     return {"task_instance_url": url, "log_url": url}
 
 

@@ -14,11 +14,9 @@ columns were kept with it shows every sample value masked until its task runs ag
 
 from __future__ import annotations
 
-import re
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Annotated, Any
-from urllib.parse import quote
 
 from airflow.api_fastapi.core_api.security import GetUserDep
 from fastapi import APIRouter, HTTPException, Query, status
@@ -30,6 +28,7 @@ from airflow_opsflow.incidents.entity_repo import EntityQuery, EntityRecord, Ent
 from airflow_opsflow.incidents.repo import IncidentQuery, IncidentRecord, IncidentRepo, owner_of
 from airflow_opsflow.plugins import clock
 from airflow_opsflow.plugins.access import readable_dags
+from airflow_opsflow.plugins.airflow_urls import split_task, task_instance_url
 from airflow_opsflow.plugins.store import reading_store
 from airflow_opsflow.state.store import StateStore
 
@@ -38,7 +37,6 @@ router = APIRouter()
 INCIDENTS = "/api/v1/incidents"
 ENTITIES = "/api/v1/entities"
 DEFAULT_LIMIT, MAX_LIMIT = 500, 5000
-_MAPPED = re.compile(r"(.+)\[(\d+)\]")  # incidents of a mapped task instance are keyed task[index]
 
 STATUS_HELP = ("`open` (default): every status but resolved (pending and open); `resolved`; `all`; or one "
                "exact status")
@@ -210,19 +208,8 @@ def _utc(at: datetime | None) -> datetime | None:
     return None if at is None else at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 
 
-def _task(task_key: str) -> tuple[str, int | None]:
-    m = _MAPPED.fullmatch(task_key)
-    return (m[1], int(m[2])) if m else (task_key, None)
-
-
 def _ti_url(dag_id: str, task_key: str, run_id: str | None) -> str | None:
-    """The task instance's page in Airflow 3's UI (its router: dags/:dagId/runs/:runId/tasks/:taskId and
-    .../mapped/:mapIndex), whose first tab is the log."""
-    if not run_id:
-        return None
-    task_id, index = _task(task_key)
-    path = f"/dags/{quote(dag_id, safe='')}/runs/{quote(run_id, safe='')}/tasks/{quote(task_id, safe='')}"
-    return path if index is None else f"{path}/mapped/{index}"
+    return task_instance_url(dag_id, task_key, run_id) if run_id else None
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -270,7 +257,7 @@ def _evidence(summary: dict[str, Any]) -> Evidence:
 def _fields(r: IncidentRecord, now: datetime) -> dict[str, Any]:
     inc, s = r.incident, r.subject
     start = inc.first_seen or inc.opened_at
-    task_id, index = _task(s.task_id)
+    task_id, index = split_task(s.task_id)
     return dict(
         fingerprint=inc.fingerprint, incident_id=inc.incident_id, dag_id=s.dag_id, task_id=task_id, map_index=index,
         check=s.check_name, entity_key=s.entity_key, status=inc.status, severity=inc.severity,
@@ -295,7 +282,7 @@ def _entity(e: EntityRecord, summary: dict[str, Any], now: datetime) -> EntityOu
     age = max((now - e.start).total_seconds(), 0.0)
     sla = _sla(summary)
     url = _ti_url(e.dag_id, e.task_id, e.entity.first_run)
-    task_id, index = _task(e.task_id)
+    task_id, index = split_task(e.task_id)
     t = e.entity
     return EntityOut(dag_id=e.dag_id, task_id=task_id, map_index=index, check=e.check_name,
                      entity_key=MASK if hidden else key_label(t.key), since=e.start, first_seen=t.first_seen,
