@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -273,6 +273,12 @@ def _where(filters: Sequence[tuple[str, Any]], dag_ids: Sequence[str] | None = N
     return (" WHERE " + " AND ".join(parts)) if parts else "", params
 
 
+def _chunks(dag_ids: Sequence[str]) -> Iterator[list[str]]:
+    """``dag_ids`` in pieces small enough for one ``IN (...)`` on every database."""
+    for i in range(0, len(dag_ids), _IN_CHUNK):
+        yield list(dag_ids[i:i + _IN_CHUNK])
+
+
 def _json(text: str | None) -> Any:
     if text is None:
         return None
@@ -280,10 +286,6 @@ def _json(text: str | None) -> Any:
         return json.loads(text)
     except ValueError:
         return text
-
-
-def _at(text: str | None) -> datetime | None:
-    return from_text(text)
 
 
 class HistoryReader:
@@ -311,27 +313,26 @@ class HistoryReader:
         """The newest ``limit`` rows of ``dag_ids`` in the window, oldest first, and whether more matched."""
         rows: list[CheckRow] = []
         more = False
-        for i in range(0, max(len(dag_ids), 1), _IN_CHUNK):
-            chunk = list(dag_ids[i:i + _IN_CHUNK])
-            where, params = _where([("task_id = ?", task_id), ("check_name = ?", check), ("table_name = ?", table),
-                                    (f"{_CHECK_TIME} >= ?", to_text(since)), (f"{_CHECK_TIME} <= ?", to_text(until))],
-                                   chunk)
-            with self.store.transaction() as cur:
+        filters = [("task_id = ?", task_id), ("check_name = ?", check), ("table_name = ?", table),
+                   (f"{_CHECK_TIME} >= ?", to_text(since)), (f"{_CHECK_TIME} <= ?", to_text(until))]
+        with self.store.transaction() as cur:
+            for chunk in _chunks(dag_ids):
+                where, params = _where(filters, chunk)
                 cur.execute(f"SELECT {', '.join(_CHECK_READ)} FROM {self.checks_table}{where} "
                             f"ORDER BY {_CHECK_TIME} DESC, recorded_at DESC, check_name LIMIT {int(limit) + 1}", params)
                 found = cur.fetchall()
-            more = more or len(found) > limit
-            rows += [self._check(r) for r in found[:limit]]
+                more = more or len(found) > limit
+                rows += [self._check(r) for r in found[:limit]]
         rows.sort(key=lambda r: (r.at, r.recorded_at), reverse=True)
         more = more or len(rows) > limit
         return rows[:limit][::-1], more
 
     @staticmethod
     def _check(r: Sequence[Any]) -> CheckRow:
-        recorded = _at(r[5])
+        recorded = from_text(r[5])
         assert recorded is not None  # NOT NULL
-        return CheckRow(str(r[0]), str(r[1]), str(r[2]), r[3], _at(r[4]), recorded, str(r[6]), str(r[7]), str(r[8]),
-                        r[9], r[10], _json(r[11]), None if r[12] is None else float(r[12]), r[13],
+        return CheckRow(str(r[0]), str(r[1]), str(r[2]), r[3], from_text(r[4]), recorded, str(r[6]), str(r[7]),
+                        str(r[8]), r[9], r[10], _json(r[11]), None if r[12] is None else float(r[12]), r[13],
                         None if r[14] is None else float(r[14]), r[15], r[16], r[17],
                         None if r[18] is None else float(r[18]))
 
@@ -339,10 +340,10 @@ class HistoryReader:
                  destination: str | None = None) -> list[SyncOf]:
         """Every sync of ``dag_ids`` with a recorded run, with the DAG, task and destination of its newest."""
         found: dict[str, tuple[str, SyncOf]] = {}
-        for i in range(0, len(dag_ids), _IN_CHUNK):
-            where, params = _where([("task_id = ?", task_id), ("sync_id = ?", sync_id),
-                                    ("destination = ?", destination)], list(dag_ids[i:i + _IN_CHUNK]))
-            with self.store.transaction() as cur:
+        filters = [("task_id = ?", task_id), ("sync_id = ?", sync_id), ("destination = ?", destination)]
+        with self.store.transaction() as cur:
+            for chunk in _chunks(dag_ids):
+                where, params = _where(filters, chunk)
                 # One row per (sync, run) at most: a few per day and sync, read whole.
                 cur.execute(f"SELECT sync_id, dag_id, task_id, destination, MAX(recorded_at) FROM {self.syncs_table}"
                             f"{where} GROUP BY sync_id, dag_id, task_id, destination", params)
@@ -371,14 +372,14 @@ class HistoryReader:
         rows: list[SyncRow] = []
         more = False
         filters = self._sync_filters(task_id, sync_id, destination, status, since, until)
-        for i in range(0, len(dag_ids), _IN_CHUNK):
-            where, params = _where(filters, list(dag_ids[i:i + _IN_CHUNK]))
-            with self.store.transaction() as cur:
+        with self.store.transaction() as cur:
+            for chunk in _chunks(dag_ids):
+                where, params = _where(filters, chunk)
                 cur.execute(f"SELECT {', '.join(_SYNC_READ)} FROM {self.syncs_table}{where} "
                             f"ORDER BY recorded_at DESC, sync_id LIMIT {int(limit) + 1}", params)
                 found = cur.fetchall()
-            more = more or len(found) > limit
-            rows += [self._sync(r) for r in found[:limit]]
+                more = more or len(found) > limit
+                rows += [self._sync(r) for r in found[:limit]]
         rows.sort(key=lambda r: (r.recorded_at, r.sync_id), reverse=True)
         return rows[:limit], more or len(rows) > limit
 
@@ -389,9 +390,9 @@ class HistoryReader:
         sums = ", ".join(f"SUM({c})" for c in _SYNC_COUNTS)
         merged: dict[tuple[str | None, str], list[int]] = {}
         filters = self._sync_filters(task_id, sync_id, destination, status, since, until)
-        for i in range(0, len(dag_ids), _IN_CHUNK):
-            where, params = _where(filters, list(dag_ids[i:i + _IN_CHUNK]))
-            with self.store.transaction() as cur:
+        with self.store.transaction() as cur:
+            for chunk in _chunks(dag_ids):
+                where, params = _where(filters, chunk)
                 cur.execute(f"SELECT destination, status, COUNT(*), {sums} FROM {self.syncs_table}{where} "
                             "GROUP BY destination, status", params)
                 for dest, status_, *numbers in cur.fetchall():
@@ -403,11 +404,11 @@ class HistoryReader:
 
     @staticmethod
     def _sync(r: Sequence[Any]) -> SyncRow:
-        recorded = _at(r[7])
+        recorded = from_text(r[7])
         assert recorded is not None  # NOT NULL
         failures = _json(r[24])
         added, changed, deleted, unchanged, failed, invalid, skipped = (int(v or 0) for v in r[11:18])
-        return SyncRow(str(r[0]), str(r[1]), str(r[2]), str(r[3]), str(r[4]), r[5], _at(r[6]), recorded, str(r[8]),
-                       r[9], r[10], added, changed, deleted, unchanged, failed, invalid, skipped, r[18], r[19], r[20],
-                       r[21], None if r[22] is None else float(r[22]), r[23],
+        return SyncRow(str(r[0]), str(r[1]), str(r[2]), str(r[3]), str(r[4]), r[5], from_text(r[6]), recorded,
+                       str(r[8]), r[9], r[10], added, changed, deleted, unchanged, failed, invalid, skipped, r[18],
+                       r[19], r[20], r[21], None if r[22] is None else float(r[22]), r[23],
                        [f for f in failures if isinstance(f, dict)] if isinstance(failures, list) else [])

@@ -151,7 +151,18 @@ class RejectionOut(BaseModel):
     reason: str
 
 
-class SyncRunOut(BaseModel):
+class SyncCounts(BaseModel):
+    """Records a sync added, changed, deleted, left unchanged, had rejected (failed) or found invalid."""
+
+    added: int
+    changed: int
+    deleted: int
+    unchanged: int
+    failed: int
+    invalid: int
+
+
+class SyncRunOut(SyncCounts):
     run_key: str
     sync_id: str
     dag_id: str
@@ -162,12 +173,6 @@ class SyncRunOut(BaseModel):
     destination: str | None
     mode: str | None
     status: str = Field(description="ok, partial, failed, refused or dry_run")
-    added: int
-    changed: int
-    deleted: int
-    unchanged: int
-    failed: int
-    invalid: int
     skipped: int
     rows_read: int | None
     requests: int | None
@@ -194,15 +199,9 @@ class PendingOut(BaseModel):
     op: str | None = Field(description="the unconfirmed write's operation")
 
 
-class DestinationTotals(BaseModel):
+class DestinationTotals(SyncCounts):
     runs: int
     statuses: dict[str, int] = Field(description="runs per status")
-    added: int
-    changed: int
-    deleted: int
-    unchanged: int
-    failed: int
-    invalid: int
     pending: int = Field(description="records in `pending` for this destination")
 
 

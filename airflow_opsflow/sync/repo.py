@@ -295,8 +295,7 @@ class SyncRepo:
                 refs = json.loads(refs_json) if refs_json else [None] * len(keys)
                 known = self._lookup(cur, keys)
                 for key, ref in zip(keys, refs, strict=True):
-                    state = known.get(key)
-                    if (state is None and op == "delete") or (state is not None and state.write_id == write_id):
+                    if _write_recorded(known.get(key), op, write_id):
                         continue
                     pending.append((self.sync_id, key, None, ref, PENDING, 0, None, now, write_id))
             self._upsert(cur, pending, ok=False, pending=True)
@@ -424,6 +423,12 @@ class PendingKey:
     op: str | None = None
 
 
+def _write_recorded(state: KeyState | None, op: str, write_id: str) -> bool:
+    """Whether a marked write reached the state: its key's row carries the write id (confirmed or rejected),
+    or, for a delete, the row is gone (what ``resolve_marks`` and the Ops view both ask)."""
+    return (state is None and op == "delete") or (state is not None and state.write_id == write_id)
+
+
 class SyncStateReader:
     """Reads sync state across syncs, for people (the Ops view): SELECTs only."""
 
@@ -456,11 +461,8 @@ class SyncStateReader:
                         break
                     keys = [str(k) for k in json.loads(keys_json)]
                     recorded = SyncRepo(self.store, str(sid))._lookup(cur, keys)
-                    # As resolve_marks() decides: a write is recorded once its key's row carries the write id
-                    # (a delete also once the row is gone).
                     found += [PendingKey(str(sid), k, "unconfirmed", None, str(write_id), str(op)) for k in keys
-                              if not ((k not in recorded and op == "delete")
-                                      or (k in recorded and recorded[k].write_id == write_id))]
+                              if not _write_recorded(recorded.get(k), op, write_id)]
         found.sort(key=lambda p: (p.sync_id, p.key, p.state))
         return found[:limit], more or len(found) > limit
 
